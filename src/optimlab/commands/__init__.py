@@ -1,0 +1,1 @@
+"""One module per `optimlab` subcommand: argument parsing and printing only."""

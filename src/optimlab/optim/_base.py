@@ -1,0 +1,196 @@
+"""Bookkeeping shared by the optimizers: validation, lazy state, dispatch.
+
+The math lives in pure update functions next to each optimizer; this class
+only groups parameters, creates state, checks input and picks an
+implementation ("reference", "foreach" or "fused") for every param group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from optimlab import kernels
+
+NONFINITE_MODES = ("apply", "skip", "raise")
+
+
+def value(x: float | torch.Tensor) -> float:
+    """A hyperparameter as a Python float (0-d tensors are allowed)."""
+    return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
+
+
+def _as_number(name: str, x: Any) -> float:
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"Invalid {name}: a tensor {name} must have one element, got shape "
+                             f"{tuple(x.shape)}")
+        return float(x.item())
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"Invalid {name}: {x!r} ({type(x).__name__}); expected a float "
+                        "or a 0-d tensor")
+    return float(x)
+
+
+def check_nonneg(name: str, x: Any) -> None:
+    v = _as_number(name, x)
+    if math.isnan(v) or v < 0 or math.isinf(v):
+        raise ValueError(f"Invalid {name}: {v}; allowed: a finite number >= 0")
+
+
+def check_unit(name: str, x: Any) -> None:
+    """Decay rates (betas, alpha, momentum) live in [0, 1)."""
+    v = _as_number(name, x)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"Invalid {name}: {v}; allowed: 0 <= {name} < 1")
+
+
+def check_choice(name: str, x: Any, allowed: Iterable[Any]) -> None:
+    allowed = tuple(allowed)
+    if x not in allowed:
+        raise ValueError(f"Invalid {name}: {x!r}; allowed: {', '.join(map(repr, allowed))}")
+
+
+class BaseOptimizer(torch.optim.Optimizer):
+    """torch.optim.Optimizer with lazy state and a per-group implementation choice.
+
+    Subclasses define `_validate(group)`, `_init_state(p)` and `_update(group, impl,
+    params, grads, states)`, plus `_fused_kind`, the name of their fused kernel.
+    """
+
+    _fused_kind: str = ""
+
+    def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
+        if isinstance(params, torch.Tensor):
+            raise TypeError(
+                f"Invalid params: a single Tensor of shape {tuple(params.shape)}; allowed: an "
+                "iterable of Tensors or of param-group dicts (wrap it: [p])")
+        check_choice("nonfinite", nonfinite, NONFINITE_MODES)
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0  # steps skipped because of non-finite gradients
+        self.last_impl: list[str] = []  # implementation taken per param group, last step
+        super().__init__(params, defaults)
+
+    # ---- param groups -------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            params = group["params"]
+            if len(params) != len({id(p) for p in params}):
+                raise ValueError("Invalid params: a parameter appears more than once in one "
+                                 "param group; allowed: each tensor once")
+            for i, p in enumerate(params):
+                if not (p.is_floating_point() or p.is_complex()):
+                    raise TypeError(f"Invalid params: parameter {i} has dtype {p.dtype}; "
+                                    "allowed: floating-point or complex tensors")
+            self._check_common(group)
+            self._validate(group)
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    def _check_common(self, group: dict[str, Any]) -> None:
+        lr = _as_number("lr", group["lr"])
+        if math.isnan(lr) or lr < 0 or math.isinf(lr):
+            raise ValueError(f"Invalid learning rate lr: {lr}; allowed: a finite number >= 0")
+        check_nonneg("weight_decay", group["weight_decay"])
+        check_choice("foreach", group["foreach"], (None, True, False))
+        check_choice("fused", group["fused"], (None, True, False))
+        if group["fused"] and group["foreach"]:
+            raise ValueError("Invalid foreach=True with fused=True; allowed: at most one of them")
+
+    def _validate(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        # A state_dict written by torch.optim lacks our keys: give them defaults.
+        for group in self.param_groups:
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+        self.__dict__.setdefault("nonfinite", "apply")
+        self.__dict__.setdefault("skipped_steps", 0)
+        self.__dict__.setdefault("last_impl", [])
+
+    # ---- stepping -----------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Do one optimizer step; returns the closure's loss if a closure is given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.nonfinite != "apply" and not self._grads_finite():
+            self.skipped_steps += 1
+            return loss
+        self.last_impl = []
+        for group in self.param_groups:
+            params, grads = self._collect(group)
+            if not params:
+                self.last_impl.append("none")
+                continue
+            states = [self._state_for(p) for p in params]
+            impl = self._choose_impl(group, params)
+            self.last_impl.append(impl)
+            self._update(group, impl, params, grads, states)
+        return loss
+
+    def _collect(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        params, grads = [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients "
+                                   f"(parameter of shape {tuple(p.shape)}); allowed: dense")
+            params.append(p)
+            grads.append(p.grad)
+        return params, grads
+
+    def _state_for(self, p: torch.Tensor) -> dict[str, Any]:
+        state = self.state[p]
+        if len(state) == 0:
+            state.update(self._init_state(p))
+        return state
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
+                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _grads_finite(self) -> bool:
+        for gi, group in enumerate(self.param_groups):
+            names = group.get("param_names")
+            for i, p in enumerate(group["params"]):
+                if p.grad is None or bool(torch.isfinite(p.grad).all()):
+                    continue
+                if self.nonfinite == "skip":
+                    return False
+                name = names[i] if names else f"parameter {i} of param group {gi}"
+                raise FloatingPointError(
+                    f"non-finite gradient (NaN or Inf) in {name} (shape {tuple(p.shape)}); "
+                    "nonfinite='raise' was asked; use 'skip' to skip such steps or "
+                    "'apply' to apply them")
+        return True
+
+    def _choose_impl(self, group: dict[str, Any], params: list[torch.Tensor]) -> str:
+        if group["foreach"] is False and not group["fused"]:
+            return "reference"
+        if group["fused"] is not False and not group["foreach"]:
+            reason = kernels.fused_unavailable(self._fused_kind, params, group)
+            if reason is None:
+                return "fused"
+            if group["fused"]:
+                raise RuntimeError(f"{type(self).__name__}(fused=True) cannot run here: {reason}")
+        return "foreach"
+
+
+def real_views(tensors: list[torch.Tensor | None]) -> list[Any]:
+    """Complex tensors as real (..., 2) views: the update treats re and im as two reals."""
+    return [torch.view_as_real(t) if t is not None and t.is_complex() else t for t in tensors]

@@ -1,0 +1,140 @@
+"""Adam (momentum + RMSprop with bias correction) and AdamW (decoupled weight decay)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from optimlab import kernels
+from optimlab.optim._base import BaseOptimizer, check_nonneg, check_unit, real_views, value
+
+
+def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
+                   vs: list[torch.Tensor], ss: list[torch.Tensor],
+                   s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
+                   beta1: float, beta2: float, eps: float, weight_decay: float,
+                   decoupled: bool, amsgrad: bool, maximize: bool) -> None:
+    """One tensor at a time, the formula line by line. `steps[i]` is t, counted from 1."""
+    for w, g, v, s, s_max, t in zip(params, grads, vs, ss, s_maxes, steps):
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            if decoupled:
+                w.mul_(1 - lr * weight_decay)                # w ← w(1 − ηλ)   (AdamW)
+            else:
+                g = g.add(w, alpha=weight_decay)             # g ← g + λw      (Adam, L2)
+        v.mul_(beta1).add_(g, alpha=1 - beta1)               # v ← β₁v + (1−β₁)g
+        s.mul_(beta2).addcmul_(g, g, value=1 - beta2)        # s ← β₂s + (1−β₂)g²
+        if amsgrad:
+            assert s_max is not None
+            torch.maximum(s_max, s, out=s_max)               # ŝ uses max over time
+            s = s_max
+        bc1, bc2 = 1 - beta1**t, 1 - beta2**t
+        denom = (s / bc2).sqrt_().add_(eps)                  # √ŝ + ε,  ŝ = s/(1−β₂ᵗ)
+        w.addcdiv_(v, denom, value=-lr / bc1)                # w ← w − η v̂/(√ŝ+ε), v̂ = v/(1−β₁ᵗ)
+
+
+def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
+                 vs: list[torch.Tensor], ss: list[torch.Tensor],
+                 s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
+                 beta1: float, beta2: float, eps: float, weight_decay: float,
+                 decoupled: bool, amsgrad: bool, maximize: bool) -> None:
+    """The same update with torch's multi-tensor ops."""
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
+        if decoupled:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(vs, beta1)
+    torch._foreach_add_(vs, grads, alpha=1 - beta1)
+    torch._foreach_mul_(ss, beta2)
+    torch._foreach_addcmul_(ss, grads, grads, value=1 - beta2)
+    if amsgrad:
+        maxes = [m for m in s_maxes if m is not None]
+        torch._foreach_maximum_(maxes, ss)
+        ss = maxes
+    denom = torch._foreach_div(ss, [1 - beta2**t for t in steps])
+    torch._foreach_sqrt_(denom)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, vs, denom, [-lr / (1 - beta1**t) for t in steps])
+
+
+_IMPLS = {"reference": adam_reference, "foreach": adam_foreach}
+
+
+class Adam(BaseOptimizer):
+    r"""Adam, from the lecture::
+
+        g ← g + λw                                   (weight_decay λ; AdamW decouples it)
+        v ← β₁v + (1−β₁)g,   s ← β₂s + (1−β₂)g²      (v₀ = s₀ = 0, t counts from 1)
+        v̂ = v/(1−β₁ᵗ),  ŝ = s/(1−β₂ᵗ)
+        w ← w − η v̂/(√ŝ + ε)
+
+    ``amsgrad`` uses the running maximum of s in ŝ. Defaults (the lecture's
+    and torch's): lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
+    The update is torch.optim.Adam's (up to rounding: torch computes
+    √s/√(1−β₂ᵗ), we compute √(s/(1−β₂ᵗ))). State (torch's names): ``step``,
+    ``exp_avg`` (v), ``exp_avg_sq`` (s), ``max_exp_avg_sq`` (amsgrad).
+    """
+
+    _fused_kind = "adam"
+    _decoupled = False
+
+    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, fused: bool | None = None,
+                 nonfinite: str = "apply"):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, fused=fused)
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r}; allowed: a pair (beta1, beta2)")
+        check_unit("betas[0]", betas[0])
+        check_unit("betas[1]", betas[1])
+        check_nonneg("eps", group["eps"])
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
+        zeros = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
+        return {"step": torch.tensor(0.0), "exp_avg": zeros(), "exp_avg_sq": zeros()}
+
+    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
+                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+        amsgrad = bool(group["amsgrad"])
+        steps = []
+        for p, st in zip(params, states):
+            st["step"] += 1
+            steps.append(int(st["step"].item()))
+            if amsgrad and "max_exp_avg_sq" not in st:
+                st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        beta1, beta2 = group["betas"]
+        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
+        fn(real_views(params), real_views(grads), real_views([st["exp_avg"] for st in states]),
+           real_views([st["exp_avg_sq"] for st in states]),
+           real_views([st.get("max_exp_avg_sq") if amsgrad else None for st in states]), steps,
+           lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2), eps=value(group["eps"]),
+           weight_decay=value(group["weight_decay"]), decoupled=self._decoupled,
+           amsgrad=amsgrad, maximize=bool(group["maximize"]))
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter): w ← w(1 − ηλ) before the
+    Adam step, instead of adding λw to the gradient. Defaults as Adam, but
+    weight_decay=1e-2 (torch.optim.AdamW's). Identical to torch.optim.AdamW.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, fused: bool | None = None,
+                 nonfinite: str = "apply"):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         foreach=foreach, fused=fused, nonfinite=nonfinite)

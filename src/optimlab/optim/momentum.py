@@ -1,0 +1,93 @@
+"""Momentum, the lecture's exponential-moving-average form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from optimlab import kernels
+from optimlab.optim._base import BaseOptimizer, check_unit, real_views, value
+
+
+def momentum_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
+                       vs: list[torch.Tensor], *, lr: float, momentum: float,
+                       weight_decay: float, nesterov: bool, maximize: bool) -> None:
+    """One tensor at a time, the formula line by line."""
+    for w, g, v in zip(params, grads, vs):
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g.add(w, alpha=weight_decay)               # g ← g + λw
+        v.mul_(momentum).add_(g, alpha=1 - momentum)       # v ← βv + (1−β)g
+        if nesterov:
+            d = v.mul(momentum).add_(g, alpha=1 - momentum)  # d = βv + (1−β)g
+            w.add_(d, alpha=-lr)
+        else:
+            w.add_(v, alpha=-lr)                           # w ← w − η v
+
+
+def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
+                     vs: list[torch.Tensor], *, lr: float, momentum: float,
+                     weight_decay: float, nesterov: bool, maximize: bool) -> None:
+    """The same update with torch's multi-tensor ops."""
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(vs, momentum)
+    torch._foreach_add_(vs, grads, alpha=1 - momentum)
+    if nesterov:
+        d = torch._foreach_mul(vs, momentum)
+        torch._foreach_add_(d, grads, alpha=1 - momentum)
+        torch._foreach_add_(params, d, alpha=-lr)
+    else:
+        torch._foreach_add_(params, vs, alpha=-lr)
+
+
+_IMPLS = {"reference": momentum_reference, "foreach": momentum_foreach}
+
+
+class Momentum(BaseOptimizer):
+    r"""Gradient descent with momentum as an exponential moving average (the lecture's form)::
+
+        g ← g + λw                      (weight_decay λ, L2 as in torch)
+        v ← βv + (1−β)g,   v₀ = 0       (β = momentum)
+        w ← w − η v                     (nesterov: w ← w − η (βv + (1−β)g))
+
+    Defaults: lr=1e-3, momentum=0.9 (the lecture's β), weight_decay=0.
+
+    How it differs from torch.optim.SGD(momentum=μ): torch uses heavy ball
+    ``v ← μv + g`` with v₁ = g. The EMA form averages instead of summing, so
+    its steady-state step is η·g rather than η·g/(1−μ): to match torch's
+    trajectory scale, multiply η by 1/(1−β). β=0 gives plain SGD.
+    The β lives under torch's key ``momentum`` so LR schedulers that cycle it
+    (OneCycleLR) work; state (torch's name): ``momentum_buffer``.
+    """
+
+    _fused_kind = "momentum"
+
+    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0.9,
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, fused: bool | None = None,
+                 nonfinite: str = "apply"):
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+                        maximize=maximize, foreach=foreach, fused=fused)
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_unit("momentum", group["momentum"])
+        if group["nesterov"] and value(group["momentum"]) <= 0:
+            raise ValueError(f"Invalid nesterov=True with momentum={value(group['momentum'])}; "
+                             "allowed: momentum > 0")
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
+        return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
+                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
+        fn(real_views(params), real_views(grads),
+           real_views([st["momentum_buffer"] for st in states]), lr=value(group["lr"]),
+           momentum=value(group["momentum"]), weight_decay=value(group["weight_decay"]),
+           nesterov=bool(group["nesterov"]), maximize=bool(group["maximize"]))

@@ -1,0 +1,130 @@
+"""RMSprop: a per-parameter step size from a moving average of squared gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from optimlab import kernels
+from optimlab.optim._base import BaseOptimizer, check_nonneg, check_unit, real_views, value
+
+
+def rmsprop_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
+                      ss: list[torch.Tensor], gs: list[torch.Tensor | None],
+                      bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
+                      weight_decay: float, momentum: float, centered: bool,
+                      maximize: bool) -> None:
+    """One tensor at a time, the formula line by line.
+
+    `gs` (the mean gradient) is used only when centered, `bufs` only when momentum > 0.
+    """
+    for w, g, s, m, buf in zip(params, grads, ss, gs, bufs):
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g.add(w, alpha=weight_decay)                 # g ← g + λw
+        s.mul_(alpha).addcmul_(g, g, value=1 - alpha)        # s ← βs + (1−β)g²
+        if centered:
+            assert m is not None
+            m.mul_(alpha).add_(g, alpha=1 - alpha)           # m ← βm + (1−β)g
+            denom = s.addcmul(m, m, value=-1).sqrt_().add_(eps)  # √(s − m²) + ε
+        else:
+            denom = s.sqrt().add_(eps)                       # √s + ε
+        if momentum > 0:
+            assert buf is not None
+            buf.mul_(momentum).addcdiv_(g, denom)            # b ← μb + g/(√s+ε)
+            w.add_(buf, alpha=-lr)
+        else:
+            w.addcdiv_(g, denom, value=-lr)                  # w ← w − η g/(√s+ε)
+
+
+def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
+                    ss: list[torch.Tensor], gs: list[torch.Tensor | None],
+                    bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
+                    weight_decay: float, momentum: float, centered: bool,
+                    maximize: bool) -> None:
+    """The same update with torch's multi-tensor ops."""
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(ss, alpha)
+    torch._foreach_addcmul_(ss, grads, grads, value=1 - alpha)
+    if centered:
+        ms = [m for m in gs if m is not None]
+        torch._foreach_mul_(ms, alpha)
+        torch._foreach_add_(ms, grads, alpha=1 - alpha)
+        denom = torch._foreach_addcmul(ss, ms, ms, value=-1)
+        torch._foreach_sqrt_(denom)
+    else:
+        denom = torch._foreach_sqrt(ss)
+    torch._foreach_add_(denom, eps)
+    if momentum > 0:
+        bs = [b for b in bufs if b is not None]
+        torch._foreach_mul_(bs, momentum)
+        torch._foreach_addcdiv_(bs, grads, denom)
+        torch._foreach_add_(params, bs, alpha=-lr)
+    else:
+        torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+
+
+_IMPLS = {"reference": rmsprop_reference, "foreach": rmsprop_foreach}
+
+
+class RMSprop(BaseOptimizer):
+    r"""RMSprop, from the lecture::
+
+        g ← g + λw                        (weight_decay λ)
+        s ← βs + (1−β)g²,   s₀ = 0        (β = alpha)
+        w ← w − η g / (√s + ε)
+
+    Options with torch's names and semantics: ``centered`` divides by
+    √(s − m²) + ε with m ← βm + (1−β)g; ``momentum=μ`` keeps a buffer
+    b ← μb + g/(√s+ε) and steps w ← w − η b.
+
+    Defaults (the lecture's): lr=1e-3, alpha=0.9, eps=1e-8. torch.optim.RMSprop
+    has the same update but defaults lr=1e-2, alpha=0.99: pass those to
+    reproduce it. State (torch's names): ``step``, ``square_avg``,
+    ``grad_avg`` (centered), ``momentum_buffer`` (momentum > 0).
+    """
+
+    _fused_kind = "rmsprop"
+
+    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, alpha: float = 0.9,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, fused: bool | None = None,
+                 nonfinite: str = "apply"):
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize,
+                        foreach=foreach, fused=fused)
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_unit("alpha", group["alpha"])
+        check_nonneg("eps", group["eps"])
+        check_unit("momentum", group["momentum"])
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
+        return {"step": torch.tensor(0.0),
+                "square_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
+
+    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
+                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+        momentum, centered = value(group["momentum"]), bool(group["centered"])
+        for p, st in zip(params, states):
+            st["step"] += 1
+            # created on first need: a schedule may turn momentum on after the first step
+            if centered and "grad_avg" not in st:
+                st["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if momentum > 0 and "momentum_buffer" not in st:
+                st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
+        fn(real_views(params), real_views(grads),
+           real_views([st["square_avg"] for st in states]),
+           real_views([st.get("grad_avg") if centered else None for st in states]),
+           real_views([st.get("momentum_buffer") if momentum > 0 else None for st in states]),
+           lr=value(group["lr"]), alpha=value(group["alpha"]), eps=value(group["eps"]),
+           weight_decay=value(group["weight_decay"]), momentum=momentum, centered=centered,
+           maximize=bool(group["maximize"]))

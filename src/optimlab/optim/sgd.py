@@ -1,0 +1,108 @@
+"""SGD: w ← w − η g, with torch.optim.SGD's heavy-ball momentum as an option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from optimlab import kernels
+from optimlab.optim._base import BaseOptimizer, check_nonneg, real_views, value
+
+
+def sgd_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
+                  bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
+                  dampening: float, weight_decay: float, nesterov: bool,
+                  maximize: bool) -> None:
+    """One tensor at a time, the formula line by line. `bufs[i] is None` on the first step."""
+    for i, (w, g) in enumerate(zip(params, grads)):
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g.add(w, alpha=weight_decay)                # g ← g + λw
+        if momentum != 0:
+            buf = bufs[i]
+            if buf is None:
+                buf = bufs[i] = g.clone()                   # v₁ = g (torch's first step)
+            else:
+                buf.mul_(momentum).add_(g, alpha=1 - dampening)  # v ← μv + (1−τ)g
+            g = g.add(buf, alpha=momentum) if nesterov else buf
+        w.add_(g, alpha=-lr)                                # w ← w − η g
+
+
+def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
+                bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
+                dampening: float, weight_decay: float, nesterov: bool,
+                maximize: bool) -> None:
+    """The same update with torch's multi-tensor ops."""
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if momentum != 0:
+        fresh = [i for i, b in enumerate(bufs) if b is None]
+        for i in fresh:
+            bufs[i] = grads[i].clone()
+        old = [i for i, b in enumerate(bufs) if i not in set(fresh)]
+        if old:
+            ob = [bufs[i] for i in old]
+            torch._foreach_mul_(ob, momentum)
+            torch._foreach_add_(ob, [grads[i] for i in old], alpha=1 - dampening)
+        full = [b for b in bufs if b is not None]
+        grads = torch._foreach_add(grads, full, alpha=momentum) if nesterov else full
+    torch._foreach_add_(params, grads, alpha=-lr)
+
+
+_IMPLS = {"reference": sgd_reference, "foreach": sgd_foreach}
+
+
+class SGD(BaseOptimizer):
+    r"""Stochastic gradient descent, from the lecture: w ← w − η g.
+
+    With ``momentum=μ > 0`` it is torch.optim.SGD's heavy-ball method, kept for
+    parity with torch (for the lecture's EMA momentum use :class:`Momentum`)::
+
+        g ← g + λw                      (weight_decay λ)
+        v₁ = g;  v ← μv + (1−τ)g        (dampening τ; the first step skips it, as in torch)
+        d = g + μv if nesterov else v
+        w ← w − η d
+
+    Defaults: lr=1e-3 (torch's), momentum=0, dampening=0, weight_decay=0.
+    State (torch's name): ``momentum_buffer``. Identical to torch.optim.SGD.
+    """
+
+    _fused_kind = "sgd"
+
+    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str = "apply"):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                        foreach=foreach, fused=fused)
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_nonneg("momentum", group["momentum"])
+        check_nonneg("dampening", group["dampening"])
+        if group["nesterov"] and (value(group["momentum"]) <= 0 or
+                                  value(group["dampening"]) != 0):
+            raise ValueError(
+                f"Invalid nesterov=True with momentum={value(group['momentum'])} and "
+                f"dampening={value(group['dampening'])}; allowed: momentum > 0, dampening = 0")
+
+    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
+        return {}
+
+    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
+                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+        momentum = value(group["momentum"])
+        bufs = real_views([st.get("momentum_buffer") for st in states])
+        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
+        fn(real_views(params), real_views(grads), bufs, lr=value(group["lr"]),
+           momentum=momentum, dampening=value(group["dampening"]),
+           weight_decay=value(group["weight_decay"]), nesterov=bool(group["nesterov"]),
+           maximize=bool(group["maximize"]))
+        if momentum != 0:
+            for p, st, b in zip(params, states, bufs):
+                st["momentum_buffer"] = torch.view_as_complex(b) if p.is_complex() else b
