@@ -76,14 +76,16 @@ class BaseOptimizer(torch.optim.Optimizer):
 
     # ---- param groups -------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        params = param_group.get("params")
+        if not isinstance(params, (torch.Tensor, set, type(None), list)):
+            params = param_group["params"] = list(params)  # a generator can be read once
+        if isinstance(params, list) and len(params) != len({id(p) for p in params}):
+            raise ValueError("Invalid params: a parameter appears more than once in one "
+                             "param group; allowed: each tensor once")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
-            params = group["params"]
-            if len(params) != len({id(p) for p in params}):
-                raise ValueError("Invalid params: a parameter appears more than once in one "
-                                 "param group; allowed: each tensor once")
-            for i, p in enumerate(params):
+            for i, p in enumerate(group["params"]):
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"Invalid params: parameter {i} has dtype {p.dtype}; "
                                     "allowed: floating-point or complex tensors")
@@ -145,7 +147,7 @@ class BaseOptimizer(torch.optim.Optimizer):
             if p.grad is None:
                 continue
             if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients "
+                raise TypeError(f"{type(self).__name__} does not support sparse gradients "
                                    f"(parameter of shape {tuple(p.shape)}); allowed: dense")
             params.append(p)
             grads.append(p.grad)

@@ -28,7 +28,8 @@ def rmsprop_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
         if centered:
             assert m is not None
             m.mul_(alpha).add_(g, alpha=1 - alpha)           # m ← βm + (1−β)g
-            denom = s.addcmul(m, m, value=-1).sqrt_().add_(eps)  # √(s − m²) + ε
+            # √(s − m²) + ε; rounding can make s − m² slightly negative: clamp (torch gives NaN)
+            denom = s.addcmul(m, m, value=-1).clamp_min_(0).sqrt_().add_(eps)
         else:
             denom = s.sqrt().add_(eps)                       # √s + ε
         if momentum > 0:
@@ -56,6 +57,7 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         torch._foreach_mul_(ms, alpha)
         torch._foreach_add_(ms, grads, alpha=1 - alpha)
         denom = torch._foreach_addcmul(ss, ms, ms, value=-1)
+        torch._foreach_clamp_min_(denom, 0.0)
         torch._foreach_sqrt_(denom)
     else:
         denom = torch._foreach_sqrt(ss)
@@ -80,7 +82,8 @@ class RMSprop(BaseOptimizer):
         w ← w − η g / (√s + ε)
 
     Options with torch's names and semantics: ``centered`` divides by
-    √(s − m²) + ε with m ← βm + (1−β)g; ``momentum=μ`` keeps a buffer
+    √max(s − m², 0) + ε with m ← βm + (1−β)g (the clamp only catches rounding,
+    where torch would return NaN); ``momentum=μ`` keeps a buffer
     b ← μb + g/(√s+ε) and steps w ← w − η b.
 
     Defaults (the lecture's): lr=1e-3, alpha=0.9, eps=1e-8. torch.optim.RMSprop

@@ -1,0 +1,67 @@
+"""Shared test helpers: a deterministic, parameter-dependent gradient field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_T10K = REPO.parent / "shared" / "data" / "mnist-t10k"
+
+SHAPES = [(4, 3), (5,), (2, 2, 2)]
+
+
+class GradientField:
+    """A deterministic gradient sequence that depends on the parameters and the step.
+
+    kind="bowl": g = A w + 0.3 sin(w) + 0.05 cos(0.01 t + φ), a fixed A ≻ 0 per
+    tensor; optimizers converge to its (moving) minimum.
+    kind="slope": g = c + 0.5 sin(0.3 t + φ) + 0.1 tanh(A w) with |c| ≥ 0.8, so
+    no component ever crosses zero. RMSprop needs it: near a minimum its step
+    g/(√s + ε) flips with the sign of a vanishing g, a chaotic regime where
+    any two correct float64 implementations part ways after ~100 steps.
+    The same field in NumPy and torch; `sign=-1` flips it, for maximize=True.
+    """
+
+    def __init__(self, shapes=SHAPES, seed=0, sign=1.0, kind="bowl"):
+        rng = np.random.default_rng(seed)
+        self.shapes, self.sign, self.kind = shapes, sign, kind
+        self.c = [rng.choice([-1.0, 1.0], int(np.prod(s))) * rng.uniform(0.8, 1.2, int(np.prod(s)))
+                  for s in shapes]
+        self.A, self.phase, self.w0 = [], [], []
+        for shape in shapes:
+            n = int(np.prod(shape))
+            m = rng.standard_normal((n, n))
+            self.A.append(m @ m.T / n + 0.1 * np.eye(n))
+            self.phase.append(rng.uniform(0, 2 * np.pi, n))
+            self.w0.append(rng.standard_normal(n))
+
+    def grad(self, i: int, w: np.ndarray, t: int) -> np.ndarray:
+        if self.kind == "slope":
+            g = self.c[i] + 0.5 * np.sin(0.3 * t + self.phase[i]) + 0.1 * np.tanh(self.A[i] @ w)
+        else:
+            g = self.A[i] @ w + 0.3 * np.sin(w) + 0.05 * np.cos(0.01 * t + self.phase[i])
+        return self.sign * g
+
+    def torch_params(self, dtype=torch.float64) -> list[torch.Tensor]:
+        return [torch.tensor(w.reshape(s), dtype=dtype, requires_grad=True)
+                for w, s in zip(self.w0, self.shapes)]
+
+    def set_torch_grads(self, params: list[torch.Tensor], t: int) -> None:
+        for i, p in enumerate(params):
+            w = p.detach().to(torch.float64).reshape(-1).numpy()
+            p.grad = torch.tensor(self.grad(i, w, t).reshape(p.shape), dtype=p.dtype)
+
+
+def max_rel_err(x: np.ndarray, ref: np.ndarray) -> float:
+    """max |x − ref| / |ref|, with |ref| floored at 1e-3·max|ref| so zeros don't blow it up."""
+    floor = 1e-3 * max(float(np.abs(ref).max()), 1e-300)
+    return float((np.abs(x - ref) / np.maximum(np.abs(ref), floor)).max())
+
+
+@pytest.fixture
+def field() -> GradientField:
+    return GradientField()

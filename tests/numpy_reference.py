@@ -1,0 +1,100 @@
+"""An independent float64 NumPy reference of the lecture formulas (DESIGN.md), for tests.
+
+Written separately from `optimlab.optim`: one class per optimizer, state as
+NumPy arrays, one `step(w, g)` per call returning the new weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SGD:
+    """w ← w − η g; with momentum μ: torch's heavy ball (v₁ = g, v ← μv + (1−τ)g)."""
+
+    def __init__(self, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                 maximize=False):
+        self.lr, self.mu, self.tau, self.wd = lr, momentum, dampening, weight_decay
+        self.nesterov, self.maximize, self.v = nesterov, maximize, None
+
+    def step(self, w, g):
+        g = -g if self.maximize else g
+        g = g + self.wd * w
+        if self.mu:
+            self.v = g.copy() if self.v is None else self.mu * self.v + (1 - self.tau) * g
+            g = g + self.mu * self.v if self.nesterov else self.v
+        return w - self.lr * g
+
+
+class Momentum:
+    """v ← βv + (1−β)g, v₀ = 0; w ← w − η v (nesterov: w ← w − η(βv + (1−β)g))."""
+
+    def __init__(self, lr, momentum=0.9, weight_decay=0.0, nesterov=False, maximize=False):
+        self.lr, self.beta, self.wd = lr, momentum, weight_decay
+        self.nesterov, self.maximize, self.v = nesterov, maximize, 0.0
+
+    def step(self, w, g):
+        g = -g if self.maximize else g
+        g = g + self.wd * w
+        self.v = self.beta * self.v + (1 - self.beta) * g
+        d = self.beta * self.v + (1 - self.beta) * g if self.nesterov else self.v
+        return w - self.lr * d
+
+
+class RMSprop:
+    """s ← βs + (1−β)g²; w ← w − η g/(√s + ε); centered and momentum as in torch."""
+
+    def __init__(self, lr, alpha=0.9, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+                 maximize=False):
+        self.lr, self.beta, self.eps, self.wd = lr, alpha, eps, weight_decay
+        self.mu, self.centered, self.maximize = momentum, centered, maximize
+        self.s = self.m = self.b = 0.0
+
+    def step(self, w, g):
+        g = -g if self.maximize else g
+        g = g + self.wd * w
+        self.s = self.beta * self.s + (1 - self.beta) * g * g
+        if self.centered:
+            self.m = self.beta * self.m + (1 - self.beta) * g
+            denom = np.sqrt(self.s - self.m * self.m) + self.eps
+        else:
+            denom = np.sqrt(self.s) + self.eps
+        if self.mu > 0:
+            self.b = self.mu * self.b + g / denom
+            return w - self.lr * self.b
+        return w - self.lr * g / denom
+
+
+class Adam:
+    """v̂ = v/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ); w ← w − η v̂/(√ŝ + ε); AdamW decays w by (1 − ηλ)."""
+
+    def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 maximize=False, decoupled=False):
+        self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
+        self.amsgrad, self.maximize, self.decoupled = amsgrad, maximize, decoupled
+        self.v = self.s = self.s_max = 0.0
+        self.t = 0
+
+    def step(self, w, g):
+        self.t += 1
+        g = -g if self.maximize else g
+        if self.decoupled:
+            w = w * (1 - self.lr * self.wd)
+        else:
+            g = g + self.wd * w
+        self.v = self.b1 * self.v + (1 - self.b1) * g
+        self.s = self.b2 * self.s + (1 - self.b2) * g * g
+        s = self.s
+        if self.amsgrad:
+            self.s_max = np.maximum(self.s_max, self.s)
+            s = self.s_max
+        v_hat = self.v / (1 - self.b1**self.t)
+        s_hat = s / (1 - self.b2**self.t)
+        return w - self.lr * v_hat / (np.sqrt(s_hat) + self.eps)
+
+
+def AdamW(lr, weight_decay=1e-2, **kw):  # noqa: N802 - mirrors the class name under test
+    return Adam(lr, weight_decay=weight_decay, decoupled=True, **kw)
+
+
+REFERENCES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}

@@ -1,0 +1,212 @@
+"""Drop-in behaviour: parity with torch.optim, state_dict both ways, schedulers, resume."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from conftest import GradientField, max_rel_err
+from numpy_reference import Momentum as NumpyMomentum
+
+from optimlab.optim import OPTIMIZERS
+
+# (ours, torch class, hyperparameters that make the semantics coincide, gradient field)
+PARITY = [
+    ("adam", torch.optim.Adam, dict(lr=1e-3), "bowl"),
+    ("adam", torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), amsgrad=True,
+                                    weight_decay=0.05), "bowl"),
+    ("adam", torch.optim.Adam, dict(lr=1e-2, maximize=True), "bowl"),
+    ("adamw", torch.optim.AdamW, dict(lr=1e-2), "bowl"),
+    ("adamw", torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.2, amsgrad=True), "bowl"),
+    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99), "slope"),
+    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, centered=True, momentum=0.5,
+                                          weight_decay=0.01), "slope"),
+    ("sgd", torch.optim.SGD, dict(lr=0.05), "bowl"),
+    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9), "bowl"),
+    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, dampening=0.3), "bowl"),
+    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=1e-2),
+     "bowl"),
+]
+IDS = [f"{p[0]}-{i}" for i, p in enumerate(PARITY)]
+
+
+def drive(opt, params, field, steps, start=1):
+    for t in range(start, start + steps):
+        field.set_torch_grads(params, t)
+        opt.step()
+
+
+def flat(params) -> np.ndarray:
+    return np.concatenate([p.detach().numpy().reshape(-1) for p in params])
+
+
+def field_for(kind, kw):
+    return GradientField(sign=-1.0 if kw.get("maximize") else 1.0, kind=kind)
+
+
+@pytest.mark.parametrize("impl", [dict(foreach=False), dict(foreach=True), {}],
+                         ids=["reference", "foreach", "default"])
+@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
+def test_parity_with_torch_500_steps(name, torch_cls, kw, kind, impl):
+    field = field_for(kind, kw)
+    ours, theirs = field.torch_params(), field.torch_params()
+    drive(OPTIMIZERS[name](ours, **kw, **impl), ours, field, 500)
+    drive(torch_cls(theirs, **kw), theirs, field, 500)
+    assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
+    assert np.abs(flat(ours) - np.concatenate(field.w0)).max() > 1e-3
+
+
+def roundtrip(state_dict):
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("direction", ["torch->ours", "ours->torch"])
+@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
+def test_state_dict_loads_across_and_training_continues(name, torch_cls, kw, kind, direction):
+    field = field_for(kind, kw)
+    first_cls, second_cls = ((torch_cls, OPTIMIZERS[name]) if direction == "torch->ours"
+                             else (OPTIMIZERS[name], torch_cls))
+    params = field.torch_params()
+    first = first_cls(params, **kw)
+    drive(first, params, field, 100)
+    saved = roundtrip(first.state_dict())
+    resumed = [p.detach().clone().requires_grad_() for p in params]
+    second = second_cls(resumed, **kw)
+    second.load_state_dict(saved)
+    drive(first, params, field, 100, start=101)
+    drive(second, resumed, field, 100, start=101)
+    assert max_rel_err(flat(resumed), flat(params)) <= 1e-9
+
+
+def _mlp_and_data(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    return model, x, y
+
+
+def _train(model, opt, x, y, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+RESUME = [("sgd", dict(lr=0.1, momentum=0.9)), ("momentum", dict(lr=0.1)),
+          ("rmsprop", dict(lr=1e-2, centered=True, momentum=0.5)),
+          ("adam", dict(lr=1e-2, amsgrad=True)), ("adamw", dict(lr=1e-2))]
+
+
+@pytest.mark.parametrize("name,kw", RESUME, ids=[r[0] for r in RESUME])
+def test_resume_from_checkpoint_is_bit_identical(name, kw, tmp_path):
+    model, x, y = _mlp_and_data()
+    opt = OPTIMIZERS[name](model.parameters(), **kw)
+    _train(model, opt, x, y, 20)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"model": model.state_dict(), "optim": opt.state_dict()}, path)
+    _train(model, opt, x, y, 20)
+
+    fresh, _, _ = _mlp_and_data(seed=123)  # other weights: the checkpoint must overwrite them
+    ckpt = torch.load(path, weights_only=True)
+    fresh.load_state_dict(ckpt["model"])
+    fresh_opt = OPTIMIZERS[name](fresh.parameters(), **kw)
+    fresh_opt.load_state_dict(ckpt["optim"])
+    _train(fresh, fresh_opt, x, y, 20)
+    for a, b in zip(model.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name,torch_cls,kw", [
+    ("adam", torch.optim.Adam, dict(lr=1e-2)),
+    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, momentum=0.9)),
+    ("sgd", torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+])
+def test_one_cycle_lr_cycles_momentum_like_torch(name, torch_cls, kw):
+    field = GradientField()
+    ours, theirs = field.torch_params(), field.torch_params()
+    opts = [OPTIMIZERS[name](ours, **kw), torch_cls(theirs, **kw)]
+    scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=300,
+                                                  cycle_momentum=True) for o in opts]
+    seen = set()
+    for t in range(1, 301):
+        for params, opt, sched in zip((ours, theirs), opts, scheds):
+            field.set_torch_grads(params, t)
+            opt.step()
+            sched.step()
+        g = opts[0].param_groups[0]
+        seen.add(round(g["betas"][0] if "betas" in g else g["momentum"], 6))
+    assert len(seen) > 50  # the momentum really was cycled
+    assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
+
+
+def test_one_cycle_lr_on_ema_momentum_uses_the_scheduled_beta():
+    field = GradientField(shapes=[(6,)])
+    params = field.torch_params()
+    opt = OPTIMIZERS["momentum"](params, lr=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=200)
+    ref, w = NumpyMomentum(lr=0.05), field.w0[0]
+    for t in range(1, 201):
+        ref.lr, ref.beta = opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
+        w = ref.step(w, field.grad(0, w, t))
+        field.set_torch_grads(params, t)
+        opt.step()
+        sched.step()
+    assert max_rel_err(params[0].detach().numpy(), w) <= 1e-9
+
+
+def test_reduce_lr_on_plateau_works_like_torch():
+    field = GradientField()
+    ours, theirs = field.torch_params(), field.torch_params()
+    opts = [OPTIMIZERS["adam"](ours, lr=1e-2), torch.optim.Adam(theirs, lr=1e-2)]
+    scheds = [torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=2) for o in opts]
+    for t in range(1, 101):
+        for params, opt, sched in zip((ours, theirs), opts, scheds):
+            field.set_torch_grads(params, t)
+            opt.step()
+            sched.step(1.0)  # a flat metric: the plateau rule must fire
+    assert opts[0].param_groups[0]["lr"] < 1e-2 / 100
+    assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
+
+
+def test_param_groups_with_their_own_hyperparameters_match_torch():
+    field = GradientField()
+    ours, theirs = field.torch_params(), field.torch_params()
+    a = OPTIMIZERS["adam"]([{"params": ours[:1]}, {"params": ours[1:2], "lr": 0.02}], lr=1e-2)
+    b = torch.optim.Adam([{"params": theirs[:1]}, {"params": theirs[1:2], "lr": 0.02}], lr=1e-2)
+    a.add_param_group({"params": ours[2:], "betas": (0.8, 0.99)})
+    b.add_param_group({"params": theirs[2:], "betas": (0.8, 0.99)})
+    drive(a, ours, field, 200)
+    drive(b, theirs, field, 200)
+    assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
+
+
+def test_tensor_hyperparameters_equal_float_ones():
+    field = GradientField()
+    p, q = field.torch_params(), field.torch_params()
+    drive(OPTIMIZERS["adam"](p, lr=1e-2, betas=(0.9, 0.99)), p, field, 50)
+    f64 = dict(dtype=torch.float64)  # a float32 tensor would hold a different 0.9
+    betas = (torch.tensor(0.9, **f64), torch.tensor(0.99, **f64))
+    drive(OPTIMIZERS["adam"](q, lr=torch.tensor(1e-2, **f64), betas=betas), q, field, 50)
+    for x, y in zip(p, q):
+        assert torch.equal(x, y)
+
+
+def test_step_returns_closure_loss_and_zero_grad_clears():
+    model, x, y = _mlp_and_data()
+    opt = OPTIMIZERS["adam"](model.parameters())
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert isinstance(loss, torch.Tensor) and loss.item() > 0
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
