@@ -8,7 +8,7 @@ implementation ("reference", "foreach" or "fused") for every param group.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -193,6 +193,6 @@ class BaseOptimizer(torch.optim.Optimizer):
         return "foreach"
 
 
-def real_views(tensors: list[torch.Tensor | None]) -> list[Any]:
+def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:
     """Complex tensors as real (..., 2) views: the update treats re and im as two reals."""
     return [torch.view_as_real(t) if t is not None and t.is_complex() else t for t in tensors]

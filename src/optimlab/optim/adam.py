@@ -42,12 +42,12 @@ def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                  decoupled: bool, amsgrad: bool, maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
     if maximize:
-        grads = torch._foreach_neg(grads)
+        grads = list(torch._foreach_neg(grads))
     if weight_decay != 0:
         if decoupled:
             torch._foreach_mul_(params, 1 - lr * weight_decay)
         else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+            grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
     torch._foreach_mul_(vs, beta1)
     torch._foreach_add_(vs, grads, alpha=1 - beta1)
     torch._foreach_mul_(ss, beta2)

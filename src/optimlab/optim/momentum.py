@@ -32,9 +32,9 @@ def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                      weight_decay: float, nesterov: bool, maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
     if maximize:
-        grads = torch._foreach_neg(grads)
+        grads = list(torch._foreach_neg(grads))
     if weight_decay != 0:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
     torch._foreach_mul_(vs, momentum)
     torch._foreach_add_(vs, grads, alpha=1 - momentum)
     if nesterov:

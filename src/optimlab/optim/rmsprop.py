@@ -47,9 +47,9 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                     maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
     if maximize:
-        grads = torch._foreach_neg(grads)
+        grads = list(torch._foreach_neg(grads))
     if weight_decay != 0:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
     torch._foreach_mul_(ss, alpha)
     torch._foreach_addcmul_(ss, grads, grads, value=1 - alpha)
     if centered:

@@ -36,20 +36,19 @@ def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                 maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
     if maximize:
-        grads = torch._foreach_neg(grads)
+        grads = list(torch._foreach_neg(grads))
     if weight_decay != 0:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
     if momentum != 0:
-        fresh = [i for i, b in enumerate(bufs) if b is None]
-        for i in fresh:
-            bufs[i] = grads[i].clone()
-        old = [i for i, b in enumerate(bufs) if i not in set(fresh)]
+        old = [(b, g) for b, g in zip(bufs, grads) if b is not None]
         if old:
-            ob = [bufs[i] for i in old]
-            torch._foreach_mul_(ob, momentum)
-            torch._foreach_add_(ob, [grads[i] for i in old], alpha=1 - dampening)
+            torch._foreach_mul_([b for b, _ in old], momentum)
+            torch._foreach_add_([b for b, _ in old], [g for _, g in old], alpha=1 - dampening)
+        for i, b in enumerate(bufs):
+            if b is None:
+                bufs[i] = grads[i].clone()  # v₁ = g
         full = [b for b in bufs if b is not None]
-        grads = torch._foreach_add(grads, full, alpha=momentum) if nesterov else full
+        grads = list(torch._foreach_add(grads, full, alpha=momentum)) if nesterov else full
     torch._foreach_add_(params, grads, alpha=-lr)
 
 
