@@ -1,0 +1,77 @@
+"""The user's own arrays: an ``.npz`` with ``x``, ``y`` and optionally ``x_test``, ``y_test``.
+
+``x`` is [N, D] (vectors), [N, H, W] (grayscale images, given one channel) or
+[N, C, H, W] (channels first). uint8 ``x`` is treated as pixels (scaled and
+standardized per channel); float ``x`` is used as given. Without ``x_test``,
+TEST_FRACTION of the examples (chosen with the fixed TEST_SEED, so the test split
+does not change with the run's seed) is held out as the test split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from optimlab.data.dataset import Arrays, split_indices
+
+# Held out as test when the file has no x_test: MNIST-1D's own 80/20 split.
+TEST_FRACTION = 0.2
+# Seed of that hold-out: fixed, so runs with different seeds report on the same test set.
+TEST_SEED = 0
+
+
+def _labels(y: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """`y` as int64 class indices >= 0, or a ValueError naming the key and file."""
+    numeric = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
+    if y.ndim != 1 or not numeric:
+        raise ValueError(f"{path}: {key!r} must be a 1-D integer array, got {y.dtype} {y.shape}")
+    if y.size and (np.any(y != np.round(y)) or y.min() < 0):
+        raise ValueError(f"{path}: {key!r} must hold class indices 0, 1, 2, ...; "
+                         f"got values in [{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
+def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """`x` as [N, D], [N, 1, H, W] or [N, C, H, W], or a ValueError naming the key and file."""
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError(f"{path}: {key!r} must be numeric, got dtype {x.dtype}")
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(f"{path}: {key!r} has shape {x.shape}; allowed: [N, D], [N, H, W] "
+                         f"or [N, C, H, W]")
+    return x[:, None] if x.ndim == 3 else x
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    """The arrays in `path` (never unpickling), with a clear error for each way it fails."""
+    if not path.is_file():
+        raise FileNotFoundError(f"npz file not found: {path} (from spec 'npz:{path}')")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.files}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as .npz without pickles: {err}") from err
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing or (("x_test" in arrays) != ("y_test" in arrays)):
+        raise ValueError(f"{path} has arrays {sorted(arrays)}; required: 'x', 'y', and "
+                         f"optionally both 'x_test' and 'y_test'")
+    return arrays
+
+
+def load_npz(path: Path) -> Arrays:
+    """Train and test arrays from the user's file."""
+    arrays = _read(path)
+    x, y = _features(arrays["x"], "x", path), _labels(arrays["y"], "y", path)
+    if "x_test" in arrays:
+        x_test = _features(arrays["x_test"], "x_test", path)
+        y_test = _labels(arrays["y_test"], "y_test", path)
+    else:
+        keep, test = split_indices(len(y), TEST_FRACTION, TEST_SEED)
+        x, y, x_test, y_test = x[keep], y[keep], x[test], y[test]
+    for key, xs, ys in (("x", x, y), ("x_test", x_test, y_test)):
+        if len(xs) != len(ys):
+            raise ValueError(f"{path}: {key!r} has {len(xs)} rows but its labels have {len(ys)}")
+    if x_test.shape[1:] != x.shape[1:]:
+        raise ValueError(f"{path}: example shape of 'x_test' {x_test.shape[1:]} differs from "
+                         f"'x' {x.shape[1:]}")
+    return Arrays(x, y, x_test, y_test, pixels=x.dtype == np.uint8)
