@@ -58,19 +58,24 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _pair(arrays: dict[str, np.ndarray], x_key: str, y_key: str,
+          path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Checked (features, labels) from `arrays[x_key]`, `arrays[y_key]`."""
+    x, y = _features(arrays[x_key], x_key, path), _labels(arrays[y_key], y_key, path)
+    if len(x) != len(y):
+        raise ValueError(f"{path}: {x_key!r} has {len(x)} rows but {y_key!r} has {len(y)}")
+    return x, y
+
+
 def load_npz(path: Path) -> Arrays:
     """Train and test arrays from the user's file."""
     arrays = _read(path)
-    x, y = _features(arrays["x"], "x", path), _labels(arrays["y"], "y", path)
+    x, y = _pair(arrays, "x", "y", path)
     if "x_test" in arrays:
-        x_test = _features(arrays["x_test"], "x_test", path)
-        y_test = _labels(arrays["y_test"], "y_test", path)
+        x_test, y_test = _pair(arrays, "x_test", "y_test", path)
     else:
         keep, test = split_indices(len(y), TEST_FRACTION, TEST_SEED)
         x, y, x_test, y_test = x[keep], y[keep], x[test], y[test]
-    for key, xs, ys in (("x", x, y), ("x_test", x_test, y_test)):
-        if len(xs) != len(ys):
-            raise ValueError(f"{path}: {key!r} has {len(xs)} rows but its labels have {len(ys)}")
     if x_test.shape[1:] != x.shape[1:]:
         raise ValueError(f"{path}: example shape of 'x_test' {x_test.shape[1:]} differs from "
                          f"'x' {x.shape[1:]}")
