@@ -1,0 +1,22 @@
+"""One training run: seeded initialisation and minibatch order, the loop, evaluation, records.
+
+Public API (the sweep reproduces single runs with exactly these pieces):
+- `TrainConfig`: the run's definition (dataset, model, optimizer, hyperparameters,
+  steps, batch_size, seed, eval_every, target_acc, device, dtype);
+- `init_model`, `batch_indices`: the seeding contract (see `optimlab.train.seeding`);
+- `evaluate(model_or_fn, dataset)`: full-set loss and accuracy per split;
+- `train_run(config, dataset, callbacks=())` -> `RunResult(config, record, curves, extras)`;
+- `summary_record(config, curves, timings)`: the pure function that makes the record;
+- `CurvePoint`, `Timings`: the curve rows and the two clocks.
+"""
+
+from optimlab.train.config import DTYPES, TrainConfig
+from optimlab.train.evaluate import SPLITS, evaluate
+from optimlab.train.loop import on_device, train_run
+from optimlab.train.record import CurvePoint, RunResult, Timings, finite_or_none, summary_record
+from optimlab.train.seeding import batch_indices, init_model
+
+__all__ = [
+    "DTYPES", "SPLITS", "TrainConfig", "CurvePoint", "RunResult", "Timings", "batch_indices",
+    "evaluate", "finite_or_none", "init_model", "on_device", "summary_record", "train_run",
+]

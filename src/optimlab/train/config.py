@@ -1,0 +1,68 @@
+"""`TrainConfig`: everything that defines one training run, checked on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from optimlab.optim import OPTIMIZERS
+
+# Names a config may use for `dtype`; the JSON records keep the name, not the torch object.
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _positive_int(name: str, x: Any) -> None:
+    if isinstance(x, bool) or not isinstance(x, int) or x < 1:
+        raise ValueError(f"Invalid {name}: {x!r}; allowed: an integer >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run: a model trained on a dataset with one optimizer under one seed.
+
+    The defaults are the MNIST-1D paper's setting (Adam, lr 1e-2, batch 100, 6000 steps).
+    """
+
+    dataset: str = "mnist1d"  # a data.load spec; the Dataset object itself is passed separately
+    model: str = "cnn"  # a name in optimlab.models.MODELS
+    optimizer: str = "adam"  # a name in optimlab.optim.OPTIMIZERS
+    # keyword arguments of the optimizer class; the paper trains with Adam at lr 1e-2
+    hyperparameters: dict[str, Any] = field(default_factory=lambda: {"lr": 1e-2})
+    steps: int = 6000  # optimizer steps; the paper's budget
+    batch_size: int = 100  # the paper's minibatch size
+    seed: int = 0  # fixes the initial weights and the minibatch order (see seeding.py)
+    eval_every: int = 250  # 24 points on a 6000-step curve; evaluation is excluded from timing
+    target_acc: float | None = None  # val accuracy for "time to target"; None: not tracked
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    dtype: str = "float32"  # "float32" or "float64" (the sweep's exactness checks use float64)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Invalid optimizer: {self.optimizer!r}; allowed: "
+                             f"{', '.join(sorted(OPTIMIZERS))}")
+        if not isinstance(self.hyperparameters, dict):
+            raise TypeError(f"Invalid hyperparameters: {self.hyperparameters!r}; "
+                            "expected a dict of optimizer keyword arguments")
+        for name in ("steps", "batch_size", "eval_every"):
+            _positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
+        t = self.target_acc
+        if t is not None and not (isinstance(t, (int, float)) and 0 < t <= 1 and math.isfinite(t)):
+            raise ValueError(f"Invalid target_acc: {t!r}; allowed: None or a number in (0, 1]")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):
+            raise ValueError(f"Invalid device: {self.device!r}; allowed: cpu, cuda, cuda:N")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy (the summary record and config.json store this)."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,107 @@
+"""One training run: the loop, its clocks, and the callbacks hook.
+
+Callbacks contract (the opt-in diagnostics recorders implement it): a callback is
+any object with, all optional,
+- `on_step_end(step: int, model, optimizer)`: called after update `step` (1-based);
+- `result() -> dict`: JSON-able, read once after the run and stored in
+  `RunResult.extras[name]`; the lab writes all of them to `DIR/diagnostics.json`;
+- `name: str`: the key in `extras` (default: the class name).
+Time spent in callbacks, like evaluation, is excluded from `train_seconds`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optimlab.optim import OPTIMIZERS
+from optimlab.train.config import TrainConfig
+from optimlab.train.evaluate import evaluate
+from optimlab.train.record import CurvePoint, RunResult, Timings, summary_record
+from optimlab.train.seeding import batch_indices, init_model
+
+
+def on_device(dataset: Any, device: str, dtype: torch.dtype) -> Any:
+    """The dataset with inputs in `dtype` and every tensor on `device` (labels stay int64)."""
+    moved = {}
+    for split in ("train", "val", "test"):
+        moved[f"x_{split}"] = getattr(dataset, f"x_{split}").to(device=device, dtype=dtype)
+        moved[f"y_{split}"] = getattr(dataset, f"y_{split}").to(device=device)
+    return dataclasses.replace(dataset, **moved)
+
+
+def _syncer(device: str) -> Callable[[], None]:
+    """CUDA runs asynchronously: clocks are read only after the device has finished."""
+    if device.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, sync: Callable[[], None]) -> tuple[float, float, float]:
+    """(minibatch loss, step seconds, optimizer seconds); no update when the loss is NaN/Inf."""
+    t0 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value, time.perf_counter() - t0, 0.0
+    loss.backward()
+    sync()
+    t1 = time.perf_counter()
+    optimizer.step()
+    sync()
+    t2 = time.perf_counter()
+    return value, t2 - t0, t2 - t1
+
+
+def _record_eval(curves: list[CurvePoint], model: nn.Module, data: Any, step: int,
+                 seconds: float) -> None:
+    for split, metrics in evaluate(model, data).items():
+        for metric, value in metrics.items():
+            curves.append(CurvePoint(step, seconds, split, metric, value))
+
+
+def _callback_name(cb: Any) -> str:
+    return str(getattr(cb, "name", type(cb).__name__))
+
+
+def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
+    """Train `config.model` on `dataset` with `config.optimizer`; evaluate at step 0, every
+    `eval_every` steps and after the last step; stop early on a NaN/Inf minibatch loss."""
+    data = on_device(dataset, config.device, config.torch_dtype)
+    model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
+    model.train()
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), **config.hyperparameters)
+    sync = _syncer(config.device)
+    batches = batch_indices(len(data.y_train), config.batch_size, config.seed)
+    curves: list[CurvePoint] = []
+    _record_eval(curves, model, data, 0, 0.0)
+    train_s = opt_s = 0.0
+    done = last_eval = 0
+    for step in range(1, config.steps + 1):
+        idx = next(batches).to(config.device)
+        loss, dt, dt_opt = _train_step(model, optimizer, data.x_train[idx], data.y_train[idx], sync)
+        train_s, opt_s = train_s + dt, opt_s + dt_opt
+        curves.append(CurvePoint(step, train_s, "batch", "loss", loss))
+        if not math.isfinite(loss):
+            break
+        done = step
+        for cb in callbacks:
+            if hasattr(cb, "on_step_end"):
+                cb.on_step_end(step, model, optimizer)
+        if step % config.eval_every == 0:
+            _record_eval(curves, model, data, step, train_s)
+            last_eval = step
+    if last_eval != done:
+        _record_eval(curves, model, data, done, train_s)
+    record = summary_record(config, curves, Timings(train_s, opt_s))
+    extras = {_callback_name(cb): cb.result() for cb in callbacks if hasattr(cb, "result")}
+    return RunResult(config, record, curves, extras)

@@ -1,0 +1,93 @@
+"""The records of a run: its curves (long format) and its summary, both plain data.
+
+The summary is a pure function of (config, curves, timings), so that the sweep,
+which trains K configurations at once, builds records identical to single runs.
+
+Step numbering: step 0 is the initial model; step t is after t optimizer updates.
+A "batch" row at step t holds the loss of minibatch t, computed before update t.
+A run whose minibatch loss is NaN/Inf at step t stops there: the record says
+`diverged: true, diverged_step: t`, `steps: t - 1`, and the final evaluation is of
+the model after t - 1 updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from optimlab.train.config import TrainConfig
+
+
+class CurvePoint(NamedTuple):
+    """One row of curves.csv (the lab adds the run's name as a first column)."""
+
+    step: int
+    train_seconds: float  # training wall clock up to this step, evaluation excluded
+    split: str  # "batch" (every step) or "train" / "val" / "test" (every eval_every steps)
+    metric: str  # "loss" (mean cross-entropy) or "acc" (fraction correct)
+    value: float
+
+
+@dataclass(frozen=True)
+class Timings:
+    train_seconds: float  # forward + backward + optimizer step, summed over steps
+    optimizer_seconds: float  # the part spent inside optimizer.step()
+
+
+@dataclass
+class RunResult:
+    config: TrainConfig
+    record: dict[str, Any]  # summary_record(config, curves, timings)
+    curves: list[CurvePoint]
+    extras: dict[str, Any] = field(default_factory=dict)  # callback name -> callback.result()
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON has no NaN/Inf: a non-finite number is recorded as null."""
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _series(curves: list[CurvePoint], split: str, metric: str) -> list[CurvePoint]:
+    return [p for p in curves if p.split == split and p.metric == metric]
+
+
+def _last(points: list[CurvePoint]) -> float | None:
+    return finite_or_none(points[-1].value) if points else None
+
+
+def _time_to_target(curves: list[CurvePoint], target: float | None) -> tuple[Any, Any]:
+    """(step, train_seconds) of the first evaluation with val accuracy >= target."""
+    if target is None:
+        return None, None
+    hit = next((p for p in _series(curves, "val", "acc") if p.value >= target), None)
+    return (hit.step, hit.train_seconds) if hit else (None, None)
+
+
+def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timings
+                   ) -> dict[str, Any]:
+    """The summary.json record of one run (JSON-able: non-finite numbers become null)."""
+    batch = _series(curves, "batch", "loss")
+    diverged_step = next((p.step for p in batch if not math.isfinite(p.value)), None)
+    steps = diverged_step - 1 if diverged_step is not None else (batch[-1].step if batch else 0)
+    test_acc = [p.value for p in _series(curves, "test", "acc") if math.isfinite(p.value)]
+    target_step, target_s = _time_to_target(curves, config.target_acc)
+    secs = timings.train_seconds
+    return {
+        **config.to_dict(),
+        "steps_planned": config.steps,
+        "steps": steps,
+        "final_test_acc": _last(_series(curves, "test", "acc")),
+        "best_test_acc": max(test_acc) if test_acc else None,
+        "final_val_acc": _last(_series(curves, "val", "acc")),
+        "final_train_acc": _last(_series(curves, "train", "acc")),
+        "final_train_loss": _last(_series(curves, "train", "loss")),
+        "final_test_loss": _last(_series(curves, "test", "loss")),
+        "train_seconds": secs,
+        "steps_per_s": steps / secs if secs > 0 else None,
+        "optimizer_ms_per_step": 1e3 * timings.optimizer_seconds / steps if steps else None,
+        "time_to_target_step": target_step,
+        "time_to_target_s": target_s,
+        "diverged": diverged_step is not None,
+        "diverged_step": diverged_step,
+    }
