@@ -1,0 +1,107 @@
+"""curves.png from the saved records: loss and accuracy against steps and training time.
+
+Each (optimizer, hyperparameters) is one colour: its line is the mean over seeds and
+the shaded band spans the seeds' min..max. Plotting never trains; it reads curves.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from optimlab.report.table import group_runs  # noqa: E402
+
+# run -> (split, metric) -> columns: step, train_seconds, value
+Curves = dict[str, dict[tuple[str, str], dict[str, np.ndarray]]]
+
+
+def read_curves(path: Path) -> Curves:
+    rows: dict[str, dict[tuple[str, str], list[tuple[float, float, float]]]] = defaultdict(
+        lambda: defaultdict(list))
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            rows[r["run"]][(r["split"], r["metric"])].append(
+                (float(r["step"]), float(r["train_seconds"]), float(r["value"])))
+    return {run: {key: dict(zip(("step", "train_seconds", "value"), np.array(v).T))
+                  for key, v in series.items()} for run, series in rows.items()}
+
+
+def smooth(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (shorter windows at the start): minibatch losses are noisy."""
+    c = np.cumsum(np.insert(y, 0, 0.0))
+    idx = np.arange(1, len(y) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """Seeds as rows, padded with NaN where a run stopped early (diverged)."""
+    out = np.full((len(arrays), max(len(a) for a in arrays)), np.nan)
+    for i, a in enumerate(arrays):
+        out[i, :len(a)] = a
+    return out
+
+
+def _band(ax: Any, x: np.ndarray, ys: np.ndarray, color: Any, label: str) -> None:
+    with warnings.catch_warnings():  # all-NaN columns after a divergence are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, lo, hi = np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
+    ax.plot(x, mean, color=color, label=label, lw=1.4)
+    if len(ys) > 1:
+        ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+
+
+def _group_series(series: list[dict[tuple[str, str], dict[str, np.ndarray]]], split: str,
+                  metric: str, window: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean train_seconds, values per seed) of one curve across a group's seeds."""
+    parts = [s[(split, metric)] for s in series if (split, metric) in s]
+    values = _stack([smooth(p["value"], window) for p in parts])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        steps = np.nanmax(_stack([p["step"] for p in parts]), 0)
+        secs = np.nanmean(_stack([p["train_seconds"] for p in parts]), 0)
+    return steps, secs, values
+
+
+def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Path:
+    """Train loss vs step (log), test accuracy vs step, train loss vs training seconds."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
+    window, start_loss = 1, 0.0
+    for i, ((optimizer, hp), runs) in enumerate(group_runs(records).items()):
+        series = [curves[r["run"]] for r in runs if r["run"] in curves]
+        if not series:
+            continue
+        diverged = sum(r["diverged"] for r in runs)
+        label = f"{optimizer} ({hp})" + (f", {diverged} diverged" if diverged else "")
+        color = colors[i % len(colors)]
+        window = max(1, int(max(r["steps_planned"] for r in runs)) // 50)
+        steps, secs, loss = _group_series(series, "batch", "loss", window)
+        start_loss = max(start_loss, float(np.nanmax(loss[:, 0])))
+        _band(axes[0], steps, loss, color, label)
+        _band(axes[2], secs, loss, color, label)
+        steps, _, acc = _group_series(series, "test", "acc")
+        _band(axes[1], steps, 100 * acc, color, label)
+    titles = (f"train loss (minibatch, moving average of {window} steps)",
+              "test accuracy (%)", "train loss vs training time")
+    for ax, title, xlabel in zip(axes, titles, ("step", "step", "training seconds")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    for ax in (axes[0], axes[2]):
+        ax.set_yscale("log")
+        if start_loss > 0:  # a diverging run would squash every other curve flat
+            ax.set_ylim(top=3 * start_loss)
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,78 @@
+"""The comparison table: runs grouped by (optimizer, hyperparameters), mean ± std over seeds."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+COLUMNS = ("optimizer", "hyperparameters", "final test acc", "best test acc",
+           "final train loss", "time to target", "steps/s", "optimizer ms/step", "diverged")
+
+
+def hyperparameters_text(hp: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in sorted(hp.items()))
+
+
+def group_runs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Runs of the same optimizer and hyperparameters (i.e. differing by seed), in run order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        key = (r["optimizer"], hyperparameters_text(r["hyperparameters"]))
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+def mean_std(values: list[Any]) -> tuple[float, float] | None:
+    """Mean and sample standard deviation (0 for one value) of the non-null values."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not xs:
+        return None
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def _pm(values: list[Any], scale: float = 1.0, fmt: str = ".1f", unit: str = "") -> str:
+    ms = mean_std(values)
+    if ms is None:
+        return "–"
+    return f"{ms[0] * scale:{fmt}} ± {ms[1] * scale:{fmt}}{unit}"
+
+
+def _time_to_target(runs: list[dict[str, Any]]) -> str:
+    if runs[0].get("target_acc") is None:
+        return "–"
+    hits = [r for r in runs if r["time_to_target_s"] is not None]
+    if not hits:
+        return f"never (0/{len(runs)})"
+    secs = statistics.fmean(r["time_to_target_s"] for r in hits)
+    step = statistics.fmean(r["time_to_target_step"] for r in hits)
+    return f"{secs:.1f} s, step {step:.0f} ({len(hits)}/{len(runs)})"
+
+
+def _diverged(runs: list[dict[str, Any]]) -> str:
+    steps = [str(r["diverged_step"]) for r in runs if r["diverged"]]
+    text = f"{len(steps)}/{len(runs)}"
+    return f"{text} (step {', '.join(steps)})" if steps else text
+
+
+def _column(runs: list[dict[str, Any]]) -> Any:
+    return lambda key: [r[key] for r in runs]
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row of strings per (optimizer, hyperparameters), in COLUMNS order."""
+    rows = []
+    for (optimizer, hp), runs in group_runs(records).items():
+        col = _column(runs)
+        rows.append([
+            optimizer, hp,
+            _pm(col("final_test_acc"), 100, unit=" %"),
+            _pm(col("best_test_acc"), 100, unit=" %"),
+            _pm(col("final_train_loss"), fmt=".3g"),
+            _time_to_target(runs),
+            _pm(col("steps_per_s"), fmt=".0f"),
+            _pm(col("optimizer_ms_per_step"), fmt=".3f"),
+            _diverged(runs),
+        ])
+    return rows
