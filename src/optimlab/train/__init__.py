@@ -11,7 +11,7 @@ Public API (the sweep reproduces single runs with exactly these pieces):
 """
 
 from optimlab.train.config import DTYPES, TrainConfig
-from optimlab.train.evaluate import SPLITS, evaluate
+from optimlab.train.evaluation import SPLITS, evaluate
 from optimlab.train.loop import on_device, train_run
 from optimlab.train.record import CurvePoint, RunResult, Timings, finite_or_none, summary_record
 from optimlab.train.seeding import batch_indices, init_model

@@ -23,7 +23,7 @@ from torch import nn
 
 from optimlab.optim import OPTIMIZERS
 from optimlab.train.config import TrainConfig
-from optimlab.train.evaluate import evaluate
+from optimlab.train.evaluation import evaluate
 from optimlab.train.record import CurvePoint, RunResult, Timings, summary_record
 from optimlab.train.seeding import batch_indices, init_model
 
