@@ -1,0 +1,277 @@
+"""`optimlab compare` and `optimlab report`, called through main(argv) on a tiny npz dataset."""
+
+from __future__ import annotations
+
+import csv
+import importlib.machinery
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimlab import lab, report
+from optimlab.cli import main
+from optimlab.report.table import mean_std, table_rows
+
+STEPS, EVAL_EVERY, SEEDS = 30, 10, 2
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+RECORD_KEYS = {"run", "optimizer", "hyperparameters", "seed", "final_test_acc", "best_test_acc",
+               "final_train_loss", "steps", "train_seconds", "optimizer_ms_per_step",
+               "time_to_target_s", "diverged"}
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory) -> Path:
+    """Two overlapping classes in 5-D (Bayes accuracy 87%): 400 examples, 80 held out as test."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    x = (rng.normal(0, 1, (400, 5)) + 0.5 * (2 * y[:, None] - 1)).astype(np.float32)
+    path = tmp_path_factory.mktemp("data") / "blobs.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def compare_argv(npz: Path, out: Path, *extra: str) -> list[str]:
+    return ["compare", "--dataset", f"npz:{npz}", "--model", "mlp", "--steps", str(STEPS),
+            "--eval-every", str(EVAL_EVERY), "--seeds", str(SEEDS), "--batch-size", "8",
+            "--target-acc", "0.75", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def compared(npz, tmp_path_factory) -> Path:
+    """One comparison through the CLI; sgd's η makes it diverge."""
+    out = tmp_path_factory.mktemp("runs") / "cmp"
+    assert main(compare_argv(npz, out, "--lr", "sgd=1e9", "adam=0.05")) == 0
+    return out
+
+
+def read_curves(out: Path) -> list[dict[str, str]]:
+    with (out / "curves.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_summary_has_one_complete_record_per_run(compared):
+    records = json.loads((compared / "summary.json").read_text())
+    assert [(r["optimizer"], r["seed"]) for r in records] == [
+        (o, s) for s in range(SEEDS) for o in OPTIMIZERS]
+    assert all(RECORD_KEYS <= set(r) for r in records)
+    by = {(r["optimizer"], r["seed"]): r for r in records}
+    assert by["adam", 0]["hyperparameters"] == {"lr": 0.05}
+    assert by["rmsprop", 1]["hyperparameters"] == {"lr": lab.DEFAULT_LR["rmsprop"]}
+    for o in ("momentum", "rmsprop", "adam"):
+        r = by[o, 0]
+        assert not r["diverged"] and r["steps"] == STEPS
+        assert r["final_test_acc"] > 0.6 and r["best_test_acc"] >= r["final_test_acc"]
+        assert r["time_to_target_s"] is not None and 0 < r["time_to_target_s"] <= r["train_seconds"]
+
+
+def test_a_diverging_learning_rate_is_recorded_and_the_comparison_goes_on(compared):
+    records = json.loads((compared / "summary.json").read_text())
+    sgd = [r for r in records if r["optimizer"] == "sgd"]
+    assert all(r["diverged"] and 1 <= r["diverged_step"] < STEPS for r in sgd)
+    assert all(r["steps"] == r["diverged_step"] - 1 for r in sgd)
+    assert len(records) == len(OPTIMIZERS) * SEEDS
+
+
+def test_curves_csv_is_long_format_and_agrees_with_the_summary(compared):
+    rows = read_curves(compared)
+    assert list(rows[0]) == ["run", "step", "train_seconds", "split", "metric", "value"]
+    for r in json.loads((compared / "summary.json").read_text()):
+        mine = [row for row in rows if row["run"] == r["run"]]
+        batch = [row for row in mine if row["split"] == "batch"]
+        assert len(batch) == (r["diverged_step"] or r["steps"])
+        test_acc = [(int(row["step"]), float(row["value"])) for row in mine
+                    if (row["split"], row["metric"]) == ("test", "acc")]
+        expected_steps = sorted({0, *range(EVAL_EVERY, r["steps"] + 1, EVAL_EVERY), r["steps"]})
+        assert [s for s, _ in test_acc] == expected_steps
+        assert test_acc[-1][1] == pytest.approx(r["final_test_acc"])
+        assert max(v for _, v in test_acc) == pytest.approx(r["best_test_acc"])
+        secs = [float(row["train_seconds"]) for row in batch]
+        assert secs == sorted(secs) and secs[-1] == pytest.approx(r["train_seconds"])
+
+
+def test_config_json_holds_the_command_and_environment(compared):
+    meta = json.loads((compared / "config.json").read_text())
+    assert meta["command"].startswith("optimlab compare --dataset npz:")
+    assert "--lr sgd=1e+09 momentum=0.5 rmsprop=0.01 adam=0.05" in meta["command"]
+    assert meta["settings"]["steps"] == STEPS and meta["settings"]["seeds"] == SEEDS
+    assert {"torch", "python", "cpu", "torch_threads"} <= set(meta["environment"])
+    assert meta["environment"]["torch_threads"] == 1
+
+
+def test_report_html_is_self_contained(compared):
+    page = (compared / "report.html").read_text()
+    assert "optimlab compare --dataset" in page and "Environment" in page
+    assert page.count('src="data:image/png;base64,') == 1
+    assert (compared / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # no network: no URL, no external stylesheet, script or image (base64 may hold "//")
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+    assert not re.search(r"https?:|//[a-z]|<link|<script|@import|url\(", text, re.I)
+    assert all(s.startswith("data:") for s in re.findall(r'src="([^"]*)"', page))
+
+
+def test_report_rerenders_from_the_saved_records_without_training(compared, tmp_path, monkeypatch,
+                                                                 capsys):
+    out = tmp_path / "copy"
+    out.mkdir()
+    for name in ("config.json", "summary.json", "curves.csv"):
+        (out / name).write_bytes((compared / name).read_bytes())
+    records = json.loads((out / "summary.json").read_text())
+    records[0]["final_test_acc"] = 0.123456  # an edit only the saved records carry
+
+    (out / "summary.json").write_text(json.dumps(records))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("report must not train")
+
+    monkeypatch.setattr("optimlab.lab.compare.train_run", no_training)
+    monkeypatch.setattr("optimlab.train.loop.train_run", no_training)
+    assert main(["report", str(out)]) == 0
+    assert str(out / "report.html") in capsys.readouterr().out
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "12.35%" in (out / "report.html").read_text()
+
+
+def test_report_of_a_folder_without_records_is_a_clean_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "summary.json" in err and "Traceback" not in err
+
+
+def exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse exits by itself
+        return int(e.code)
+
+
+@pytest.mark.parametrize("extra, flag, value", [
+    (["--steps", "0"], "--steps", "0"),
+    (["--steps", "many"], "--steps", "many"),
+    (["--seeds", "-2"], "--seeds", "-2"),
+    (["--optimizers", "sgd,lbfgs"], "--optimizers", "sgd,lbfgs"),
+    (["--lr", "lbfgs=0.1"], "--lr", "lbfgs=0.1"),
+    (["--lr", "adam=-1"], "--lr", "adam=-1"),
+    (["--target-acc", "1.5"], "--target-acc", "1.5"),
+    (["--model", "resnet"], "--model", "resnet"),
+    (["--device", "tpu"], "--device", "tpu"),
+    (["--epochs", "2"], "--epochs", "--steps"),
+    (["--batch-size", "500"], "batch_size", "500"),
+])
+def test_bad_flags_exit_2_naming_the_flag_and_value(npz, tmp_path, capsys, extra, flag, value):
+    out = tmp_path / "out"
+    assert exit_code(compare_argv(npz, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert flag in err and value in err and "Traceback" not in err
+    assert not (out / "summary.json").exists()
+
+
+def test_an_unknown_dataset_is_a_clean_error(tmp_path, capsys):
+    argv = ["compare", "--dataset", "imagenet", "--out", str(tmp_path / "o")]
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert "imagenet" in err and "mnist1d" in err and "Traceback" not in err
+
+
+def test_out_folder_with_a_comparison_is_not_overwritten(compared, npz, capsys):
+    before = (compared / "summary.json").read_bytes()
+    assert exit_code(compare_argv(npz, compared)) == 2
+    assert "--out" in capsys.readouterr().err
+    assert (compared / "summary.json").read_bytes() == before
+
+
+# ---- the lab and report layers directly -------------------------------------------------------
+
+def small_config(**kw) -> lab.CompareConfig:
+    base = dict(model="logreg", optimizers=("sgd", "adam"), steps=6, eval_every=3, seeds=2,
+                batch_size=8)
+    return lab.CompareConfig(**(base | kw))
+
+
+class NormRecorder:
+    """A diagnostics-style callback: records |w| after every step."""
+
+    name = "norms"
+
+    def __init__(self):
+        self.norms = []
+
+    def on_step_end(self, step, model, optimizer):
+        self.norms.append(float(sum(p.detach().norm() ** 2 for p in model.parameters()) ** 0.5))
+
+    def result(self):
+        return {"norms": self.norms}
+
+
+def test_callback_results_go_to_diagnostics_json_and_their_figures_into_the_report(
+        npz, tmp_path, monkeypatch):
+    from optimlab import data
+    out = tmp_path / "diag"
+    lab.run_compare(small_config(), out, dataset=data.load(f"npz:{npz}"),
+                    callbacks=lambda config, run: [NormRecorder()])
+    diagnostics = json.loads((out / "diagnostics.json").read_text())
+    assert [(d["run"], d["optimizer"], d["seed"]) for d in diagnostics] == [
+        ("sgd-seed0", "sgd", 0), ("adam-seed0", "adam", 0),
+        ("sgd-seed1", "sgd", 1), ("adam-seed1", "adam", 1)]
+    assert all(len(d["diagnostics"]["norms"]["norms"]) == 6 for d in diagnostics)
+
+    seen = []
+
+    def fake_render(records, out_dir):  # stands in for optimlab.report.diagnostics
+        seen.append(records)
+        extra = Path(out_dir) / "extra.png"
+        extra.write_bytes((Path(out_dir) / "curves.png").read_bytes())
+        return [extra]
+
+    fake = types.ModuleType("optimlab.report.diagnostics")
+    fake.render = fake_render
+    fake.__spec__ = importlib.machinery.ModuleSpec("optimlab.report.diagnostics", None)
+    monkeypatch.setitem(sys.modules, "optimlab.report.diagnostics", fake)
+    page = report.render(out).read_text()
+    assert seen == [diagnostics]
+    assert page.count('src="data:image/png;base64,') == 2
+
+
+def test_a_crash_keeps_the_runs_already_finished(npz, tmp_path):
+    from optimlab import data
+    out = tmp_path / "crash"
+
+    def callbacks(config, run):
+        if run == "sgd-seed1":
+            raise RuntimeError("power cut")
+        return []
+
+    comparison = lab.Comparison(small_config(), out, dataset=data.load(f"npz:{npz}"))
+    with pytest.raises(RuntimeError, match="power cut"):
+        comparison.run(callbacks)
+    records = json.loads((out / "summary.json").read_text())
+    assert [r["run"] for r in records] == ["sgd-seed0", "adam-seed0"]
+    assert {row["run"] for row in read_curves(out)} == {"sgd-seed0", "adam-seed0"}
+    assert report.render(out).is_file()  # the partial comparison still renders
+
+
+def test_epochs_count_full_batches_of_the_training_set():
+    # 288 training examples (400 - 80 test - 32 val) in batches of 8: 36 steps per epoch
+    assert small_config(steps=None, epochs=3).steps_for(288) == 108
+    assert small_config(steps=None).steps_for(288) == lab.DEFAULT_STEPS
+    with pytest.raises(ValueError, match="steps and epochs"):
+        small_config(steps=5, epochs=1)
+
+
+def test_table_mean_and_std_over_seeds():
+    base = {"hyperparameters": {"lr": 0.1}, "final_train_loss": 0.5, "steps_per_s": 100.0,
+            "optimizer_ms_per_step": 0.25, "target_acc": 0.8, "diverged": False,
+            "diverged_step": None, "time_to_target_step": None, "time_to_target_s": None}
+    records = [base | {"optimizer": "adam", "final_test_acc": a, "best_test_acc": a}
+               for a in (0.90, 0.92, 0.97)]
+    records.append(base | {"optimizer": "sgd", "final_test_acc": None, "best_test_acc": 0.5,
+                           "diverged": True, "diverged_step": 7})
+    assert mean_std([0.90, 0.92, 0.97, None]) == pytest.approx((0.93, 0.036055512754639), 1e-12)
+    adam, sgd = table_rows(records)
+    assert adam[:4] == ["adam", "lr=0.1", "93.0 ± 3.6 %", "93.0 ± 3.6 %"]
+    assert adam[5] == "never (0/3)" and adam[8] == "0/3"
+    assert sgd[2] == "–" and sgd[8] == "1/1 (step 7)"
