@@ -4,18 +4,68 @@
 ("sgd", "momentum", "rmsprop", "adam") cannot run on these parameters (None
 when it can); `get(kind)` returns that kernel, a function with the exact
 signature of the optimizer's reference update.
+
+Kernels live in backends, one per device type, listed in `BACKENDS`: a module
+with `unavailable(kind, params, group) -> str | None` and `KERNELS = {kind:
+fn}`. The CPU backend is numba (`numba_cpu`); a CUDA backend (Triton) slots in
+by adding one entry, without touching the optimizer classes, because `get`
+dispatches on the parameters' device at call time. Backends are imported on
+first use, so `import optimlab` does not pay for numba.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import torch
 
+KINDS = ("sgd", "momentum", "rmsprop", "adam")
+
+# device type -> backend module. "cuda": a Triton backend is planned, not built yet.
+BACKENDS = {"cpu": "optimlab.kernels.numba_cpu"}
+
+
+def backend(device_type: str) -> ModuleType:
+    """The backend module for a device type; ImportError if its compiler is missing."""
+    return importlib.import_module(BACKENDS[device_type])
+
 
 def fused_unavailable(kind: str, params: list[torch.Tensor], group: dict[str, Any]) -> str | None:
-    return "fused CPU kernels are not part of this build yet"
+    if kind not in KINDS:
+        return f"no fused kernel named {kind!r}; known: {', '.join(KINDS)}"
+    if not params:
+        return None
+    devices = sorted({p.device.type for p in params})
+    if len(devices) > 1:
+        return f"one param group spans devices {devices}; the fused kernel needs one device"
+    if devices[0] not in BACKENDS:
+        return (f"no fused kernels for device {devices[0]!r} yet (available: "
+                f"{', '.join(BACKENDS)}); the foreach path runs there")
+    try:
+        module = backend(devices[0])
+    except ImportError as e:
+        return f"the {devices[0]} backend cannot load ({e})"
+    return module.unavailable(kind, params, group)
 
 
 def get(kind: str) -> Callable[..., None]:
-    raise RuntimeError(f"no fused kernel for {kind!r}: {fused_unavailable(kind, [], {})}")
+    """The fused update of `kind`, dispatching on the parameters' device."""
+    if kind not in KINDS:
+        raise ValueError(f"Invalid kind: {kind!r}; allowed: {', '.join(map(repr, KINDS))}")
+    return _DISPATCH[kind]
+
+
+def _dispatcher(kind: str) -> Callable[..., None]:
+    def fused(params: list[torch.Tensor], *args: Any, **kwargs: Any) -> None:
+        if params:
+            backend(params[0].device.type).KERNELS[kind](params, *args, **kwargs)
+
+    fused.__name__ = fused.__qualname__ = f"{kind}_fused"
+    fused.__doc__ = f"Fused {kind} update: the arguments of `{kind}_reference`."
+    return fused
+
+
+_DISPATCH = {kind: _dispatcher(kind) for kind in KINDS}

@@ -1,0 +1,176 @@
+"""The CPU backend: the numba kernels behind the reference updates' exact signatures.
+
+Each function here is a drop-in for `optimlab.optim.<kind>_reference`: same
+arguments, same in-place effect, one pass over memory. It gathers the tensors'
+addresses (checking dtype, contiguity and size, because the kernel writes raw
+memory), turns the hyperparameters into an array of the tensors' dtype and
+runs the kernel once per thread, each on an equal share of the chunks. The
+thread count follows `torch.get_num_threads()`, so one knob (`OMP_NUM_THREADS`
+or `torch.set_num_threads`) sets it for torch and for us. No temporaries proportional to the
+model are allocated; SGD's momentum buffers are created on their first step,
+as state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from optimlab.kernels import _numba_kernels as k
+
+DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+# Complex parameters reach the kernels as real (..., 2) views of these dtypes.
+ACCEPTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+# Fewest elements worth a thread: waking one costs ~20-50 µs, about what a
+# core needs to stream this many elements of Adam.
+MIN_PER_THREAD = 1 << 17
+
+_pool: ThreadPoolExecutor | None = None
+_pool_key: tuple[int, int] = (0, 0)  # (pid, workers): a forked child needs its own threads
+
+
+def _workers(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_key
+    if _pool is None or _pool_key != (os.getpid(), workers):
+        _pool = ThreadPoolExecutor(workers, thread_name_prefix="optimlab-fused")
+        _pool_key = (os.getpid(), workers)
+    return _pool
+
+
+def _run(kernel: Callable[..., Any], sizes: np.ndarray, *args: Any) -> None:
+    """kernel over all chunks: this thread takes the first share, the pool the others."""
+    tensor, first = k.plan(sizes)
+    shares = max(1, min(torch.get_num_threads(), int(sizes.sum()) // MIN_PER_THREAD))
+    if shares == 1:
+        kernel(0, tensor.size, tensor, first, sizes, *args)
+        return
+    bounds = np.linspace(0, tensor.size, shares + 1).astype(np.int64)
+    pool = _workers(shares - 1)
+    futures = [pool.submit(kernel, bounds[p], bounds[p + 1], tensor, first, sizes, *args)
+               for p in range(1, shares)]
+    kernel(0, bounds[1], tensor, first, sizes, *args)
+    for f in futures:
+        f.result()
+
+
+def unavailable(kind: str, params: Sequence[torch.Tensor], group: dict) -> str | None:
+    """Why the CPU kernels cannot update these parameters, or None when they can."""
+    dtype = params[0].dtype
+    for i, p in enumerate(params):
+        if p.dtype not in ACCEPTED:
+            return (f"parameter {i} has dtype {p.dtype}; the fused CPU kernels handle "
+                    "float32, float64, complex64 and complex128")
+        if p.dtype != dtype:
+            return (f"one param group mixes dtypes ({dtype} and {p.dtype}); the fused kernel "
+                    "needs one dtype per param group")
+        if not p.is_contiguous():
+            return f"parameter {i} (shape {tuple(p.shape)}) is not contiguous"
+        grad = p.grad
+        if grad is not None and not grad.is_contiguous():
+            return f"the gradient of parameter {i} (shape {tuple(p.shape)}) is not contiguous"
+    return None
+
+
+def _sizes(params: Sequence[torch.Tensor]) -> np.ndarray:
+    return np.fromiter((p.numel() for p in params), np.int64, len(params))
+
+
+def _addresses(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype: torch.dtype,
+               what: str) -> np.ndarray:
+    """Data addresses, after checking each tensor matches its parameter (the kernel trusts them)."""
+    out = np.zeros(len(tensors), np.int64)
+    for i, t in enumerate(tensors):
+        if t is None:
+            raise RuntimeError(f"fused kernel: {what} of parameter {i} is missing")
+        if t.dtype != dtype or t.numel() != sizes[i] or not t.is_contiguous():
+            raise RuntimeError(
+                f"fused kernel: {what} of parameter {i} has dtype {t.dtype}, "
+                f"{t.numel()} elements, contiguous={t.is_contiguous()}; needed: {dtype}, "
+                f"{sizes[i]} elements, contiguous (use fused=False for this state)")
+        out[i] = t.data_ptr()
+    return out
+
+
+def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, type]:
+    """sizes, parameter and gradient addresses, and the NumPy dtype of the group."""
+    dtype = params[0].dtype
+    sizes = _sizes(params)
+    return (sizes, _addresses(params, sizes, dtype, "the parameter"),
+            _addresses(grads, sizes, dtype, "the gradient"), DTYPES[dtype])
+
+
+def _unused(n: int) -> np.ndarray:
+    """Addresses for a state the options leave out: never dereferenced."""
+    return np.zeros(n, np.int64)
+
+
+def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
+        bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
+        dampening: float, weight_decay: float, nesterov: bool, maximize: bool) -> None:
+    """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
+    sizes, w, g, dt = _group(params, grads)
+    heavy_ball = momentum != 0
+    fresh = np.zeros(len(params), np.bool_)
+    if heavy_ball:
+        for i, b in enumerate(bufs):
+            if b is None:
+                bufs[i] = torch.empty_like(params[i])
+                fresh[i] = True
+    v = _addresses(bufs, sizes, params[0].dtype, "momentum_buffer") if heavy_ball \
+        else _unused(len(params))
+    hp = np.array([-lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1], dt)
+    _run(k.sgd, sizes, w, g, v, fresh, hp, heavy_ball, nesterov)
+
+
+def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
+             vs: list[torch.Tensor], *, lr: float, momentum: float,
+             weight_decay: float, nesterov: bool, maximize: bool) -> None:
+    """Fused `momentum_reference`."""
+    sizes, w, g, dt = _group(params, grads)
+    v = _addresses(vs, sizes, params[0].dtype, "momentum_buffer")
+    hp = np.array([-lr, momentum, 1 - momentum, weight_decay, -1 if maximize else 1], dt)
+    _run(k.momentum, sizes, w, g, v, hp, nesterov)
+
+
+def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
+            ss: list[torch.Tensor], gs: list[torch.Tensor | None],
+            bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
+            weight_decay: float, momentum: float, centered: bool, maximize: bool) -> None:
+    """Fused `rmsprop_reference`."""
+    sizes, w, g, dt = _group(params, grads)
+    dtype, n = params[0].dtype, len(params)
+    s = _addresses(ss, sizes, dtype, "square_avg")
+    m = _addresses(gs, sizes, dtype, "grad_avg") if centered else _unused(n)
+    b = _addresses(bufs, sizes, dtype, "momentum_buffer") if momentum > 0 else _unused(n)
+    hp = np.array([-lr, alpha, 1 - alpha, eps, weight_decay, momentum,
+                   -1 if maximize else 1], dt)
+    _run(k.rmsprop, sizes, w, g, s, m, b, hp, centered, momentum > 0)
+
+
+def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
+         vs: list[torch.Tensor], ss: list[torch.Tensor],
+         s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
+         beta1: float, beta2: float, eps: float, weight_decay: float,
+         decoupled: bool, amsgrad: bool, maximize: bool) -> None:
+    """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64 first."""
+    sizes, w, g, dt = _group(params, grads)
+    dtype = params[0].dtype
+    v = _addresses(vs, sizes, dtype, "exp_avg")
+    s = _addresses(ss, sizes, dtype, "exp_avg_sq")
+    s_max = _addresses(s_maxes, sizes, dtype, "max_exp_avg_sq") if amsgrad \
+        else _unused(len(params))
+    step_size = np.array([-lr / (1 - beta1**t) for t in steps], dt)
+    bc2 = np.array([1 - beta2**t for t in steps], dt)
+    decay = 1 - lr * weight_decay if decoupled else 1.0
+    hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
+                   -1 if maximize else 1, decay], dt)
+    _run(k.adam, sizes, w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad)
+
+
+KERNELS = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam}
