@@ -1,0 +1,133 @@
+"""Pictures of paths.json: contours with the paths (PNG) and the same animated (HTML).
+
+Plotting reads the record only; it never runs an optimizer. The contours are
+the test functions evaluated on a grid.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from optimlab.landscape.functions import FUNCTIONS  # noqa: E402
+
+COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "rmsprop": "tab:green",
+          "adam": "tab:red", "adamw": "tab:purple"}
+
+
+def _contours(ax: Any, name: str, rec: dict[str, Any]) -> None:
+    xmin, xmax, ymin, ymax = rec["bounds"]
+    xs, ys = np.linspace(xmin, xmax, 200), np.linspace(ymin, ymax, 200)
+    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1), dtype=torch.float64)
+    z = FUNCTIONS[name].f(grid).numpy()
+    if rec["log_contours"]:
+        z = np.log10(z - z.min() + 1e-3)
+    ax.contourf(xs, ys, z, levels=30, cmap="Greys_r", alpha=0.6)
+    ax.contour(xs, ys, z, levels=15, colors="white", linewidths=0.4)
+    if rec["minimum"] is not None:
+        ax.plot(*rec["minimum"], marker="*", color="gold", markersize=12, markeredgecolor="k")
+    ax.plot(*rec["start"], marker="o", color="k", markersize=4)
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_title(f"{name}: {rec['formula']}", fontsize=9)
+
+
+def _figure(record: dict[str, Any]) -> tuple[Any, list[Any]]:
+    names = list(record["functions"])
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        _contours(ax, name, record["functions"][name])
+    return fig, list(axes.flat[:len(names)])
+
+
+def _label(opt: str, run: dict[str, Any]) -> str:
+    reached = "—" if run["steps_to_tol"] is None else str(run["steps_to_tol"])
+    return f"{opt} η={run['lr']:g} ({reached})"
+
+
+def plot_landscape(record: dict[str, Any], out: Path) -> Path:
+    """One panel per function, every optimizer's path; the legend gives η and steps to tol."""
+    fig, axes = _figure(record)
+    for ax, rec in zip(axes, record["functions"].values()):
+        for opt, run in rec["runs"].items():
+            xy = np.asarray(run["path"])
+            ax.plot(xy[:, 0], xy[:, 1], "-", color=COLORS.get(opt), lw=1.2, marker=".",
+                    markersize=2, label=_label(opt, run))
+        ax.legend(fontsize=7, loc="best", title="η (steps to tol)", title_fontsize=7)
+    fig.suptitle(_suptitle(record), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+    return out
+
+
+def _suptitle(record: dict[str, Any]) -> str:
+    cfg = record["config"]
+    how = "η fixed" if cfg["lr"] is not None else "η: best of the grid per optimizer"
+    noise = f", gradient noise σ={cfg['noise']:g}" if cfg["noise"] else ""
+    return f"{cfg['steps']} steps, {how}{noise}"
+
+
+def animate_html(record: dict[str, Any], out: Path) -> Path:
+    """A self-contained HTML page: the contours as an embedded PNG, the paths drawn step
+    by step over it by a few lines of JavaScript (no network, no external files)."""
+    fig, axes = _figure(record)
+    fig.set_dpi(DPI)
+    height = fig.get_size_inches()[1] * DPI
+    runs = []
+    for ax, rec in zip(axes, record["functions"].values()):
+        x0, y0, x1, y1 = ax.bbox.extents
+        for opt, run in rec["runs"].items():
+            ax.plot([], [], "-", color=COLORS.get(opt), label=_label(opt, run))
+            px = ax.transData.transform(np.asarray(run["path"]))
+            runs.append({"color": matplotlib.colors.to_hex(COLORS.get(opt, "k")),
+                         "clip": [x0, height - y1, x1 - x0, y1 - y0],
+                         "xy": np.round(np.c_[px[:, 0], height - px[:, 1]], 1).tolist()})
+        ax.legend(fontsize=7, loc="best", title="η (steps to tol)", title_fontsize=7)
+    fig.suptitle(_suptitle(record), fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    image = base64.b64encode(buf.getvalue()).decode()
+    out.write_text(_PAGE.replace("IMAGE", image).replace("RUNS", json.dumps(runs)))
+    return out
+
+
+DPI = 80  # the page's pixel grid; the paths are converted to it in Python
+
+# Frames follow step counts spaced geometrically: the first steps move the most.
+_PAGE = """<!doctype html><meta charset="utf-8"><title>optimlab landscape</title>
+<body style="margin:0"><div style="position:relative">
+<img id="bg" src="data:image/png;base64,IMAGE" style="position:absolute">
+<canvas id="cv" style="position:absolute"></canvas></div><script>
+const runs = RUNS, bg = document.getElementById("bg"), cv = document.getElementById("cv");
+const n = Math.max(...runs.map(r => r.xy.length)); let k = 1;
+bg.onload = () => { cv.width = bg.naturalWidth; cv.height = bg.naturalHeight; tick(); };
+function tick() {
+  const c = cv.getContext("2d"); c.clearRect(0, 0, cv.width, cv.height);
+  const end = Math.ceil(Math.pow(n, k / 80));
+  for (const r of runs) {
+    c.save(); c.beginPath(); c.rect(...r.clip); c.clip();
+    c.strokeStyle = r.color; c.lineWidth = 1.5; c.beginPath();
+    r.xy.slice(0, end).forEach(([x, y], i) => i ? c.lineTo(x, y) : c.moveTo(x, y));
+    c.stroke(); c.restore();
+  }
+  k = k >= 100 ? 1 : k + 1; setTimeout(tick, 80);
+}
+</script>
+"""
