@@ -157,6 +157,7 @@ def exit_code(argv: list[str]) -> int:
     (["--lr", "lbfgs=0.1"], "--lr", "lbfgs=0.1"),
     (["--lr", "adam=-1"], "--lr", "adam=-1"),
     (["--target-acc", "1.5"], "--target-acc", "1.5"),
+    (["--val-fraction", "1"], "--val-fraction", "1"),
     (["--model", "resnet"], "--model", "resnet"),
     (["--device", "tpu"], "--device", "tpu"),
     (["--epochs", "2"], "--epochs", "--steps"),
