@@ -13,6 +13,8 @@ COMMANDS = {
     "compare": "train each optimizer on a dataset; curves, table and an HTML report",
     "report": "re-render the figures and report.html of a compare or sweep folder",
     "landscape": "optimizer paths on 2-D test functions: paths.json, PNG, animated HTML",
+    "sweep": "hyperparameter grids per optimizer, K configurations at once; resumable",
+    "sweep-bench": "time a 32-configuration sweep, vectorized vs sequential (JSON)",
 }
 
 
@@ -21,13 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_ in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(f"optimlab.commands.{name}").add_arguments(p)
+        importlib.import_module(f"optimlab.commands.{name.replace('-', '_')}").add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    module = importlib.import_module(f"optimlab.commands.{args.command}")
+    module = importlib.import_module(f"optimlab.commands.{args.command.replace('-', '_')}")
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -1,0 +1,108 @@
+"""`optimlab sweep`: hyperparameter grids per optimizer as one resumable job.
+
+Flags map onto `optimlab.lab.grid.SweepConfig` and override the `--config` TOML file;
+bad values stop with exit code 2 and a message naming the setting, the value and what
+is allowed. Re-running with the same `--out` resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from optimlab import models
+from optimlab.lab.grid import APPLIES, EXECUTORS, SweepConfig, load_settings
+from optimlab.lab.store import run_name
+from optimlab.lab.sweep import Sweep
+from optimlab.train import RunResult
+
+# Grid flags: --lr, --momentum, … (values: LO:HI:N or a comma-separated list).
+GRID_FLAGS = {k: k.replace("_", "-") for k in APPLIES}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = SweepConfig()
+    p.add_argument("--config", type=Path, help="a TOML file with the same keys (flags win)")
+    p.add_argument("--dataset", help=f"a dataset name or npz:PATH (default {d.dataset})")
+    p.add_argument("--model", choices=models.MODELS, help=f"(default {d.model})")
+    p.add_argument("--optimizers", help=f"comma-separated (default {','.join(d.optimizers)})")
+    for key, flag in GRID_FLAGS.items():
+        p.add_argument(f"--{flag}", dest=key, metavar="GRID",
+                       help=f"{key} values for {', '.join(APPLIES[key])}: LO:HI:N (log-spaced) "
+                            "or V,V,…" + (f" (default {'1e-4:1:9'})" if key == "lr" else ""))
+    for name, help_ in (("seeds", f"seeds per configuration (default {d.seeds})"),
+                        ("steps", f"optimizer steps per run (default {d.steps})"),
+                        ("batch-size", f"minibatch size (default {d.batch_size})"),
+                        ("eval-every", f"steps between evaluations (default {d.eval_every})"),
+                        ("max-batch", f"members trained together (default {d.max_batch})")):
+        p.add_argument(f"--{name}", type=int, help=help_)
+    p.add_argument("--executor", choices=EXECUTORS, help=f"(default {d.executor})")
+    p.add_argument("--dtype", choices=("float32", "float64"), help=f"(default {d.dtype})")
+    p.add_argument("--select", choices=("val",),
+                   help="tune on validation, re-run the best per optimizer with --seeds seeds")
+    p.add_argument("--data-dir", help="folder with the dataset's files")
+    p.add_argument("--out", help="output folder; the same folder resumes "
+                                 "(default runs/sweep-<timestamp>)")
+    # One thread, as compare: small models gain nothing from more on a shared 2-core machine.
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
+
+def flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (None: not given)."""
+    names = ("dataset", "model", "optimizers", "seeds", "steps", "batch_size", "eval_every",
+             "max_batch", "executor", "dtype", "select", "data_dir", *APPLIES)
+    return {n: getattr(args, n) for n in names}
+
+
+def command_line(args: argparse.Namespace, out: Path) -> str:
+    """The command that resumes (or repeats) this sweep."""
+    argv = ["optimlab", "sweep"] + (["--config", str(args.config)] if args.config else [])
+    for name, value in flags(args).items():
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join([*argv, "--threads", str(args.threads), "--out", str(out)])
+
+
+def _line(result: RunResult) -> str:
+    r = result.record
+    if r["diverged"]:
+        return f"{run_name(result.config)}: diverged at step {r['diverged_step']}"
+    return (f"{run_name(result.config)}: val acc {r['final_val_acc']:.1%}, "
+            f"test acc {r['final_test_acc']:.1%}")
+
+
+def _sweep(args: argparse.Namespace, console: Console) -> int:
+    out = Path(args.out or time.strftime("runs/sweep-%Y%m%d-%H%M%S"))
+    try:
+        cfg = load_settings(args.config, flags(args))
+        sweep = Sweep(cfg, out, command=command_line(args, out))
+    except (ValueError, TypeError, OSError) as e:
+        print(f"optimlab sweep: error: {e}", file=sys.stderr)
+        return 2
+    console.print(f"{sweep.store.path}: {len(sweep.store.runs())} finished runs stored; "
+                  f"executor {cfg.executor}")
+    records = sweep.run(on_result=lambda r: console.print(_line(r)))
+    console.print(f"{len(records)} runs in {out}/summary.json, curves.csv, sweep.sqlite")
+    from optimlab.report.sweep import render  # the report reads the store, never trains
+    console.print(f"report: {render(out)}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        print(f"optimlab sweep: error: Invalid --threads {args.threads}; allowed: >= 1",
+              file=sys.stderr)
+        return 2
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _sweep(args, Console())
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,227 @@
+"""Executors: how a sweep's configurations are trained. All produce `RunResult`s.
+
+- `sequential`: one `optimlab.train.train_run` per configuration (the baseline);
+- `processes`: the same, spread over CPU cores (one torch thread per process);
+- `vectorized`: configurations that share dataset, model, steps, batch size and dtype
+  train together, K at a time. Parameters are stacked over the K members; one
+  `vmap(grad_and_value(...))` of `functional_call` computes all K losses and gradients
+  (the K small MLPs become batched matmuls), and `optimlab.optim.batched` updates
+  every member with its own hyperparameters ([K] tensors), one optimizer per contiguous
+  slice of members. Initial weights and minibatches follow the seeding contract of
+  `optimlab.train` (`init_model`, `batch_indices`), evaluation uses its `evaluate` and
+  records its `summary_record`, so a member's record equals its single run's (float64:
+  to ~1e-9; float32: within seed-to-seed noise). A member whose minibatch loss turns
+  NaN/Inf is finished as a diverged run, exactly as `train_run` does, and dropped.
+
+`train_seconds` of a member is its share of the group's time: each step's wall clock
+divided by the members still training.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value, vmap
+
+from optimlab.optim.batched import BatchedOptimizer
+from optimlab.train import (
+    CurvePoint,
+    RunResult,
+    Timings,
+    TrainConfig,
+    batch_indices,
+    evaluate,
+    init_model,
+    on_device,
+    summary_record,
+    train_run,
+)
+
+OnFinish = Callable[[RunResult], None]
+
+
+def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish) -> None:
+    """One `train_run` after another, in the given order."""
+    for config in configs:
+        on_finish(train_run(config, dataset))
+
+
+_WORKER_DATASET: Any = None
+
+
+def _init_worker(dataset: Any) -> None:
+    global _WORKER_DATASET
+    torch.set_num_threads(1)  # the cores are shared out between processes instead
+    _WORKER_DATASET = dataset
+
+
+def _train_in_worker(config: TrainConfig) -> RunResult:
+    return train_run(config, _WORKER_DATASET)
+
+
+def run_processes(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
+                  workers: int | None = None) -> None:
+    """`train_run`s in `workers` processes (default: one per CPU core); results are
+    handed to `on_finish` in this process as they arrive, in completion order."""
+    n = max(1, min(workers or os.cpu_count() or 1, len(configs)))
+    # spawn, not fork: a forked child can deadlock on the parent's OpenMP thread pool
+    with multiprocessing.get_context("spawn").Pool(n, _init_worker, (dataset,)) as pool:
+        for result in pool.imap_unordered(_train_in_worker, configs):
+            on_finish(result)
+
+
+def group_key(config: TrainConfig) -> tuple[Any, ...]:
+    """Configurations with the same key can train as members of one group."""
+    return (config.dataset, config.model, config.steps, config.batch_size, config.eval_every,
+            config.dtype, config.device)
+
+
+def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainConfig]]:
+    """Compatible configurations in chunks of at most `max_batch`, sorted by optimizer
+    within a chunk (each optimizer then updates one contiguous slice of members)."""
+    by_key: dict[tuple[Any, ...], list[TrainConfig]] = {}
+    for c in configs:
+        by_key.setdefault(group_key(c), []).append(c)
+    out = []
+    for members in by_key.values():
+        for i in range(0, len(members), max_batch):
+            out.append(sorted(members[i:i + max_batch], key=lambda c: c.optimizer))
+    return out
+
+
+def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
+                   max_batch: int = 64) -> None:
+    """Train compatible configurations together, `max_batch` members at a time."""
+    for members in groups(configs, max_batch):
+        _Group(members, dataset).run(on_finish)
+
+
+def _member_grads(module: torch.nn.Module) -> Callable[..., Any]:
+    """(stacked params, x [K, B, …], y [K, B]) -> (grads like params, losses [K])."""
+    def loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(module, params, (x,)), y)
+    return vmap(grad_and_value(loss))
+
+
+class _Group:
+    """K configurations training in lockstep; `alive[i]` is the config of stacked row i."""
+
+    def __init__(self, configs: list[TrainConfig], dataset: Any) -> None:
+        c0 = configs[0]
+        self.configs, self.data = configs, on_device(dataset, c0.device, c0.torch_dtype)
+        inits = {s: init_model(c0.model, self.data, s, c0.torch_dtype).to(c0.device)
+                 for s in sorted({c.seed for c in configs})}
+        self.module = inits[c0.seed]
+        self.params = {n: torch.stack([dict(inits[c.seed].named_parameters())[n].detach()
+                                       for c in configs]) for n, _ in
+                       self.module.named_parameters()}
+        self.grad_fn = _member_grads(self.module)
+        seeds = list(inits)
+        self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s) for s in seeds]
+        self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
+        self.alive = list(range(len(configs)))
+        self.curves: list[list[CurvePoint]] = [[] for _ in configs]
+        self.train_s, self.opt_s = [0.0] * len(configs), [0.0] * len(configs)
+        self.done, self.last_eval = [0] * len(configs), [-1] * len(configs)
+        self._make_optimizers()
+
+    def _make_optimizers(self) -> None:
+        """One BatchedOptimizer per optimizer name, over its contiguous slice of rows."""
+        self.segments: list[tuple[BatchedOptimizer, int, int]] = []
+        start = 0
+        for name, rows in itertools.groupby(self.alive, key=lambda i: self.configs[i].optimizer):
+            n = len(list(rows))
+            members = [self.configs[i].hyperparameters for i in self.alive[start:start + n]]
+            self.segments.append((BatchedOptimizer(name, self._slice(start, start + n),
+                                                   members), start, start + n))
+            start += n
+
+    def _slice(self, a: int, b: int) -> list[torch.Tensor]:
+        return [p[a:b] for p in self.params.values()]
+
+    def _evaluate(self, row: int, step: int) -> None:
+        i = self.alive[row]
+        member = {n: p[row] for n, p in self.params.items()}
+        metrics = evaluate(lambda x: functional_call(self.module, member, (x,)), self.data)
+        for split, values in metrics.items():
+            for metric, value in values.items():
+                self.curves[i].append(CurvePoint(step, self.train_s[i], split, metric, value))
+        self.last_eval[i] = step
+
+    def _finish(self, row: int, on_finish: OnFinish) -> None:
+        """Final evaluation (unless just done) and the record, as `train_run` makes them."""
+        i = self.alive[row]
+        if self.last_eval[i] != self.done[i]:
+            self._evaluate(row, self.done[i])
+        config = self.configs[i]
+        timings = Timings(self.train_s[i], self.opt_s[i])
+        on_finish(RunResult(config, summary_record(config, self.curves[i], timings),
+                            self.curves[i]))
+
+    def _drop(self, rows: list[int], grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Remove stacked rows `rows` (parameters, gradients, optimizer state)."""
+        keep = [r for r in range(len(self.alive)) if r not in rows]
+        index = torch.tensor(keep, dtype=torch.long)
+        self.params = {n: p[index] for n, p in self.params.items()}
+        segments, start = [], 0
+        for opt, a, b in self.segments:
+            local = [r - a for r in keep if a <= r < b]
+            if local:
+                opt.select(torch.tensor(local), self._slice(start, start + len(local)))
+                segments.append((opt, start, start + len(local)))
+                start += len(local)
+        self.segments, self.alive = segments, [self.alive[r] for r in keep]
+        return {n: g[index] for n, g in grads.items()}
+
+    def _charge(self, seconds: float, opt_seconds: float = 0.0) -> None:
+        """Share a step's wall clock among the members that took it."""
+        for i in self.alive:
+            self.train_s[i] += seconds / len(self.alive)
+            self.opt_s[i] += opt_seconds / len(self.alive)
+
+    def _step(self, t: int, on_finish: OnFinish) -> None:
+        t0 = time.perf_counter()
+        idx = torch.stack([next(b) for b in self.batches])[self.seed_row[self.alive]]
+        idx = idx.to(self.data.x_train.device)
+        grads, losses = self.grad_fn(self.params, self.data.x_train[idx], self.data.y_train[idx])
+        values = losses.tolist()
+        self._charge(time.perf_counter() - t0)
+        bad = [row for row, v in enumerate(values) if not math.isfinite(v)]
+        for row in bad:  # as train_run: record the loss, stop before the update
+            i = self.alive[row]
+            self.curves[i].append(CurvePoint(t, self.train_s[i], "batch", "loss", values[row]))
+            self._finish(row, on_finish)
+        if bad:
+            grads = self._drop(bad, grads)
+            values = [v for row, v in enumerate(values) if row not in bad]
+        t1 = time.perf_counter()
+        for opt, a, b in self.segments:
+            opt.step([g[a:b] for g in grads.values()])
+        t2 = time.perf_counter()
+        self._charge(t2 - t1, t2 - t1)
+        for row, i in enumerate(self.alive):
+            self.curves[i].append(CurvePoint(t, self.train_s[i], "batch", "loss", values[row]))
+            self.done[i] = t
+
+    def run(self, on_finish: OnFinish) -> None:
+        """Train every member to the end (or its divergence); `on_finish` gets each result."""
+        config = self.configs[0]
+        for row in range(len(self.alive)):
+            self._evaluate(row, 0)
+        for t in range(1, config.steps + 1):
+            if not self.alive:
+                break
+            self._step(t, on_finish)
+            if t % config.eval_every == 0:
+                for row in range(len(self.alive)):
+                    self._evaluate(row, t)
+        for row in range(len(self.alive)):
+            self._finish(row, on_finish)

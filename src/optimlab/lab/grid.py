@@ -1,0 +1,204 @@
+"""Sweep grids: parsing `LO:HI:N` and value lists, the TOML file, and the configurations.
+
+A grid key applies to the optimizers that have that hyperparameter (`APPLIES`); per
+optimizer, the grid is the product of its keys' values. Keys left out keep the class
+default. `beta1`/`beta2` become Adam's `betas` pair.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the dependency is declared for 3.10 only
+    import tomli as tomllib
+
+from optimlab.optim.batched import class_defaults
+
+# Grid key -> the optimizers that have it. SGD's and RMSprop's optional heavy-ball
+# momentum is not swept by `momentum` (it would turn them into other methods); a
+# per-optimizer TOML grid can still set it.
+APPLIES = {
+    "lr": ("sgd", "momentum", "rmsprop", "adam", "adamw"),
+    "momentum": ("momentum",),
+    "alpha": ("rmsprop",),
+    "beta1": ("adam", "adamw"),
+    "beta2": ("adam", "adamw"),
+    "eps": ("rmsprop", "adam", "adamw"),
+    "weight_decay": ("sgd", "momentum", "rmsprop", "adam", "adamw"),
+}
+OPTIMIZER_NAMES = APPLIES["lr"]
+# Values rounded to 3 significant digits: readable names, stable keys in the store.
+DIGITS = 3
+
+
+def parse_values(key: str, spec: Any) -> tuple[float, ...]:
+    """`"LO:HI:N"` (N log-spaced values), `"a,b,c"`, a number or a list of numbers."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        values: list[float] = [float(spec)]
+    elif isinstance(spec, (list, tuple)) and spec:
+        values = [_number(key, v) for v in spec]
+    elif isinstance(spec, str) and spec.count(":") == 2:
+        values = _log_range(key, spec)
+    elif isinstance(spec, str) and spec.strip():
+        values = [_number(key, v) for v in spec.split(",")]
+    else:
+        raise ValueError(f"Invalid {key}: {spec!r}; allowed: LO:HI:N, a comma-separated "
+                         "list of numbers, or a TOML list")
+    rounded = tuple(dict.fromkeys(float(f"{v:.{DIGITS}g}") for v in values))
+    if any(not math.isfinite(v) or v < 0 for v in rounded):
+        raise ValueError(f"Invalid {key}: {spec!r}; allowed: finite values >= 0")
+    return rounded
+
+
+def _number(key: str, v: Any) -> float:
+    try:
+        if isinstance(v, bool):
+            raise ValueError
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"Invalid {key}: {v!r} is not a number") from None
+
+
+def _log_range(key: str, spec: str) -> list[float]:
+    lo_s, hi_s, n_s = spec.split(":")
+    lo, hi = _number(key, lo_s), _number(key, hi_s)
+    if not n_s.strip().isdigit() or int(n_s) < 1 or not 0 < lo <= hi:
+        raise ValueError(f"Invalid {key}: {spec!r}; allowed: LO:HI:N with 0 < LO <= HI "
+                         "and an integer N >= 1 (N log-spaced values)")
+    n = int(n_s)
+    if n == 1:
+        return [lo]
+    step = (math.log10(hi) - math.log10(lo)) / (n - 1)
+    return [10 ** (math.log10(lo) + i * step) for i in range(n)]
+
+
+# The grid of η when neither the flags nor the TOML file give one: 1e-4 … 1 in half decades,
+# wide enough for SGD (best near 0.1–0.5) and Adam (best near 1e-3–1e-2) alike.
+DEFAULT_LR_GRID = "1e-4:1:9"
+EXECUTORS = ("vectorized", "sequential", "processes")
+SELECT = (None, "val")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: per optimizer a hyperparameter grid, each point trained under some seeds."""
+
+    dataset: str = "mnist1d"  # offline and fast: the lecture's sweep fits in minutes
+    model: str = "mlp"  # the MNIST-1D reference MLP: all dense layers, ideal for batching
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    # grid key -> values, for every optimizer the key applies to (see APPLIES)
+    grid: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: {"lr": parse_values("lr", DEFAULT_LR_GRID)})
+    # optimizer -> {key: values}: overrides `grid` for that optimizer (TOML [grid.NAME])
+    per_optimizer: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    seeds: int = 1  # seeds 0..N-1 per grid point; with select="val", for the re-runs only
+    steps: int = 2000  # every optimizer's best η is past 85% val accuracy on MNIST-1D
+    batch_size: int = 100  # the MNIST-1D paper's batch size
+    eval_every: int = 250  # 9 points on a 2000-step curve; evaluation is not timed
+    dtype: str = "float32"  # float64 makes batched and single runs agree to 1e-9
+    executor: str = "vectorized"  # K configurations per forward/backward (see executors.py)
+    max_batch: int = 64  # members trained together at most: bounds memory
+    select: str | None = None  # "val": DeepOBS protocol, tune on val then re-run with seeds
+    data_dir: str | None = None  # where dataset files live (MNIST-1D needs none)
+
+    def __post_init__(self) -> None:
+        bad = [n for n in (*self.optimizers, *self.per_optimizer) if n not in OPTIMIZER_NAMES]
+        if bad or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
+            raise ValueError(f"Invalid optimizers: {bad or list(self.optimizers)}; allowed: "
+                             f"distinct names from {', '.join(OPTIMIZER_NAMES)}")
+        for name in ("seeds", "steps", "batch_size", "eval_every", "max_batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: an integer >= 1")
+        for key, allowed in (("executor", EXECUTORS), ("select", SELECT),
+                             ("dtype", ("float32", "float64"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"Invalid {key}: {getattr(self, key)!r}; allowed: "
+                                 f"{', '.join(map(str, allowed))}")
+        for key in (*self.grid, *(k for g in self.per_optimizer.values() for k in g)):
+            if key not in APPLIES:
+                raise ValueError(f"Invalid grid key: {key!r}; allowed: {', '.join(APPLIES)}")
+
+    def grid_for(self, optimizer: str) -> dict[str, tuple[float, ...]]:
+        """The keys and values swept for `optimizer`."""
+        own = {k: v for k, v in self.grid.items() if optimizer in APPLIES[k]}
+        return {**own, **self.per_optimizer.get(optimizer, {})}
+
+
+def hyperparameter_sets(cfg: SweepConfig, optimizer: str) -> list[dict[str, Any]]:
+    """Every point of `optimizer`'s grid as optimizer keyword arguments."""
+    grid = cfg.grid_for(optimizer)
+    keys = sorted(grid)
+    points = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values, strict=True))
+        if "beta1" in point or "beta2" in point:
+            b1, b2 = class_defaults(optimizer)["betas"]
+            point["betas"] = [point.pop("beta1", b1), point.pop("beta2", b2)]
+        points.append(point)
+    return points
+
+
+def one_shot(optimizer: str) -> dict[str, Any]:
+    """The "one-shot" setting: the class defaults (the lecture's), with η made explicit."""
+    return {"lr": class_defaults(optimizer)["lr"]}
+
+
+_SCALARS = ("dataset", "model", "seeds", "steps", "batch_size", "eval_every", "dtype",
+            "executor", "max_batch", "select", "data_dir")
+
+
+def _optimizer_tuple(spec: Any) -> tuple[str, ...]:
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    return tuple(str(n).strip() for n in names if str(n).strip())
+
+
+def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
+    """A SweepConfig from a parsed TOML table and command-line flags (None: not given).
+
+    A flag overrides the file; a grid flag (`lr`, `beta1`, …) also overrides the key in
+    the file's per-optimizer tables.
+    """
+    allowed = (*_SCALARS, "optimizers", "grid", *APPLIES)
+    unknown = [k for k in toml if k not in allowed]
+    if unknown:
+        raise ValueError(f"Invalid key(s) in the config file: {', '.join(unknown)}; allowed: "
+                         f"{', '.join(allowed)}")
+    merged = {**toml, **{k: v for k, v in flags.items() if v is not None}}
+    grid = {k: parse_values(k, merged[k]) for k in APPLIES if k in merged}
+    tables = toml.get("grid", {})
+    if not isinstance(tables, dict) or any(not isinstance(t, dict) for t in tables.values()):
+        raise ValueError("Invalid [grid] in the config file; allowed: tables [grid.NAME] with "
+                         "keys like lr = [1e-3, 1e-2]")
+    given = {k for k in APPLIES if flags.get(k) is not None}
+    per_optimizer = {name: {k: parse_values(k, v) for k, v in table.items() if k not in given}
+                     for name, table in tables.items()}
+    kwargs = {k: merged[k] for k in _SCALARS if k in merged}
+    if "optimizers" in merged:
+        kwargs["optimizers"] = _optimizer_tuple(merged["optimizers"])
+    if "lr" not in grid:
+        grid["lr"] = parse_values("lr", DEFAULT_LR_GRID)
+    return SweepConfig(**kwargs, grid=grid, per_optimizer=per_optimizer)
+
+
+def load_settings(path: str | Path | None, flags: dict[str, Any]) -> SweepConfig:
+    """`settings` from the TOML file at `path` (None: flags only)."""
+    if path is None:
+        return settings({}, flags)
+    try:
+        toml = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"Invalid config file {str(path)!r}: {e}") from None
+    return settings(toml, flags)
+
+
+def with_executor(cfg: SweepConfig, executor: str) -> SweepConfig:
+    """The same sweep on another executor (the benchmark runs both)."""
+    return replace(cfg, executor=executor)

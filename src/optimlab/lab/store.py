@@ -1,0 +1,136 @@
+"""The sweep's run store: one SQLite file, one row per configuration.
+
+Table `runs`: key (a hash of the config), name, status ("pending", "running", "done"),
+config, summary (the `summary_record`), curves (rows of `CurvePoint`, non-finite values
+as null), updated (unix time). Table `roles`: (key, role) — why a run exists ("grid",
+"one-shot", "tuned"). Table `meta`: settings of the last invocation.
+
+A finished run is written in one transaction (summary, curves and status together), so
+a crash or `kill -9` loses at most the runs in flight; those stay "pending"/"running"
+and run again on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from optimlab.train import CurvePoint, TrainConfig
+
+FILENAME = "sweep.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
+    summary TEXT, curves TEXT, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS roles (key TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (key, role));
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def config_key(config: TrainConfig) -> str:
+    """Stable across processes and sessions: a hash of the canonical JSON of the config."""
+    text = json.dumps(config.to_dict(), sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def run_name(config: TrainConfig) -> str:
+    """E.g. `adam-lr0.001-betas0.9,0.999-seed0`: readable, unique within a sweep."""
+    parts = [config.optimizer]
+    for k, v in sorted(config.hyperparameters.items()):
+        text = ",".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{v:g}"
+        parts.append(f"{k}{text}")
+    return "-".join([*parts, f"seed{config.seed}"])
+
+
+def _curves_json(curves: Iterable[CurvePoint]) -> str:
+    rows = [[p.step, p.train_seconds, p.split, p.metric,
+             p.value if math.isfinite(p.value) else None] for p in curves]
+    return json.dumps(rows, allow_nan=False)
+
+
+def _curves_from_json(text: str) -> list[CurvePoint]:
+    return [CurvePoint(s, t, sp, m, math.nan if v is None else v)
+            for s, t, sp, m, v in json.loads(text)]
+
+
+class Store:
+    """The SQLite file `out/sweep.sqlite` (created on first use, reopened to resume)."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"Invalid --out {str(self.out)!r}: a file; allowed: a folder")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.path = self.out / FILENAME
+        try:
+            self.conn = sqlite3.connect(self.path)
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"Invalid --out {str(self.out)!r}: {self.path.name} is not a "
+                             f"sweep store ({e})") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def plan(self, configs: Iterable[TrainConfig], role: str) -> None:
+        """Add configurations not yet stored (as pending) and tag them with `role`."""
+        now = time.time()
+        with self.conn:
+            for c in configs:
+                key = config_key(c)
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO runs (key, name, status, config, updated) "
+                    "VALUES (?, ?, 'pending', ?, ?)",
+                    (key, run_name(c), json.dumps(c.to_dict(), allow_nan=False), now))
+                self.conn.execute("INSERT OR IGNORE INTO roles VALUES (?, ?)", (key, role))
+
+    def unfinished(self, configs: Iterable[TrainConfig]) -> list[TrainConfig]:
+        """The configurations among `configs` that have no finished run yet."""
+        done = {k for (k,) in self.conn.execute("SELECT key FROM runs WHERE status = 'done'")}
+        return [c for c in configs if config_key(c) not in done]
+
+    def mark_running(self, configs: Iterable[TrainConfig]) -> None:
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE runs SET status = 'running', updated = ? WHERE key = ?",
+                [(time.time(), config_key(c)) for c in configs])
+
+    def finish(self, config: TrainConfig, record: dict[str, Any],
+               curves: Iterable[CurvePoint]) -> None:
+        """Store a finished run: summary, curves and status in one transaction."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
+                "WHERE key = ?", (json.dumps(record, allow_nan=False), _curves_json(curves),
+                                  time.time(), config_key(config)))
+            if cur.rowcount != 1:
+                raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
+
+    def set_meta(self, name: str, value: Any) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                              (name, json.dumps(value, allow_nan=False)))
+
+    def meta(self) -> dict[str, Any]:
+        return {n: json.loads(v) for n, v in self.conn.execute("SELECT name, value FROM meta")}
+
+    def runs(self, *, done_only: bool = True) -> list[dict[str, Any]]:
+        """Stored runs in planning order: {"key", "run", "status", "roles", "config",
+        "summary" (record with "run" first), "curves" (list of CurvePoint)}."""
+        roles: dict[str, list[str]] = {}
+        for key, role in self.conn.execute("SELECT key, role FROM roles ORDER BY role"):
+            roles.setdefault(key, []).append(role)
+        where = "WHERE status = 'done'" if done_only else ""
+        rows = self.conn.execute(
+            f"SELECT key, name, status, config, summary, curves FROM runs {where} ORDER BY rowid")
+        return [{"key": k, "run": n, "status": s, "roles": roles.get(k, []),
+                 "config": json.loads(c),
+                 "summary": {"run": n, **json.loads(r)} if r else None,
+                 "curves": _curves_from_json(cv) if cv else []}
+                for k, n, s, c, r, cv in rows]

@@ -1,0 +1,145 @@
+"""`sweep`: hyperparameter grids per optimizer, many configurations as one job, resumable.
+
+The output folder:
+- `sweep.sqlite`: every run (see `optimlab.lab.store`): the source of truth, written
+  after every finished run; re-running the same sweep skips finished runs, re-runs
+  unfinished ones and adds configurations of a changed grid;
+- `summary.json`, `curves.csv`: as `compare` writes them, for all finished runs
+  (rewritten from the store after each batch of runs).
+
+Protocol with `select="val"` (DeepOBS): the grid runs under seed 0; per optimizer the
+configuration with the best final validation accuracy (ties: lower validation loss;
+diverged runs never win) is re-run under seeds 0..N-1 ("tuned"), and the class
+defaults run under the same seeds ("one-shot"). Without it, every grid point runs
+under seeds 0..N-1.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from optimlab import data
+from optimlab.lab.compare import CURVE_COLUMNS, write_json
+from optimlab.lab.environment import environment
+from optimlab.lab.executors import run_processes, run_sequential, run_vectorized
+from optimlab.lab.grid import SweepConfig, hyperparameter_sets, one_shot
+from optimlab.lab.store import Store, config_key
+from optimlab.train import CurvePoint, RunResult, TrainConfig
+
+# Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
+ROLES = ("grid", "one-shot", "tuned")
+
+
+def make_configs(cfg: SweepConfig, optimizer: str, points: list[dict[str, Any]],
+                 seeds: range) -> list[TrainConfig]:
+    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=optimizer,
+                        hyperparameters=hp, steps=cfg.steps, batch_size=cfg.batch_size,
+                        seed=seed, eval_every=cfg.eval_every, dtype=cfg.dtype)
+            for seed in seeds for hp in points]
+
+
+def grid_configs(cfg: SweepConfig) -> list[TrainConfig]:
+    seeds = range(1) if cfg.select else range(cfg.seeds)
+    return [c for name in cfg.optimizers
+            for c in make_configs(cfg, name, hyperparameter_sets(cfg, name), seeds)]
+
+
+def final_value(curves: list[CurvePoint], split: str, metric: str) -> float | None:
+    """The last evaluation of `split`/`metric` (None when never evaluated or non-finite)."""
+    values = [p.value for p in curves if p.split == split and p.metric == metric]
+    return values[-1] if values and math.isfinite(values[-1]) else None
+
+
+def best_per_optimizer(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """optimizer -> the stored run (see Store.runs) with the best validation result."""
+    best: dict[str, tuple[tuple[float, float], dict[str, Any]]] = {}
+    for run in runs:
+        s = run["summary"]
+        acc, loss = s["final_val_acc"], final_value(run["curves"], "val", "loss")
+        if s["diverged"] or acc is None or loss is None:
+            continue
+        score = (acc, -loss)
+        if s["optimizer"] not in best or score > best[s["optimizer"]][0]:
+            best[s["optimizer"]] = (score, run)
+    return {name: run for name, (_, run) in best.items()}
+
+
+def write_outputs(store: Store) -> list[dict[str, Any]]:
+    """summary.json and curves.csv of every finished run, each replaced atomically."""
+    runs = store.runs()
+    tmp = store.out / "curves.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CURVE_COLUMNS)
+        for run in runs:
+            w.writerows((run["run"], *p) for p in run["curves"])
+    os.replace(tmp, store.out / "curves.csv")
+    records = [run["summary"] for run in runs]
+    write_json(store.out / "summary.json", records)
+    return records
+
+
+class Sweep:
+    """A sweep set up and checked: data loaded, store opened, settings recorded."""
+
+    def __init__(self, cfg: SweepConfig, out: str | Path, *, command: str = "",
+                 dataset: Any = None) -> None:
+        """`dataset`: an already loaded Dataset (tests pass tiny ones); default
+        `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here."""
+        ds = dataset if dataset is not None else data.load(cfg.dataset, data_dir=cfg.data_dir)
+        if cfg.batch_size > len(ds.y_train):
+            raise ValueError(f"Invalid batch_size: {cfg.batch_size}; allowed: <= "
+                             f"{len(ds.y_train)}, the number of training examples")
+        if cfg.select == "val" and len(ds.y_val) == 0:
+            raise ValueError(f"Invalid select 'val': {cfg.dataset} has no validation split")
+        self.cfg, self.dataset, self.store = cfg, ds, Store(out)
+        self.store.set_meta("settings", dataclasses.asdict(cfg))
+        self.store.set_meta("command", command)
+        self.store.set_meta("dataset", ds.summary() if hasattr(ds, "summary") else ds.name)
+        self.store.set_meta("environment", environment())
+        self.on_result: Callable[[RunResult], None] | None = None
+
+    def _finished(self, result: RunResult) -> None:
+        self.store.finish(result.config, result.record, result.curves)
+        if self.on_result:
+            self.on_result(result)
+
+    def execute(self, planned: dict[str, list[TrainConfig]]) -> int:
+        """Plan configurations under their role ({role: configs}) and train those not
+        finished, all in one executor call; returns how many ran."""
+        for role, configs in planned.items():
+            self.store.plan(configs, role)
+        todo = self.store.unfinished(list({config_key(c): c for configs in planned.values()
+                                            for c in configs}.values()))
+        if todo:
+            self.store.mark_running(todo)
+            if self.cfg.executor == "vectorized":
+                run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch)
+            elif self.cfg.executor == "processes":
+                run_processes(todo, self.dataset, self._finished)
+            else:
+                run_sequential(todo, self.dataset, self._finished)
+        return len(todo)
+
+    def run(self, on_result: Callable[[RunResult], None] | None = None) -> list[dict[str, Any]]:
+        """Every phase of the sweep (resuming what is stored); the summary records."""
+        self.on_result, cfg = on_result, self.cfg
+        grid = grid_configs(cfg)
+        if not cfg.select:
+            self.execute({"grid": grid})
+            return write_outputs(self.store)
+        seeds = range(cfg.seeds)
+        self.execute({"grid": grid, "one-shot": [
+            c for name in cfg.optimizers for c in make_configs(cfg, name, [one_shot(name)],
+                                                               seeds)]})
+        keys = {config_key(c) for c in grid}
+        chosen = best_per_optimizer([r for r in self.store.runs() if r["key"] in keys])
+        self.execute({"tuned": [c for name, run in chosen.items() for c in make_configs(
+            cfg, name, [run["config"]["hyperparameters"]], seeds)]})
+        return write_outputs(self.store)

@@ -1,0 +1,182 @@
+"""The sweep report: figures and report.html from `DIR/sweep.sqlite` (never trains).
+
+- η-sensitivity: final validation loss and accuracy against η (log axis), a line per
+  optimizer (its other hyperparameters at the best configuration's values), the mean
+  over seeds with a min..max band; diverged runs leave a gap;
+- Adam's β₁×β₂ heatmap (when the grid varies them): the best final validation loss
+  over η for each pair, as in the Adam paper's figure 4, annotated with that η;
+- the best configurations' curves with seed bands (the compare report's figure);
+- a table of the best configuration per optimizer, tuned against one-shot.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from optimlab.lab.store import FILENAME, Store  # noqa: E402
+from optimlab.lab.sweep import best_per_optimizer, final_value  # noqa: E402
+from optimlab.report.page import config_sections, html_table, inline_png, write_page  # noqa: E402
+from optimlab.report.plots import plot_curves, read_curves  # noqa: E402
+from optimlab.report.table import hyperparameters_text, mean_std  # noqa: E402
+
+BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "seeds", "tuned val acc",
+                "tuned test acc", "one-shot hyperparameters", "one-shot val acc",
+                "one-shot test acc")
+
+
+def _others(hp: dict[str, Any]) -> str:
+    """The hyperparameters other than η, as text (the η-sensitivity line's identity)."""
+    return hyperparameters_text({k: v for k, v in hp.items() if k != "lr"})
+
+
+def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per grid run: optimizer, η, the others, seed, final val loss and acc."""
+    out = []
+    for run in runs:
+        if "grid" not in run["roles"] or "lr" not in run["config"]["hyperparameters"]:
+            continue
+        s, hp = run["summary"], run["config"]["hyperparameters"]
+        loss = None if s["diverged"] else final_value(run["curves"], "val", "loss")
+        acc = None if s["diverged"] else s["final_val_acc"]
+        out.append({"optimizer": s["optimizer"], "lr": hp["lr"], "others": _others(hp),
+                    "betas": tuple(hp.get("betas", (0.9, 0.999))),
+                    "seed": s["seed"], "loss": np.nan if loss is None else loss,
+                    "acc": np.nan if acc is None else acc})
+    return out
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    with warnings.catch_warnings():  # every seed diverged: NaN is the honest answer
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a = np.array(values, dtype=float)
+        return float(np.nanmean(a)), float(np.nanmin(a)), float(np.nanmax(a))
+
+
+def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
+                        path: Path) -> Path:
+    """Final val loss and accuracy against η: per optimizer, mean over seeds, min..max band."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for color, name in enumerate(dict.fromkeys(p["optimizer"] for p in points)):
+        hp = best[name]["config"]["hyperparameters"] if name in best else {}
+        line = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)]
+        lrs = sorted({p["lr"] for p in line})
+        for ax, key in zip(axes, ("loss", "acc"), strict=True):
+            mean, lo, hi = np.array([_stats([p[key] for p in line if p["lr"] == lr])
+                                     for lr in lrs]).T
+            label = f"{name} ({_others(hp)})" if _others(hp) else name
+            ax.plot(lrs, mean, "o-", color=f"C{color}", label=label, ms=3)
+            ax.fill_between(lrs, lo, hi, color=f"C{color}", alpha=0.2, lw=0)
+    for ax, title in zip(axes, ("final validation loss", "final validation accuracy"),
+                         strict=True):
+        ax.set(xscale="log", xlabel="learning rate η", title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
+    """Adam's best final val loss over η per (β₁, β₂), or None when the grid has one pair."""
+    by_pair: dict[tuple[float, float], dict[float, list[float]]] = {}
+    for p in points:
+        if p["optimizer"] == "adam":
+            by_pair.setdefault(p["betas"], {}).setdefault(p["lr"], []).append(p["loss"])
+    b1s, b2s = sorted({b[0] for b in by_pair}), sorted({b[1] for b in by_pair})
+    if len(by_pair) < 2:
+        return None
+    grid = np.full((len(b1s), len(b2s)), np.nan)
+    fig, ax = plt.subplots(figsize=(1.6 * len(b2s) + 2.5, 1.0 * len(b1s) + 1.8),
+                           constrained_layout=True)
+    for (b1, b2), per_lr in by_pair.items():
+        means = {lr: _stats(v)[0] for lr, v in per_lr.items()}
+        lr = min(means, key=lambda k: np.inf if np.isnan(means[k]) else means[k])
+        grid[b1s.index(b1), b2s.index(b2)] = means[lr]
+        ax.text(b2s.index(b2), b1s.index(b1), f"{means[lr]:.3g}\nη={lr:g}", ha="center",
+                va="center", fontsize=8)
+    im = ax.imshow(grid, cmap="viridis_r", aspect="auto")
+    ax.set(xticks=range(len(b2s)), xticklabels=[f"{b:g}" for b in b2s], xlabel="β₂",
+           yticks=range(len(b1s)), yticklabels=[f"{b:g}" for b in b1s], ylabel="β₁",
+           title="Adam: best final validation loss over η")
+    fig.colorbar(im, ax=ax)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _pm(values: list[Any]) -> str:
+    ms = mean_std(values)
+    return "–" if ms is None else f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}%"
+
+
+def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
+                 role: str | None = None) -> list[dict[str, Any]]:
+    """The runs (all seeds) of optimizer `name` with hyperparameters `hp` (and `role`)."""
+    return [r for r in runs if r["config"]["optimizer"] == name and
+            r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
+
+
+def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
+              ) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """The table of best configurations, and the summary records of their runs."""
+    rows, records = [], []
+    for name, run in best.items():
+        hp = run["config"]["hyperparameters"]
+        tuned = [r["summary"] for r in _same_config(runs, name, hp)]
+        shot = [r for r in runs if r["config"]["optimizer"] == name and "one-shot" in r["roles"]]
+        shot_hp = hyperparameters_text(shot[0]["config"]["hyperparameters"]) if shot else "–"
+        rows.append([name, hyperparameters_text(hp), str(len(tuned)),
+                     _pm([s["final_val_acc"] for s in tuned]),
+                     _pm([s["final_test_acc"] for s in tuned]), shot_hp,
+                     _pm([r["summary"]["final_val_acc"] for r in shot]),
+                     _pm([r["summary"]["final_test_acc"] for r in shot])])
+        records += tuned
+    return rows, records
+
+
+def render(out_dir: str | Path) -> Path:
+    """Rewrite the sweep's figures and report.html; returns report.html's path."""
+    out = Path(out_dir)
+    if not (out / FILENAME).is_file():
+        raise FileNotFoundError(f"{out} is not a sweep folder: {FILENAME} is missing")
+    store = Store(out)
+    try:
+        runs, meta = store.runs(), store.meta()
+    finally:
+        store.close()
+    if not runs:
+        raise ValueError(f"{out} holds no finished runs yet; run the sweep first")
+    points = _points(runs)
+    best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
+    rows, best_records = best_rows(runs, best)
+    figures = [inline_png(plot_lr_sensitivity(points, best, out / "lr_sensitivity.png"),
+                          "η-sensitivity")]
+    heatmap = plot_beta_heatmap(points, out / "adam_betas.png")
+    figures += [inline_png(heatmap, "Adam β₁×β₂")] if heatmap else []
+    if best_records:
+        curves = read_curves(out / "curves.csv")
+        png = plot_curves(best_records, curves, out / "best_curves.png")
+        figures.append(inline_png(png, "best configurations' curves"))
+    sections = [("Best configuration per optimizer (selected on validation; mean ± std "
+                 "over seeds)", html_table(BEST_COLUMNS, rows)),
+                ("Figures", "\n".join(figures)),
+                ("Runs", html_table(("run", "roles", "final val acc", "final test acc",
+                                     "diverged at"), [_run_row(r) for r in runs])),
+                *config_sections(meta)]
+    return write_page(out / "report.html", title="optimlab sweep", sections=sections)
+
+
+def _run_row(run: dict[str, Any]) -> list[str]:
+    s = run["summary"]
+    pct = lambda x: "–" if x is None else f"{x:.2%}"  # noqa: E731
+    return [run["run"], ",".join(run["roles"]), pct(s["final_val_acc"]),
+            pct(s["final_test_acc"]), "–" if s["diverged_step"] is None else
+            str(s["diverged_step"])]
