@@ -15,6 +15,7 @@ COMMANDS = {
     "landscape": "optimizer paths on 2-D test functions: paths.json, PNG, animated HTML",
     "sweep": "hyperparameter grids per optimizer, K configurations at once; resumable",
     "sweep-bench": "time a 32-configuration sweep, vectorized vs sequential (JSON)",
+    "bench": "time every optimizer implementation against torch.optim, side by side (JSON)",
 }
 
 
