@@ -1,0 +1,83 @@
+"""Reading a benchmark record: the issue's goals as measured ratios, and a table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The model at which throughput goals are judged, and the per-step-overhead model.
+LARGE, SMALL = "25M", "small200"
+# Roofline fraction every fused path must reach at LARGE.
+ROOFLINE_GOAL = 0.9
+
+
+def _ms(case: dict[str, Any], impl: str) -> float | None:
+    for row in case["rows"]:
+        if row["impl"] == impl:
+            return float(row["ms"])
+    return None
+
+
+def _goal(text: str, value: float | None, target: float) -> dict[str, Any]:
+    return {"goal": text, "value": value, "target": target,
+            "met": None if value is None else value >= target}
+
+
+def _speed_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ours fused against torch's best comparable path, as a speed ratio (>1: ours faster)."""
+    name, fused = case["optimizer"], _ms(case, "ours-fused")
+    if fused is None:
+        return []
+    if name == "rmsprop":
+        torch_best = min(ms for impl in ("torch-single", "torch-foreach", "torch-fused")
+                         if (ms := _ms(case, impl)) is not None)
+        return [_goal(f"rmsprop fused ≥ 3× torch's fastest RMSprop ({case['model']})",
+                      torch_best / fused, 3.0)]
+    torch_fused = _ms(case, "torch-fused")
+    twin = "Adam" if name == "adam" else "SGD"
+    return [_goal(f"{name} fused ≥ torch's fused {twin} ({case['model']})",
+                  None if torch_fused is None else torch_fused / fused, 1.0)]
+
+
+def goals(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's goals, each with the measured value (a ratio) and whether it is met."""
+    out = []
+    for case in cases:
+        fused = next((r for r in case["rows"] if r["impl"] == "ours-fused"), None)
+        if case["model"] == LARGE:
+            out += _speed_goals(case)
+            if fused is not None:
+                out.append(_goal(f"{case['optimizer']} fused ≥ {ROOFLINE_GOAL:.0%} of roofline "
+                                 f"({LARGE})", fused["roofline"], ROOFLINE_GOAL))
+        if case["model"] == SMALL and fused is not None:
+            foreach = _ms(case, "torch-foreach")
+            out.append(_goal(f"{case['optimizer']} fused step ≤ torch foreach step ({SMALL})",
+                             None if foreach is None else foreach / fused["ms"], 1.0))
+    return out
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """One block per (model, optimizer); then the goals."""
+    lines = [f"threads={record['machine']['threads']} torch={record['machine']['torch']} "
+             f"numba={record['machine']['numba']} dtype={record['config']['dtype']} "
+             f"repeats={record['config']['repeats']} (medians; interleaved)"]
+    header = f"  {'impl':<16}{'ms/step':>10}{'GB/s':>8}{'roofline':>10}{'extra MB':>10}"
+    for case in record["cases"]:
+        s = case["stream"]
+        lines += ["", f"{case['optimizer']} on {case['model']}: {case['description']}, "
+                      f"{case['params']:,} params, {case['tensors']} tensors, "
+                      f"{case['bytes_per_param']} B/param; stream a+=b {s['gbs']:.1f} GB/s",
+                  header]
+        for r in case["rows"]:
+            lines.append(f"  {r['impl']:<16}{r['ms']:>10.3f}{r['gbs']:>8.1f}"
+                         f"{r['roofline']:>10.0%}{_fmt(r['extra_peak_mb'], '.1f'):>10}")
+    if record["goals"]:
+        lines += ["", "goals (value = measured ratio, side by side in this run):"]
+        for g in record["goals"]:
+            verdict = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
+            lines.append(f"  {verdict:<8}{_fmt(g['value'], '.2f'):>6} (target "
+                         f"{g['target']:g})  {g['goal']}")
+    return "\n".join(lines)

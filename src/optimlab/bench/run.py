@@ -1,0 +1,126 @@
+"""One benchmark run: every optimizer × model × implementation, side by side, as plain records."""
+
+from __future__ import annotations
+
+import gc
+import platform
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numba
+import torch
+
+from optimlab.bench import measure
+from optimlab.bench.cases import BYTES_PER_PARAM, MODELS, implementations, make_params
+from optimlab.bench.report import goals
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class BenchConfig:
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    models: tuple[str, ...] = ("1M", "25M", "mixed", "small200")  # the issue's sizes
+    dtype: str = "float32"  # what models train in; float64 moves twice the bytes
+    repeats: int = 11  # interleaved rounds; the median of 11 ignores 5 disturbed ones
+    warmup: int = 3  # untimed steps first: state allocation, JIT load, caches
+    sample_s: float = 0.005  # steps per sample are batched to last this long (timer noise)
+    memory: bool = True  # measure extra peak memory per step (Linux only)
+
+    def validate(self) -> None:
+        for name in self.optimizers:
+            if name not in BYTES_PER_PARAM:
+                raise ValueError(f"Invalid optimizer: {name!r}; allowed: "
+                                 f"{', '.join(BYTES_PER_PARAM)}")
+        for name in self.models:
+            if name not in MODELS and not _is_custom(name):
+                raise ValueError(f"Invalid model: {name!r}; allowed: {', '.join(MODELS)} "
+                                 "or NxM (N tensors of M parameters, e.g. 8x1000)")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        if self.repeats < 1 or self.warmup < 1:
+            raise ValueError(f"Invalid repeats={self.repeats} / warmup={self.warmup}; "
+                             "allowed: >= 1")
+
+
+def _is_custom(name: str) -> bool:
+    count, _, size = name.partition("x")
+    return count.isdigit() and size.isdigit() and int(count) > 0 and int(size) > 0
+
+
+def model_shapes(name: str) -> tuple[str, list[tuple[int, ...]]]:
+    """(description, shapes) of a named model, or of "NxM": N tensors of M parameters."""
+    if name in MODELS:
+        description, shapes = MODELS[name]
+        return description, shapes()
+    count, _, size = name.partition("x")
+    return f"{count} tensors of {size} parameters", [(int(size),)] * int(count)
+
+
+def _row(name: str, opt: torch.optim.Optimizer, samples: list[float], traffic: float,
+         stream_gbs: float, extra: int | None) -> dict[str, Any]:
+    seconds = measure.median(samples)
+    gbs = traffic / seconds / 1e9
+    return {"impl": name, "path": ",".join(getattr(opt, "last_impl", [])) or None,
+            "ms": seconds * 1e3, "gbs": gbs, "roofline": gbs / stream_gbs,
+            "extra_peak_mb": None if extra is None else extra / 2**20,
+            "samples_ms": [s * 1e3 for s in samples]}
+
+
+def run_case(optimizer: str, model: str, cfg: BenchConfig, memory: bool) -> dict[str, Any]:
+    """All implementations of one optimizer on one model, timed in the same rounds."""
+    dtype = DTYPES[cfg.dtype]
+    description, shapes = model_shapes(model)
+    params = make_params(shapes, dtype)
+    numel = sum(p.numel() for p in params)
+    opts = {impl.name: impl.make(params) for impl in implementations(optimizer)}
+    steps: dict[str, Callable[[], None]] = {n: o.step for n, o in opts.items()}
+    steps["stream"] = measure.stream_step(numel, dtype)
+    for step in steps.values():
+        for _ in range(cfg.warmup):
+            step()
+    extra = {n: measure.extra_peak_bytes(s) if memory else None for n, s in steps.items()}
+    samples = measure.interleaved_medians(steps, cfg.repeats, cfg.sample_s)
+    itemsize = params[0].element_size()
+    stream_gbs = 3 * itemsize * numel / measure.median(samples["stream"]) / 1e9
+    traffic = BYTES_PER_PARAM[optimizer] * itemsize / 4 * numel
+    rows = [_row(n, o, samples[n], traffic, stream_gbs, extra[n]) for n, o in opts.items()]
+    return {"optimizer": optimizer, "model": model, "description": description,
+            "dtype": cfg.dtype, "params": numel, "tensors": len(params),
+            "bytes_per_param": BYTES_PER_PARAM[optimizer] * itemsize // 4,
+            "stream": {"ms": measure.median(samples["stream"]) * 1e3, "gbs": stream_gbs,
+                       "extra_peak_mb": None if extra["stream"] is None
+                       else extra["stream"] / 2**20},
+            "rows": rows}
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None,
+              checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The whole run as one JSON-ready record: machine, config, cases, goals.
+
+    `checkpoint(record)` gets the record after every case ("complete": False
+    until the last), so an interrupted run keeps what it measured.
+    """
+    cfg.validate()
+    memory = cfg.memory and measure.memory_probe_available()
+    record: dict[str, Any] = {"config": asdict(cfg), "machine": machine(),
+                              "memory_measured": memory, "complete": False,
+                              "cases": [], "goals": []}
+    for model in cfg.models:
+        for optimizer in cfg.optimizers:
+            if progress:
+                progress(f"{optimizer} on {model}")
+            record["cases"].append(run_case(optimizer, model, cfg, memory))
+            record["goals"] = goals(record["cases"])
+            gc.collect()
+            if checkpoint:
+                checkpoint(record)
+    record["complete"] = True
+    return record
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numba": numba.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine()}

@@ -1,0 +1,51 @@
+"""`optimlab bench`: time every optimizer implementation, ours and torch's, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from optimlab.bench import MODELS, BenchConfig, format_table, run_bench
+
+_DEFAULTS = BenchConfig()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, metavar="PATH",
+                   help="also write the full record (every sample) as JSON to PATH")
+    p.add_argument("--optimizers", nargs="+", default=list(_DEFAULTS.optimizers),
+                   metavar="NAME", help="sgd momentum rmsprop adam (default: all four)")
+    p.add_argument("--models", nargs="+", default=list(_DEFAULTS.models), metavar="MODEL",
+                   help=f"{' '.join(MODELS)}, or NxM for N tensors of M parameters "
+                        "(default: the four named)")
+    p.add_argument("--dtype", default=_DEFAULTS.dtype, help="float32 (default) or float64")
+    p.add_argument("--repeats", type=int, default=_DEFAULTS.repeats,
+                   help=f"interleaved rounds, medians reported (default {_DEFAULTS.repeats})")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = BenchConfig(optimizers=tuple(args.optimizers), models=tuple(args.models),
+                      dtype=args.dtype, repeats=args.repeats, memory=not args.no_memory)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        print(f"optimlab bench: {e}", file=sys.stderr)
+        return 2
+    if args.json is not None and not args.json.parent.is_dir():
+        print(f"optimlab bench: invalid --json {args.json}: directory "
+              f"{args.json.parent} does not exist", file=sys.stderr)
+        return 2
+    def save(record: dict) -> None:
+        if args.json is not None:  # after every case: an interrupted run keeps its results
+            args.json.write_text(json.dumps(record, indent=1) + "\n")
+
+    record = run_bench(cfg, progress=lambda what: print(f"... {what}", file=sys.stderr),
+                       checkpoint=save)
+    save(record)
+    print(format_table(record))
+    if args.json is not None:
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
