@@ -157,3 +157,26 @@ def test_render_writes_both_figures(tmp_path):
                                        "diagnostics_update_ratio.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
     assert render([{"run": "x", "diagnostics": {"Other": {"kind": "else"}}}], tmp_path) == []
+
+
+def test_compare_diagnostics_flag_records_without_changing_training(tmp_path):
+    from optimlab.cli import main
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    x = (rng.normal(0, 1, (200, 5)) + 0.5 * (2 * y[:, None] - 1)).astype(np.float32)
+    np.savez(tmp_path / "blobs.npz", x=x, y=y)
+    argv = ["compare", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "mlp",
+            "--optimizers", "sgd,adam", "--steps", "20", "--eval-every", "10", "--seeds", "1",
+            "--batch-size", "8"]
+    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*argv, "--diagnostics", "4", "--out", str(tmp_path / "diag")]) == 0
+    assert not (tmp_path / "plain" / "diagnostics.json").exists()
+    entries = json.loads((tmp_path / "diag" / "diagnostics.json").read_text())
+    assert [e["optimizer"] for e in entries] == ["sgd", "adam"]
+    assert all(e["diagnostics"]["step_sizes"]["steps"] == [4, 8, 12, 16, 20] for e in entries)
+    loss = [[r["final_train_loss"] for r in json.loads((tmp_path / d / "summary.json")
+                                                        .read_text())] for d in ("plain", "diag")]
+    assert loss[0] == loss[1]
+    html = (tmp_path / "diag" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3  # curves + the two diagnostics figures

@@ -185,6 +185,11 @@ def test_noise_is_seeded_and_shared():
     clean = run_paths(fn, "adam", [0.1], 20)[0]
     assert a[0]["path"] == b[0]["path"] == a[1]["path"]
     assert c["path"] != a[0]["path"] != clean["path"]
+    # SGD's first step is −η(g + σn), n the seed's first standard normal pair
+    n = torch.randn(2, generator=torch.Generator().manual_seed(1), dtype=torch.float64).numpy()
+    step = np.diff(np.array(run_paths(fn, "sgd", [0.1], 1, noise=0.5, seed=1)[0]["path"]), axis=0)
+    g = np.array([0.2 * fn.start[0], 10 * fn.start[1]])
+    np.testing.assert_allclose(step[0], -0.1 * (g + 0.5 * n), rtol=1e-12)
 
 
 def test_fixed_lr_for_all():

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from optimlab import models, report
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
+from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.report.table import COLUMNS, table_rows
 
 
@@ -110,6 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # 2-core machine two threads ran the CNN 13x slower (60 ms vs 4.5 ms per step, measured).
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="torch CPU threads (default 1: fastest for these small models)")
+    p.add_argument("--diagnostics", type=_positive_int, nargs="?", const=50, default=None,
+                   metavar="EVERY", help="record step sizes and ‖Δw‖/‖w‖ every EVERY steps "
+                   "(default off; bare flag: 50) into diagnostics.json and the report")
 
 
 def _settings(args: argparse.Namespace) -> CompareConfig:
@@ -161,15 +165,16 @@ def _print_table(console: Console, records: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _train(comparison: Comparison, console: Console) -> list[dict[str, Any]]:
+def _train(comparison: Comparison, console: Console,
+           diagnostics: int | None) -> list[dict[str, Any]]:
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bars: dict[str, _ProgressBar] = {}
 
-        def new_bar(config: Any, run: str) -> list[_ProgressBar]:
+        def new_bar(config: Any, run: str) -> list[Any]:
             bars[run] = _ProgressBar(progress, run, config.steps)
-            return [bars[run]]
+            return [bars[run]] + ([StepSizeRecorder(every=diagnostics)] if diagnostics else [])
 
         def finished(record: dict[str, Any]) -> None:
             progress.stop_task(bars[record["run"]].task)  # a diverged run's bar stops short
@@ -190,7 +195,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         return 2
     ds = comparison.dataset
     console.print(ds.summary() if hasattr(ds, "summary") else ds.name)
-    _print_table(console, _train(comparison, console))
+    _print_table(console, _train(comparison, console, args.diagnostics))
     console.print(f"report: {report.render(out)}")
     return 0
 

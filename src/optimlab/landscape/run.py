@@ -61,11 +61,12 @@ def run_paths(fn: TestFunction, optimizer: str, lrs: Sequence[float], steps: int
         if not live:
             break
         opt.zero_grad()
-        fn.f(torch.stack([ws[i] for i in live])).sum().backward()
+        w = torch.stack([ws[i] for i in live])
+        loss = fn.f(w).sum()
         if noise:
-            shared = noise * torch.randn(2, generator=gen, dtype=torch.float64)
-            for i in live:
-                ws[i].grad.add_(shared)
+            # a random linear term n·w adds exactly n to every run's gradient
+            loss = loss + (w * torch.randn(2, generator=gen, dtype=torch.float64)).sum() * noise
+        loss.backward()
         opt.step()
         for i in live:
             stops[i] = _advance(fn, paths[i], ws[i].detach().tolist())

@@ -28,7 +28,9 @@ def effective_step_size(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> to
     """
     group = _group_of(optimizer, p)
     state = optimizer.state.get(p, {}) if group is not None else {}
-    lr, eps = (value(group["lr"]), value(group.get("eps", 0.0))) if group else (0.0, 0.0)
+    if group is None or not state:
+        return None
+    lr, eps = value(group["lr"]), value(group.get("eps", 0.0))
     if "square_avg" in state:
         s = _real(state["square_avg"])
         if group.get("centered"):
