@@ -1,0 +1,88 @@
+"""`optimlab bench` on tiny sizes: the record's structure, and numbers derived from the samples."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from optimlab.bench import BYTES_PER_PARAM, BenchConfig, format_table, goals, run_bench
+from optimlab.cli import main
+
+TINY = BenchConfig(optimizers=("momentum", "rmsprop"), models=("3x700",), repeats=3,
+                   warmup=1, sample_s=1e-4, memory=False)
+
+
+@pytest.fixture(scope="module")
+def record():
+    return run_bench(TINY)
+
+
+def test_every_implementation_is_timed_side_by_side(record):
+    assert record["complete"] and [c["optimizer"] for c in record["cases"]] == ["momentum",
+                                                                                "rmsprop"]
+    impls = {c["optimizer"]: [r["impl"] for r in c["rows"]] for c in record["cases"]}
+    ours = ["ours-reference", "ours-foreach", "ours-fused"]
+    assert impls["momentum"] == ours + ["torch-single", "torch-foreach", "torch-fused"]
+    assert impls["rmsprop"] == ours + ["torch-single", "torch-foreach"]  # torch has no fused
+    for case in record["cases"]:
+        assert (case["params"], case["tensors"]) == (2100, 3)
+        paths = {r["impl"]: r["path"] for r in case["rows"]}
+        assert paths["ours-fused"] == "fused" and paths["ours-reference"] == "reference"
+        assert all(len(r["samples_ms"]) == 3 for r in case["rows"])
+
+
+def test_speeds_and_roofline_come_from_the_measured_samples(record):
+    for case in record["cases"]:
+        stream_s = case["stream"]["ms"] / 1e3
+        stream_gbs = 3 * 4 * case["params"] / stream_s / 1e9  # a += b: 3 fp32 accesses
+        assert case["stream"]["gbs"] == pytest.approx(stream_gbs, rel=1e-12)
+        traffic = BYTES_PER_PARAM[case["optimizer"]] * case["params"]
+        for row in case["rows"]:
+            seconds = statistics.median(row["samples_ms"]) / 1e3
+            assert row["ms"] == pytest.approx(seconds * 1e3, rel=1e-12)
+            assert row["gbs"] == pytest.approx(traffic / seconds / 1e9, rel=1e-12)
+            assert row["roofline"] == pytest.approx(row["gbs"] / stream_gbs, rel=1e-9)
+            assert row["ms"] > 0
+
+
+def _case(optimizer, model, ms):
+    return {"optimizer": optimizer, "model": model, "rows": [
+        {"impl": impl, "ms": v, "roofline": 0.5} for impl, v in ms.items()]}
+
+
+def test_goals_are_ratios_of_the_right_rows():
+    cases = [_case("adam", "25M", {"ours-fused": 20.0, "torch-fused": 25.0,
+                                   "torch-foreach": 100.0}),
+             _case("rmsprop", "25M", {"ours-fused": 20.0, "torch-single": 50.0,
+                                      "torch-foreach": 80.0}),
+             _case("sgd", "small200", {"ours-fused": 2.0, "torch-foreach": 1.0})]
+    got = {g["goal"]: (g["value"], g["met"]) for g in goals(cases)}
+    assert got["adam fused ≥ torch's fused Adam (25M)"] == (1.25, True)
+    assert got["rmsprop fused ≥ 3× torch's fastest RMSprop (25M)"] == (2.5, False)
+    assert got["adam fused ≥ 90% of roofline (25M)"] == (0.5, False)
+    assert got["sgd fused step ≤ torch foreach step (small200)"] == (0.5, False)
+
+
+def test_cli_writes_json_and_prints_a_table(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--json", str(out), "--optimizers", "sgd", "--models", "2x300",
+                 "--repeats", "2", "--no-memory"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["complete"] and saved["cases"][0]["optimizer"] == "sgd"
+    table = capsys.readouterr().out
+    assert "ours-fused" in table and "torch-fused" in table
+    assert format_table(saved) in table
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--models", "huge"], "Invalid model: 'huge'"),
+    (["--optimizers", "lion"], "Invalid optimizer: 'lion'"),
+    (["--repeats", "0"], "repeats=0"),
+    (["--dtype", "float16"], "Invalid dtype: 'float16'"),
+    (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
+])
+def test_bad_input_is_a_clean_cli_error(argv, words, capsys):
+    assert main(["bench", *argv]) == 2
+    assert words in capsys.readouterr().err

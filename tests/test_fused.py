@@ -1,0 +1,266 @@
+"""The fused CPU kernels against the reference updates; dispatch, memory and the disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import GradientField, max_rel_err
+
+from optimlab import kernels
+from optimlab.bench import measure
+from optimlab.kernels import _numba_kernels, numba_cpu
+from optimlab.optim import OPTIMIZERS
+
+# One table: every optimizer and option the fused kernels implement.
+CASES = [
+    ("sgd", dict(lr=0.05)),
+    ("sgd", dict(lr=0.05, weight_decay=0.1, maximize=True)),
+    ("sgd", dict(lr=0.02, momentum=0.9)),
+    ("sgd", dict(lr=0.02, momentum=0.9, dampening=0.5, weight_decay=0.05)),
+    ("sgd", dict(lr=0.02, momentum=0.8, nesterov=True, weight_decay=0.01)),
+    ("momentum", dict(lr=0.05)),
+    ("momentum", dict(lr=0.05, momentum=0.95, nesterov=True, weight_decay=0.05)),
+    ("momentum", dict(lr=0.05, weight_decay=0.1, maximize=True)),
+    ("rmsprop", dict(lr=1e-2)),
+    ("rmsprop", dict(lr=1e-2, alpha=0.99, centered=True, maximize=True)),
+    ("rmsprop", dict(lr=1e-3, momentum=0.9, weight_decay=0.05)),
+    ("rmsprop", dict(lr=1e-3, momentum=0.5, centered=True, weight_decay=0.01)),
+    ("adam", dict(lr=1e-2)),
+    ("adam", dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-6, amsgrad=True)),
+    ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
+    ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
+    ("adamw", dict(lr=1e-2, maximize=True)),
+]
+IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
+# float32 runs the kernels' other compilation: one case per optimizer, many options on.
+F32 = (1, 4, 6, 11, 13, 15)
+# float64 differs from the reference only by rounding order; float32 by float32 rounding.
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-4}
+
+
+def field_for(name: str, kw: dict) -> GradientField:
+    # RMSprop near a minimum is chaotic (see GradientField): drive it on the slope.
+    return GradientField(sign=-1.0 if kw.get("maximize") else 1.0,
+                         kind="slope" if name == "rmsprop" else "bowl")
+
+
+def run(name: str, kw: dict, impl: dict, field: GradientField, dtype: torch.dtype,
+        steps: int) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
+    params = field.torch_params(dtype)
+    opt = OPTIMIZERS[name](params, **kw, **impl)
+    for t in range(1, steps + 1):
+        field.set_torch_grads(params, t)
+        opt.step()
+    return params, opt
+
+
+def flat(params: list[torch.Tensor]) -> np.ndarray:
+    return np.concatenate([p.detach().double().numpy().reshape(-1) for p in params])
+
+
+@pytest.mark.parametrize("dtype,name,kw",
+                         [(torch.float64, n, kw) for n, kw in CASES] +
+                         [(torch.float32, *CASES[i]) for i in F32],
+                         ids=[f"f64-{i}" for i in IDS] + [f"f32-{IDS[i]}" for i in F32])
+def test_fused_matches_reference_1000_steps(dtype, name, kw):
+    field = field_for(name, kw)
+    fused, opt = run(name, kw, dict(fused=True), field, dtype, 1000)
+    ref, _ = run(name, kw, dict(foreach=False), field, dtype, 1000)
+    assert opt.last_impl == ["fused"]
+    assert max_rel_err(flat(fused), flat(ref)) <= TOLERANCE[dtype]
+    assert np.abs(flat(fused) - np.concatenate(field.w0)).max() > 1e-2  # it really moved
+
+
+def test_fused_state_matches_reference_state():
+    """Not only the weights: every state tensor (torch's names) agrees."""
+    name, kw = "rmsprop", dict(lr=1e-3, momentum=0.5, centered=True)
+    field = field_for(name, kw)
+    fused, a = run(name, kw, dict(fused=True), field, torch.float64, 50)
+    ref, b = run(name, kw, dict(foreach=False), field, torch.float64, 50)
+    for p, q in zip(fused, ref):
+        assert a.state[p].keys() == b.state[q].keys()
+        for key in a.state[p]:
+            torch.testing.assert_close(a.state[p][key], b.state[q][key], rtol=1e-12, atol=0)
+
+
+# Sizes around the chunking: empty, tiny, exactly one chunk, several chunks plus a tail.
+CHUNK = _numba_kernels.CHUNK
+SIZES = [0, 7, CHUNK, 3 * CHUNK + 5]
+KINDS_KW = [("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
+            ("momentum", dict(lr=0.1, weight_decay=0.1, maximize=True)),
+            ("rmsprop", dict(lr=0.01, centered=True, momentum=0.5)),
+            ("adamw", dict(lr=0.01, amsgrad=True))]
+
+
+def random_steps(name, kw, dtype, fused, steps=3, seed=1):
+    """A few steps on tensors of SIZES with random gradients (elementwise updates need no field)."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [torch.randn(n, generator=gen, dtype=dtype).requires_grad_() for n in SIZES]
+    opt = OPTIMIZERS[name](params, **kw, **(dict(fused=True) if fused else dict(foreach=False)))
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen, dtype=dtype)
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name,kw", KINDS_KW, ids=[n for n, _ in KINDS_KW])
+def test_chunks_and_threads_cover_every_element(name, kw, monkeypatch):
+    # a low threshold and 3 threads: several shares, the pool used, uneven chunk counts
+    monkeypatch.setattr(numba_cpu, "MIN_PER_THREAD", 1000)
+    monkeypatch.setattr(numba_cpu.torch, "get_num_threads", lambda: 3)
+    fused, opt = random_steps(name, kw, torch.float64, fused=True)
+    ref, _ = random_steps(name, kw, torch.float64, fused=False)
+    assert opt.last_impl == ["fused"]
+    for p, q in zip(fused, ref):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_complex_parameters_are_two_reals(dtype):
+    real = torch.float32 if dtype == torch.complex64 else torch.float64
+    gen = torch.Generator().manual_seed(3)
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in [(4, 3), (CHUNK + 1,)]]
+    grads = [[torch.randn(s, generator=gen, dtype=dtype) for s in [(4, 3), (CHUNK + 1,)]]
+             for _ in range(5)]
+    out = {}
+    for impl in (dict(fused=True), dict(foreach=False)):
+        params = [w.clone().requires_grad_() for w in init]
+        opt = OPTIMIZERS["adam"](params, lr=0.1, amsgrad=True, **impl)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = g.clone()
+            opt.step()
+        out[opt.last_impl[0]] = params
+        assert opt.state[params[0]]["exp_avg"].dtype == dtype
+    for p, q in zip(out["fused"], out["reference"]):
+        torch.testing.assert_close(torch.view_as_real(p), torch.view_as_real(q),
+                                   rtol=1e-5 if real == torch.float32 else 1e-12, atol=1e-7)
+
+
+def test_sgd_creates_momentum_buffers_on_the_first_step_even_midway():
+    """v₁ = g for every tensor on its own first step, also when others are past theirs."""
+    gen = torch.Generator().manual_seed(4)
+    runs = {}
+    for impl in (dict(fused=True), dict(foreach=False)):
+        gen.manual_seed(4)
+        params = [torch.randn(50, generator=gen, dtype=torch.float64).requires_grad_()
+                  for _ in range(2)]
+        opt = OPTIMIZERS["sgd"](params, lr=0.1, momentum=0.9, dampening=0.5)
+        opt.param_groups[0].update(impl)
+        params[0].grad = torch.randn(50, generator=gen, dtype=torch.float64)
+        opt.step()  # only the first tensor has a gradient yet
+        first_grad = params[0].grad.clone()
+        assert torch.equal(opt.state[params[0]]["momentum_buffer"], first_grad)  # v₁ = g
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(50, generator=gen, dtype=torch.float64)
+            opt.step()
+        runs[opt.last_impl[0]] = (params, [opt.state[p]["momentum_buffer"] for p in params])
+    for a, b in zip(sum(runs["fused"], []), sum(runs["reference"], [])):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("name,kw", KINDS_KW + [("adam", dict(lr=0.01, weight_decay=0.1))],
+                         ids=[n for n, _ in KINDS_KW] + ["adam"])
+def test_nan_and_inf_propagate_as_in_the_reference(name, kw):
+    out = []
+    for impl in (dict(fused=True), dict(foreach=False)):
+        params = [torch.linspace(-1, 1, 8, dtype=torch.float32).requires_grad_()]
+        opt = OPTIMIZERS[name](params, **kw, **impl)
+        for t in range(3):
+            g = torch.full((8,), 0.5)
+            g[1], g[2], g[3] = (float("nan"), float("inf"), -float("inf")) if t == 1 else (0, 0, 0)
+            params[0].grad = g
+            opt.step()
+        out.append(params[0].detach())
+    assert not bool(torch.isfinite(out[1]).all())  # the case is not vacuous
+    torch.testing.assert_close(out[0], out[1], equal_nan=True, rtol=1e-6, atol=1e-7)
+
+
+def one_step(params, **kw):
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt = OPTIMIZERS["adam"](params, **kw)
+    opt.step()
+    return opt
+
+
+# (what makes the fused kernel inapplicable, the params, words the reason must contain)
+UNFUSABLE = [
+    ("bf16", lambda: [torch.zeros(4, dtype=torch.bfloat16, requires_grad=True)], "bfloat16"),
+    ("non-contiguous", lambda: [torch.zeros(4, 3).t().requires_grad_()], "not contiguous"),
+    ("mixed dtypes", lambda: [torch.zeros(2, requires_grad=True),
+                              torch.zeros(2, dtype=torch.float64, requires_grad=True)],
+     "mixes dtypes"),
+]
+
+
+@pytest.mark.parametrize("make,words", [u[1:] for u in UNFUSABLE], ids=[u[0] for u in UNFUSABLE])
+def test_default_falls_back_to_foreach_and_fused_true_says_why(make, words):
+    assert one_step(make()).last_impl == ["foreach"]
+    with pytest.raises(RuntimeError, match=words):
+        one_step(make(), fused=True)
+
+
+def test_default_takes_fused_on_cpu_and_each_group_reports_its_path():
+    fast = [torch.zeros(4, requires_grad=True)]
+    slow = [torch.zeros(4, dtype=torch.float16, requires_grad=True)]
+    for p in fast + slow:
+        p.grad = torch.ones_like(p)
+    opt = OPTIMIZERS["adam"]([{"params": fast}, {"params": slow}, {"params": fast[:0]}])
+    opt.step()
+    assert opt.last_impl == ["fused", "foreach", "none"]
+
+
+def test_non_contiguous_gradient_is_a_reason():
+    p = torch.zeros(4, 3, requires_grad=True)
+    p.grad = torch.ones(3, 4).t()
+    assert "gradient of parameter 0" in kernels.fused_unavailable("adam", [p], {})
+
+
+def test_other_devices_have_no_backend_yet():
+    reason = kernels.fused_unavailable("sgd", [torch.zeros(2, device="meta")], {})
+    assert "'meta'" in reason and "cpu" in reason
+
+
+def test_unknown_kind():
+    assert "known: sgd" in kernels.fused_unavailable("lion", [torch.zeros(2)], {})
+    with pytest.raises(ValueError, match="'lion'"):
+        kernels.get("lion")
+
+
+def test_state_that_does_not_fit_the_kernel_is_refused_not_written():
+    p = torch.zeros(4, 3, requires_grad=True)
+    opt = one_step([p], fused=True)
+    opt.state[p]["exp_avg"] = torch.zeros(3, 4).t()  # e.g. loaded from a foreign state_dict
+    with pytest.raises(RuntimeError, match="exp_avg of parameter 0 .* contiguous=False"):
+        opt.step()
+
+
+@pytest.mark.skipif(not measure.memory_probe_available(), reason="needs /proc/self/clear_refs")
+def test_fused_step_allocates_no_model_sized_temporary():
+    n = 4_000_000  # 16 MB of float32 per tensor
+    peaks = {}
+    for impl in (dict(fused=True), dict(foreach=True)):
+        params = [torch.zeros(n, requires_grad=True)]
+        params[0].grad = torch.ones(n)
+        opt = OPTIMIZERS["adam"](params, **impl)
+        opt.step()  # state is allocated on the first step; measure a later one
+        peaks[opt.last_impl[0]] = measure.extra_peak_bytes(opt.step)
+    assert peaks["foreach"] >= 12e6  # the probe sees a parameter-sized buffer...
+    assert peaks["fused"] <= 1e6  # ...and the fused step has none
+
+
+def test_compiled_kernels_are_cached_on_disk():
+    """A second process loads them instead of compiling (seconds): the index file must exist."""
+    p = torch.zeros(3, requires_grad=True)
+    one_step([p], fused=True)  # this process compiled (and wrote) or loaded the cache
+    kernel = _numba_kernels.adam
+    hits, misses = sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values())
+    assert hits + misses >= 1  # the dispatcher consulted the disk cache
+    index = Path(kernel._cache._cache_path).glob("_numba_kernels.adam-*.nbi")
+    assert len(list(index)) == 1
