@@ -47,27 +47,28 @@ class StepSizeRecorder:
 
     def on_step_end(self, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer) -> None:
-        params = [p for _, p in model.named_parameters()]
         if self._snapshot is not None and self._snapshot[0] == step - 1:
             self._record(step, model, optimizer, self._snapshot[1])
             self._snapshot = None
         if (step + 1) % self.every == 0:
-            self._snapshot = (step, [p.detach().clone() for p in params])
+            self._snapshot = (step, [p.detach().clone() for p in model.parameters()])
 
     def _record(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 before: list[torch.Tensor]) -> None:
         rec = self._rec or self._start(model, optimizer)
         rec["steps"].append(step)
-        du2 = w2 = 0.0
+        named = list(model.named_parameters())
         with torch.no_grad():
-            for (name, p), old in zip(model.named_parameters(), before):
-                d2 = float((p - old).double().square().sum())
-                n2 = float(old.double().square().sum())
-                du2, w2 = du2 + d2, w2 + n2
+            # one host transfer for all norms: a sync per tensor would cost more than the math
+            sums = torch.stack([torch.stack([(p - old).double().square().sum(),
+                                             old.double().square().sum()])
+                                for (_, p), old in zip(named, before)]).cpu()
+            for (name, p), (d2, n2) in zip(named, sums.tolist()):
                 rec["update_ratio"][name].append(_ratio(d2, n2))
                 eff = effective_step_size(optimizer, p)
                 if eff is not None:
                     self._add_quantiles(rec["effective_step"].setdefault(name, {}), p, eff)
+        du2, w2 = sums.sum(0).tolist()
         rec["update_ratio_total"].append(_ratio(du2, w2))
 
     def _add_quantiles(self, out: dict[str, list[float]], p: torch.Tensor,
