@@ -266,6 +266,7 @@ def test_epochs_count_full_batches_of_the_training_set():
 def test_table_mean_and_std_over_seeds():
     base = {"hyperparameters": {"lr": 0.1}, "final_train_loss": 0.5, "steps_per_s": 100.0,
             "optimizer_ms_per_step": 0.25, "target_acc": 0.8, "diverged": False,
+            "final_val_acc": 0.7,
             "diverged_step": None, "time_to_target_step": None, "time_to_target_s": None}
     records = [base | {"optimizer": "adam", "final_test_acc": a, "best_test_acc": a}
                for a in (0.90, 0.92, 0.97)]
@@ -276,3 +277,5 @@ def test_table_mean_and_std_over_seeds():
     assert adam[:4] == ["adam", "lr=0.1", "93.0 ± 3.6 %", "93.0 ± 3.6 %"]
     assert adam[5] == "never (0/3)" and adam[8] == "0/3"
     assert sgd[2] == "–" and sgd[8] == "1/1 (step 7)"
+    no_val = [r | {"final_val_acc": None} for r in records[:3]]  # --val-fraction 0
+    assert table_rows(no_val)[0][5] == "–"

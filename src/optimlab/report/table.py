@@ -40,8 +40,8 @@ def _pm(values: list[Any], scale: float = 1.0, fmt: str = ".1f", unit: str = "")
 
 
 def _time_to_target(runs: list[dict[str, Any]]) -> str:
-    if runs[0].get("target_acc") is None:
-        return "–"
+    if runs[0].get("target_acc") is None or all(r.get("final_val_acc") is None for r in runs):
+        return "–"  # not asked for, or no validation split to measure it on
     hits = [r for r in runs if r["time_to_target_s"] is not None]
     if not hits:
         return f"never (0/{len(runs)})"
