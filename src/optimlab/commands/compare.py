@@ -103,6 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=d.device,
                    help=f"(default {d.device})")
     p.add_argument("--data-dir", help="folder with the dataset's files")
+    p.add_argument("--download", action="store_true",
+                   help="download the dataset's missing files (MNIST, Fashion-MNIST, CIFAR-10)")
     p.add_argument("--val-fraction", type=_fraction, default=d.val_fraction,
                    help=f"share of train held out for validation (default {d.val_fraction}; "
                         "0: train on all, as the MNIST-1D paper)")
@@ -121,7 +123,7 @@ def _settings(args: argparse.Namespace) -> CompareConfig:
         dataset=args.dataset, model=args.model, optimizers=args.optimizers, steps=args.steps,
         epochs=args.epochs, batch_size=args.batch_size, lr=dict(args.lr), seeds=args.seeds,
         target_acc=args.target_acc, eval_every=args.eval_every, device=args.device,
-        data_dir=args.data_dir, val_fraction=args.val_fraction)
+        data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction)
 
 
 def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
@@ -136,6 +138,7 @@ def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
              "--threads", str(threads), "--out", str(out)]
     argv += ["--target-acc", f"{cfg.target_acc:g}"] if cfg.target_acc else []
     argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
+    argv += ["--download"] if cfg.download else []
     return shlex.join(argv)
 
 

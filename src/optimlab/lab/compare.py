@@ -52,6 +52,7 @@ class CompareConfig:
     eval_every: int = 100  # 15 points on the default curve; evaluation is not timed
     device: str = "cpu"  # the models are tiny: a GPU mostly adds launch overhead
     data_dir: str | None = None  # where dataset files live (MNIST-1D needs none)
+    download: bool = False  # fetch missing files (checksum-verified); never without asking
     # held out of train for "time to target" (data.load's default); 0 trains on all of train,
     # as the MNIST-1D paper does (4000 examples), and leaves time to target null
     val_fraction: float = 0.1
@@ -146,7 +147,8 @@ class Comparison:
         `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here,
         before any training."""
         ds = dataset if dataset is not None else data.load(
-            cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction)
+            cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+            val_fraction=cfg.val_fraction)
         n_train = len(ds.y_train)
         if cfg.batch_size > n_train:
             raise ValueError(f"Invalid batch_size: {cfg.batch_size}; allowed: <= {n_train}, "
