@@ -79,9 +79,7 @@ class StepSizeRecorder:
                 gen = torch.Generator().manual_seed(self.seed + len(self._index))
                 self._index[id(p)] = torch.randperm(flat.numel(), generator=gen)[:self.sample]
             flat = flat[self._index[id(p)].to(flat.device)]
-        qs = torch.quantile(flat.double(), torch.tensor(self.quantiles, dtype=torch.float64,
-                                                        device=flat.device))
-        for q, v in zip(self.quantiles, qs.tolist()):
+        for q, v in zip(self.quantiles, _quantiles(flat, self.quantiles)):
             out.setdefault(f"q{q:g}", []).append(v)
 
     def _start(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -104,6 +102,15 @@ DEFINITION = ("update_ratio: ‖w_t − w_(t−1)‖/‖w_(t−1)‖ per tensor 
               "effective_step: quantiles over elements of η/(√ŝ+ε) (Adam: ŝ = s/(1−β₂ᵗ), "
               "the factor on v̂; RMSprop: ŝ = s, the factor on g), see "
               "optimlab.optim.diagnostics.effective_step_size")
+
+
+def _quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[float]:
+    """torch.quantile's linear interpolation from one sort (torch.quantile cost 10x more)."""
+    s = x.double().sort().values
+    pos = torch.tensor(qs, dtype=torch.float64, device=s.device) * (len(s) - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp(max=len(s) - 1)
+    return (s[lo] + (s[hi] - s[lo]) * (pos - lo)).tolist()
 
 
 def _ratio(d2: float, n2: float) -> float | None:
