@@ -1,0 +1,282 @@
+"""The sweep: grids, the vectorized executor against single runs, the store, resume, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from optimlab.cli import main
+from optimlab.data import Dataset
+from optimlab.lab.executors import run_processes, run_vectorized
+from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
+from optimlab.lab.store import Store
+from optimlab.lab.sweep import Sweep
+from optimlab.train import TrainConfig, train_run
+
+# Fields that are clocks: they differ between any two runs of the same configuration.
+CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s")
+
+
+def blobs(n_train: int = 240, n_val: int = 60, n_test: int = 60, dim: int = 8,
+          classes: int = 4) -> Dataset:
+    """Gaussian blobs: learnable in a few hundred steps, noisy enough to keep learning."""
+    rng = np.random.default_rng(3)
+    centers = rng.normal(0, 1.5, (classes, dim))
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = rng.integers(0, classes, n)
+        x = centers[y] + rng.normal(0, 1.5, (n, dim))
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
+
+    return Dataset("blobs", *split(n_train), *split(n_val), *split(n_test), (dim,), classes)
+
+
+DS = blobs()
+# One table of members: every optimizer, varied hyperparameters, and two that diverge.
+MEMBERS = [("sgd", {"lr": 0.1}), ("sgd", {"lr": 1e3}), ("sgd", {"lr": 2e3}),
+           ("momentum", {"lr": 0.2}), ("momentum", {"lr": 0.05, "momentum": 0.5}),
+           ("rmsprop", {"lr": 1e-3}), ("rmsprop", {"lr": 3e-3, "alpha": 0.99}),
+           ("adam", {"lr": 1e-2}),
+           ("adam", {"lr": 3e-3, "betas": [0.5, 0.99], "weight_decay": 0.01})]
+
+
+def configs(dtype: str, steps: int) -> list[TrainConfig]:
+    """The members under alternating seeds: one group holds two minibatch orders."""
+    return [TrainConfig(dataset="blobs", model="mlp", optimizer=name, hyperparameters=hp,
+                        steps=steps, batch_size=20, seed=i % 2, eval_every=50, dtype=dtype)
+            for i, (name, hp) in enumerate(MEMBERS)]
+
+
+def collect(fn, cfgs, *args) -> dict[str, object]:
+    out: dict[str, object] = {}
+    fn(cfgs, DS, lambda r: out.__setitem__(json.dumps(r.config.to_dict(), sort_keys=True), r),
+       *args)
+    return out
+
+
+def key(c: TrainConfig) -> str:
+    return json.dumps(c.to_dict(), sort_keys=True)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As the commands run: on 2 shared cores a second thread only waits for the other."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def assert_same_record(a: dict, b: dict, rel: float = 0.0) -> None:
+    """Equal records, clocks aside; floats within `rel`."""
+    assert a.keys() == b.keys()
+    for k in b:
+        if k in CLOCKS:
+            continue
+        if isinstance(b[k], float) and isinstance(a[k], float):
+            assert a[k] == pytest.approx(b[k], rel=rel, abs=1e-300), k
+        else:
+            assert a[k] == b[k], k
+
+
+def rel(a: float, b: float) -> float:
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return 0.0 if (math.isnan(a) and math.isnan(b)) or a == b else math.inf
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+def test_each_vectorized_member_equals_its_single_run_in_float64():
+    cfgs = configs("float64", steps=200)
+    batched = collect(run_vectorized, cfgs, 64)
+    for c in cfgs:
+        single, member = train_run(c, DS), batched[key(c)]
+        assert [p[:4:2] + p[3:4] for p in member.curves] == [p[:4:2] + p[3:4]
+                                                             for p in single.curves]
+        worst = max(rel(a.value, b.value) for a, b in zip(member.curves, single.curves,
+                                                          strict=True))
+        assert worst <= 1e-9, (c.optimizer, c.hyperparameters, c.seed, worst)
+        assert_same_record(member.record, single.record, rel=1e-9)
+    diverged = [c for c in cfgs if batched[key(c)].record["diverged"]]
+    assert {c.hyperparameters["lr"] for c in diverged} == {1e3, 2e3}  # only those, each alone
+
+
+def test_float32_members_agree_with_single_runs_within_seed_noise():
+    cfgs = [c for c in configs("float32", steps=100) if c.hyperparameters["lr"] < 1e3][::2]
+    batched = collect(run_vectorized, cfgs, 64)
+    for c in cfgs:
+        single = train_run(c, DS).record
+        other_seed = train_run(TrainConfig(**{**c.to_dict(), "seed": 1 - c.seed}), DS).record
+        noise = abs(single["final_train_loss"] - other_seed["final_train_loss"])
+        gap = abs(batched[key(c)].record["final_train_loss"] - single["final_train_loss"])
+        assert gap <= max(0.1 * noise, 1e-4), (c.optimizer, c.hyperparameters, gap, noise)
+
+
+def test_processes_executor_gives_the_single_runs():
+    cfgs = configs("float32", steps=20)[:2]
+    results = collect(run_processes, cfgs, 2)
+    for c in cfgs:
+        assert_same_record(results[key(c)].record, train_run(c, DS).record)
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("1e-4:1e-1:8", [float(f"{v:.3g}") for v in np.logspace(-4, -1, 8)]),
+    ("1e-3:1e-3:1", [1e-3]),
+    ("0.9,0.99, 0.999", [0.9, 0.99, 0.999]),
+    ([0.5, 0.9], [0.5, 0.9]),
+    (0.01, [0.01]),
+])
+def test_grid_values(spec, expected):
+    assert list(parse_values("lr", spec)) == expected
+
+
+@pytest.mark.parametrize("spec", ["1e-1:1e-4:3", "1e-4:1:0", "0:1:3", "a,b", "", [], "1:2:x",
+                                  "-1,2"])
+def test_bad_grid_values_name_the_key(spec):
+    with pytest.raises(ValueError, match="Invalid beta2"):
+        parse_values("beta2", spec)
+
+
+def test_grids_apply_to_the_optimizers_that_have_the_key_and_flags_win():
+    toml = {"optimizers": ["sgd", "adam", "rmsprop"], "lr": [0.1], "beta1": [0.8, 0.9],
+            "alpha": "0.9,0.99", "grid": {"sgd": {"lr": [0.5, 1.0], "momentum": [0.9]}}}
+    cfg = settings(toml, {"lr": None, "steps": 7})
+    assert cfg.steps == 7
+    assert hyperparameter_sets(cfg, "sgd") == [{"lr": 0.5, "momentum": 0.9},
+                                               {"lr": 1.0, "momentum": 0.9}]
+    assert hyperparameter_sets(cfg, "adam") == [{"lr": 0.1, "betas": [0.8, 0.999]},
+                                                {"lr": 0.1, "betas": [0.9, 0.999]}]
+    assert hyperparameter_sets(cfg, "rmsprop") == [{"alpha": 0.9, "lr": 0.1},
+                                                   {"alpha": 0.99, "lr": 0.1}]
+    flagged = settings(toml, {"lr": "1e-3,1e-2"})  # the flag replaces every lr grid
+    assert [p["lr"] for p in hyperparameter_sets(flagged, "sgd")] == [1e-3, 1e-2]
+
+
+@pytest.mark.parametrize("toml,match", [
+    ({"learning_rate": [0.1]}, "learning_rate"),
+    ({"executor": "gpu"}, "executor"),
+    ({"optimizers": "sgd,lion"}, "lion"),
+    ({"grid": {"adam": {"gamma": [1]}}}, "gamma"),
+    ({"seeds": 0}, "seeds"),
+])
+def test_bad_settings_name_the_setting(toml, match):
+    with pytest.raises(ValueError, match=match):
+        settings(toml, {})
+
+
+def small(tmp_path: Path, **kw) -> SweepConfig:
+    base = dict(dataset="blobs", model="logreg", optimizers=("sgd", "adam"),
+                grid={"lr": (0.03, 0.3)}, steps=30, batch_size=20, eval_every=10)
+    return SweepConfig(**(base | kw))
+
+
+def test_resume_runs_only_what_is_missing_and_a_changed_grid_adds_runs(tmp_path):
+    ran: list[str] = []
+    on = lambda r: ran.append(r.config.optimizer)  # noqa: E731
+    first = Sweep(small(tmp_path), tmp_path, dataset=DS).run(on)
+    assert len(first) == len(ran) == 4
+    again = Sweep(small(tmp_path), tmp_path, dataset=DS).run(on)
+    assert len(ran) == 4 and [r["run"] for r in again] == [r["run"] for r in first]
+    wider = small(tmp_path, grid={"lr": (0.03, 0.3, 1.0)})
+    assert len(Sweep(wider, tmp_path, dataset=DS).run(on)) == 6 and len(ran) == 6
+    rows = sqlite3.connect(tmp_path / "sweep.sqlite").execute(
+        "SELECT count(*), sum(status = 'done') FROM runs").fetchone()
+    assert rows == (6, 6)
+    header = (tmp_path / "curves.csv").read_text().splitlines()[0]
+    assert header == "run,step,train_seconds,split,metric,value"
+
+
+def test_select_val_reruns_the_best_grid_point_with_seeds(tmp_path):
+    cfg = small(tmp_path, grid={"lr": (0.003, 0.03, 0.3)}, select="val", seeds=2)
+    records = Sweep(cfg, tmp_path, dataset=DS).run()
+    store = Store(tmp_path)
+    runs = store.runs()
+    for name in ("sgd", "adam"):
+        grid = [r["summary"] for r in runs if "grid" in r["roles"] and
+                r["config"]["optimizer"] == name]
+        assert len(grid) == 3 and {g["seed"] for g in grid} == {0}
+        best = max(grid, key=lambda g: g["final_val_acc"])["hyperparameters"]
+        tuned = [r["config"] for r in runs if "tuned" in r["roles"] and
+                 r["config"]["optimizer"] == name]
+        assert {(c["seed"], json.dumps(c["hyperparameters"])) for c in tuned} == {
+            (s, json.dumps(best)) for s in (0, 1)}
+        shot = [r["config"] for r in runs if "one-shot" in r["roles"] and
+                r["config"]["optimizer"] == name]
+        assert sorted(c["seed"] for c in shot) == [0, 1]
+        assert all(c["hyperparameters"] == {"lr": 1e-3} for c in shot)
+    assert len(records) == len(runs)
+
+
+def sweep_args(npz: Path, out: Path) -> list[str]:
+    return ["sweep", "--dataset", f"npz:{npz}", "--model", "mlp", "--optimizers", "sgd,adam",
+            "--lr", "0.03,0.3", "--beta1", "0.5,0.9", "--steps", "200", "--batch-size", "20",
+            "--eval-every", "100", "--max-batch", "2", "--dtype", "float64", "--out", str(out)]
+
+
+def comparable(out: Path) -> tuple[list[dict], list[list[str]]]:
+    """summary.json without clocks, and curves.csv without its clock column."""
+    records = [{k: v for k, v in r.items() if k not in CLOCKS}
+               for r in json.loads((out / "summary.json").read_text())]
+    with (out / "curves.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    return records, [r[:2] + r[3:] for r in rows]
+
+
+def done_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return 0
+
+
+def test_kill_9_mid_sweep_then_resume_gives_the_uninterrupted_results(tmp_path):
+    x, y = DS.x_train.numpy(), DS.y_train.numpy()
+    np.savez(tmp_path / "blobs.npz", x=x, y=y)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "optimlab", *sweep_args(
+        tmp_path / "blobs.npz", killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while done_count(killed / "sweep.sqlite") < 1 and proc.poll() is None:
+        assert time.monotonic() < deadline, "the sweep wrote no run in 90 s"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = done_count(killed / "sweep.sqlite")
+    assert 1 <= at_kill < 6, f"the kill came after {at_kill} of 6 runs"
+    assert main(sweep_args(tmp_path / "blobs.npz", killed)) == 0  # resume
+    whole = tmp_path / "whole"
+    assert main(sweep_args(tmp_path / "blobs.npz", whole)) == 0
+    assert comparable(killed) == comparable(whole)
+    assert done_count(killed / "sweep.sqlite") == 6
+    page = (killed / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # η-sensitivity, β heatmap, best curves
+    assert main(["report", str(killed)]) == 0
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--lr", "1:0.1:3"], "Invalid lr"),
+    (["--beta1", "x"], "Invalid beta1"),
+    (["--seeds", "0"], "Invalid seeds"),
+    (["--dataset", "nope"], "nope"),
+])
+def test_bad_flags_exit_2_with_a_message(tmp_path, capsys, argv, match):
+    assert main(["sweep", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_bad_config_file_exits_2(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text('optimizers = ["sgd"]\nlearning_rate = [0.1]\n')
+    assert main(["sweep", "--config", str(tmp_path / "s.toml"), "--out", str(tmp_path)]) == 2
+    assert "learning_rate" in capsys.readouterr().err
