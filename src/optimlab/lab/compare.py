@@ -22,7 +22,7 @@ from typing import Any
 
 from optimlab import data
 from optimlab.lab.environment import environment
-from optimlab.train import RunResult, TrainConfig, train_run
+from optimlab.train import RunResult, TrainConfig, train_run, warm_up
 
 # Per-optimizer default η, the best of a measured grid (CNN on MNIST-1D, 2000 steps, batch
 # 100, seeds 0-1; notes/readme-compare.md). Plain SGD needs a large η (0.5 oscillates, 0.1
@@ -163,6 +163,8 @@ class Comparison:
     def run(self, callbacks: CallbackFactory | None = None,
             on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
         """Train every (seed, optimizer), writing each run as it ends; the summary records."""
+        for config in self.configs[:len(set(c.optimizer for c in self.configs))]:
+            warm_up(config, self.dataset)  # the first seed's runs hold every optimizer once
         for config in self.configs:
             cbs = callbacks(config, run_name(config)) if callbacks else ()
             record = self.store.add(train_run(config, self.dataset, callbacks=cbs))

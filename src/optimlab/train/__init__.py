@@ -7,16 +7,18 @@ Public API (the sweep reproduces single runs with exactly these pieces):
 - `evaluate(model_or_fn, dataset)`: full-set loss and accuracy per split;
 - `train_run(config, dataset, callbacks=())` -> `RunResult(config, record, curves, extras)`;
 - `summary_record(config, curves, timings)`: the pure function that makes the record;
-- `CurvePoint`, `Timings`: the curve rows and the two clocks.
+- `CurvePoint`, `Timings`: the curve rows and the two clocks;
+- `warm_up(config, dataset)`: one untimed step, so the first timed run pays no one-time costs.
 """
 
 from optimlab.train.config import DTYPES, TrainConfig
 from optimlab.train.evaluation import SPLITS, evaluate
-from optimlab.train.loop import on_device, train_run
+from optimlab.train.loop import on_device, train_run, warm_up
 from optimlab.train.record import CurvePoint, RunResult, Timings, finite_or_none, summary_record
 from optimlab.train.seeding import batch_indices, init_model
 
 __all__ = [
     "DTYPES", "SPLITS", "TrainConfig", "CurvePoint", "RunResult", "Timings", "batch_indices",
     "evaluate", "finite_or_none", "init_model", "on_device", "summary_record", "train_run",
+    "warm_up",
 ]

@@ -73,6 +73,17 @@ def _callback_name(cb: Any) -> str:
     return str(getattr(cb, "name", type(cb).__name__))
 
 
+def warm_up(config: TrainConfig, dataset: Any) -> None:
+    """One untimed step of `config` on a throwaway model, so that one-time costs (lazy
+    imports, JIT-compiled kernels, first-call allocations) are not charged to the first
+    timed run. It touches no state a run depends on: runs seed their own weights and order."""
+    data = on_device(dataset, config.device, config.torch_dtype)
+    model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), **config.hyperparameters)
+    idx = next(batch_indices(len(data.y_train), config.batch_size, config.seed)).to(config.device)
+    _train_step(model, optimizer, data.x_train[idx], data.y_train[idx], _syncer(config.device))
+
+
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train `config.model` on `dataset` with `config.optimizer`; evaluate at step 0, every
     `eval_every` steps and after the last step; stop early on a NaN/Inf minibatch loss."""
