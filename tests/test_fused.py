@@ -18,7 +18,6 @@ from optimlab.optim import OPTIMIZERS
 CASES = [
     ("sgd", dict(lr=0.05)),
     ("sgd", dict(lr=0.05, weight_decay=0.1, maximize=True)),
-    ("sgd", dict(lr=0.02, momentum=0.9)),
     ("sgd", dict(lr=0.02, momentum=0.9, dampening=0.5, weight_decay=0.05)),
     ("sgd", dict(lr=0.02, momentum=0.8, nesterov=True, weight_decay=0.01)),
     ("momentum", dict(lr=0.05)),
@@ -32,11 +31,10 @@ CASES = [
     ("adam", dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-6, amsgrad=True)),
     ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
     ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
-    ("adamw", dict(lr=1e-2, maximize=True)),
 ]
 IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
-# float32 runs the kernels' other compilation: one case per optimizer, many options on.
-F32 = (1, 4, 6, 11, 13, 15)
+# float32 runs the kernels' other compilation: one case per kernel, many options on.
+F32 = (2, 5, 10, 14)
 # float64 differs from the reference only by rounding order; float32 by float32 rounding.
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-4}
 
@@ -47,12 +45,36 @@ def field_for(name: str, kw: dict) -> GradientField:
                          kind="slope" if name == "rmsprop" else "bowl")
 
 
+class TorchField:
+    """GradientField's formulas evaluated in torch float64: the same gradients, 4x cheaper."""
+
+    def __init__(self, field: GradientField):
+        self.f = field
+        self.A = [torch.from_numpy(a) for a in field.A]
+        self.phase = [torch.from_numpy(ph) for ph in field.phase]
+        self.c = [torch.from_numpy(c) for c in field.c]
+
+    def grad(self, i: int, w: torch.Tensor, t: int) -> torch.Tensor:
+        if self.f.kind == "slope":
+            g = self.c[i] + 0.5 * torch.sin(0.3 * t + self.phase[i]) \
+                + 0.1 * torch.tanh(self.A[i] @ w)
+        else:
+            g = self.A[i] @ w + 0.3 * torch.sin(w) + 0.05 * torch.cos(0.01 * t + self.phase[i])
+        return self.f.sign * g
+
+    def set_grads(self, params: list[torch.Tensor], t: int) -> None:
+        for i, p in enumerate(params):
+            w = p.detach().reshape(-1).double()
+            p.grad = self.grad(i, w, t).reshape(p.shape).to(p.dtype)
+
+
 def run(name: str, kw: dict, impl: dict, field: GradientField, dtype: torch.dtype,
         steps: int) -> tuple[list[torch.Tensor], torch.optim.Optimizer]:
     params = field.torch_params(dtype)
     opt = OPTIMIZERS[name](params, **kw, **impl)
+    grads = TorchField(field)
     for t in range(1, steps + 1):
-        field.set_torch_grads(params, t)
+        grads.set_grads(params, t)
         opt.step()
     return params, opt
 
@@ -264,3 +286,16 @@ def test_compiled_kernels_are_cached_on_disk():
     assert hits + misses >= 1  # the dispatcher consulted the disk cache
     index = Path(kernel._cache._cache_path).glob("_numba_kernels.adam-*.nbi")
     assert len(list(index)) == 1
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_zero_over_zero_is_nan_not_an_exception(name):
+    """eps=0 with a zero gradient divides 0 by 0: NaN in torch, so NaN here (IEEE, not Python)."""
+    out = []
+    for impl in (dict(fused=True), dict(foreach=False)):
+        p = torch.ones(5, requires_grad=True)
+        p.grad = torch.tensor([0.0, 1.0, 0.0, -2.0, 0.0])
+        OPTIMIZERS[name]([p], lr=0.1, eps=0.0, **impl).step()
+        out.append(p.detach())
+    assert int(torch.isnan(out[0]).sum()) == 3
+    torch.testing.assert_close(out[0], out[1], equal_nan=True)

@@ -8,11 +8,15 @@ equal shares to threads and a few large and many small tensors balance alike.
 The kernels release the GIL (`nogil`) and the caller runs them on a thread
 pool: `parallel=True`/`prange` compiles 3-4x slower (about 4 s per kernel
 and dtype on this machine, against 1 s), which every fresh clone and test
-run would pay. Arithmetic runs in the tensors' dtype (float32 or
-float64): every scalar comes in the `hp` array or a per-tensor array of that
-dtype. No fastmath: NaN and Inf propagate exactly as in the reference, and the
-order of operations follows ATen's (`addcdiv` is w + (c·a)/b), so float64
-results agree with torch to rounding.
+run would pay.
+
+Arithmetic runs in the tensors' dtype (float32 or float64): every scalar
+comes in the `hp` array or a per-tensor array of that dtype. No fastmath: NaN
+and Inf propagate exactly as in the reference, and the order of operations
+follows ATen's (`addcdiv` is w + (c·a)/b), so float64 results agree with
+torch to rounding. error_model="numpy": x/0 gives ±Inf or NaN as in torch;
+numba's default raises ZeroDivisionError, and the check it adds for that
+stops the loops from vectorizing.
 
 Compiled lazily on first use per dtype and cached on disk (`cache=True`).
 """
@@ -63,7 +67,7 @@ def plan(sizes):
     return tensor, first
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def sgd(lo, hi, tensor, first, sizes, w, g, v, fresh, hp, heavy_ball, nesterov):
     """hp = [−η, μ, 1−τ, λ, sign]; v₁ = g where fresh[i] (torch's first momentum step)."""
     neg_lr, mu, one_minus_tau, wd, sign = hp[0], hp[1], hp[2], hp[3], hp[4]
@@ -85,7 +89,7 @@ def sgd(lo, hi, tensor, first, sizes, w, g, v, fresh, hp, heavy_ball, nesterov):
     return 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def momentum(lo, hi, tensor, first, sizes, w, g, v, hp, nesterov):
     """hp = [−η, β, 1−β, λ, sign]; v ← βv + (1−β)g, w ← w − η v (or the Nesterov look-ahead)."""
     neg_lr, beta, one_minus_beta, wd, sign = hp[0], hp[1], hp[2], hp[3], hp[4]
@@ -104,7 +108,7 @@ def momentum(lo, hi, tensor, first, sizes, w, g, v, hp, nesterov):
     return 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def rmsprop(lo, hi, tensor, first, sizes, w, g, s, m, b, hp, centered, heavy_ball):
     """hp = [−η, β, 1−β, ε, λ, μ, sign]; m only when centered, b only when heavy_ball."""
     neg_lr, beta, one_minus_beta, eps = hp[0], hp[1], hp[2], hp[3]
@@ -135,7 +139,7 @@ def rmsprop(lo, hi, tensor, first, sizes, w, g, s, m, b, hp, centered, heavy_bal
     return 0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def adam(lo, hi, tensor, first, sizes, w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad):
     """hp = [β₁, 1−β₁, β₂, 1−β₂, ε, λ, sign, 1−ηλ]; per tensor −η/(1−β₁ᵗ) and 1−β₂ᵗ."""
     beta1, one_minus_beta1, beta2, one_minus_beta2 = hp[0], hp[1], hp[2], hp[3]

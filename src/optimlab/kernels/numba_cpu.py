@@ -13,6 +13,7 @@ as state.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ ACCEPTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 # Fewest elements worth a thread: waking one costs ~20-50 µs, about what a
 # core needs to stream this many elements of Adam.
 MIN_PER_THREAD = 1 << 17
+SHARES_PER_THREAD = 8
 
 _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] = (0, 0)  # (pid, workers): a forked child needs its own threads
@@ -43,17 +45,26 @@ def _workers(workers: int) -> ThreadPoolExecutor:
 
 
 def _run(kernel: Callable[..., Any], sizes: np.ndarray, *args: Any) -> None:
-    """kernel over all chunks: this thread takes the first share, the pool the others."""
+    """kernel over all chunks, in shares that this thread and the pool's take in turn.
+
+    Several shares per thread, taken first come first served: on a shared
+    machine a thread that is descheduled for a while delays only its share.
+    """
     tensor, first = k.plan(sizes)
-    shares = max(1, min(torch.get_num_threads(), int(sizes.sum()) // MIN_PER_THREAD))
-    if shares == 1:
+    threads = max(1, min(torch.get_num_threads(), int(sizes.sum()) // MIN_PER_THREAD))
+    if threads == 1:
         kernel(0, tensor.size, tensor, first, sizes, *args)
         return
+    shares = min(tensor.size, threads * SHARES_PER_THREAD)
     bounds = np.linspace(0, tensor.size, shares + 1).astype(np.int64)
-    pool = _workers(shares - 1)
-    futures = [pool.submit(kernel, bounds[p], bounds[p + 1], tensor, first, sizes, *args)
-               for p in range(1, shares)]
-    kernel(0, bounds[1], tensor, first, sizes, *args)
+    tickets = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        while (s := next(tickets)) < shares:
+            kernel(bounds[s], bounds[s + 1], tensor, first, sizes, *args)
+
+    futures = [_workers(threads - 1).submit(work) for _ in range(threads - 1)]
+    work()
     for f in futures:
         f.result()
 
