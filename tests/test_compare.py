@@ -279,3 +279,22 @@ def test_table_mean_and_std_over_seeds():
     assert sgd[2] == "–" and sgd[8] == "1/1 (step 7)"
     no_val = [r | {"final_val_acc": None} for r in records[:3]]  # --val-fraction 0
     assert table_rows(no_val)[0][5] == "–"
+
+
+def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, monkeypatch,
+                                                                capsys):
+    import optimlab.lab.compare as lab_compare
+    real, calls = lab_compare.train_run, []
+
+    def interrupted_second_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lab_compare, "train_run", interrupted_second_run)
+    out = tmp_path / "ctrl-c"
+    assert main(compare_argv(npz, out, "--optimizers", "adam,sgd")) == 130
+    assert f"optimlab report {out}" in capsys.readouterr().out.replace("\n", "")
+    assert [r["run"] for r in json.loads((out / "summary.json").read_text())] == ["adam-seed0"]
+    assert main(["report", str(out)]) == 0

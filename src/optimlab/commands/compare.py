@@ -113,6 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # 2-core machine two threads ran the CNN 13x slower (60 ms vs 4.5 ms per step, measured).
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="torch CPU threads (default 1: fastest for these small models)")
+    p.add_argument("--tune", action="store_true",
+                   help="first choose η per optimizer on validation with a vectorized sweep of "
+                        "1e-4:1:9 (stored in OUT/tune); --lr values are kept")
     p.add_argument("--diagnostics", type=_positive_int, nargs="?", const=50, default=None,
                    metavar="EVERY", help="record step sizes and ‖Δw‖/‖w‖ every EVERY steps "
                    "(default off; bare flag: 50) into diagnostics.json and the report")
@@ -192,13 +195,19 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("Invalid --device 'cuda': no CUDA device here; allowed: cpu")
         cfg = _settings(args)
+        cfg = tuned(cfg, out / "tune") if args.tune else cfg
         comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads))
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab compare: error: {e}", file=sys.stderr)
         return 2
     ds = comparison.dataset
     console.print(ds.summary() if hasattr(ds, "summary") else ds.name)
-    _print_table(console, _train(comparison, console, args.diagnostics))
+    try:
+        records = _train(comparison, console, args.diagnostics)
+    except KeyboardInterrupt:
+        console.print(f"finished runs are kept in {out}; render them: optimlab report {out}")
+        raise
+    _print_table(console, records)
     console.print(f"report: {report.render(out)}")
     return 0
 
