@@ -23,6 +23,7 @@ from rich.table import Table
 from optimlab import models, report
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
 from optimlab.lab.diagnostics import StepSizeRecorder
+from optimlab.lab.sweep import tuned
 from optimlab.report.table import COLUMNS, table_rows
 
 

@@ -25,10 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from optimlab import data
-from optimlab.lab.compare import CURVE_COLUMNS, write_json
+from optimlab.lab.compare import CURVE_COLUMNS, CompareConfig, write_json
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import run_processes, run_sequential, run_vectorized
-from optimlab.lab.grid import SweepConfig, hyperparameter_sets, one_shot
+from optimlab.lab.grid import (
+    DEFAULT_LR_GRID,
+    SweepConfig,
+    hyperparameter_sets,
+    one_shot,
+    parse_values,
+)
 from optimlab.lab.store import Store, config_key
 from optimlab.train import CurvePoint, RunResult, TrainConfig
 
@@ -143,3 +149,23 @@ class Sweep:
         self.execute({"tuned": [c for name, run in chosen.items() for c in make_configs(
             cfg, name, [run["config"]["hyperparameters"]], seeds)]})
         return write_outputs(self.store)
+
+
+def tuned(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> CompareConfig:
+    """`compare --tune`: `cfg` with η per optimizer chosen on validation by a vectorized
+    sweep of `lr_grid` (seed 0, the comparison's steps and batch size) stored in `out`.
+    η given explicitly in `cfg.lr` is kept."""
+    ds = data.load(cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+                   val_fraction=cfg.val_fraction)
+    if len(ds.y_val) == 0:
+        raise ValueError(f"Invalid --tune with --val-fraction {cfg.val_fraction:g}: tuning "
+                         "selects on the validation split; allowed: --val-fraction > 0")
+    sweep = Sweep(SweepConfig(
+        dataset=cfg.dataset, model=cfg.model, optimizers=cfg.optimizers,
+        grid={"lr": parse_values("lr", lr_grid)}, steps=cfg.steps_for(len(ds.y_train)),
+        batch_size=cfg.batch_size, eval_every=cfg.eval_every, data_dir=cfg.data_dir),
+        out, command=f"compare --tune (lr grid {lr_grid})", dataset=ds)
+    sweep.run()
+    best = best_per_optimizer(sweep.store.runs())
+    lr = {name: run["config"]["hyperparameters"]["lr"] for name, run in best.items()}
+    return dataclasses.replace(cfg, lr={**lr, **cfg.lr})
