@@ -19,10 +19,11 @@ import torch
 
 from optimlab.cli import main
 from optimlab.data import Dataset
+from optimlab.lab.compare import CompareConfig
 from optimlab.lab.executors import run_processes, run_vectorized
 from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
 from optimlab.lab.store import Store
-from optimlab.lab.sweep import Sweep
+from optimlab.lab.sweep import Sweep, tuned
 from optimlab.train import TrainConfig, train_run
 
 # Fields that are clocks: they differ between any two runs of the same configuration.
@@ -280,3 +281,19 @@ def test_bad_config_file_exits_2(tmp_path, capsys):
     (tmp_path / "s.toml").write_text('optimizers = ["sgd"]\nlearning_rate = [0.1]\n')
     assert main(["sweep", "--config", str(tmp_path / "s.toml"), "--out", str(tmp_path)]) == 2
     assert "learning_rate" in capsys.readouterr().err
+
+
+def test_compare_tune_picks_the_best_validation_lr_and_keeps_given_ones(tmp_path):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    cfg = CompareConfig(dataset=f"npz:{tmp_path / 'blobs.npz'}", model="logreg",
+                        optimizers=("sgd", "adam", "rmsprop"), steps=40, batch_size=20,
+                        eval_every=20, lr={"rmsprop": 0.123})
+    out = tuned(cfg, tmp_path / "tune")
+    records = json.loads((tmp_path / "tune" / "summary.json").read_text())
+    assert len(records) == 3 * 9  # the default grid 1e-4:1:9 for each optimizer
+    for name in ("sgd", "adam"):
+        mine = [r for r in records if r["optimizer"] == name and not r["diverged"]]
+        top = max(r["final_val_acc"] for r in mine)
+        assert out.lr[name] in {r["hyperparameters"]["lr"] for r in mine
+                                if r["final_val_acc"] == top}
+    assert out.lr["rmsprop"] == 0.123
