@@ -3,8 +3,8 @@
 `render(records, out_dir)` takes the list the lab stores in diagnostics.json
 (one entry per run: "run", "optimizer", "seed", "hyperparameters",
 "diagnostics": {callback name: result}) and writes
-- diagnostics_effective_step.png: per layer, the median effective step size
-  η/(√ŝ+ε) over training with its quantile band, one panel per adaptive run;
+- diagnostics_effective_step.png: per layer (its weight tensor), the median effective
+  step size η/(√ŝ+ε) over training with its quantile band, one panel per adaptive run;
 - diagnostics_update_ratio.png: ‖Δw‖/‖w‖ of the whole model per run, coloured by optimizer.
 Runs without step-size records are skipped; no records, no figures.
 """
@@ -46,7 +46,7 @@ def plot_effective_step(runs: list[tuple[str, str, dict[str, Any]]], path: Path)
     for ax, (run, _, res) in zip(axes.flat, adaptive):
         lo, mid, hi = (f"q{q:g}" for q in (min(res["quantiles"]), _middle(res["quantiles"]),
                                             max(res["quantiles"])))
-        for layer, qs in res["effective_step"].items():
+        for layer, qs in _weights_first(res["effective_step"]).items():
             (line,) = ax.plot(res["steps"], qs[mid], lw=1.2, label=layer)
             ax.fill_between(res["steps"], qs[lo], qs[hi], color=line.get_color(), alpha=0.15)
         ax.set_yscale("log")
@@ -57,6 +57,12 @@ def plot_effective_step(runs: list[tuple[str, str, dict[str, Any]]], path: Path)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _weights_first(per_tensor: dict[str, Any]) -> dict[str, Any]:
+    """The weight matrices only, when there are any: bias bands would hide them."""
+    weights = {k: v for k, v in per_tensor.items() if k.endswith("weight")}
+    return weights or per_tensor
 
 
 def _middle(quantiles: list[float]) -> float:
