@@ -6,11 +6,12 @@ when it can); `get(kind)` returns that kernel, a function with the exact
 signature of the optimizer's reference update.
 
 Kernels live in backends, one per device type, listed in `BACKENDS`: a module
-with `unavailable(kind, params, group) -> str | None` and `KERNELS = {kind:
-fn}`. The CPU backend is numba (`numba_cpu`); a CUDA backend (Triton) slots in
-by adding one entry, without touching the optimizer classes, because `get`
-dispatches on the parameters' device at call time. Backends are imported on
-first use, so `import optimlab` does not pay for numba.
+with `unavailable(kind, params, group) -> str | None` (which also checks that
+all parameters are on its device) and `KERNELS = {kind: fn}`. The CPU backend
+is numba (`numba_cpu`); a CUDA backend (Triton) slots in by adding one entry,
+without touching the optimizer classes, because `get` dispatches on the
+parameters' device at call time. Backends are imported on first use, so
+`import optimlab` does not pay for numba.
 """
 
 from __future__ import annotations
@@ -38,16 +39,14 @@ def fused_unavailable(kind: str, params: list[torch.Tensor], group: dict[str, An
         return f"no fused kernel named {kind!r}; known: {', '.join(KINDS)}"
     if not params:
         return None
-    devices = sorted({p.device.type for p in params})
-    if len(devices) > 1:
-        return f"one param group spans devices {devices}; the fused kernel needs one device"
-    if devices[0] not in BACKENDS:
-        return (f"no fused kernels for device {devices[0]!r} yet (available: "
+    device = params[0].device.type  # the backend checks that the others share it
+    if device not in BACKENDS:
+        return (f"no fused kernels for device {device!r} yet (available: "
                 f"{', '.join(BACKENDS)}); the foreach path runs there")
     try:
-        module = backend(devices[0])
+        module = backend(device)
     except ImportError as e:
-        return f"the {devices[0]} backend cannot load ({e})"
+        return f"the {device} backend cannot load ({e})"
     return module.unavailable(kind, params, group)
 
 

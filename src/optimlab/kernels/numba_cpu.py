@@ -70,15 +70,21 @@ def _run(kernel: Callable[..., Any], sizes: np.ndarray, *args: Any) -> None:
 
 
 def unavailable(kind: str, params: Sequence[torch.Tensor], group: dict) -> str | None:
-    """Why the CPU kernels cannot update these parameters, or None when they can."""
+    """Why the CPU kernels cannot update these parameters, or None when they can.
+
+    Runs every step, so it checks only what can change between steps; the
+    kernels' own checks of the state tensors come at the call.
+    """
     dtype = params[0].dtype
+    if dtype not in ACCEPTED:
+        return (f"parameter 0 has dtype {dtype}; the fused CPU kernels handle "
+                "float32, float64, complex64 and complex128")
     for i, p in enumerate(params):
-        if p.dtype not in ACCEPTED:
-            return (f"parameter {i} has dtype {p.dtype}; the fused CPU kernels handle "
-                    "float32, float64, complex64 and complex128")
         if p.dtype != dtype:
             return (f"one param group mixes dtypes ({dtype} and {p.dtype}); the fused kernel "
                     "needs one dtype per param group")
+        if not p.is_cpu:
+            return f"parameter {i} is on {p.device}, parameter 0 on the CPU"
         if not p.is_contiguous():
             return f"parameter {i} (shape {tuple(p.shape)}) is not contiguous"
         grad = p.grad
@@ -88,32 +94,36 @@ def unavailable(kind: str, params: Sequence[torch.Tensor], group: dict) -> str |
 
 
 def _sizes(params: Sequence[torch.Tensor]) -> np.ndarray:
-    return np.fromiter((p.numel() for p in params), np.int64, len(params))
+    return np.array([p.numel() for p in params], np.int64)
 
 
 def _addresses(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype: torch.dtype,
                what: str) -> np.ndarray:
-    """Data addresses, after checking each tensor matches its parameter (the kernel trusts them)."""
-    out = np.zeros(len(tensors), np.int64)
+    """Data addresses of state tensors, checked against their parameters (the kernel trusts
+    them, and a state_dict from elsewhere may hold anything)."""
+    out = []
     for i, t in enumerate(tensors):
-        if t is None:
-            raise RuntimeError(f"fused kernel: {what} of parameter {i} is missing")
-        if t.dtype != dtype or t.numel() != sizes[i] or not t.is_contiguous():
-            raise RuntimeError(
-                f"fused kernel: {what} of parameter {i} has dtype {t.dtype}, "
-                f"{t.numel()} elements, contiguous={t.is_contiguous()}; needed: {dtype}, "
-                f"{sizes[i]} elements, contiguous (use fused=False for this state)")
-        out[i] = t.data_ptr()
-    return out
+        if t is None or t.dtype != dtype or not t.is_contiguous() or t.numel() != sizes[i]:
+            raise RuntimeError(f"fused kernel: {what} of parameter {i} is {_describe(t)}; "
+                               f"needed: {dtype}, {sizes[i]} elements, contiguous (use "
+                               "fused=False for this state)")
+        out.append(t.data_ptr())
+    return np.array(out, np.int64)
+
+
+def _describe(t: torch.Tensor | None) -> str:
+    if t is None:
+        return "missing"
+    return f"{t.dtype}, {t.numel()} elements, contiguous={t.is_contiguous()}"
 
 
 def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, type]:
     """sizes, parameter and gradient addresses, and the NumPy dtype of the group."""
-    dtype = params[0].dtype
-    sizes = _sizes(params)
-    return (sizes, _addresses(params, sizes, dtype, "the parameter"),
-            _addresses(grads, sizes, dtype, "the gradient"), DTYPES[dtype])
+    # `unavailable` checked them this step, and torch keeps a grad's shape and dtype
+    # those of its parameter
+    return (_sizes(params), np.array([p.data_ptr() for p in params], np.int64),
+            np.array([g.data_ptr() for g in grads], np.int64), DTYPES[params[0].dtype])
 
 
 def _unused(n: int) -> np.ndarray:
