@@ -138,7 +138,7 @@ def hyperparameter_sets(cfg: SweepConfig, optimizer: str) -> list[dict[str, Any]
     keys = sorted(grid)
     points = []
     for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(zip(keys, values, strict=True))
+        point: dict[str, Any] = dict(zip(keys, values, strict=True))
         if "beta1" in point or "beta2" in point:
             b1, b2 = class_defaults(optimizer)["betas"]
             point["betas"] = [point.pop("beta1", b1), point.pop("beta2", b2)]

@@ -112,7 +112,7 @@ VARIED = {
 
 def class_defaults(name: str) -> dict[str, Any]:
     """The keyword defaults of optimizer `name`'s class (the sweep's "one-shot" values)."""
-    sig = inspect.signature(_CLASSES[name].__init__)
+    sig = inspect.signature(_CLASSES[name])
     return {k: p.default for k, p in sig.parameters.items()
             if p.default is not inspect.Parameter.empty and k not in ("foreach", "fused",
                                                                       "nonfinite")}
@@ -165,14 +165,16 @@ class BatchedOptimizer:
         self.name, self.params = name, list(params)
         self.hyper = member_hyperparameters(name, members)
         self.t = 0  # steps taken; Adam's bias correction uses t from 1
-        zeros = [torch.zeros_like(p) for p in self.params]
-        self.state: dict[str, list[Any]] = {
-            "sgd": {"bufs": [None] * len(self.params)},
-            "momentum": {"vs": zeros},
-            "rmsprop": {"ss": zeros},
-            "adam": {"vs": zeros, "ss": [torch.zeros_like(p) for p in self.params]},
-            "adamw": {"vs": zeros, "ss": [torch.zeros_like(p) for p in self.params]},
-        }[name]
+        zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
+        self.state: dict[str, list[Any]]
+        if name == "sgd":
+            self.state = {"bufs": [None] * len(self.params)}  # created on the first step
+        elif name == "momentum":
+            self.state = {"vs": zeros()}
+        elif name == "rmsprop":
+            self.state = {"ss": zeros()}
+        else:
+            self.state = {"vs": zeros(), "ss": zeros()}
 
     def step(self, grads: Tensors) -> None:
         """One update of every member with its own gradient slice `grads[i][k]`."""
