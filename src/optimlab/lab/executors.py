@@ -120,9 +120,12 @@ class _Group:
         inits = {s: init_model(c0.model, self.data, s, c0.torch_dtype).to(c0.device)
                  for s in sorted({c.seed for c in configs})}
         self.module = inits[c0.seed]
-        self.params = {n: torch.stack([dict(inits[c.seed].named_parameters())[n].detach()
-                                       for c in configs]) for n, _ in
-                       self.module.named_parameters()}
+        # All members' parameters in one [K, P] tensor: the optimizer's every line is one
+        # op over all of them; `params` holds per-tensor views of it for functional_call.
+        self.shapes = [(n, p.shape) for n, p in self.module.named_parameters()]
+        self.flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in
+                                            inits[c.seed].parameters()]) for c in configs])
+        self._views()
         self.grad_fn = _member_grads(self.module)
         seeds = list(inits)
         self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s) for s in seeds]
@@ -144,8 +147,15 @@ class _Group:
                                                    members), start, start + n))
             start += n
 
+    def _views(self) -> None:
+        self.params, start = {}, 0
+        for name, shape in self.shapes:
+            n = shape.numel()
+            self.params[name] = self.flat[:, start:start + n].view(-1, *shape)
+            start += n
+
     def _slice(self, a: int, b: int) -> list[torch.Tensor]:
-        return [p[a:b] for p in self.params.values()]
+        return [self.flat[a:b]]
 
     def _evaluate(self, row: int, step: int) -> None:
         i = self.alive[row]
@@ -166,11 +176,12 @@ class _Group:
         on_finish(RunResult(config, summary_record(config, self.curves[i], timings),
                             self.curves[i]))
 
-    def _drop(self, rows: list[int], grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _drop(self, rows: list[int], grads: torch.Tensor) -> torch.Tensor:
         """Remove stacked rows `rows` (parameters, gradients, optimizer state)."""
         keep = [r for r in range(len(self.alive)) if r not in rows]
         index = torch.tensor(keep, dtype=torch.long)
-        self.params = {n: p[index] for n, p in self.params.items()}
+        self.flat = self.flat[index]
+        self._views()
         segments, start = [], 0
         for opt, a, b in self.segments:
             local = [r - a for r in keep if a <= r < b]
@@ -179,7 +190,7 @@ class _Group:
                 segments.append((opt, start, start + len(local)))
                 start += len(local)
         self.segments, self.alive = segments, [self.alive[r] for r in keep]
-        return {n: g[index] for n, g in grads.items()}
+        return grads[index]
 
     def _charge(self, seconds: float, opt_seconds: float = 0.0) -> None:
         """Share a step's wall clock among the members that took it."""
@@ -191,7 +202,9 @@ class _Group:
         t0 = time.perf_counter()
         idx = torch.stack([next(b) for b in self.batches])[self.seed_row[self.alive]]
         idx = idx.to(self.data.x_train.device)
-        grads, losses = self.grad_fn(self.params, self.data.x_train[idx], self.data.y_train[idx])
+        per_tensor, losses = self.grad_fn(self.params, self.data.x_train[idx],
+                                          self.data.y_train[idx])
+        grads = torch.cat([g.reshape(len(self.alive), -1) for g in per_tensor.values()], 1)
         values = losses.tolist()
         self._charge(time.perf_counter() - t0)
         bad = [row for row, v in enumerate(values) if not math.isfinite(v)]
@@ -204,7 +217,7 @@ class _Group:
             values = [v for row, v in enumerate(values) if row not in bad]
         t1 = time.perf_counter()
         for opt, a, b in self.segments:
-            opt.step([g[a:b] for g in grads.values()])
+            opt.step([grads[a:b]])
         t2 = time.perf_counter()
         self._charge(t2 - t1, t2 - t1)
         for row, i in enumerate(self.alive):
