@@ -27,6 +27,7 @@ class BenchConfig:
     warmup: int = 3  # untimed steps first: state allocation, JIT load, caches
     sample_s: float = 0.005  # steps per sample are batched to last this long (timer noise)
     memory: bool = True  # measure extra peak memory per step (Linux only)
+    threads: int | None = None  # torch.set_num_threads for the run (ours follow); None: as is
 
     def validate(self) -> None:
         for name in self.optimizers:
@@ -39,6 +40,8 @@ class BenchConfig:
                                  "or NxM (N tensors of M parameters, e.g. 8x1000)")
         if self.dtype not in DTYPES:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"Invalid threads: {self.threads}; allowed: >= 1")
         if self.repeats < 1 or self.warmup < 1:
             raise ValueError(f"Invalid repeats={self.repeats} / warmup={self.warmup}; "
                              "allowed: >= 1")
@@ -103,6 +106,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None,
     until the last), so an interrupted run keeps what it measured.
     """
     cfg.validate()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     memory = cfg.memory and measure.memory_probe_available()
     record: dict[str, Any] = {"config": asdict(cfg), "machine": machine(),
                               "memory_measured": memory, "complete": False,

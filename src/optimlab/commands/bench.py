@@ -23,12 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default=_DEFAULTS.dtype, help="float32 (default) or float64")
     p.add_argument("--repeats", type=int, default=_DEFAULTS.repeats,
                    help=f"interleaved rounds, medians reported (default {_DEFAULTS.repeats})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for torch and the fused kernels (default: torch's, one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(optimizers=tuple(args.optimizers), models=tuple(args.models),
-                      dtype=args.dtype, repeats=args.repeats, memory=not args.no_memory)
+                      dtype=args.dtype, repeats=args.repeats, memory=not args.no_memory,
+                      threads=args.threads)
     try:
         cfg.validate()
     except ValueError as e:
