@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 
 from optimlab import models
-from optimlab.lab.grid import APPLIES, EXECUTORS, SweepConfig, load_settings
+from optimlab.lab.grid import APPLIES, DEFAULT_LR_GRID, EXECUTORS, SweepConfig, load_settings
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep
 from optimlab.train import RunResult
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for key, flag in GRID_FLAGS.items():
         p.add_argument(f"--{flag}", dest=key, metavar="GRID",
                        help=f"{key} values for {', '.join(APPLIES[key])}: LO:HI:N (log-spaced) "
-                            "or V,V,…" + (f" (default {'1e-4:1:9'})" if key == "lr" else ""))
+                            "or V,V,…" + (f" (default {DEFAULT_LR_GRID})" if key == "lr" else ""))
     for name, help_ in (("seeds", f"seeds per configuration (default {d.seeds})"),
                         ("steps", f"optimizer steps per run (default {d.steps})"),
                         ("batch-size", f"minibatch size (default {d.batch_size})"),

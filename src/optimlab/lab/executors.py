@@ -148,6 +148,7 @@ class _Group:
             start += n
 
     def _views(self) -> None:
+        """`params`: name -> [K, *shape] view of `flat` (rebuilt when rows are dropped)."""
         self.params, start = {}, 0
         for name, shape in self.shapes:
             n = shape.numel()
