@@ -284,8 +284,7 @@ def test_compiled_kernels_are_cached_on_disk():
     kernel = _numba_kernels.adam
     hits, misses = sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values())
     assert hits + misses >= 1  # the dispatcher consulted the disk cache
-    index = Path(kernel._cache._cache_path).glob("_numba_kernels.adam-*.nbi")
-    assert len(list(index)) == 1
+    assert Path(kernel._cache._cache_file._index_path).is_file()
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])

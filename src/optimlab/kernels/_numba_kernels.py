@@ -67,6 +67,16 @@ def plan(sizes):
     return tensor, first
 
 
+@njit(inline="always")
+def _sgd_plain(W, G, neg_lr, wd, sign):
+    """w ← w − η g: its own loop, so no unused buffer aliases W and blocks vectorizing."""
+    for j in range(W.size):
+        gj = G[j] * sign
+        if wd != 0:
+            gj = gj + wd * W[j]
+        W[j] = W[j] + neg_lr * gj
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def sgd(lo, hi, tensor, first, sizes, w, g, v, fresh, hp, heavy_ball, nesterov):
     """hp = [−η, μ, 1−τ, λ, sign]; v₁ = g where fresh[i] (torch's first momentum step)."""
@@ -75,16 +85,18 @@ def sgd(lo, hi, tensor, first, sizes, w, g, v, fresh, hp, heavy_ball, nesterov):
         i, start = tensor[c], first[c]
         n = min(CHUNK, sizes[i] - start)
         W, G = _view(w[i], start, n, hp), _view(g[i], start, n, hp)
-        V = _view(v[i], start, n, hp) if heavy_ball else W
+        if not heavy_ball:
+            _sgd_plain(W, G, neg_lr, wd, sign)
+            continue
+        V = _view(v[i], start, n, hp)
         is_fresh = fresh[i]
         for j in range(n):
             gj = G[j] * sign
             if wd != 0:
                 gj = gj + wd * W[j]
-            if heavy_ball:
-                vj = gj if is_fresh else V[j] * mu + one_minus_tau * gj
-                V[j] = vj
-                gj = gj + mu * vj if nesterov else vj
+            vj = gj if is_fresh else V[j] * mu + one_minus_tau * gj
+            V[j] = vj
+            gj = gj + mu * vj if nesterov else vj
             W[j] = W[j] + neg_lr * gj
     return 0
 
