@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,7 @@ def implementations(optimizer: str) -> list[Impl]:
     ]
     if torch_cls in TORCH_FUSED:
         paths.append(("torch-fused", torch_cls, {**torch_kw, "fused": True}))
-    return [Impl(name, lambda ps, c=cls, kw=kw: c(ps, **kw)) for name, cls, kw in paths]
+    return [Impl(name, functools.partial(cls, **kw)) for name, cls, kw in paths]
 
 
 def make_params(shapes: list[tuple[int, ...]], dtype: torch.dtype,

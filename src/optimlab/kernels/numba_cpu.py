@@ -24,7 +24,8 @@ import torch
 
 from optimlab.kernels import _numba_kernels as k
 
-DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
+                                     torch.float64: np.dtype(np.float64)}
 # Complex parameters reach the kernels as real (..., 2) views of these dtypes.
 ACCEPTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 # Fewest elements worth a thread: waking one costs ~20-50 µs, about what a
@@ -118,7 +119,7 @@ def _describe(t: torch.Tensor | None) -> str:
 
 
 def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, type]:
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.dtype]:
     """sizes, parameter and gradient addresses, and the NumPy dtype of the group."""
     # `unavailable` checked them this step, and torch keeps a grad's shape and dtype
     # those of its parameter
