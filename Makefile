@@ -14,13 +14,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m optimlab demo
+	$(PY) -m optimlab compare
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m optimlab bench --json bench.json
+	$(PY) -m optimlab sweep-bench --json bench-sweep.json
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests

@@ -9,7 +9,6 @@ import sys
 
 # name -> one-line help; modules are imported only when their command runs.
 COMMANDS = {
-    "demo": "train a small model with each optimizer and print a table",
     "compare": "train each optimizer on a dataset; curves, table and an HTML report",
     "report": "re-render the figures and report.html of a compare or sweep folder",
     "landscape": "optimizer paths on 2-D test functions: paths.json, PNG, animated HTML",
