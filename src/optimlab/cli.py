@@ -7,6 +7,11 @@ import argparse
 import importlib
 import sys
 
+DESCRIPTION = (
+    "SGD, Momentum, RMSprop and Adam written from scratch, and a lab that trains models "
+    "with each of them to compare curves, speed and accuracy."
+)
+
 # name -> one-line help; modules are imported only when their command runs.
 COMMANDS = {
     "compare": "train each optimizer on a dataset; curves, table and an HTML report",
@@ -19,7 +24,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optimlab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="optimlab", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_ in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
