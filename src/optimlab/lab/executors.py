@@ -3,9 +3,10 @@
 - `sequential`: one `optimlab.train.train_run` per configuration (the baseline);
 - `processes`: the same, spread over CPU cores (one torch thread per process);
 - `vectorized`: configurations that share dataset, model, steps, batch size and dtype
-  train together, K at a time. Parameters are stacked over the K members; one
-  `vmap(grad_and_value(...))` of `functional_call` computes all K losses and gradients
-  (the K small MLPs become batched matmuls), and `optimlab.optim.batched` updates
+  train together, K at a time. Parameters are stacked over the K members;
+  `optimlab.lab.member_grads` computes all K losses and gradients (the K small MLPs
+  become batched matmuls, the backward written out by hand for the lab's linear models,
+  `vmap` of `functional_call` for the others), and `optimlab.optim.batched` updates
   every member with its own hyperparameters ([K] tensors), one optimizer per contiguous
   slice of members. Initial weights and minibatches follow the seeding contract of
   `optimlab.train` (`init_model`, `batch_indices`), evaluation uses its `evaluate` and
@@ -28,9 +29,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call
 
+from optimlab.lab.member_grads import member_grads, views
 from optimlab.optim.batched import BatchedOptimizer
 from optimlab.train import (
     CurvePoint,
@@ -104,13 +105,6 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
         _Group(members, dataset).run(on_finish)
 
 
-def _member_grads(module: torch.nn.Module) -> Callable[..., Any]:
-    """(stacked params, x [K, B, …], y [K, B]) -> (grads like params, losses [K])."""
-    def loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(module, params, (x,)), y)
-    return vmap(grad_and_value(loss))
-
-
 class _Group:
     """K configurations training in lockstep; `alive[i]` is the config of stacked row i."""
 
@@ -126,7 +120,7 @@ class _Group:
         self.flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in
                                             inits[c.seed].parameters()]) for c in configs])
         self._views()
-        self.grad_fn = _member_grads(self.module)
+        self.grad_fn = member_grads(self.module)
         seeds = list(inits)
         self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s) for s in seeds]
         self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
@@ -148,12 +142,10 @@ class _Group:
             start += n
 
     def _views(self) -> None:
-        """`params`: name -> [K, *shape] view of `flat` (rebuilt when rows are dropped)."""
-        self.params, start = {}, 0
-        for name, shape in self.shapes:
-            n = shape.numel()
-            self.params[name] = self.flat[:, start:start + n].view(-1, *shape)
-            start += n
+        """`params`: name -> [K, *shape] view of `flat`, and the [K, P] gradient buffer
+        (both rebuilt when rows are dropped)."""
+        self.params = views(self.flat, self.shapes)
+        self.grads = torch.empty_like(self.flat)
 
     def _slice(self, a: int, b: int) -> list[torch.Tensor]:
         return [self.flat[a:b]]
@@ -203,9 +195,9 @@ class _Group:
         t0 = time.perf_counter()
         idx = torch.stack([next(b) for b in self.batches])[self.seed_row[self.alive]]
         idx = idx.to(self.data.x_train.device)
-        per_tensor, losses = self.grad_fn(self.params, self.data.x_train[idx],
-                                          self.data.y_train[idx])
-        grads = torch.cat([g.reshape(len(self.alive), -1) for g in per_tensor.values()], 1)
+        losses = self.grad_fn(self.params, self.data.x_train[idx], self.data.y_train[idx],
+                              self.grads)
+        grads = self.grads
         values = losses.tolist()
         self._charge(time.perf_counter() - t0)
         bad = [row for row, v in enumerate(values) if not math.isfinite(v)]
