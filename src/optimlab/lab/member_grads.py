@@ -41,9 +41,28 @@ def views(flat: torch.Tensor, shapes: Sequence[tuple[str, torch.Size]]) -> Param
     return out
 
 
-def _relu_backward(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
+class Workspace:
+    """Intermediate tensors kept from one step to the next, by name.
+
+    A fresh [32, 100, 100] float32 tensor (1.3 MB) comes from mmap and page-faults on its
+    first write: 0.5-0.9 ms per elementwise pass instead of 0.15 ms. Reusing buffers keeps
+    the forward and backward at their memory-bound cost.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype:
+            buf = self.buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+
+def _relu_backward(grad: torch.Tensor, relu_out: torch.Tensor, out: torch.Tensor
+                   ) -> torch.Tensor:
     """grad where relu's output > 0, else 0: autograd's own ReLU backward."""
-    return torch.ops.aten.threshold_backward(grad, relu_out, 0)
+    return torch.ops.aten.threshold_backward.grad_input(grad, relu_out, 0, grad_input=out)
 
 
 def _cross_entropy_t(logits_t: torch.Tensor, y: torch.Tensor
@@ -58,34 +77,43 @@ def _cross_entropy_t(logits_t: torch.Tensor, y: torch.Tensor
     return losses, grad.div_(y.shape[1])                    # the mean over B
 
 
-def _logreg(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params) -> torch.Tensor:
+def _logreg(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: Workspace
+            ) -> torch.Tensor:
     """logits = W x + b."""
     w, b = p["linear.weight"], p["linear.bias"]
     x = x.flatten(2)
-    losses, dz = _cross_entropy_t(torch.baddbmm(b.unsqueeze(2), w, x.transpose(1, 2)), y)
+    logits_t = torch.baddbmm(b.unsqueeze(2), w, x.transpose(1, 2),
+                             out=ws("z", (len(w), w.shape[1], x.shape[1]), x))
+    losses, dz = _cross_entropy_t(logits_t, y)
     torch.bmm(dz, x, out=out["linear.weight"])
     torch.sum(dz, 2, out=out["linear.bias"])
     return losses
 
 
-def _mlp(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params) -> torch.Tensor:
+def _mlp(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: Workspace
+         ) -> torch.Tensor:
     """h₁ = relu(W₁x + b₁), h₂ = h₁ + relu(W₂h₁ + b₂), logits = W₃h₂ + b₃ (rows of [K, B, ·])."""
     w1, w2, w3 = p["linear1.weight"], p["linear2.weight"], p["linear3.weight"]
     x = x.flatten(2)
-    h1 = torch.baddbmm(p["linear1.bias"].unsqueeze(1), x, w1.transpose(1, 2)).clamp_min_(0)
-    r2 = torch.baddbmm(p["linear2.bias"].unsqueeze(1), h1, w2.transpose(1, 2)).clamp_min_(0)
-    h2 = h1 + r2
-    logits_t = torch.baddbmm(p["linear3.bias"].unsqueeze(2), w3, h2.transpose(1, 2))
+    hidden = (len(w1), x.shape[1], w1.shape[1])             # [K, B, H]
+    h1 = torch.baddbmm(p["linear1.bias"].unsqueeze(1), x, w1.transpose(1, 2),
+                       out=ws("h1", hidden, x)).clamp_min_(0)
+    r2 = torch.baddbmm(p["linear2.bias"].unsqueeze(1), h1, w2.transpose(1, 2),
+                       out=ws("r2", hidden, x)).clamp_min_(0)
+    h2 = torch.add(h1, r2, out=ws("h2", hidden, x))
+    logits_t = torch.baddbmm(p["linear3.bias"].unsqueeze(2), w3, h2.transpose(1, 2),
+                             out=ws("z3", (len(w3), w3.shape[1], x.shape[1]), x))
     losses, dz3 = _cross_entropy_t(logits_t, y)             # [K, classes, B]
     torch.bmm(dz3, h2, out=out["linear3.weight"])
     torch.sum(dz3, 2, out=out["linear3.bias"])
-    dh2 = torch.bmm(dz3.transpose(1, 2), w3)                # [K, B, H]
-    dz2 = _relu_backward(dh2, r2)
-    torch.bmm(dz2.transpose(1, 2), h1, out=out["linear2.weight"])
-    torch.sum(dz2, 1, out=out["linear2.bias"])
-    dz1 = _relu_backward(torch.baddbmm(dh2, dz2, w2), h1)  # dh₁ = dh₂ + dz₂ W₂
-    torch.bmm(dz1.transpose(1, 2), x, out=out["linear1.weight"])
-    torch.sum(dz1, 1, out=out["linear1.bias"])
+    dh = torch.bmm(dz3.transpose(1, 2), w3, out=ws("dh", hidden, x))  # dh₂
+    dz = _relu_backward(dh, r2, ws("dz", hidden, x))        # dz₂
+    torch.bmm(dz.transpose(1, 2), h1, out=out["linear2.weight"])
+    torch.sum(dz, 1, out=out["linear2.bias"])
+    dh.baddbmm_(dz, w2)                                     # dh₁ = dh₂ + dz₂ W₂
+    dz = _relu_backward(dh, h1, dz)                         # dz₁
+    torch.bmm(dz.transpose(1, 2), x, out=out["linear1.weight"])
+    torch.sum(dz, 1, out=out["linear1.bias"])
     return losses
 
 
@@ -112,8 +140,9 @@ def member_grads(module: nn.Module, hand_written: bool = True) -> GradFn:
     if manual is None:
         return _vmap(module)
     shapes = [(n, p.shape) for n, p in module.named_parameters()]
+    ws = Workspace()
 
     def run(params: Params, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor
             ) -> torch.Tensor:
-        return manual(params, x, y, views(out, shapes))
+        return manual(params, x, y, views(out, shapes), ws)
     return run
