@@ -43,6 +43,12 @@ def _decayed(w: torch.Tensor, g: torch.Tensor, weight_decay: torch.Tensor | None
     return g if weight_decay is None else g + _k(weight_decay, w) * w
 
 
+def _scratch(tmp: Tensors | None, i: int, like: torch.Tensor) -> torch.Tensor:
+    """Caller-kept scratch tensor i, else a new one. A fresh large tensor page-faults on its
+    first write: reusing one keeps each line below one memory-bound pass."""
+    return torch.empty_like(like) if tmp is None else tmp[i]
+
+
 def sgd_batched(params: Tensors, grads: Tensors, bufs: list[torch.Tensor | None], *,
                 lr: torch.Tensor, momentum: torch.Tensor | None = None,
                 weight_decay: torch.Tensor | None = None) -> None:
@@ -60,7 +66,7 @@ def sgd_batched(params: Tensors, grads: Tensors, bufs: list[torch.Tensor | None]
             else:
                 buf.mul_(_k(momentum, buf)).add_(g)         # v ← μv + g
             g = buf
-        w.sub_(_k(lr, w) * g)                               # w ← w − η g
+        w.addcmul_(g, _k(-lr, w))                           # w ← w − η g
 
 
 def momentum_batched(params: Tensors, grads: Tensors, vs: Tensors, *, lr: torch.Tensor,
@@ -68,35 +74,40 @@ def momentum_batched(params: Tensors, grads: Tensors, vs: Tensors, *, lr: torch.
     """v ← βv + (1−β)g, w ← w − η v (the lecture's EMA momentum)."""
     for w, g, v in zip(params, grads, vs, strict=True):
         g = _decayed(w, g, weight_decay)
-        v.mul_(_k(momentum, v)).add_(_k(1 - momentum, v) * g)  # v ← βv + (1−β)g
-        w.sub_(_k(lr, w) * v)                               # w ← w − η v
+        v.mul_(_k(momentum, v)).addcmul_(g, _k(1 - momentum, v))  # v ← βv + (1−β)g
+        w.addcmul_(v, _k(-lr, w))                           # w ← w − η v
 
 
 def rmsprop_batched(params: Tensors, grads: Tensors, ss: Tensors, *, lr: torch.Tensor,
                     alpha: torch.Tensor, eps: torch.Tensor,
-                    weight_decay: torch.Tensor | None = None) -> None:
-    """s ← βs + (1−β)g², w ← w − η g/(√s + ε)   (β = alpha)."""
-    for w, g, s in zip(params, grads, ss, strict=True):
+                    weight_decay: torch.Tensor | None = None, tmp: Tensors | None = None
+                    ) -> None:
+    """s ← βs + (1−β)g², w ← w − η g/(√s + ε)   (β = alpha). `tmp`: scratch like params."""
+    for i, (w, g, s) in enumerate(zip(params, grads, ss, strict=True)):
         g = _decayed(w, g, weight_decay)
-        s.mul_(_k(alpha, s)).addcmul_(g, _k(1 - alpha, s) * g)  # s ← βs + (1−β)g²
-        denom = s.sqrt().add_(_k(eps, s))                   # √s + ε
-        w.sub_(_k(lr, w) * (g / denom))                     # w ← w − η g/(√s+ε)
+        t = torch.mul(g, _k(1 - alpha, s), out=_scratch(tmp, i, w))
+        s.mul_(_k(alpha, s)).addcmul_(t, g)                 # s ← βs + (1−β)g²
+        denom = torch.sqrt(s, out=t).add_(_k(eps, s))       # √s + ε
+        w.addcmul_(torch.div(g, denom, out=t), _k(-lr, w))  # w ← w − η g/(√s+ε)
 
 
 def adam_batched(params: Tensors, grads: Tensors, vs: Tensors, ss: Tensors, step: int, *,
                  lr: torch.Tensor, beta1: torch.Tensor, beta2: torch.Tensor, eps: torch.Tensor,
-                 weight_decay: torch.Tensor | None = None, decoupled: bool = False) -> None:
-    """Adam (AdamW when `decoupled`) at step t = `step` (from 1), every member at the same t."""
+                 weight_decay: torch.Tensor | None = None, decoupled: bool = False,
+                 tmp: Tensors | None = None) -> None:
+    """Adam (AdamW when `decoupled`) at step t = `step` (from 1), every member at the same t.
+    `tmp`: scratch tensors like params (kept by the caller between steps)."""
     bc1, bc2 = 1 - beta1**step, 1 - beta2**step             # [K]: 1−β₁ᵗ, 1−β₂ᵗ
-    for w, g, v, s in zip(params, grads, vs, ss, strict=True):
+    for i, (w, g, v, s) in enumerate(zip(params, grads, vs, ss, strict=True)):
         if weight_decay is not None and decoupled:
             w.mul_(1 - _k(lr * weight_decay, w))            # w ← w(1 − ηλ)   (AdamW)
         elif weight_decay is not None:
             g = g + _k(weight_decay, w) * w                 # g ← g + λw      (Adam, L2)
-        v.mul_(_k(beta1, v)).add_(_k(1 - beta1, v) * g)     # v ← β₁v + (1−β₁)g
-        s.mul_(_k(beta2, s)).addcmul_(g, _k(1 - beta2, s) * g)  # s ← β₂s + (1−β₂)g²
-        denom = (s / _k(bc2, s)).sqrt_().add_(_k(eps, s))   # √ŝ + ε
-        w.add_(_k(-lr / bc1, w) * (v / denom))              # w ← w − η v̂/(√ŝ+ε)
+        v.mul_(_k(beta1, v)).addcmul_(g, _k(1 - beta1, v))  # v ← β₁v + (1−β₁)g
+        t = torch.mul(g, _k(1 - beta2, s), out=_scratch(tmp, i, w))
+        s.mul_(_k(beta2, s)).addcmul_(t, g)                 # s ← β₂s + (1−β₂)g²
+        denom = torch.div(s, _k(bc2, s), out=t).sqrt_().add_(_k(eps, s))  # √ŝ + ε
+        w.add_(torch.div(v, denom, out=t).mul_(_k(-lr / bc1, w)))  # w ← w − η v̂/(√ŝ+ε)
 
 
 _CLASSES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
@@ -166,6 +177,7 @@ class BatchedOptimizer:
         self.hyper = member_hyperparameters(name, members)
         self.t = 0  # steps taken; Adam's bias correction uses t from 1
         zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
+        self.tmp = [torch.empty_like(p) for p in self.params]  # scratch, reused every step
         self.state: dict[str, list[Any]]
         if name == "sgd":
             self.state = {"bufs": [None] * len(self.params)}  # created on the first step
@@ -188,16 +200,17 @@ class BatchedOptimizer:
                              weight_decay=h["weight_decay"])
         elif self.name == "rmsprop":
             rmsprop_batched(ps, grads, st["ss"], lr=h["lr"], alpha=h["alpha"], eps=h["eps"],
-                            weight_decay=h["weight_decay"])
+                            weight_decay=h["weight_decay"], tmp=self.tmp)
         else:
             adam_batched(ps, grads, st["vs"], st["ss"], self.t, lr=h["lr"], beta1=h["beta1"],
                          beta2=h["beta2"], eps=h["eps"], weight_decay=h["weight_decay"],
-                         decoupled=self.name == "adamw")
+                         decoupled=self.name == "adamw", tmp=self.tmp)
 
     def select(self, index: torch.Tensor, params: Tensors) -> None:
         """Keep members `index` (int64, into the current K); `params` are the caller's
         parameters already reduced to those members."""
         self.params = list(params)
+        self.tmp = [torch.empty_like(p) for p in self.params]
         self.hyper = {k: None if v is None else v[index] for k, v in self.hyper.items()}
         self.state = {k: [None if x is None else x[index] for x in xs]
                       for k, xs in self.state.items()}
