@@ -53,10 +53,10 @@ MEMBERS = [("sgd", {"lr": 0.1}), ("sgd", {"lr": 1e3}), ("sgd", {"lr": 2e3}),
            ("adam", {"lr": 3e-3, "betas": [0.5, 0.99], "weight_decay": 0.01})]
 
 
-def configs(dtype: str, steps: int) -> list[TrainConfig]:
-    """The members under alternating seeds: one group holds two minibatch orders."""
+def configs(dtype: str, steps: int, seeds: int = 2) -> list[TrainConfig]:
+    """The members under alternating seeds: one group holds `seeds` minibatch orders."""
     return [TrainConfig(dataset="blobs", model="mlp", optimizer=name, hyperparameters=hp,
-                        steps=steps, batch_size=20, seed=i % 2, eval_every=50, dtype=dtype)
+                        steps=steps, batch_size=20, seed=i % seeds, eval_every=50, dtype=dtype)
             for i, (name, hp) in enumerate(MEMBERS)]
 
 
@@ -98,8 +98,9 @@ def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
-def test_each_vectorized_member_equals_its_single_run_in_float64():
-    cfgs = configs("float64", steps=200)
+@pytest.mark.parametrize("seeds", [2, 1], ids=["two-orders", "one-shared-minibatch"])
+def test_each_vectorized_member_equals_its_single_run_in_float64(seeds):
+    cfgs = configs("float64", steps=200, seeds=seeds)
     batched = collect(run_vectorized, cfgs, 64)
     for c in cfgs:
         single, member = train_run(c, DS), batched[key(c)]

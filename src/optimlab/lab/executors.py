@@ -191,12 +191,22 @@ class _Group:
             self.train_s[i] += seconds / len(self.alive)
             self.opt_s[i] += opt_seconds / len(self.alive)
 
-    def _step(self, t: int, on_finish: OnFinish) -> None:
-        t0 = time.perf_counter()
+    def _minibatches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's x [K, B, …] and y [K, B]: each member's seed's next minibatch. With
+        one seed, one gathered minibatch expanded over the K rows (no copies)."""
+        k = len(self.alive)
+        if len(self.batches) == 1:
+            idx = next(self.batches[0]).to(self.data.x_train.device)
+            x, y = self.data.x_train[idx], self.data.y_train[idx]
+            return x.expand(k, *x.shape), y.expand(k, *y.shape)
         idx = torch.stack([next(b) for b in self.batches])[self.seed_row[self.alive]]
         idx = idx.to(self.data.x_train.device)
-        losses = self.grad_fn(self.params, self.data.x_train[idx], self.data.y_train[idx],
-                              self.grads)
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+    def _step(self, t: int, on_finish: OnFinish) -> None:
+        t0 = time.perf_counter()
+        x, y = self._minibatches()
+        losses = self.grad_fn(self.params, x, y, self.grads)
         grads = self.grads
         values = losses.tolist()
         self._charge(time.perf_counter() - t0)
