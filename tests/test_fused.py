@@ -238,6 +238,47 @@ def test_default_takes_fused_on_cpu_and_each_group_reports_its_path():
     assert opt.last_impl == ["fused", "foreach", "none"]
 
 
+def test_kept_layout_follows_changes_of_the_group_between_steps():
+    """The fused path reuses what it checked about a group; every change below must be
+    seen: each step agrees with w − ηg computed here (to float64 rounding: the kernel may
+    fuse the multiply-add), and reports the path it took."""
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.randn(5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+              for _ in range(3)]
+    opt = OPTIMIZERS["sgd"](params, lr=0.1)
+    assert opt.state_dict()["state"] == {}  # as torch.optim.SGD: no state without momentum
+
+    def step_and_check(path: list[str]) -> None:
+        for g in opt.param_groups:
+            for p in g["params"]:
+                p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        expected = [[p.detach() - 0.1 * p.grad for p in g["params"]] for g in opt.param_groups]
+        opt.step()
+        assert opt.last_impl == path
+        for g, want in zip(opt.param_groups, expected):
+            for p, w in zip(g["params"], want):
+                torch.testing.assert_close(p.detach(), w, rtol=1e-12, atol=1e-15)
+
+    step_and_check(["fused"])
+    step_and_check(["fused"])  # the layout kept from the step before
+    params[1].data = params[1].data.t()  # same storage and address, no longer contiguous
+    step_and_check(["foreach"])
+    params[1].data = params[1].data.t().clone()  # contiguous again, at a new address
+    step_and_check(["fused"])
+    params[2].data = torch.randn(7, generator=gen, dtype=torch.float64)  # another size
+    step_and_check(["fused"])
+    params.append(torch.randn(6, generator=gen, dtype=torch.float64, requires_grad=True))
+    opt.param_groups[0]["params"].append(params[-1])  # the group's list itself grows
+    step_and_check(["fused"])
+    params[0].grad = torch.randn(4, 5, generator=gen, dtype=torch.float64).t()
+    expected = params[0].detach() - 0.1 * params[0].grad
+    opt.step()
+    assert opt.last_impl == ["foreach"]
+    torch.testing.assert_close(params[0].detach(), expected, rtol=1e-12, atol=1e-15)
+    opt.add_param_group({"params": [torch.randn(3, generator=gen, requires_grad=True)]})
+    step_and_check(["fused", "fused"])
+
+
 def test_non_contiguous_gradient_is_a_reason():
     p = torch.zeros(4, 3, requires_grad=True)
     p.grad = torch.ones(3, 4).t()

@@ -3,11 +3,15 @@
 `fused_unavailable(kind, params, group)` says why the fused kernel of `kind`
 ("sgd", "momentum", "rmsprop", "adam") cannot run on these parameters (None
 when it can); `get(kind)` returns that kernel, a function with the exact
-signature of the optimizer's reference update.
+signature of the optimizer's reference update plus an optional keyword
+`layout`. `fused_layout(kind, params, grads, previous)` is the check the
+optimizers run every step: it returns the backend's layout of the group (what
+the kernels need to know about the parameters, reused from `previous` while
+it holds), to pass to the kernel as `layout=`, or the reason string.
 
 Kernels live in backends, one per device type, listed in `BACKENDS`: a module
-with `unavailable(kind, params, group) -> str | None` (which also checks that
-all parameters are on its device) and `KERNELS = {kind: fn}`. The CPU backend
+with `layout(kind, params, grads, previous=None) -> Layout | str` (which also
+checks that all parameters are on its device) and `KERNELS = {kind: fn}`. The CPU backend
 is numba (`numba_cpu`); a CUDA backend (Triton) slots in by adding one entry,
 without touching the optimizer classes, because `get` dispatches on the
 parameters' device at call time. Backends are imported on first use, so
@@ -17,7 +21,7 @@ parameters' device at call time. Backends are imported on first use, so
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +39,14 @@ def backend(device_type: str) -> ModuleType:
 
 
 def fused_unavailable(kind: str, params: list[torch.Tensor], group: dict[str, Any]) -> str | None:
+    found = fused_layout(kind, params, [p.grad for p in params])
+    return found if isinstance(found, str) else None
+
+
+def fused_layout(kind: str, params: list[torch.Tensor],
+                 grads: Sequence[torch.Tensor | None],
+                 previous: Any = None) -> Any:
+    """The backend's layout of this group for the kernel of `kind`, or why it cannot run."""
     if kind not in KINDS:
         return f"no fused kernel named {kind!r}; known: {', '.join(KINDS)}"
     if not params:
@@ -47,7 +59,7 @@ def fused_unavailable(kind: str, params: list[torch.Tensor], group: dict[str, An
         module = backend(device)
     except ImportError as e:
         return f"the {device} backend cannot load ({e})"
-    return module.unavailable(kind, params, group)
+    return module.layout(kind, params, grads, previous)
 
 
 def get(kind: str) -> Callable[..., None]:

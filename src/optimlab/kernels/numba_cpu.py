@@ -4,7 +4,10 @@ Each function here is a drop-in for `optimlab.optim.<kind>_reference`: same
 arguments, same in-place effect, one pass over memory. It gathers the tensors'
 addresses (checking dtype, contiguity and size, because the kernel writes raw
 memory), turns the hyperparameters into an array of the tensors' dtype and
-runs the kernel once per thread, each on an equal share of the chunks. The
+runs the kernel once per thread, each on an equal share of the chunks. What
+does not change between steps (sizes, the chunk plan, the dtype) is kept in a
+`Layout` that `layout` rechecks cheaply every step and rebuilds when the
+parameters change (other tensors, another address, no longer contiguous). The
 thread count follows `torch.get_num_threads()`, so one knob (`OMP_NUM_THREADS`
 or `torch.set_num_threads`) sets it for torch and for us. No temporaries proportional to the
 model are allocated; SGD's momentum buffers are created on their first step,
@@ -14,9 +17,11 @@ as state.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,14 +50,33 @@ def _workers(workers: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def _run(kernel: Callable[..., Any], sizes: np.ndarray, *args: Any) -> None:
+@dataclass(eq=False)
+class Layout:
+    """A param group as the kernels see it, checked once and reused while it still holds.
+
+    It holds while the group has the same tensors (by identity), at the same
+    addresses, all contiguous: their dtype, device and size cannot have
+    changed then, except by writing through `.data` a view of another dtype
+    at the same address, which nothing in torch does on its own.
+    """
+
+    params: list[torch.Tensor]
+    dtype: np.dtype      # element type of the kernels (complex tensors: their real part)
+    sizes: np.ndarray    # real elements per tensor
+    tensor: np.ndarray   # the work plan of `k.plan`: tensor index and first element per chunk
+    first: np.ndarray
+    w: np.ndarray        # the parameters' addresses when checked
+    total: int
+
+
+def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
     """kernel over all chunks, in shares that this thread and the pool's take in turn.
 
     Several shares per thread, taken first come first served: on a shared
     machine a thread that is descheduled for a while delays only its share.
     """
-    tensor, first = k.plan(sizes)
-    threads = max(1, min(torch.get_num_threads(), int(sizes.sum()) // MIN_PER_THREAD))
+    tensor, first, sizes = layout.tensor, layout.first, layout.sizes
+    threads = max(1, min(torch.get_num_threads(), layout.total // MIN_PER_THREAD))
     if threads == 1:
         kernel(0, tensor.size, tensor, first, sizes, *args)
         return
@@ -70,12 +94,28 @@ def _run(kernel: Callable[..., Any], sizes: np.ndarray, *args: Any) -> None:
         f.result()
 
 
-def unavailable(kind: str, params: Sequence[torch.Tensor], group: dict) -> str | None:
-    """Why the CPU kernels cannot update these parameters, or None when they can.
+def layout(kind: str, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
+           previous: Layout | None = None) -> Layout | str:
+    """The group's Layout (`previous` while it still holds), or why the kernels cannot run.
 
     Runs every step, so it checks only what can change between steps; the
     kernels' own checks of the state tensors come at the call.
     """
+    w = _pointers(params)
+    if (previous is not None and len(previous.params) == len(params)
+            and all(map(operator.is_, previous.params, params)) and np.array_equal(previous.w, w)
+            and all(map(torch.Tensor.is_contiguous, params))):
+        found: Layout | str = previous
+    else:
+        found = _params_unavailable(params) or _layout(params, w)
+    if not all(map(torch.Tensor.is_contiguous, [g for g in grads if g is not None])):
+        i = next(i for i, g in enumerate(grads) if g is not None and not g.is_contiguous())
+        return (f"the gradient of parameter {i} (shape {tuple(params[i].shape)}) "
+                "is not contiguous")
+    return found
+
+
+def _params_unavailable(params: Sequence[torch.Tensor]) -> str | None:
     dtype = params[0].dtype
     if dtype not in ACCEPTED:
         return (f"parameter 0 has dtype {dtype}; the fused CPU kernels handle "
@@ -88,28 +128,38 @@ def unavailable(kind: str, params: Sequence[torch.Tensor], group: dict) -> str |
             return f"parameter {i} is on {p.device}, parameter 0 on the CPU"
         if not p.is_contiguous():
             return f"parameter {i} (shape {tuple(p.shape)}) is not contiguous"
-        grad = p.grad
-        if grad is not None and not grad.is_contiguous():
-            return f"the gradient of parameter {i} (shape {tuple(p.shape)}) is not contiguous"
     return None
 
 
-def _sizes(params: Sequence[torch.Tensor]) -> np.ndarray:
-    return np.array([p.numel() for p in params], np.int64)
+def _layout(params: Sequence[torch.Tensor], w: np.ndarray) -> Layout:
+    """The Layout of parameters that `_params_unavailable` accepted (or their real views)."""
+    dtype = params[0].dtype
+    pair = 2 if dtype.is_complex else 1  # a complex element is two reals
+    sizes = np.array([p.numel() * pair for p in params], np.int64)
+    tensor, first = k.plan(sizes)
+    return Layout(list(params), DTYPES[dtype.to_real()], sizes, tensor, first, w,
+                  int(sizes.sum()))
+
+
+def _pointers(tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    return np.fromiter(map(torch.Tensor.data_ptr, tensors), np.int64, len(tensors))
 
 
 def _addresses(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype: torch.dtype,
                what: str) -> np.ndarray:
     """Data addresses of state tensors, checked against their parameters (the kernel trusts
     them, and a state_dict from elsewhere may hold anything)."""
-    out = []
-    for i, t in enumerate(tensors):
-        if t is None or t.dtype != dtype or not t.is_contiguous() or t.numel() != sizes[i]:
-            raise RuntimeError(f"fused kernel: {what} of parameter {i} is {_describe(t)}; "
-                               f"needed: {dtype}, {sizes[i]} elements, contiguous (use "
-                               "fused=False for this state)")
-        out.append(t.data_ptr())
-    return np.array(out, np.int64)
+    present = [t for t in tensors if t is not None]
+    if (len(present) == len(tensors) and all(t.dtype == dtype for t in present)
+            and all(map(torch.Tensor.is_contiguous, present))
+            and np.array_equal(np.fromiter(map(torch.Tensor.numel, present), np.int64,
+                                           len(present)), sizes)):
+        return _pointers(present)
+    i, t = next((i, t) for i, t in enumerate(tensors) if t is None or t.dtype != dtype
+                or not t.is_contiguous() or t.numel() != sizes[i])
+    raise RuntimeError(f"fused kernel: {what} of parameter {i} is {_describe(t)}; "
+                       f"needed: {dtype}, {sizes[i]} elements, contiguous (use "
+                       "fused=False for this state)")
 
 
 def _describe(t: torch.Tensor | None) -> str:
@@ -118,13 +168,20 @@ def _describe(t: torch.Tensor | None) -> str:
     return f"{t.dtype}, {t.numel()} elements, contiguous={t.is_contiguous()}"
 
 
-def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.dtype]:
-    """sizes, parameter and gradient addresses, and the NumPy dtype of the group."""
-    # `unavailable` checked them this step, and torch keeps a grad's shape and dtype
-    # those of its parameter
-    return (_sizes(params), np.array([p.data_ptr() for p in params], np.int64),
-            np.array([g.data_ptr() for g in grads], np.int64), DTYPES[params[0].dtype])
+def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+           layout: Layout | None) -> tuple[Layout, np.ndarray]:
+    """The group's Layout and the gradients' addresses.
+
+    `layout` comes from `layout()` this step, which checked the parameters and
+    the gradients' contiguity; without one (a direct call) it is built here.
+    torch keeps a grad's shape and dtype those of its parameter.
+    """
+    if layout is None:
+        reason = _params_unavailable(params)
+        if reason is not None:
+            raise RuntimeError(f"fused kernel: {reason}")
+        layout = _layout(params, _pointers(params))
+    return layout, _pointers(grads)
 
 
 def _unused(n: int) -> np.ndarray:
@@ -134,9 +191,10 @@ def _unused(n: int) -> np.ndarray:
 
 def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
         bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
-        dampening: float, weight_decay: float, nesterov: bool, maximize: bool) -> None:
+        dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
+        layout: Layout | None = None) -> None:
     """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
-    sizes, w, g, dt = _group(params, grads)
+    lay, g = _group(params, grads, layout)
     heavy_ball = momentum != 0
     fresh = np.zeros(len(params), np.bool_)
     if heavy_ball:
@@ -144,45 +202,47 @@ def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
             if b is None:
                 bufs[i] = torch.empty_like(params[i])
                 fresh[i] = True
-    v = _addresses(bufs, sizes, params[0].dtype, "momentum_buffer") if heavy_ball \
+    v = _addresses(bufs, lay.sizes, params[0].dtype, "momentum_buffer") if heavy_ball \
         else _unused(len(params))
-    hp = np.array([-lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1], dt)
-    _run(k.sgd, sizes, w, g, v, fresh, hp, heavy_ball, nesterov)
+    hp = np.array([-lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1], lay.dtype)
+    _run(k.sgd, lay, lay.w, g, v, fresh, hp, heavy_ball, nesterov)
 
 
 def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
              vs: list[torch.Tensor], *, lr: float, momentum: float,
-             weight_decay: float, nesterov: bool, maximize: bool) -> None:
+             weight_decay: float, nesterov: bool, maximize: bool,
+             layout: Layout | None = None) -> None:
     """Fused `momentum_reference`."""
-    sizes, w, g, dt = _group(params, grads)
-    v = _addresses(vs, sizes, params[0].dtype, "momentum_buffer")
-    hp = np.array([-lr, momentum, 1 - momentum, weight_decay, -1 if maximize else 1], dt)
-    _run(k.momentum, sizes, w, g, v, hp, nesterov)
+    lay, g = _group(params, grads, layout)
+    v = _addresses(vs, lay.sizes, params[0].dtype, "momentum_buffer")
+    hp = np.array([-lr, momentum, 1 - momentum, weight_decay, -1 if maximize else 1], lay.dtype)
+    _run(k.momentum, lay, lay.w, g, v, hp, nesterov)
 
 
 def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
             ss: list[torch.Tensor], gs: list[torch.Tensor | None],
             bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
-            weight_decay: float, momentum: float, centered: bool, maximize: bool) -> None:
+            weight_decay: float, momentum: float, centered: bool, maximize: bool,
+            layout: Layout | None = None) -> None:
     """Fused `rmsprop_reference`."""
-    sizes, w, g, dt = _group(params, grads)
-    dtype, n = params[0].dtype, len(params)
+    lay, g = _group(params, grads, layout)
+    dtype, n, sizes = params[0].dtype, len(params), lay.sizes
     s = _addresses(ss, sizes, dtype, "square_avg")
     m = _addresses(gs, sizes, dtype, "grad_avg") if centered else _unused(n)
     b = _addresses(bufs, sizes, dtype, "momentum_buffer") if momentum > 0 else _unused(n)
     hp = np.array([-lr, alpha, 1 - alpha, eps, weight_decay, momentum,
-                   -1 if maximize else 1], dt)
-    _run(k.rmsprop, sizes, w, g, s, m, b, hp, centered, momentum > 0)
+                   -1 if maximize else 1], lay.dtype)
+    _run(k.rmsprop, lay, lay.w, g, s, m, b, hp, centered, momentum > 0)
 
 
 def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
          vs: list[torch.Tensor], ss: list[torch.Tensor],
          s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
          beta1: float, beta2: float, eps: float, weight_decay: float,
-         decoupled: bool, amsgrad: bool, maximize: bool) -> None:
+         decoupled: bool, amsgrad: bool, maximize: bool, layout: Layout | None = None) -> None:
     """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64 first."""
-    sizes, w, g, dt = _group(params, grads)
-    dtype = params[0].dtype
+    lay, g = _group(params, grads, layout)
+    dtype, dt, sizes = params[0].dtype, lay.dtype, lay.sizes
     v = _addresses(vs, sizes, dtype, "exp_avg")
     s = _addresses(ss, sizes, dtype, "exp_avg_sq")
     s_max = _addresses(s_maxes, sizes, dtype, "max_exp_avg_sq") if amsgrad \
@@ -192,7 +252,7 @@ def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     decay = 1 - lr * weight_decay if decoupled else 1.0
     hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
                    -1 if maximize else 1, decay], dt)
-    _run(k.adam, sizes, w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad)
+    _run(k.adam, lay, lay.w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad)
 
 
 KERNELS = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam}

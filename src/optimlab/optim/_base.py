@@ -7,15 +7,19 @@ implementation ("reference", "foreach" or "fused") for every param group.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 
 from optimlab import kernels
 
 NONFINITE_MODES = ("apply", "skip", "raise")
+
+# How an update sees a list of tensors: `real_views`, or as they are (no complex ones).
+Views = Callable[[Sequence["torch.Tensor | None"]], list[Any]]
 
 
 def value(x: float | torch.Tensor) -> float:
@@ -57,11 +61,13 @@ def check_choice(name: str, x: Any, allowed: Iterable[Any]) -> None:
 class BaseOptimizer(torch.optim.Optimizer):
     """torch.optim.Optimizer with lazy state and a per-group implementation choice.
 
-    Subclasses define `_validate(group)`, `_init_state(p)` and `_update(group, impl,
-    params, grads, states)`, plus `_fused_kind`, the name of their fused kernel.
+    Subclasses define `_validate(group)`, `_init_state(p)` and `_update(group, fn,
+    views, params, grads, states)`, plus `_fused_kind`, the name of their fused kernel, and
+    `_impls`, their "reference" and "foreach" update functions.
     """
 
     _fused_kind: str = ""
+    _impls: ClassVar[dict[str, Callable[..., None]]] = {}
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
         if isinstance(params, torch.Tensor):
@@ -72,6 +78,9 @@ class BaseOptimizer(torch.optim.Optimizer):
         self.nonfinite = nonfinite
         self.skipped_steps = 0  # steps skipped because of non-finite gradients
         self.last_impl: list[str] = []  # implementation taken per param group, last step
+        # id(group) -> (group, the fused kernels' layout of it last step), kept so that
+        # a step only rechecks what can change (`kernels.fused_layout`)
+        self._layouts: dict[int, tuple[dict[str, Any], Any]] = {}
         super().__init__(params, defaults)
 
     # ---- param groups -------------------------------------------------------------
@@ -117,6 +126,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("nonfinite", "apply")
         self.__dict__.setdefault("skipped_steps", 0)
         self.__dict__.setdefault("last_impl", [])
+        self._layouts = {}
 
     # ---- stepping -----------------------------------------------------------------
     @torch.no_grad()
@@ -130,41 +140,63 @@ class BaseOptimizer(torch.optim.Optimizer):
             self.skipped_steps += 1
             return loss
         self.last_impl = []
+        layouts: dict[int, tuple[dict[str, Any], Any]] = {}
         for group in self.param_groups:
             params, grads = self._collect(group)
             if not params:
                 self.last_impl.append("none")
                 continue
-            states = [self._state_for(p) for p in params]
-            impl = self._choose_impl(group, params)
+            states = self._states(params) if self._needs_state(group) else []
+            impl, layout = self._choose_impl(group, params, grads)
             self.last_impl.append(impl)
-            self._update(group, impl, params, grads, states)
+            if layout is not None:
+                layouts[id(group)] = (group, layout)
+            # the fused kernels take one dtype per group, so there parameter 0 tells
+            is_complex = (params[0].is_complex() if impl == "fused"
+                          else any(p.is_complex() for p in params))
+            self._update(group, self._function(impl, layout),
+                         real_views if is_complex else _unchanged, params, grads, states)
+        self._layouts = layouts  # only this step's groups: a removed group's tensors go
         return loss
 
     def _collect(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        params, grads = [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
+        params: list[torch.Tensor] = list(group["params"])
+        grads = [p.grad for p in params]
+        if all(g is not None and not g.is_sparse for g in grads):
+            return params, cast(list[torch.Tensor], grads)
+        with_grad = [(p, g) for p, g in zip(params, grads) if g is not None]
+        for p, g in with_grad:
+            if g.is_sparse:
                 raise TypeError(f"{type(self).__name__} does not support sparse gradients "
-                                   f"(parameter of shape {tuple(p.shape)}); allowed: dense")
-            params.append(p)
-            grads.append(p.grad)
-        return params, grads
+                                f"(parameter of shape {tuple(p.shape)}); allowed: dense")
+        return [p for p, _ in with_grad], [g for _, g in with_grad]
 
-    def _state_for(self, p: torch.Tensor) -> dict[str, Any]:
-        state = self.state[p]
-        if len(state) == 0:
-            state.update(self._init_state(p))
-        return state
+    def _needs_state(self, group: dict[str, Any]) -> bool:
+        """Whether this group's update reads or writes state (plain SGD does not)."""
+        return True
+
+    def _states(self, params: list[torch.Tensor]) -> list[dict[str, Any]]:
+        state = self.state
+        states = [state[p] for p in params]
+        for p, st in zip(params, states):
+            if not st:
+                st.update(self._init_state(p))
+        return states
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
-                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
+                params: list[torch.Tensor], grads: list[torch.Tensor],
+                states: list[dict[str, Any]]) -> None:
+        """Call `fn`, an update with the reference's signature, on `views` of the group's
+        tensors (`real_views` when the group has complex tensors)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def _function(self, impl: str, layout: Any) -> Callable[..., None]:
+        if impl == "fused":
+            return functools.partial(kernels.get(self._fused_kind), layout=layout)
+        return self._impls[impl]
 
     def _grads_finite(self) -> bool:
         for gi, group in enumerate(self.param_groups):
@@ -181,18 +213,26 @@ class BaseOptimizer(torch.optim.Optimizer):
                     "'apply' to apply them")
         return True
 
-    def _choose_impl(self, group: dict[str, Any], params: list[torch.Tensor]) -> str:
+    def _choose_impl(self, group: dict[str, Any], params: list[torch.Tensor],
+                     grads: list[torch.Tensor]) -> tuple[str, Any]:
+        """The implementation for this group, and the fused kernels' layout when fused."""
         if group["foreach"] is False and not group["fused"]:
-            return "reference"
+            return "reference", None
         if group["fused"] is not False and not group["foreach"]:
-            reason = kernels.fused_unavailable(self._fused_kind, params, group)
-            if reason is None:
-                return "fused"
+            kept = self._layouts.get(id(group))
+            previous = kept[1] if kept is not None and kept[0] is group else None
+            found = kernels.fused_layout(self._fused_kind, params, grads, previous)
+            if not isinstance(found, str):
+                return "fused", found
             if group["fused"]:
-                raise RuntimeError(f"{type(self).__name__}(fused=True) cannot run here: {reason}")
-        return "foreach"
+                raise RuntimeError(f"{type(self).__name__}(fused=True) cannot run here: {found}")
+        return "foreach", None
 
 
 def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:
     """Complex tensors as real (..., 2) views: the update treats re and im as two reals."""
     return [torch.view_as_real(t) if t is not None and t.is_complex() else t for t in tensors]
+
+
+def _unchanged(tensors: Sequence[torch.Tensor | None]) -> list[Any]:
+    return list(tensors)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab import kernels
-from optimlab.optim._base import BaseOptimizer, check_nonneg, check_unit, real_views, value
+from optimlab.optim._base import BaseOptimizer, Views, check_nonneg, check_unit, value
 
 
 def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -81,6 +81,7 @@ class Adam(BaseOptimizer):
     """
 
     _fused_kind = "adam"
+    _impls = _IMPLS
     _decoupled = False
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
@@ -104,20 +105,21 @@ class Adam(BaseOptimizer):
         zeros = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
         return {"step": torch.tensor(0.0), "exp_avg": zeros(), "exp_avg_sq": zeros()}
 
-    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
-                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
+                params: list[torch.Tensor], grads: list[torch.Tensor],
+                states: list[dict[str, Any]]) -> None:
         amsgrad = bool(group["amsgrad"])
-        steps = []
-        for p, st in zip(params, states):
-            st["step"] += 1
-            steps.append(int(st["step"].item()))
-            if amsgrad and "max_exp_avg_sq" not in st:
-                st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        step_counts = [st["step"] for st in states]
+        torch._foreach_add_(step_counts, 1)  # t ← t + 1, one op for the group
+        steps = [int(t.item()) for t in step_counts]
+        if amsgrad:
+            for p, st in zip(params, states):
+                if "max_exp_avg_sq" not in st:
+                    st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         beta1, beta2 = group["betas"]
-        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
-        fn(real_views(params), real_views(grads), real_views([st["exp_avg"] for st in states]),
-           real_views([st["exp_avg_sq"] for st in states]),
-           real_views([st.get("max_exp_avg_sq") if amsgrad else None for st in states]), steps,
+        fn(views(params), views(grads), views([st["exp_avg"] for st in states]),
+           views([st["exp_avg_sq"] for st in states]),
+           views([st.get("max_exp_avg_sq") if amsgrad else None for st in states]), steps,
            lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2), eps=value(group["eps"]),
            weight_decay=value(group["weight_decay"]), decoupled=self._decoupled,
            amsgrad=amsgrad, maximize=bool(group["maximize"]))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab import kernels
-from optimlab.optim._base import BaseOptimizer, check_unit, real_views, value
+from optimlab.optim._base import BaseOptimizer, Views, check_unit, value
 
 
 def momentum_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -66,6 +66,7 @@ class Momentum(BaseOptimizer):
     """
 
     _fused_kind = "momentum"
+    _impls = _IMPLS
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
@@ -84,10 +85,10 @@ class Momentum(BaseOptimizer):
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
-                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
-        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
-        fn(real_views(params), real_views(grads),
-           real_views([st["momentum_buffer"] for st in states]), lr=value(group["lr"]),
+    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
+                params: list[torch.Tensor], grads: list[torch.Tensor],
+                states: list[dict[str, Any]]) -> None:
+        fn(views(params), views(grads),
+           views([st["momentum_buffer"] for st in states]), lr=value(group["lr"]),
            momentum=value(group["momentum"]), weight_decay=value(group["weight_decay"]),
            nesterov=bool(group["nesterov"]), maximize=bool(group["maximize"]))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab import kernels
-from optimlab.optim._base import BaseOptimizer, check_nonneg, check_unit, real_views, value
+from optimlab.optim._base import BaseOptimizer, Views, check_nonneg, check_unit, value
 
 
 def rmsprop_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -93,6 +93,7 @@ class RMSprop(BaseOptimizer):
     """
 
     _fused_kind = "rmsprop"
+    _impls = _IMPLS
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, alpha: float = 0.9,
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
@@ -113,21 +114,21 @@ class RMSprop(BaseOptimizer):
         return {"step": torch.tensor(0.0),
                 "square_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
-                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
+                params: list[torch.Tensor], grads: list[torch.Tensor],
+                states: list[dict[str, Any]]) -> None:
         momentum, centered = value(group["momentum"]), bool(group["centered"])
-        for p, st in zip(params, states):
-            st["step"] += 1
+        torch._foreach_add_([st["step"] for st in states], 1)  # one op for the group
+        for p, st in zip(params, states) if centered or momentum > 0 else ():
             # created on first need: a schedule may turn momentum on after the first step
             if centered and "grad_avg" not in st:
                 st["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if momentum > 0 and "momentum_buffer" not in st:
                 st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
-        fn(real_views(params), real_views(grads),
-           real_views([st["square_avg"] for st in states]),
-           real_views([st.get("grad_avg") if centered else None for st in states]),
-           real_views([st.get("momentum_buffer") if momentum > 0 else None for st in states]),
+        fn(views(params), views(grads),
+           views([st["square_avg"] for st in states]),
+           views([st.get("grad_avg") if centered else None for st in states]),
+           views([st.get("momentum_buffer") if momentum > 0 else None for st in states]),
            lr=value(group["lr"]), alpha=value(group["alpha"]), eps=value(group["eps"]),
            weight_decay=value(group["weight_decay"]), momentum=momentum, centered=centered,
            maximize=bool(group["maximize"]))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab import kernels
-from optimlab.optim._base import BaseOptimizer, check_nonneg, real_views, value
+from optimlab.optim._base import BaseOptimizer, Views, check_nonneg, value
 
 
 def sgd_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -71,6 +71,7 @@ class SGD(BaseOptimizer):
     """
 
     _fused_kind = "sgd"
+    _impls = _IMPLS
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
@@ -90,15 +91,19 @@ class SGD(BaseOptimizer):
                 f"Invalid nesterov=True with momentum={value(group['momentum'])} and "
                 f"dampening={value(group['dampening'])}; allowed: momentum > 0, dampening = 0")
 
+    def _needs_state(self, group: dict[str, Any]) -> bool:
+        return value(group["momentum"]) != 0  # as torch.optim.SGD: no state without momentum
+
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {}
 
-    def _update(self, group: dict[str, Any], impl: str, params: list[torch.Tensor],
-                grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
+    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
+                params: list[torch.Tensor], grads: list[torch.Tensor],
+                states: list[dict[str, Any]]) -> None:
         momentum = value(group["momentum"])
-        bufs = real_views([st.get("momentum_buffer") for st in states])
-        fn = _IMPLS[impl] if impl in _IMPLS else kernels.get(self._fused_kind)
-        fn(real_views(params), real_views(grads), bufs, lr=value(group["lr"]),
+        bufs = views([st.get("momentum_buffer") for st in states]) if momentum != 0 \
+            else [None] * len(params)
+        fn(views(params), views(grads), bufs, lr=value(group["lr"]),
            momentum=momentum, dampening=value(group["dampening"]),
            weight_decay=value(group["weight_decay"]), nesterov=bool(group["nesterov"]),
            maximize=bool(group["maximize"]))
