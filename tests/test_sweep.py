@@ -114,6 +114,19 @@ def test_each_vectorized_member_equals_its_single_run_in_float64(seeds):
     assert {c.hyperparameters["lr"] for c in diverged} == {1e3, 2e3}  # only those, each alone
 
 
+@pytest.mark.parametrize("model", ["logreg", "cnn"])
+def test_other_models_train_vectorized_as_their_single_runs(model):
+    """logreg: the hand-written backward; cnn: the vmap fallback (float64, one seed)."""
+    cfgs = [TrainConfig(dataset="blobs", model=model, optimizer=name, hyperparameters=hp,
+                        steps=30, batch_size=20, seed=0, eval_every=10, dtype="float64")
+            for name, hp in MEMBERS[::2]]
+    batched = collect(run_vectorized, cfgs, 64)
+    for c in cfgs:
+        single = train_run(c, DS)
+        assert max(rel(a.value, b.value) for a, b in zip(batched[key(c)].curves, single.curves,
+                                                          strict=True)) <= 1e-9, c.optimizer
+
+
 def test_float32_members_agree_with_single_runs_within_seed_noise():
     cfgs = [c for c in configs("float32", steps=100) if c.hyperparameters["lr"] < 1e3][::2]
     batched = collect(run_vectorized, cfgs, 64)
