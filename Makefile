@@ -1,29 +1,45 @@
-# Every target sets up .venv on first use; the stamp makes later calls instant.
-PY      := .venv/bin/python
-STAMP   := .venv/.installed
+# Every target sets up .venv on first use; the stamps make later calls instant.
+PY          := .venv/bin/python
+PIP         := $(PY) -m pip install --disable-pip-version-check -q
+# `make demo` needs the package and its report; `make test` every extra the tests exercise.
+DEMO_STAMP  := .venv/.installed-demo
+TEST_STAMP  := .venv/.installed-test
+TEST_EXTRAS := dev,report,tensorboard,ray,triton,examples,pandas
+# The torch wheel's index. Empty: pip's default index (the CPU wheel on this project's
+# machines; on a stock Linux machine a CUDA build of several GB). For the CPU wheel
+# from PyTorch's own index: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu make demo
+TORCH_INDEX_URL ?=
+TORCH_PIN   := torch==2.13.0
 
 .PHONY: setup demo test bench lint clean
 
-setup: $(STAMP)
+setup: $(DEMO_STAMP)
 
-$(STAMP): pyproject.toml
+.venv/.torch:
 	test -x $(PY) || python3 -m venv .venv
-	# The CPU wheel first: a bare `torch` requirement would pull a CUDA build.
-	$(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
-	touch $(STAMP)
+	# torch first, pinned: a bare `torch` requirement could pull another build.
+	$(PIP) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) $(TORCH_PIN)
+	touch $@
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml .venv/.torch
+	$(PIP) -e '.[report]'
+	touch $@
+
+$(TEST_STAMP): pyproject.toml .venv/.torch
+	$(PIP) -e '.[$(TEST_EXTRAS)]'
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(PY) -m optimlab compare
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(PY) -m optimlab bench --json bench.json
 	$(PY) -m optimlab sweep-bench --json bench-sweep.json
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy src
 
