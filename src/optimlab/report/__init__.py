@@ -4,15 +4,14 @@
 `optimlab.lab.compare` for its files).
 
 Extra figures contract: when `out_dir/diagnostics.json` exists (the lab writes the
-callbacks' results there) and the module `optimlab.report.diagnostics` exists, `render`
-calls `optimlab.report.diagnostics.render(records, out_dir) -> list[Path]`, `records`
-being the list stored in diagnostics.json, and embeds every PNG it returns.
+callbacks' results there), `render` calls
+`optimlab.report.diagnostics.render(records, out_dir) -> list[Path]`, `records` being the
+list stored in diagnostics.json, and embeds every PNG it returns.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -48,9 +47,9 @@ def load_compare(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def diagnostics_figures(out_dir: Path) -> list[Path]:
-    """The diagnostics module's PNGs, when the folder has records and the module exists."""
+    """The diagnostics figures' PNGs, when the folder has diagnostics records."""
     path = out_dir / "diagnostics.json"
-    if not path.is_file() or importlib.util.find_spec("optimlab.report.diagnostics") is None:
+    if not path.is_file():
         return []
     module = importlib.import_module("optimlab.report.diagnostics")
     return list(module.render(json.loads(path.read_text()), out_dir))
