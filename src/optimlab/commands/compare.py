@@ -25,6 +25,7 @@ from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
 from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.lab.sweep import tuned
 from optimlab.report.table import COLUMNS, table_rows
+from optimlab.train import schedules
 
 
 def _positive_int(text: str) -> int:
@@ -74,6 +75,13 @@ def _accuracy(text: str) -> float | None:
     return _number(text, lambda v: 0 < v <= 1, "a fraction in (0, 1], or none")
 
 
+def _schedule(text: str) -> str:
+    try:
+        return schedules.canonical(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}; allowed: {schedules.ALLOWED}") from None
+
+
 def _fraction(text: str) -> float:
     return _number(text, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
@@ -95,6 +103,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     defaults = " ".join(f"{k}={v:g}" for k, v in DEFAULT_LR.items())
     p.add_argument("--lr", type=_lr_pair, nargs="+", action="extend", default=[],
                    metavar="NAME=VALUE", help=f"learning rates (defaults: {defaults})")
+    p.add_argument("--schedule", type=_schedule, default=d.schedule, metavar="SPEC",
+                   help=f"learning-rate schedule: {schedules.ALLOWED} (default {d.schedule})")
     p.add_argument("--seeds", type=_positive_int, default=d.seeds,
                    help=f"runs per optimizer, seeds 0..N-1 (default {d.seeds})")
     p.add_argument("--target-acc", type=_accuracy, default=d.target_acc,
@@ -127,7 +137,8 @@ def _settings(args: argparse.Namespace) -> CompareConfig:
         dataset=args.dataset, model=args.model, optimizers=args.optimizers, steps=args.steps,
         epochs=args.epochs, batch_size=args.batch_size, lr=dict(args.lr), seeds=args.seeds,
         target_acc=args.target_acc, eval_every=args.eval_every, device=args.device,
-        data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction)
+        data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction,
+        schedule=args.schedule)
 
 
 def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
@@ -137,7 +148,8 @@ def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
     argv += ["--epochs", str(cfg.epochs)] if cfg.epochs else ["--steps", str(cfg.steps_for(0))]
     argv += ["--batch-size", str(cfg.batch_size), "--lr",
              *(f"{n}={cfg.lr.get(n, DEFAULT_LR[n]):g}" for n in cfg.optimizers),
-             "--seeds", str(cfg.seeds), "--eval-every", str(cfg.eval_every),
+             "--schedule", cfg.schedule, "--seeds", str(cfg.seeds),
+             "--eval-every", str(cfg.eval_every),
              "--val-fraction", f"{cfg.val_fraction:g}", "--device", cfg.device,
              "--threads", str(threads), "--out", str(out)]
     argv += ["--target-acc", f"{cfg.target_acc:g}"] if cfg.target_acc else []

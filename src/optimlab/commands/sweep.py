@@ -21,7 +21,7 @@ from optimlab import models
 from optimlab.lab.grid import APPLIES, DEFAULT_LR_GRID, EXECUTORS, SweepConfig, load_settings
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep
-from optimlab.train import RunResult
+from optimlab.train import RunResult, schedules
 
 # Grid flags: --lr, --momentum, … (values: LO:HI:N or a comma-separated list).
 GRID_FLAGS = {k: k.replace("_", "-") for k in APPLIES}
@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ("eval-every", f"steps between evaluations (default {d.eval_every})"),
                         ("max-batch", f"members trained together (default {d.max_batch})")):
         p.add_argument(f"--{name}", type=int, help=help_)
+    p.add_argument("--schedule", metavar="SPEC", help="learning-rate schedule of every run: "
+                   f"{schedules.ALLOWED} (default {d.schedule}; the vectorized executor trains "
+                   "scheduled runs one by one)")
     p.add_argument("--executor", choices=EXECUTORS, help=f"(default {d.executor})")
     p.add_argument("--dtype", choices=("float32", "float64"), help=f"(default {d.dtype})")
     p.add_argument("--select", choices=("val",),
@@ -57,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given)."""
     names = ("dataset", "model", "optimizers", "seeds", "steps", "batch_size", "eval_every",
-             "max_batch", "executor", "dtype", "select", "data_dir", *APPLIES)
+             "max_batch", "executor", "dtype", "select", "data_dir", "schedule", *APPLIES)
     return {n: getattr(args, n) for n in names}
 
 

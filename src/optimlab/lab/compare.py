@@ -22,7 +22,7 @@ from typing import Any
 
 from optimlab import data
 from optimlab.lab.environment import environment
-from optimlab.train import RunResult, TrainConfig, train_run, warm_up
+from optimlab.train import RunResult, TrainConfig, schedules, train_run, warm_up
 
 # Per-optimizer default η, the best of a measured grid (CNN on MNIST-1D, 2000 steps, batch
 # 100, seeds 0-1; notes/readme-compare.md). Plain SGD needs a large η (0.5 oscillates, 0.1
@@ -56,8 +56,10 @@ class CompareConfig:
     # held out of train for "time to target" (data.load's default); 0 trains on all of train,
     # as the MNIST-1D paper does (4000 examples), and leaves time to target null
     val_fraction: float = 0.1
+    schedule: str = "constant"  # η fixed, as the lecture's formulas (see train/schedules.py)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
         unknown = [n for n in (*self.optimizers, *self.lr) if n not in DEFAULT_LR]
         if unknown or not self.optimizers:
             raise ValueError(f"Invalid optimizer name(s): {unknown or '(none)'}; allowed: "
@@ -88,7 +90,8 @@ def train_configs(cfg: CompareConfig, n_train: int) -> list[TrainConfig]:
     return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=name,
                         hyperparameters={"lr": cfg.lr.get(name, DEFAULT_LR[name])},
                         steps=cfg.steps_for(n_train), batch_size=cfg.batch_size, seed=seed,
-                        eval_every=cfg.eval_every, target_acc=cfg.target_acc, device=cfg.device)
+                        eval_every=cfg.eval_every, target_acc=cfg.target_acc, device=cfg.device,
+                        schedule=cfg.schedule)
             for seed in range(cfg.seeds) for name in cfg.optimizers]
 
 

@@ -100,7 +100,12 @@ def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainCon
 
 def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                    max_batch: int = 64) -> None:
-    """Train compatible configurations together, `max_batch` members at a time."""
+    """Train compatible configurations together, `max_batch` members at a time.
+    The batched optimizers keep η fixed: a configuration with a learning-rate schedule
+    other than constant is trained by its own `train_run`."""
+    scheduled = [c for c in configs if c.schedule != "constant"]
+    run_sequential(scheduled, dataset, on_finish)
+    configs = [c for c in configs if c.schedule == "constant"]
     for members in groups(configs, max_batch):
         _Group(members, dataset).run(on_finish)
 

@@ -20,6 +20,7 @@ else:  # pragma: no cover - the dependency is declared for 3.10 only
     import tomli as tomllib
 
 from optimlab.optim.batched import class_defaults
+from optimlab.train import schedules
 
 # Grid key -> the optimizers that have it. SGD's and RMSprop's optional heavy-ball
 # momentum is not swept by `momentum` (it would turn them into other methods); a
@@ -107,8 +108,10 @@ class SweepConfig:
     max_batch: int = 64  # members trained together at most: bounds memory
     select: str | None = None  # "val": DeepOBS protocol, tune on val then re-run with seeds
     data_dir: str | None = None  # where dataset files live (MNIST-1D needs none)
+    schedule: str = "constant"  # η's schedule in every run (see train/schedules.py)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
         bad = [n for n in (*self.optimizers, *self.per_optimizer) if n not in OPTIMIZER_NAMES]
         if bad or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
             raise ValueError(f"Invalid optimizers: {bad or list(self.optimizers)}; allowed: "
@@ -152,7 +155,7 @@ def one_shot(optimizer: str) -> dict[str, Any]:
 
 
 _SCALARS = ("dataset", "model", "seeds", "steps", "batch_size", "eval_every", "dtype",
-            "executor", "max_batch", "select", "data_dir")
+            "executor", "max_batch", "select", "data_dir", "schedule")
 
 
 def _optimizer_tuple(spec: Any) -> tuple[str, ...]:

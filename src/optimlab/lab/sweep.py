@@ -46,7 +46,8 @@ def make_configs(cfg: SweepConfig, optimizer: str, points: list[dict[str, Any]],
                  seeds: range) -> list[TrainConfig]:
     return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=optimizer,
                         hyperparameters=hp, steps=cfg.steps, batch_size=cfg.batch_size,
-                        seed=seed, eval_every=cfg.eval_every, dtype=cfg.dtype)
+                        seed=seed, eval_every=cfg.eval_every, dtype=cfg.dtype,
+                        schedule=cfg.schedule)
             for seed in seeds for hp in points]
 
 
@@ -163,7 +164,8 @@ def tuned(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -
     sweep = Sweep(SweepConfig(
         dataset=cfg.dataset, model=cfg.model, optimizers=cfg.optimizers,
         grid={"lr": parse_values("lr", lr_grid)}, steps=cfg.steps_for(len(ds.y_train)),
-        batch_size=cfg.batch_size, eval_every=cfg.eval_every, data_dir=cfg.data_dir),
+        batch_size=cfg.batch_size, eval_every=cfg.eval_every, data_dir=cfg.data_dir,
+        schedule=cfg.schedule),
         out, command=f"compare --tune (lr grid {lr_grid})", dataset=ds)
     sweep.run()
     best = best_per_optimizer(sweep.store.runs())

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from optimlab.optim import OPTIMIZERS
+from optimlab.train import schedules
 
 # Names a config may use for `dtype`; the JSON records keep the name, not the torch object.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -39,6 +40,7 @@ class TrainConfig:
     target_acc: float | None = None  # val accuracy for "time to target"; None: not tracked
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     dtype: str = "float32"  # "float32" or "float64" (the sweep's exactness checks use float64)
+    schedule: str = "constant"  # η's schedule over the steps (see train/schedules.py)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -56,6 +58,7 @@ class TrainConfig:
             raise ValueError(f"Invalid target_acc: {t!r}; allowed: None or a number in (0, 1]")
         if self.dtype not in DTYPES:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
         if not (self.device == "cpu" or self.device.split(":")[0] == "cuda"):
             raise ValueError(f"Invalid device: {self.device!r}; allowed: cpu, cuda, cuda:N")
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optimlab.optim import OPTIMIZERS
+from optimlab.train import schedules
 from optimlab.train.config import TrainConfig
 from optimlab.train.evaluation import evaluate
 from optimlab.train.record import CurvePoint, RunResult, Timings, summary_record
@@ -85,12 +86,14 @@ def warm_up(config: TrainConfig, dataset: Any) -> None:
 
 
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
-    """Train `config.model` on `dataset` with `config.optimizer`; evaluate at step 0, every
+    """Train `config.model` on `dataset` with `config.optimizer`, η following
+    `config.schedule`; evaluate at step 0, every
     `eval_every` steps and after the last step; stop early on a NaN/Inf minibatch loss."""
     data = on_device(dataset, config.device, config.torch_dtype)
     model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
     model.train()
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), **config.hyperparameters)
+    scheduler = schedules.build(config.schedule, optimizer, config.steps)
     sync = _syncer(config.device)
     batches = batch_indices(len(data.y_train), config.batch_size, config.seed)
     curves: list[CurvePoint] = []
@@ -108,6 +111,8 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
         for cb in callbacks:
             if hasattr(cb, "on_step_end"):
                 cb.on_step_end(step, model, optimizer)
+        if scheduler is not None:  # after the callbacks: they see the η step `step` used
+            scheduler.step()
         if step % config.eval_every == 0:
             _record_eval(curves, model, data, step, train_s)
             last_eval = step
