@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -196,20 +197,50 @@ def small(tmp_path: Path, **kw) -> SweepConfig:
     return SweepConfig(**(base | kw))
 
 
-def test_resume_runs_only_what_is_missing_and_a_changed_grid_adds_runs(tmp_path):
+def test_resume_runs_only_what_is_missing_and_extend_adds_grid_points(tmp_path):
     ran: list[str] = []
     on = lambda r: ran.append(r.config.optimizer)  # noqa: E731
     first = Sweep(small(tmp_path), tmp_path, dataset=DS).run(on)
     assert len(first) == len(ran) == 4
-    again = Sweep(small(tmp_path), tmp_path, dataset=DS).run(on)
+    again = Sweep(small(tmp_path, executor="sequential"), tmp_path, dataset=DS).run(on)
     assert len(ran) == 4 and [r["run"] for r in again] == [r["run"] for r in first]
     wider = small(tmp_path, grid={"lr": (0.03, 0.3, 1.0)})
-    assert len(Sweep(wider, tmp_path, dataset=DS).run(on)) == 6 and len(ran) == 6
+    with pytest.raises(ValueError, match=r"other settings \(grid .*0\.3\]\} there"):
+        Sweep(wider, tmp_path, dataset=DS)
+    assert len(Sweep(wider, tmp_path, dataset=DS, extend=True).run(on)) == 6 and len(ran) == 6
     rows = sqlite3.connect(tmp_path / "sweep.sqlite").execute(
         "SELECT count(*), sum(status = 'done') FROM runs").fetchone()
     assert rows == (6, 6)
     header = (tmp_path / "curves.csv").read_text().splitlines()[0]
     assert header == "run,step,train_seconds,split,metric,value"
+
+
+@pytest.mark.parametrize("change,named", [
+    ({"steps": 40}, "steps 30 there, 40 now"),
+    ({"seeds": 2}, "seeds 1 there, 2 now"),
+    ({"optimizers": ("sgd",)}, "optimizers"),
+])
+def test_resume_with_other_settings_is_refused_naming_what_differs(tmp_path, change, named):
+    Sweep(small(tmp_path), tmp_path, dataset=DS).run()
+    with pytest.raises(ValueError, match=re.escape(named)):
+        Sweep(small(tmp_path, **change), tmp_path, dataset=DS)
+    with pytest.raises(ValueError, match="--extend"):  # extend adds grid points, nothing else
+        Sweep(small(tmp_path, grid={"lr": (0.03,)}, **change), tmp_path, dataset=DS,
+              extend=True)
+    assert len(Store(tmp_path).runs()) == 4  # nothing was added
+
+
+def test_cli_resume_with_other_steps_exits_2_naming_steps(tmp_path, capsys):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    argv = ["sweep", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "logreg",
+            "--optimizers", "sgd", "--lr", "0.1", "--steps", "20", "--batch-size", "20",
+            "--eval-every", "10", "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--steps", "30"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optimlab sweep: error: ") and "steps 20 there, 30 now" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_select_val_reruns_the_best_grid_point_with_seeds(tmp_path):

@@ -51,8 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", choices=("val",),
                    help="tune on validation, re-run the best per optimizer with --seeds seeds")
     p.add_argument("--data-dir", help="folder with the dataset's files")
-    p.add_argument("--out", help="output folder; the same folder resumes "
+    p.add_argument("--out", help="output folder; the same command into the same folder resumes "
                                  "(default runs/sweep-<timestamp>)")
+    p.add_argument("--extend", action="store_true",
+                   help="add grid points to the sweep stored in --out (its other settings "
+                        "must stay the same)")
     # One thread, as compare: small models gain nothing from more on a shared 2-core machine.
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
@@ -85,7 +88,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out or time.strftime("runs/sweep-%Y%m%d-%H%M%S"))
     try:
         cfg = load_settings(args.config, flags(args))
-        sweep = Sweep(cfg, out, command=command_line(args, out))
+        sweep = Sweep(cfg, out, command=command_line(args, out), extend=args.extend)
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,9 @@ The output folder (what `optimlab.report` reads, never retraining):
 - `curves.csv`: run, step, train_seconds, split, metric, value (long format);
 - `diagnostics.json`: only when callbacks return results: a list of {"run", "optimizer",
   "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}}.
-Each run is written as soon as it ends, so a crash or Ctrl-C never loses finished runs.
+Each run is written as soon as it ends, so a crash, Ctrl-C or SIGTERM never loses finished
+runs, and the same command into the same folder resumes: finished runs are kept and skipped.
+A folder holding a comparison with other settings is refused (see `lab.experiment`).
 """
 
 from __future__ import annotations
@@ -20,65 +22,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optimlab import data
 from optimlab.lab.environment import environment
-from optimlab.train import RunResult, TrainConfig, schedules, train_run, warm_up
+from optimlab.lab.experiment import (
+    CURVE_COLUMNS,
+    Experiment,
+    check_resume,
+    guard_disk,
+    load_dataset,
+    output_folder,
+    write_json,
+)
+from optimlab.train import RunResult, TrainConfig, train_run, warm_up
 
 # Per-optimizer default η, the best of a measured grid (CNN on MNIST-1D, 2000 steps, batch
-# 100, seeds 0-1; notes/readme-compare.md). Plain SGD needs a large η (0.5 oscillates, 0.1
+# 100, seeds 0-1; docs/lab.md). Plain SGD needs a large η (0.5 oscillates, 0.1
 # is slow). EMA Momentum takes steps of SGD's scale at the same η but averages the noise
 # away, so it tolerates 0.5. RMSprop and Adam normalise the step to ≈ η per weight, so 1e-2
 # (the MNIST-1D paper's Adam η) is best for both; 1e-3 is far too slow in this budget.
 DEFAULT_LR = {"sgd": 0.2, "momentum": 0.5, "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2}
-# 1500 steps: the ranking is settled (every optimizer is past the 80% target) and the default
-# 4 optimizers x 2 seeds fit in 2 minutes on 2 busy cores; 2000 steps took 149 s there
-# (measured, notes/readme-compare.md). The paper's 6000 steps: `--steps 6000`.
-DEFAULT_STEPS = 1500
-
-CURVE_COLUMNS = ("run", "step", "train_seconds", "split", "metric", "value")
-
+# DEFAULT_STEPS (lab.experiment), 1500: the ranking is settled (every optimizer is past the
+# 80% target) and the default 4 optimizers x 2 seeds fit in 2 minutes on 2 busy cores; 2000
+# steps took 149 s there (measured, docs/lab.md). The paper's 6000 steps: `--steps 6000`.
 
 @dataclass(frozen=True)
-class CompareConfig:
-    dataset: str = "mnist1d"  # offline, seconds to generate, and separates the optimizers
+class CompareConfig(Experiment):
+    """Each optimizer under each seed, at one η per optimizer."""
+
     model: str = "cnn"  # the MNIST-1D reference CNN: the paper's strongest model
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
-    steps: int | None = None  # None: `epochs` if given, else DEFAULT_STEPS
-    epochs: int | None = None  # full passes over train (incomplete last batch dropped)
-    batch_size: int = 100  # the MNIST-1D paper's batch size
+    seeds: int = 2  # two give a band on the curves and a std in the table
     lr: dict[str, float] = field(default_factory=dict)  # overrides of DEFAULT_LR, by optimizer
-    seeds: int = 2  # seeds 0..seeds-1; two give a band on the curves and a std in the table
     target_acc: float | None = 0.8  # reached by every default η within the default budget
-    eval_every: int = 100  # 15 points on the default curve; evaluation is not timed
-    device: str = "cpu"  # the models are tiny: a GPU mostly adds launch overhead
-    data_dir: str | None = None  # where dataset files live (MNIST-1D needs none)
-    download: bool = False  # fetch missing files (checksum-verified); never without asking
-    # held out of train for "time to target" (data.load's default); 0 trains on all of train,
-    # as the MNIST-1D paper does (4000 examples), and leaves time to target null
-    val_fraction: float = 0.1
-    schedule: str = "constant"  # η fixed, as the lecture's formulas (see train/schedules.py)
+    # val_fraction (Experiment): 0 trains on all of train, as the MNIST-1D paper does (4000
+    # examples), and leaves time to target null
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
+        super().__post_init__()
         unknown = [n for n in (*self.optimizers, *self.lr) if n not in DEFAULT_LR]
-        if unknown or not self.optimizers:
-            raise ValueError(f"Invalid optimizer name(s): {unknown or '(none)'}; allowed: "
+        if unknown:
+            raise ValueError(f"Invalid optimizer name(s): {unknown}; allowed: "
                              f"{', '.join(DEFAULT_LR)}")
-        if len(set(self.optimizers)) != len(self.optimizers):
-            raise ValueError(f"Invalid optimizers: {self.optimizers}; each name at most once")
-        for name in ("seeds", "epochs"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: an integer >= 1")
-        if self.steps is not None and self.epochs is not None:
-            raise ValueError("Invalid steps and epochs together; allowed: at most one of them")
-
-    def steps_for(self, n_train: int) -> int:
-        if self.steps is not None:
-            return self.steps
-        if self.epochs is not None:
-            return self.epochs * (n_train // self.batch_size)
-        return DEFAULT_STEPS
+        bad = {n: v for n, v in self.lr.items()
+               if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf")}
+        if bad:
+            raise ValueError(f"Invalid lr: {bad}; allowed: numbers > 0")
+        t = self.target_acc
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
+                              or not 0 < t <= 1):
+            raise ValueError(f"Invalid target_acc: {t!r}; allowed: a number in (0, 1] or None")
 
 
 def run_name(config: TrainConfig) -> str:
@@ -95,13 +85,6 @@ def train_configs(cfg: CompareConfig, n_train: int) -> list[TrainConfig]:
             for seed in range(cfg.seeds) for name in cfg.optimizers]
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Atomically (write, then rename): a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _append_curves(path: Path, run: str, result: RunResult) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
@@ -111,29 +94,56 @@ def _append_curves(path: Path, run: str, result: RunResult) -> None:
         w.writerows((run, *p) for p in result.curves)
 
 
-class _Store:
-    """The output folder, updated after every run."""
+def _keep_curves(path: Path, runs: set[str]) -> None:
+    """Rewrite curves.csv (atomically) with only the rows of `runs`: drops what a run cut
+    short by a crash or a full disk appended before its record was written."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = [r for r in csv.reader(f)]
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        csv.writer(f).writerows([CURVE_COLUMNS] + [
+            r for r in rows[1:] if len(r) == len(CURVE_COLUMNS) and r[0] in runs])
+    os.replace(tmp, path)
 
-    def __init__(self, out: Path) -> None:
-        if (out / "summary.json").exists():
-            raise ValueError(f"Invalid --out {str(out)!r}: it already holds a comparison "
-                             "(summary.json); allowed: a new or empty folder")
-        out.mkdir(parents=True, exist_ok=True)
-        self.out = out
-        self.records: list[dict[str, Any]] = []
-        self.diagnostics: list[dict[str, Any]] = []
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text()) if path.exists() else default
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Invalid --out: {path} is damaged ({e}); allowed: a folder written "
+                         "by compare, or another --out") from None
+
+
+class _Store:
+    """The output folder, updated after every run; reopened to resume."""
+
+    def __init__(self, out: Path, cfg: CompareConfig) -> None:
+        self.out = output_folder(out, "compare")
+        stored = _read_json(self.out / "config.json", None)
+        if stored is None and (self.out / "summary.json").exists():
+            raise ValueError(f"Invalid --out {str(out)!r}: it holds a comparison without its "
+                             "config.json; allowed: a new or empty folder")
+        check_resume(self.out, stored and stored.get("settings"), cfg, "comparison")
+        self.records: list[dict[str, Any]] = _read_json(self.out / "summary.json", [])
+        self.diagnostics: list[dict[str, Any]] = _read_json(self.out / "diagnostics.json", [])
+        self.finished = {r["run"] for r in self.records}
+        _keep_curves(self.out / "curves.csv", self.finished)
 
     def add(self, result: RunResult) -> dict[str, Any]:
         run = run_name(result.config)
         record = {"run": run, **result.record}
-        _append_curves(self.out / "curves.csv", run, result)
+        with guard_disk(self.out, lambda: len(self.finished), "compare"):
+            _append_curves(self.out / "curves.csv", run, result)
+            if result.extras:
+                self.diagnostics.append({k: record[k] for k in
+                                         ("run", "optimizer", "seed", "hyperparameters")}
+                                        | {"diagnostics": result.extras})
+                write_json(self.out / "diagnostics.json", self.diagnostics)
+            write_json(self.out / "summary.json", [*self.records, record])
         self.records.append(record)
-        write_json(self.out / "summary.json", self.records)
-        if result.extras:
-            self.diagnostics.append({k: record[k] for k in
-                                     ("run", "optimizer", "seed", "hyperparameters")}
-                                    | {"diagnostics": result.extras})
-            write_json(self.out / "diagnostics.json", self.diagnostics)
+        self.finished.add(run)
         return record
 
 
@@ -148,27 +158,27 @@ class Comparison:
                  dataset: Any = None) -> None:
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
         `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here,
-        before any training."""
-        ds = dataset if dataset is not None else data.load(
-            cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
-            val_fraction=cfg.val_fraction)
-        n_train = len(ds.y_train)
-        if cfg.batch_size > n_train:
-            raise ValueError(f"Invalid batch_size: {cfg.batch_size}; allowed: <= {n_train}, "
-                             f"the number of training examples of {cfg.dataset}")
-        self.dataset, self.configs = ds, train_configs(cfg, n_train)
-        self.store = _Store(Path(out))
-        write_json(self.store.out / "config.json", {
-            "command": command, "settings": dataclasses.asdict(cfg),
-            "dataset": ds.summary() if hasattr(ds, "summary") else ds.name,
-            "environment": environment()})
+        before any training; so does a folder holding a comparison with other settings."""
+        ds = load_dataset(cfg, dataset)
+        self.dataset, self.configs = ds, train_configs(cfg, len(ds.y_train))
+        self.store = _Store(Path(out), cfg)
+        with guard_disk(self.store.out, lambda: len(self.store.finished), "compare"):
+            write_json(self.store.out / "config.json", {
+                "command": command, "settings": dataclasses.asdict(cfg),
+                "dataset": ds.summary() if hasattr(ds, "summary") else ds.name,
+                "environment": environment()})
 
     def run(self, callbacks: CallbackFactory | None = None,
             on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Train every (seed, optimizer), writing each run as it ends; the summary records."""
-        for config in self.configs[:len(set(c.optimizer for c in self.configs))]:
-            warm_up(config, self.dataset)  # the first seed's runs hold every optimizer once
-        for config in self.configs:
+        """Train every (seed, optimizer) not finished yet, writing each run as it ends;
+        the summary records (those of an earlier, interrupted invocation first)."""
+        todo = [c for c in self.configs if run_name(c) not in self.store.finished]
+        first: dict[str, TrainConfig] = {}
+        for config in todo:
+            first.setdefault(config.optimizer, config)
+        for config in first.values():
+            warm_up(config, self.dataset)  # each optimizer once, before any timed run
+        for config in todo:
             cbs = callbacks(config, run_name(config)) if callbacks else ()
             record = self.store.add(train_run(config, self.dataset, callbacks=cbs))
             if on_record:

@@ -12,15 +12,15 @@ import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - the dependency is declared for 3.10 only
     import tomli as tomllib
 
+from optimlab.lab.experiment import Experiment, check_positive_int
 from optimlab.optim.batched import class_defaults
-from optimlab.train import schedules
 
 # Grid key -> the optimizers that have it. SGD's and RMSprop's optional heavy-ball
 # momentum is not swept by `momentum` (it would turn them into other methods); a
@@ -88,38 +88,34 @@ SELECT = (None, "val")
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(Experiment):
     """A sweep: per optimizer a hyperparameter grid, each point trained under some seeds."""
 
-    dataset: str = "mnist1d"  # offline and fast: the lecture's sweep fits in minutes
+    # dataset mnist1d (Experiment): offline and fast, the lecture's sweep fits in minutes
     model: str = "mlp"  # the MNIST-1D reference MLP: all dense layers, ideal for batching
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    seeds: int = 1  # seeds 0..N-1 per grid point; with select="val", for the re-runs only
+    steps: int | None = 2000  # every optimizer's best η is past 85% val accuracy on MNIST-1D
+    eval_every: int = 250  # 9 points on a 2000-step curve; evaluation is not timed
     # grid key -> values, for every optimizer the key applies to (see APPLIES)
     grid: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {"lr": parse_values("lr", DEFAULT_LR_GRID)})
     # optimizer -> {key: values}: overrides `grid` for that optimizer (TOML [grid.NAME])
     per_optimizer: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
-    seeds: int = 1  # seeds 0..N-1 per grid point; with select="val", for the re-runs only
-    steps: int = 2000  # every optimizer's best η is past 85% val accuracy on MNIST-1D
-    batch_size: int = 100  # the MNIST-1D paper's batch size
-    eval_every: int = 250  # 9 points on a 2000-step curve; evaluation is not timed
     dtype: str = "float32"  # float64 makes batched and single runs agree to 1e-9
     executor: str = "vectorized"  # K configurations per forward/backward (see executors.py)
     max_batch: int = 64  # members trained together at most: bounds memory
     select: str | None = None  # "val": DeepOBS protocol, tune on val then re-run with seeds
-    data_dir: str | None = None  # where dataset files live (MNIST-1D needs none)
-    schedule: str = "constant"  # η's schedule in every run (see train/schedules.py)
+
+    # How the runs are computed, not which: a resume may change them.
+    HOW: ClassVar[tuple[str, ...]] = (*Experiment.HOW, "executor", "max_batch")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
+        super().__post_init__()
         bad = [n for n in (*self.optimizers, *self.per_optimizer) if n not in OPTIMIZER_NAMES]
-        if bad or not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
-            raise ValueError(f"Invalid optimizers: {bad or list(self.optimizers)}; allowed: "
-                             f"distinct names from {', '.join(OPTIMIZER_NAMES)}")
-        for name in ("seeds", "steps", "batch_size", "eval_every", "max_batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: an integer >= 1")
+        if bad:
+            raise ValueError(f"Invalid optimizers: {bad}; allowed: distinct names from "
+                             f"{', '.join(OPTIMIZER_NAMES)}")
+        check_positive_int("max_batch", self.max_batch)
         for key, allowed in (("executor", EXECUTORS), ("select", SELECT),
                              ("dtype", ("float32", "float64"))):
             if getattr(self, key) not in allowed:
@@ -154,8 +150,9 @@ def one_shot(optimizer: str) -> dict[str, Any]:
     return {"lr": class_defaults(optimizer)["lr"]}
 
 
-_SCALARS = ("dataset", "model", "seeds", "steps", "batch_size", "eval_every", "dtype",
-            "executor", "max_batch", "select", "data_dir", "schedule")
+_SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
+            "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
+            "val_fraction")
 
 
 def _optimizer_tuple(spec: Any) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from optimlab.lab.experiment import output_folder
 from optimlab.train import CurvePoint, TrainConfig
 
 FILENAME = "sweep.sqlite"
@@ -63,10 +64,7 @@ class Store:
     """The SQLite file `out/sweep.sqlite` (created on first use, reopened to resume)."""
 
     def __init__(self, out: str | Path) -> None:
-        self.out = Path(out)
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"Invalid --out {str(self.out)!r}: a file; allowed: a folder")
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = output_folder(out, "sweep")
         self.path = self.out / FILENAME
         try:
             self.conn = sqlite3.connect(self.path)

@@ -1,0 +1,190 @@
+"""What every experiment of many runs shares (compare, sweep, reproduce, the Python API).
+
+- `Experiment`: the common part of the settings (data, model, optimizers, budget, seeds),
+  checked on construction; each experiment's config extends it.
+- `output_folder`: `--out`, or `runs/<command>-<timestamp>`; created, never a file.
+- `write_json`: records replaced atomically, so a crash leaves the old file or the new.
+- `check_resume`: an output folder is only continued by the identical experiment; the
+  error names every setting that differs.
+- `DiskFull` / `guard_disk`: a full disk while writing records becomes one line naming
+  the store, the runs that are safe in it, and that the same command resumes.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from optimlab.optim import OPTIMIZERS
+from optimlab.train import schedules
+
+# Used when a config gives neither `steps` nor `epochs`.
+DEFAULT_STEPS = 1500
+# curves.csv, in long format: one row per evaluated (run, step, split, metric).
+CURVE_COLUMNS = ("run", "step", "train_seconds", "split", "metric", "value")
+
+
+def check_positive_int(name: str, value: Any, *, optional: bool = False) -> None:
+    """A ValueError naming `name` unless `value` is an int >= 1 (or None when optional)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid {name}: {value!r}; allowed: an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Settings every experiment has. Subclasses redeclare a field to change its default."""
+
+    dataset: str = "mnist1d"  # offline, seconds to generate, and separates the optimizers
+    model: str = "mlp"  # a name in optimlab.models.MODELS
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    seeds: int = 1  # seeds 0..seeds-1
+    steps: int | None = None  # None: `epochs` if given, else DEFAULT_STEPS
+    epochs: int | None = None  # full passes over train (incomplete last batch dropped)
+    batch_size: int = 100  # the MNIST-1D paper's batch size
+    eval_every: int = 100  # steps between evaluations; evaluation is not timed
+    device: str = "cpu"  # the models are tiny: a GPU mostly adds launch overhead
+    data_dir: str | None = None  # where dataset files live (MNIST-1D needs none)
+    download: bool = False  # fetch missing files (checksum-verified); never without asking
+    val_fraction: float = 0.1  # held out of train for selection and "time to target"
+    schedule: str = "constant"  # η fixed, as the lecture's formulas (see train/schedules.py)
+
+    # Settings that change how runs are computed, not which runs exist: a resume may
+    # change them (e.g. another executor after a crash).
+    HOW: ClassVar[tuple[str, ...]] = ("data_dir", "download")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
+        names = self.optimizers
+        if isinstance(names, str) or not names:
+            raise ValueError(f"Invalid optimizers: {names!r}; allowed: a non-empty list of "
+                             f"names from {', '.join(OPTIMIZERS)}")
+        unknown = [n for n in names if n not in OPTIMIZERS]
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"Invalid optimizers: {unknown or list(names)}; allowed: "
+                             f"distinct names from {', '.join(OPTIMIZERS)}")
+        for name in ("seeds", "batch_size", "eval_every"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("steps", "epochs"):
+            check_positive_int(name, getattr(self, name), optional=True)
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("Invalid steps and epochs together; allowed: at most one of them")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"Invalid val_fraction: {self.val_fraction!r}; allowed: a "
+                             "fraction in [0, 1)")
+
+    def steps_for(self, n_train: int) -> int:
+        """Optimizer steps per run on a training set of `n_train` examples."""
+        if self.steps is not None:
+            return self.steps
+        if self.epochs is not None:
+            return self.epochs * (n_train // self.batch_size)
+        return DEFAULT_STEPS
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define which runs exist (what a resume must match), as JSON."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
+                if f.name not in self.HOW}
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples as lists, recursively, so a setting equals itself after a JSON round trip."""
+    return json.loads(json.dumps(value, allow_nan=False))
+
+
+def load_dataset(cfg: Experiment, dataset: Any = None) -> Any:
+    """`dataset` (tests pass tiny ones) or `data.load` of the settings, checked against the
+    batch size. Raises ValueError/TypeError/OSError for bad settings."""
+    from optimlab import data
+
+    ds = dataset if dataset is not None else data.load(
+        cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
+        val_fraction=cfg.val_fraction)
+    n_train = len(ds.y_train)
+    if cfg.batch_size > n_train:
+        raise ValueError(f"Invalid batch_size: {cfg.batch_size}; allowed: <= {n_train}, "
+                         f"the number of training examples of {cfg.dataset}")
+    return ds
+
+
+def output_folder(out: str | Path | None, command: str) -> Path:
+    """`out`, or a new `runs/<command>-<timestamp>` (suffixed when taken); created."""
+    if out is None:
+        base = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+    else:
+        path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Invalid --out {str(path)!r}: a file; allowed: a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomically (write, then rename): a crash leaves the old file or the new, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """`name: stored -> current` for every setting that differs (missing ones included)."""
+    missing = object()
+    return [f"{k} {stored.get(k, '(unset)')!r} there, {current.get(k, '(unset)')!r} now"
+            for k in sorted(set(stored) | set(current))
+            if stored.get(k, missing) != current.get(k, missing)]
+
+
+def check_resume(out: Path, stored: dict[str, Any] | None, cfg: Experiment, what: str) -> None:
+    """A ValueError unless the folder's `stored` settings (a config's `asdict`, None for a
+    new folder) define the same runs as `cfg`: only the identical experiment resumes."""
+    if stored is None:
+        return
+    diff = differences({k: v for k, v in stored.items() if k not in cfg.HOW}, cfg.identity())
+    if diff:
+        raise ValueError(f"Invalid --out {str(out)!r}: it holds a {what} with other settings "
+                         f"({'; '.join(diff)}); allowed: the same settings (to resume) or "
+                         "another --out")
+
+
+class DiskFull(OSError):
+    """The disk filled while writing records: nothing finished is lost; resume later."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, sqlite3.Error) and "disk is full" in str(err)
+
+
+@contextmanager
+def guard_disk(store: Path, safe_runs: Callable[[], int], command: str) -> Iterator[None]:
+    """Turn a full disk inside the block into `DiskFull` with a one-line message."""
+    try:
+        yield
+    except Exception as err:
+        if not is_disk_full(err) or isinstance(err, DiskFull):
+            raise
+        try:
+            safe = f"{safe_runs()} finished runs are safe there"
+        except Exception:  # the count reads the store; say so rather than guess
+            safe = "the finished runs written before are safe there"
+        full = DiskFull(f"the disk is full while writing {store}: {safe}; free space and run "
+                        f"the same {command} command again to resume")
+        full.errno = errno.ENOSPC
+        raise full from None
