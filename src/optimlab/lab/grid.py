@@ -152,7 +152,7 @@ def one_shot(optimizer: str) -> dict[str, Any]:
 
 _SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
             "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
-            "val_fraction")
+            "val_fraction", "schedule")
 
 
 def _optimizer_tuple(spec: Any) -> tuple[str, ...]:
