@@ -1,5 +1,7 @@
 """Datasets for the lab: MNIST-1D (the offline default), MNIST, Fashion-MNIST,
-CIFAR-10, the real MNIST test set (``mnist-t10k``) and the user's ``npz:PATH``.
+CIFAR-10, the real MNIST test set (``mnist-t10k``), scikit-learn's ``digits`` (offline,
+extra ``examples``), the user's ``npz:PATH`` and the user's ``module:callable``
+(see `optimlab.data.user`).
 
 ``load(spec)`` returns a `Dataset` with float32 normalized inputs, int64 labels,
 and a seeded validation split carved from train. Errors: ``ValueError`` /
@@ -13,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from optimlab._imports import is_import_path
 from optimlab.data.dataset import Arrays, Dataset, check_val_fraction, finish
+from optimlab.data.digits import load_digits
 from optimlab.data.download import ChecksumError, DownloadError, fetch
 from optimlab.data.files import MIRRORS, SHARED_T10K, Mirror, default_cache_dir
 from optimlab.data.images import load_cifar10, load_idx_dataset, load_mnist_t10k
 from optimlab.data.mnist1d import load_mnist1d
 from optimlab.data.npz import load_npz
+from optimlab.data.user import for_task, from_objects, load_user
 
 Source = Callable[[str | Path | None, bool, Path], Arrays]
 
@@ -29,6 +34,7 @@ _SOURCES: dict[str, Source] = {
         "fashion-mnist", data_dir, download, cache),
     "cifar10": load_cifar10,
     "mnist-t10k": load_mnist_t10k,
+    "digits": lambda data_dir, download, cache: load_digits(),
 }
 # Names `load` accepts, besides "npz:PATH"; the first is the default.
 DATASETS: tuple[str, ...] = tuple(_SOURCES)
@@ -39,7 +45,8 @@ NUM_CLASSES = 10
 def load(spec: str, *, data_dir: str | Path | None = None, download: bool = False,
          val_fraction: float = 0.1, seed: int = 0,
          cache_dir: str | Path | None = None) -> Dataset:
-    """The dataset named by `spec` (one of `DATASETS`, or ``"npz:PATH"``).
+    """The dataset named by `spec` (one of `DATASETS`, ``"npz:PATH"`` or
+    ``"module:callable"`` returning ``(train, test)``).
 
     Args:
         data_dir: folder holding the dataset's files (also searched as ``data_dir/<spec>``).
@@ -57,9 +64,11 @@ def load(spec: str, *, data_dir: str | Path | None = None, download: bool = Fals
         if not spec[4:]:
             raise ValueError("dataset spec 'npz:' needs a path, e.g. npz:data/mine.npz")
         return finish(spec, load_npz(Path(spec[4:]).expanduser()), val_fraction, seed)
+    if spec not in _SOURCES and is_import_path(spec):
+        return load_user(spec, val_fraction=val_fraction, seed=seed)
     if spec not in _SOURCES:
-        raise ValueError(
-            f"unknown dataset spec={spec!r}; allowed: {', '.join(DATASETS)} or npz:PATH")
+        raise ValueError(f"unknown dataset spec={spec!r}; allowed: {', '.join(DATASETS)}, "
+                         "npz:PATH or module:callable")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     raw = _SOURCES[spec](data_dir, bool(download), cache)
     return finish(spec, raw, val_fraction, seed, num_classes=NUM_CLASSES)
@@ -67,5 +76,5 @@ def load(spec: str, *, data_dir: str | Path | None = None, download: bool = Fals
 
 __all__ = [
     "DATASETS", "MIRRORS", "SHARED_T10K", "ChecksumError", "Dataset", "DownloadError", "Mirror",
-    "default_cache_dir", "fetch", "load",
+    "default_cache_dir", "fetch", "for_task", "from_objects", "load",
 ]

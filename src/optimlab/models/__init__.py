@@ -22,6 +22,7 @@ import torch
 
 from optimlab.models.cnn import ConvNet
 from optimlab.models.mlp import MLP, LogReg
+from optimlab.models.user import build_user, is_user_model, register
 
 _BUILDERS: dict[str, Callable[[tuple[int, ...], int], torch.nn.Module]] = {
     "logreg": LogReg,
@@ -37,9 +38,14 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn
 
     Weights come from torch's default initializers and the global RNG: call
     ``torch.manual_seed(seed)`` right before, so every optimizer starts identical.
+    A user's model (``module:callable`` or one registered from Python, see
+    `optimlab.models.user`) is built by its own factory; the shapes are not used.
     """
+    if is_user_model(name):
+        return build_user(name)
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model name={name!r}; allowed: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model name={name!r}; allowed: {', '.join(MODELS)} or "
+                         "module:callable returning an nn.Module")
     shape = tuple(input_shape)
     if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
         raise ValueError(
@@ -51,4 +57,4 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn
     return _BUILDERS[name](shape, num_classes)
 
 
-__all__ = ["MODELS", "build", "LogReg", "MLP", "ConvNet"]
+__all__ = ["MODELS", "build", "is_user_model", "register", "LogReg", "MLP", "ConvNet"]

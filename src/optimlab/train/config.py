@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 
+from optimlab._imports import is_import_path
 from optimlab.optim import OPTIMIZERS
 from optimlab.train import schedules
+from optimlab.train.evaluation import TASKS
 
 # Names a config may use for `dtype`; the JSON records keep the name, not the torch object.
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -29,8 +31,8 @@ class TrainConfig:
     """
 
     dataset: str = "mnist1d"  # a data.load spec; the Dataset object itself is passed separately
-    model: str = "cnn"  # a name in optimlab.models.MODELS
-    optimizer: str = "adam"  # a name in optimlab.optim.OPTIMIZERS
+    model: str = "cnn"  # a name in optimlab.models.MODELS, or a user's (models.user)
+    optimizer: str = "adam"  # a name in optimlab.optim.OPTIMIZERS, or module:Class
     # keyword arguments of the optimizer class; the paper trains with Adam at lr 1e-2
     hyperparameters: dict[str, Any] = field(default_factory=lambda: {"lr": 1e-2})
     steps: int = 6000  # optimizer steps; the paper's budget
@@ -41,11 +43,21 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
     dtype: str = "float32"  # "float32" or "float64" (the sweep's exactness checks use float64)
     schedule: str = "constant"  # η's schedule over the steps (see train/schedules.py)
+    label: str = ""  # the run family's name in run names and reports; "" means `optimizer`
+    task: str = "classification"  # cross-entropy and accuracy; "regression": mean squared error
+    target_loss: float | None = None  # val loss for "time to target" (regression); None: off
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
+        if self.optimizer not in OPTIMIZERS and not is_import_path(self.optimizer):
             raise ValueError(f"Invalid optimizer: {self.optimizer!r}; allowed: "
-                             f"{', '.join(sorted(OPTIMIZERS))}")
+                             f"{', '.join(sorted(OPTIMIZERS))} or module:Class")
+        if not self.label:
+            object.__setattr__(self, "label", self.optimizer)
+        if self.task not in TASKS:
+            raise ValueError(f"Invalid task: {self.task!r}; allowed: {', '.join(TASKS)}")
+        tl = self.target_loss
+        if tl is not None and not (isinstance(tl, (int, float)) and math.isfinite(tl) and tl > 0):
+            raise ValueError(f"Invalid target_loss: {tl!r}; allowed: None or a number > 0")
         if not isinstance(self.hyperparameters, dict):
             raise TypeError(f"Invalid hyperparameters: {self.hyperparameters!r}; "
                             "expected a dict of optimizer keyword arguments")

@@ -18,23 +18,24 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from optimlab.optim import OPTIMIZERS
+from optimlab._imports import optimizer_class
 from optimlab.train import schedules
 from optimlab.train.config import TrainConfig
-from optimlab.train.evaluation import evaluate
+from optimlab.train.evaluation import evaluate, task_loss
 from optimlab.train.record import CurvePoint, RunResult, Timings, summary_record
 from optimlab.train.seeding import batch_indices, init_model
 
 
 def on_device(dataset: Any, device: str, dtype: torch.dtype) -> Any:
-    """The dataset with inputs in `dtype` and every tensor on `device` (labels stay int64)."""
+    """The dataset with inputs in `dtype` and every tensor on `device` (class labels stay
+    int64; regression targets take `dtype`)."""
     moved = {}
     for split in ("train", "val", "test"):
         moved[f"x_{split}"] = getattr(dataset, f"x_{split}").to(device=device, dtype=dtype)
-        moved[f"y_{split}"] = getattr(dataset, f"y_{split}").to(device=device)
+        y = getattr(dataset, f"y_{split}")
+        moved[f"y_{split}"] = y.to(device=device, dtype=dtype if y.is_floating_point() else None)
     return dataclasses.replace(dataset, **moved)
 
 
@@ -46,11 +47,12 @@ def _syncer(device: str) -> Callable[[], None]:
 
 
 def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                y: torch.Tensor, sync: Callable[[], None]) -> tuple[float, float, float]:
+                y: torch.Tensor, sync: Callable[[], None], task: str
+                ) -> tuple[float, float, float]:
     """(minibatch loss, step seconds, optimizer seconds); no update when the loss is NaN/Inf."""
     t0 = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
+    loss = task_loss(task, model(x), y)
     value = float(loss.detach())
     if not math.isfinite(value):
         return value, time.perf_counter() - t0, 0.0
@@ -64,10 +66,31 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
 
 
 def _record_eval(curves: list[CurvePoint], model: nn.Module, data: Any, step: int,
-                 seconds: float) -> None:
-    for split, metrics in evaluate(model, data).items():
+                 seconds: float, task: str) -> None:
+    for split, metrics in evaluate(model, data, task).items():
         for metric, value in metrics.items():
             curves.append(CurvePoint(step, seconds, split, metric, value))
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """`config.optimizer`'s class (built-in or module:Class) over the model's parameters."""
+    return optimizer_class(config.optimizer)(model.parameters(), **config.hyperparameters)
+
+
+def check_model(config: TrainConfig, dataset: Any) -> None:
+    """Build `config`'s model and run its loss on two training examples: a model that does
+    not fit the data fails here, as a one-line ValueError, before anything trains."""
+    data = on_device(dataset, config.device, config.torch_dtype)
+    try:
+        model = init_model(config.model, data, config.seed, config.torch_dtype)
+        model.to(config.device)
+        task_loss(config.task, model(data.x_train[:2]), data.y_train[:2])
+    except ValueError as e:
+        raise ValueError(f"Invalid model {config.model!r}: {e}") from None
+    except Exception as e:  # the user's forward raised: its message, on one line
+        raise ValueError(f"Invalid model {config.model!r} for {data.name} (inputs "
+                         f"{tuple(data.x_train.shape[1:])}, {config.task}): "
+                         f"{type(e).__name__}: {' '.join(str(e).split())}") from None
 
 
 def _callback_name(cb: Any) -> str:
@@ -80,9 +103,10 @@ def warm_up(config: TrainConfig, dataset: Any) -> None:
     timed run. It touches no state a run depends on: runs seed their own weights and order."""
     data = on_device(dataset, config.device, config.torch_dtype)
     model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
-    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), **config.hyperparameters)
+    optimizer = make_optimizer(config, model)
     idx = next(batch_indices(len(data.y_train), config.batch_size, config.seed)).to(config.device)
-    _train_step(model, optimizer, data.x_train[idx], data.y_train[idx], _syncer(config.device))
+    _train_step(model, optimizer, data.x_train[idx], data.y_train[idx], _syncer(config.device),
+                config.task)
 
 
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
@@ -92,17 +116,18 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
     data = on_device(dataset, config.device, config.torch_dtype)
     model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
     model.train()
-    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), **config.hyperparameters)
+    optimizer = make_optimizer(config, model)
     scheduler = schedules.build(config.schedule, optimizer, config.steps)
     sync = _syncer(config.device)
     batches = batch_indices(len(data.y_train), config.batch_size, config.seed)
     curves: list[CurvePoint] = []
-    _record_eval(curves, model, data, 0, 0.0)
+    _record_eval(curves, model, data, 0, 0.0, config.task)
     train_s = opt_s = 0.0
     done = last_eval = 0
     for step in range(1, config.steps + 1):
         idx = next(batches).to(config.device)
-        loss, dt, dt_opt = _train_step(model, optimizer, data.x_train[idx], data.y_train[idx], sync)
+        loss, dt, dt_opt = _train_step(model, optimizer, data.x_train[idx], data.y_train[idx],
+                                       sync, config.task)
         train_s, opt_s = train_s + dt, opt_s + dt_opt
         curves.append(CurvePoint(step, train_s, "batch", "loss", loss))
         if not math.isfinite(loss):
@@ -114,10 +139,10 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
         if scheduler is not None:  # after the callbacks: they see the η step `step` used
             scheduler.step()
         if step % config.eval_every == 0:
-            _record_eval(curves, model, data, step, train_s)
+            _record_eval(curves, model, data, step, train_s, config.task)
             last_eval = step
     if last_eval != done:
-        _record_eval(curves, model, data, done, train_s)
+        _record_eval(curves, model, data, done, train_s, config.task)
     record = summary_record(config, curves, Timings(train_s, opt_s))
     extras = {_callback_name(cb): cb.result() for cb in callbacks if hasattr(cb, "result")}
     return RunResult(config, record, curves, extras)

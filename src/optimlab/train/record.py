@@ -25,7 +25,7 @@ class CurvePoint(NamedTuple):
     step: int
     train_seconds: float  # training wall clock up to this step, evaluation excluded
     split: str  # "batch" (every step) or "train" / "val" / "test" (every eval_every steps)
-    metric: str  # "loss" (mean cross-entropy) or "acc" (fraction correct)
+    metric: str  # "loss" (the task's: cross-entropy or squared error) or "acc" (fraction correct)
     value: float
 
 
@@ -56,11 +56,16 @@ def _last(points: list[CurvePoint]) -> float | None:
     return finite_or_none(points[-1].value) if points else None
 
 
-def _time_to_target(curves: list[CurvePoint], target: float | None) -> tuple[Any, Any]:
-    """(step, train_seconds) of the first evaluation with val accuracy >= target."""
-    if target is None:
+def _time_to_target(curves: list[CurvePoint], config: TrainConfig) -> tuple[Any, Any]:
+    """(step, train_seconds) of the first evaluation with val accuracy >= target_acc
+    (or, given target_loss, val loss <= target_loss)."""
+    if config.target_loss is not None:
+        hits = (p for p in _series(curves, "val", "loss") if p.value <= config.target_loss)
+    elif config.target_acc is not None:
+        hits = (p for p in _series(curves, "val", "acc") if p.value >= config.target_acc)
+    else:
         return None, None
-    hit = next((p for p in _series(curves, "val", "acc") if p.value >= target), None)
+    hit = next(hits, None)
     return (hit.step, hit.train_seconds) if hit else (None, None)
 
 
@@ -71,7 +76,7 @@ def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timin
     diverged_step = next((p.step for p in batch if not math.isfinite(p.value)), None)
     steps = diverged_step - 1 if diverged_step is not None else (batch[-1].step if batch else 0)
     test_acc = [p.value for p in _series(curves, "test", "acc") if math.isfinite(p.value)]
-    target_step, target_s = _time_to_target(curves, config.target_acc)
+    target_step, target_s = _time_to_target(curves, config)
     secs = timings.train_seconds
     return {
         **config.to_dict(),
@@ -82,6 +87,7 @@ def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timin
         "final_val_acc": _last(_series(curves, "val", "acc")),
         "final_train_acc": _last(_series(curves, "train", "acc")),
         "final_train_loss": _last(_series(curves, "train", "loss")),
+        "final_val_loss": _last(_series(curves, "val", "loss")),
         "final_test_loss": _last(_series(curves, "test", "loss")),
         "train_seconds": secs,
         "steps_per_s": steps / secs if secs > 0 else None,

@@ -1,0 +1,70 @@
+"""Resolve a user's `module:attribute` import path, only when the user names one.
+
+The module is looked up on `sys.path` and in the current directory (the `optimlab`
+console script does not put the current directory on `sys.path` by itself). Failures
+are `ValueError`s of one line that name what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from typing import Any
+
+# `pkg.module:attr.sub`: dotted identifiers on both sides of one colon.
+PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def is_import_path(text: str) -> bool:
+    return isinstance(text, str) and bool(PATH.match(text))
+
+
+def _module(name: str) -> Any:
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # after the installed packages: never shadows them
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+            raise ValueError(f"no module named {e.name!r} on sys.path or in the current "
+                             f"directory {os.getcwd()}") from None
+        raise ValueError(f"importing {name!r} failed: {e}") from None
+    except Exception as e:  # the user's module raised while importing: say what, one line
+        raise ValueError(f"importing {name!r} failed: {type(e).__name__}: {e}") from None
+
+
+def import_object(path: str) -> Any:
+    """The object at `module:attr` (attr may be dotted); ValueError naming what is missing."""
+    if not is_import_path(path):
+        raise ValueError(f"{path!r} is not an import path; allowed: module:attribute "
+                         "(e.g. torch.optim:NAdam)")
+    module_name, attr = path.split(":")
+    obj = _module(module_name)
+    for i, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            owner = module_name if i == 0 else f"{module_name}:{'.'.join(attr.split('.')[:i])}"
+            raise ValueError(f"module {owner!r} has no attribute {part!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def optimizer_class(name: str) -> type:
+    """A built-in optimizer's class by name, or any `torch.optim.Optimizer` subclass by
+    import path (`torch.optim:NAdam`); ValueError saying what is wrong."""
+    import torch
+
+    from optimlab.optim import OPTIMIZERS
+
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name]
+    if not is_import_path(name):
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)} or "
+                         "module:Class of a torch.optim.Optimizer (e.g. torch.optim:NAdam)")
+    cls = import_object(name)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        what = f"the class {cls.__name__}" if isinstance(cls, type) else \
+            f"a {type(cls).__name__} object"
+        raise ValueError(f"{name} is {what}, not a torch.optim.Optimizer subclass")
+    return cls

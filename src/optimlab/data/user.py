@@ -1,0 +1,121 @@
+"""A user's own data: `module:callable` returning `(train, test)`, or the objects themselves.
+
+Each of train and test is a `torch.utils.data.Dataset` of `(x, y)` pairs, a `DataLoader`
+over one, or a pair of tensors/arrays `(x, y)`. Inputs are used as given (float32);
+integer targets are class indices (classification), float targets are regression
+targets. Validation is carved from train exactly as for the built-in datasets
+(`split_indices`: the same share, the same seed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from optimlab._imports import import_object
+from optimlab.data.dataset import Dataset, split_indices
+
+PAIR_HELP = ("allowed: a torch Dataset of (x, y) pairs, a DataLoader, or a pair of tensors "
+             "(x, y)")
+
+
+def _tensor(a: Any, what: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"Invalid {what}: {type(a).__name__} is not numeric ({e})") from None
+
+
+def _stack(items: list[Any], what: str) -> torch.Tensor:
+    try:
+        return torch.stack([_tensor(a, what) for a in items])
+    except RuntimeError as e:
+        raise ValueError(f"Invalid {what}: examples of different shapes ({e})") from None
+
+
+def as_tensors(obj: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x [N, ...], y [N, ...]) from a Dataset, a DataLoader or a pair of tensors/arrays."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and \
+            isinstance(obj[0], (torch.Tensor, np.ndarray)):
+        x, y = _tensor(obj[0], f"{what} x"), _tensor(obj[1], f"{what} y")
+    elif isinstance(obj, TensorDataset) and len(obj.tensors) == 2:
+        x, y = obj.tensors
+    elif isinstance(obj, DataLoader):
+        batches = list(obj)
+        if not batches or any(not isinstance(b, (tuple, list)) or len(b) != 2 for b in batches):
+            raise ValueError(f"Invalid {what}: a DataLoader must yield (x, y) batches")
+        x = torch.cat([_tensor(b[0], f"{what} x") for b in batches])
+        y = torch.cat([_tensor(b[1], f"{what} y") for b in batches])
+    elif hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
+        items = [obj[i] for i in range(len(obj))]
+        if not items or any(not isinstance(it, (tuple, list)) or len(it) != 2 for it in items):
+            raise ValueError(f"Invalid {what}: a Dataset must hold (x, y) pairs; {PAIR_HELP}")
+        x = _stack([it[0] for it in items], f"{what} x")
+        y = _stack([it[1] for it in items], f"{what} y")
+    else:
+        raise ValueError(f"Invalid {what}: {type(obj).__name__}; {PAIR_HELP}")
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"Invalid {what}: {len(x)} inputs but {len(y)} targets; allowed: "
+                         "the same number, at least one")
+    return x, y
+
+
+def _targets(y: torch.Tensor) -> torch.Tensor:
+    if y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"Invalid targets of dtype {y.dtype}; allowed: integer class "
+                         "indices or float regression targets")
+    return y.to(torch.int64) if not y.is_floating_point() else y.to(torch.float32)
+
+
+def from_objects(name: str, train: Any, test: Any, *, val_fraction: float = 0.1,
+                 seed: int = 0) -> Dataset:
+    """A `Dataset` from the user's train and test objects (see the module docstring)."""
+    x, y = as_tensors(train, "train data")
+    x_test, y_test = as_tensors(test, "test data")
+    if x.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"Invalid data: train examples have shape {tuple(x.shape[1:])} but "
+                         f"test examples {tuple(x_test.shape[1:])}")
+    y, y_test = _targets(y), _targets(y_test)
+    keep, val = (torch.from_numpy(a) for a in split_indices(len(y), val_fraction, seed))
+    x = x.to(torch.float32)
+    if y.is_floating_point():
+        classes = int(y[0].numel())  # regression: the output size a built-in model needs
+    else:
+        classes = int(max(int(y.max()), int(y_test.max()))) + 1
+    return Dataset(name, x[keep], y[keep], x[val], y[val], x_test.to(torch.float32), y_test,
+                   input_shape=tuple(int(d) for d in x.shape[1:]), num_classes=max(classes, 1))
+
+
+def load_user(spec: str, *, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
+    """The data `module:callable` returns, called with no arguments."""
+    try:
+        fn = import_object(spec)
+    except ValueError as e:
+        raise ValueError(f"Invalid dataset {spec!r}: {e}") from None
+    if not callable(fn):
+        raise ValueError(f"Invalid dataset {spec!r}: a {type(fn).__name__}, not a callable "
+                         "returning (train, test)")
+    out = fn()
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ValueError(f"Invalid dataset {spec!r}: it returned {type(out).__name__}; "
+                         "allowed: (train, test)")
+    return from_objects(spec, out[0], out[1], val_fraction=val_fraction, seed=seed)
+
+
+def for_task(ds: Any, task: str) -> Any:
+    """`ds` checked against the task: classification needs integer labels; regression
+    takes float targets (integer ones are converted)."""
+    y = ds.y_train
+    if task == "classification" and y.is_floating_point():
+        raise ValueError(f"Invalid task 'classification' for {ds.name}: its targets are "
+                         f"{y.dtype}; allowed: integer class indices, or --task regression")
+    if task == "regression" and not y.is_floating_point():
+        import dataclasses
+        return dataclasses.replace(ds, **{f"y_{s}": getattr(ds, f"y_{s}").to(torch.float32)
+                                          for s in ("train", "val", "test")},
+                                   num_classes=1)
+    return ds
