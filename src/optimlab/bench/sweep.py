@@ -1,0 +1,314 @@
+"""The sweep benchmark: `optimlab sweep` against the loop a student writes, side by side.
+
+Rows, all on the same data, configurations and torch threads, in one process run:
+
+- `loop`: the lecture's loop once per configuration: a `DataLoader` over a
+  `TensorDataset`, a `torch.optim` optimizer that computes the same update as ours
+  (`torch_peer`), then `zero_grad`, forward, `cross_entropy`, `backward`, `step`; the
+  final metrics by `optimlab.train.evaluate`. Its clock starts after the data is loaded
+  (a student's script would also pay `import torch` and the data: we do not charge them);
+- `command`: the whole `optimlab sweep` command in a fresh process (start-up, imports,
+  data, training, evaluation every `eval_every` steps, the store and the report);
+- `vectorized`, `sequential`, `processes`, ...: the executors, in this process, each into
+  an empty folder (`wall_s` the whole sweep, `train_s` the summed training clocks).
+
+The FLOP count is the model's matrix arithmetic (forward and backward GEMMs of every
+linear and convolution layer, im2col form: 2·m·k·n each), and the machine's
+matrix-multiply rate is measured in the same run on those very shapes, stacked over the
+sweep's members (`torch.bmm`), so "fraction of the matmul rate" compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from optimlab.lab.environment import environment
+from optimlab.lab.grid import EXECUTORS, SweepConfig, with_executor
+from optimlab.lab.store import run_name
+from optimlab.lab.sweep import Sweep, grid_configs
+from optimlab.train import TrainConfig, evaluate, init_model, on_device
+from optimlab.train.config import DTYPES
+
+# The rows that are not executors of ours.
+PEERS = ("loop", "command")
+ROWS = (*PEERS, *EXECUTORS)
+
+
+def torch_peer(optimizer: str, hp: dict[str, Any]) -> tuple[type[torch.optim.Optimizer],
+                                                            dict[str, Any]]:
+    """The torch.optim class and arguments that compute the same update as ours.
+
+    Our EMA momentum (v ← βv + (1−β)g, w ← w − ηv) is torch's heavy ball (v ← βv + g)
+    with η(1−β): both v start at 0, so v_ema = (1−β)·v_heavy at every step.
+    """
+    kw = dict(hp)
+    if "betas" in kw:
+        kw["betas"] = tuple(kw["betas"])
+    if optimizer == "momentum":
+        beta = kw.pop("momentum", 0.9)
+        return torch.optim.SGD, {**kw, "lr": kw["lr"] * (1 - beta), "momentum": beta}
+    if optimizer == "rmsprop":
+        return torch.optim.RMSprop, {"alpha": 0.9, **kw}  # ours defaults to the lecture's β
+    peers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    return peers[optimizer], kw
+
+
+def student_loop(config: TrainConfig, dataset: Any) -> dict[str, Any]:
+    """One configuration trained as the lecture writes it; the final metrics and clock.
+
+    Same initial weights as our runs (`init_model`); the minibatches are the
+    DataLoader's own shuffle (seeded with the run's seed, but in another order than
+    ours: the loader also draws its workers' seeds from the generator), so results
+    agree with ours within seed-to-seed noise, as any two seeds do.
+    """
+    t0 = time.perf_counter()
+    data = on_device(dataset, "cpu", config.torch_dtype)
+    model = init_model(config.model, data, config.seed, config.torch_dtype)
+    cls, kw = torch_peer(config.optimizer, config.hyperparameters)
+    optimizer = cls(model.parameters(), **kw)
+    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=config.batch_size,
+                        shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    step, diverged = 0, False
+    while step < config.steps and not diverged:
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            diverged = not math.isfinite(loss.item())
+            if step == config.steps or diverged:
+                break
+    train_s = time.perf_counter() - t0
+    metrics = evaluate(model, data)
+    return {"run": run_name(config), "train_seconds": train_s, "diverged": diverged,
+            "final_val_acc": metrics.get("val", {}).get("acc"),
+            "final_test_acc": metrics["test"]["acc"],
+            "final_train_loss": metrics["train"]["loss"],
+            "wall_s": time.perf_counter() - t0}
+
+
+def gemms(model: nn.Module, input_shape: tuple[int, ...], batch: int
+          ) -> list[tuple[int, int, int]]:
+    """(m, k, n) of every matrix product in one training step of `model` on `batch` inputs:
+    per linear or convolution layer the forward (m×k · k×n), the weight gradient and,
+    except for the first layer, the input gradient (im2col form for convolutions)."""
+    layers: list[tuple[int, int, int]] = []
+
+    def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if isinstance(module, nn.Linear):
+            rows = output.numel() // module.out_features
+            layers.append((rows, module.in_features, module.out_features))
+        else:  # a convolution: one row per output position, k = c_in · kernel elements
+            conv: Any = module
+            rows = output.numel() // conv.out_channels
+            k = conv.in_channels * math.prod(conv.kernel_size) // conv.groups
+            layers.append((rows, k, conv.out_channels))
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(batch, *input_shape, dtype=next(model.parameters()).dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    out = []
+    for i, (m, k, n) in enumerate(layers):
+        out += [(m, k, n), (k, m, n)] + ([(m, n, k)] if i > 0 else [])
+    return out
+
+
+def flops_per_step(shapes: list[tuple[int, int, int]]) -> int:
+    """Multiply-adds count twice: 2·m·k·n per product."""
+    return sum(2 * m * k * n for m, k, n in shapes)
+
+
+def matmul_rate(shapes: list[tuple[int, int, int]], members: int, dtype: torch.dtype,
+                rounds: int = 7, target_s: float = 0.05) -> dict[str, Any]:
+    """GFLOP/s of `torch.bmm` on `shapes` stacked over `members`, outputs preallocated:
+    the matrix work of one vectorized step and nothing else. Median of `rounds`."""
+    gen = torch.Generator().manual_seed(0)
+    ops = [(torch.randn(members, m, k, generator=gen, dtype=dtype),
+            torch.randn(members, k, n, generator=gen, dtype=dtype),
+            torch.empty(members, m, n, dtype=dtype)) for m, k, n in shapes]
+
+    def once() -> None:
+        for a, b, c in ops:
+            torch.bmm(a, b, out=c)
+
+    once()
+    t0 = time.perf_counter()
+    once()
+    inner = max(1, round(target_s / max(time.perf_counter() - t0, 1e-7)))
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            once()
+        samples.append((time.perf_counter() - t0) / inner)
+    flop = flops_per_step(shapes) * members
+    return {"gflop_per_step": flop / 1e9, "ms_per_step": statistics.median(samples) * 1e3,
+            "gflops": flop / statistics.median(samples) / 1e9}
+
+
+@dataclass
+class SweepBenchConfig:
+    sweep: SweepConfig  # the configurations, as `optimlab sweep` takes them
+    rows: tuple[str, ...] = ROWS  # what to time (PEERS and EXECUTORS), in this order
+    threads: int = 0  # torch threads for every row; 0: torch's default (one per core)
+    repeats: int = 1  # rounds of all rows, order rotated each round; medians reported
+
+    def validate(self) -> None:
+        bad = [r for r in self.rows if r not in ROWS]
+        if bad or not self.rows:
+            raise ValueError(f"Invalid rows: {', '.join(bad) or '(none)'}; allowed: "
+                             f"{', '.join(ROWS)}")
+        if self.threads < 0 or self.repeats < 1:
+            raise ValueError(f"Invalid threads={self.threads} / repeats={self.repeats}; "
+                             "allowed: threads >= 0 (0: torch's default), repeats >= 1")
+
+
+def command_argv(cfg: SweepConfig, threads: int, out: Path) -> list[str]:
+    """`optimlab sweep` for `cfg` as a user types it (its default evaluation schedule)."""
+    lr = ",".join(repr(v) for v in cfg.grid["lr"])
+    return [sys.executable, "-m", "optimlab", "sweep", "--optimizers", ",".join(cfg.optimizers),
+            "--lr", lr, "--steps", str(cfg.steps), "--batch-size", str(cfg.batch_size),
+            "--model", cfg.model, "--dataset", cfg.dataset, "--dtype", cfg.dtype,
+            "--eval-every", str(cfg.eval_every), "--threads", str(threads), "--out", str(out)]
+
+
+def _row_loop(cfg: SweepConfig, dataset: Any, _: Path, __: int) -> tuple[float, list[dict]]:
+    t0 = time.perf_counter()
+    records = [student_loop(c, dataset) for c in grid_configs(cfg)]
+    return time.perf_counter() - t0, records
+
+
+def _row_command(cfg: SweepConfig, _: Any, out: Path, threads: int) -> tuple[float, list[dict]]:
+    t0 = time.perf_counter()
+    done = subprocess.run(command_argv(cfg, threads, out), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise RuntimeError(f"optimlab sweep exited {done.returncode}: {done.stderr[-2000:]}")
+    return wall, _with_names(json.loads((out / "summary.json").read_text()))
+
+
+def _row_executor(name: str) -> Callable[..., tuple[float, list[dict]]]:
+    def row(cfg: SweepConfig, dataset: Any, out: Path, _: int) -> tuple[float, list[dict]]:
+        t0 = time.perf_counter()
+        records = Sweep(with_executor(cfg, name), out, dataset=dataset).run()
+        return time.perf_counter() - t0, _with_names(records)
+    return row
+
+
+def _with_names(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary records keyed like the loop's: by run name."""
+    return [{**r, "run": run_name(TrainConfig(optimizer=r["optimizer"], seed=r["seed"],
+                                               hyperparameters=r["hyperparameters"]))}
+            for r in records]
+
+
+def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+    """Largest |difference| of final metrics between runs of the same name, and the means."""
+    by_run = {r["run"]: r for r in b}
+    out: dict[str, Any] = {"same_diverged": all(r["diverged"] == by_run[r["run"]]["diverged"]
+                                                for r in a)}
+    for key in ("final_val_acc", "final_test_acc", "final_train_loss"):
+        pairs = [(r[key], by_run[r["run"]][key]) for r in a
+                 if r[key] is not None and by_run[r["run"]][key] is not None]
+        out[f"max_abs_diff_{key}"] = max((abs(x - y) for x, y in pairs), default=None)
+        out[f"mean_{key}"] = [statistics.fmean(x for x, _ in pairs) if pairs else None,
+                              statistics.fmean(y for _, y in pairs) if pairs else None]
+    return out
+
+
+def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every row `cfg.repeats` times (order rotated), as one JSON-ready record."""
+    cfg.validate()
+    threads = cfg.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    sw = cfg.sweep
+    rows: dict[str, Callable[..., tuple[float, list[dict]]]] = {
+        "loop": _row_loop, "command": _row_command,
+        **{name: _row_executor(name) for name in EXECUTORS}}
+    model = init_model(sw.model, dataset, 0)
+    shapes = gemms(model, tuple(dataset.input_shape), sw.batch_size)
+    members = len(grid_configs(sw))
+    total_gflop = flops_per_step(shapes) * sw.steps * members / 1e9
+    walls: dict[str, list[float]] = {r: [] for r in cfg.rows}
+    records: dict[str, list[dict]] = {}
+    rate = [matmul_rate(shapes, min(members, sw.max_batch), DTYPES[sw.dtype])]
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(cfg.repeats):
+            order = list(cfg.rows[rnd % len(cfg.rows):] + cfg.rows[:rnd % len(cfg.rows)])
+            for name in order:
+                if progress:
+                    progress(f"round {rnd + 1}/{cfg.repeats}: {name}")
+                out = Path(tmp) / f"{name}-{rnd}"
+                wall, records[name] = rows[name](sw, dataset, out, threads)
+                walls[name].append(wall)
+            rate.append(matmul_rate(shapes, min(members, sw.max_batch), DTYPES[sw.dtype]))
+    gflops = statistics.median(r["gflops"] for r in rate)
+    result: dict[str, Any] = {
+        "settings": {"sweep": asdict(sw), "rows": list(cfg.rows), "threads": threads,
+                     "repeats": cfg.repeats, "runs": members},
+        "environment": environment(),
+        "flops": {"gemms_per_member_step": shapes,
+                  "mflop_per_member_step": flops_per_step(shapes) / 1e6,
+                  "total_gflop": total_gflop, "matmul_gflops": gflops,
+                  "matmul_samples": rate},
+        "rows": {}}
+    for name in cfg.rows:
+        wall = statistics.median(walls[name])
+        train = sum(r["train_seconds"] for r in records[name])
+        result["rows"][name] = {
+            "wall_s": wall, "wall_samples_s": walls[name], "train_s": train,
+            "train_gflops": total_gflop / train, "fraction_of_matmul": total_gflop / train / gflops,
+            "diverged": sum(bool(r["diverged"]) for r in records[name])}
+    if "loop" in cfg.rows:
+        for name in cfg.rows:
+            row = result["rows"][name]
+            row["speedup_vs_loop"] = result["rows"]["loop"]["wall_s"] / row["wall_s"]
+            if name != "loop":
+                row["agreement_with_loop"] = agreement(records[name], records["loop"])
+    return result
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A few lines for people: each row's wall clock, speed-up and matmul fraction."""
+    f = result["flops"]
+    lines = [f"{result['settings']['runs']} runs, {result['settings']['threads']} threads; "
+             f"{f['mflop_per_member_step']:.2f} MFLOP per member-step, "
+             f"{f['total_gflop']:.0f} GFLOP in all; matmul rate on these shapes "
+             f"{f['matmul_gflops']:.1f} GFLOP/s",
+             f"  {'row':<12}{'wall s':>9}{'train s':>9}{'vs loop':>9}{'GFLOP/s':>9}"
+             f"{'of matmul':>11}"]
+    for name, r in result["rows"].items():
+        lines.append(f"  {name:<12}{r['wall_s']:>9.1f}{r['train_s']:>9.1f}"
+                     f"{r.get('speedup_vs_loop', float('nan')):>8.2f}×"
+                     f"{r['train_gflops']:>9.1f}{r['fraction_of_matmul']:>11.0%}")
+    return "\n".join(lines)
+
+
+__all__ = ["PEERS", "ROWS", "SweepBenchConfig", "agreement", "command_argv", "flops_per_step",
+           "format_summary", "gemms", "matmul_rate", "run_sweep_bench",
+           "student_loop", "torch_peer"]
