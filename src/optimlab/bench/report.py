@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from optimlab.bench.lab_scale import format_lab_case, lab_goals
+
 # The model at which throughput goals are judged, and the per-step-overhead model.
 LARGE, SMALL = "25M", "small200"
 # Roofline fraction every fused path must reach at LARGE.
@@ -42,6 +44,9 @@ def goals(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's goals, each with the measured value (a ratio) and whether it is met."""
     out = []
     for case in cases:
+        if case.get("kind") == "lab-scale":
+            out += lab_goals(case)
+            continue
         fused = next((r for r in case["rows"] if r["impl"] == "ours-fused"), None)
         if case["model"] == LARGE:
             out += _speed_goals(case)
@@ -66,6 +71,9 @@ def format_table(record: dict[str, Any]) -> str:
              f"repeats={record['config']['repeats']} (medians; interleaved)"]
     header = f"  {'impl':<16}{'ms/step':>10}{'GB/s':>8}{'roofline':>10}{'extra MB':>10}"
     for case in record["cases"]:
+        if case.get("kind") == "lab-scale":
+            lines += ["", *format_lab_case(case)]
+            continue
         s = case["stream"]
         lines += ["", f"{case['optimizer']} on {case['model']}: {case['description']}, "
                       f"{case['params']:,} params, {case['tensors']} tensors, "
@@ -78,6 +86,7 @@ def format_table(record: dict[str, Any]) -> str:
         lines += ["", "goals (value = measured ratio, side by side in this run):"]
         for g in record["goals"]:
             verdict = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
-            lines.append(f"  {verdict:<8}{_fmt(g['value'], '.2f'):>6} (target "
+            bound = "≤ " if g.get("at_most") else ""
+            lines.append(f"  {verdict:<8}{_fmt(g['value'], '.2f'):>6} (target {bound}"
                          f"{g['target']:g})  {g['goal']}")
     return "\n".join(lines)

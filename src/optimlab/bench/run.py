@@ -13,6 +13,7 @@ import torch
 
 from optimlab.bench import measure
 from optimlab.bench.cases import BYTES_PER_PARAM, MODELS, implementations, make_params
+from optimlab.bench.lab_scale import LAB_MODELS, run_lab_case
 from optimlab.bench.report import goals
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -21,7 +22,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 @dataclass
 class BenchConfig:
     optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
-    models: tuple[str, ...] = ("1M", "25M", "mixed", "small200")  # the sizes
+    # the throughput sizes, then the lab's own models (where a step is all fixed cost)
+    models: tuple[str, ...] = ("1M", "25M", "mixed", "small200", *LAB_MODELS)
     dtype: str = "float32"  # what models train in; float64 moves twice the bytes
     repeats: int = 11  # interleaved rounds; the median of 11 ignores 5 disturbed ones
     warmup: int = 3  # untimed steps first: state allocation, JIT load, caches
@@ -35,8 +37,9 @@ class BenchConfig:
                 raise ValueError(f"Invalid optimizer: {name!r}; allowed: "
                                  f"{', '.join(BYTES_PER_PARAM)}")
         for name in self.models:
-            if name not in MODELS and not _is_custom(name):
-                raise ValueError(f"Invalid model: {name!r}; allowed: {', '.join(MODELS)} "
+            if name not in MODELS and name not in LAB_MODELS and not _is_custom(name):
+                raise ValueError(f"Invalid model: {name!r}; allowed: "
+                                 f"{', '.join([*MODELS, *LAB_MODELS])} "
                                  "or NxM (N tensors of M parameters, e.g. 8x1000)")
         if self.dtype not in DTYPES:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
@@ -116,7 +119,12 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None,
         for optimizer in cfg.optimizers:
             if progress:
                 progress(f"{optimizer} on {model}")
-            record["cases"].append(run_case(optimizer, model, cfg, memory))
+            if model in LAB_MODELS:
+                case = run_lab_case(optimizer, model, DTYPES[cfg.dtype], cfg.repeats,
+                                    cfg.warmup, cfg.sample_s)
+            else:
+                case = run_case(optimizer, model, cfg, memory)
+            record["cases"].append(case)
             record["goals"] = goals(record["cases"])
             gc.collect()
             if checkpoint:

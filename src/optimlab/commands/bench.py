@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from optimlab.bench import MODELS, BenchConfig, format_table, run_bench
+from optimlab.bench.lab_scale import LAB_MODELS
 
 _DEFAULTS = BenchConfig()
 
@@ -18,8 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizers", nargs="+", default=list(_DEFAULTS.optimizers),
                    metavar="NAME", help="sgd momentum rmsprop adam (default: all four)")
     p.add_argument("--models", nargs="+", default=list(_DEFAULTS.models), metavar="MODEL",
-                   help=f"{' '.join(MODELS)}, or NxM for N tensors of M parameters "
-                        "(default: the four named)")
+                   help=f"{' '.join([*MODELS, *LAB_MODELS])}, or NxM for N tensors of M "
+                        "parameters (default: all named; lab-*: the built-in models' "
+                        "parameter lists, ours against torch's fastest step)")
     p.add_argument("--dtype", default=_DEFAULTS.dtype, help="float32 (default) or float64")
     p.add_argument("--repeats", type=int, default=_DEFAULTS.repeats,
                    help=f"interleaved rounds, medians reported (default {_DEFAULTS.repeats})")

@@ -1,0 +1,116 @@
+"""`optimlab sweep-bench` and the lab-scale case of `optimlab bench`: the peers compute
+what ours compute, FLOPs are counted right, and every ratio comes from the measured rows."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from optimlab import models
+from optimlab.bench.lab_scale import LAB_MODELS, lab_shapes, run_lab_case
+from optimlab.bench.report import goals
+from optimlab.bench.sweep import flops_per_step, gemms, matmul_rate, torch_peer
+from optimlab.cli import main
+from optimlab.optim import OPTIMIZERS
+
+PEER_CASES = [("sgd", {"lr": 0.1}), ("momentum", {"lr": 0.1}),
+              ("momentum", {"lr": 0.05, "momentum": 0.5}), ("rmsprop", {"lr": 1e-3}),
+              ("rmsprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-6}), ("adam", {"lr": 1e-3}),
+              ("adam", {"lr": 3e-3, "betas": [0.5, 0.99], "weight_decay": 0.01})]
+
+
+@pytest.mark.parametrize("name,hp", PEER_CASES)
+def test_the_loops_torch_optimizer_computes_our_update(name, hp):
+    gen = torch.Generator().manual_seed(1)
+    ours = [torch.randn(7, 3, generator=gen, dtype=torch.float64, requires_grad=True)]
+    theirs = [ours[0].detach().clone().requires_grad_()]
+    cls, kw = torch_peer(name, hp)
+    a, b = OPTIMIZERS[name](ours, **hp, foreach=False), cls(theirs, **kw)
+    for _ in range(20):
+        g = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+        ours[0].grad, theirs[0].grad = g.clone(), g.clone()
+        a.step()
+        b.step()
+    torch.testing.assert_close(ours[0], theirs[0], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["logreg", "mlp", "cnn"])
+def test_flop_count_equals_torchs_flop_counter(name):
+    model = models.build(name, (40,), 10)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(torch.randn(100, 40)),
+                                          torch.zeros(100, dtype=torch.long)).backward()
+    assert flops_per_step(gemms(model, (40,), 100)) == counter.get_total_flops()
+
+
+def test_mlp_flops_by_hand():
+    # forward, weight gradient and (except the first layer) input gradient per layer
+    by_hand = 2 * 100 * (2 * 40 * 100 + 3 * 100 * 100 + 3 * 100 * 10)
+    assert flops_per_step(gemms(models.build("mlp", (40,), 10), (40,), 100)) == by_hand == 8.2e6
+
+
+def test_matmul_rate_is_flops_over_the_median_time():
+    rate = matmul_rate([(8, 4, 6), (6, 8, 4)], members=3, dtype=torch.float32, rounds=3,
+                       target_s=1e-3)
+    assert rate["gflop_per_step"] == pytest.approx(3 * 2 * (8 * 4 * 6 + 6 * 8 * 4) / 1e9)
+    assert rate["gflops"] == pytest.approx(rate["gflop_per_step"] / rate["ms_per_step"] * 1e3)
+
+
+@pytest.mark.slow
+def test_sweep_bench_rows_and_ratios(tmp_path):
+    out = tmp_path / "sb.json"
+    assert main(["sweep-bench", "--optimizers", "sgd,adam", "--lr", "1e-2", "--steps", "30",
+                 "--rows", "loop,vectorized,sequential", "--threads", "1",
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert list(r["rows"]) == ["loop", "vectorized", "sequential"]
+    f = r["flops"]
+    assert f["total_gflop"] == pytest.approx(8.2e6 * 30 * 2 / 1e9)
+    for row in r["rows"].values():
+        assert row["wall_s"] == statistics.median(row["wall_samples_s"])
+        assert row["speedup_vs_loop"] == pytest.approx(r["rows"]["loop"]["wall_s"]
+                                                       / row["wall_s"])
+        assert row["fraction_of_matmul"] == pytest.approx(
+            f["total_gflop"] / row["train_s"] / f["matmul_gflops"])
+        assert row["diverged"] == 0
+    agree = r["rows"]["vectorized"]["agreement_with_loop"]
+    assert agree["same_diverged"] and 0 <= agree["max_abs_diff_final_test_acc"] < 0.2
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--rows", "loop,spark"], "Invalid rows: spark"),
+    (["--repeats", "0"], "repeats=0"),
+    (["--optimizers", "lion"], "Invalid optimizers"),
+    (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
+])
+def test_sweep_bench_bad_input_is_a_clean_cli_error(argv, words, capsys):
+    assert main(["sweep-bench", *argv]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_lab_models_are_the_built_in_ones():
+    counts = {name: sum(torch.Size(s).numel() for s in lab_shapes(name)) for name in LAB_MODELS}
+    assert counts == {"lab-logreg": 410, "lab-cnn": 5_210, "lab-mlp": 15_210}
+
+
+@pytest.mark.parametrize("optimizer,peer", [("adam", "torch-fused"),
+                                            ("rmsprop", "torch-foreach")])
+def test_lab_scale_case_times_ours_against_torchs_fastest(optimizer, peer):
+    case = run_lab_case(optimizer, "lab-logreg", torch.float32, repeats=3, warmup=2,
+                        sample_s=1e-4)
+    assert case["peer"] == peer and (case["params"], case["tensors"]) == (410, 2)
+    rows = {(r["impl"], r["variant"]): r for r in case["rows"]}
+    assert set(rows) == {(i, v) for i in ("ours", peer) for v in ("steady", "training")}
+    assert rows["ours", "steady"]["path"] == "fused"
+    for variant in ("steady", "training"):
+        ours, theirs = rows["ours", variant], rows[peer, variant]
+        assert ours["us"] == pytest.approx(statistics.median(ours["samples_us"]))
+        assert ours["ratio_to_torch"] == pytest.approx(ours["us"] / theirs["us"])
+    got = {g["goal"]: g for g in goals([case])}
+    g = got[f"{optimizer} step ≤ 0.5× {peer} (lab-logreg, training)"]
+    assert g["value"] == rows["ours", "training"]["ratio_to_torch"]
+    assert g["met"] == (g["value"] <= 0.5)
