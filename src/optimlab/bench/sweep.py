@@ -197,7 +197,7 @@ def command_argv(cfg: SweepConfig, threads: int, out: Path) -> list[str]:
 
 def _row_loop(cfg: SweepConfig, dataset: Any, _: Path, __: int) -> tuple[float, list[dict]]:
     t0 = time.perf_counter()
-    records = [student_loop(c, dataset) for c in grid_configs(cfg)]
+    records = [student_loop(c, dataset) for c in grid_configs(cfg, len(dataset.y_train))]
     return time.perf_counter() - t0, records
 
 
@@ -252,8 +252,8 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
         **{name: _row_executor(name) for name in EXECUTORS}}
     model = init_model(sw.model, dataset, 0)
     shapes = gemms(model, tuple(dataset.input_shape), sw.batch_size)
-    members = len(grid_configs(sw))
-    total_gflop = flops_per_step(shapes) * sw.steps * members / 1e9
+    members = len(grid_configs(sw, len(dataset.y_train)))
+    total_gflop = flops_per_step(shapes) * sw.steps_for(len(dataset.y_train)) * members / 1e9
     walls: dict[str, list[float]] = {r: [] for r in cfg.rows}
     records: dict[str, list[dict]] = {}
     rate = [matmul_rate(shapes, min(members, sw.max_batch), DTYPES[sw.dtype])]
