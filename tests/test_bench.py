@@ -82,7 +82,7 @@ def test_cli_writes_json_and_prints_a_table(tmp_path, capsys):
     (["--repeats", "0"], "repeats=0"),
     (["--dtype", "float16"], "Invalid dtype: 'float16'"),
     (["--threads", "0"], "Invalid threads: 0"),
-    (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
+    (["--json", "/nonexistent-dir/x.json"], "folder /nonexistent-dir does not exist"),
 ])
 def test_bad_input_is_a_clean_cli_error(argv, words, capsys):
     assert main(["bench", *argv]) == 2

@@ -203,7 +203,7 @@ def test_fixed_lr_for_all():
 
 def test_cli_writes_record_png_and_self_contained_html(tmp_path, capsys):
     out = tmp_path / "land"
-    rc = main(["landscape", "--function", "ravine", "--optimizers", "sgd", "momentum",
+    rc = main(["landscape", "--function", "ravine", "--optimizers", "sgd,momentum",
                "--steps", "40", "--lr", "0.05", "--out", str(out)])
     assert rc == 0
     rec = json.loads((out / "paths.json").read_text())

@@ -1,11 +1,15 @@
 """The `optimlab` command. Thin: each subcommand lives in `optimlab.commands.<name>`,
-which defines `add_arguments(parser)` and `run(args) -> int`; this file only dispatches."""
+which defines `add_arguments(parser)` and `run(args) -> int`; this file only dispatches.
+
+Only the command named on the command line is imported (for its flags and its run):
+`optimlab --help` imports no command, hence neither torch nor matplotlib."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from typing import Any, NoReturn
 
 DESCRIPTION = (
     "SGD, Momentum, RMSprop and Adam written from scratch, and a lab that trains models "
@@ -23,18 +27,36 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optimlab", description=DESCRIPTION)
+class _Parser(argparse.ArgumentParser):
+    """Bad flags: one line, `optimlab CMD: error: ...`, exit 2 (no usage block; -h has it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"optimlab.commands.{name.replace('-', '_')}")
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser, with the flags of the command named in `argv` (if any) only."""
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = _Parser(prog="optimlab", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_ in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        importlib.import_module(f"optimlab.commands.{name.replace('-', '_')}").add_arguments(p)
+        if name == chosen:
+            _module(name).add_arguments(p)
+            parser.set_defaults(parser_of_command=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    module = importlib.import_module(f"optimlab.commands.{args.command.replace('-', '_')}")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = build_parser(argv).parse_known_args(argv)
+    if unknown:  # said by the command's parser, so the message names the command
+        args.parser_of_command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    module = _module(args.command)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:

@@ -45,7 +45,7 @@ def _transformer(layers: int, width: int, vocab: int) -> list[tuple[int, ...]]:
     return shapes + [(width,), (width,)]
 
 
-# name -> (description, shapes). The sizes: 1M and 25M parameters in 63 tensors,
+# name -> (description, shapes). The project's sizes: 1M and 25M parameters in 63 tensors,
 # a realistic list (a few large, many small) and 200 small tensors for per-step overhead.
 MODELS: dict[str, tuple[str, Callable[[], list[tuple[int, ...]]]]] = {
     "1M": ("1M parameters in 63 tensors", lambda: _even(1_000_000, 63)),

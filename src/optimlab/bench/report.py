@@ -1,4 +1,4 @@
-"""Reading a benchmark record: the issue's goals as measured ratios, and a table for people."""
+"""Reading a benchmark record: the project's speed goals as measured ratios; a table."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _speed_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def goals(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's goals, each with the measured value (a ratio) and whether it is met."""
+    """The project's speed goals, each with the measured value (a ratio) and whether it is met."""
     out = []
     for case in cases:
         if case.get("kind") == "lab-scale":

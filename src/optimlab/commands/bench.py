@@ -9,6 +9,7 @@ from pathlib import Path
 
 from optimlab.bench import MODELS, BenchConfig, format_table, run_bench
 from optimlab.bench.lab_scale import LAB_MODELS
+from optimlab.lab.entries import split_list
 
 _DEFAULTS = BenchConfig()
 
@@ -16,12 +17,12 @@ _DEFAULTS = BenchConfig()
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="PATH",
                    help="also write the full record (every sample) as JSON to PATH")
-    p.add_argument("--optimizers", nargs="+", default=list(_DEFAULTS.optimizers),
-                   metavar="NAME", help="sgd momentum rmsprop adam (default: all four)")
-    p.add_argument("--models", nargs="+", default=list(_DEFAULTS.models), metavar="MODEL",
-                   help=f"{' '.join([*MODELS, *LAB_MODELS])}, or NxM for N tensors of M "
-                        "parameters (default: all named; lab-*: the built-in models' "
-                        "parameter lists, ours against torch's fastest step)")
+    p.add_argument("--optimizers", default=",".join(_DEFAULTS.optimizers), metavar="NAMES",
+                   help=f"comma-separated (default {','.join(_DEFAULTS.optimizers)})")
+    p.add_argument("--models", default=",".join(_DEFAULTS.models), metavar="MODELS",
+                   help=f"comma-separated: {', '.join([*MODELS, *LAB_MODELS])}, or NxM for N "
+                        "tensors of M parameters (default: all named; lab-*: the built-in "
+                        "models' parameter lists, ours against torch's fastest step)")
     p.add_argument("--dtype", default=_DEFAULTS.dtype, help="float32 (default) or float64")
     p.add_argument("--repeats", type=int, default=_DEFAULTS.repeats,
                    help=f"interleaved rounds, medians reported (default {_DEFAULTS.repeats})")
@@ -31,17 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = BenchConfig(optimizers=tuple(args.optimizers), models=tuple(args.models),
-                      dtype=args.dtype, repeats=args.repeats, memory=not args.no_memory,
-                      threads=args.threads)
     try:
+        cfg = BenchConfig(optimizers=tuple(split_list(args.optimizers)),
+                          models=tuple(split_list(args.models)), dtype=args.dtype,
+                          repeats=args.repeats, memory=not args.no_memory, threads=args.threads)
         cfg.validate()
+        if args.json is not None and not args.json.parent.is_dir():
+            raise ValueError(f"Invalid --json {str(args.json)!r}: folder {args.json.parent} "
+                             "does not exist")
     except ValueError as e:
-        print(f"optimlab bench: {e}", file=sys.stderr)
-        return 2
-    if args.json is not None and not args.json.parent.is_dir():
-        print(f"optimlab bench: invalid --json {args.json}: directory "
-              f"{args.json.parent} does not exist", file=sys.stderr)
+        print(f"optimlab bench: error: {e}", file=sys.stderr)
         return 2
     def save(record: dict) -> None:
         if args.json is not None:  # after every case: an interrupted run keeps its results

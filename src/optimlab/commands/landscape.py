@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from optimlab.lab.entries import split_list
+from optimlab.lab.experiment import output_folder, write_json
 from optimlab.landscape import FUNCTIONS, LandscapeConfig, run_landscape
+from optimlab.landscape.run import check_config
 from optimlab.optim import OPTIMIZERS
 
 
@@ -15,8 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     defaults = LandscapeConfig()
     p.add_argument("--function", default="all", metavar="NAME",
                    help=f"one of {', '.join(FUNCTIONS)}, or all (default all)")
-    p.add_argument("--optimizers", nargs="+", default=list(defaults.optimizers), metavar="NAME",
-                   help=f"from {', '.join(OPTIMIZERS)} (default: sgd momentum rmsprop adam)")
+    p.add_argument("--optimizers", default=",".join(defaults.optimizers), metavar="NAMES",
+                   help=f"comma-separated, from {', '.join(OPTIMIZERS)} "
+                        f"(default {','.join(defaults.optimizers)})")
     p.add_argument("--steps", type=int, default=defaults.steps,
                    help=f"steps per run (default {defaults.steps})")
     p.add_argument("--lr", type=float, default=None,
@@ -24,26 +27,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=float, default=0.0,
                    help="std of Gaussian noise added to each gradient component (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient noise (default 0)")
-    p.add_argument("--out", type=Path, default=Path("landscape-out"),
-                   help="output folder (default landscape-out)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/landscape-<timestamp>)")
 
 
 def run(args: argparse.Namespace) -> int:
     functions = tuple(FUNCTIONS) if args.function == "all" else (args.function,)
-    cfg = LandscapeConfig(functions=functions, optimizers=tuple(args.optimizers),
-                          steps=args.steps, lr=args.lr, noise=args.noise, seed=args.seed)
     try:
-        record = run_landscape(cfg)
+        cfg = LandscapeConfig(functions=functions, optimizers=tuple(split_list(args.optimizers)),
+                              steps=args.steps, lr=args.lr, noise=args.noise, seed=args.seed)
+        check_config(cfg)
+        out = output_folder(args.out, "landscape")
     except ValueError as e:
-        print(f"optimlab landscape: {e}", file=sys.stderr)
+        print(f"optimlab landscape: error: {e}", file=sys.stderr)
         return 2
+    record = run_landscape(cfg)
     # the record is written before any picture, so a plotting failure loses no runs
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "paths.json").write_text(json.dumps(record, indent=1))
+    write_json(out / "paths.json", record)
     from optimlab.landscape.plot import animate_html, plot_landscape
 
-    written = [args.out / "paths.json", plot_landscape(record, args.out / "landscape.png"),
-               animate_html(record, args.out / "landscape.html")]
+    written = [out / "paths.json", plot_landscape(record, out / "landscape.png"),
+               animate_html(record, out / "landscape.html")]
     _summary(record)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -46,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", metavar="SPEC", help="learning-rate schedule of every run: "
                    f"{schedules.ALLOWED} (default {d.schedule}; the vectorized executor trains "
                    "scheduled runs one by one)")
+    p.add_argument("--epochs", type=int, help="passes over the training set (instead of --steps)")
+    p.add_argument("--val-fraction", type=float,
+                   help=f"share of train held out for validation (default {d.val_fraction})")
+    p.add_argument("--device", choices=("cpu", "cuda"), help=f"(default {d.device})")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download the dataset's missing files (MNIST, Fashion-MNIST, CIFAR-10)")
     p.add_argument("--executor", choices=EXECUTORS, help=f"(default {d.executor})")
     p.add_argument("--dtype", choices=("float32", "float64"), help=f"(default {d.dtype})")
     p.add_argument("--select", choices=("val",),
@@ -62,8 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given)."""
-    names = ("dataset", "model", "optimizers", "seeds", "steps", "batch_size", "eval_every",
-             "max_batch", "executor", "dtype", "select", "data_dir", "schedule", *APPLIES)
+    names = ("dataset", "model", "optimizers", "seeds", "steps", "epochs", "batch_size",
+             "eval_every", "max_batch", "executor", "dtype", "select", "data_dir", "download",
+             "val_fraction", "device", "schedule", *APPLIES)
     return {n: getattr(args, n) for n in names}
 
 
@@ -71,7 +78,9 @@ def command_line(args: argparse.Namespace, out: Path) -> str:
     """The command that resumes (or repeats) this sweep."""
     argv = ["optimlab", "sweep"] + (["--config", str(args.config)] if args.config else [])
     for name, value in flags(args).items():
-        if value is not None:
+        if value is True:
+            argv.append(f"--{name.replace('_', '-')}")
+        elif value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
     return shlex.join([*argv, "--threads", str(args.threads), "--out", str(out)])
 

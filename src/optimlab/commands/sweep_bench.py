@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from optimlab import data
 from optimlab.bench.sweep import ROWS, SweepBenchConfig, format_summary, run_sweep_bench
+from optimlab.lab.experiment import load_dataset
 from optimlab.lab.grid import settings
 
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json is not None and not args.json.parent.is_dir():
             raise ValueError(f"Invalid --json {args.json}: directory {args.json.parent} "
                              "does not exist")
-        dataset = data.load(cfg.sweep.dataset)
+        dataset = load_dataset(cfg.sweep)
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
         return 2

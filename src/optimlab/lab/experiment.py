@@ -103,8 +103,12 @@ def _jsonable(value: Any) -> Any:
 
 def load_dataset(cfg: Experiment, dataset: Any = None) -> Any:
     """`dataset` (tests pass tiny ones) or `data.load` of the settings, checked against the
-    batch size. Raises ValueError/TypeError/OSError for bad settings."""
-    from optimlab import data
+    model and batch size. Raises ValueError/TypeError/OSError for bad settings."""
+    from optimlab import data, models
+
+    if cfg.model not in models.MODELS and not models.is_user_model(cfg.model):
+        raise ValueError(f"Invalid model: {cfg.model!r}; allowed: {', '.join(models.MODELS)} "
+                         "or module:callable returning an nn.Module")
 
     ds = dataset if dataset is not None else data.load(
         cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,

@@ -19,7 +19,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the dependency is declared for 3.10 only
     import tomli as tomllib
 
+from optimlab.lab import entries
 from optimlab.lab.experiment import Experiment, check_positive_int
+from optimlab.optim import OPTIMIZERS
 from optimlab.optim.batched import class_defaults
 
 # Grid key -> the optimizers that have it. SGD's and RMSprop's optional heavy-ball
@@ -124,6 +126,8 @@ class SweepConfig(Experiment):
         for key in (*self.grid, *(k for g in self.per_optimizer.values() for k in g)):
             if key not in APPLIES:
                 raise ValueError(f"Invalid grid key: {key!r}; allowed: {', '.join(APPLIES)}")
+        for name in self.optimizers:  # every value, before anything trains
+            check_points(name, hyperparameter_sets(self, name))
 
     def grid_for(self, optimizer: str) -> dict[str, tuple[float, ...]]:
         """The keys and values swept for `optimizer`."""
@@ -143,6 +147,14 @@ def hyperparameter_sets(cfg: SweepConfig, optimizer: str) -> list[dict[str, Any]
             point["betas"] = [point.pop("beta1", b1), point.pop("beta2", b2)]
         points.append(point)
     return points
+
+
+def check_points(optimizer: str, points: list[dict[str, Any]]) -> None:
+    """A ValueError unless `optimizer`'s class accepts every point (its own validation, so
+    the allowed ranges are written once, in the optimizer)."""
+    cls = OPTIMIZERS[optimizer]
+    for point in points:
+        entries.check_hyperparameters(entries.Entry(optimizer, point), cls, point)
 
 
 def one_shot(optimizer: str) -> dict[str, Any]:
@@ -181,6 +193,8 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
     per_optimizer = {name: {k: parse_values(k, v) for k, v in table.items() if k not in given}
                      for name, table in tables.items()}
     kwargs = {k: merged[k] for k in _SCALARS if k in merged}
+    if "epochs" in kwargs and "steps" not in kwargs:
+        kwargs["steps"] = None  # the budget in epochs replaces the default steps
     if "optimizers" in merged:
         kwargs["optimizers"] = _optimizer_tuple(merged["optimizers"])
     if "lr" not in grid:
