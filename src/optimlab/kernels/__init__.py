@@ -12,10 +12,11 @@ it holds), to pass to the kernel as `layout=`, or the reason string.
 Kernels live in backends, one per device type, listed in `BACKENDS`: a module
 with `layout(kind, params, grads, previous=None) -> Layout | str` (which also
 checks that all parameters are on its device) and `KERNELS = {kind: fn}`. The CPU backend
-is numba (`numba_cpu`); a CUDA backend (Triton) slots in by adding one entry,
-without touching the optimizer classes, because `get` dispatches on the
-parameters' device at call time. Backends are imported on first use, so
-`import optimlab` does not pay for numba.
+is numba (`numba_cpu`), the CUDA backend Triton (`triton_cuda`): `get` dispatches on
+the parameters' device at call time, so the optimizer classes never name a
+backend. A backend with `UNSCALES = True` takes GradScaler's `grad_scale=` tensor
+and divides it out inside its kernels. Backends are imported on first use, so
+`import optimlab` does not pay for numba or triton.
 """
 
 from __future__ import annotations
@@ -29,13 +30,18 @@ import torch
 
 KINDS = ("sgd", "momentum", "rmsprop", "adam")
 
-# device type -> backend module. "cuda": a Triton backend is planned, not built yet.
-BACKENDS = {"cpu": "optimlab.kernels.numba_cpu"}
+# device type -> backend module
+BACKENDS = {"cpu": "optimlab.kernels.numba_cpu", "cuda": "optimlab.kernels.triton_cuda"}
 
 
 def backend(device_type: str) -> ModuleType:
     """The backend module for a device type; ImportError if its compiler is missing."""
     return importlib.import_module(BACKENDS[device_type])
+
+
+def unscales(device_type: str) -> bool:
+    """Whether the fused kernels on this device unscale GradScaler's gradients themselves."""
+    return bool(getattr(backend(device_type), "UNSCALES", False))
 
 
 def fused_unavailable(kind: str, params: list[torch.Tensor], group: dict[str, Any]) -> str | None:

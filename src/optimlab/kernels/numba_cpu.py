@@ -17,7 +17,6 @@ as state.
 from __future__ import annotations
 
 import itertools
-import operator
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from optimlab.kernels import _checks
 from optimlab.kernels import _numba_kernels as k
 
 DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
@@ -101,34 +101,13 @@ def layout(kind: str, params: Sequence[torch.Tensor], grads: Sequence[torch.Tens
     Runs every step, so it checks only what can change between steps; the
     kernels' own checks of the state tensors come at the call.
     """
-    w = _pointers(params)
-    if (previous is not None and len(previous.params) == len(params)
-            and all(map(operator.is_, previous.params, params)) and np.array_equal(previous.w, w)
-            and all(map(torch.Tensor.is_contiguous, params))):
-        found: Layout | str = previous
-    else:
-        found = _params_unavailable(params) or _layout(params, w)
-    if not all(map(torch.Tensor.is_contiguous, [g for g in grads if g is not None])):
-        i = next(i for i, g in enumerate(grads) if g is not None and not g.is_contiguous())
-        return (f"the gradient of parameter {i} (shape {tuple(params[i].shape)}) "
-                "is not contiguous")
-    return found
+    return _checks.layout(params, grads, previous, _params_unavailable, _layout)
 
 
 def _params_unavailable(params: Sequence[torch.Tensor]) -> str | None:
-    dtype = params[0].dtype
-    if dtype not in ACCEPTED:
-        return (f"parameter 0 has dtype {dtype}; the fused CPU kernels handle "
-                "float32, float64, complex64 and complex128")
-    for i, p in enumerate(params):
-        if p.dtype != dtype:
-            return (f"one param group mixes dtypes ({dtype} and {p.dtype}); the fused kernel "
-                    "needs one dtype per param group")
-        if not p.is_cpu:
-            return f"parameter {i} is on {p.device}, parameter 0 on the CPU"
-        if not p.is_contiguous():
-            return f"parameter {i} (shape {tuple(p.shape)}) is not contiguous"
-    return None
+    return _checks.params_unavailable(
+        params, ACCEPTED, "the fused CPU kernels handle float32, float64, complex64 and "
+        "complex128", lambda p: p.is_cpu)
 
 
 def _layout(params: Sequence[torch.Tensor], w: np.ndarray) -> Layout:
@@ -141,10 +120,6 @@ def _layout(params: Sequence[torch.Tensor], w: np.ndarray) -> Layout:
                   int(sizes.sum()))
 
 
-def _pointers(tensors: Sequence[torch.Tensor]) -> np.ndarray:
-    return np.fromiter(map(torch.Tensor.data_ptr, tensors), np.int64, len(tensors))
-
-
 def _addresses(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype: torch.dtype,
                what: str) -> np.ndarray:
     """Data addresses of state tensors, checked against their parameters (the kernel trusts
@@ -154,7 +129,7 @@ def _addresses(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype:
             and all(map(torch.Tensor.is_contiguous, present))
             and np.array_equal(np.fromiter(map(torch.Tensor.numel, present), np.int64,
                                            len(present)), sizes)):
-        return _pointers(present)
+        return _checks.pointers(present)
     i, t = next((i, t) for i, t in enumerate(tensors) if t is None or t.dtype != dtype
                 or not t.is_contiguous() or t.numel() != sizes[i])
     raise RuntimeError(f"fused kernel: {what} of parameter {i} is {_describe(t)}; "
@@ -180,8 +155,8 @@ def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
         reason = _params_unavailable(params)
         if reason is not None:
             raise RuntimeError(f"fused kernel: {reason}")
-        layout = _layout(params, _pointers(params))
-    return layout, _pointers(grads)
+        layout = _layout(params, _checks.pointers(params))
+    return layout, _checks.pointers(grads)
 
 
 def _unused(n: int) -> np.ndarray:

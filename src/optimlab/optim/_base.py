@@ -82,6 +82,9 @@ class BaseOptimizer(torch.optim.Optimizer):
         # a step only rechecks what can change (`kernels.fused_layout`)
         self._layouts: dict[int, tuple[dict[str, Any], Any]] = {}
         super().__init__(params, defaults)
+        # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
+        # and `found_inf` on the optimizer for step(), which the CUDA kernels unscale in-kernel
+        self._step_supports_amp_scaling = True
 
     # ---- param groups -------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -136,7 +139,10 @@ class BaseOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if self.nonfinite != "apply" and not self._grads_finite():
+        found_inf, grad_scale = getattr(self, "found_inf", None), getattr(self, "grad_scale", None)
+        # one host read per step, as GradScaler's own check: the step counters t live here
+        if (found_inf is not None and bool(found_inf.item())) or (
+                self.nonfinite != "apply" and not self._grads_finite()):
             self.skipped_steps += 1
             return loss
         self.last_impl = []
@@ -154,7 +160,7 @@ class BaseOptimizer(torch.optim.Optimizer):
             # the fused kernels take one dtype per group, so there parameter 0 tells
             is_complex = (params[0].is_complex() if impl == "fused"
                           else any(p.is_complex() for p in params))
-            self._update(group, self._function(impl, layout),
+            self._update(group, self._function(impl, layout, params, grads, grad_scale),
                          real_views if is_complex else _unchanged, params, grads, states)
         self._layouts = layouts  # only this step's groups: a removed group's tensors go
         return loss
@@ -193,10 +199,19 @@ class BaseOptimizer(torch.optim.Optimizer):
         tensors (`real_views` when the group has complex tensors)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def _function(self, impl: str, layout: Any) -> Callable[..., None]:
-        if impl == "fused":
-            return functools.partial(kernels.get(self._fused_kind), layout=layout)
-        return self._impls[impl]
+    def _function(self, impl: str, layout: Any, params: list[torch.Tensor],
+                  grads: list[torch.Tensor], grad_scale: torch.Tensor | None
+                  ) -> Callable[..., None]:
+        """The update to run; GradScaler's `grad_scale` goes into the kernels that take it,
+        else it is divided out of the gradients here (in place, as GradScaler.unscale_)."""
+        in_kernel = (grad_scale is not None and impl == "fused"
+                     and kernels.unscales(params[0].device.type))
+        if grad_scale is not None and not in_kernel:
+            torch._foreach_div_(grads, grad_scale.to(grads[0].device))
+        if impl != "fused":
+            return self._impls[impl]
+        extra = {"grad_scale": grad_scale} if in_kernel else {}
+        return functools.partial(kernels.get(self._fused_kind), layout=layout, **extra)
 
     def _grads_finite(self) -> bool:
         for gi, group in enumerate(self.param_groups):

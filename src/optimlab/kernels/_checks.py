@@ -1,0 +1,67 @@
+"""What every backend checks about a param group before its kernels touch raw memory."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def layout(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
+           previous: Any, unavailable: Callable[[Sequence[torch.Tensor]], str | None],
+           build: Callable[[Sequence[torch.Tensor], np.ndarray], Any]) -> Any:
+    """A backend's layout of the group: `previous` (which has `.params` and their
+    addresses `.w`) while it still holds, else `build(params, addresses)` once
+    `unavailable(params)` finds nothing wrong; or the reason string. Runs every step, so
+    it checks only what can change between steps."""
+    w = pointers(params)
+    if previous is not None and still_holds(previous.params, previous.w, params, w):
+        found = previous
+    else:
+        found = unavailable(params) or build(params, w)
+    return grads_unavailable(params, grads) or found
+
+
+def pointers(tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    """The tensors' data addresses, int64."""
+    return np.fromiter(map(torch.Tensor.data_ptr, tensors), np.int64, len(tensors))
+
+
+def still_holds(kept: Sequence[torch.Tensor], kept_w: np.ndarray,
+                params: Sequence[torch.Tensor], w: np.ndarray) -> bool:
+    """A layout checked for `kept` (at addresses `kept_w`) holds for `params` at `w`: the
+    same tensors at the same addresses, all contiguous. Their dtype, device and size cannot
+    have changed then, except by writing through `.data` a view of another dtype at the
+    same address, which nothing in torch does on its own."""
+    return (len(kept) == len(params) and all(map(operator.is_, kept, params))
+            and np.array_equal(kept_w, w) and all(map(torch.Tensor.is_contiguous, params)))
+
+
+def params_unavailable(params: Sequence[torch.Tensor], accepted: Sequence[torch.dtype],
+                       handles: str, on_device: Callable[[torch.Tensor], bool]) -> str | None:
+    """Why the kernels cannot take these parameters (None when they can): a dtype outside
+    `accepted` (`handles` names them), mixed dtypes, another device, not contiguous."""
+    dtype = params[0].dtype
+    if dtype not in accepted:
+        return f"parameter 0 has dtype {dtype}; {handles}"
+    for i, p in enumerate(params):
+        if p.dtype != dtype:
+            return (f"one param group mixes dtypes ({dtype} and {p.dtype}); the fused kernel "
+                    "needs one dtype per param group")
+        if not on_device(p):
+            return f"parameter {i} is on {p.device}, parameter 0 on {params[0].device}"
+        if not p.is_contiguous():
+            return f"parameter {i} (shape {tuple(p.shape)}) is not contiguous"
+    return None
+
+
+def grads_unavailable(params: Sequence[torch.Tensor],
+                      grads: Sequence[torch.Tensor | None]) -> str | None:
+    for i, g in enumerate(grads):
+        if g is not None and not g.is_contiguous():
+            return (f"the gradient of parameter {i} (shape {tuple(params[i].shape)}) "
+                    "is not contiguous")
+    return None
