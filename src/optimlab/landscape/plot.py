@@ -13,15 +13,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.colors
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image  # matplotlib's own dependency
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402  (matplotlib's own dependency)
-
-from optimlab.landscape.functions import FUNCTIONS  # noqa: E402
+from optimlab.landscape.functions import FUNCTIONS
 
 COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "rmsprop": "tab:green",
           "adam": "tab:red", "adamw": "tab:purple"}
@@ -48,7 +46,8 @@ def _figure(record: dict[str, Any]) -> tuple[Any, list[Any]]:
     names = list(record["functions"])
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(names):]:
         ax.axis("off")
     for ax, name in zip(axes.flat, names):
@@ -73,7 +72,6 @@ def plot_landscape(record: dict[str, Any], out: Path) -> Path:
     fig.suptitle(_suptitle(record), fontsize=9)
     fig.tight_layout()
     out.write_bytes(_png(fig))
-    plt.close(fig)
     return out
 
 
@@ -111,7 +109,6 @@ def animate_html(record: dict[str, Any], out: Path) -> Path:
         ax.legend(fontsize=7, loc="best", title="η (steps to tol)", title_fontsize=7)
     fig.suptitle(_suptitle(record), fontsize=9)
     image = base64.b64encode(_png(fig)).decode()
-    plt.close(fig)
     out.write_text(_PAGE.replace("IMAGE", image).replace("RUNS", json.dumps(runs)))
     return out
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.report.page import config_sections, html_table, inline_png, write_page
-from optimlab.report.plots import plot_curves, read_curves
+from optimlab.report.plots import plot_curves
+from optimlab.report.records import read_curves
 from optimlab.report.table import COLUMNS, table_rows
 
 RUN_COLUMNS = ("run", "steps", "final test acc", "best test acc", "final train loss",

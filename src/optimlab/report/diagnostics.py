@@ -15,10 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.figure import Figure
 
 KIND = "optimlab.step_sizes"
 
@@ -40,7 +37,8 @@ def plot_effective_step(runs: list[tuple[str, str, dict[str, Any]]], path: Path)
         return None
     cols = min(2, len(adaptive))
     rows = math.ceil(len(adaptive) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(5.5 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(adaptive):]:
         ax.axis("off")
     for ax, (run, _, res) in zip(axes.flat, adaptive):
@@ -55,7 +53,6 @@ def plot_effective_step(runs: list[tuple[str, str, dict[str, Any]]], path: Path)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 
@@ -70,7 +67,8 @@ def _middle(quantiles: list[float]) -> float:
 
 
 def plot_update_ratio(runs: list[tuple[str, str, dict[str, Any]]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
     colors: dict[str, Any] = {}
     for run, opt, res in runs:
         pts = [(s, r) for s, r in zip(res["steps"], res["update_ratio_total"]) if r]
@@ -83,7 +81,6 @@ def plot_update_ratio(runs: list[tuple[str, str, dict[str, Any]]], path: Path) -
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path
 
 

@@ -6,33 +6,16 @@ the shaded band spans the seeds' min..max. Plotting never trains; it reads curve
 
 from __future__ import annotations
 
-import csv
 import warnings
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-from optimlab.report.table import group_runs  # noqa: E402
-
-# run -> (split, metric) -> columns: step, train_seconds, value
-Curves = dict[str, dict[tuple[str, str], dict[str, np.ndarray]]]
-
-
-def read_curves(path: Path) -> Curves:
-    rows: dict[str, dict[tuple[str, str], list[tuple[float, float, float]]]] = defaultdict(
-        lambda: defaultdict(list))
-    with path.open(newline="") as f:
-        for r in csv.DictReader(f):
-            rows[r["run"]][(r["split"], r["metric"])].append(
-                (float(r["step"]), float(r["train_seconds"]), float(r["value"])))
-    return {run: {key: dict(zip(("step", "train_seconds", "value"), np.array(v).T))
-                  for key, v in series.items()} for run, series in rows.items()}
+from optimlab.report.records import Curves
+from optimlab.report.table import group_runs
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -74,8 +57,9 @@ def _group_series(series: list[dict[tuple[str, str], dict[str, np.ndarray]]], sp
 
 def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Path:
     """Train loss vs step (log), test accuracy vs step, train loss vs training seconds."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
-    colors = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
+    fig = Figure(figsize=(15, 4.3), layout="constrained")
+    axes = fig.subplots(1, 3)
+    colors = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
     window, start_loss = 1, 0.0
     for i, ((optimizer, hp), runs) in enumerate(group_runs(records).items()):
         series = [curves[r["run"]] for r in runs if r["run"] in curves]
@@ -103,5 +87,4 @@ def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Pa
             ax.set_ylim(top=3 * start_loss)
     axes[1].legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

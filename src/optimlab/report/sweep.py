@@ -15,17 +15,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-from optimlab.lab.store import FILENAME, Store  # noqa: E402
-from optimlab.lab.sweep import best_per_optimizer, final_value  # noqa: E402
-from optimlab.report.page import config_sections, html_table, inline_png, write_page  # noqa: E402
-from optimlab.report.plots import plot_curves, read_curves  # noqa: E402
-from optimlab.report.table import hyperparameters_text, mean_std  # noqa: E402
+from optimlab.lab.store import FILENAME, Store
+from optimlab.lab.sweep import best_per_optimizer, final_value
+from optimlab.report.page import config_sections, html_table, inline_png, write_page
+from optimlab.report.plots import plot_curves
+from optimlab.report.records import read_curves
+from optimlab.report.table import hyperparameters_text, mean_std
 
 BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "seeds", "tuned val acc",
                 "tuned test acc", "one-shot hyperparameters", "one-shot val acc",
@@ -63,7 +61,8 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
 def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
                         path: Path) -> Path:
     """Final val loss and accuracy against η: per optimizer, mean over seeds, min..max band."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     for color, name in enumerate(dict.fromkeys(p["optimizer"] for p in points)):
         hp = best[name]["config"]["hyperparameters"] if name in best else {}
         line = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)]
@@ -80,7 +79,6 @@ def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, 
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -94,8 +92,8 @@ def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
     if len(by_pair) < 2:
         return None
     grid = np.full((len(b1s), len(b2s)), np.nan)
-    fig, ax = plt.subplots(figsize=(1.6 * len(b2s) + 2.5, 1.0 * len(b1s) + 1.8),
-                           constrained_layout=True)
+    fig = Figure(figsize=(1.6 * len(b2s) + 2.5, 1.0 * len(b1s) + 1.8), layout="constrained")
+    ax = fig.subplots()
     for (b1, b2), per_lr in by_pair.items():
         means = {lr: _stats(v)[0] for lr, v in per_lr.items()}
         lr = min(means, key=lambda k: np.inf if np.isnan(means[k]) else means[k])
@@ -108,7 +106,6 @@ def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
            title="Adam: best final validation loss over η")
     fig.colorbar(im, ax=ax)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
