@@ -1,7 +1,9 @@
 """Figures, tables and the HTML report, made from saved records only (the report never trains).
 
 `render(out_dir)` rebuilds `curves.png` and `report.html` of a compare folder (see
-`optimlab.lab.compare` for its files).
+`optimlab.lab.compare` for its files). With plotly installed (the `report` extra),
+report.html is interactive (see `optimlab.report.interactive`); without it, the static
+figures with a one-line note. Both carry the claims panel (`optimlab.report.claims`).
 
 Extra figures contract: when `out_dir/diagnostics.json` exists (the lab writes the
 callbacks' results there), `render` calls
@@ -12,13 +14,21 @@ list stored in diagnostics.json, and embeds every PNG it returns.
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
-from optimlab.report.page import config_sections, html_table, inline_png, write_page
+from optimlab.report import interactive
+from optimlab.report.claims import lecture_claims
+from optimlab.report.page import (
+    CLAIMS_TITLE,
+    claims_html,
+    config_sections,
+    html_table,
+    inline_png,
+    write_page,
+)
 from optimlab.report.plots import plot_curves
-from optimlab.report.records import read_curves
+from optimlab.report.records import load_compare, read_json
 from optimlab.report.table import COLUMNS, table_rows
 
 RUN_COLUMNS = ("run", "steps", "final test acc", "best test acc", "final train loss",
@@ -38,38 +48,50 @@ def _run_row(r: dict[str, Any]) -> list[str]:
             _fmt(r["optimizer_ms_per_step"], ".3f"), ttt, _fmt(r["diverged_step"], "d")]
 
 
-def load_compare(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(config.json, summary.json) of a compare folder; a clear error when either is missing."""
-    for name in ("config.json", "summary.json", "curves.csv"):
-        if not (out_dir / name).is_file():
-            raise FileNotFoundError(f"{out_dir} is not a compare folder: {name} is missing")
-    meta = json.loads((out_dir / "config.json").read_text())
-    return meta, json.loads((out_dir / "summary.json").read_text())
-
-
 def diagnostics_figures(out_dir: Path) -> list[Path]:
     """The diagnostics figures' PNGs, when the folder has diagnostics records."""
     path = out_dir / "diagnostics.json"
     if not path.is_file():
         return []
     module = importlib.import_module("optimlab.report.diagnostics")
-    return list(module.render(json.loads(path.read_text()), out_dir))
+    return list(module.render(read_json(path), out_dir))
+
+
+def _tuned(out: Path, meta: dict[str, Any]) -> bool:
+    """compare --tune leaves its sweep in OUT/tune; a record may also say so."""
+    return (out / "tune" / "sweep.sqlite").is_file() or bool(meta.get("tune"))
 
 
 def render(out_dir: str | Path) -> Path:
     """Rewrite curves.png and report.html of a compare folder; returns report.html's path."""
     out = Path(out_dir)
-    meta, records = load_compare(out)
-    png = plot_curves(records, read_curves(out / "curves.csv"), out / "curves.png")
+    meta, records, curves = load_compare(out)
+    diagnostics = read_json(out / "diagnostics.json") if (out / "diagnostics.json").is_file() \
+        else []
+    png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in diagnostics_figures(out)]
+    claims = lecture_claims(records, tuned=_tuned(out, meta), diagnostics=diagnostics)
+    summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
+    tail = [(CLAIMS_TITLE, claims_html(claims)),
+            ("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
+            *config_sections(meta)]
+    if not interactive.available():
+        return write_page(out / "report.html", title="optimlab compare", note=interactive.NO_PLOTLY,
+                          sections=[summary, ("Curves", "\n".join(figures)), *tail])
+    charts, steps = interactive.compare_charts(records, curves)
     sections = [
-        ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records))),
-        ("Curves", "\n".join(figures)),
-        ("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
-        *config_sections(meta),
-    ]
-    return write_page(out / "report.html", title="optimlab compare", sections=sections)
+        ("Summary (mean ± std over seeds; click a column to sort)",
+         interactive.sortable_table(COLUMNS, table_rows(records))),
+        ("Curves (mean over seeds, band: min…max; click a legend entry to hide it)",
+         interactive.curves_section(charts, steps)),
+        *tail[:1],
+        ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
+         + "\n".join(figures) + "</details>"),
+        *tail[1:]]
+    return write_page(out / "report.html", title="optimlab compare", sections=sections,
+                      style=interactive.STYLE,
+                      scripts=interactive.page_scripts({"curves": charts}))
 
 
 __all__ = ["load_compare", "render"]

@@ -76,7 +76,11 @@ def _spread(values: Sequence[float], unit: str) -> str:
     if not values:
         return "(no runs)"
     finite = [v for v in values if math.isfinite(v)]
-    mean = _fmt(statistics.fmean(finite), unit) if len(finite) == len(values) else "–"
+    if not finite:
+        return f"{_fmt(values[0], unit)} ({len(values)} of {len(values)} seeds)"
+    mean = _fmt(statistics.fmean(finite), unit)
+    if len(finite) < len(values):
+        mean = f"{mean} in {len(finite)} seeds, {_fmt(math.inf, unit)} in the others"
     return f"{mean} [{_fmt(min(values), unit)}…{_fmt(max(values), unit)}, {len(values)} seeds]"
 
 

@@ -1,4 +1,5 @@
-"""report.html: one self-contained file (figures inlined as data: URIs, no network, no scripts)."""
+"""report.html: one self-contained file (figures inlined as data: URIs, scripts embedded,
+no network), and the claims panel."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from optimlab.report.claims import Claim
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -16,6 +19,11 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, td:nth-child(2) { text-align: left; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 img { max-width: 100%; }
+.claims td, .claims th { text-align: left; } .claims td:first-child { max-width: 22em; }
+.verdict { font-weight: bold; white-space: nowrap; }
+.holds { color: #1a7f37; } .fails { color: #b42318; } .undecided { color: #9a6700; }
+.unchecked { color: #777; }
+.note { color: #555; font-style: italic; }
 """
 
 
@@ -36,14 +44,37 @@ def _pre(obj: Any) -> str:
     return f"<pre>{html.escape(text)}</pre>"
 
 
-def write_page(path: Path, *, title: str, sections: Sequence[tuple[str, str]]) -> Path:
-    """Write an HTML page of (heading, already-escaped HTML body) sections."""
+def write_page(path: Path, *, title: str, sections: Sequence[tuple[str, str]],
+               note: str = "", style: str = "", scripts: str = "") -> Path:
+    """Write an HTML page of (heading, already-escaped HTML body) sections; `note`: one
+    line under the title; `scripts`: embedded at the end of the body."""
     body = "".join(f"<h2>{html.escape(h)}</h2>\n{content}\n" for h, content in sections)
+    note_html = f'<p class="note">{html.escape(note)}</p>\n' if note else ""
     path.write_text(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body><h1>{html.escape(title)}</h1>\n{body}</body></html>\n", encoding="utf-8")
+        f"<title>{html.escape(title)}</title><style>{STYLE}{style}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n{note_html}{body}{scripts}</body></html>\n",
+        encoding="utf-8")
     return path
+
+
+CLAIMS_TITLE = "What the lecture says, and what this run shows"
+_VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undecided": "undecided"}
+
+
+def claims_html(claims: Sequence[Claim]) -> str:
+    """The claims panel: the claim, its verdict (or "not checked"), the numbers behind it."""
+    rows = []
+    for c in claims:
+        css = _VERDICT_CLASS.get(c.verdict or "", "unchecked")
+        verdict = c.verdict or "not checked by this run"
+        evidence = "<br>".join(html.escape(e) for e in c.evidence)
+        rows.append(f"<tr><td>{html.escape(c.lecture)}</td><td class=\"verdict {css}\">"
+                    f"{html.escape(verdict)}</td><td>{evidence}</td></tr>")
+    return ('<p>A claim holds when every seed of one side beats every seed of the other; '
+            'overlapping seed ranges leave it undecided.</p><table class="claims"><thead><tr>'
+            "<th>the lecture says</th><th>this run</th><th>the numbers</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
 
 
 def config_sections(meta: dict[str, Any]) -> list[tuple[str, str]]:

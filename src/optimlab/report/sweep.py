@@ -6,7 +6,11 @@
 - Adam's β₁×β₂ heatmap (when the grid varies them): the best final validation loss
   over η for each pair, as in the Adam paper's figure 4, annotated with that η;
 - the best configurations' curves with seed bands (the compare report's figure);
-- a table of the best configuration per optimizer, tuned against one-shot.
+- a table of the best configuration per optimizer, tuned against one-shot, saying which
+  values lie on the edge of their grid;
+- the claims panel (`optimlab.report.claims`).
+With plotly installed the page is interactive (`optimlab.report.sweep_interactive`), and
+the PNGs are kept next to it; without plotly, the PNGs with a one-line note.
 """
 
 from __future__ import annotations
@@ -20,14 +24,23 @@ from matplotlib.figure import Figure
 
 from optimlab.lab.store import FILENAME, Store
 from optimlab.lab.sweep import best_per_optimizer, final_value
-from optimlab.report.page import config_sections, html_table, inline_png, write_page
+from optimlab.report import interactive, sweep_interactive
+from optimlab.report.claims import lecture_claims
+from optimlab.report.page import (
+    CLAIMS_TITLE,
+    claims_html,
+    config_sections,
+    html_table,
+    inline_png,
+    write_page,
+)
 from optimlab.report.plots import plot_curves
-from optimlab.report.records import read_curves
+from optimlab.report.records import curves_of_store_runs
 from optimlab.report.table import hyperparameters_text, mean_std
 
-BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "seeds", "tuned val acc",
-                "tuned test acc", "one-shot hyperparameters", "one-shot val acc",
-                "one-shot test acc")
+BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "on the grid edge", "seeds",
+                "tuned val acc", "tuned test acc", "one-shot hyperparameters",
+                "one-shot val acc", "one-shot test acc")
 
 
 def _others(hp: dict[str, Any]) -> str:
@@ -44,7 +57,7 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         s, hp = run["summary"], run["config"]["hyperparameters"]
         loss = None if s["diverged"] else final_value(run["curves"], "val", "loss")
         acc = None if s["diverged"] else s["final_val_acc"]
-        out.append({"optimizer": s["optimizer"], "lr": hp["lr"], "others": _others(hp),
+        out.append({"optimizer": s["optimizer"], "lr": hp["lr"], "others": _others(hp), "hp": hp,
                     "betas": tuple(hp.get("betas", (0.9, 0.999))),
                     "seed": s["seed"], "loss": np.nan if loss is None else loss,
                     "acc": np.nan if acc is None else acc})
@@ -121,6 +134,44 @@ def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
             r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
 
 
+def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
+    """The best values that are the lowest or highest of their grid (extend the grid there)."""
+    grid = [r["config"]["hyperparameters"] for r in runs
+            if r["config"]["optimizer"] == name and "grid" in r["roles"]]
+    edges = [f"{k}={v:g}" for k, v in hp.items() if isinstance(v, (int, float)) and
+             sweep_interactive.on_edge([g[k] for g in grid if isinstance(g.get(k), (int, float))],
+                                       v)]
+    return ", ".join(edges) or "no"
+
+
+def best_points(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
+                ) -> dict[str, dict[str, Any]]:
+    """Per optimizer, its best configuration's grid point: η, the others, mean loss and acc."""
+    out = {}
+    for name, run in best.items():
+        hp = run["config"]["hyperparameters"]
+        mine = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)
+                and p["lr"] == hp.get("lr")]
+        if mine:
+            out[name] = {"lr": hp["lr"], "others": _others(hp),
+                         "loss": _stats([p["loss"] for p in mine])[0],
+                         "acc": _stats([p["acc"] for p in mine])[0]}
+    return out
+
+
+def lr_lines(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
+             ) -> dict[str, dict[float, list[float | None]]]:
+    """For the claims: optimizer -> η -> final val accuracy per seed (None: diverged),
+    along the η line through the optimizer's best configuration."""
+    out: dict[str, dict[float, list[float | None]]] = {}
+    for name, b in best_points(points, best).items():
+        for p in points:
+            if p["optimizer"] == name and p["others"] == b["others"]:
+                acc = None if np.isnan(p["acc"]) else float(p["acc"])
+                out.setdefault(name, {}).setdefault(p["lr"], []).append(acc)
+    return out
+
+
 def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
               ) -> tuple[list[list[str]], list[dict[str, Any]]]:
     """The table of best configurations, and the summary records of their runs."""
@@ -130,7 +181,7 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
         tuned = [r["summary"] for r in _same_config(runs, name, hp)]
         shot = [r for r in runs if r["config"]["optimizer"] == name and "one-shot" in r["roles"]]
         shot_hp = hyperparameters_text(shot[0]["config"]["hyperparameters"]) if shot else "–"
-        rows.append([name, hyperparameters_text(hp), str(len(tuned)),
+        rows.append([name, hyperparameters_text(hp), _edges(runs, name, hp), str(len(tuned)),
                      _pm([s["final_val_acc"] for s in tuned]),
                      _pm([s["final_test_acc"] for s in tuned]), shot_hp,
                      _pm([r["summary"]["final_val_acc"] for r in shot]),
@@ -139,9 +190,7 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
     return rows, records
 
 
-def render(out_dir: str | Path) -> Path:
-    """Rewrite the sweep's figures and report.html; returns report.html's path."""
-    out = Path(out_dir)
+def _load(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if not (out / FILENAME).is_file():
         raise FileNotFoundError(f"{out} is not a sweep folder: {FILENAME} is missing")
     store = Store(out)
@@ -151,24 +200,62 @@ def render(out_dir: str | Path) -> Path:
         store.close()
     if not runs:
         raise ValueError(f"{out} holds no finished runs yet; run the sweep first")
+    return runs, meta
+
+
+def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
+                         ) -> str:
+    bp = best_points(points, best)
+    divs = [interactive.figure_div(f"lr-{key}", sweep_interactive.sensitivity_figure(
+        points, bp, key)) for key in ("loss", "acc")]
+    heatmap = sweep_interactive.beta_heatmap(points)
+    divs += [interactive.figure_div("betas", heatmap)] if heatmap else []
+    divs += [interactive.figure_div(f"parcoords-{name}", fig).replace('class="chart',
+                                                                      'class="chart wide')
+             for name, fig in sweep_interactive.parallel_coordinates(points)]
+    return f'<div class="charts">{"".join(divs)}</div>'
+
+
+def render(out_dir: str | Path) -> Path:
+    """Rewrite the sweep's figures and report.html; returns report.html's path."""
+    out = Path(out_dir)
+    runs, meta = _load(out)
     points = _points(runs)
     best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
     rows, best_records = best_rows(runs, best)
+    curves = curves_of_store_runs(runs)
     figures = [inline_png(plot_lr_sensitivity(points, best, out / "lr_sensitivity.png"),
                           "η-sensitivity")]
     heatmap = plot_beta_heatmap(points, out / "adam_betas.png")
     figures += [inline_png(heatmap, "Adam β₁×β₂")] if heatmap else []
     if best_records:
-        curves = read_curves(out / "curves.csv")
         png = plot_curves(best_records, curves, out / "best_curves.png")
         figures.append(inline_png(png, "best configurations' curves"))
-    sections = [("Best configuration per optimizer (selected on validation; mean ± std "
-                 "over seeds)", html_table(BEST_COLUMNS, rows)),
-                ("Figures", "\n".join(figures)),
-                ("Runs", html_table(("run", "roles", "final val acc", "final test acc",
-                                     "diverged at"), [_run_row(r) for r in runs])),
-                *config_sections(meta)]
-    return write_page(out / "report.html", title="optimlab sweep", sections=sections)
+    tuned = (meta.get("settings") or {}).get("select") == "val"
+    claims = lecture_claims(best_records, tuned=tuned, lr_lines=lr_lines(points, best))
+    best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
+                  "over seeds)", html_table(BEST_COLUMNS, rows))
+    tail = [(CLAIMS_TITLE, claims_html(claims)),
+            ("Runs", html_table(("run", "roles", "final val acc", "final test acc",
+                                 "diverged at"), [_run_row(r) for r in runs])),
+            *config_sections(meta)]
+    if not interactive.available():
+        return write_page(out / "report.html", title="optimlab sweep", note=interactive.NO_PLOTLY,
+                          sections=[best_table, ("Figures", "\n".join(figures)), *tail])
+    charts, steps = interactive.compare_charts(best_records, curves, prefix="best-")
+    sections = [
+        (best_table[0], interactive.sortable_table(BEST_COLUMNS, rows)),
+        ("Sensitivity (hover for the numbers; click a legend entry to show or hide a line)",
+         _interactive_figures(points, best)),
+        ("Best configurations' curves (mean over seeds, band: min…max)",
+         interactive.curves_section(charts, steps) if charts else "<p>no finished best run</p>"),
+        tail[0],
+        ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
+         + "\n".join(figures) + "</details>"),
+        *tail[1:]]
+    return write_page(out / "report.html", title="optimlab sweep", sections=sections,
+                      style=interactive.STYLE,
+                      scripts=interactive.page_scripts({"curves": charts}))
 
 
 def _run_row(run: dict[str, Any]) -> list[str]:

@@ -1,0 +1,162 @@
+"""Interactive report pages: one self-contained HTML file per report, plotly.js embedded once.
+
+Why plotly: its Python package ships plotly.js (one minified file, ~4.8 MB), so the
+library arrives with `pip install optimlab[report]` and is embedded into the page: the
+report opens offline, from a file, with no CDN and no request. It draws everything the
+reports need from one library (lines with hover and legend toggles, bands, heatmaps,
+contours, parallel coordinates), and its `Plotly.react`/`restyle` let the few lines of
+page script below redraw a chart when a control moves. The figures are written here as
+plain dicts: plotly's Python figure classes are not needed to fill them.
+
+What the page script computes is display only: the trailing moving average of the
+smoothing slider (the same definition as `optimlab.report.plots.smooth`, checked against
+it in the browser tests) and the mean/min/max over seeds of the smoothed curves. Every
+number of the runs comes from the records.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimlab.report.records import Curves
+from optimlab.report.table import group_runs
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf")
+NO_PLOTLY = ("plotly is not installed: static figures only (pip install 'optimlab[report]' "
+             "for the interactive report)")
+
+
+def available() -> bool:
+    return importlib.util.find_spec("plotly") is not None
+
+
+def plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def rounded(values: Any, digits: int = 5) -> list[float | None]:
+    """Numbers for the page: `digits` significant digits (the file stays small), null for
+    NaN/Inf (JSON has neither; plotly draws a gap)."""
+    out: list[float | None] = []
+    for v in np.asarray(values, dtype=float).ravel().tolist():
+        out.append(float(f"{v:.{digits}g}") if math.isfinite(v) else None)
+    return out
+
+
+def _padded(arrays: list[np.ndarray]) -> np.ndarray:
+    out = np.full((len(arrays), max(len(a) for a in arrays)), np.nan)
+    for i, a in enumerate(arrays):
+        out[i, :len(a)] = a
+    return out
+
+
+def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
+                 metric: str) -> list[dict[str, Any]]:
+    """Per (optimizer, hyperparameters): x in steps and in mean training seconds, and
+    every seed's values (shorter seeds, e.g. diverged, padded with gaps)."""
+    out = []
+    for i, ((optimizer, hp), runs) in enumerate(group_runs(list(records)).items()):
+        parts = [curves[r["run"]][(split, metric)] for r in runs
+                 if r["run"] in curves and (split, metric) in curves[r["run"]]]
+        if not parts:
+            continue
+        label = str(runs[0].get("label") or optimizer) + (f" ({hp})" if hp else "")
+        diverged = sum(bool(r.get("diverged")) for r in runs)
+        with warnings.catch_warnings():  # all-NaN columns after a divergence are expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            steps = np.nanmax(_padded([p["step"] for p in parts]), 0)
+            secs = np.nanmean(_padded([p["train_seconds"] for p in parts]), 0)
+        out.append({"label": label + (f", {diverged} diverged" if diverged else ""),
+                    "color": COLORS[i % len(COLORS)], "step": rounded(steps),
+                    "sec": rounded(secs, 4), "seeds": [rounded(row) for row in
+                                                       _padded([p["value"] for p in parts])]})
+    return out
+
+
+def curve_chart(div: str, title: str, ytitle: str, groups: list[dict[str, Any]], *,
+                smooth: bool = False, log: bool = False, percent: bool = False) -> dict[str, Any]:
+    """A chart the page script draws: mean line and min..max seed band per group."""
+    return {"div": div, "title": title, "ytitle": ytitle, "groups": groups, "smooth": smooth,
+            "log": log, "percent": percent}
+
+
+def compare_charts(records: list[dict[str, Any]], curves: Curves,
+                   prefix: str = "") -> tuple[list[dict[str, Any]], int]:
+    """The curve charts of a set of runs (train loss, test loss, test accuracy) and the
+    longest run's planned steps (the smoothing slider's scale)."""
+    groups = lambda split, metric: curve_groups(records, curves, split, metric)  # noqa: E731
+    charts = [
+        curve_chart(f"{prefix}train-loss", "train loss (minibatch)", "loss",
+                                groups("batch", "loss"), smooth=True, log=True),
+        curve_chart(f"{prefix}test-loss", "test loss", "loss",
+                                groups("test", "loss"), log=True),
+        curve_chart(f"{prefix}test-acc", "test accuracy", "accuracy (%)",
+                                groups("test", "acc"), percent=True)]
+    steps = max((int(r.get("steps_planned") or r.get("steps") or 1) for r in records), default=1)
+    return [c for c in charts if c["groups"]], steps
+
+
+CONTROLS = """<div class="controls">
+<label>smoothing: <input id="smooth" type="range" min="1" max="MAXW" value="INITW">
+<span id="smooth-value">INITW</span> steps</label>
+<label><input type="radio" name="yscale" value="log" checked> log</label>
+<label><input type="radio" name="yscale" value="linear"> linear</label> (loss)
+&nbsp;x: <label><input type="radio" name="xaxis" value="step" checked> steps</label>
+<label><input type="radio" name="xaxis" value="sec"> training seconds</label>
+</div>"""
+
+
+def curves_section(charts: list[dict[str, Any]], max_steps: int) -> str:
+    """The controls and one div per chart; the chart specs go into the page's data."""
+    initial = max(1, max_steps // 50)
+    controls = (CONTROLS.replace("MAXW", str(max(2, max_steps // 5)))
+                .replace("INITW", str(initial)))
+    divs = "".join(f'<div id="{c["div"]}" class="chart"></div>' for c in charts)
+    return controls + f'<div class="charts">{divs}</div>'
+
+
+def figure_div(div: str, figure: dict[str, Any]) -> str:
+    """A static plotly figure (drawn once, interactive through plotly itself)."""
+    return (f'<div id="{div}" class="chart figure" data-figure="'
+            f'{html.escape(json.dumps(figure, allow_nan=False))}"></div>')
+
+
+def sortable_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A table whose column headers sort it (numbers by value, text alphabetically)."""
+    head = "".join(f'<th title="sort">{html.escape(str(h))}</th>' for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+STYLE = """
+.controls { background: #f6f6f6; padding: 0.5em 0.8em; margin: 0.5em 0; font-size: 0.9em; }
+.controls input[type=range] { width: 16em; vertical-align: middle; }
+.charts { display: flex; flex-wrap: wrap; }
+.chart { width: 580px; height: 400px; }
+.chart.wide { width: 1160px; height: 460px; }
+table.sortable th { cursor: pointer; } table.sortable th:after { content: " ⇅"; color: #999; }
+"""
+
+# The page script (display only), next to this file so that it reads as JavaScript.
+SCRIPT = Path(__file__).with_name("report.js")
+
+
+def page_scripts(data: dict[str, Any]) -> str:
+    """plotly.js once, the page's data as JSON, and the page script (at the end of body)."""
+    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    return (f"<script>{plotly_js()}</script>\n"
+            f'<script type="application/json" id="optimlab-data">{payload}</script>\n'
+            f"<script>{SCRIPT.read_text(encoding='utf-8')}</script>")
