@@ -101,14 +101,19 @@ def test_config_json_holds_the_command_and_environment(compared):
 
 
 def test_report_html_is_self_contained(compared):
+    from plotly.offline import get_plotlyjs
+
     page = (compared / "report.html").read_text()
     assert "optimlab compare --dataset" in page and "Environment" in page
-    assert page.count('src="data:image/png;base64,') == 1
     assert (compared / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # no network: no URL, no external stylesheet, script or image (base64 may hold "//")
-    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
-    assert not re.search(r"https?:|//[a-z]|<link|<script|@import|url\(", text, re.I)
-    assert all(s.startswith("data:") for s in re.findall(r'src="([^"]*)"', page))
+    # plotly.js embedded whole, once; every script inline; then nothing refers elsewhere
+    assert page.count(get_plotlyjs()) == 1
+    assert all("src" not in tag for tag in re.findall(r"<script[^>]*>", page))
+    ours = page.replace(get_plotlyjs(), "")
+    assert all(s.startswith("data:") for s in re.findall(r'src="([^"]*)"', ours))
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", ours)
+    assert text.count("<img ") == 1  # curves.png, in the static figures
+    assert not re.search(r"https?:|//[a-z]|<link|@import|url\(", text, re.I)
 
 
 def test_report_rerenders_from_the_saved_records_without_training(compared, tmp_path, monkeypatch,
@@ -228,7 +233,7 @@ def test_callback_results_go_to_diagnostics_json_and_their_figures_into_the_repo
     monkeypatch.setattr("optimlab.report.diagnostics.render", fake_render)
     page = report.render(out).read_text()
     assert seen == [diagnostics]
-    assert page.count('src="data:image/png;base64,') == 2
+    assert page.count('<img alt=') == 2
 
 
 def test_a_crash_keeps_the_runs_already_finished(npz, tmp_path):

@@ -44,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     # the record is written before any picture, so a plotting failure loses no runs
     write_json(out / "paths.json", record)
     from optimlab.landscape.plot import animate_html, plot_landscape
+    from optimlab.report.landscape import render
 
     written = [out / "paths.json", plot_landscape(record, out / "landscape.png"),
-               animate_html(record, out / "landscape.html")]
+               animate_html(record, out / "landscape.html"), render(out)]
     _summary(record)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -1,7 +1,8 @@
-"""`optimlab report DIR`: re-render the figures and report.html from saved records (no training).
+"""`optimlab report DIR`: re-render report.html and its figures from saved records (no training).
 
-Dispatch on what the folder holds: a sweep (`sweep.sqlite`, rendered by
-`optimlab.report.sweep.render(DIR)`) or a comparison (`summary.json`).
+Dispatch on what the folder holds: a sweep (`sweep.sqlite`), a comparison
+(`summary.json`) or landscape paths (`paths.json`). A damaged record file (cut short,
+half a line) is refused with a message naming the file and the defect.
 """
 
 from __future__ import annotations
@@ -11,25 +12,26 @@ import importlib
 import sys
 from pathlib import Path
 
-from optimlab import report
+# file that marks the folder -> the module whose render(DIR) draws it
+KINDS = {"sweep.sqlite": "optimlab.report.sweep", "summary.json": "optimlab.report",
+         "paths.json": "optimlab.report.landscape"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", metavar="DIR", type=Path, help="a folder written by compare or sweep")
+    p.add_argument("dir", metavar="DIR", type=Path,
+                   help="a folder written by compare, sweep or landscape")
 
 
 def run(args: argparse.Namespace) -> int:
     out: Path = args.dir
-    if (out / "sweep.sqlite").is_file():
-        render = importlib.import_module("optimlab.report.sweep").render
-    elif (out / "summary.json").is_file():
-        render = report.render
-    else:
-        print(f"optimlab report: error: invalid DIR {str(out)!r}: it holds neither summary.json "
-              "(a compare folder) nor sweep.sqlite (a sweep folder)", file=sys.stderr)
+    marker = next((name for name in KINDS if (out / name).is_file()), None)
+    if marker is None:
+        print(f"optimlab report: error: invalid DIR {str(out)!r}: it holds none of "
+              "summary.json (a compare folder), sweep.sqlite (a sweep folder) or paths.json "
+              "(a landscape folder)", file=sys.stderr)
         return 2
     try:
-        path = render(out)
+        path = importlib.import_module(KINDS[marker]).render(out)
     except (ValueError, OSError) as e:
         print(f"optimlab report: error: {e}", file=sys.stderr)
         return 2

@@ -115,8 +115,9 @@ def best_run(fn: TestFunction, optimizer: str, cfg: LandscapeConfig) -> dict[str
     runs = run_paths(fn, optimizer, cfg.lr_grid, cfg.steps, cfg.noise, cfg.seed)
     ok = [r for r in runs if not diverged(fn, r)]
     best = min(ok or runs, key=lambda r: rank_key(fn, r))
-    summary = [{k: r[k] for k in ("lr", "stop", "steps_to_tol", "final_distance", "final_value")}
-               for r in runs]
+    # every η's path is kept: the interactive report slides over them (it never re-runs)
+    summary = [{k: r[k] for k in ("lr", "stop", "steps_to_tol", "final_distance", "final_value",
+                                  "path")} for r in runs]
     return {**best, "lr_source": "grid", "grid": summary}
 
 

@@ -114,8 +114,76 @@ function wireTables() {
   });
 }
 
+// The landscape: every path of the η grid is in the data; the sliders pick which and how far.
+const land = {lr: 0, step: 0, timer: null};
+
+function landPath(run) {  // slider 0: the optimizer's chosen η; k: the grid's k-th η
+  const i = land.lr === 0 ? run.chosen : Math.min(land.lr - 1, run.paths.length - 1);
+  const p = run.paths[i], reached = run.reached[i];
+  return {x: p[0].slice(0, land.step + 1), y: p[1].slice(0, land.step + 1),
+          name: `${run.name} η=${run.lrs[i]} (${reached === null ? "not reached" :
+                 "on target from step " + reached})`};
+}
+
+function drawLandscape(first) {
+  for (const fn of OPTIMLAB.landscape.functions) {
+    const paths = fn.runs.map(landPath), gd = document.getElementById(fn.div);
+    if (first) {
+      const c = fn.contour, traces = [{type: "contour", x: c.x, y: c.y, z: c.z, ncontours: 30,
+        colorscale: "Greys", reversescale: true, showscale: false, hoverinfo: "skip",
+        contours: {coloring: "heatmap"}, opacity: 0.7}];
+      fn.runs.forEach((r, i) => traces.push({type: "scatter", mode: "lines+markers",
+        x: paths[i].x, y: paths[i].y, name: paths[i].name, legendgroup: r.name,
+        line: {color: r.color, width: 1.5}, marker: {size: 3},
+        hovertemplate: "(%{x:.3g}, %{y:.3g})<extra>" + r.name + "</extra>"}));
+      if (fn.minimum) traces.push({type: "scatter", mode: "markers", x: [fn.minimum[0]],
+        y: [fn.minimum[1]], name: "minimum", hoverinfo: "name",
+        marker: {symbol: "star", size: 14, color: "gold", line: {width: 1}}});
+      const [x0, x1, y0, y1] = fn.bounds;
+      Plotly.newPlot(gd, traces, {title: {text: fn.title, font: {size: 12}, x: 0.02,
+        xanchor: "left"}, margin: {l: 40, r: 10, t: 35, b: 30},
+        xaxis: {range: [x0, x1]}, yaxis: {range: [y0, y1]},
+        legend: {font: {size: 10}, orientation: "h", y: -0.12}}, PLOT_CONFIG);
+    } else {
+      const idx = fn.runs.map((_, i) => i + 1);
+      Plotly.restyle(gd, {x: paths.map(p => p.x), y: paths.map(p => p.y),
+                          name: paths.map(p => p.name)}, idx);
+    }
+  }
+}
+
+function wireLandscape() {
+  const L = OPTIMLAB.landscape, lr = document.getElementById("land-lr");
+  const step = document.getElementById("land-step"), play = document.getElementById("land-play");
+  land.step = +step.value;
+  lr.addEventListener("input", () => {
+    land.lr = +lr.value;
+    document.getElementById("land-lr-value").textContent = land.lr === 0 ?
+      "each optimizer's chosen η" : "η = " + L.lr_grid[land.lr - 1];
+    drawLandscape(false);
+  });
+  const setStep = k => {
+    land.step = k; step.value = k;
+    document.getElementById("land-step-value").textContent = k;
+    drawLandscape(false);
+  };
+  step.addEventListener("input", () => setStep(+step.value));
+  play.addEventListener("click", () => {
+    if (land.timer) {
+      clearInterval(land.timer); land.timer = null; play.textContent = "play"; return;
+    }
+    if (land.step >= L.steps) setStep(0);
+    play.textContent = "pause";
+    land.timer = setInterval(() => {
+      setStep(Math.min(L.steps, land.step + Math.max(1, Math.round(L.steps / 100))));
+      if (land.step >= L.steps) { clearInterval(land.timer); land.timer = null;
+                                  play.textContent = "play"; }
+    }, 60);
+  });
+}
+
+if (OPTIMLAB.landscape) { wireLandscape(); drawLandscape(true); }
 wireControls();
 drawAll();
 drawFigures();
 wireTables();
-if (window.optimlabPage) window.optimlabPage(OPTIMLAB);

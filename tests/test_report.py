@@ -1,0 +1,132 @@
+"""The reports' records: damaged folders are refused with a clear reason; no global
+matplotlib backend; the static fallback without plotly; the landscape report."""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from optimlab import lab
+from optimlab.cli import main
+from optimlab.report import records as report_records
+
+
+@pytest.fixture(scope="module")
+def compare_dir(tmp_path_factory):
+    """A small comparison written by the lab (two optimizers, two seeds)."""
+    import torch
+
+    from optimlab.data import Dataset
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        x = rng.normal(0, 1, (n, 4)) + (2 * y[:, None] - 1)
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+    ds = Dataset("tiny", *split(64), *split(32), *split(32), (4,), 2)
+    out = tmp_path_factory.mktemp("report") / "cmp"
+    cfg = lab.CompareConfig(model="logreg", optimizers=("sgd", "adam"), steps=12, eval_every=4,
+                            seeds=2, batch_size=8, lr={"sgd": 0.1, "adam": 0.05})
+    lab.run_compare(cfg, out, dataset=ds)
+    return out
+
+
+def copy_of(src, dst):
+    dst.mkdir()
+    for f in src.iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_a_truncated_summary_json_names_the_file_and_the_defect(compare_dir, tmp_path, capsys):
+    out = copy_of(compare_dir, tmp_path / "cut")
+    text = (out / "summary.json").read_text()
+    (out / "summary.json").write_text(text[:len(text) // 2])
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optimlab report: error: ") and "Traceback" not in err
+    assert f"{out / 'summary.json'} is damaged: not valid JSON at line" in err
+    assert "cut short" in err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t: t[:-9], "is cut off mid-row"),  # the last line loses its end
+    (lambda t: t.replace("\r\n", "\r\nsgd-seed0,3\r\n", 1), "line 2 has 2 fields, expected 6"),
+    (lambda t: t.replace("batch,loss,", "batch,loss,x", 1), "line 8 has a non-number"),
+    (lambda t: "", "header None"),
+])
+def test_a_damaged_curves_csv_is_detected_not_parsed(compare_dir, tmp_path, capsys, damage,
+                                                     message):
+    out = copy_of(compare_dir, tmp_path / "cut")
+    (out / "curves.csv").write_bytes(damage((out / "curves.csv").read_bytes().decode()).encode())
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'curves.csv'} is damaged: " in err and message in err
+
+
+def test_a_row_cut_exactly_after_a_field_is_still_caught(compare_dir, tmp_path):
+    """The silent case: "...,0.6931" cut to "...,0.69" parses as a number; the missing
+    line break at the end of the file gives it away."""
+    out = copy_of(compare_dir, tmp_path / "cut")
+    raw = (out / "curves.csv").read_bytes()
+    (out / "curves.csv").write_bytes(raw[:-4])
+    last = raw[:-4].rsplit(b"\n", 1)[-1]
+    assert len(last.split(b",")) == 6  # a whole row to the csv module
+    with pytest.raises(report_records.DamagedRecords, match="cut off mid-row"):
+        report_records.read_curves(out / "curves.csv")
+
+
+def test_an_intact_folder_renders(compare_dir, tmp_path, capsys):
+    out = copy_of(compare_dir, tmp_path / "ok")
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "What the lecture says, and what this run shows" in page
+    assert page.count('<div id="train-loss" class="chart">') == 1
+
+
+def test_importing_the_package_leaves_the_matplotlib_backend_alone():
+    """Jupyter's inline backend must survive `import optimlab.report` and the figures."""
+    code = ("import matplotlib; matplotlib.use('svg'); import sys\n"
+            "import optimlab.report, optimlab.report.sweep, optimlab.report.diagnostics\n"
+            "import optimlab.landscape.plot, optimlab.report.landscape\n"
+            "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+            "assert 'matplotlib.pyplot' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_without_plotly_the_report_is_static_with_a_note(compare_dir, tmp_path, monkeypatch):
+    from optimlab.report import interactive
+
+    monkeypatch.setattr(interactive, "available", lambda: False)
+    out = copy_of(compare_dir, tmp_path / "static")
+    page = (main(["report", str(out)]), (out / "report.html").read_text())[1]
+    assert html.escape(interactive.NO_PLOTLY) in page and "<script" not in page
+    assert page.count("<img alt=") == 1
+
+
+def test_landscape_folder_report_slides_over_every_path_of_the_grid(tmp_path):
+    from optimlab.landscape import LandscapeConfig, run_landscape
+    from optimlab.report import landscape
+
+    record = run_landscape(LandscapeConfig(functions=("ravine",), optimizers=("sgd", "adam"),
+                                           steps=20, lr_grid=(0.01, 0.1, 1.0)))
+    (tmp_path / "paths.json").write_text(json.dumps(record))
+    assert main(["report", str(tmp_path)]) == 0
+    data = landscape.page_data(record)["landscape"]
+    sgd = data["functions"][0]["runs"][0]
+    assert data["lr_grid"] == [0.01, 0.1, 1.0] and sgd["lrs"] == [0.01, 0.1, 1.0]
+    chosen = record["functions"]["ravine"]["runs"]["sgd"]
+    assert sgd["chosen"] == [0.01, 0.1, 1.0].index(chosen["lr"])
+    for path, grid in zip(sgd["paths"], chosen["grid"]):
+        assert np.allclose(np.c_[path[0], path[1]], grid["path"], rtol=1e-3, atol=1e-6)
+    (tmp_path / "paths.json").write_text('{"kind": "optimlab.landscape", "functions": ')
+    assert main(["report", str(tmp_path)]) == 2
