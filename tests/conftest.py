@@ -1,7 +1,14 @@
-"""Shared test helpers: a deterministic, parameter-dependent gradient field."""
+"""Shared test helpers: a deterministic, parameter-dependent gradient field; a sweep
+killed with SIGKILL once its store holds a finished run."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +72,26 @@ def max_rel_err(x: np.ndarray, ref: np.ndarray) -> float:
 @pytest.fixture
 def field() -> GradientField:
     return GradientField()
+
+
+def done_count(db: Path) -> int:
+    """Finished runs in the sweep store `db` (0 before it exists or while it is locked)."""
+    try:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or locked by the writer
+        return 0
+
+
+def kill_9_after_a_finished_run(argv: list[str], db: Path, timeout: float = 120) -> int:
+    """Run `python -m optimlab ARGV`, SIGKILL it as soon as the store `db` holds a finished
+    run; the number of finished runs it left."""
+    proc = subprocess.Popen([sys.executable, "-m", "optimlab", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while done_count(db) < 1 and proc.poll() is None:
+        assert time.monotonic() < deadline, f"the sweep wrote no run in {timeout} s"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return done_count(db)

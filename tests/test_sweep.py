@@ -5,18 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import done_count, kill_9_after_a_finished_run
 
 from optimlab.cli import main
 from optimlab.data import Dataset
@@ -279,27 +275,12 @@ def comparable(out: Path) -> tuple[list[dict], list[list[str]]]:
     return records, [r[:2] + r[3:] for r in rows]
 
 
-def done_count(db: Path) -> int:
-    try:
-        with sqlite3.connect(db) as conn:
-            return conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet, or locked by the writer
-        return 0
-
-
 def test_kill_9_mid_sweep_then_resume_gives_the_uninterrupted_results(tmp_path):
     x, y = DS.x_train.numpy(), DS.y_train.numpy()
     np.savez(tmp_path / "blobs.npz", x=x, y=y)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "optimlab", *sweep_args(
-        tmp_path / "blobs.npz", killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while done_count(killed / "sweep.sqlite") < 1 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the sweep wrote no run in 90 s"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    at_kill = done_count(killed / "sweep.sqlite")
+    at_kill = kill_9_after_a_finished_run(sweep_args(tmp_path / "blobs.npz", killed),
+                                          killed / "sweep.sqlite", timeout=90)
     assert 1 <= at_kill < 6, f"the kill came after {at_kill} of 6 runs"
     assert main(sweep_args(tmp_path / "blobs.npz", killed)) == 0  # resume
     whole = tmp_path / "whole"

@@ -11,6 +11,9 @@ Rows, all on the same data, configurations and torch threads, in one process run
   data, training, evaluation every `eval_every` steps, the store and the report);
 - `vectorized`, `sequential`, `processes`, ...: the executors, in this process, each into
   an empty folder (`wall_s` the whole sweep, `train_s` the summed training clocks).
+  `ray` runs on the Ray cluster this process joins (`optimlab.lab.ray_executor.connect`:
+  $RAY_ADDRESS, or a local Ray of this machine's cores), started before the rounds and
+  timed apart (`ray_init_s`); its row reports its overhead against `vectorized`.
 
 The FLOP count is the model's matrix arithmetic (forward and backward GEMMs of every
 linear and convolution layer, im2col form: 2·m·k·n each), and the machine's
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from optimlab.lab import ray_executor
 from optimlab.lab.environment import environment
 from optimlab.lab.grid import EXECUTORS, SweepConfig, with_executor
 from optimlab.lab.store import run_name
@@ -48,6 +52,8 @@ from optimlab.train.config import DTYPES
 # The rows that are not executors of ours.
 PEERS = ("loop", "command")
 ROWS = (*PEERS, *EXECUTORS)
+# What runs by default: every row whose engine is installed (Ray is an optional extra).
+DEFAULT_ROWS = tuple(r for r in ROWS if r != "ray" or ray_executor.installed())
 
 
 def torch_peer(optimizer: str, hp: dict[str, Any]) -> tuple[type[torch.optim.Optimizer],
@@ -172,7 +178,7 @@ def matmul_rate(shapes: list[tuple[int, int, int]], members: int, dtype: torch.d
 @dataclass
 class SweepBenchConfig:
     sweep: SweepConfig  # the configurations, as `optimlab sweep` takes them
-    rows: tuple[str, ...] = ROWS  # what to time (PEERS and EXECUTORS), in this order
+    rows: tuple[str, ...] = DEFAULT_ROWS  # what to time (PEERS and EXECUTORS), in this order
     threads: int = 0  # torch threads for every row; 0: torch's default (one per core)
     repeats: int = 1  # rounds of all rows, order rotated each round; medians reported
 
@@ -184,6 +190,8 @@ class SweepBenchConfig:
         if self.threads < 0 or self.repeats < 1:
             raise ValueError(f"Invalid threads={self.threads} / repeats={self.repeats}; "
                              "allowed: threads >= 0 (0: torch's default), repeats >= 1")
+        if "ray" in self.rows:
+            ray_executor.require_ray()
 
 
 def command_argv(cfg: SweepConfig, threads: int, out: Path) -> list[str]:
@@ -257,6 +265,11 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
     walls: dict[str, list[float]] = {r: [] for r in cfg.rows}
     records: dict[str, list[dict]] = {}
     rate = [matmul_rate(shapes, min(members, sw.max_batch), DTYPES[sw.dtype])]
+    ray_init_s = None
+    if "ray" in cfg.rows:
+        t0 = time.perf_counter()
+        ray_executor.connect()
+        ray_init_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         for rnd in range(cfg.repeats):
             order = list(cfg.rows[rnd % len(cfg.rows):] + cfg.rows[:rnd % len(cfg.rows)])
@@ -284,6 +297,13 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
             "wall_s": wall, "wall_samples_s": walls[name], "train_s": train,
             "train_gflops": total_gflop / train, "fraction_of_matmul": total_gflop / train / gflops,
             "diverged": sum(bool(r["diverged"]) for r in records[name])}
+    if "ray" in cfg.rows:
+        result["ray_init_s"] = ray_init_s
+        if "vectorized" in cfg.rows:
+            ray, local = result["rows"]["ray"], result["rows"]["vectorized"]
+            ray["overhead_vs_vectorized"] = {
+                "wall_s": ray["wall_s"] - local["wall_s"], "ratio": ray["wall_s"] / local["wall_s"],
+                "agreement": agreement(records["ray"], records["vectorized"])}
     if "loop" in cfg.rows:
         for name in cfg.rows:
             row = result["rows"][name]

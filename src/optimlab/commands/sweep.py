@@ -53,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", default=None,
                    help="download the dataset's missing files (MNIST, Fashion-MNIST, CIFAR-10)")
     p.add_argument("--executor", choices=EXECUTORS, help=f"(default {d.executor})")
+    p.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="with --executor ray: the cluster's head node (default $RAY_ADDRESS; "
+                        "neither: a local Ray with this machine's cores)")
     p.add_argument("--dtype", choices=("float32", "float64"), help=f"(default {d.dtype})")
     p.add_argument("--select", choices=("val",),
                    help="tune on validation, re-run the best per optimizer with --seeds seeds")
@@ -93,17 +96,52 @@ def _line(result: RunResult) -> str:
             f"test acc {r['final_test_acc']:.1%}")
 
 
+def _ray_cluster(executor: str, address: str | None) -> str:
+    """With --executor ray: connect (or start a local Ray); a few words on the cluster."""
+    if executor != "ray":
+        if address is not None:
+            raise ValueError(f"Invalid --ray-address {address!r} with --executor {executor}; "
+                             "allowed: only with --executor ray")
+        return ""
+    from optimlab.lab.ray_executor import connect
+    resources = connect(address)
+    return f" on {resources.get('CPU', 0):g} CPUs"
+
+
+def _run_with_progress(sweep: Sweep, console: Console) -> list[dict[str, Any]]:
+    """The sweep with a progress display: shards and steps done across the cluster."""
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        shards, steps = bar.add_task("shards", total=None), bar.add_task("steps", total=None)
+
+        def show(p: Any) -> None:
+            bar.update(shards, completed=p.shards_done, total=p.shards)
+            bar.update(steps, completed=p.steps_done, total=p.steps)
+
+        return sweep.run(on_result=lambda r: bar.console.print(_line(r)), on_progress=show)
+
+
 def _sweep(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out or time.strftime("runs/sweep-%Y%m%d-%H%M%S"))
     try:
         cfg = load_settings(args.config, flags(args))
+        cluster = _ray_cluster(cfg.executor, args.ray_address)
         sweep = Sweep(cfg, out, command=command_line(args, out), extend=args.extend)
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 2
     console.print(f"{sweep.store.path}: {len(sweep.store.runs())} finished runs stored; "
-                  f"executor {cfg.executor}")
-    records = sweep.run(on_result=lambda r: console.print(_line(r)))
+                  f"executor {cfg.executor}{cluster}")
+    if cfg.executor == "ray":
+        from optimlab.lab.ray_executor import ShardFailed
+        try:
+            records = _run_with_progress(sweep, console)
+        except ShardFailed as e:
+            print(f"optimlab sweep: error: {e}", file=sys.stderr)
+            return 1
+    else:
+        records = sweep.run(on_result=lambda r: console.print(_line(r)))
     console.print(f"{len(records)} runs in {out}/summary.json, curves.csv, sweep.sqlite")
     from optimlab.report.sweep import render  # the report reads the store, never trains
     console.print(f"report: {render(out)}")

@@ -12,7 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from optimlab.bench.sweep import ROWS, SweepBenchConfig, format_summary, run_sweep_bench
+from optimlab.bench.sweep import (
+    DEFAULT_ROWS,
+    ROWS,
+    SweepBenchConfig,
+    format_summary,
+    run_sweep_bench,
+)
 from optimlab.lab.experiment import load_dataset
 from optimlab.lab.grid import settings
 
@@ -29,8 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist1d", help="(default mnist1d)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float64: runs agree to ~1e-9, so the agreement shows equal results")
-    p.add_argument("--rows", default=",".join(ROWS),
-                   help=f"comma-separated from {', '.join(ROWS)} (default: all)")
+    p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                   help=f"comma-separated from {', '.join(ROWS)} (default: all; ray when "
+                        "installed)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="members trained together; the Ray row's shard size (default: "
+                        "optimlab sweep's)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads for every row (default 0: torch's, one per core)")
     p.add_argument("--repeats", type=int, default=1,
@@ -41,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     given = {"optimizers": args.optimizers, "lr": args.lr, "steps": args.steps,
              "batch_size": args.batch_size, "model": args.model, "dataset": args.dataset,
-             "dtype": args.dtype, "eval_every": args.eval_every}
+             "dtype": args.dtype, "eval_every": args.eval_every, "max_batch": args.max_batch}
     try:
         cfg = SweepBenchConfig(settings({}, given),
                                rows=tuple(r.strip() for r in args.rows.split(",")),

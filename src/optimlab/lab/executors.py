@@ -98,15 +98,18 @@ def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainCon
     return out
 
 
+def batchable(config: TrainConfig) -> bool:
+    """Whether `config` can be a member of a group (the batched optimizers keep η fixed)."""
+    return config.schedule == "constant"
+
+
 def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                    max_batch: int = 64) -> None:
     """Train compatible configurations together, `max_batch` members at a time.
     The batched optimizers keep η fixed: a configuration with a learning-rate schedule
     other than constant is trained by its own `train_run`."""
-    scheduled = [c for c in configs if c.schedule != "constant"]
-    run_sequential(scheduled, dataset, on_finish)
-    configs = [c for c in configs if c.schedule == "constant"]
-    for members in groups(configs, max_batch):
+    run_sequential([c for c in configs if not batchable(c)], dataset, on_finish)
+    for members in groups([c for c in configs if batchable(c)], max_batch):
         _Group(members, dataset).run(on_finish)
 
 

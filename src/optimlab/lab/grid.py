@@ -85,7 +85,7 @@ def _log_range(key: str, spec: str) -> list[float]:
 # The grid of η when neither the flags nor the TOML file give one: 1e-4 … 1 in half decades,
 # wide enough for SGD (best near 0.1–0.5) and Adam (best near 1e-3–1e-2) alike.
 DEFAULT_LR_GRID = "1e-4:1:9"
-EXECUTORS = ("vectorized", "sequential", "processes")
+EXECUTORS = ("vectorized", "sequential", "processes", "ray")
 SELECT = (None, "val")
 
 

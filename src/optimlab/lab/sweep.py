@@ -122,6 +122,7 @@ class Sweep:
             self.store.set_meta("dataset", ds.summary() if hasattr(ds, "summary") else ds.name)
             self.store.set_meta("environment", environment())
         self.on_result: Callable[[RunResult], None] | None = None
+        self.on_progress: Callable[[Any], None] | None = None  # the Ray executor's counts
 
     def _check_resume(self, stored: dict[str, Any] | None, extend: bool) -> None:
         """Only the identical sweep resumes; `extend` also accepts a grid with more points."""
@@ -163,15 +164,22 @@ class Sweep:
                 self.store.mark_running(todo)
             if self.cfg.executor == "vectorized":
                 run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch)
+            elif self.cfg.executor == "ray":
+                from optimlab.lab.ray_executor import run_ray  # the optional extra
+                run_ray(todo, self.dataset, self._finished, self.cfg.max_batch,
+                        on_progress=self.on_progress)
             elif self.cfg.executor == "processes":
                 run_processes(todo, self.dataset, self._finished)
             else:
                 run_sequential(todo, self.dataset, self._finished)
         return len(todo)
 
-    def run(self, on_result: Callable[[RunResult], None] | None = None) -> list[dict[str, Any]]:
-        """Every phase of the sweep (resuming what is stored); the summary records."""
-        self.on_result, cfg, n = on_result, self.cfg, self.n_train
+    def run(self, on_result: Callable[[RunResult], None] | None = None,
+            on_progress: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
+        """Every phase of the sweep (resuming what is stored); the summary records.
+        `on_progress`: the Ray executor's `Progress` (shards and steps) as it goes."""
+        self.on_result, self.on_progress = on_result, on_progress
+        cfg, n = self.cfg, self.n_train
         grid = grid_configs(cfg, n)
         if not cfg.select:
             self.execute({"grid": grid})
