@@ -393,3 +393,50 @@ def test_state_that_does_not_fit_the_kernel_is_refused_not_written():
     opt.state[w]["momentum_buffer"] = torch.zeros(70, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="momentum_buffer of parameter 0 is torch.float64"):
         opt.step()
+
+
+# ---- optimlab bench --device cuda -------------------------------------------------------
+def test_bench_device_cuda_without_a_gpu_is_a_one_line_error(capsys):
+    from optimlab.cli import main
+
+    assert main(["bench", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optimlab bench: error: Invalid --device 'cuda': no CUDA device")
+    assert "\n" not in err
+
+
+def test_bench_cuda_case_times_ours_against_torch_on_the_device(monkeypatch):
+    """The CUDA bench's flow, its CUDA-only parts (events, allocator, placement) swapped
+    for the CPU's: rows, paths and the GPU goals come out as on a GPU."""
+    from optimlab.bench import cuda, format_table, measure, run, run_bench
+
+    monkeypatch.setattr(cuda, "unavailable", lambda: None)
+    monkeypatch.setattr(cuda, "time_once", measure.time_once)
+    monkeypatch.setattr(cuda, "extra_peak_bytes", lambda step: (step(), 0)[1])
+    monkeypatch.setattr(cuda, "machine", lambda: {"gpu": "interpreter", "triton": "3"})
+    make_params, stream_step = run.make_params, measure.stream_step
+    monkeypatch.setattr(run, "make_params",
+                        lambda shapes, dtype, device: make_params(shapes, dtype))
+    monkeypatch.setattr(measure, "stream_step",
+                        lambda numel, dtype, device: stream_step(numel, dtype))
+    cfg = run.BenchConfig(optimizers=("sgd",), models=("2x100",), repeats=1,
+                          warmup=1, sample_s=1e-6, device="cuda")
+    record = run_bench(cfg)
+    for case in record["cases"]:
+        paths = {r["impl"]: r["path"] for r in case["rows"]}
+        assert paths["ours-fused"] == "fused" and paths["ours-foreach"] == "foreach"
+        assert all(r["extra_peak_mb"] == 0 for r in case["rows"])
+    assert "torch-fused" in {r["impl"] for r in record["cases"][0]["rows"]}
+    assert format_table(record).startswith("gpu='interpreter' triton=3 ")
+
+
+def test_gpu_goals_hold_at_25m_and_at_the_gpt_like_list():
+    from optimlab.bench import goals
+
+    cases = [{"optimizer": "adam", "model": model, "rows": [
+        {"impl": "ours-fused", "ms": 1.0, "roofline": 0.86},
+        {"impl": "torch-fused", "ms": 0.9, "roofline": 0.95}]} for model in ("25M", "mixed")]
+    got = {g["goal"]: (g["value"], g["target"], g["met"]) for g in goals(cases, "cuda")}
+    for model in ("25M", "mixed"):
+        assert got[f"adam fused ≥ 85% of roofline ({model})"] == (0.86, 0.85, True)
+        assert got[f"adam fused ≥ torch's fused Adam ({model})"] == (0.9, 1.0, False)

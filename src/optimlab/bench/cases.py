@@ -81,12 +81,13 @@ def implementations(optimizer: str) -> list[Impl]:
 
 
 def make_params(shapes: list[tuple[int, ...]], dtype: torch.dtype,
-                seed: int = 0) -> list[torch.Tensor]:
-    """Parameters with fixed random gradients; every implementation steps the same tensors."""
+                seed: int = 0, device: str = "cpu") -> list[torch.Tensor]:
+    """Parameters with fixed random gradients; every implementation steps the same tensors.
+    Drawn on the CPU, so that every device gets the same numbers."""
     gen = torch.Generator().manual_seed(seed)
     params = []
     for shape in shapes:
-        p = torch.randn(shape, generator=gen, dtype=dtype).requires_grad_()
-        p.grad = torch.randn(shape, generator=gen, dtype=dtype)
+        p = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_()
+        p.grad = torch.randn(shape, generator=gen, dtype=dtype).to(device)
         params.append(p)
     return params

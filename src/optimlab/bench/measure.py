@@ -62,22 +62,25 @@ def time_once(step: Callable[[], None], inner: int) -> float:
     return (time.perf_counter() - t0) / inner
 
 
-def calls_per_sample(step: Callable[[], None], target_s: float) -> int:
+def calls_per_sample(step: Callable[[], None], target_s: float,
+                     timer: Callable[[Callable[[], None], int], float] = time_once) -> int:
     """How many back-to-back calls make one sample last about `target_s` (timer noise)."""
-    one = time_once(step, 1)
+    one = timer(step, 1)
     return max(1, min(1000, round(target_s / max(one, 1e-7))))
 
 
-def interleaved_medians(steps: dict[str, Callable[[], None]], repeats: int,
-                        target_s: float) -> dict[str, list[float]]:
-    """Per name, `repeats` samples (s/call), taken round-robin so drift hits all alike."""
-    inner = {name: calls_per_sample(fn, target_s) for name, fn in steps.items()}
+def interleaved_medians(steps: dict[str, Callable[[], None]], repeats: int, target_s: float,
+                        timer: Callable[[Callable[[], None], int], float] = time_once
+                        ) -> dict[str, list[float]]:
+    """Per name, `repeats` samples (s/call), taken round-robin so drift hits all alike;
+    `timer(step, inner)` takes one sample (`time_once`, or CUDA events on a GPU)."""
+    inner = {name: calls_per_sample(fn, target_s, timer) for name, fn in steps.items()}
     samples: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(repeats):
         # rotate the order each round: no implementation always runs after the slowest one
         for name in names[r % len(names):] + names[:r % len(names)]:
-            samples[name].append(time_once(steps[name], inner[name]))
+            samples[name].append(timer(steps[name], inner[name]))
     return samples
 
 
@@ -85,10 +88,10 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def stream_step(numel: int, dtype: torch.dtype) -> Callable[[], None]:
+def stream_step(numel: int, dtype: torch.dtype, device: str = "cpu") -> Callable[[], None]:
     """The in-place stream a += b over `numel` elements: 3 accesses per element."""
-    a = torch.zeros(numel, dtype=dtype)
-    b = torch.ones(numel, dtype=dtype)
+    a = torch.zeros(numel, dtype=dtype, device=device)
+    b = torch.ones(numel, dtype=dtype, device=device)
 
     def stream() -> None:
         a.add_(b)

@@ -11,12 +11,16 @@ from typing import Any
 import numba
 import torch
 
-from optimlab.bench import measure
+from optimlab.bench import cuda, measure
 from optimlab.bench.cases import BYTES_PER_PARAM, MODELS, implementations, make_params
 from optimlab.bench.lab_scale import LAB_MODELS, run_lab_case
 from optimlab.bench.report import goals
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+DEVICES = ("cpu", "cuda")
+# Storage dtypes the CPU kernels take; the CUDA kernels take float32, bfloat16 and float16.
+DEVICE_DTYPES = {"cpu": ("float32", "float64"), "cuda": ("float32", "bfloat16", "float16")}
 
 
 @dataclass
@@ -30,6 +34,7 @@ class BenchConfig:
     sample_s: float = 0.005  # steps per sample are batched to last this long (timer noise)
     memory: bool = True  # measure extra peak memory per step (Linux only)
     threads: int | None = None  # torch.set_num_threads for the run (ours follow); None: as is
+    device: str = "cpu"  # "cuda": the Triton kernels against torch's CUDA paths, CUDA events
 
     def validate(self) -> None:
         for name in self.optimizers:
@@ -41,8 +46,15 @@ class BenchConfig:
                 raise ValueError(f"Invalid model: {name!r}; allowed: "
                                  f"{', '.join([*MODELS, *LAB_MODELS])} "
                                  "or NxM (N tensors of M parameters, e.g. 8x1000)")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"Invalid device: {self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.dtype not in DEVICE_DTYPES[self.device]:
+            raise ValueError(f"Invalid dtype: {self.dtype!r} on {self.device}; allowed: "
+                             f"{', '.join(DEVICE_DTYPES[self.device])}")
+        lab = [m for m in self.models if m in LAB_MODELS]
+        if self.device != "cpu" and lab:
+            raise ValueError(f"Invalid model: {lab[0]!r} with device {self.device!r}; the "
+                             "lab-scale cases run on the CPU only")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"Invalid threads: {self.threads}; allowed: >= 1")
         if self.repeats < 1 or self.warmup < 1:
@@ -78,16 +90,19 @@ def run_case(optimizer: str, model: str, cfg: BenchConfig, memory: bool) -> dict
     """All implementations of one optimizer on one model, timed in the same rounds."""
     dtype = DTYPES[cfg.dtype]
     description, shapes = model_shapes(model)
-    params = make_params(shapes, dtype)
+    params = make_params(shapes, dtype, device=cfg.device)
     numel = sum(p.numel() for p in params)
     opts = {impl.name: impl.make(params) for impl in implementations(optimizer)}
     steps: dict[str, Callable[[], None]] = {n: o.step for n, o in opts.items()}
-    steps["stream"] = measure.stream_step(numel, dtype)
+    steps["stream"] = measure.stream_step(numel, dtype, cfg.device)
     for step in steps.values():
         for _ in range(cfg.warmup):
             step()
-    extra = {n: measure.extra_peak_bytes(s) if memory else None for n, s in steps.items()}
-    samples = measure.interleaved_medians(steps, cfg.repeats, cfg.sample_s)
+    on_gpu = cfg.device == "cuda"
+    probe = cuda.extra_peak_bytes if on_gpu else measure.extra_peak_bytes
+    extra = {n: probe(s) if memory else None for n, s in steps.items()}
+    samples = measure.interleaved_medians(steps, cfg.repeats, cfg.sample_s,
+                                          cuda.time_once if on_gpu else measure.time_once)
     itemsize = params[0].element_size()
     stream_gbs = 3 * itemsize * numel / measure.median(samples["stream"]) / 1e9
     traffic = BYTES_PER_PARAM[optimizer] * itemsize / 4 * numel
@@ -109,10 +124,12 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None,
     until the last), so an interrupted run keeps what it measured.
     """
     cfg.validate()
+    if cfg.device == "cuda" and (reason := cuda.unavailable()) is not None:
+        raise ValueError(f"Invalid device: 'cuda': {reason}")
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    memory = cfg.memory and measure.memory_probe_available()
-    record: dict[str, Any] = {"config": asdict(cfg), "machine": machine(),
+    memory = cfg.memory and (cfg.device == "cuda" or measure.memory_probe_available())
+    record: dict[str, Any] = {"config": asdict(cfg), "machine": machine(cfg.device),
                               "memory_measured": memory, "complete": False,
                               "cases": [], "goals": []}
     for model in cfg.models:
@@ -125,7 +142,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None,
             else:
                 case = run_case(optimizer, model, cfg, memory)
             record["cases"].append(case)
-            record["goals"] = goals(record["cases"])
+            record["goals"] = goals(record["cases"], cfg.device)
             gc.collect()
             if checkpoint:
                 checkpoint(record)
@@ -133,7 +150,8 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None,
     return record
 
 
-def machine() -> dict[str, Any]:
+def machine(device: str = "cpu") -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numba": numba.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine()}
+            "cpu": platform.processor() or platform.machine(),
+            **(cuda.machine() if device == "cuda" else {})}

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from optimlab.bench import MODELS, BenchConfig, format_table, run_bench
+from optimlab.bench import MODELS, BenchConfig, cuda, format_table, run_bench
 from optimlab.bench.lab_scale import LAB_MODELS
 from optimlab.lab.entries import split_list
 
@@ -22,21 +22,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=",".join(_DEFAULTS.models), metavar="MODELS",
                    help=f"comma-separated: {', '.join([*MODELS, *LAB_MODELS])}, or NxM for N "
                         "tensors of M parameters (default: all named; lab-*: the built-in "
-                        "models' parameter lists, ours against torch's fastest step)")
-    p.add_argument("--dtype", default=_DEFAULTS.dtype, help="float32 (default) or float64")
+                        "models' parameter lists, ours against torch's fastest step, CPU "
+                        "only)")
+    p.add_argument("--dtype", default=_DEFAULTS.dtype,
+                   help="float32 (default) or float64; on cuda float32, bfloat16 or float16")
     p.add_argument("--repeats", type=int, default=_DEFAULTS.repeats,
                    help=f"interleaved rounds, medians reported (default {_DEFAULTS.repeats})")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for torch and the fused kernels (default: torch's, one per core)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
+    p.add_argument("--device", default=_DEFAULTS.device, metavar="DEVICE",
+                   help="cpu (default) or cuda: ours (Triton) against torch's CUDA paths, "
+                        "timed with CUDA events (dtypes float32, bfloat16, float16)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        models = tuple(split_list(args.models))
+        if args.device != "cpu" and models == _DEFAULTS.models:  # the lab-scale cases: CPU
+            models = tuple(MODELS)
         cfg = BenchConfig(optimizers=tuple(split_list(args.optimizers)),
-                          models=tuple(split_list(args.models)), dtype=args.dtype,
-                          repeats=args.repeats, memory=not args.no_memory, threads=args.threads)
+                          models=models, dtype=args.dtype,
+                          repeats=args.repeats, memory=not args.no_memory, threads=args.threads,
+                          device=args.device)
         cfg.validate()
+        if cfg.device == "cuda" and (reason := cuda.unavailable()) is not None:
+            raise ValueError(f"Invalid --device 'cuda': {reason}")
         if args.json is not None and not args.json.parent.is_dir():
             raise ValueError(f"Invalid --json {str(args.json)!r}: folder {args.json.parent} "
                              "does not exist")
