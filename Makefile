@@ -11,7 +11,7 @@ TEST_EXTRAS := dev,report,tensorboard,ray,triton,examples,pandas
 TORCH_INDEX_URL ?=
 TORCH_PIN   := torch==2.13.0
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench gpu lint clean
 
 setup: $(DEMO_STAMP)
 
@@ -38,6 +38,12 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) -m optimlab bench --json bench.json
 	$(PY) -m optimlab sweep-bench --json bench-sweep.json
+
+# On a machine with a CUDA GPU (and torch's CUDA build): the Triton kernels compiled and
+# tested there, then the CUDA benchmark (docs/gpu.md).
+gpu: $(TEST_STAMP)
+	$(PY) -m pytest -q tests/test_triton_cuda.py
+	$(PY) -m optimlab bench --device cuda --json bench-cuda.json
 
 lint: $(TEST_STAMP)
 	$(PY) -m ruff check src tests

@@ -4,16 +4,14 @@ TRITON_INTERPRET=1 executes the same kernel source with NumPy, where a pointer i
 host address; `triton_cuda.DEVICE_TYPE = "cpu"` and the "cpu" entry of
 `kernels.BACKENDS` pointed at `triton_cuda` send the optimizers' fused path through
 these kernels here. Sizes are small and BLOCK is 64 (several programs per tensor,
-masked tails): the interpreter runs every program in Python.
+masked tails): the interpreter runs every program in Python. The same cases run
+compiled on a GPU in test_triton_cuda.py.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-
-os.environ["TRITON_INTERPRET"] = "1"  # before the kernels are defined: @triton.jit reads it
 
 import pytest
 import torch
@@ -26,13 +24,22 @@ BLOCK = 64
 SHAPES = [(3,), (2, 35), (0,), (64,), (BLOCK + 1,)]
 
 
-@pytest.fixture(autouse=True)
-def triton_on_cpu(monkeypatch):
-    """The CUDA backend, interpreted, as the backend of CPU tensors."""
+@pytest.fixture(scope="module")
+def interpreted():
+    """The kernels redefined under TRITON_INTERPRET=1 (@triton.jit reads it), then back."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    if not isinstance(triton_cuda.k.adam, InterpretedFunction):  # imported earlier, compiled
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_INTERPRET", "1")
         importlib.reload(triton_cuda.k)
+        assert isinstance(triton_cuda.k.adam, InterpretedFunction)
+        yield
+    importlib.reload(triton_cuda.k)
+
+
+@pytest.fixture(autouse=True)
+def triton_on_cpu(interpreted, monkeypatch):
+    """The CUDA backend, interpreted, as the backend of CPU tensors."""
     monkeypatch.setattr(triton_cuda, "DEVICE_TYPE", "cpu")
     monkeypatch.setattr(triton_cuda, "BLOCK", BLOCK)
     monkeypatch.setitem(kernels.BACKENDS, "cpu", "optimlab.kernels.triton_cuda")
@@ -73,9 +80,9 @@ def gradients(dtype: torch.dtype, steps: int = STEPS, seed: int = 0) -> list[lis
     return [[torch.randn(s, generator=gen).to(dtype) for s in SHAPES] for _ in range(steps)]
 
 
-def start(dtype: torch.dtype, seed: int = 1) -> list[torch.Tensor]:
+def start(dtype: torch.dtype, seed: int = 1, device: str = "cpu") -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=gen).to(dtype) for s in SHAPES]
+    return [torch.randn(s, generator=gen).to(device, dtype) for s in SHAPES]
 
 
 def rounded_reference(name, kw, dtype, grads):
@@ -96,16 +103,16 @@ def rounded_reference(name, kw, dtype, grads):
     return history, opt
 
 
-def fused(name, kw, dtype, grads):
-    params = start(dtype)
+def fused(name, kw, dtype, grads, device="cpu"):
+    params = start(dtype, device=device)
     opt = OPTIMIZERS[name](params, **kw, fused=True)
     history = []
     for step in grads:
         for p, g in zip(params, step):
-            p.grad = g.clone()
+            p.grad = g.to(device, copy=True)
         opt.step()
         assert opt.last_impl == ["fused"]
-        history.append([p.detach().clone() for p in params])
+        history.append([p.detach().to("cpu", copy=True) for p in params])
     return history, opt
 
 
