@@ -297,3 +297,103 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, m
     assert f"optimlab report {out}" in capsys.readouterr().out.replace("\n", "")
     assert [r["run"] for r in json.loads((out / "summary.json").read_text())] == ["adam-seed0"]
     assert main(["report", str(out)]) == 0
+
+
+CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s")
+
+
+def without_clocks(out: Path) -> tuple[list[dict], list[tuple]]:
+    """summary.json and curves.csv of a folder, less what wall clocks decide."""
+    records = [{k: v for k, v in r.items() if k not in CLOCKS}
+               for r in json.loads((out / "summary.json").read_text())]
+    return records, [(r["run"], r["step"], r["split"], r["metric"], r["value"])
+                     for r in read_curves(out)]
+
+
+# Runs the CLI in a child process that sends itself SIGTERM once `after` runs are written:
+# the kill lands at the same place every time.
+TERM_AFTER = """
+import os, signal, sys
+import optimlab.lab.compare as c
+real, done = c._Store.add, []
+def add(self, result):
+    record = real(self, result)
+    done.append(record)
+    if len(done) == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return record
+c._Store.add = add
+from optimlab.cli import main
+raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+def test_sigterm_mid_compare_then_the_same_command_resumes_to_the_uninterrupted_result(
+        npz, tmp_path):
+    import subprocess
+    import sys
+    argv = compare_argv(npz, tmp_path / "term", "--optimizers", "adam,sgd", "--threads", "1")
+    proc = subprocess.run([sys.executable, "-c", TERM_AFTER, "3", *argv],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 143, proc.stderr
+    assert "the same command resumes" in proc.stdout.replace("\n", " ")
+    kept = json.loads((tmp_path / "term" / "summary.json").read_text())
+    assert [r["run"] for r in kept] == ["adam-seed0", "sgd-seed0", "adam-seed1"]
+    with (tmp_path / "term" / "curves.csv").open("a") as f:
+        f.write("sgd-seed1,10,0.01,val,acc")  # a run cut short mid-line: dropped on resume
+    assert main(argv) == 0
+    whole = compare_argv(npz, tmp_path / "whole", "--optimizers", "adam,sgd", "--threads", "1")
+    assert main(whole) == 0
+    assert without_clocks(tmp_path / "term") == without_clocks(tmp_path / "whole")
+    assert [r["run"] for r in kept] == [r["run"] for r in json.loads(
+        (tmp_path / "term" / "summary.json").read_text())][:3]  # kept, not re-run
+
+
+@pytest.mark.parametrize("change,named", [
+    (["--steps", "40"], "steps 30 there, 40 now"),
+    (["--seeds", "3"], "seeds 2 there, 3 now"),
+    (["--lr", "adam=0.5"], "lr {} there, {'adam': 0.5} now"),
+])
+def test_compare_into_a_folder_with_other_settings_is_refused(npz, tmp_path, capsys, change,
+                                                             named):
+    out = tmp_path / "o"
+    assert main(compare_argv(npz, out, "--optimizers", "adam")) == 0
+    before = (out / "summary.json").read_text()
+    capsys.readouterr()
+    assert main([*compare_argv(npz, out, "--optimizers", "adam"), *change]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("optimlab compare: error: Invalid --out") and named in err, err
+    assert (out / "summary.json").read_text() == before
+
+
+def test_a_full_disk_while_writing_records_says_what_is_safe_and_resumes(npz, tmp_path,
+                                                                        monkeypatch, capsys):
+    import errno
+
+    import optimlab.lab.experiment as experiment
+    real, writes = experiment.os.replace, []
+
+    def replace(src, dst):  # the 3rd summary.json fails as on a full disk
+        if Path(dst).name == "summary.json":
+            writes.append(dst)
+            if len(writes) == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(experiment.os, "replace", replace)
+    out = tmp_path / "full"
+    argv = compare_argv(npz, out, "--optimizers", "adam,sgd")
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"optimlab compare: error: the disk is full while writing {out}: 2 "
+                   "finished runs are safe there; free space and run the same compare command "
+                   "again to resume")
+    assert len(json.loads((out / "summary.json").read_text())) == 2
+    assert not list(out.glob("*.tmp"))
+    monkeypatch.setattr(experiment.os, "replace", real)
+    assert main(argv) == 0
+    assert [r["run"] for r in json.loads((out / "summary.json").read_text())] == [
+        "adam-seed0", "sgd-seed0", "adam-seed1", "sgd-seed1"]
+    runs = {r["run"] for r in read_curves(out)}
+    assert runs == {"adam-seed0", "sgd-seed0", "adam-seed1", "sgd-seed1"}
+    assert len(read_curves(out)) == len(set(map(tuple, (r.values() for r in read_curves(out)))))

@@ -15,12 +15,13 @@ import torch
 from conftest import done_count, kill_9_after_a_finished_run
 
 from optimlab.cli import main
+from optimlab.commands.compare import tuning_lines
 from optimlab.data import Dataset
-from optimlab.lab.compare import CompareConfig
+from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.executors import run_processes, run_vectorized
 from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
 from optimlab.lab.store import Store
-from optimlab.lab.sweep import Sweep, tuned
+from optimlab.lab.sweep import Sweep, tune, tuned, tuning_sweep
 from optimlab.train import TrainConfig, train_run
 
 # Fields that are clocks: they differ between any two runs of the same configuration.
@@ -324,3 +325,128 @@ def test_compare_tune_picks_the_best_validation_lr_and_keeps_given_ones(tmp_path
         assert out.lr[name] in {r["hyperparameters"]["lr"] for r in mine
                                 if r["final_val_acc"] == top}
     assert out.lr["rmsprop"] == 0.123
+
+
+def test_a_full_store_says_what_is_safe_and_the_same_command_resumes(tmp_path, monkeypatch,
+                                                                    capsys):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    argv = ["sweep", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "logreg",
+            "--optimizers", "sgd,adam", "--lr", "0.03,0.3", "--steps", "20", "--batch-size",
+            "20", "--eval-every", "10", "--executor", "sequential", "--out", str(tmp_path / "o")]
+    real, calls = Store.finish, []
+
+    def finish(self, *args):  # the 3rd run finds the database at its size limit
+        calls.append(1)
+        if len(calls) == 3:
+            pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+            self.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return real(self, *args)
+
+    monkeypatch.setattr(Store, "finish", finish)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    safe = done_count(tmp_path / "o" / "sweep.sqlite")
+    assert 2 <= safe < 4
+    assert err == (f"optimlab sweep: error: the disk is full while writing "
+                   f"{tmp_path / 'o' / 'sweep.sqlite'}: {safe} finished runs are safe there; "
+                   "free space and run the same sweep command again to resume")
+    with sqlite3.connect(tmp_path / "o" / "sweep.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    monkeypatch.setattr(Store, "finish", real)
+    assert main(argv) == 0
+    assert done_count(tmp_path / "o" / "sweep.sqlite") == 4
+
+
+def grid_runs(out: Path, optimizer: str) -> list[dict]:
+    return [r for r in Store(out).runs() if "grid" in r["roles"]
+            and r["config"]["optimizer"] == optimizer]
+
+
+def best_of(runs: list[dict]) -> dict:
+    """The selection rule written out: best final val accuracy, ties by val loss."""
+    def score(run):
+        loss = [p.value for p in run["curves"] if p.split == "val" and p.metric == "loss"][-1]
+        return (run["summary"]["final_val_acc"], -loss)
+    return max((r for r in runs if not r["summary"]["diverged"]), key=score)
+
+
+def test_a_best_lr_on_the_edge_of_its_grid_is_flagged_in_records_and_terminal(tmp_path,
+                                                                              capsys):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    out = tmp_path / "o"
+    # 20 steps of SGD on blobs: the larger η learns more, so the best is the high edge
+    assert main(["sweep", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "logreg",
+                 "--optimizers", "sgd", "--lr", "1e-4,1e-3,1e-2", "--steps", "20",
+                 "--batch-size", "20", "--eval-every", "10", "--out", str(out)]) == 0
+    best = best_of(grid_runs(out, "sgd"))
+    assert best["config"]["hyperparameters"] == {"lr": 0.01}
+    terminal = capsys.readouterr().out.replace("\n", " ")
+    assert "sgd: best lr=0.01 (on val); lr on the high edge of its grid 0.0001..0.01" in terminal
+    records = json.loads((out / "summary.json").read_text())
+    assert {r["run"]: r["edge"] for r in records} == {
+        "sgd-lr0.0001-seed0": None, "sgd-lr0.001-seed0": None,
+        "sgd-lr0.01-seed0": {"lr": "high"}}
+    assert Store(out).meta()["selection"]["sgd"]["edge"] == {"lr": "high"}
+
+
+def test_extend_edges_widens_the_grid_until_the_best_is_inside_and_reselects(tmp_path):
+    cfg = small(tmp_path, optimizers=("sgd",), grid={"lr": (1e-3, 3e-3)}, select="val",
+                extend_edges=True, seeds=2)
+    sweep = Sweep(cfg, tmp_path, dataset=DS)
+    sweep.run()
+    runs = grid_runs(tmp_path, "sgd")
+    lrs = sorted(r["config"]["hyperparameters"]["lr"] for r in runs)
+    # each extension one step of the grid's ratio (3x) past the edge, at most three
+    assert lrs[:2] == [1e-3, 3e-3] and lrs[2:] == [0.009, 0.027, 0.081][:len(lrs) - 2]
+    best = best_of(runs)
+    chosen = best["config"]["hyperparameters"]["lr"]
+    assert chosen != lrs[-1] or len(lrs) == 5  # inside the grid, or the extensions ran out
+    tuned = [r["config"] for r in Store(tmp_path).runs() if "tuned" in r["roles"]]
+    assert sorted(c["seed"] for c in tuned) == [0, 1]
+    assert {c["hyperparameters"]["lr"] for c in tuned} == {chosen}
+    assert sweep.selection()["sgd"]["edge"] == ({"lr": "high"} if chosen == lrs[-1] else {})
+
+
+def test_extend_edges_needs_select_val():
+    with pytest.raises(ValueError, match="--extend-edges with --select val"):
+        SweepConfig(extend_edges=True)
+
+
+def test_when_every_lr_diverges_selection_says_so_and_tunes_nothing(tmp_path, capsys):
+    cfg = small(tmp_path, optimizers=("sgd", "adam"), select="val", model="mlp",
+                per_optimizer={"sgd": {"lr": (1e3, 1e4)}})
+    sweep = Sweep(cfg, tmp_path, dataset=DS)
+    sweep.run()
+    chosen = sweep.selection()
+    assert chosen["sgd"] == {"hyperparameters": None, "run": None, "all_diverged": True,
+                             "edge": {}}
+    assert chosen["adam"]["hyperparameters"] is not None and not chosen["adam"]["all_diverged"]
+    tuned = [r["config"]["optimizer"] for r in Store(tmp_path).runs() if "tuned" in r["roles"]]
+    assert tuned == ["adam"]
+
+
+def test_compare_tune_says_when_every_lr_diverged_and_records_it(tmp_path, capsys):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    cfg = CompareConfig(dataset=f"npz:{tmp_path / 'blobs.npz'}", model="mlp",
+                        optimizers=("sgd",), steps=20, batch_size=20, eval_every=10)
+    out, found = tune(cfg, tuning_sweep(cfg, tmp_path / "tune", lr_grid="1e3,1e4"))
+    assert found == {"sgd": {"lr": DEFAULT_LR["sgd"], "source": "default", "grid": [1e3, 1e4],
+                             "all_diverged": True, "edge": {}}}
+    assert out.lr == {}
+    line = tuning_lines(found)[0]
+    assert line == "sgd: every η of the grid 1000..10000 diverged; the comparison uses the " \
+                   "default η 0.2"
+
+
+def test_compare_tune_training_failure_is_not_a_flag_error(tmp_path, monkeypatch, capsys):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug while training")
+
+    monkeypatch.setattr("optimlab.lab.sweep.run_vectorized", broken)
+    with pytest.raises(RuntimeError, match="a bug while training"):
+        main(["compare", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "logreg",
+              "--optimizers", "sgd", "--steps", "20", "--batch-size", "20", "--tune",
+              "--out", str(tmp_path / "o")])
+    assert "error: Invalid" not in capsys.readouterr().err

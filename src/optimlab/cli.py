@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 DESCRIPTION = (
@@ -57,11 +59,30 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # said by the command's parser, so the message names the command
         args.parser_of_command.error(f"unrecognized arguments: {' '.join(unknown)}")
     module = _module(args.command)
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a cluster pre-empting the job) stops as Ctrl-C does: finished runs are
+        # kept and the command says how to resume
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(module.run(args) or 0)
+    except _Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so cleanup runs as for Ctrl-C."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 if __name__ == "__main__":

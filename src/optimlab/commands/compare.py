@@ -10,7 +10,6 @@ import argparse
 import math
 import shlex
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from rich.table import Table
 from optimlab import models, report
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
 from optimlab.lab.diagnostics import StepSizeRecorder
-from optimlab.lab.sweep import tuned
+from optimlab.lab.experiment import DiskFull, out_path
+from optimlab.lab.sweep import tune, tuning_sweep
 from optimlab.report.table import COLUMNS, table_rows
 from optimlab.train import schedules
 
@@ -202,24 +202,66 @@ def _train(comparison: Comparison, console: Console,
         return comparison.run(callbacks=new_bar, on_record=finished)
 
 
+def tuning_lines(tuning: dict[str, dict[str, Any]]) -> list[str]:
+    """What `--tune` chose per optimizer, and where it could not choose."""
+    lines = []
+    for name, t in tuning.items():
+        grid = f"{min(t['grid']):g}..{max(t['grid']):g}"
+        if t["source"] == "given":
+            lines.append(f"{name}: η {t['lr']:g} as given (--lr)")
+        elif t["source"] == "default":
+            lines.append(f"{name}: every η of the grid {grid} diverged; the comparison uses "
+                         f"the default η {t['lr']:g}")
+        else:
+            edge = t["edge"].get("lr")
+            lines.append(f"{name}: tuned η {t['lr']:g}" + (
+                f", on the {edge} edge of the grid {grid}: the best η may lie beyond"
+                if edge else ""))
+    return lines
+
+
+def _error(message: Any) -> int:
+    print(f"optimlab compare: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _compare(args: argparse.Namespace, console: Console) -> int:
-    out = Path(args.out or time.strftime("runs/compare-%Y%m%d-%H%M%S"))
-    try:
+    out = out_path(args.out, "compare")
+    try:  # bad input: everything checked before anything trains
         if args.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("Invalid --device 'cuda': no CUDA device here; allowed: cpu")
         cfg = _settings(args)
-        cfg = tuned(cfg, out / "tune") if args.tune else cfg
-        comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads))
+        sweep = tuning_sweep(cfg, out / "tune") if args.tune else None
     except (ValueError, TypeError, OSError) as e:
-        print(f"optimlab compare: error: {e}", file=sys.stderr)
-        return 2
+        return _error(e)
+    tuning = None
+    if sweep is not None:
+        console.print(f"tuning η on validation: {sweep.store.path}")
+        try:
+            cfg, tuning = tune(cfg, sweep)
+        except DiskFull as e:
+            print(f"optimlab compare: error: {e}", file=sys.stderr)
+            return 1
+        for line in tuning_lines(tuning):
+            console.print(line)
+    try:
+        comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads),
+                                tuning=tuning)
+    except (ValueError, TypeError, OSError) as e:
+        return _error(e)
     ds = comparison.dataset
     console.print(ds.summary() if hasattr(ds, "summary") else ds.name)
+    if comparison.store.finished:
+        console.print(f"resuming {out}: {len(comparison.store.finished)} finished runs kept")
     try:
         records = _train(comparison, console, args.diagnostics)
     except KeyboardInterrupt:
-        console.print(f"finished runs are kept in {out}; render them: optimlab report {out}")
+        console.print(f"finished runs are kept in {out}; the same command resumes; render "
+                      f"them: optimlab report {out}")
         raise
+    except DiskFull as e:
+        print(f"optimlab compare: error: {e}", file=sys.stderr)
+        return 1
     _print_table(console, records)
     console.print(f"report: {report.render(out)}")
     return 0

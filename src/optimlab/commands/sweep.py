@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,15 @@ import torch
 from rich.console import Console
 
 from optimlab import models
-from optimlab.lab.grid import APPLIES, DEFAULT_LR_GRID, EXECUTORS, SweepConfig, load_settings
+from optimlab.lab.experiment import DiskFull, out_path
+from optimlab.lab.grid import (
+    APPLIES,
+    DEFAULT_LR_GRID,
+    EXECUTORS,
+    SweepConfig,
+    load_settings,
+    point_value,
+)
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep
 from optimlab.train import RunResult, schedules
@@ -59,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), help=f"(default {d.dtype})")
     p.add_argument("--select", choices=("val",),
                    help="tune on validation, re-run the best per optimizer with --seeds seeds")
+    p.add_argument("--extend-edges", action="store_true", default=None,
+                   help="with --select val: while a best value lies on an edge of its grid, "
+                        "extend the grid past it and select again (DeepOBS practice)")
     p.add_argument("--data-dir", help="folder with the dataset's files")
     p.add_argument("--out", help="output folder; the same command into the same folder resumes "
                                  "(default runs/sweep-<timestamp>)")
@@ -73,7 +83,7 @@ def flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given)."""
     names = ("dataset", "model", "optimizers", "seeds", "steps", "epochs", "batch_size",
              "eval_every", "max_batch", "executor", "dtype", "select", "data_dir", "download",
-             "val_fraction", "device", "schedule", *APPLIES)
+             "val_fraction", "device", "schedule", "extend_edges", *APPLIES)
     return {n: getattr(args, n) for n in names}
 
 
@@ -122,8 +132,28 @@ def _run_with_progress(sweep: Sweep, console: Console) -> list[dict[str, Any]]:
         return sweep.run(on_result=lambda r: bar.console.print(_line(r)), on_progress=show)
 
 
+def selection_lines(selection: dict[str, dict[str, Any]],
+                    grids: dict[str, dict[str, tuple[float, ...]]]) -> list[str]:
+    """Per optimizer: its selected point, and whether a value lies on an edge of its grid."""
+    lines = []
+    for name, chosen in selection.items():
+        hp = chosen["hyperparameters"]
+        if chosen["all_diverged"]:
+            lines.append(f"{name}: every grid point diverged; nothing selected")
+            continue
+        if hp is None:
+            continue
+        text = ", ".join(f"{k}={point_value(hp, k):g}" for k in grids[name])
+        edge = "; ".join(f"{k} on the {side} edge of its grid {min(grids[name][k]):g}.."
+                         f"{max(grids[name][k]):g}" for k, side in chosen["edge"].items())
+        lines.append(f"{name}: best {text} (on val)" + (
+            f"; {edge}: the optimum may lie beyond (--select val --extend-edges widens the "
+            "grid)" if edge else ""))
+    return lines
+
+
 def _sweep(args: argparse.Namespace, console: Console) -> int:
-    out = Path(args.out or time.strftime("runs/sweep-%Y%m%d-%H%M%S"))
+    out = out_path(args.out, "sweep")
     try:
         cfg = load_settings(args.config, flags(args))
         cluster = _ray_cluster(cfg.executor, args.ray_address)
@@ -133,15 +163,21 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         return 2
     console.print(f"{sweep.store.path}: {len(sweep.store.runs())} finished runs stored; "
                   f"executor {cfg.executor}{cluster}")
-    if cfg.executor == "ray":
-        from optimlab.lab.ray_executor import ShardFailed
-        try:
-            records = _run_with_progress(sweep, console)
-        except ShardFailed as e:
-            print(f"optimlab sweep: error: {e}", file=sys.stderr)
-            return 1
-    else:
-        records = sweep.run(on_result=lambda r: console.print(_line(r)))
+    try:
+        if cfg.executor == "ray":
+            from optimlab.lab.ray_executor import ShardFailed
+            try:
+                records = _run_with_progress(sweep, console)
+            except ShardFailed as e:
+                print(f"optimlab sweep: error: {e}", file=sys.stderr)
+                return 1
+        else:
+            records = sweep.run(on_result=lambda r: console.print(_line(r)))
+    except DiskFull as e:
+        print(f"optimlab sweep: error: {e}", file=sys.stderr)
+        return 1
+    for line in selection_lines(sweep.selection(), sweep.grids()):
+        console.print(line)
     console.print(f"{len(records)} runs in {out}/summary.json, curves.csv, sweep.sqlite")
     from optimlab.report.sweep import render  # the report reads the store, never trains
     console.print(f"report: {render(out)}")

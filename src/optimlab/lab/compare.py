@@ -1,7 +1,9 @@
 """`compare`: every optimizer under every seed on one dataset; records written as they finish.
 
 The output folder (what `optimlab.report` reads, never retraining):
-- `config.json`: {"command", "settings" (CompareConfig), "dataset" (one line), "environment"};
+- `config.json`: {"command", "settings" (CompareConfig), "dataset" (one line), "environment",
+  and with `--tune` "tuning" (see `optimlab.lab.sweep.tune`: per optimizer the η used, its
+  source "tuned" / "given" / "default" when every η diverged, the grid, its "edge")};
 - `summary.json`: a list, one `optimlab.train.summary_record` per run plus its "run" name;
 - `curves.csv`: run, step, train_seconds, split, metric, value (long format);
 - `diagnostics.json`: only when callbacks return results: a list of {"run", "optimizer",
@@ -155,7 +157,7 @@ class Comparison:
     """A comparison set up and checked (data loaded, folder created, config.json written)."""
 
     def __init__(self, cfg: CompareConfig, out: str | Path, *, command: str = "",
-                 dataset: Any = None) -> None:
+                 dataset: Any = None, tuning: dict[str, Any] | None = None) -> None:
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
         `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here,
         before any training; so does a folder holding a comparison with other settings."""
@@ -165,6 +167,7 @@ class Comparison:
         with guard_disk(self.store.out, lambda: len(self.store.finished), "compare"):
             write_json(self.store.out / "config.json", {
                 "command": command, "settings": dataclasses.asdict(cfg),
+                **({"tuning": tuning} if tuning is not None else {}),
                 "dataset": ds.summary() if hasattr(ds, "summary") else ds.name,
                 "environment": environment()})
 

@@ -120,16 +120,21 @@ def load_dataset(cfg: Experiment, dataset: Any = None) -> Any:
     return ds
 
 
+def out_path(out: str | Path | None, command: str) -> Path:
+    """`out`, or a new `runs/<command>-<timestamp>` (suffixed when taken); not created."""
+    if out is not None:
+        return Path(out).expanduser()
+    base = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
 def output_folder(out: str | Path | None, command: str) -> Path:
-    """`out`, or a new `runs/<command>-<timestamp>` (suffixed when taken); created."""
-    if out is None:
-        base = Path("runs") / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-    else:
-        path = Path(out).expanduser()
+    """`out_path(out, command)`, created; a ValueError when it is a file."""
+    path = out_path(out, command)
     if path.exists() and not path.is_dir():
         raise ValueError(f"Invalid --out {str(path)!r}: a file; allowed: a folder")
     path.mkdir(parents=True, exist_ok=True)

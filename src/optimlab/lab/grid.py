@@ -107,6 +107,9 @@ class SweepConfig(Experiment):
     executor: str = "vectorized"  # K configurations per forward/backward (see executors.py)
     max_batch: int = 64  # members trained together at most: bounds memory
     select: str | None = None  # "val": DeepOBS protocol, tune on val then re-run with seeds
+    # with select="val": while a best value lies on an edge of its grid, extend the grid
+    # past that edge and select again (DeepOBS; Wilson et al. 2017); off: the grid is as given
+    extend_edges: bool = False
 
     # How the runs are computed, not which: a resume may change them.
     HOW: ClassVar[tuple[str, ...]] = (*Experiment.HOW, "executor", "max_batch")
@@ -126,6 +129,9 @@ class SweepConfig(Experiment):
         for key in (*self.grid, *(k for g in self.per_optimizer.values() for k in g)):
             if key not in APPLIES:
                 raise ValueError(f"Invalid grid key: {key!r}; allowed: {', '.join(APPLIES)}")
+        if self.extend_edges and self.select != "val":
+            raise ValueError("Invalid extend_edges without select 'val': the edges are those "
+                             "of the selected point; allowed: --extend-edges with --select val")
         for name in self.optimizers:  # every value, before anything trains
             check_points(name, hyperparameter_sets(self, name))
 
@@ -157,6 +163,46 @@ def check_points(optimizer: str, points: list[dict[str, Any]]) -> None:
         entries.check_hyperparameters(entries.Entry(optimizer, point), cls, point)
 
 
+def point_value(hyperparameters: dict[str, Any], key: str) -> float:
+    """The value of grid key `key` in an optimizer's keyword arguments (beta1/2: betas)."""
+    if key in ("beta1", "beta2"):
+        return float(hyperparameters["betas"][key == "beta2"])
+    return float(hyperparameters[key])
+
+
+def edges(grid: dict[str, tuple[float, ...]], hyperparameters: dict[str, Any]) -> dict[str, str]:
+    """{key: "low" | "high"} for each swept key (two values or more) whose value in
+    `hyperparameters` is the smallest or largest of its grid: the optimum may lie beyond."""
+    out = {}
+    for key, values in grid.items():
+        if len(values) > 1:
+            v = point_value(hyperparameters, key)
+            side = "low" if v == min(values) else "high" if v == max(values) else None
+            if side:
+                out[key] = side
+    return out
+
+
+# Keys whose values lie in [0, 1): the grid is extended in 1 - value (0.9 -> 0.99).
+UNIT_KEYS = ("momentum", "alpha", "beta1", "beta2")
+
+
+def beyond(key: str, values: tuple[float, ...], side: str) -> float | None:
+    """The next grid value past the `side` edge, one step of the grid's own ratio at that
+    edge (log-spaced; in 1 - value for UNIT_KEYS); None when the edge is a bound."""
+    vs = sorted(values)
+    a, b = (vs[0], vs[1]) if side == "low" else (vs[-1], vs[-2])
+    if key in UNIT_KEYS and side == "high":
+        a, b = 1 - a, 1 - b  # distance to the bound 1
+        new = None if a <= 0 or b <= a else 1 - a * a / b
+    else:
+        new = None if a <= 0 or b <= 0 else a * a / b
+    if new is None or not math.isfinite(new):
+        return None
+    new = float(f"{new:.{DIGITS}g}")
+    return new if new not in values and (key not in UNIT_KEYS or new < 1) else None
+
+
 def one_shot(optimizer: str) -> dict[str, Any]:
     """The "one-shot" setting: the class defaults (the lecture's), with η made explicit."""
     return {"lr": class_defaults(optimizer)["lr"]}
@@ -164,7 +210,7 @@ def one_shot(optimizer: str) -> dict[str, Any]:
 
 _SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
             "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
-            "val_fraction", "schedule")
+            "val_fraction", "schedule", "extend_edges")
 
 
 def _optimizer_tuple(spec: Any) -> tuple[str, ...]:

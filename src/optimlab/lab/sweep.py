@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.compare import CompareConfig
+from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import run_processes, run_sequential, run_vectorized
 from optimlab.lab.experiment import (
@@ -40,6 +41,9 @@ from optimlab.lab.experiment import (
 from optimlab.lab.grid import (
     DEFAULT_LR_GRID,
     SweepConfig,
+    beyond,
+    check_points,
+    edges,
     hyperparameter_sets,
     one_shot,
     parse_values,
@@ -86,8 +90,30 @@ def best_per_optimizer(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: run for name, (_, run) in best.items()}
 
 
-def write_outputs(store: Store) -> list[dict[str, Any]]:
-    """summary.json and curves.csv of every finished run, each replaced atomically."""
+def select(cfg: SweepConfig, runs: list[dict[str, Any]],
+           grids: dict[str, dict[str, tuple[float, ...]]]) -> dict[str, dict[str, Any]]:
+    """Per optimizer of `cfg`, what selection on validation makes of `runs` (its grid
+    points): {"hyperparameters": the best point, or None when every point diverged,
+    "run": the best run's name, "all_diverged": bool, "edge": {key: "low" | "high"} for
+    each swept key whose best value is the smallest or largest of `grids[optimizer]`}."""
+    best = best_per_optimizer(runs)
+    out = {}
+    for name in cfg.optimizers:
+        run = best.get(name)
+        hp = run["config"]["hyperparameters"] if run else None
+        out[name] = {"hyperparameters": hp, "run": run["run"] if run else None,
+                     "all_diverged": run is None and any(
+                         r["summary"]["optimizer"] == name for r in runs),
+                     "edge": edges(grids[name], hp) if hp else {}}
+    return out
+
+
+def write_outputs(store: Store,
+                  selection: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """summary.json and curves.csv of every finished run, each replaced atomically.
+    With a `selection` (see `select`), each record has "edge": the selected point's edges
+    ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
+    winner and its re-runs), None for every other run."""
     runs = store.runs()
     tmp = store.out / "curves.csv.tmp"
     with tmp.open("w", newline="") as f:
@@ -96,7 +122,11 @@ def write_outputs(store: Store) -> list[dict[str, Any]]:
         for run in runs:
             w.writerows((run["run"], *p) for p in run["curves"])
     os.replace(tmp, store.out / "curves.csv")
-    records = [run["summary"] for run in runs]
+    chosen = {(name, json.dumps(c["hyperparameters"], sort_keys=True)): c["edge"]
+               for name, c in (selection or {}).items() if c["hyperparameters"] is not None}
+    records = [run["summary"] | ({"edge": chosen.get((run["config"]["optimizer"], json.dumps(
+        run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
+               for run in runs]
     write_json(store.out / "summary.json", records)
     return records
 
@@ -106,6 +136,8 @@ class Sweep:
 
     def __init__(self, cfg: SweepConfig, out: str | Path, *, command: str = "",
                  dataset: Any = None, extend: bool = False) -> None:
+        # optimizer -> {key: values added past an edge of the grid (`extend_edges`)}
+        self.extra: dict[str, dict[str, tuple[float, ...]]] = {}
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
         `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here,
         and so does a folder holding a sweep with other settings (`extend`: unless they
@@ -174,42 +206,120 @@ class Sweep:
                 run_sequential(todo, self.dataset, self._finished)
         return len(todo)
 
+    def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
+        """Per optimizer, its grid as swept: the settings' plus the edge extensions."""
+        return {name: {k: tuple(dict.fromkeys((*v, *self.extra.get(name, {}).get(k, ()))))
+                       for k, v in self.cfg.grid_for(name).items()}
+                for name in self.cfg.optimizers}
+
+    def grid(self) -> list[TrainConfig]:
+        cfg, seeds = self.cfg, range(1) if self.cfg.select else range(self.cfg.seeds)
+        extended = dataclasses.replace(cfg, per_optimizer=self.grids())
+        return [c for name in cfg.optimizers for c in make_configs(
+            cfg, name, hyperparameter_sets(extended, name), seeds, self.n_train)]
+
+    def selection(self) -> dict[str, dict[str, Any]]:
+        """`select` over the grid runs stored for this sweep's grid (extensions included)."""
+        keys = {config_key(c) for c in self.grid()}
+        return select(self.cfg, [r for r in self.store.runs() if r["key"] in keys],
+                      self.grids())
+
+    def _extend_edges(self) -> None:
+        """While a best point lies on an edge of its grid, add the next value past that
+        edge and train it (at most MAX_EXTENSIONS times per optimizer and key)."""
+        for _ in range(MAX_EXTENSIONS):
+            added = False
+            for name, chosen in self.selection().items():
+                for key, side in chosen["edge"].items():
+                    new = beyond(key, self.grids()[name][key], side)
+                    if new is None or not _accepted(name, key, new, chosen):
+                        continue
+                    self.extra.setdefault(name, {}).setdefault(key, ())
+                    self.extra[name][key] += (new,)
+                    added = True
+            if not added:
+                return
+            self.execute({"grid": self.grid()})
+
     def run(self, on_result: Callable[[RunResult], None] | None = None,
             on_progress: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
         """Every phase of the sweep (resuming what is stored); the summary records.
-        `on_progress`: the Ray executor's `Progress` (shards and steps) as it goes."""
+        `on_progress`: the executor's `Progress` (shards and steps) as it goes."""
         self.on_result, self.on_progress = on_result, on_progress
         cfg, n = self.cfg, self.n_train
-        grid = grid_configs(cfg, n)
         if not cfg.select:
-            self.execute({"grid": grid})
+            self.execute({"grid": self.grid()})
             return self.write_outputs()
         seeds = range(cfg.seeds)
-        self.execute({"grid": grid, "one-shot": [
+        self.execute({"grid": self.grid(), "one-shot": [
             c for name in cfg.optimizers
             for c in make_configs(cfg, name, [one_shot(name)], seeds, n)]})
-        keys = {config_key(c) for c in grid}
-        chosen = best_per_optimizer([r for r in self.store.runs() if r["key"] in keys])
-        self.execute({"tuned": [c for name, run in chosen.items() for c in make_configs(
-            cfg, name, [run["config"]["hyperparameters"]], seeds, n)]})
+        if cfg.extend_edges:
+            self._extend_edges()
+        chosen = self.selection()
+        self.execute({"tuned": [c for name, sel in chosen.items() if sel["hyperparameters"]
+                                for c in make_configs(cfg, name, [sel["hyperparameters"]],
+                                                      seeds, n)]})
         return self.write_outputs()
 
     def write_outputs(self) -> list[dict[str, Any]]:
+        """summary.json and curves.csv from the store, each record with its "edge"."""
         with self.guard():
-            return write_outputs(self.store)
+            selection = self.selection()
+            self.store.set_meta("selection", selection)
+            return write_outputs(self.store, selection)
 
 
-def tuned(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> CompareConfig:
-    """`compare --tune`: `cfg` with η per optimizer chosen on validation by a vectorized
-    sweep of `lr_grid` (seed 0, the comparison's steps and batch size) stored in `out`.
-    η given explicitly in `cfg.lr` is kept."""
+# Edge extensions per optimizer and key at most: three half-decade steps of the default η
+# grid reach 30 (or 3e-6), past any η that trains these models.
+MAX_EXTENSIONS = 3
+
+
+def _accepted(name: str, key: str, value: float, chosen: dict[str, Any]) -> bool:
+    """Whether the optimizer's class accepts the best point with `key` set to `value`."""
+    point = dict(chosen["hyperparameters"])
+    if key in ("beta1", "beta2"):
+        point["betas"] = list(point["betas"])
+        point["betas"][key == "beta2"] = value
+    else:
+        point[key] = value
+    try:
+        check_points(name, [point])
+    except ValueError:
+        return False
+    return True
+
+
+def tuning_sweep(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> Sweep:
+    """`compare --tune`'s sweep, set up and checked (nothing trained): `lr_grid` per
+    optimizer under seed 0, with the comparison's data, model and budget, stored in `out`."""
     if cfg.val_fraction == 0:
         raise ValueError(f"Invalid --tune with --val-fraction {cfg.val_fraction:g}: tuning "
                          "selects on the validation split; allowed: --val-fraction > 0")
     common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Experiment)}
-    sweep = Sweep(SweepConfig(**common | {"seeds": 1}, grid={"lr": parse_values("lr", lr_grid)}),
-                  out, command=f"compare --tune (lr grid {lr_grid})")
+    return Sweep(SweepConfig(**common | {"seeds": 1}, grid={"lr": parse_values("lr", lr_grid)}),
+                 out, command=f"compare --tune (lr grid {lr_grid})")
+
+
+def tune(cfg: CompareConfig, sweep: Sweep) -> tuple[CompareConfig, dict[str, dict[str, Any]]]:
+    """Run `sweep` (see `tuning_sweep`); `cfg` with η per optimizer chosen on validation
+    (η given in `cfg.lr` is kept), and what tuning found, per optimizer: {"lr": the η the
+    comparison uses, "source": "tuned" | "given" | "default" (every η diverged), "grid",
+    "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}."""
     sweep.run()
-    best = best_per_optimizer(sweep.store.runs())
-    lr = {name: run["config"]["hyperparameters"]["lr"] for name, run in best.items()}
-    return dataclasses.replace(cfg, lr={**lr, **cfg.lr})
+    found, grids = sweep.selection(), sweep.grids()
+    lr, record = dict(cfg.lr), {}
+    for name, chosen in found.items():
+        hp = chosen["hyperparameters"]
+        if name not in lr and hp is not None:
+            lr[name] = hp["lr"]
+        source = "given" if name in cfg.lr else "tuned" if hp is not None else "default"
+        record[name] = {"lr": lr.get(name, DEFAULT_LR[name]), "source": source,
+                        "grid": list(grids[name]["lr"]), "all_diverged": chosen["all_diverged"],
+                        "edge": chosen["edge"] if source == "tuned" else {}}
+    return dataclasses.replace(cfg, lr=lr), record
+
+
+def tuned(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> CompareConfig:
+    """`cfg` with η per optimizer chosen on validation (`tuning_sweep`, then `tune`)."""
+    return tune(cfg, tuning_sweep(cfg, out, lr_grid))[0]
