@@ -94,7 +94,8 @@ def test_curves_csv_is_long_format_and_agrees_with_the_summary(compared):
 def test_config_json_holds_the_command_and_environment(compared):
     meta = json.loads((compared / "config.json").read_text())
     assert meta["command"].startswith("optimlab compare --dataset npz:")
-    assert "--lr sgd=1e+09 momentum=0.5 rmsprop=0.01 adam=0.05" in meta["command"]
+    assert ("--optimizers 'sgd=sgd(lr=1000000000.0), momentum=momentum(lr=0.5), "
+            "rmsprop=rmsprop(lr=0.01), adam=adam(lr=0.05)'") in meta["command"]
     assert meta["settings"]["steps"] == STEPS and meta["settings"]["seeds"] == SEEDS
     assert {"torch", "python", "cpu", "torch_threads"} <= set(meta["environment"])
     assert meta["environment"]["torch_threads"] == 1
@@ -155,7 +156,7 @@ def exit_code(argv: list[str]) -> int:
     (["--steps", "0"], "--steps", "0"),
     (["--steps", "many"], "--steps", "many"),
     (["--seeds", "-2"], "--seeds", "-2"),
-    (["--optimizers", "sgd,lbfgs"], "--optimizers", "sgd,lbfgs"),
+    (["--optimizers", "sgd,lbfgs"], "--optimizers", "'lbfgs'"),
     (["--lr", "lbfgs=0.1"], "--lr", "lbfgs=0.1"),
     (["--lr", "adam=-1"], "--lr", "adam=-1"),
     (["--target-acc", "1.5"], "--target-acc", "1.5"),

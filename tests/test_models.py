@@ -121,7 +121,7 @@ def test_build_does_not_seed():
     (("mlp", (), 10), r"input_shape=\(\)"),
     (("mlp", (0, 3), 10), r"input_shape=\(0, 3\)"),
     (("mlp", (1, 2, 3, 4), 10), r"input_shape=\(1, 2, 3, 4\)"),
-    (("mlp", (40,), 1), "num_classes=1"),
+    (("mlp", (40,), 0), "num_classes=0"),
     (("cnn", (2,), 10), r"input_shape=\(2,\) is too small"),
 ])
 def test_bad_arguments_name_the_value(args, match):

@@ -20,12 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optimlab import models, report
+from optimlab._imports import is_import_path
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
+from optimlab.lab.compare import load_settings
 from optimlab.lab.diagnostics import StepSizeRecorder
+from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.sweep import tune, tuning_sweep
 from optimlab.report.table import COLUMNS, table_rows
-from optimlab.train import schedules
+from optimlab.train import TASKS, schedules
 
 
 def _positive_int(text: str) -> int:
@@ -39,12 +42,11 @@ def _positive_int(text: str) -> int:
 
 
 def _optimizer_list(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    bad = [n for n in names if n not in DEFAULT_LR]
-    if bad or not names or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}; allowed: distinct names from {', '.join(DEFAULT_LR)}, comma-separated")
-    return names
+    """Entries `[LABEL=]NAME[(key=value, ...)]`, checked before anything trains."""
+    try:
+        return texts(parse_list(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _number(text: str, ok: Callable[[float], bool], allowed: str) -> float:
@@ -59,9 +61,9 @@ def _number(text: str, ok: Callable[[float], bool], allowed: str) -> float:
 
 
 def _lr_pair(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    allowed = f"NAME=VALUE, NAME in {', '.join(DEFAULT_LR)}, VALUE > 0 (e.g. adam=1e-3)"
-    if not sep or name not in DEFAULT_LR:
+    name, sep, value = text.rpartition("=")  # a label may hold "=" (adam(betas=...))
+    allowed = "LABEL=VALUE, LABEL an optimizer's label, VALUE > 0 (e.g. adam=1e-3)"
+    if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r}; allowed: {allowed}")
     try:
         return name, _number(value, lambda v: v > 0, allowed)
@@ -69,10 +71,17 @@ def _lr_pair(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"{text!r}; allowed: {allowed}") from None
 
 
-def _accuracy(text: str) -> float | None:
+def _accuracy(text: str) -> float | str:
     if text.lower() == "none":
-        return None
+        return "none"  # given as none: no target (the flag's absence means the default)
     return _number(text, lambda v: 0 < v <= 1, "a fraction in (0, 1], or none")
+
+
+def _model(text: str) -> str:
+    if text in models.MODELS or is_import_path(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}; allowed: {', '.join(models.MODELS)} or "
+                                     "module:callable returning an nn.Module")
 
 
 def _schedule(text: str) -> str:
@@ -87,36 +96,46 @@ def _fraction(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # Defaults are None here, so that a --config file fills what no flag gives.
     d = CompareConfig()
-    p.add_argument("--dataset", default=d.dataset,
-                   help=f"a dataset name or npz:PATH (default {d.dataset})")
-    p.add_argument("--model", default=d.model, choices=models.MODELS,
-                   help=f"model (default {d.model})")
-    p.add_argument("--optimizers", type=_optimizer_list, default=d.optimizers,
-                   help=f"comma-separated (default {','.join(d.optimizers)})")
+    p.add_argument("--config", type=Path, help="a TOML file with the same keys (flags win)")
+    p.add_argument("--dataset", help=f"a dataset name, npz:PATH, or module:callable returning "
+                                     f"(train, test) (default {d.dataset})")
+    p.add_argument("--model", type=_model, help=f"{', '.join(models.MODELS)}, or module:callable "
+                                                f"returning an nn.Module (default {d.model})")
+    p.add_argument("--optimizers", type=_optimizer_list, metavar="ENTRIES",
+                   help="comma-separated entries [LABEL=]NAME[(key=value, ...)], NAME built-in "
+                        "or module:Class of a torch.optim.Optimizer, e.g. \"adam, "
+                        "slow=adam(betas=(0.5, 0.999)), torch.optim:NAdam(lr=2e-3)\" "
+                        f"(default {','.join(d.optimizers)})")
+    p.add_argument("--task", choices=TASKS, help=f"(default {d.task}; regression: squared "
+                                                 "error, loss as the metric)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=_positive_int,
                         help=f"optimizer steps per run (default {DEFAULT_STEPS})")
     length.add_argument("--epochs", type=_positive_int, help="passes over the training set")
-    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size,
+    p.add_argument("--batch-size", type=_positive_int,
                    help=f"minibatch size (default {d.batch_size})")
     defaults = " ".join(f"{k}={v:g}" for k, v in DEFAULT_LR.items())
     p.add_argument("--lr", type=_lr_pair, nargs="+", action="extend", default=[],
-                   metavar="NAME=VALUE", help=f"learning rates (defaults: {defaults})")
-    p.add_argument("--schedule", type=_schedule, default=d.schedule, metavar="SPEC",
+                   metavar="LABEL=VALUE", help=f"learning rates (defaults: {defaults}; an "
+                                               "entry's own lr wins)")
+    p.add_argument("--schedule", type=_schedule, metavar="SPEC",
                    help=f"learning-rate schedule: {schedules.ALLOWED} (default {d.schedule})")
-    p.add_argument("--seeds", type=_positive_int, default=d.seeds,
+    p.add_argument("--seeds", type=_positive_int,
                    help=f"runs per optimizer, seeds 0..N-1 (default {d.seeds})")
-    p.add_argument("--target-acc", type=_accuracy, default=d.target_acc,
+    p.add_argument("--target-acc", type=_accuracy,
                    help=f"val accuracy for 'time to target', or none (default {d.target_acc})")
-    p.add_argument("--eval-every", type=_positive_int, default=d.eval_every,
+    p.add_argument("--target-loss", type=lambda t: _number(t, lambda v: v > 0, "a number > 0"),
+                   help="val loss for 'time to target' (regression; default none)")
+    p.add_argument("--eval-every", type=_positive_int,
                    help=f"steps between evaluations (default {d.eval_every})")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=d.device,
+    p.add_argument("--device", choices=("cpu", "cuda"),
                    help=f"(default {d.device})")
     p.add_argument("--data-dir", help="folder with the dataset's files")
-    p.add_argument("--download", action="store_true",
+    p.add_argument("--download", action="store_true", default=None,
                    help="download the dataset's missing files (MNIST, Fashion-MNIST, CIFAR-10)")
-    p.add_argument("--val-fraction", type=_fraction, default=d.val_fraction,
+    p.add_argument("--val-fraction", type=_fraction,
                    help=f"share of train held out for validation (default {d.val_fraction}; "
                         "0: train on all, as the MNIST-1D paper)")
     p.add_argument("--out", help="output folder (default runs/compare-<timestamp>)")
@@ -133,26 +152,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> CompareConfig:
-    return CompareConfig(
-        dataset=args.dataset, model=args.model, optimizers=args.optimizers, steps=args.steps,
-        epochs=args.epochs, batch_size=args.batch_size, lr=dict(args.lr), seeds=args.seeds,
-        target_acc=args.target_acc, eval_every=args.eval_every, device=args.device,
-        data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction,
-        schedule=args.schedule)
+    """The flags given (None: not given) over the --config file over the defaults."""
+    flags = {k: getattr(args, k) for k in (
+        "dataset", "model", "optimizers", "task", "steps", "epochs", "batch_size", "schedule",
+        "seeds", "target_acc", "target_loss", "eval_every", "device", "data_dir", "download",
+        "val_fraction")}
+    flags["lr"] = dict(args.lr) or None
+    return load_settings(args.config, flags)
 
 
 def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
     """The exact command, every setting explicit, so it reproduces the runs."""
+    families = ", ".join(with_label(e, cfg.hyperparameters(e)) for e in cfg.entries)
     argv = ["optimlab", "compare", "--dataset", cfg.dataset, "--model", cfg.model,
-            "--optimizers", ",".join(cfg.optimizers)]
+            "--optimizers", families, "--task", cfg.task]
     argv += ["--epochs", str(cfg.epochs)] if cfg.epochs else ["--steps", str(cfg.steps_for(0))]
-    argv += ["--batch-size", str(cfg.batch_size), "--lr",
-             *(f"{n}={cfg.lr.get(n, DEFAULT_LR[n]):g}" for n in cfg.optimizers),
+    argv += ["--batch-size", str(cfg.batch_size),
              "--schedule", cfg.schedule, "--seeds", str(cfg.seeds),
              "--eval-every", str(cfg.eval_every),
              "--val-fraction", f"{cfg.val_fraction:g}", "--device", cfg.device,
              "--threads", str(threads), "--out", str(out)]
-    argv += ["--target-acc", f"{cfg.target_acc:g}"] if cfg.target_acc else []
+    argv += ["--target-acc", f"{cfg.target_acc:g}" if cfg.target_acc else "none"]
+    argv += ["--target-loss", f"{cfg.target_loss:g}"] if cfg.target_loss else []
     argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
     argv += ["--download"] if cfg.download else []
     return shlex.join(argv)
@@ -171,6 +192,9 @@ class _ProgressBar:
 def _run_line(r: dict[str, Any]) -> str:
     if r["diverged"]:
         return f"{r['run']}: diverged at step {r['diverged_step']} (recorded; going on)"
+    if r["final_test_acc"] is None:  # regression: the loss is the metric
+        return (f"{r['run']}: test loss {r['final_test_loss']:.4g}, "
+                f"{r['train_seconds']:.1f} s training")
     return (f"{r['run']}: test acc {r['final_test_acc']:.1%} (best {r['best_test_acc']:.1%}), "
             f"{r['train_seconds']:.1f} s training")
 
@@ -228,9 +252,9 @@ def _error(message: Any) -> int:
 def _compare(args: argparse.Namespace, console: Console) -> int:
     out = out_path(args.out, "compare")
     try:  # bad input: everything checked before anything trains
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("Invalid --device 'cuda': no CUDA device here; allowed: cpu")
         cfg = _settings(args)
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("Invalid --device 'cuda': no CUDA device here; allowed: cpu")
         sweep = tuning_sweep(cfg, out / "tune") if args.tune else None
     except (ValueError, TypeError, OSError) as e:
         return _error(e)

@@ -28,7 +28,7 @@ from optimlab.lab.grid import (
 )
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep
-from optimlab.train import RunResult, schedules
+from optimlab.train import TASKS, RunResult, schedules
 
 # Grid flags: --lr, --momentum, … (values: LO:HI:N or a comma-separated list).
 GRID_FLAGS = {k: k.replace("_", "-") for k in APPLIES}
@@ -37,13 +37,21 @@ GRID_FLAGS = {k: k.replace("_", "-") for k in APPLIES}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = SweepConfig()
     p.add_argument("--config", type=Path, help="a TOML file with the same keys (flags win)")
-    p.add_argument("--dataset", help=f"a dataset name or npz:PATH (default {d.dataset})")
-    p.add_argument("--model", choices=models.MODELS, help=f"(default {d.model})")
-    p.add_argument("--optimizers", help=f"comma-separated (default {','.join(d.optimizers)})")
+    p.add_argument("--dataset", help=f"a dataset name, npz:PATH, or module:callable returning "
+                                     f"(train, test) (default {d.dataset})")
+    p.add_argument("--model", help=f"{', '.join(models.MODELS)}, or module:callable returning "
+                                   f"an nn.Module (default {d.model})")
+    p.add_argument("--optimizers", metavar="ENTRIES",
+                   help="comma-separated entries [LABEL=]NAME[(key=value, ...)]; an entry's "
+                        "own hyperparameters are kept, the grids sweep the others "
+                        f"(default {','.join(d.optimizers)})")
+    p.add_argument("--task", choices=TASKS, help=f"(default {d.task}; regression: squared "
+                                                 "error, selection on val loss)")
     for key, flag in GRID_FLAGS.items():
         p.add_argument(f"--{flag}", dest=key, metavar="GRID",
-                       help=f"{key} values for {', '.join(APPLIES[key])}: LO:HI:N (log-spaced) "
-                            "or V,V,…" + (f" (default {DEFAULT_LR_GRID})" if key == "lr" else ""))
+                       help=f"{key} values for {', '.join(APPLIES[key])} and any module:Class "
+                            "taking it: LO:HI:N (log-spaced) or V,V,…"
+                            + (f" (default {DEFAULT_LR_GRID})" if key == "lr" else ""))
     for name, help_ in (("seeds", f"seeds per configuration (default {d.seeds})"),
                         ("steps", f"optimizer steps per run (default {d.steps})"),
                         ("batch-size", f"minibatch size (default {d.batch_size})"),
@@ -81,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given)."""
-    names = ("dataset", "model", "optimizers", "seeds", "steps", "epochs", "batch_size",
+    names = ("dataset", "model", "optimizers", "task", "seeds", "steps", "epochs", "batch_size",
              "eval_every", "max_batch", "executor", "dtype", "select", "data_dir", "download",
              "val_fraction", "device", "schedule", "extend_edges", *APPLIES)
     return {n: getattr(args, n) for n in names}
@@ -102,6 +110,9 @@ def _line(result: RunResult) -> str:
     r = result.record
     if r["diverged"]:
         return f"{run_name(result.config)}: diverged at step {r['diverged_step']}"
+    if r["final_val_acc"] is None:  # regression, or no validation split
+        return (f"{run_name(result.config)}: val loss {r['final_val_loss'] or float('nan'):.4g}, "
+                f"test loss {r['final_test_loss']:.4g}")
     return (f"{run_name(result.config)}: val acc {r['final_val_acc']:.1%}, "
             f"test acc {r['final_test_acc']:.1%}")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.experiment import (
     CURVE_COLUMNS,
@@ -32,6 +33,7 @@ from optimlab.lab.experiment import (
     guard_disk,
     load_dataset,
     output_folder,
+    read_toml,
     write_json,
 )
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
@@ -52,17 +54,18 @@ class CompareConfig(Experiment):
 
     model: str = "cnn"  # the MNIST-1D reference CNN: the paper's strongest model
     seeds: int = 2  # two give a band on the curves and a std in the table
-    lr: dict[str, float] = field(default_factory=dict)  # overrides of DEFAULT_LR, by optimizer
+    lr: dict[str, float] = field(default_factory=dict)  # overrides of DEFAULT_LR, by label
     target_acc: float | None = 0.8  # reached by every default η within the default budget
     # val_fraction (Experiment): 0 trains on all of train, as the MNIST-1D paper does (4000
     # examples), and leaves time to target null
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        unknown = [n for n in (*self.optimizers, *self.lr) if n not in DEFAULT_LR]
+        labels = [e.label for e in self.entries]
+        unknown = [f"{n}={v}" for n, v in self.lr.items() if n not in labels]
         if unknown:
-            raise ValueError(f"Invalid optimizer name(s): {unknown}; allowed: "
-                             f"{', '.join(DEFAULT_LR)}")
+            raise ValueError(f"Invalid lr (--lr) {', '.join(unknown)}: no optimizer has that "
+                             f"label; allowed labels: {', '.join(labels)}")
         bad = {n: v for n, v in self.lr.items()
                if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf")}
         if bad:
@@ -71,20 +74,51 @@ class CompareConfig(Experiment):
         if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
                               or not 0 < t <= 1):
             raise ValueError(f"Invalid target_acc: {t!r}; allowed: a number in (0, 1] or None")
+        for e in self.entries:
+            self.hyperparameters(e)  # every family has an η
+
+    def hyperparameters(self, entry: Entry) -> dict[str, Any]:
+        """A family's keyword arguments: η (`lab.entries.learning_rate`), then the entry's."""
+        return {"lr": learning_rate(entry, self.lr, DEFAULT_LR),
+                **{k: v for k, v in entry.hyperparameters.items() if k != "lr"}}
+
+
+def settings(toml: dict[str, Any], flags: dict[str, Any]) -> CompareConfig:
+    """A CompareConfig from a parsed TOML table (keys: CompareConfig's fields; `lr` a table
+    by label; `target_acc = "none"` for no target) and flags (None: not given); flags win."""
+    allowed = [f.name for f in dataclasses.fields(CompareConfig)]
+    unknown = [k for k in toml if k not in allowed]
+    if unknown:
+        raise ValueError(f"Invalid key(s) in the config file: {', '.join(unknown)}; allowed: "
+                         f"{', '.join(allowed)}")
+    if not isinstance(toml.get("lr", {}), dict):
+        raise ValueError(f"Invalid lr in the config file: {toml['lr']!r}; allowed: a table "
+                         "of LABEL = VALUE")
+    merged = {**toml, **{k: v for k, v in flags.items() if v is not None}}
+    merged["lr"] = {**toml.get("lr", {}), **(flags.get("lr") or {})}
+    if isinstance(merged.get("target_acc"), str) and merged["target_acc"].lower() == "none":
+        merged["target_acc"] = None
+    return CompareConfig(**merged)
+
+
+def load_settings(path: str | Path | None, flags: dict[str, Any]) -> CompareConfig:
+    """`settings` from the TOML file at `path` (None: flags only)."""
+    return settings(read_toml(path) if path is not None else {}, flags)
 
 
 def run_name(config: TrainConfig) -> str:
-    return f"{config.optimizer}-seed{config.seed}"
+    return f"{config.label}-seed{config.seed}"
 
 
 def train_configs(cfg: CompareConfig, n_train: int) -> list[TrainConfig]:
     """Seed-major order, so an interrupted comparison has every optimizer for the first seeds."""
-    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=name,
-                        hyperparameters={"lr": cfg.lr.get(name, DEFAULT_LR[name])},
-                        steps=cfg.steps_for(n_train), batch_size=cfg.batch_size, seed=seed,
-                        eval_every=cfg.eval_every, target_acc=cfg.target_acc, device=cfg.device,
-                        schedule=cfg.schedule)
-            for seed in range(cfg.seeds) for name in cfg.optimizers]
+    classify = cfg.task == "classification"
+    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=e.name, label=e.label,
+                        hyperparameters=cfg.hyperparameters(e), steps=cfg.steps_for(n_train),
+                        batch_size=cfg.batch_size, seed=seed, eval_every=cfg.eval_every,
+                        target_acc=cfg.target_acc if classify else None, device=cfg.device,
+                        schedule=cfg.schedule, task=cfg.task, target_loss=cfg.target_loss)
+            for seed in range(cfg.seeds) for e in cfg.entries]
 
 
 def _append_curves(path: Path, run: str, result: RunResult) -> None:
@@ -178,7 +212,7 @@ class Comparison:
         todo = [c for c in self.configs if run_name(c) not in self.store.finished]
         first: dict[str, TrainConfig] = {}
         for config in todo:
-            first.setdefault(config.optimizer, config)
+            first.setdefault(config.label, config)
         for config in first.values():
             warm_up(config, self.dataset)  # each optimizer once, before any timed run
         for config in todo:

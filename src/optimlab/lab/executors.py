@@ -16,6 +16,12 @@
 
 `train_seconds` of a member is its share of the group's time: each step's wall clock
 divided by the members still training.
+
+What the vectorized executor cannot take it says (one line each, through `say`) and trains
+one by one instead: optimizers without a batched update (any `module:Class`), options the
+batched update does not vary, learning-rate schedules, and models that are not functional
+(buffers updated in place, such as BatchNorm's running statistics, or a forward that
+`vmap` cannot run).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,7 +39,8 @@ import torch
 from torch.func import functional_call
 
 from optimlab.lab.member_grads import member_grads, views
-from optimlab.optim.batched import BatchedOptimizer
+from optimlab.optim import OPTIMIZERS
+from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters
 from optimlab.train import (
     CurvePoint,
     RunResult,
@@ -47,6 +55,11 @@ from optimlab.train import (
 )
 
 OnFinish = Callable[[RunResult], None]
+Say = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish) -> None:
@@ -82,7 +95,7 @@ def run_processes(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFin
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
     """Configurations with the same key can train as members of one group."""
     return (config.dataset, config.model, config.steps, config.batch_size, config.eval_every,
-            config.dtype, config.device)
+            config.dtype, config.device, config.task)
 
 
 def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainConfig]]:
@@ -98,18 +111,75 @@ def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainCon
     return out
 
 
+def member_refusal(config: TrainConfig) -> str | None:
+    """Why `config` cannot be a member of a vectorized group (None: it can)."""
+    if config.schedule != "constant":
+        return f"schedule {config.schedule!r} (the batched η is fixed)"
+    if config.optimizer not in OPTIMIZERS:
+        return f"{config.optimizer} has no batched update"
+    try:
+        member_hyperparameters(config.optimizer, [config.hyperparameters])
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def batchable(config: TrainConfig) -> bool:
-    """Whether `config` can be a member of a group (the batched optimizers keep η fixed)."""
-    return config.schedule == "constant"
+    """Whether `config` can be a member of a group (see `member_refusal`)."""
+    return member_refusal(config) is None
+
+
+def model_refusal(config: TrainConfig, dataset: Any) -> str | None:
+    """Why `config`'s model cannot train vectorized (None: it can). A model is functional
+    when a training-mode forward leaves its buffers unchanged and K stacked copies of its
+    parameters run through `member_grads` (`vmap` of `functional_call`)."""
+    data = on_device(dataset, config.device, config.torch_dtype)
+    module = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
+    module.train()
+    before = {n: b.clone() for n, b in module.named_buffers()}
+    with torch.no_grad():
+        module(data.x_train[:2])
+    changed = [n for n, b in module.named_buffers() if not torch.equal(b, before[n])]
+    if changed:
+        return (f"model {config.model} updates its buffers in place ({', '.join(changed[:3])}, "
+                "e.g. BatchNorm running statistics)")
+    for n, b in before.items():
+        module.get_buffer(n).copy_(b)
+    flat = torch.cat([p.detach().reshape(1, -1) for p in module.parameters()], 1)
+    params = views(flat, [(n, p.shape) for n, p in module.named_parameters()])
+    try:
+        member_grads(module, task=config.task)(params, data.x_train[None, :2],
+                                               data.y_train[None, :2], torch.empty_like(flat))
+    except Exception as e:  # vmap refused the forward: say why, in one line
+        return f"model {config.model} does not run under vmap ({' '.join(str(e).split())[:200]})"
+    return None
 
 
 def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
-                   max_batch: int = 64) -> None:
-    """Train compatible configurations together, `max_batch` members at a time.
-    The batched optimizers keep η fixed: a configuration with a learning-rate schedule
-    other than constant is trained by its own `train_run`."""
-    run_sequential([c for c in configs if not batchable(c)], dataset, on_finish)
-    for members in groups([c for c in configs if batchable(c)], max_batch):
+                   max_batch: int = 64, say: Say = _stderr) -> None:
+    """Train compatible configurations together, `max_batch` members at a time. What the
+    batched path cannot take is said (`say`) and trained by its own `train_run`."""
+    single: list[TrainConfig] = []
+    reasons: dict[str, list[str]] = {}
+    for c in configs:
+        why = member_refusal(c)
+        if why is not None:
+            single.append(c)
+            reasons.setdefault(why, []).append(c.label)
+    batched = [c for c in configs if c not in single]
+    for model in dict.fromkeys(c.model for c in batched):
+        first = next(c for c in batched if c.model == model)
+        why = model_refusal(first, dataset)
+        if why is not None:
+            moved = [c for c in batched if c.model == model]
+            single += moved
+            reasons.setdefault(why, []).extend(c.label for c in moved)
+            batched = [c for c in batched if c.model != model]
+    for why, labels in reasons.items():
+        say(f"vectorized executor: {why}; {len(labels)} run(s) of "
+            f"{', '.join(dict.fromkeys(labels))} train one by one instead")
+    run_sequential(single, dataset, on_finish)
+    for members in groups(batched, max_batch):
         _Group(members, dataset).run(on_finish)
 
 
@@ -128,7 +198,7 @@ class _Group:
         self.flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in
                                             inits[c.seed].parameters()]) for c in configs])
         self._views()
-        self.grad_fn = member_grads(self.module)
+        self.grad_fn = member_grads(self.module, task=c0.task)
         seeds = list(inits)
         self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s) for s in seeds]
         self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
@@ -161,7 +231,8 @@ class _Group:
     def _evaluate(self, row: int, step: int) -> None:
         i = self.alive[row]
         member = {n: p[row] for n, p in self.params.items()}
-        metrics = evaluate(lambda x: functional_call(self.module, member, (x,)), self.data)
+        metrics = evaluate(lambda x: functional_call(self.module, member, (x,)), self.data,
+                           self.configs[i].task)
         for split, values in metrics.items():
             for metric, value in values.items():
                 self.curves[i].append(CurvePoint(step, self.train_s[i], split, metric, value))

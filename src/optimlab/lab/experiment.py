@@ -23,8 +23,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from optimlab.optim import OPTIMIZERS
+from optimlab.lab.entries import Entry, parse_list, texts
 from optimlab.train import schedules
+from optimlab.train.evaluation import TASKS
 
 # Used when a config gives neither `steps` nor `epochs`.
 DEFAULT_STEPS = 1500
@@ -45,8 +46,9 @@ class Experiment:
     """Settings every experiment has. Subclasses redeclare a field to change its default."""
 
     dataset: str = "mnist1d"  # offline, seconds to generate, and separates the optimizers
-    model: str = "mlp"  # a name in optimlab.models.MODELS
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    model: str = "mlp"  # a name in optimlab.models.MODELS, or module:callable (models.user)
+    # entries [LABEL=]NAME[(key=value, ...)] (see lab.entries); default: the lecture's four
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")
     seeds: int = 1  # seeds 0..seeds-1
     steps: int | None = None  # None: `epochs` if given, else DEFAULT_STEPS
     epochs: int | None = None  # full passes over train (incomplete last batch dropped)
@@ -57,6 +59,8 @@ class Experiment:
     download: bool = False  # fetch missing files (checksum-verified); never without asking
     val_fraction: float = 0.1  # held out of train for selection and "time to target"
     schedule: str = "constant"  # η fixed, as the lecture's formulas (see train/schedules.py)
+    task: str = "classification"  # cross-entropy and accuracy; "regression": squared error
+    target_loss: float | None = None  # val loss for "time to target" (regression's target)
 
     # Settings that change how runs are computed, not which runs exist: a resume may
     # change them (e.g. another executor after a crash).
@@ -64,14 +68,15 @@ class Experiment:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
-        names = self.optimizers
-        if isinstance(names, str) or not names:
-            raise ValueError(f"Invalid optimizers: {names!r}; allowed: a non-empty list of "
-                             f"names from {', '.join(OPTIMIZERS)}")
-        unknown = [n for n in names if n not in OPTIMIZERS]
-        if unknown or len(set(names)) != len(names):
-            raise ValueError(f"Invalid optimizers: {unknown or list(names)}; allowed: "
-                             f"distinct names from {', '.join(OPTIMIZERS)}")
+        parsed = parse_list(self.optimizers)  # a comma-separated string or a list of entries
+        object.__setattr__(self, "optimizers", texts(parsed))
+        object.__setattr__(self, "_entries", parsed)
+        if self.task not in TASKS:
+            raise ValueError(f"Invalid task: {self.task!r}; allowed: {', '.join(TASKS)}")
+        tl = self.target_loss
+        if tl is not None and (isinstance(tl, bool) or not isinstance(tl, int | float)
+                               or not 0 < tl < float("inf")):
+            raise ValueError(f"Invalid target_loss: {tl!r}; allowed: a number > 0 or None")
         for name in ("seeds", "batch_size", "eval_every"):
             check_positive_int(name, getattr(self, name))
         for name in ("steps", "epochs"):
@@ -81,6 +86,25 @@ class Experiment:
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"Invalid val_fraction: {self.val_fraction!r}; allowed: a "
                              "fraction in [0, 1)")
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        """The optimizer entries, parsed and checked: one run family each."""
+        return self._entries  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The run families' names (records, tables and per-family settings use them)."""
+        return tuple(e.label for e in self.entries)
+
+    def entry(self, label: str | Entry) -> Entry:
+        """The optimizer entry with `label` (an Entry is returned as it is)."""
+        if isinstance(label, Entry):
+            return label
+        for e in self.entries:
+            if label in (e.label, e.text):
+                return e
+        raise ValueError(f"Invalid optimizer label {label!r}; allowed: {', '.join(self.labels)}")
 
     def steps_for(self, n_train: int) -> int:
         """Optimizer steps per run on a training set of `n_train` examples."""
@@ -103,8 +127,10 @@ def _jsonable(value: Any) -> Any:
 
 def load_dataset(cfg: Experiment, dataset: Any = None) -> Any:
     """`dataset` (tests pass tiny ones) or `data.load` of the settings, checked against the
-    model and batch size. Raises ValueError/TypeError/OSError for bad settings."""
+    batch size, the task and the model (which must take its inputs and give the task's
+    outputs). Raises ValueError/TypeError/OSError for bad settings."""
     from optimlab import data, models
+    from optimlab.train import TrainConfig, check_model
 
     if cfg.model not in models.MODELS and not models.is_user_model(cfg.model):
         raise ValueError(f"Invalid model: {cfg.model!r}; allowed: {', '.join(models.MODELS)} "
@@ -113,10 +139,13 @@ def load_dataset(cfg: Experiment, dataset: Any = None) -> Any:
     ds = dataset if dataset is not None else data.load(
         cfg.dataset, data_dir=cfg.data_dir, download=cfg.download,
         val_fraction=cfg.val_fraction)
+    ds = data.for_task(ds, cfg.task)
     n_train = len(ds.y_train)
     if cfg.batch_size > n_train:
         raise ValueError(f"Invalid batch_size: {cfg.batch_size}; allowed: <= {n_train}, "
                          f"the number of training examples of {cfg.dataset}")
+    check_model(TrainConfig(model=cfg.model, optimizer="sgd", task=cfg.task,
+                            device=cfg.device), ds)
     return ds
 
 
@@ -130,6 +159,16 @@ def out_path(out: str | Path | None, command: str) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The table in the TOML file at `path`; ValueError naming the file when it is not TOML."""
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"Invalid config file {str(path)!r}: {e}") from None
 
 
 def output_folder(out: str | Path | None, command: str) -> Path:

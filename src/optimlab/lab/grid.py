@@ -19,10 +19,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the dependency is declared for 3.10 only
     import tomli as tomllib
 
-from optimlab.lab import entries
+from optimlab.lab.entries import (
+    Entry,
+    allowed_hyperparameters,
+    check_hyperparameters,
+    class_defaults,
+    learning_rate,
+)
 from optimlab.lab.experiment import Experiment, check_positive_int
-from optimlab.optim import OPTIMIZERS
-from optimlab.optim.batched import class_defaults
 
 # Grid key -> the optimizers that have it. SGD's and RMSprop's optional heavy-ball
 # momentum is not swept by `momentum` (it would turn them into other methods); a
@@ -101,7 +105,7 @@ class SweepConfig(Experiment):
     # grid key -> values, for every optimizer the key applies to (see APPLIES)
     grid: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {"lr": parse_values("lr", DEFAULT_LR_GRID)})
-    # optimizer -> {key: values}: overrides `grid` for that optimizer (TOML [grid.NAME])
+    # label -> {key: values}: overrides `grid` for that optimizer entry (TOML [grid.LABEL])
     per_optimizer: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
     dtype: str = "float32"  # float64 makes batched and single runs agree to 1e-9
     executor: str = "vectorized"  # K configurations per forward/backward (see executors.py)
@@ -116,10 +120,10 @@ class SweepConfig(Experiment):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        bad = [n for n in (*self.optimizers, *self.per_optimizer) if n not in OPTIMIZER_NAMES]
+        bad = [n for n in self.per_optimizer if n not in self.labels]
         if bad:
-            raise ValueError(f"Invalid optimizers: {bad}; allowed: distinct names from "
-                             f"{', '.join(OPTIMIZER_NAMES)}")
+            raise ValueError(f"Invalid [grid.{bad[0]}]: no optimizer has that label; allowed: "
+                             f"{', '.join(self.labels)}")
         check_positive_int("max_batch", self.max_batch)
         for key, allowed in (("executor", EXECUTORS), ("select", SELECT),
                              ("dtype", ("float32", "float64"))):
@@ -132,35 +136,55 @@ class SweepConfig(Experiment):
         if self.extend_edges and self.select != "val":
             raise ValueError("Invalid extend_edges without select 'val': the edges are those "
                              "of the selected point; allowed: --extend-edges with --select val")
-        for name in self.optimizers:  # every value, before anything trains
-            check_points(name, hyperparameter_sets(self, name))
+        for e in self.entries:  # every value, before anything trains
+            check_points(e, hyperparameter_sets(self, e))
 
-    def grid_for(self, optimizer: str) -> dict[str, tuple[float, ...]]:
-        """The keys and values swept for `optimizer`."""
-        own = {k: v for k, v in self.grid.items() if optimizer in APPLIES[k]}
-        return {**own, **self.per_optimizer.get(optimizer, {})}
+    def grid_for(self, entry: Entry | str) -> dict[str, tuple[float, ...]]:
+        """The keys and values swept for an optimizer entry (or its label)."""
+        entry = self.entry(entry)
+        own = {k: v for k, v in self.grid.items() if applies(k, entry)}
+        return {**own, **self.per_optimizer.get(entry.label, {})}
 
 
-def hyperparameter_sets(cfg: SweepConfig, optimizer: str) -> list[dict[str, Any]]:
-    """Every point of `optimizer`'s grid as optimizer keyword arguments."""
-    grid = cfg.grid_for(optimizer)
+def _keyword(key: str) -> str:
+    """The class keyword a grid key sets (beta1 and beta2 are the two halves of betas)."""
+    return "betas" if key in ("beta1", "beta2") else key
+
+
+def applies(key: str, entry: Entry) -> bool:
+    """Whether grid key `key` is swept for `entry`: the optimizer has it (built-ins: see
+    APPLIES; others: their class takes the keyword) and the entry does not pin it."""
+    if _keyword(key) in entry.hyperparameters:
+        return False
+    if entry.name in OPTIMIZER_NAMES:
+        return entry.name in APPLIES[key]
+    allowed = allowed_hyperparameters(entry.optimizer_class())
+    return (key == "lr") if allowed is None else _keyword(key) in allowed
+
+
+def hyperparameter_sets(cfg: SweepConfig, entry: Entry | str) -> list[dict[str, Any]]:
+    """Every point of the entry's grid as optimizer keyword arguments (the entry's own
+    hyperparameters included); `entry` may be given by its label."""
+    entry = cfg.entry(entry)
+    grid = cfg.grid_for(entry)
     keys = sorted(grid)
     points = []
     for values in itertools.product(*(grid[k] for k in keys)):
         point: dict[str, Any] = dict(zip(keys, values, strict=True))
         if "beta1" in point or "beta2" in point:
-            b1, b2 = class_defaults(optimizer)["betas"]
+            b1, b2 = entry.hyperparameters.get(
+                "betas", class_defaults(entry.optimizer_class())["betas"])
             point["betas"] = [point.pop("beta1", b1), point.pop("beta2", b2)]
-        points.append(point)
+        points.append({**entry.hyperparameters, **point})
     return points
 
 
-def check_points(optimizer: str, points: list[dict[str, Any]]) -> None:
-    """A ValueError unless `optimizer`'s class accepts every point (its own validation, so
+def check_points(entry: Entry, points: list[dict[str, Any]]) -> None:
+    """A ValueError unless the entry's class accepts every point (its own validation, so
     the allowed ranges are written once, in the optimizer)."""
-    cls = OPTIMIZERS[optimizer]
+    cls = entry.optimizer_class()
     for point in points:
-        entries.check_hyperparameters(entries.Entry(optimizer, point), cls, point)
+        check_hyperparameters(Entry(entry.name, point, entry.label), cls, point)
 
 
 def point_value(hyperparameters: dict[str, Any], key: str) -> float:
@@ -203,19 +227,15 @@ def beyond(key: str, values: tuple[float, ...], side: str) -> float | None:
     return new if new not in values and (key not in UNIT_KEYS or new < 1) else None
 
 
-def one_shot(optimizer: str) -> dict[str, Any]:
-    """The "one-shot" setting: the class defaults (the lecture's), with η made explicit."""
-    return {"lr": class_defaults(optimizer)["lr"]}
+def one_shot(entry: Entry) -> dict[str, Any]:
+    """The "one-shot" setting: the class defaults (the lecture's) and the entry's own
+    hyperparameters, with η made explicit."""
+    return {"lr": learning_rate(entry, {}, {}), **entry.hyperparameters}
 
 
 _SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
             "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
-            "val_fraction", "schedule", "extend_edges")
-
-
-def _optimizer_tuple(spec: Any) -> tuple[str, ...]:
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
-    return tuple(str(n).strip() for n in names if str(n).strip())
+            "val_fraction", "schedule", "extend_edges", "task", "target_loss")
 
 
 def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
@@ -242,7 +262,7 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
     if "epochs" in kwargs and "steps" not in kwargs:
         kwargs["steps"] = None  # the budget in epochs replaces the default steps
     if "optimizers" in merged:
-        kwargs["optimizers"] = _optimizer_tuple(merged["optimizers"])
+        kwargs["optimizers"] = merged["optimizers"]  # entries: a string or a list
     if "lr" not in grid:
         grid["lr"] = parse_values("lr", DEFAULT_LR_GRID)
     return SweepConfig(**kwargs, grid=grid, per_optimizer=per_optimizer)

@@ -5,10 +5,11 @@ The vectorized sweep's forward and backward. A gradient function maps
 of `out` ([K, P], parameters in `named_parameters` order):
 
 - params: name -> [K, *shape] stacked parameters (views of one [K, P] tensor);
-- x: [K, B, *input_shape]; y: [K, B] class labels. The loss is the mean cross-entropy.
+- x: [K, B, *input_shape]; y: [K, B] class labels (regression: [K, B, ...] targets). The
+  loss is the task's (`optimlab.train.task_loss`): mean cross-entropy or squared error.
 
 For the models with a hand-written batched backward (`optimlab.models.batched`:
-`LogReg`, `MLP`) that one runs; any other model falls back to
+`LogReg`, `MLP`; classification) that one runs; any other model or task falls back to
 `vmap(grad_and_value(functional_call))`.
 """
 
@@ -17,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from optimlab.models.batched import HAND_WRITTEN, Workspace
+from optimlab.train.evaluation import task_loss
 
 Params = dict[str, torch.Tensor]
 GradFn = Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -37,9 +38,9 @@ def views(flat: torch.Tensor, shapes: Sequence[tuple[str, torch.Size]]) -> Param
     return out
 
 
-def _vmap(module: nn.Module) -> GradFn:
+def _vmap(module: nn.Module, task: str) -> GradFn:
     def loss(params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(module, params, (x,)), y)
+        return task_loss(task, functional_call(module, params, (x,)), y)
     fn = vmap(grad_and_value(loss))
 
     def run(params: Params, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor
@@ -50,12 +51,14 @@ def _vmap(module: nn.Module) -> GradFn:
     return run
 
 
-def member_grads(module: nn.Module, hand_written: bool = True) -> GradFn:
+def member_grads(module: nn.Module, hand_written: bool = True,
+                 task: str = "classification") -> GradFn:
     """The gradient function for K stacked copies of `module` (see the module docstring);
     `hand_written=False` forces the generic vmap path."""
-    manual = HAND_WRITTEN.get(type(module)) if hand_written else None
+    use_manual = hand_written and task == "classification"
+    manual = HAND_WRITTEN.get(type(module)) if use_manual else None
     if manual is None:
-        return _vmap(module)
+        return _vmap(module, task)
     shapes = [(n, p.shape) for n, p in module.named_parameters()]
     ws = Workspace()
 

@@ -42,7 +42,7 @@ def config_key(config: TrainConfig) -> str:
 
 def run_name(config: TrainConfig) -> str:
     """E.g. `adam-lr0.001-betas0.9,0.999-seed0`: readable, unique within a sweep."""
-    parts = [config.optimizer]
+    parts = [config.label]
     for k, v in sorted(config.hyperparameters.items()):
         text = ",".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{v:g}"
         parts.append(f"{k}{text}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
+from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import run_processes, run_sequential, run_vectorized
 from optimlab.lab.experiment import (
@@ -55,10 +56,13 @@ from optimlab.train import CurvePoint, RunResult, TrainConfig
 ROLES = ("grid", "one-shot", "tuned")
 
 
-def make_configs(cfg: SweepConfig, optimizer: str, points: list[dict[str, Any]],
+def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str, Any]],
                  seeds: range, n_train: int) -> list[TrainConfig]:
-    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=optimizer,
-                        hyperparameters=hp, steps=cfg.steps_for(n_train),
+    """The runs of one optimizer entry (or its label) at `points` under `seeds`."""
+    entry = cfg.entry(optimizer)
+    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=entry.name,
+                        label=entry.label, hyperparameters=hp, steps=cfg.steps_for(n_train),
+                        task=cfg.task, target_loss=cfg.target_loss,
                         batch_size=cfg.batch_size, seed=seed, eval_every=cfg.eval_every,
                         device=cfg.device, dtype=cfg.dtype, schedule=cfg.schedule)
             for seed in seeds for hp in points]
@@ -66,7 +70,7 @@ def make_configs(cfg: SweepConfig, optimizer: str, points: list[dict[str, Any]],
 
 def grid_configs(cfg: SweepConfig, n_train: int) -> list[TrainConfig]:
     seeds = range(1) if cfg.select else range(cfg.seeds)
-    return [c for name in cfg.optimizers
+    return [c for name in cfg.labels
             for c in make_configs(cfg, name, hyperparameter_sets(cfg, name), seeds, n_train)]
 
 
@@ -77,17 +81,24 @@ def final_value(curves: list[CurvePoint], split: str, metric: str) -> float | No
 
 
 def best_per_optimizer(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """optimizer -> the stored run (see Store.runs) with the best validation result."""
+    """label -> the stored run (see Store.runs) with the best validation result: the
+    highest accuracy, ties to the lower loss (regression: the lowest loss)."""
     best: dict[str, tuple[tuple[float, float], dict[str, Any]]] = {}
     for run in runs:
         s = run["summary"]
         acc, loss = s["final_val_acc"], final_value(run["curves"], "val", "loss")
-        if s["diverged"] or acc is None or loss is None:
+        regression = s.get("task") == "regression"
+        if s["diverged"] or loss is None or (acc is None and not regression):
             continue
-        score = (acc, -loss)
-        if s["optimizer"] not in best or score > best[s["optimizer"]][0]:
-            best[s["optimizer"]] = (score, run)
+        score = (-loss, 0.0) if regression else (acc, -loss)
+        if family(s) not in best or score > best[family(s)][0]:
+            best[family(s)] = (score, run)
     return {name: run for name, (_, run) in best.items()}
+
+
+def family(record: dict[str, Any]) -> str:
+    """The run family (optimizer entry's label) of a summary record or stored config."""
+    return str(record.get("label") or record["optimizer"])
 
 
 def select(cfg: SweepConfig, runs: list[dict[str, Any]],
@@ -98,12 +109,12 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
     each swept key whose best value is the smallest or largest of `grids[optimizer]`}."""
     best = best_per_optimizer(runs)
     out = {}
-    for name in cfg.optimizers:
+    for name in cfg.labels:
         run = best.get(name)
         hp = run["config"]["hyperparameters"] if run else None
         out[name] = {"hyperparameters": hp, "run": run["run"] if run else None,
                      "all_diverged": run is None and any(
-                         r["summary"]["optimizer"] == name for r in runs),
+                         family(r["summary"]) == name for r in runs),
                      "edge": edges(grids[name], hp) if hp else {}}
     return out
 
@@ -124,7 +135,7 @@ def write_outputs(store: Store,
     os.replace(tmp, store.out / "curves.csv")
     chosen = {(name, json.dumps(c["hyperparameters"], sort_keys=True)): c["edge"]
                for name, c in (selection or {}).items() if c["hyperparameters"] is not None}
-    records = [run["summary"] | ({"edge": chosen.get((run["config"]["optimizer"], json.dumps(
+    records = [run["summary"] | ({"edge": chosen.get((family(run["config"]), json.dumps(
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
     write_json(store.out / "summary.json", records)
@@ -210,12 +221,12 @@ class Sweep:
         """Per optimizer, its grid as swept: the settings' plus the edge extensions."""
         return {name: {k: tuple(dict.fromkeys((*v, *self.extra.get(name, {}).get(k, ()))))
                        for k, v in self.cfg.grid_for(name).items()}
-                for name in self.cfg.optimizers}
+                for name in self.cfg.labels}
 
     def grid(self) -> list[TrainConfig]:
         cfg, seeds = self.cfg, range(1) if self.cfg.select else range(self.cfg.seeds)
         extended = dataclasses.replace(cfg, per_optimizer=self.grids())
-        return [c for name in cfg.optimizers for c in make_configs(
+        return [c for name in cfg.labels for c in make_configs(
             cfg, name, hyperparameter_sets(extended, name), seeds, self.n_train)]
 
     def selection(self) -> dict[str, dict[str, Any]]:
@@ -232,7 +243,7 @@ class Sweep:
             for name, chosen in self.selection().items():
                 for key, side in chosen["edge"].items():
                     new = beyond(key, self.grids()[name][key], side)
-                    if new is None or not _accepted(name, key, new, chosen):
+                    if new is None or not _accepted(self.cfg.entry(name), key, new, chosen):
                         continue
                     self.extra.setdefault(name, {}).setdefault(key, ())
                     self.extra[name][key] += (new,)
@@ -252,8 +263,7 @@ class Sweep:
             return self.write_outputs()
         seeds = range(cfg.seeds)
         self.execute({"grid": self.grid(), "one-shot": [
-            c for name in cfg.optimizers
-            for c in make_configs(cfg, name, [one_shot(name)], seeds, n)]})
+            c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]})
         if cfg.extend_edges:
             self._extend_edges()
         chosen = self.selection()
@@ -275,7 +285,7 @@ class Sweep:
 MAX_EXTENSIONS = 3
 
 
-def _accepted(name: str, key: str, value: float, chosen: dict[str, Any]) -> bool:
+def _accepted(entry: Entry, key: str, value: float, chosen: dict[str, Any]) -> bool:
     """Whether the optimizer's class accepts the best point with `key` set to `value`."""
     point = dict(chosen["hyperparameters"])
     if key in ("beta1", "beta2"):
@@ -284,7 +294,7 @@ def _accepted(name: str, key: str, value: float, chosen: dict[str, Any]) -> bool
     else:
         point[key] = value
     try:
-        check_points(name, [point])
+        check_points(entry, [point])
     except ValueError:
         return False
     return True
@@ -314,7 +324,8 @@ def tune(cfg: CompareConfig, sweep: Sweep) -> tuple[CompareConfig, dict[str, dic
         if name not in lr and hp is not None:
             lr[name] = hp["lr"]
         source = "given" if name in cfg.lr else "tuned" if hp is not None else "default"
-        record[name] = {"lr": lr.get(name, DEFAULT_LR[name]), "source": source,
+        default = learning_rate(cfg.entry(name), {}, DEFAULT_LR)
+        record[name] = {"lr": lr.get(name, default), "source": source,
                         "grid": list(grids[name]["lr"]), "all_diverged": chosen["all_diverged"],
                         "edge": chosen["edge"] if source == "tuned" else {}}
     return dataclasses.replace(cfg, lr=lr), record

@@ -34,7 +34,8 @@ MODELS: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module:
-    """A fresh float32 model `name` mapping a batch of `input_shape` examples to logits.
+    """A fresh float32 model `name` mapping a batch of `input_shape` examples to logits
+    (`num_classes` outputs: the classes, or a regression target's size).
 
     Weights come from torch's default initializers and the global RNG: call
     ``torch.manual_seed(seed)`` right before, so every optimizer starts identical.
@@ -52,8 +53,9 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn
             f"invalid input_shape={input_shape!r}; allowed: a non-empty tuple of positive ints")
     if len(shape) > 3:
         raise ValueError(f"invalid input_shape={input_shape!r}; allowed: (L,), (C, L) or (C, H, W)")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"invalid num_classes={num_classes!r}; allowed: an int >= 2")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"invalid num_classes={num_classes!r}; allowed: an int >= 1 (the "
+                         "outputs: classes, or a regression target's size)")
     return _BUILDERS[name](shape, num_classes)
 
 

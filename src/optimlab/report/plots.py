@@ -73,8 +73,13 @@ def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Pa
         start_loss = max(start_loss, float(np.nanmax(loss[:, 0])))
         _band(axes[0], steps, loss, color, label)
         _band(axes[2], secs, loss, color, label)
-        steps, _, acc = _group_series(series, "test", "acc")
-        _band(axes[1], steps, 100 * acc, color, label)
+        if any(("test", "acc") in x for x in series):
+            steps, _, acc = _group_series(series, "test", "acc")
+            _band(axes[1], steps, 100 * acc, color, label)
+        else:  # regression: the loss is the metric
+            steps, _, test_loss = _group_series(series, "test", "loss")
+            _band(axes[1], steps, test_loss, color, label)
+            axes[1].set_yscale("log")
     titles = (f"train loss (minibatch, moving average of {window} steps)",
               "test accuracy (%)", "train loss vs training time")
     for ax, title, xlabel in zip(axes, titles, ("step", "step", "training seconds")):

@@ -16,10 +16,11 @@ def hyperparameters_text(hp: dict[str, Any]) -> str:
 
 
 def group_runs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Runs of the same optimizer and hyperparameters (i.e. differing by seed), in run order."""
+    """Runs of the same optimizer entry (its label) and hyperparameters (i.e. differing by
+    seed), in run order."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        key = (r["optimizer"], hyperparameters_text(r["hyperparameters"]))
+        key = (r.get("label") or r["optimizer"], hyperparameters_text(r["hyperparameters"]))
         groups.setdefault(key, []).append(r)
     return groups
 

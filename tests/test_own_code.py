@@ -1,0 +1,165 @@
+"""Your model, your data, your optimizer: defined only in this file, run through `compare`
+and `sweep` end to end from the CLI (as `test_own_code:NAME`) and from Python."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from optimlab.cli import main
+
+STEPS, EVAL = 24, 8
+
+
+class SignSGD(torch.optim.Optimizer):
+    """w ← w − η sign(g): an optimizer the lab has never heard of."""
+
+    def __init__(self, params, lr: float = 0.01):
+        if not lr > 0:
+            raise ValueError(f"Invalid lr: {lr}; allowed: > 0")
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(torch.sign(p.grad), alpha=-group["lr"])
+
+
+class TwoLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(6, 16), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.hidden(x)))
+
+
+def make_model() -> nn.Module:
+    return TwoLayer()
+
+
+def make_batchnorm_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def make_data():
+    """Three Gaussian blobs in 6-D: a torch Dataset for train, a tensor pair for test."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (300,), generator=g)
+    centres = torch.randn(3, 6, generator=g) * 1.5
+    x = centres[y] + torch.randn(300, 6, generator=g)
+    return torch.utils.data.TensorDataset(x[:240], y[:240]), (x[240:], y[240:])
+
+
+def make_regression_data():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 6, generator=g)
+    y = x @ torch.linspace(-1, 1, 6) + 0.1 * torch.randn(200, generator=g)
+    return (x[:160], y[:160]), (x[160:], y[160:])
+
+
+def read_curves(out: Path) -> dict[str, dict[tuple[int, str, str], float]]:
+    curves: dict[str, dict[tuple[int, str, str], float]] = defaultdict(dict)
+    with (out / "curves.csv").open(newline="") as f:
+        for r in csv.DictReader(f):
+            curves[r["run"]][int(r["step"]), r["split"], r["metric"]] = float(r["value"])
+    return curves
+
+
+def compare_cli(out: Path, optimizers: str, *extra: str) -> int:
+    return main(["compare", "--dataset", "test_own_code:make_data", "--model",
+                 "test_own_code:make_model", "--optimizers", optimizers, "--steps", str(STEPS),
+                 "--eval-every", str(EVAL), "--seeds", "1", "--batch-size", "16",
+                 "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("own") / "cmp"
+    assert compare_cli(out, "sgd(lr=0.1), torch.optim:SGD(lr=0.1), adam, "
+                            "adam(betas=(0.5, 0.999)), mine=test_own_code:SignSGD(lr=0.02)",
+                       "--target-acc", "0.6") == 0
+    return out
+
+
+def test_own_model_data_and_optimizer_run_through_compare_from_the_cli(compared):
+    records = json.loads((compared / "summary.json").read_text())
+    labels = [r["label"] for r in records]
+    assert labels == ["sgd(lr=0.1)", "SGD(lr=0.1)", "adam", "adam(betas=(0.5, 0.999))", "mine"]
+    mine = records[-1]
+    assert (mine["optimizer"], mine["hyperparameters"]) == ("test_own_code:SignSGD",
+                                                            {"lr": 0.02})
+    assert mine["model"] == "test_own_code:make_model"
+    assert mine["steps"] == STEPS and not mine["diverged"]
+    curves = read_curves(compared)["mine-seed0"]
+    assert curves[STEPS, "train", "loss"] < 0.5 * curves[0, "train", "loss"]
+    assert (compared / "report.html").is_file()
+
+
+def test_torch_sgd_and_builtin_sgd_give_the_same_curves(compared):
+    curves = read_curves(compared)
+    ours, theirs = curves["sgd(lr=0.1)-seed0"], curves["SGD(lr=0.1)-seed0"]
+    assert ours.keys() == theirs.keys() and len(ours) > STEPS
+    assert max(abs(ours[k] - theirs[k]) for k in ours) < 1e-6
+    assert ours[STEPS, "batch", "loss"] != ours[1, "batch", "loss"]  # it did train
+
+
+def test_a_beta1_variant_is_recorded_in_the_summary_and_the_report(compared):
+    records = {r["label"]: r for r in json.loads((compared / "summary.json").read_text())}
+    assert records["adam(betas=(0.5, 0.999))"]["hyperparameters"] == {
+        "lr": 0.01, "betas": [0.5, 0.999]}
+    assert records["adam"]["hyperparameters"] == {"lr": 0.01}
+    page = (compared / "report.html").read_text()
+    assert "adam(betas=(0.5, 0.999))" in page and "betas=[0.5, 0.999]" in page
+    curves = read_curves(compared)
+    a, b = curves["adam-seed0"], curves["adam(betas=(0.5, 0.999))-seed0"]
+    assert a[1, "batch", "loss"] == b[1, "batch", "loss"]  # same start, same batches ...
+    assert a[STEPS, "batch", "loss"] != b[STEPS, "batch", "loss"]  # ... other β₁
+
+
+def test_the_recorded_command_reruns_the_same_families(compared, tmp_path, capsys):
+    meta = json.loads((compared / "config.json").read_text())
+    assert "mine=test_own_code:SignSGD(lr=0.02)" in meta["command"]
+    assert meta["settings"]["optimizers"][-1] == "mine=test_own_code:SignSGD(lr=0.02)"
+
+
+def test_bad_entries_and_paths_exit_2_before_training(tmp_path, capsys):
+    for optimizers, match in (
+            ("adam(beta=0.5)", "allowed: lr, betas, eps"),
+            ("test_own_code:Nope", "module 'test_own_code' has no attribute 'Nope'"),
+            ("test_own_code:TwoLayer", "not a torch.optim.Optimizer subclass"),
+            ("test_own_code:SignSGD(lr=-1)", "Invalid lr: -1; allowed: > 0"),
+            ("no_such_module_xyz:Opt", "no module named 'no_such_module_xyz'")):
+        with pytest.raises(SystemExit) as info:
+            compare_cli(tmp_path / "x", optimizers)
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        last = err.strip().splitlines()[-1]  # after argparse's usage lines
+        assert last.startswith("optimlab compare: error:") and match in last
+        assert "Traceback" not in err
+    assert main(["compare", "--dataset", "test_own_code:make_data", "--model",
+                 "test_own_code:make_regression_data", "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "optimlab compare: error: Invalid model 'test_own_code:make_regression_data'" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "summary.json").exists()
+
+
+def test_regression_from_the_cli(tmp_path):
+    out = tmp_path / "reg"
+    assert main(["compare", "--dataset", "test_own_code:make_regression_data", "--model", "mlp",
+                 "--task", "regression", "--optimizers", "sgd(lr=0.05), adam", "--steps", "40",
+                 "--eval-every", "10", "--seeds", "1", "--batch-size", "16",
+                 "--target-loss", "0.5", "--out", str(out)]) == 0
+    records = json.loads((out / "summary.json").read_text())
+    for r in records:
+        assert r["task"] == "regression" and r["final_test_acc"] is None
+        assert r["final_test_loss"] < 0.5 < read_curves(out)[r["run"]][0, "test", "loss"]
+        assert r["time_to_target_step"] is not None
