@@ -84,7 +84,7 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
 @pytest.mark.parametrize("argv,words", [
     (["--rows", "loop,spark"], "Invalid rows: spark"),
     (["--repeats", "0"], "repeats=0"),
-    (["--optimizers", "lion"], "Invalid optimizers"),
+    (["--optimizers", "lion"], "Invalid optimizer 'lion'"),
     (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
 ])
 def test_sweep_bench_bad_input_is_a_clean_cli_error(argv, words, capsys):
