@@ -23,7 +23,9 @@ back unscaled; with HAS_INF a program leaves everything untouched when
 `*found_inf != 0` (torch's `_fused_adam_` contract).
 
 A block that lies wholly inside its tensor is loaded without a mask, so that the
-compiler can use vector loads; only a tensor's last block is masked.
+compiler can use vector loads; only a tensor's last block is masked. Loaded
+addresses carry no alignment the compiler could see: with ALIGNED (every address of
+the step 16-byte aligned, checked on the host) the pointers are hinted so.
 """
 
 from __future__ import annotations
@@ -38,15 +40,19 @@ def _chunk(chunks, table, NHP: tl.constexpr, ROW: tl.constexpr, N_AT: tl.constex
     """This program's tensor row in `table`, its element offsets, and whether it is full."""
     c = tl.program_id(0)
     i = tl.load(chunks + 2 * c)
-    start = tl.load(chunks + 2 * c + 1)
+    start = tl.multiple_of(tl.load(chunks + 2 * c + 1), BLOCK)
     row = table + NHP + i * ROW
     n = tl.load(row + N_AT)
     return row, start + tl.arange(0, BLOCK), start + BLOCK <= n, n
 
 
 @triton.jit
-def _ptr(row, k: tl.constexpr, DTYPE: tl.constexpr):
-    return tl.load(row + k).to(tl.pointer_type(DTYPE))
+def _ptr(row, k: tl.constexpr, DTYPE: tl.constexpr, ALIGNED: tl.constexpr):
+    """The address at `row + k` as a pointer to DTYPE."""
+    p = tl.load(row + k).to(tl.pointer_type(DTYPE))
+    if ALIGNED:
+        p = tl.multiple_of(p, 16)
+    return p
 
 
 @triton.jit
@@ -101,11 +107,14 @@ def _sgd_block(w_ptr, g_ptr, v_ptr, offs, mask, table, fresh, grad_scale,
 
 @triton.jit
 def sgd(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-        ROW: tl.constexpr, BLOCK: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
+        ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
+        HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
         HEAVY_BALL: tl.constexpr, NESTEROV: tl.constexpr):
     row, offs, full, n = _chunk(chunks, table, NHP, ROW, 3, BLOCK)
     if _go(found_inf, HAS_INF):
-        w, g, v = _ptr(row, 0, DTYPE), _ptr(row, 1, DTYPE), _ptr(row, 2, DTYPE)
+        w = _ptr(row, 0, DTYPE, ALIGNED)
+        g = _ptr(row, 1, DTYPE, ALIGNED)
+        v = _ptr(row, 2, DTYPE, ALIGNED)
         fresh = tl.load(row + 4)
         if full:
             _sgd_block(w, g, v, offs, None, table, fresh, grad_scale, HAS_SCALE, HEAVY_BALL,
@@ -132,11 +141,13 @@ def _momentum_block(w_ptr, g_ptr, v_ptr, offs, mask, table, grad_scale,
 
 @triton.jit
 def momentum(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-             ROW: tl.constexpr, BLOCK: tl.constexpr, HAS_SCALE: tl.constexpr,
-             HAS_INF: tl.constexpr, NESTEROV: tl.constexpr):
+             ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
+             HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr, NESTEROV: tl.constexpr):
     row, offs, full, n = _chunk(chunks, table, NHP, ROW, 3, BLOCK)
     if _go(found_inf, HAS_INF):
-        w, g, v = _ptr(row, 0, DTYPE), _ptr(row, 1, DTYPE), _ptr(row, 2, DTYPE)
+        w = _ptr(row, 0, DTYPE, ALIGNED)
+        g = _ptr(row, 1, DTYPE, ALIGNED)
+        v = _ptr(row, 2, DTYPE, ALIGNED)
         if full:
             _momentum_block(w, g, v, offs, None, table, grad_scale, HAS_SCALE, NESTEROV)
         else:
@@ -167,12 +178,16 @@ def _rmsprop_block(w_ptr, g_ptr, s_ptr, m_ptr, b_ptr, offs, mask, table, grad_sc
 
 @triton.jit
 def rmsprop(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-            ROW: tl.constexpr, BLOCK: tl.constexpr, HAS_SCALE: tl.constexpr,
-            HAS_INF: tl.constexpr, CENTERED: tl.constexpr, HEAVY_BALL: tl.constexpr):
+            ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
+            HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
+            CENTERED: tl.constexpr, HEAVY_BALL: tl.constexpr):
     row, offs, full, n = _chunk(chunks, table, NHP, ROW, 5, BLOCK)
     if _go(found_inf, HAS_INF):
-        w, g, s = _ptr(row, 0, DTYPE), _ptr(row, 1, DTYPE), _ptr(row, 2, DTYPE)
-        m, b = _ptr(row, 3, DTYPE), _ptr(row, 4, DTYPE)
+        w = _ptr(row, 0, DTYPE, ALIGNED)
+        g = _ptr(row, 1, DTYPE, ALIGNED)
+        s = _ptr(row, 2, DTYPE, ALIGNED)
+        m = _ptr(row, 3, DTYPE, ALIGNED)
+        b = _ptr(row, 4, DTYPE, ALIGNED)
         if full:
             _rmsprop_block(w, g, s, m, b, offs, None, table, grad_scale, HAS_SCALE, CENTERED,
                            HEAVY_BALL)
@@ -210,12 +225,16 @@ def _adam_block(w_ptr, g_ptr, v_ptr, s_ptr, x_ptr, offs, mask, table, row, grad_
 
 @triton.jit
 def adam(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-         ROW: tl.constexpr, BLOCK: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
+         ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
+         HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
          DECOUPLED: tl.constexpr, AMSGRAD: tl.constexpr):
     row, offs, full, n = _chunk(chunks, table, NHP, ROW, 5, BLOCK)
     if _go(found_inf, HAS_INF):
-        w, g, v = _ptr(row, 0, DTYPE), _ptr(row, 1, DTYPE), _ptr(row, 2, DTYPE)
-        s, x = _ptr(row, 3, DTYPE), _ptr(row, 4, DTYPE)
+        w = _ptr(row, 0, DTYPE, ALIGNED)
+        g = _ptr(row, 1, DTYPE, ALIGNED)
+        v = _ptr(row, 2, DTYPE, ALIGNED)
+        s = _ptr(row, 3, DTYPE, ALIGNED)
+        x = _ptr(row, 4, DTYPE, ALIGNED)
         if full:
             _adam_block(w, g, v, s, x, offs, None, table, row, grad_scale, HAS_SCALE,
                         DECOUPLED, AMSGRAD)
