@@ -144,6 +144,7 @@ def test_without_ray_the_ray_executor_is_a_one_line_error(tmp_path, argv):
     (["--ray-address", "127.0.0.1:1"], "Invalid --ray-address '127.0.0.1:1' with --executor"),
     (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "cannot reach it"),
     (["--executor", "ray", "--ray-address", "headnode"], "allowed: the head node's HOST:PORT"),
+    (["--executor", "ray", "--device", "cuda"], "Invalid device 'cuda' with executor 'ray'"),
 ])
 def test_bad_ray_address_exits_2_with_a_message(tmp_path, capsys, argv, match):
     assert main(["sweep", *argv, "--out", str(tmp_path)]) == 2

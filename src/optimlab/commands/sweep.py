@@ -117,14 +117,15 @@ def _line(result: RunResult) -> str:
             f"test acc {r['final_test_acc']:.1%}")
 
 
-def _ray_cluster(executor: str, address: str | None) -> str:
+def _ray_cluster(cfg: SweepConfig, address: str | None) -> str:
     """With --executor ray: connect (or start a local Ray); a few words on the cluster."""
-    if executor != "ray":
+    if cfg.executor != "ray":
         if address is not None:
-            raise ValueError(f"Invalid --ray-address {address!r} with --executor {executor}; "
-                             "allowed: only with --executor ray")
+            raise ValueError(f"Invalid --ray-address {address!r} with --executor "
+                             f"{cfg.executor}; allowed: only with --executor ray")
         return ""
-    from optimlab.lab.ray_executor import connect
+    from optimlab.lab.ray_executor import check_device, connect
+    check_device(cfg.device)
     resources = connect(address)
     return f" on {resources.get('CPU', 0):g} CPUs"
 
@@ -167,7 +168,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     out = out_path(args.out, "sweep")
     try:
         cfg = load_settings(args.config, flags(args))
-        cluster = _ray_cluster(cfg.executor, args.ray_address)
+        cluster = _ray_cluster(cfg, args.ray_address)
         sweep = Sweep(cfg, out, command=command_line(args, out), extend=args.extend)
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)

@@ -77,6 +77,13 @@ def require_ray() -> Any:
     return ray
 
 
+def check_device(device: str) -> None:
+    """Shards request CPUs only: GPU nodes are not scheduled as such (not supported yet)."""
+    if device != "cpu":
+        raise ValueError(f"Invalid device {device!r} with executor 'ray'; allowed: cpu "
+                         "(Ray shards request CPUs only)")
+
+
 def _check_address(address: str) -> None:
     """Fail in seconds, not after Ray's minutes of retries, when nothing listens there."""
     if address in ("auto", "local"):
@@ -180,6 +187,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     cluster (see `connect`); `on_finish` gets each result in this process, shard by
     shard as they end; `on_progress` the counts about every REPORT_EVERY_S seconds."""
     ray = require_ray()
+    for device in {c.device for c in configs}:
+        check_device(device)
     connect(address)
     shards = [[c] for c in configs if not batchable(c)] + groups(
         [c for c in configs if batchable(c)], max_batch)
