@@ -3,6 +3,7 @@ results, a killed driver resumed, a killed worker retried, and the error without
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -78,6 +79,19 @@ def test_ray_gives_the_vectorized_results_dataset_put_once(cluster, tmp_path, mo
     last = progress[-1]
     assert (last.shards_done, last.shards, last.steps_done, last.steps) == (4, 4, 240, 240)
     assert all(a.steps_done <= b.steps_done for a, b in zip(progress, progress[1:]))
+
+
+def test_scheduled_runs_are_shards_of_their_own_with_the_local_results(cluster, tmp_path):
+    """The batched optimizers keep η fixed: a scheduled run trains alone, as locally."""
+    cfg = SweepConfig(dataset="blobs", model="mlp", optimizers=("sgd", "adam"),
+                      grid={"lr": (1e-2, 0.1)}, steps=40, batch_size=20, eval_every=20,
+                      max_batch=4, schedule="cosine")
+    progress: list = []
+    Sweep(dataclasses.replace(cfg, executor="ray"), tmp_path / "ray", dataset=DS).run(
+        on_progress=progress.append)
+    Sweep(cfg, tmp_path / "local", dataset=DS).run()
+    assert_close(stored(tmp_path / "ray"), stored(tmp_path / "local"))
+    assert (progress[-1].shards_done, progress[-1].steps_done) == (4, 160)
 
 
 def test_a_worker_killed_mid_shard_is_retried_and_each_run_stored_once(
