@@ -18,6 +18,7 @@ tensors by setting `DEVICE_TYPE = "cpu"`; nothing else changes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,27 +124,28 @@ def _launch(kernel: Any, lay: Layout, hp: Sequence[float], addresses: list[np.nd
     """Upload [hp, per tensor: `addresses` then `extra`] and run `kernel` over the chunk plan."""
     if lay.chunks.shape[0] == 0:  # only empty tensors
         return
+    device = lay.chunks.device
     columns = [*addresses, *extra]
     rows = np.stack(columns, axis=1).reshape(-1)
-    table_host = torch.from_numpy(np.concatenate([_bits(hp), rows]))
-    table = table_host.to(lay.chunks.device, non_blocking=True)
-    amp = [_amp_tensor(x, lay, name) for x, name in ((grad_scale, "grad_scale"),
-                                                       (found_inf, "found_inf"))]
-    kernel[(lay.chunks.shape[0],)](
-        lay.chunks, table, amp[0] if amp[0] is not None else table,
-        amp[1] if amp[1] is not None else table, DTYPE=TL_DTYPES[lay.dtype], NHP=len(hp),
-        ROW=len(columns), BLOCK=lay.block, ALIGNED=not any((a % 16).any() for a in addresses),
-        HAS_SCALE=grad_scale is not None, HAS_INF=found_inf is not None,
-        num_warps=NUM_WARPS, enable_fp_fusion=True, **options)
+    table = torch.from_numpy(np.concatenate([_bits(hp), rows])).to(device, non_blocking=True)
+    scale, inf = (_amp_tensor(x, device, name) for x, name in ((grad_scale, "grad_scale"),
+                                                                 (found_inf, "found_inf")))
+    # Triton launches on the current device: make it the parameters' (cuda:1, ...)
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        kernel[(lay.chunks.shape[0],)](
+            lay.chunks, table, table if scale is None else scale, table if inf is None else inf,
+            DTYPE=TL_DTYPES[lay.dtype], NHP=len(hp), ROW=len(columns), BLOCK=lay.block,
+            ALIGNED=not any((a % 16).any() for a in addresses), HAS_SCALE=scale is not None,
+            HAS_INF=inf is not None, num_warps=NUM_WARPS, enable_fp_fusion=True, **options)
 
 
-def _amp_tensor(x: torch.Tensor | None, lay: Layout, name: str) -> torch.Tensor | None:
+def _amp_tensor(x: torch.Tensor | None, device: torch.device,
+                name: str) -> torch.Tensor | None:
     if x is None:
         return None
-    if x.numel() != 1 or x.device != lay.chunks.device or x.dtype != torch.float32:
+    if x.numel() != 1 or x.device != device or x.dtype != torch.float32:
         raise RuntimeError(f"fused kernel: Invalid {name}: {x.dtype} with {x.numel()} "
-                           f"elements on {x.device}; needed: one float32 on "
-                           f"{lay.chunks.device}")
+                           f"elements on {x.device}; needed: one float32 on {device}")
     return x
 
 
