@@ -1,5 +1,5 @@
 """Shared test helpers: a deterministic, parameter-dependent gradient field; a sweep
-killed with SIGKILL once its store holds a finished run."""
+killed with SIGKILL right after its store committed a given number of runs."""
 
 from __future__ import annotations
 
@@ -83,14 +83,37 @@ def done_count(db: Path) -> int:
         return 0
 
 
-def kill_9_after_a_finished_run(argv: list[str], db: Path, timeout: float = 120) -> int:
-    """Run `python -m optimlab ARGV`, SIGKILL it as soon as the store `db` holds a finished
-    run; the number of finished runs it left."""
-    proc = subprocess.Popen([sys.executable, "-m", "optimlab", *argv],
+# The child of `kill_9_after_a_finished_run`: the CLI, with the store's `finish` patched to
+# announce (a file appears) and then wait, once `after` runs are committed.
+_KILL_AFTER = """
+import sys, time
+from pathlib import Path
+import optimlab.lab.store as store
+real, done = store.Store.finish, []
+def finish(self, *args):
+    real(self, *args)
+    done.append(1)
+    if len(done) == int(sys.argv[1]):
+        Path(sys.argv[2]).touch()
+        time.sleep(600)
+store.Store.finish = finish
+from optimlab.cli import main
+raise SystemExit(main(sys.argv[3:]))
+"""
+
+
+def kill_9_after_a_finished_run(argv: list[str], db: Path, timeout: float = 120,
+                                after: int = 1) -> int:
+    """Run `optimlab ARGV` and SIGKILL it right after the store `db` committed its `after`-th
+    finished run (the child waits there, so the kill lands at the same place every time);
+    the number of finished runs it left."""
+    flag = db.parent.with_name(db.parent.name + ".killed-here")
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_AFTER, str(after), str(flag), *argv],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
-    while done_count(db) < 1 and proc.poll() is None:
-        assert time.monotonic() < deadline, f"the sweep wrote no run in {timeout} s"
+    while not flag.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"the sweep wrote no {after} runs in {timeout} s"
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from optimlab import models, report
 from optimlab._imports import is_import_path
+from optimlab.commands._progress import steps_display
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
 from optimlab.lab.compare import load_settings
 from optimlab.lab.diagnostics import StepSizeRecorder
@@ -262,7 +263,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if sweep is not None:
         console.print(f"tuning η on validation: {sweep.store.path}")
         try:
-            cfg, tuning = tune(cfg, sweep)
+            with steps_display(console, "tuning") as (show, _):
+                cfg, tuning = tune(cfg, sweep, on_progress=show)
         except DiskFull as e:
             print(f"optimlab compare: error: {e}", file=sys.stderr)
             return 1

@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 
 from optimlab import models
+from optimlab.commands._progress import steps_display
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.grid import (
     APPLIES,
@@ -131,17 +132,9 @@ def _ray_cluster(cfg: SweepConfig, address: str | None) -> str:
 
 
 def _run_with_progress(sweep: Sweep, console: Console) -> list[dict[str, Any]]:
-    """The sweep with a progress display: shards and steps done across the cluster."""
-    from rich.progress import Progress
-
-    with Progress(console=console, transient=True) as bar:
-        shards, steps = bar.add_task("shards", total=None), bar.add_task("steps", total=None)
-
-        def show(p: Any) -> None:
-            bar.update(shards, completed=p.shards_done, total=p.shards)
-            bar.update(steps, completed=p.steps_done, total=p.steps)
-
-        return sweep.run(on_result=lambda r: bar.console.print(_line(r)), on_progress=show)
+    """The sweep with a progress display: steps done (and shards, on Ray) as it goes."""
+    with steps_display(console, "steps") as (show, out):
+        return sweep.run(on_result=lambda r: out.print(_line(r)), on_progress=show)
 
 
 def selection_lines(selection: dict[str, dict[str, Any]],
@@ -184,7 +177,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
                 print(f"optimlab sweep: error: {e}", file=sys.stderr)
                 return 1
         else:
-            records = sweep.run(on_result=lambda r: console.print(_line(r)))
+            records = _run_with_progress(sweep, console)
     except DiskFull as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 1

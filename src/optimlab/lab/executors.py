@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -62,10 +63,41 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish) -> None:
+# Told how many optimizer steps (summed over runs) were just taken; every configuration
+# adds up to its `steps` by the time it finishes, diverged or not.
+OnSteps = Callable[[int], None]
+
+
+@dataclass
+class Progress:
+    """A sweep's work as it goes: shards (groups or runs) and optimizer steps."""
+
+    shards_done: int
+    shards: int
+    steps_done: int
+    steps: int
+
+
+class _StepCounter:
+    """A train_run callback telling `on_steps` about every step."""
+
+    def __init__(self, on_steps: OnSteps) -> None:
+        self.on_steps, self.taken = on_steps, 0
+
+    def on_step_end(self, step: int, model: Any, optimizer: Any) -> None:
+        self.taken += 1
+        self.on_steps(1)
+
+
+def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
+                   on_steps: OnSteps | None = None) -> None:
     """One `train_run` after another, in the given order."""
     for config in configs:
-        on_finish(train_run(config, dataset))
+        counter = [_StepCounter(on_steps)] if on_steps else []
+        result = train_run(config, dataset, callbacks=counter)
+        if on_steps:
+            on_steps(config.steps - counter[0].taken)  # a diverged run's steps not taken
+        on_finish(result)
 
 
 _WORKER_DATASET: Any = None
@@ -82,13 +114,15 @@ def _train_in_worker(config: TrainConfig) -> RunResult:
 
 
 def run_processes(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
-                  workers: int | None = None) -> None:
+                  workers: int | None = None, on_steps: OnSteps | None = None) -> None:
     """`train_run`s in `workers` processes (default: one per CPU core); results are
     handed to `on_finish` in this process as they arrive, in completion order."""
     n = max(1, min(workers or os.cpu_count() or 1, len(configs)))
     # spawn, not fork: a forked child can deadlock on the parent's OpenMP thread pool
     with multiprocessing.get_context("spawn").Pool(n, _init_worker, (dataset,)) as pool:
         for result in pool.imap_unordered(_train_in_worker, configs):
+            if on_steps:
+                on_steps(result.config.steps)
             on_finish(result)
 
 
@@ -156,7 +190,8 @@ def model_refusal(config: TrainConfig, dataset: Any) -> str | None:
 
 
 def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
-                   max_batch: int = 64, say: Say = _stderr) -> None:
+                   max_batch: int = 64, say: Say = _stderr,
+                   on_steps: OnSteps | None = None) -> None:
     """Train compatible configurations together, `max_batch` members at a time. What the
     batched path cannot take is said (`say`) and trained by its own `train_run`."""
     single: list[TrainConfig] = []
@@ -178,9 +213,9 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     for why, labels in reasons.items():
         say(f"vectorized executor: {why}; {len(labels)} run(s) of "
             f"{', '.join(dict.fromkeys(labels))} train one by one instead")
-    run_sequential(single, dataset, on_finish)
+    run_sequential(single, dataset, on_finish, on_steps)
     for members in groups(batched, max_batch):
-        _Group(members, dataset).run(on_finish)
+        _Group(members, dataset).run(on_finish, on_steps)
 
 
 class _Group:
@@ -207,6 +242,7 @@ class _Group:
         self.train_s, self.opt_s = [0.0] * len(configs), [0.0] * len(configs)
         self.done, self.last_eval = [0] * len(configs), [-1] * len(configs)
         self._make_optimizers()
+        self.on_steps: OnSteps | None = None
 
     def _make_optimizers(self) -> None:
         """One BatchedOptimizer per optimizer name, over its contiguous slice of rows."""
@@ -244,6 +280,8 @@ class _Group:
         if self.last_eval[i] != self.done[i]:
             self._evaluate(row, self.done[i])
         config = self.configs[i]
+        if self.on_steps and config.steps > self.done[i]:
+            self.on_steps(config.steps - self.done[i])  # the steps a divergence skipped
         timings = Timings(self.train_s[i], self.opt_s[i])
         on_finish(RunResult(config, summary_record(config, self.curves[i], timings),
                             self.curves[i]))
@@ -306,15 +344,19 @@ class _Group:
             self.curves[i].append(CurvePoint(t, self.train_s[i], "batch", "loss", values[row]))
             self.done[i] = t
 
-    def run(self, on_finish: OnFinish) -> None:
-        """Train every member to the end (or its divergence); `on_finish` gets each result."""
+    def run(self, on_finish: OnFinish, on_steps: OnSteps | None = None) -> None:
+        """Train every member to the end (or its divergence); `on_finish` gets each result,
+        `on_steps` the member-steps taken (a diverged member's remaining ones at its end)."""
         config = self.configs[0]
+        self.on_steps = on_steps
         for row in range(len(self.alive)):
             self._evaluate(row, 0)
         for t in range(1, config.steps + 1):
             if not self.alive:
                 break
             self._step(t, on_finish)
+            if on_steps:
+                on_steps(len(self.alive))
             if t % config.eval_every == 0:
                 for row in range(len(self.alive)):
                     self._evaluate(row, t)

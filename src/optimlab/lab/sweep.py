@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
-from optimlab.lab.executors import run_processes, run_sequential, run_vectorized
+from optimlab.lab.executors import Progress, run_processes, run_sequential, run_vectorized
 from optimlab.lab.experiment import (
     CURVE_COLUMNS,
     Experiment,
@@ -205,16 +206,18 @@ class Sweep:
         if todo:
             with self.guard():
                 self.store.mark_running(todo)
+            steps = _Steps(todo, self.on_progress)
             if self.cfg.executor == "vectorized":
-                run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch)
+                run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch,
+                               on_steps=steps.add)
             elif self.cfg.executor == "ray":
                 from optimlab.lab.ray_executor import run_ray  # the optional extra
                 run_ray(todo, self.dataset, self._finished, self.cfg.max_batch,
                         on_progress=self.on_progress)
             elif self.cfg.executor == "processes":
-                run_processes(todo, self.dataset, self._finished)
+                run_processes(todo, self.dataset, self._finished, on_steps=steps.add)
             else:
-                run_sequential(todo, self.dataset, self._finished)
+                run_sequential(todo, self.dataset, self._finished, on_steps=steps.add)
         return len(todo)
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
@@ -280,6 +283,25 @@ class Sweep:
             return write_outputs(self.store, selection)
 
 
+class _Steps:
+    """Counts the steps of one executor call for `on_progress`, at most every
+    REPORT_EVERY_S seconds (a step of a small model takes well under a millisecond)."""
+
+    REPORT_EVERY_S = 0.25
+
+    def __init__(self, todo: list[TrainConfig], on_progress: Callable[[Any], None] | None):
+        self.total, self.on_progress = sum(c.steps for c in todo), on_progress
+        self.runs, self.done, self.last = len(todo), 0, 0.0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.on_progress and (now - self.last >= self.REPORT_EVERY_S
+                                 or self.done == self.total):
+            self.last = now
+            self.on_progress(Progress(0, 0, self.done, self.total))
+
+
 # Edge extensions per optimizer and key at most: three half-decade steps of the default η
 # grid reach 30 (or 3e-6), past any η that trains these models.
 MAX_EXTENSIONS = 3
@@ -311,12 +333,14 @@ def tuning_sweep(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_
                  out, command=f"compare --tune (lr grid {lr_grid})")
 
 
-def tune(cfg: CompareConfig, sweep: Sweep) -> tuple[CompareConfig, dict[str, dict[str, Any]]]:
+def tune(cfg: CompareConfig, sweep: Sweep, on_progress: Callable[[Any], None] | None = None
+         ) -> tuple[CompareConfig, dict[str, dict[str, Any]]]:
     """Run `sweep` (see `tuning_sweep`); `cfg` with η per optimizer chosen on validation
     (η given in `cfg.lr` is kept), and what tuning found, per optimizer: {"lr": the η the
     comparison uses, "source": "tuned" | "given" | "default" (every η diverged), "grid",
-    "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}."""
-    sweep.run()
+    "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}.
+    `on_progress`: the sweep's steps as it goes (see `Sweep.run`)."""
+    sweep.run(on_progress=on_progress)
     found, grids = sweep.selection(), sweep.grids()
     lr, record = dict(cfg.lr), {}
     for name, chosen in found.items():
