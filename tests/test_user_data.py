@@ -120,7 +120,7 @@ def test_regression_trains_on_squared_error_with_loss_as_the_metric():
 def test_a_model_that_does_not_fit_the_data_fails_before_training():
     ds = data.from_objects("mine", _arrays(), _arrays(1, 10))
     name = models.register(torch.nn.Linear(5, 2))
-    with pytest.raises(ValueError, match=r"Invalid model 'python:Linear#\d+' for mine "
+    with pytest.raises(ValueError, match=r"Invalid model 'python:Linear_\d+' for mine "
                                          r"\(inputs \(3,\), classification\): RuntimeError"):
         check_model(TrainConfig(model=name, optimizer="sgd"), ds)
     ds = data.for_task(ds, "regression")

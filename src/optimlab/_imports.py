@@ -35,8 +35,35 @@ def _module(name: str) -> Any:
         raise ValueError(f"importing {name!r} failed: {type(e).__name__}: {e}") from None
 
 
+# Objects handed over from Python that no import path reaches (a class defined inside a
+# function), by the name `register_object` gave them: this process only.
+_REGISTERED: dict[str, Any] = {}
+
+
+def register_object(obj: Any) -> str:
+    """An import path that `import_object` resolves to `obj`: its own `module:qualname`
+    when that reaches it (a notebook's classes live in `__main__`), else a registered name
+    `python:NAME_N`."""
+    path = f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
+    if is_import_path(path):
+        try:
+            if import_object(path) is obj:
+                return path
+        except ValueError:
+            pass
+    for name, known in _REGISTERED.items():
+        if known is obj:
+            return name
+    short = re.sub(r"\W", "_", getattr(obj, "__name__", type(obj).__name__)).strip("_")
+    name = f"python:{short or 'object'}_{len(_REGISTERED) + 1}"
+    _REGISTERED[name] = obj
+    return name
+
+
 def import_object(path: str) -> Any:
     """The object at `module:attr` (attr may be dotted); ValueError naming what is missing."""
+    if path in _REGISTERED:
+        return _REGISTERED[path]
     if not is_import_path(path):
         raise ValueError(f"{path!r} is not an import path; allowed: module:attribute "
                          "(e.g. torch.optim:NAdam)")

@@ -6,6 +6,7 @@ the shaded band spans the seeds' min..max. Plotting never trains; it reads curve
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,23 @@ def _group_series(series: list[dict[tuple[str, str], dict[str, np.ndarray]]], sp
     return steps, secs, values
 
 
-def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Path:
-    """Train loss vs step (log), test accuracy vs step, train loss vs training seconds."""
-    fig = Figure(figsize=(15, 4.3), layout="constrained")
+class InlineFigure(Figure):
+    """A Figure that Jupyter shows as a PNG when it is a cell's value (no pyplot, no
+    backend chosen: the notebook's own plotting is left alone)."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
+
+def curves_figure(records: list[dict[str, Any]], curves: Curves) -> InlineFigure:
+    """Train loss vs step (log), test accuracy (regression: test loss) vs step, train loss
+    vs training seconds; one colour per run family."""
+    fig = InlineFigure(figsize=(15, 4.3), layout="constrained")
     axes = fig.subplots(1, 3)
     colors = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
-    window, start_loss = 1, 0.0
+    window, start_loss, metric = 1, 0.0, "test accuracy (%)"
     for i, ((optimizer, hp), runs) in enumerate(group_runs(records).items()):
         series = [curves[r["run"]] for r in runs if r["run"] in curves]
         if not series:
@@ -80,8 +92,9 @@ def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Pa
             steps, _, test_loss = _group_series(series, "test", "loss")
             _band(axes[1], steps, test_loss, color, label)
             axes[1].set_yscale("log")
+            metric = "test loss"
     titles = (f"train loss (minibatch, moving average of {window} steps)",
-              "test accuracy (%)", "train loss vs training time")
+              metric, "train loss vs training time")
     for ax, title, xlabel in zip(axes, titles, ("step", "step", "training seconds")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
@@ -90,6 +103,11 @@ def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Pa
         ax.set_yscale("log")
         if start_loss > 0:  # a diverging run would squash every other curve flat
             ax.set_ylim(top=3 * start_loss)
-    axes[1].legend(fontsize=8, loc="lower right")
-    fig.savefig(path, dpi=110)
+    axes[1].legend(fontsize=8, loc="best")
+    return fig
+
+
+def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Path:
+    """curves.png: `curves_figure` saved."""
+    curves_figure(records, curves).savefig(path, dpi=110)
     return path
