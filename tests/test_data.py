@@ -7,9 +7,12 @@ import functools
 import gzip
 import hashlib
 import io
+import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +20,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
-from conftest import MNIST_T10K
+from conftest import MNIST_T10K, needs_t10k
 
 import optimlab.data.mnist1d as mnist1d_source
 from optimlab.data import (
@@ -199,11 +202,35 @@ def test_npz_without_test_holds_out_a_fixed_fifth(tmp_path):
     ({"x": np.zeros(4), "y": np.zeros(4, int)}, r"shape \(4,\)"),
     ({"x": np.zeros((4, 2)), "y": np.zeros(4, int), "x_test": np.zeros((2, 3)),
       "y_test": np.zeros(2, int)}, "example shape"),
+    ({"x": np.zeros((4, 2)), "y": np.zeros(4, int), "x_train": np.zeros((4, 2)),
+      "y_train": np.zeros(4, int)}, "one layout"),
+    ({"x_train": np.zeros((4, 2)), "x_test": np.zeros((2, 2)), "y_test": np.zeros(2, int)},
+     "required"),
 ])
 def test_npz_bad_content(tmp_path, arrays, match):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=match):
         load(f"npz:{tmp_path / 'bad.npz'}")
+
+
+def test_npz_in_keras_layout_reads_as_the_same_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (50, 6, 6), dtype=np.uint8), np.arange(50) % 10
+    xt, yt = rng.integers(0, 256, (20, 6, 6), dtype=np.uint8), np.arange(20) % 10
+    np.savez(tmp_path / "keras.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    np.savez(tmp_path / "ours.npz", x=x, y=y, x_test=xt, y_test=yt)
+    keras, ours = (load(f"npz:{tmp_path / n}", val_fraction=0.0) for n in ("keras.npz",
+                                                                            "ours.npz"))
+    assert keras.input_shape == (1, 6, 6) and len(keras.y_test) == 20
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        torch.testing.assert_close(getattr(keras, name), getattr(ours, name))
+
+
+@pytest.mark.parametrize("content", [b"x,y\n1,2\n", b"\x93NUMPY" + bytes(100), b""])
+def test_a_file_that_is_not_an_npz_says_so(tmp_path, content):
+    (tmp_path / "data.npz").write_bytes(content)
+    with pytest.raises(ValueError, match="is not a valid .npz file"):
+        load(f"npz:{tmp_path / 'data.npz'}")
 
 
 def test_npz_never_unpickles(tmp_path):
@@ -280,9 +307,6 @@ def test_no_download_without_asking(tmp_path):
 
 # ---------------------------------------------------------------- the real MNIST test set
 
-needs_t10k = pytest.mark.skipif(not MNIST_T10K.is_dir(), reason=f"{MNIST_T10K} absent")
-
-
 @needs_t10k
 def test_t10k_checksums_match():
     for line in (MNIST_T10K / "SHA256SUMS").read_text().split("\n"):
@@ -293,13 +317,31 @@ def test_t10k_checksums_match():
 
 @needs_t10k
 def test_t10k_real_digits(tmp_path):
-    ds = load("mnist-t10k", val_fraction=0.0, cache_dir=tmp_path)
+    ds = load("mnist-t10k", data_dir=MNIST_T10K.parent, val_fraction=0.0, cache_dir=tmp_path)
     assert (len(ds.y_train), len(ds.y_test)) == (8000, 2000) and ds.input_shape == (1, 28, 28)
     counts = torch.bincount(torch.cat([ds.y_train, ds.y_test]), minlength=10)
     assert counts.tolist() == T10K_COUNTS
     assert abs(ds.x_train.mean().item()) < 1e-4 and abs(ds.x_train.std().item() - 1) < 1e-3
-    via_dir = load("mnist-t10k", data_dir=MNIST_T10K.parent, val_fraction=0.0)
+    via_dir = load("mnist-t10k", data_dir=MNIST_T10K, val_fraction=0.0, cache_dir=tmp_path)
     torch.testing.assert_close(via_dir.x_test, ds.x_test)
+
+
+@needs_t10k
+def test_t10k_found_through_the_environment_as_an_installed_wheel_would(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPTIMLAB_DATA_DIR", str(MNIST_T10K.parent))
+    ds = load("mnist-t10k", val_fraction=0.0, cache_dir=tmp_path)
+    assert (len(ds.y_train), len(ds.y_test)) == (8000, 2000)
+    code = ("import optimlab.data as d; ds = d.load('mnist-t10k', val_fraction=0.0, "
+            f"cache_dir={str(tmp_path)!r}); print(len(ds.y_test))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env=os.environ | {"OPTIMLAB_DATA_DIR": str(MNIST_T10K.parent)})
+    assert out.stdout.strip() == "2000", out.stderr
+
+
+def test_without_data_dir_or_environment_mnist_t10k_is_not_guessed(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPTIMLAB_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"--data-dir, or \$OPTIMLAB_DATA_DIR"):
+        load("mnist-t10k", cache_dir=tmp_path)
 
 
 @needs_t10k

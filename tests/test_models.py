@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import MNIST_T10K
+from conftest import MNIST_T10K, needs_t10k
 from torch.func import functional_call, stack_module_state, vmap
 
 from optimlab.data import load
@@ -129,11 +129,11 @@ def test_bad_arguments_name_the_value(args, match):
         build(*args)
 
 
-@pytest.mark.skipif(not MNIST_T10K.is_dir(), reason=f"{MNIST_T10K} absent")
+@needs_t10k
 def test_logreg_learns_real_digits(tmp_path):
     """A few hundred Adam steps of logistic regression on real MNIST digits: far above the
     10% of chance (published linear classifiers reach about 92% on full MNIST)."""
-    data = load("mnist-t10k", cache_dir=tmp_path)
+    data = load("mnist-t10k", data_dir=MNIST_T10K.parent, cache_dir=tmp_path)
     torch.manual_seed(0)
     model = build("logreg", data.input_shape, data.num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -19,7 +19,7 @@ from optimlab._imports import is_import_path
 from optimlab.data.dataset import Arrays, Dataset, check_val_fraction, finish
 from optimlab.data.digits import load_digits
 from optimlab.data.download import ChecksumError, DownloadError, fetch
-from optimlab.data.files import MIRRORS, SHARED_T10K, Mirror, default_cache_dir
+from optimlab.data.files import DATA_DIR_ENV, MIRRORS, Mirror, default_cache_dir
 from optimlab.data.images import load_cifar10, load_idx_dataset, load_mnist_t10k
 from optimlab.data.mnist1d import load_mnist1d
 from optimlab.data.npz import load_npz
@@ -49,7 +49,8 @@ def load(spec: str, *, data_dir: str | Path | None = None, download: bool = Fals
     ``"module:callable"`` returning ``(train, test)``).
 
     Args:
-        data_dir: folder holding the dataset's files (also searched as ``data_dir/<spec>``).
+        data_dir: folder holding the dataset's files (also searched as ``data_dir/<spec>``);
+            default ``$OPTIMLAB_DATA_DIR`` when set.
         download: fetch missing files from `MIRRORS`, checksum-verified, written atomically.
         val_fraction: share of train held out as validation, in [0, 1).
         seed: chooses the validation examples.
@@ -75,6 +76,6 @@ def load(spec: str, *, data_dir: str | Path | None = None, download: bool = Fals
 
 
 __all__ = [
-    "DATASETS", "MIRRORS", "SHARED_T10K", "ChecksumError", "Dataset", "DownloadError", "Mirror",
+    "DATA_DIR_ENV", "DATASETS", "MIRRORS", "ChecksumError", "Dataset", "DownloadError", "Mirror",
     "default_cache_dir", "fetch", "for_task", "from_objects", "load",
 ]

@@ -1,9 +1,10 @@
 """Where a dataset's files come from: a folder the user names, the cache, or a mirror.
 
-Search order: with ``data_dir``, ``data_dir/<name>/`` then ``data_dir`` itself;
-without it, any built-in folder (the shared MNIST test set) then
-``<cache>/<name>/``. Only with ``download=True`` are missing files fetched, into
-``data_dir/<name>/`` or ``<cache>/<name>/``, from `MIRRORS` with checksum checks.
+Search order: with ``data_dir`` (``--data-dir``; else ``$OPTIMLAB_DATA_DIR`` when set),
+``data_dir/<name>/`` then ``data_dir`` itself; without either, ``<cache>/<name>/``.
+Nothing depends on where the package is installed: a wheel finds the same files.
+Only with ``download=True`` are missing files fetched, into ``data_dir/<name>/`` or
+``<cache>/<name>/``, from `MIRRORS` with checksum checks.
 A folder holding a ``SHA256SUMS`` file has the files we read verified against it.
 """
 
@@ -50,8 +51,9 @@ MIRRORS: dict[str, Mirror] = {
     }),
 }
 
-# The real MNIST test set shipped beside the repository (see shared/data/mnist-t10k/README.md).
-SHARED_T10K = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mnist-t10k"
+# The folder of dataset folders used when no data_dir is given (e.g. one holding
+# mnist-t10k/, the real MNIST test set).
+DATA_DIR_ENV = "OPTIMLAB_DATA_DIR"
 
 
 def default_cache_dir() -> Path:
@@ -67,11 +69,11 @@ class Places:
     target: Path
 
 
-def places(name: str, data_dir: str | Path | None, cache_dir: Path,
-           builtin: tuple[Path, ...] = ()) -> Places:
+def places(name: str, data_dir: str | Path | None, cache_dir: Path) -> Places:
     """The search order described in the module docstring."""
+    data_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
-        return Places((*builtin, cache_dir / name), cache_dir / name)
+        return Places((cache_dir / name,), cache_dir / name)
     root = Path(data_dir).expanduser()
     return Places((root / name, root), root / name)
 
@@ -114,6 +116,6 @@ def locate(name: str, files: tuple[str, ...], where: Places, download: bool,
         raise FileNotFoundError(
             f"dataset {name!r}: files {', '.join(files)} not found in {folders}; pass "
             f"download=True (--download) to fetch them from {source.base_url}, or data_dir "
-            f"(--data-dir) naming a folder that holds them")
+            f"(--data-dir, or ${DATA_DIR_ENV}) naming a folder that holds them")
     return {f: find(where.target, f) or fetch(source.base_url + f, where.target / f,
                                                source.sha256[f]) for f in files}

@@ -8,7 +8,7 @@ import numpy as np
 
 from optimlab.data import cifar
 from optimlab.data.dataset import Arrays
-from optimlab.data.files import IDX_FILES, SHARED_T10K, Places, locate, places
+from optimlab.data.files import IDX_FILES, Places, locate, places
 from optimlab.data.idx import read_idx
 
 TRAIN_IDX, TEST_IDX = IDX_FILES[:2], IDX_FILES[2:]
@@ -39,7 +39,7 @@ def load_idx_dataset(name: str, data_dir, download: bool, cache_dir: Path) -> Ar
 
 def load_mnist_t10k(data_dir, download: bool, cache_dir: Path) -> Arrays:
     """The real MNIST test set alone: first 8,000 digits train, last 2,000 test."""
-    where = places("mnist-t10k", data_dir, cache_dir, builtin=(SHARED_T10K,))
+    where = places("mnist-t10k", data_dir, cache_dir)
     paths = locate("mnist-t10k", TEST_IDX, where, download, "mnist")
     x, y = read_idx_pair(*(paths[f] for f in TEST_IDX))
     if len(y) <= T10K_TRAIN:

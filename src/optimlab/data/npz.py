@@ -1,4 +1,6 @@
-"""The user's own arrays: an ``.npz`` with ``x``, ``y`` and optionally ``x_test``, ``y_test``.
+"""The user's own arrays: an ``.npz`` with ``x``, ``y`` and optionally ``x_test``, ``y_test``,
+or Keras's layout ``x_train``, ``y_train``, ``x_test``, ``y_test`` (what
+``keras.datasets.*.load_data()`` returns, saved with ``np.savez``).
 
 ``x`` is [N, D] (vectors), [N, H, W] (grayscale images, given one channel) or
 [N, C, H, W] (channels first). uint8 ``x`` is treated as pixels (scaled and
@@ -9,6 +11,7 @@ does not change with the run's seed) is held out as the test split.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,15 +49,26 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     """The arrays in `path` (never unpickling), with a clear error for each way it fails."""
     if not path.is_file():
         raise FileNotFoundError(f"npz file not found: {path} (from spec 'npz:{path}')")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a valid .npz file (a zip of .npy arrays, as "
+                         "numpy.savez writes); allowed: arrays x, y [, x_test, y_test] or "
+                         "x_train, y_train, x_test, y_test")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {key: f[key] for key in f.files}
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read {path} as .npz without pickles: {err}") from err
-    missing = [k for k in ("x", "y") if k not in arrays]
+    keras = "x_train" in arrays or "y_train" in arrays
+    if keras and ("x" in arrays or "y" in arrays):
+        raise ValueError(f"{path} has arrays {sorted(arrays)}: both 'x'/'y' and Keras's "
+                         "'x_train'/'y_train'; allowed: one layout")
+    if keras:  # Keras's names for the same arrays
+        arrays["x"], arrays["y"] = arrays.pop("x_train", None), arrays.pop("y_train", None)
+    missing = [k for k in ("x", "y") if arrays.get(k) is None]
     if missing or (("x_test" in arrays) != ("y_test" in arrays)):
-        raise ValueError(f"{path} has arrays {sorted(arrays)}; required: 'x', 'y', and "
-                         f"optionally both 'x_test' and 'y_test'")
+        raise ValueError(f"{path} has arrays {sorted(k for k in arrays if arrays[k] is not None)}"
+                         "; required: 'x', 'y' and optionally both 'x_test' and 'y_test', or "
+                         "Keras's 'x_train', 'y_train', 'x_test', 'y_test'")
     return arrays
 
 
