@@ -6,9 +6,30 @@ import json
 import statistics
 
 import pytest
+import torch
 
 from optimlab.bench import BYTES_PER_PARAM, BenchConfig, format_table, goals, run_bench
 from optimlab.cli import main
+from optimlab.optim import OPTIMIZERS
+
+
+def minimum_bytes_per_param(optimizer: str, itemsize: int = 4) -> int:
+    """Counted from the optimizer itself, not from the bench's table: one step must read
+    the parameter and its gradient and write the parameter, and read and write every
+    per-element state tensor the optimizer keeps (found by taking a step)."""
+    p = torch.zeros(64, requires_grad=True)
+    p.grad = torch.ones(64)
+    opt = OPTIMIZERS[optimizer]([p], lr=1e-3)
+    opt.step()
+    per_element = [v for v in opt.state[p].values()
+                   if isinstance(v, torch.Tensor) and v.numel() == p.numel()]
+    return itemsize * (3 + 2 * len(per_element))
+
+
+@pytest.mark.parametrize("optimizer", list(BYTES_PER_PARAM))
+def test_bytes_per_parameter_match_an_independent_count(optimizer):
+    # the design's table: SGD 12, Momentum 20, RMSprop 20, Adam 28 bytes per fp32 parameter
+    assert BYTES_PER_PARAM[optimizer] == minimum_bytes_per_param(optimizer)
 
 TINY = BenchConfig(optimizers=("momentum", "rmsprop"), models=("3x700",), repeats=3,
                    warmup=1, sample_s=1e-4, memory=False)
@@ -38,7 +59,8 @@ def test_speeds_and_roofline_come_from_the_measured_samples(record):
         stream_s = case["stream"]["ms"] / 1e3
         stream_gbs = 3 * 4 * case["params"] / stream_s / 1e9  # a += b: 3 fp32 accesses
         assert case["stream"]["gbs"] == pytest.approx(stream_gbs, rel=1e-12)
-        traffic = BYTES_PER_PARAM[case["optimizer"]] * case["params"]
+        assert case["bytes_per_param"] == minimum_bytes_per_param(case["optimizer"])
+        traffic = minimum_bytes_per_param(case["optimizer"]) * case["params"]
         for row in case["rows"]:
             seconds = statistics.median(row["samples_ms"]) / 1e3
             assert row["ms"] == pytest.approx(seconds * 1e3, rel=1e-12)
