@@ -274,3 +274,22 @@ def test_importing_optimlab_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+def test_landscape_takes_entries(tmp_path, capsys):
+    out = tmp_path / "ls"
+    assert main(["landscape", "--function", "rosenbrock", "--steps", "60", "--out", str(out),
+                 "--optimizers", "sgd(lr=0.001), torch.optim:SGD(lr=0.001), "
+                                 "slow=adam(betas=(0.5, 0.999)), mine=test_own_code:SignSGD"]) == 0
+    runs = json.loads((out / "paths.json").read_text())["functions"]["rosenbrock"]["runs"]
+    assert list(runs) == ["sgd(lr=0.001)", "SGD(lr=0.001)", "slow", "mine"]
+    assert runs["sgd(lr=0.001)"]["lr_source"] == "entry"
+    ours, theirs = runs["sgd(lr=0.001)"]["path"], runs["SGD(lr=0.001)"]["path"]
+    assert len(ours) == len(theirs) == 61
+    assert max(abs(a - b) for p, q in zip(ours, theirs) for a, b in zip(p, q)) < 1e-12
+    assert runs["slow"]["hyperparameters"] == {"betas": [0.5, 0.999]}
+    assert runs["slow"]["lr_source"] == "grid" and runs["mine"]["optimizer"] == (
+        "test_own_code:SignSGD")
+    assert main(["landscape", "--optimizers", "adam(beta1=0.5)", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "Invalid hyperparameter 'beta1' of adam" in capsys.readouterr().err

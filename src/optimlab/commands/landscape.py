@@ -17,8 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     defaults = LandscapeConfig()
     p.add_argument("--function", default="all", metavar="NAME",
                    help=f"one of {', '.join(FUNCTIONS)}, or all (default all)")
-    p.add_argument("--optimizers", default=",".join(defaults.optimizers), metavar="NAMES",
-                   help=f"comma-separated, from {', '.join(OPTIMIZERS)} "
+    p.add_argument("--optimizers", default=",".join(defaults.optimizers), metavar="ENTRIES",
+                   help=f"comma-separated entries [LABEL=]NAME[(key=value, ...)], NAME from "
+                        f"{', '.join(OPTIMIZERS)} or module:Class of a torch.optim.Optimizer "
                         f"(default {','.join(defaults.optimizers)})")
     p.add_argument("--steps", type=int, default=defaults.steps,
                    help=f"steps per run (default {defaults.steps})")
@@ -54,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(record: dict) -> None:
-    print(f"{'function':<11} {'optimizer':<9} {'lr':>7} {'steps to tol':>12} {'final dist':>11}")
+    width = max([9, *(len(o) for rec in record["functions"].values() for o in rec["runs"])])
+    print(f"{'function':<11} {'optimizer':<{width}} {'lr':>7} {'steps to tol':>12} "
+          f"{'final dist':>11}")
     for name, rec in record["functions"].items():
         for opt, r in rec["runs"].items():
             reached = "-" if r["steps_to_tol"] is None else str(r["steps_to_tol"])
-            print(f"{name:<11} {opt:<9} {r['lr']:>7g} {reached:>12} {r['final_distance']:>11.3g}")
+            print(f"{name:<11} {opt:<{width}} {r['lr']:>7g} {reached:>12} "
+                  f"{r['final_distance']:>11.3g}")

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from optimlab.lab.entries import Entry, parse_list
 from optimlab.landscape.functions import FUNCTIONS, TestFunction
 from optimlab.optim import OPTIMIZERS
 
@@ -33,7 +34,8 @@ CRITERION = (__doc__ or "").split("\n\n")[1].replace("\n", " ").strip()
 @dataclass
 class LandscapeConfig:
     functions: tuple[str, ...] = tuple(FUNCTIONS)  # all six by default
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    # entries [LABEL=]NAME[(key=value, ...)] (lab.entries); default: the lecture's four
+    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")
     steps: int = 500  # enough for the best η of every optimizer to settle on the ravine
     lr: float | None = None  # None: pick η per optimizer from lr_grid
     noise: float = 0.0  # std of Gaussian noise added to every gradient component
@@ -41,18 +43,22 @@ class LandscapeConfig:
     lr_grid: tuple[float, ...] = field(default=LR_GRID)  # the candidates for η
 
 
-def run_paths(fn: TestFunction, optimizer: str, lrs: Sequence[float], steps: int,
+def run_paths(fn: TestFunction, optimizer: str | Entry, lrs: Sequence[float], steps: int,
               noise: float = 0.0, seed: int = 0) -> list[dict[str, Any]]:
     """One run per η from fn.start for `steps` steps; a record per run with its path and metrics.
 
+    `optimizer`: a name or an entry (its other hyperparameters apply to every run).
     The runs go side by side: one optimizer, one param group (a 2-element Parameter)
     per η, one batched evaluation of f per step. A run that diverges is frozen there.
     The noise, if any, is one draw per step shared by all runs (common random numbers).
     """
+    entry = optimizer if isinstance(optimizer, Entry) else Entry(optimizer)
     ws = [torch.nn.Parameter(torch.tensor(fn.start, dtype=torch.float64)) for _ in lrs]
-    # per-tensor reference path: on a single 2-element tensor it has the least overhead
-    opt = OPTIMIZERS[optimizer]([{"params": [w], "lr": lr} for w, lr in zip(ws, lrs)],
-                                foreach=False)
+    kwargs = {k: v for k, v in entry.hyperparameters.items() if k != "lr"}
+    if entry.name in OPTIMIZERS:  # per-tensor reference path: least overhead on 2 elements
+        kwargs.setdefault("foreach", False)
+    opt = entry.optimizer_class()([{"params": [w], "lr": lr} for w, lr in zip(ws, lrs)],
+                                  **kwargs)
     gen = torch.Generator().manual_seed(seed)
     paths = [[list(fn.start)] for _ in lrs]
     stops = ["steps"] * len(lrs)
@@ -110,7 +116,7 @@ def rank_key(fn: TestFunction, run: dict[str, Any]) -> tuple[float, float, float
     return (steps, gap, run["lr"])
 
 
-def best_run(fn: TestFunction, optimizer: str, cfg: LandscapeConfig) -> dict[str, Any]:
+def best_run(fn: TestFunction, optimizer: str | Entry, cfg: LandscapeConfig) -> dict[str, Any]:
     """Every η of the grid; the best by the criterion, with a summary of the others."""
     runs = run_paths(fn, optimizer, cfg.lr_grid, cfg.steps, cfg.noise, cfg.seed)
     ok = [r for r in runs if not diverged(fn, r)]
@@ -121,10 +127,13 @@ def best_run(fn: TestFunction, optimizer: str, cfg: LandscapeConfig) -> dict[str
     return {**best, "lr_source": "grid", "grid": summary}
 
 
-def fixed_run(fn: TestFunction, optimizer: str, cfg: LandscapeConfig) -> dict[str, Any]:
-    assert cfg.lr is not None
-    run = run_paths(fn, optimizer, [cfg.lr], cfg.steps, cfg.noise, cfg.seed)[0]
-    return {**run, "lr_source": "fixed"}
+def fixed_run(fn: TestFunction, optimizer: str | Entry, cfg: LandscapeConfig) -> dict[str, Any]:
+    """One run at the entry's own η, else `cfg.lr`."""
+    entry = optimizer if isinstance(optimizer, Entry) else Entry(optimizer)
+    lr = entry.hyperparameters.get("lr", cfg.lr)
+    assert lr is not None
+    run = run_paths(fn, entry, [lr], cfg.steps, cfg.noise, cfg.seed)[0]
+    return {**run, "lr_source": "entry" if "lr" in entry.hyperparameters else "fixed"}
 
 
 def function_record(fn: TestFunction) -> dict[str, Any]:
@@ -143,15 +152,17 @@ def run_landscape(cfg: LandscapeConfig) -> dict[str, Any]:
         "kind": "optimlab.landscape", "version": 1,
         "config": {"steps": cfg.steps, "lr": cfg.lr, "noise": cfg.noise, "seed": cfg.seed,
                    "optimizers": list(cfg.optimizers), "lr_grid": list(cfg.lr_grid),
-                   "hyperparameters": "each optimizer's class defaults besides lr"},
+                   "hyperparameters": "each optimizer's class defaults besides lr, unless "
+                                      "its entry gives them (each run's hyperparameters)"},
         "criterion": CRITERION if cfg.lr is None else "lr fixed by the user for all",
         "functions": {}}
     for name in cfg.functions:
         fn = FUNCTIONS[name]
         rec = out["functions"][name] = function_record(fn)
-        for opt in cfg.optimizers:
-            pick = fixed_run if cfg.lr is not None else best_run
-            rec["runs"][opt] = pick(fn, opt, cfg)
+        for e in parse_list(cfg.optimizers):
+            pick = fixed_run if cfg.lr is not None or "lr" in e.hyperparameters else best_run
+            rec["runs"][e.label] = {**pick(fn, e, cfg), "optimizer": e.name,
+                                    "hyperparameters": e.hyperparameters}
     return out
 
 
@@ -160,9 +171,7 @@ def check_config(cfg: LandscapeConfig) -> None:
     for name in cfg.functions:
         if name not in FUNCTIONS:
             raise ValueError(f"Invalid function: {name!r}; allowed: {', '.join(FUNCTIONS)}, all")
-    for opt in cfg.optimizers:
-        if opt not in OPTIMIZERS:
-            raise ValueError(f"Invalid optimizer: {opt!r}; allowed: {', '.join(OPTIMIZERS)}")
+    parse_list(cfg.optimizers)  # every entry resolves and its values are accepted
     if cfg.steps < 1:
         raise ValueError(f"Invalid steps: {cfg.steps}; allowed: an integer >= 1")
     for lr in ([cfg.lr] if cfg.lr is not None else list(cfg.lr_grid)):
