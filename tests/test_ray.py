@@ -77,7 +77,7 @@ def test_ray_gives_the_vectorized_results_dataset_put_once(cluster, tmp_path, mo
     assert sorted(seen) == sorted(local)  # each run handed over once
     assert puts == [DS]  # the dataset went into the object store once, for 4 shards
     last = progress[-1]
-    assert (last.shards_done, last.shards, last.steps_done, last.steps) == (4, 4, 240, 240)
+    assert (last.shards_done, last.shards, last.steps_done, last.steps) == (4, 4, 960, 960)
     assert all(a.steps_done <= b.steps_done for a, b in zip(progress, progress[1:]))
 
 
@@ -109,6 +109,17 @@ def test_a_worker_killed_mid_shard_is_retried_and_each_run_stored_once(
     monkeypatch.delenv(ray_executor.KILL_ONCE_ENV)
     Sweep(sixteen("vectorized"), tmp_path / "local", dataset=DS).run()
     assert_close(stored(tmp_path / "ray"), stored(tmp_path / "local"))
+
+
+def test_a_shard_that_fails_every_attempt_stops_the_sweep_and_resume_completes_it(
+        cluster, tmp_path, monkeypatch):
+    monkeypatch.setattr(ray_executor, "RETRIES", 0)
+    monkeypatch.setenv(ray_executor.KILL_ONCE_ENV, f"0:{tmp_path / 'killed-once'}")
+    with pytest.raises(ray_executor.ShardFailed, match="lost its worker on each of 1 attempts"):
+        Sweep(sixteen("ray"), tmp_path / "ray", dataset=DS).run()
+    assert len(Store(tmp_path / "ray").runs()) < 16  # shard 0 at least is not stored
+    monkeypatch.delenv(ray_executor.KILL_ONCE_ENV)
+    assert len(Sweep(sixteen("ray"), tmp_path / "ray", dataset=DS).run()) == 16
 
 
 def sweep_args(npz: Path, out: Path, address: str) -> list[str]:
@@ -164,6 +175,13 @@ def test_bad_ray_address_exits_2_with_a_message(tmp_path, capsys, argv, match):
     assert main(["sweep", *argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert match in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_address_comes_from_ray_address_when_no_flag_gives_one(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    assert main(["sweep", "--executor", "ray", "--out", str(tmp_path)]) == 2
+    assert "Invalid Ray address '127.0.0.1:1': cannot reach it" in capsys.readouterr().err
 
 
 def test_sweep_bench_has_a_ray_row_with_its_overhead_and_the_same_results(cluster, tmp_path):

@@ -194,6 +194,16 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
                    on_steps: OnSteps | None = None) -> None:
     """Train compatible configurations together, `max_batch` members at a time. What the
     batched path cannot take is said (`say`) and trained by its own `train_run`."""
+    single, batched = vectorized_plan(configs, dataset, max_batch, say)
+    run_sequential(single, dataset, on_finish, on_steps)
+    for members in batched:
+        _Group(members, dataset).run(on_finish, on_steps)
+
+
+def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,
+                    say: Say = _stderr) -> tuple[list[TrainConfig], list[list[TrainConfig]]]:
+    """How the vectorized executor trains `configs`: (the runs it trains one by one, the
+    groups it trains together); what the batched path cannot take is said (`say`)."""
     single: list[TrainConfig] = []
     reasons: dict[str, list[str]] = {}
     for c in configs:
@@ -213,9 +223,7 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     for why, labels in reasons.items():
         say(f"vectorized executor: {why}; {len(labels)} run(s) of "
             f"{', '.join(dict.fromkeys(labels))} train one by one instead")
-    run_sequential(single, dataset, on_finish, on_steps)
-    for members in groups(batched, max_batch):
-        _Group(members, dataset).run(on_finish, on_steps)
+    return single, groups(batched, max_batch)
 
 
 class _Group:

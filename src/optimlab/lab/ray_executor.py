@@ -1,9 +1,9 @@
 """The Ray executor: a sweep's vectorized shards as tasks on a Ray cluster.
 
-- A shard is one group of `optimlab.lab.executors.groups`: the same members, in the
-  same order, as the local vectorized executor trains together, so every run's numbers
-  are the local ones (a run with a learning-rate schedule is a shard of its own,
-  trained by `train_run`, as the vectorized executor trains it). One task trains one
+- A shard is what the local vectorized executor trains in one go
+  (`optimlab.lab.executors.vectorized_plan`): a group of members, the same members in
+  the same order, or a run it trains alone (e.g. one with a learning-rate schedule), so
+  every run's numbers are the local ones. One task trains one
   shard on `torch.get_num_threads()` CPUs (the driver's `--threads`) and returns all
   its results when it ends.
 - The dataset enters Ray's object store once (`ray.put`); each node fetches it once and
@@ -13,8 +13,9 @@
   are still unfinished in the store and run again on resume.
 - A worker that dies mid-shard has its shard run again by Ray (`max_retries`). A shard's
   results exist only once its task has returned, so each run reaches `on_finish` once.
-- Progress: each task reports its shard's step to a small actor about twice a second;
-  the driver reads it between arrivals (shards done, steps done, across the cluster).
+- Progress: each task reports its shard's member-steps to a small actor about twice a
+  second; the driver reads it between arrivals (shards and steps done, across the
+  cluster), never waiting on it.
 
 Ray is an optional extra (`pip install optimlab[ray]`), imported only here and only
 when this executor runs.
@@ -28,14 +29,13 @@ import os
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from optimlab.lab.executors import OnFinish, _Group, batchable, groups
+from optimlab.lab.executors import OnFinish, Progress, run_vectorized, vectorized_plan
 from optimlab.lab.store import run_name
-from optimlab.train import TrainConfig, train_run
+from optimlab.train import TrainConfig
 
 INSTALL = "pip install 'optimlab[ray]'"
 RETRIES = 3  # runs of a shard after its worker died, before the sweep gives up
@@ -47,16 +47,6 @@ KILL_ONCE_ENV = "OPTIMLAB_RAY_KILL_ONCE"
 
 class ShardFailed(RuntimeError):
     """A shard failed on every attempt (its worker kept dying)."""
-
-
-@dataclass(frozen=True)
-class Progress:
-    """The sweep across the cluster: shards and optimizer steps, done and in all."""
-
-    shards_done: int
-    shards: int
-    steps_done: int
-    steps: int
 
 
 def installed() -> bool:
@@ -129,46 +119,34 @@ class _Steps:
         return self.steps
 
 
-class _ReportingGroup(_Group):
-    """A vectorized group that calls `after_step(t)` after each of its steps."""
+class _ShardSteps:
+    """Counts a shard's member-steps in its task; tells the progress actor about every
+    REPORT_EVERY_S seconds; the test hook's exit lands here, halfway through the shard."""
 
-    def __init__(self, configs: list[TrainConfig], dataset: Any,
-                 after_step: Callable[[int], None]) -> None:
-        super().__init__(configs, dataset)
-        self.after_step = after_step
+    def __init__(self, index: int, total: int, steps: Any, kill_once: str | None) -> None:
+        self.index, self.total, self.steps, self.kill_once = index, total, steps, kill_once
+        self.done, self.last = 0, time.monotonic()
 
-    def _step(self, t: int, on_finish: OnFinish) -> None:
-        super()._step(t, on_finish)
-        self.after_step(t)
-
-
-class _OnStep:
-    """A `train_run` callback that calls `after_step(t)` after each step."""
-
-    def __init__(self, after_step: Callable[[int], None]) -> None:
-        self.on_step_end = lambda step, model, optimizer: after_step(step)
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.kill_once and self.done * 2 >= self.total:
+            shard, _, marker = self.kill_once.partition(":")
+            if int(shard) == self.index and _first_time(marker):
+                os._exit(1)
+        if self.steps is not None and time.monotonic() - self.last >= REPORT_EVERY_S:
+            self.steps.set.remote(self.index, self.done)
+            self.last = time.monotonic()
 
 
 def _train_shard(index: int, configs: list[TrainConfig], dataset: Any, threads: int,
                  steps: Any, kill_once: str | None) -> list[Any]:
-    """The Ray task: one shard trained as the vectorized executor trains it; its RunResults."""
+    """The Ray task: one shard trained by the vectorized executor (a group, or a run it
+    trains alone); its RunResults."""
     torch.set_num_threads(threads)
-    last = [time.monotonic()]
-    halfway = max(1, configs[0].steps // 2)
-
-    def after_step(t: int) -> None:
-        if kill_once and t == halfway:
-            shard, _, marker = kill_once.partition(":")
-            if int(shard) == index and _first_time(marker):
-                os._exit(1)
-        if steps is not None and time.monotonic() - last[0] >= REPORT_EVERY_S:
-            steps.set.remote(index, t)
-            last[0] = time.monotonic()
-
-    if not batchable(configs[0]):
-        return [train_run(c, dataset, callbacks=[_OnStep(after_step)]) for c in configs]
+    counter = _ShardSteps(index, sum(c.steps for c in configs), steps, kill_once)
     results: list[Any] = []
-    _ReportingGroup(configs, dataset, after_step).run(results.append)
+    run_vectorized(configs, dataset, results.append, max_batch=len(configs),
+                   say=lambda line: None, on_steps=counter.add)  # the driver said it
     return results
 
 
@@ -190,8 +168,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     for device in {c.device for c in configs}:
         check_device(device)
     connect(address)
-    shards = [[c] for c in configs if not batchable(c)] + groups(
-        [c for c in configs if batchable(c)], max_batch)
+    single, batched = vectorized_plan(configs, dataset, max_batch)
+    shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)
     steps = ray.remote(num_cpus=0)(_Steps).remote() if on_progress else None
@@ -200,16 +178,22 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     pending = {task.remote(i, shard, data, threads, steps, kill_once): i
                for i, shard in enumerate(shards)}
     finished: set[int] = set()
+    reported: dict[int, int] = {}  # shard -> step, as the actor last answered
+    poll = steps.get.remote() if steps is not None else None
     try:
         while pending:
+            if on_progress:
+                on_progress(_progress(shards, finished, reported))
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=REPORT_EVERY_S)
             for ref in ready:
                 i = pending.pop(ref)
                 for result in _results(ray, ref, shards[i]):
                     on_finish(result)
                 finished.add(i)
-            if on_progress:
-                on_progress(_progress(ray, steps, shards, finished))
+            if poll is not None and ray.wait([poll], timeout=0)[0]:  # never wait on it
+                reported, poll = ray.get(poll), steps.get.remote()
+        if on_progress:
+            on_progress(_progress(shards, finished, reported))
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -224,14 +208,15 @@ def _results(ray: Any, ref: Any, shard: list[TrainConfig]) -> list[Any]:
     except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
             ray.exceptions.ObjectLostError) as e:
         names = ", ".join(run_name(c) for c in shard)
-        raise ShardFailed(f"the shard of {names} failed {RETRIES + 1} times "
-                          f"({type(e).__name__}); the finished runs are stored, and running "
-                          "the same command again resumes") from None
+        raise ShardFailed(f"the shard of {names} lost its worker on each of {RETRIES + 1} "
+                          f"attempts ({type(e).__name__}); the finished runs are stored, and "
+                          "running the same command again resumes") from None
 
 
-def _progress(ray: Any, steps: Any, shards: list[list[TrainConfig]],
-              finished: set[int]) -> Progress:
-    reported = ray.get(steps.get.remote())
-    done = sum(s[0].steps if i in finished else reported.get(i, 0)
-               for i, s in enumerate(shards))
-    return Progress(len(finished), len(shards), done, sum(s[0].steps for s in shards))
+def _progress(shards: list[list[TrainConfig]], finished: set[int],
+              reported: dict[int, int]) -> Progress:
+    """Member-steps, as the local executors count them: a shard's members' steps."""
+    totals = [sum(c.steps for c in shard) for shard in shards]
+    done = sum(total if i in finished else min(reported.get(i, 0), total)
+               for i, total in enumerate(totals))
+    return Progress(len(finished), len(shards), done, sum(totals))
