@@ -1,0 +1,99 @@
+"""Headless Chromium for the report tests and the documentation's screenshots.
+
+Debian's `chromium` and `chromium-driver`, driven by selenium. The browser's console and
+its network events (Chrome's performance log) are recorded, so a test can assert that a
+page raised no JavaScript error and requested nothing outside the file.
+
+Screenshots for docs/img (a 256-colour PNG, as the landscape figures):
+    python tests/browser.py REPORT.html OUT.png [WIDTH HEIGHT]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def missing() -> str | None:
+    """Why the browser cannot run here, or None."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (the dev extra)"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).is_file():
+            return f"{path} is missing (apt-get install chromium chromium-driver)"
+    return None
+
+
+def open_chromium(width: int = 1300, height: int = 1000) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--enable-unsafe-swiftshader", f"--window-size={width},{height}",
+                "--hide-scrollbars"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def load(driver: Any, page: Path) -> None:
+    """Open a file and wait until its scripts have run (plotly draws synchronously)."""
+    driver.get_log("browser")  # drop what an earlier page left
+    driver.get_log("performance")
+    driver.get(page.resolve().as_uri())
+    deadline = time.monotonic() + 30
+    while driver.execute_script("return document.readyState") != "complete":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{page} did not finish loading in 30 s")
+        time.sleep(0.05)
+
+
+def console_errors(driver: Any) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def requested_urls(driver: Any) -> list[str]:
+    """Every URL the page asked for since it was opened (Network.requestWillBeSent)."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def screenshot(page: Path, out: Path, width: int = 1300, height: int = 1400) -> Path:
+    from PIL import Image
+
+    driver = open_chromium(width, height)
+    try:
+        load(driver, page)
+        time.sleep(0.5)  # let plotly's transitions settle
+        png = driver.get_screenshot_as_png()
+    finally:
+        driver.quit()
+    small = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").quantize(256).save(small, "png", optimize=True)
+    out.write_bytes(small.getvalue())
+    return out
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if len(args) not in (2, 4):
+        sys.exit(__doc__)
+    size = (int(args[2]), int(args[3])) if len(args) == 4 else ()
+    print(screenshot(Path(args[0]), Path(args[1]), *size), os.path.getsize(args[1]), "bytes")

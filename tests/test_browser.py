@@ -1,0 +1,233 @@
+"""Every kind of report, opened in headless Chromium: no JavaScript error, the charts drawn
+with the expected traces, the controls change what is drawn, nothing requested beyond the
+file. In CI (CI set) a missing browser fails these tests instead of skipping them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+
+import browser
+import numpy as np
+import pytest
+import torch
+
+from optimlab import lab
+from optimlab.data import Dataset
+from optimlab.lab.grid import SweepConfig
+from optimlab.lab.sweep import Sweep
+from optimlab.landscape import LandscapeConfig, run_landscape
+from optimlab.report import landscape as landscape_report
+from optimlab.report import render as render_compare
+from optimlab.report.plots import smooth
+from optimlab.report.records import read_curves
+from optimlab.report.sweep import render as render_sweep
+
+pytestmark = pytest.mark.slow
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+
+
+@pytest.fixture(scope="module")
+def driver():
+    why = browser.missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"the browser tests must run in CI: {why}")
+        pytest.skip(why)
+    d = browser.open_chromium()
+    yield d
+    d.quit()
+
+
+def tiny() -> Dataset:
+    rng = np.random.default_rng(1)
+
+    def split(n):
+        y = rng.integers(0, 3, n)
+        x = rng.normal(0, 1, (n, 6)) + 1.5 * np.eye(3, 6)[y]
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+    return Dataset("tiny", *split(120), *split(40), *split(40), (6,), 3)
+
+
+@pytest.fixture(scope="module")
+def compare_page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "compare"
+    cfg = lab.CompareConfig(model="logreg", optimizers=OPTIMIZERS, steps=40, eval_every=10,
+                            seeds=2, batch_size=10, target_acc=0.6)
+    lab.run_compare(cfg, out, dataset=tiny())
+    return render_compare(out)
+
+
+@pytest.fixture(scope="module")
+def sweep_page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "sweep"
+    cfg = SweepConfig(model="logreg", optimizers=("sgd", "adam"), steps=20, eval_every=10,
+                      batch_size=10, seeds=2, select="val",
+                      grid={"lr": (1e-3, 1e-2, 1e-1), "beta1": (0.5, 0.9),
+                            "beta2": (0.99, 0.999)})
+    Sweep(cfg, out, dataset=tiny()).run()
+    return render_sweep(out)
+
+
+@pytest.fixture(scope="module")
+def landscape_page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "landscape"
+    out.mkdir()
+    record = run_landscape(LandscapeConfig(functions=("ravine", "saddle"),
+                                           optimizers=("sgd", "adam"), steps=30,
+                                           lr_grid=(0.01, 0.1, 0.3)))
+    (out / "paths.json").write_text(json.dumps(record))
+    return landscape_report.render(out), record
+
+
+def opened(driver, page) -> None:
+    """Open the page; it must raise no JavaScript error and request nothing but itself."""
+    browser.load(driver, page)
+    assert browser.console_errors(driver) == []
+    urls = browser.requested_urls(driver)
+    assert urls and all(u.startswith(("file:", "data:", "blob:")) for u in urls), urls
+    names = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(n.startswith(("file:", "data:", "blob:")) for n in names), names
+
+
+def traces(driver, div) -> list[dict]:
+    """What plotly holds for a chart: per trace its type, name, visibility and points."""
+    return driver.execute_script(
+        "return document.getElementById(arguments[0]).data.map(t => ({type: t.type || "
+        "'scatter', name: t.name, visible: t.visible === undefined ? true : t.visible, "
+        "x: t.x ? Array.from(t.x) : null, y: t.y ? Array.from(t.y) : null}))", div)
+
+
+def drawn(driver, div) -> int:
+    """Traces drawn on screen (a hidden one leaves the scatter layer)."""
+    return driver.execute_script(
+        "return document.querySelectorAll('#' + arguments[0] + ' .scatterlayer .trace')"
+        ".length", div)
+
+
+def set_range(driver, element_id, value) -> None:
+    driver.execute_script("const e = document.getElementById(arguments[0]); e.value = "
+                          "arguments[1]; e.dispatchEvent(new Event('input'));",
+                          element_id, str(value))
+
+
+def click_legend(driver, div, index) -> None:
+    """Click a legend entry; plotly applies a single click after its double-click delay."""
+    driver.find_elements("css selector", f"#{div} .legend .legendtoggle")[index].click()
+    time.sleep(0.5)
+
+
+def test_the_console_and_network_checks_can_fail(driver, tmp_path):
+    page = tmp_path / "bad.html"
+    page.write_text("<!doctype html><img src='http://192.0.2.1/x.png'>"
+                    "<script>undefinedFunction()</script>")
+    browser.load(driver, page)
+    assert any("undefinedFunction" in e for e in browser.console_errors(driver))
+    assert "http://192.0.2.1/x.png" in browser.requested_urls(driver)
+
+
+def expected_smoothed_mean(out, run_names, window):
+    """The reference: optimlab.report.plots.smooth per seed, then the mean over seeds, on
+    the numbers the page holds (5 significant digits)."""
+    curves = read_curves(out / "curves.csv")
+    seeds = [np.array([float(f"{v:.5g}") for v in curves[r][("batch", "loss")]["value"]])
+             for r in run_names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.stack([smooth(s, window) for s in seeds]), 0)
+
+
+def test_compare_report_draws_toggles_and_smooths(driver, compare_page):
+    opened(driver, compare_page)
+    for div in ("train-loss", "test-loss", "test-acc"):
+        assert len(traces(driver, div)) == 3 * len(OPTIMIZERS)  # band (2) + mean per group
+        assert drawn(driver, div) == 3 * len(OPTIMIZERS)
+    # the legend hides a group (its mean and its band) and shows it again
+    click_legend(driver, "train-loss", 0)
+    hidden = [t for t in traces(driver, "train-loss") if t["visible"] == "legendonly"]
+    assert len(hidden) == 3 and drawn(driver, "train-loss") == 3 * len(OPTIMIZERS) - 3
+    click_legend(driver, "train-loss", 0)
+    assert drawn(driver, "train-loss") == 3 * len(OPTIMIZERS)
+    # the smoothing slider redraws the mean: the page's moving average is the Python one
+    for window in (1, 7):
+        set_range(driver, "smooth", window)
+        adam = next(t for t in traces(driver, "train-loss") if t["name"].startswith("adam"))
+        ref = expected_smoothed_mean(compare_page.parent, ["adam-seed0", "adam-seed1"], window)
+        np.testing.assert_allclose(adam["y"], ref, rtol=1e-9)
+    before = traces(driver, "test-acc")
+    set_range(driver, "smooth", 3)  # evaluation curves are not smoothed
+    assert traces(driver, "test-acc") == before
+
+
+def test_compare_report_axes_switch_and_table_sorts(driver, compare_page):
+    opened(driver, compare_page)
+    layout = "return document.getElementById('train-loss').layout.yaxis.type"
+    assert driver.execute_script(layout) == "log"
+    driver.find_element("css selector", "input[name=yscale][value=linear]").click()
+    assert driver.execute_script(layout) == "linear"
+    steps = traces(driver, "train-loss")[-1]["x"]
+    driver.find_element("css selector", "input[name=xaxis][value=sec]").click()
+    secs = traces(driver, "train-loss")[-1]["x"]
+    assert steps == list(range(1, 41)) and secs != steps and secs == sorted(secs)
+    column = 2  # final test acc
+    driver.find_elements("css selector", "table.sortable th")[column].click()
+    cells = driver.execute_script(
+        "return Array.from(document.querySelectorAll('table.sortable tbody tr')).map("
+        "r => r.cells[arguments[0]].textContent)", column)
+    values = [float(c.split()[0]) for c in cells]
+    assert values == sorted(values)
+    assert "What the lecture says, and what this run shows" in driver.page_source
+
+
+def test_sweep_report_draws_sensitivity_heatmap_parcoords_and_curves(driver, sweep_page):
+    opened(driver, sweep_page)
+    loss = traces(driver, "lr-loss")
+    # sgd: one line; adam: one line per (β₁, β₂); plus a best-η star per optimizer
+    assert len(loss) == 1 + 4 + 2
+    assert sum(t["visible"] is True for t in loss) == 1 + 1 + 2  # the best lines and stars
+    assert [t["type"] for t in traces(driver, "betas")] == ["heatmap"]
+    assert [t["type"] for t in traces(driver, "parcoords-adam")] == ["parcoords"]
+    assert driver.find_elements("css selector", "#parcoords-sgd") == []  # one varying value
+    hidden = next(i for i, t in enumerate(loss) if t["visible"] == "legendonly")
+    click_legend(driver, "lr-loss", hidden)
+    assert traces(driver, "lr-loss")[hidden]["visible"] is True
+    assert len(traces(driver, "best-train-loss")) == 2 * 3
+    before = traces(driver, "best-train-loss")[2]["y"]
+    set_range(driver, "smooth", 5)
+    assert traces(driver, "best-train-loss")[2]["y"] != before
+
+
+def test_landscape_report_slides_over_eta_and_steps(driver, landscape_page):
+    page, record = landscape_page
+    opened(driver, page)
+    for name, fn in record["functions"].items():
+        kinds = [t["type"] for t in traces(driver, f"land-{name}")]
+        assert kinds == ["contour", "scatter", "scatter"] + (["scatter"] if fn["minimum"]
+                                                             else [])
+    sgd = record["functions"]["ravine"]["runs"]["sgd"]
+    shown = traces(driver, "land-ravine")[1]
+    assert len(shown["x"]) == len(sgd["path"])  # the chosen η, every step
+    np.testing.assert_allclose(shown["x"], [p[0] for p in sgd["path"]], rtol=1e-3, atol=1e-6)
+    set_range(driver, "land-lr", 2)  # the grid's second η
+    set_range(driver, "land-step", 5)
+    shown = traces(driver, "land-ravine")[1]
+    path = sgd["grid"][1]["path"]
+    assert shown["name"].startswith("sgd η=0.1") and len(shown["x"]) == 6
+    np.testing.assert_allclose(shown["y"], [p[1] for p in path[:6]], rtol=1e-3, atol=1e-6)
+    step = "return +document.getElementById('land-step').value"
+    driver.find_element("css selector", "#land-play").click()
+    deadline = time.monotonic() + 20
+    while driver.execute_script(step) <= 5:  # playing moves the step on
+        assert time.monotonic() < deadline, "play did not advance the steps"
+        time.sleep(0.05)
+    driver.execute_script("document.getElementById('land-play').click()")  # pause
+    paused = driver.execute_script(step)
+    time.sleep(0.3)
+    assert driver.execute_script(step) == paused
+    assert len(traces(driver, "land-ravine")[1]["x"]) == paused + 1
+    click_legend(driver, "land-ravine", 0)
+    assert traces(driver, "land-ravine")[1]["visible"] == "legendonly"
