@@ -21,7 +21,8 @@ DESCRIPTION = (
 # name -> one-line help; modules are imported only when their command runs.
 COMMANDS = {
     "compare": "train each optimizer on a dataset; curves, table and an HTML report",
-    "report": "re-render the figures and report.html of a compare or sweep folder",
+    "report": "re-render report.html and its figures of a compare, sweep or landscape folder",
+    "export": "turn a compare or sweep folder into TensorBoard event files",
     "landscape": "optimizer paths on 2-D test functions: paths.json, PNG, animated HTML",
     "sweep": "hyperparameter grids per optimizer, K configurations at once; resumable",
     "sweep-bench": "time a 32-configuration sweep, vectorized vs sequential (JSON)",

@@ -29,6 +29,8 @@ from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.sweep import tune, tuning_sweep
 from optimlab.report.table import COLUMNS, table_rows
+from optimlab.report.tensorboard import LiveLogger
+from optimlab.report.tensorboard import require as require_tensorboard
 from optimlab.train import TASKS, schedules
 
 
@@ -150,6 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diagnostics", type=_positive_int, nargs="?", const=50, default=None,
                    metavar="EVERY", help="record step sizes and ‖Δw‖/‖w‖ every EVERY steps "
                    "(default off; bare flag: 50) into diagnostics.json and the report")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
+                   "event files into DIR while training, one run per run (tensorboard extra)")
 
 
 def _settings(args: argparse.Namespace) -> CompareConfig:
@@ -209,20 +213,26 @@ def _print_table(console: Console, records: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _train(comparison: Comparison, console: Console,
-           diagnostics: int | None) -> list[dict[str, Any]]:
+def _train(comparison: Comparison, console: Console, diagnostics: int | None,
+           tensorboard: Path | None = None) -> list[dict[str, Any]]:
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bars: dict[str, _ProgressBar] = {}
+        loggers: dict[str, LiveLogger] = {}
 
         def new_bar(config: Any, run: str) -> list[Any]:
             bars[run] = _ProgressBar(progress, run, config.steps)
-            return [bars[run]] + ([StepSizeRecorder(every=diagnostics)] if diagnostics else [])
+            callbacks: list[Any] = [bars[run]]
+            if tensorboard:
+                callbacks.append(loggers.setdefault(run, LiveLogger(tensorboard, run)))
+            return callbacks + ([StepSizeRecorder(every=diagnostics)] if diagnostics else [])
 
         def finished(record: dict[str, Any]) -> None:
             progress.stop_task(bars[record["run"]].task)  # a diverged run's bar stops short
             progress.console.print(_run_line(record))
+            if record["run"] in loggers:
+                loggers.pop(record["run"]).finish(record)
 
         return comparison.run(callbacks=new_bar, on_record=finished)
 
@@ -253,11 +263,13 @@ def _error(message: Any) -> int:
 def _compare(args: argparse.Namespace, console: Console) -> int:
     out = out_path(args.out, "compare")
     try:  # bad input: everything checked before anything trains
+        if args.tensorboard:
+            require_tensorboard()
         cfg = _settings(args)
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("Invalid --device 'cuda': no CUDA device here; allowed: cpu")
         sweep = tuning_sweep(cfg, out / "tune") if args.tune else None
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:
         return _error(e)
     tuning = None
     if sweep is not None:
@@ -280,7 +292,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if comparison.store.finished:
         console.print(f"resuming {out}: {len(comparison.store.finished)} finished runs kept")
     try:
-        records = _train(comparison, console, args.diagnostics)
+        records = _train(comparison, console, args.diagnostics, args.tensorboard)
     except KeyboardInterrupt:
         console.print(f"finished runs are kept in {out}; the same command resumes; render "
                       f"them: optimlab report {out}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --select val: while a best value lies on an edge of its grid, "
                         "extend the grid past it and select again (DeepOBS practice)")
     p.add_argument("--data-dir", help="folder with the dataset's files")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
+                   "event files into DIR, each run as it finishes (tensorboard extra)")
     p.add_argument("--out", help="output folder; the same command into the same folder resumes "
                                  "(default runs/sweep-<timestamp>)")
     p.add_argument("--extend", action="store_true",
@@ -131,10 +134,24 @@ def _ray_cluster(cfg: SweepConfig, address: str | None) -> str:
     return f" on {resources.get('CPU', 0):g} CPUs"
 
 
-def _run_with_progress(sweep: Sweep, console: Console) -> list[dict[str, Any]]:
+def _on_result(show: Callable[[str], Any], tensorboard: Path | None
+               ) -> Callable[[RunResult], None]:
+    """A finished run: its line in the terminal, and its event files when asked."""
+    def on_result(result: RunResult) -> None:
+        show(_line(result))
+        if tensorboard:
+            from optimlab.report.tensorboard import write_run
+
+            write_run(tensorboard, {"run": run_name(result.config), **result.record},
+                      result.curves)
+    return on_result
+
+
+def _run_with_progress(sweep: Sweep, console: Console, tensorboard: Path | None
+                       ) -> list[dict[str, Any]]:
     """The sweep with a progress display: steps done (and shards, on Ray) as it goes."""
     with steps_display(console, "steps") as (show, out):
-        return sweep.run(on_result=lambda r: out.print(_line(r)), on_progress=show)
+        return sweep.run(on_result=_on_result(out.print, tensorboard), on_progress=show)
 
 
 def selection_lines(selection: dict[str, dict[str, Any]],
@@ -160,10 +177,14 @@ def selection_lines(selection: dict[str, dict[str, Any]],
 def _sweep(args: argparse.Namespace, console: Console) -> int:
     out = out_path(args.out, "sweep")
     try:
+        if args.tensorboard:
+            from optimlab.report.tensorboard import require
+
+            require()
         cfg = load_settings(args.config, flags(args))
         cluster = _ray_cluster(cfg, args.ray_address)
         sweep = Sweep(cfg, out, command=command_line(args, out), extend=args.extend)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 2
     console.print(f"{sweep.store.path}: {len(sweep.store.runs())} finished runs stored; "
@@ -172,12 +193,12 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         if cfg.executor == "ray":
             from optimlab.lab.ray_executor import ShardFailed
             try:
-                records = _run_with_progress(sweep, console)
+                records = _run_with_progress(sweep, console, args.tensorboard)
             except ShardFailed as e:
                 print(f"optimlab sweep: error: {e}", file=sys.stderr)
                 return 1
         else:
-            records = _run_with_progress(sweep, console)
+            records = _run_with_progress(sweep, console, args.tensorboard)
     except DiskFull as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 1

@@ -190,7 +190,7 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
     return rows, records
 
 
-def _load(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def load_sweep(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if not (out / FILENAME).is_file():
         raise FileNotFoundError(f"{out} is not a sweep folder: {FILENAME} is missing")
     store = Store(out)
@@ -219,7 +219,7 @@ def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str,
 def render(out_dir: str | Path) -> Path:
     """Rewrite the sweep's figures and report.html; returns report.html's path."""
     out = Path(out_dir)
-    runs, meta = _load(out)
+    runs, meta = load_sweep(out)
     points = _points(runs)
     best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
     rows, best_records = best_rows(runs, best)

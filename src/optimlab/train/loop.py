@@ -3,6 +3,8 @@
 Callbacks contract (the opt-in diagnostics recorders implement it): a callback is
 any object with, all optional,
 - `on_step_end(step: int, model, optimizer)`: called after update `step` (1-based);
+- `on_curves(curves: list[CurvePoint])`: called after every step (its evaluation
+  included) and once at the end with every point so far; live loggers write the new ones;
 - `result() -> dict`: JSON-able, read once after the run and stored in
   `RunResult.extras[name]`; the lab writes all of them to `DIR/diagnostics.json`;
 - `name: str`: the key in `extras` (default: the class name).
@@ -109,6 +111,12 @@ def warm_up(config: TrainConfig, dataset: Any) -> None:
                 config.task)
 
 
+def _show(callbacks: Sequence[Any], curves: list[CurvePoint]) -> None:
+    for cb in callbacks:
+        if hasattr(cb, "on_curves"):
+            cb.on_curves(curves)
+
+
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train `config.model` on `dataset` with `config.optimizer`, η following
     `config.schedule`; evaluate at step 0, every
@@ -141,8 +149,10 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
         if step % config.eval_every == 0:
             _record_eval(curves, model, data, step, train_s, config.task)
             last_eval = step
+        _show(callbacks, curves)
     if last_eval != done:
         _record_eval(curves, model, data, done, train_s, config.task)
+    _show(callbacks, curves)
     record = summary_record(config, curves, Timings(train_s, opt_s))
     extras = {_callback_name(cb): cb.result() for cb in callbacks if hasattr(cb, "result")}
     return RunResult(config, record, curves, extras)
