@@ -130,3 +130,19 @@ def test_landscape_folder_report_slides_over_every_path_of_the_grid(tmp_path):
         assert np.allclose(np.c_[path[0], path[1]], grid["path"], rtol=1e-3, atol=1e-6)
     (tmp_path / "paths.json").write_text('{"kind": "optimlab.landscape", "functions": ')
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_the_report_says_what_tuning_chose_and_where_it_could_not(compare_dir, tmp_path):
+    out = copy_of(compare_dir, tmp_path / "tuned")
+    meta = json.loads((out / "config.json").read_text())
+    meta["tuning"] = {
+        "sgd": {"lr": 0.2, "source": "default", "grid": [1e-4, 1e-2, 1.0], "all_diverged": True,
+                "edge": {}},
+        "adam": {"lr": 1e-4, "source": "tuned", "grid": [1e-4, 1e-2, 1.0],
+                 "all_diverged": False, "edge": {"lr": "low"}}}
+    (out / "config.json").write_text(json.dumps(meta))
+    page = (main(["report", str(out)]), (out / "report.html").read_text())[1]
+    assert "η tuning (compare --tune)" in page
+    assert "every η of the grid diverged: the default η is used" in page
+    assert "on the low edge of the grid: the best η may lie beyond" in page
+    assert "this run did not tune η" not in page  # adam was tuned: the claim is judged

@@ -57,9 +57,27 @@ def diagnostics_figures(out_dir: Path) -> list[Path]:
     return list(module.render(read_json(path), out_dir))
 
 
-def _tuned(out: Path, meta: dict[str, Any]) -> bool:
-    """compare --tune leaves its sweep in OUT/tune; a record may also say so."""
-    return (out / "tune" / "sweep.sqlite").is_file() or bool(meta.get("tune"))
+TUNING_COLUMNS = ("optimizer", "η used", "how", "grid of η", "note")
+
+
+def _tuned(meta: dict[str, Any]) -> bool:
+    """compare --tune tuned at least one optimizer (config.json's "tuning")."""
+    return any(t.get("source") == "tuned" for t in (meta.get("tuning") or {}).values())
+
+
+def tuning_rows(meta: dict[str, Any]) -> list[list[str]]:
+    """What compare --tune chose per optimizer, and where it could not choose."""
+    rows = []
+    for name, t in (meta.get("tuning") or {}).items():
+        grid = t.get("grid") or []
+        note = ("every η of the grid diverged: the default η is used" if t.get("all_diverged")
+                else f"on the {t['edge']['lr']} edge of the grid: the best η may lie beyond"
+                if (t.get("edge") or {}).get("lr") else "")
+        rows.append([name, f"{t['lr']:g}", {"tuned": "tuned on validation", "given":
+                     "given (--lr)", "default": "default"}.get(t.get("source"), "?"),
+                     f"{min(grid):g}…{max(grid):g} ({len(grid)} values)" if grid else "–",
+                     note])
+    return rows
 
 
 def render(out_dir: str | Path) -> Path:
@@ -71,9 +89,11 @@ def render(out_dir: str | Path) -> Path:
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in diagnostics_figures(out)]
-    claims = lecture_claims(records, tuned=_tuned(out, meta), diagnostics=diagnostics)
+    claims = lecture_claims(records, tuned=_tuned(meta), diagnostics=diagnostics)
     summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
-    tail = [(CLAIMS_TITLE, claims_html(claims)),
+    tuning = [("η tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
+              ] if meta.get("tuning") else []
+    tail = [*tuning, (CLAIMS_TITLE, claims_html(claims)),
             ("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
             *config_sections(meta)]
     if not interactive.available():
@@ -85,10 +105,10 @@ def render(out_dir: str | Path) -> Path:
          interactive.sortable_table(COLUMNS, table_rows(records))),
         ("Curves (mean over seeds, band: min…max; click a legend entry to hide it)",
          interactive.curves_section(charts, steps)),
-        *tail[:1],
+        *tail[:1 + len(tuning)],
         ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
          + "\n".join(figures) + "</details>"),
-        *tail[1:]]
+        *tail[1 + len(tuning):]]
     return write_page(out / "report.html", title="optimlab compare", sections=sections,
                       style=interactive.STYLE,
                       scripts=interactive.page_scripts({"curves": charts}))

@@ -135,7 +135,12 @@ def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
 
 
 def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
-    """The best values that are the lowest or highest of their grid (extend the grid there)."""
+    """The best values that are the lowest or highest of their grid (extend the grid there):
+    as the sweep recorded them ("edge" in its records), else from the grid runs stored."""
+    recorded = next((r["summary"]["edge"] for r in _same_config(runs, name, hp)
+                     if isinstance(r["summary"].get("edge"), dict)), None)
+    if recorded is not None:
+        return ", ".join(f"{k} ({side})" for k, side in sorted(recorded.items())) or "no"
     grid = [r["config"]["hyperparameters"] for r in runs
             if r["config"]["optimizer"] == name and "grid" in r["roles"]]
     edges = [f"{k}={v:g}" for k, v in hp.items() if isinstance(v, (int, float)) and
@@ -187,6 +192,9 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
                      _pm([r["summary"]["final_val_acc"] for r in shot]),
                      _pm([r["summary"]["final_test_acc"] for r in shot])])
         records += tuned
+    for name in dict.fromkeys(r["config"]["optimizer"] for r in runs if "grid" in r["roles"]):
+        if name not in best:
+            rows.append([name, "every grid point diverged", "–", "0", *["–"] * 5])
     return rows, records
 
 
