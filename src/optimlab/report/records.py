@@ -40,7 +40,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        cut = " (it ends there: the file was cut short)" if e.pos >= len(text.rstrip()) else ""
+        # a JSON document ends with its closing bracket; a file that does not was cut short
+        cut = "; the file ends mid-document: it was cut short" if text.rstrip()[-1] not in "]}" \
+            else ""
         raise DamagedRecords(f"{path} is damaged: not valid JSON at line {e.lineno} column "
                              f"{e.colno}: {e.msg}{cut}") from None
 
