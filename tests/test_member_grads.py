@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from optimlab.lab.member_grads import member_grads, views
 from optimlab.models import build
+from optimlab.models.batched import HAND_WRITTEN_LOGITS, Workspace
 
 # One table: model, input shape, classes; the written-out paths and the vmap fallback (cnn).
 MODELS = [("logreg", (8,), 4), ("mlp", (8,), 4), ("mlp", (2, 5), 3), ("mlp", (40,), 10),
@@ -39,11 +40,15 @@ def autograd_reference(model, x, y):
 
 @pytest.mark.parametrize("name,shape,classes", MODELS)
 @pytest.mark.parametrize("hand_written", [True, False])
-def test_member_gradients_equal_autograd_in_float64(name, shape, classes, hand_written):
+@pytest.mark.parametrize("shared", [False, True], ids=["own-minibatch", "shared-minibatch"])
+def test_member_gradients_equal_autograd_in_float64(name, shape, classes, hand_written,
+                                                     shared):
     copies, shapes, flat = stacked(name, shape, classes)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(K, B, *shape, generator=g, dtype=torch.float64)
     y = torch.randint(0, classes, (K, B), generator=g)
+    if shared:  # one seed: one minibatch expanded over the members, as the executor does
+        x, y = x[0].expand_as(x), y[0].expand_as(y)
     out = torch.full_like(flat, math.nan)
     losses = member_grads(copies[0], hand_written)(views(flat, shapes), x, y, out)
     for k, model in enumerate(copies):
@@ -65,3 +70,12 @@ def test_a_nonfinite_member_leaves_the_others_untouched(name):
         loss, grad = autograd_reference(copies[k], x[k], y[k])
         assert float(losses[k]) == pytest.approx(loss, rel=1e-13)
         torch.testing.assert_close(out[k], grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name,shape,classes", [m for m in MODELS if m[0] != "cnn"])
+def test_batched_logits_equal_each_members_forward(name, shape, classes):
+    copies, shapes, flat = stacked(name, shape, classes)
+    x = torch.randn(11, *shape, dtype=torch.float64)
+    logits_t = HAND_WRITTEN_LOGITS[type(copies[0])](views(flat, shapes), x, Workspace())
+    for k, model in enumerate(copies):
+        torch.testing.assert_close(logits_t[k].T, model(x), rtol=1e-13, atol=1e-15)

@@ -9,10 +9,11 @@
   `vmap` of `functional_call` for the others), and `optimlab.optim.batched` updates
   every member with its own hyperparameters ([K] tensors), one optimizer per contiguous
   slice of members. Initial weights and minibatches follow the seeding contract of
-  `optimlab.train` (`init_model`, `batch_indices`), evaluation uses its `evaluate` and
-  records its `summary_record`, so a member's record equals its single run's (float64:
-  to ~1e-9; float32: within seed-to-seed noise). A member whose minibatch loss turns
-  NaN/Inf is finished as a diverged run, exactly as `train_run` does, and dropped.
+  `optimlab.train` (`init_model`, `batch_indices`), evaluation its `evaluate_stacked` (all
+  members at once) and records its `summary_record`, so a member's record equals its
+  single run's (float64: to ~1e-9; float32: within seed-to-seed noise). A member whose
+  minibatch loss turns NaN/Inf is finished as a diverged run, exactly as `train_run`
+  does, and dropped.
 
 `train_seconds` of a member is its share of the group's time: each step's wall clock
 divided by the members still training.
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
-from optimlab.lab.member_grads import member_grads, views
+from optimlab.lab.member_grads import member_grads, member_logits, views
 from optimlab.optim import OPTIMIZERS
 from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters
 from optimlab.train import (
@@ -49,6 +50,7 @@ from optimlab.train import (
     TrainConfig,
     batch_indices,
     evaluate,
+    evaluate_stacked,
     init_model,
     on_device,
     summary_record,
@@ -264,29 +266,49 @@ class _Group:
             start += n
 
     def _views(self) -> None:
-        """`params`: name -> [K, *shape] view of `flat`, and the [K, P] gradient buffer
-        (both rebuilt when rows are dropped)."""
+        """`params`: name -> [K, *shape] view of `flat`, the [K, P] gradient buffer and the
+        members' batched forward for evaluation (all rebuilt when rows are dropped)."""
         self.params = views(self.flat, self.shapes)
         self.grads = torch.empty_like(self.flat)
+        self.logits = member_logits(self.module, len(self.flat))
 
     def _slice(self, a: int, b: int) -> list[torch.Tensor]:
         return [self.flat[a:b]]
 
-    def _evaluate(self, row: int, step: int) -> None:
-        i = self.alive[row]
+    def _member_forward(self, row: int) -> Callable[[torch.Tensor], torch.Tensor]:
         member = {n: p[row] for n, p in self.params.items()}
-        metrics = evaluate(lambda x: functional_call(self.module, member, (x,)), self.data,
-                           self.configs[i].task)
-        for split, values in metrics.items():
-            for metric, value in values.items():
-                self.curves[i].append(CurvePoint(step, self.train_s[i], split, metric, value))
-        self.last_eval[i] = step
+        return lambda x: functional_call(self.module, member, (x,))
+
+    def _rows(self) -> list[int]:
+        return list(range(len(self.alive)))
+
+    def _evaluate(self, rows: list[int], step: int, diverged: bool = False) -> None:
+        """Evaluate `rows` at `step`, every member at once (`evaluate_stacked`; a member's
+        results do not depend on how many train with it). A member that just diverged is
+        evaluated by its own forward, as `train_run` evaluates it: near overflow another
+        summation order can turn a logit into Inf."""
+        task = self.configs[self.alive[rows[0]]].task if rows else None
+        if task == "classification" and not diverged:
+            index = None if len(rows) == len(self.alive) else torch.tensor(rows)
+            params = self.params if index is None else {n: p[index] for n, p in
+                                                        self.params.items()}
+            results = evaluate_stacked(lambda x: self.logits(params, x), len(rows),
+                                       self.data)
+        else:
+            results = [evaluate(self._member_forward(row), self.data, task) for row in rows]
+        for row, metrics in zip(rows, results, strict=True):
+            i = self.alive[row]
+            for split, values in metrics.items():
+                for metric, value in values.items():
+                    self.curves[i].append(CurvePoint(step, self.train_s[i], split, metric,
+                                                     value))
+            self.last_eval[i] = step
 
     def _finish(self, row: int, on_finish: OnFinish) -> None:
         """Final evaluation (unless just done) and the record, as `train_run` makes them."""
         i = self.alive[row]
         if self.last_eval[i] != self.done[i]:
-            self._evaluate(row, self.done[i])
+            self._evaluate([row], self.done[i], diverged=True)  # the end is evaluated in run
         config = self.configs[i]
         if self.on_steps and config.steps > self.done[i]:
             self.on_steps(config.steps - self.done[i])  # the steps a divergence skipped
@@ -357,8 +379,7 @@ class _Group:
         `on_steps` the member-steps taken (a diverged member's remaining ones at its end)."""
         config = self.configs[0]
         self.on_steps = on_steps
-        for row in range(len(self.alive)):
-            self._evaluate(row, 0)
+        self._evaluate(self._rows(), 0)
         for t in range(1, config.steps + 1):
             if not self.alive:
                 break
@@ -366,7 +387,8 @@ class _Group:
             if on_steps:
                 on_steps(len(self.alive))
             if t % config.eval_every == 0:
-                for row in range(len(self.alive)):
-                    self._evaluate(row, t)
+                self._evaluate(self._rows(), t)
+        if self.alive and config.steps % config.eval_every != 0:
+            self._evaluate(self._rows(), self.done[self.alive[0]])
         for row in range(len(self.alive)):
             self._finish(row, on_finish)

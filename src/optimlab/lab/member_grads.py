@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from optimlab.models.batched import HAND_WRITTEN, Workspace
+from optimlab.models.batched import HAND_WRITTEN, HAND_WRITTEN_LOGITS, Workspace
 from optimlab.train.evaluation import task_loss
 
 Params = dict[str, torch.Tensor]
@@ -66,3 +66,20 @@ def member_grads(module: nn.Module, hand_written: bool = True,
             ) -> torch.Tensor:
         return manual(params, x, y, views(out, shapes), ws)
     return run
+
+
+def member_logits(module: nn.Module, members: int) -> Callable[[Params, torch.Tensor],
+                                                                torch.Tensor]:
+    """(params, x [N, …]) -> the K members' outputs [K, outputs, N] on one shared input: the
+    hand-written batched forward where the model has one, else one `functional_call` per
+    member (on the CPU faster than `vmap`, which turns the CNN's convolutions into
+    grouped ones)."""
+    manual = HAND_WRITTEN_LOGITS.get(type(module))
+    if manual is not None:
+        ws = Workspace()
+        return lambda params, x: manual(params, x, ws)
+
+    def each(params: Params, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([functional_call(module, {n: p[k] for n, p in params.items()},
+                                            (x,)).T for k in range(members)])
+    return each

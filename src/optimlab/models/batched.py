@@ -77,33 +77,70 @@ def logreg_grads(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: W
     return losses
 
 
+def _linear_t(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, name: str, ws: Workspace
+              ) -> torch.Tensor:
+    """Wx + b for K members in feature-major form: [K, out, B] from x [K, B, in].
+
+    One product per member (`baddbmm`), never one GEMM over the members stacked: a
+    member's result then does not depend on how many members train with it (bitwise),
+    so a resumed sweep equals an uninterrupted one."""
+    k, out_f, _ = w.shape
+    return torch.baddbmm(b.unsqueeze(2), w, x.transpose(1, 2),
+                         out=ws(name, (k, out_f, x.shape[1]), x))
+
+
+def _mlp_forward_t(p: Params, x: torch.Tensor, ws: Workspace
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(h₁ᵀ, relu(W₂h₁ + b₂)ᵀ, h₂ᵀ, logitsᵀ), each [K, features, B], for x [K, B, D]."""
+    h1 = _linear_t(p["linear1.weight"], p["linear1.bias"], x, "h1", ws).clamp_min_(0)
+    r2 = torch.baddbmm(p["linear2.bias"].unsqueeze(2), p["linear2.weight"], h1,
+                       out=ws("r2", h1.shape, x)).clamp_min_(0)
+    h2 = torch.add(h1, r2, out=ws("h2", h1.shape, x))
+    w3 = p["linear3.weight"]
+    logits_t = torch.baddbmm(p["linear3.bias"].unsqueeze(2), w3, h2,
+                             out=ws("z3", (len(w3), w3.shape[1], h2.shape[2]), x))
+    return h1, r2, h2, logits_t
+
+
 def mlp_grads(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: Workspace
-         ) -> torch.Tensor:
-    """h₁ = relu(W₁x + b₁), h₂ = h₁ + relu(W₂h₁ + b₂), logits = W₃h₂ + b₃ (rows of [K, B, ·])."""
-    w1, w2, w3 = p["linear1.weight"], p["linear2.weight"], p["linear3.weight"]
+              ) -> torch.Tensor:
+    """h₁ = relu(W₁x + b₁), h₂ = h₁ + relu(W₂h₁ + b₂), logits = W₃h₂ + b₃, all kept
+    feature-major ([K, features, B]): every product is Wh, as in the formulas, the
+    softmax runs over the middle dimension and the forward is the one evaluation uses."""
     x = x.flatten(2)
-    hidden = (len(w1), x.shape[1], w1.shape[1])             # [K, B, H]
-    h1 = torch.baddbmm(p["linear1.bias"].unsqueeze(1), x, w1.transpose(1, 2),
-                       out=ws("h1", hidden, x)).clamp_min_(0)
-    r2 = torch.baddbmm(p["linear2.bias"].unsqueeze(1), h1, w2.transpose(1, 2),
-                       out=ws("r2", hidden, x)).clamp_min_(0)
-    h2 = torch.add(h1, r2, out=ws("h2", hidden, x))
-    logits_t = torch.baddbmm(p["linear3.bias"].unsqueeze(2), w3, h2.transpose(1, 2),
-                             out=ws("z3", (len(w3), w3.shape[1], x.shape[1]), x))
+    h1, r2, h2, logits_t = _mlp_forward_t(p, x, ws)
     losses, dz3 = _cross_entropy_t(logits_t, y)             # [K, classes, B]
-    torch.bmm(dz3, h2, out=out["linear3.weight"])
+    torch.bmm(dz3, h2.transpose(1, 2), out=out["linear3.weight"])
     torch.sum(dz3, 2, out=out["linear3.bias"])
-    dh = torch.bmm(dz3.transpose(1, 2), w3, out=ws("dh", hidden, x))  # dh₂
-    dz = _relu_backward(dh, r2, ws("dz", hidden, x))        # dz₂
-    torch.bmm(dz.transpose(1, 2), h1, out=out["linear2.weight"])
-    torch.sum(dz, 1, out=out["linear2.bias"])
-    dh.baddbmm_(dz, w2)                                     # dh₁ = dh₂ + dz₂ W₂
-    dz = _relu_backward(dh, h1, dz)                         # dz₁
-    torch.bmm(dz.transpose(1, 2), x, out=out["linear1.weight"])
-    torch.sum(dz, 1, out=out["linear1.bias"])
+    dh2 = torch.bmm(p["linear3.weight"].transpose(1, 2), dz3, out=ws("dh2", h1.shape, x))
+    dz = _relu_backward(dh2, r2, ws("dz", h1.shape, x))     # dz₂
+    torch.bmm(dz, h1.transpose(1, 2), out=out["linear2.weight"])
+    torch.sum(dz, 2, out=out["linear2.bias"])
+    dh1 = torch.baddbmm(dh2, p["linear2.weight"].transpose(1, 2), dz,
+                        out=ws("dh1", h1.shape, x))         # dh₁ = dh₂ + W₂ᵀdz₂
+    dz = _relu_backward(dh1, h1, dz)                        # dz₁
+    torch.bmm(dz, x, out=out["linear1.weight"])
+    torch.sum(dz, 2, out=out["linear1.bias"])
     return losses
+
+
+def mlp_logits_t(p: Params, x: torch.Tensor, ws: Workspace) -> torch.Tensor:
+    """The K members' logits [K, classes, N] on one shared input x [N, *input_shape]."""
+    x = x.flatten(1)
+    return _mlp_forward_t(p, x.expand(len(p["linear1.weight"]), *x.shape), ws)[3]
+
+
+def logreg_logits_t(p: Params, x: torch.Tensor, ws: Workspace) -> torch.Tensor:
+    """The K members' logits [K, classes, N] on one shared input x [N, *input_shape]."""
+    x = x.flatten(1)
+    w = p["linear.weight"]
+    return _linear_t(w, p["linear.bias"], x.expand(len(w), *x.shape), "z", ws)
 
 
 BatchedGrads = Callable[[Params, torch.Tensor, torch.Tensor, Params, Workspace], torch.Tensor]
 # model class -> its hand-written batched loss and backward
 HAND_WRITTEN: dict[type[nn.Module], BatchedGrads] = {LogReg: logreg_grads, MLP: mlp_grads}
+BatchedLogits = Callable[[Params, torch.Tensor, Workspace], torch.Tensor]
+# model class -> the K members' logits on one shared input (batched evaluation)
+HAND_WRITTEN_LOGITS: dict[type[nn.Module], BatchedLogits] = {LogReg: logreg_logits_t,
+                                                             MLP: mlp_logits_t}

@@ -15,7 +15,7 @@ Public API (the sweep reproduces single runs with exactly these pieces):
 """
 
 from optimlab.train.config import DTYPES, TrainConfig
-from optimlab.train.evaluation import SPLITS, TASKS, evaluate, task_loss
+from optimlab.train.evaluation import SPLITS, TASKS, evaluate, evaluate_stacked, task_loss
 from optimlab.train.loop import check_model, make_optimizer, on_device, train_run, warm_up
 from optimlab.train.record import CurvePoint, RunResult, Timings, finite_or_none, summary_record
 from optimlab.train.seeding import batch_indices, init_model
@@ -23,6 +23,7 @@ from optimlab.train.seeding import batch_indices, init_model
 __all__ = [
     "DTYPES", "SPLITS", "TASKS", "TrainConfig", "check_model", "make_optimizer", "task_loss",
     "CurvePoint", "RunResult", "Timings", "batch_indices",
-    "evaluate", "finite_or_none", "init_model", "on_device", "summary_record", "train_run",
+    "evaluate", "evaluate_stacked", "finite_or_none", "init_model", "on_device",
+    "summary_record", "train_run",
     "warm_up",
 ]

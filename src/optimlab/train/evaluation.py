@@ -17,6 +17,8 @@ SPLITS = ("train", "val", "test")
 TASKS = ("classification", "regression")
 # Rows per forward pass: bounds memory on large sets (MNIST-1D's splits fit in one chunk).
 EVAL_CHUNK = 8192
+# Rows per pass when K models are evaluated at once: bounds the K-fold intermediates.
+STACKED_CHUNK = 512
 
 
 def _as_target(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -73,3 +75,26 @@ def evaluate(model_or_fn: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     finally:
         if was_training:
             model_or_fn.train()  # type: ignore[union-attr]
+
+
+@torch.no_grad()
+def evaluate_stacked(logits_t: Callable[[torch.Tensor], torch.Tensor], members: int,
+                     dataset: Any) -> list[dict[str, dict[str, float]]]:
+    """`evaluate` for K stacked models at once: `logits_t(x)` maps a batch of inputs [N, …]
+    to every member's logits, [K, classes, N]. One entry per member, as `evaluate`'s."""
+    out: list[dict[str, dict[str, float]]] = [{} for _ in range(members)]
+    rows = STACKED_CHUNK  # the same for any K: a member's sums do not depend on K
+    for split in SPLITS:
+        x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+        if len(y) == 0:
+            continue
+        loss_sum = torch.zeros(members, dtype=torch.float64, device=x.device)
+        correct = torch.zeros(members, dtype=torch.int64, device=x.device)
+        for i in range(0, len(x), rows):
+            logits = logits_t(x[i:i + rows])
+            yb = y[i:i + rows].expand(members, -1)
+            loss_sum += F.cross_entropy(logits, yb, reduction="none").sum(1).to(torch.float64)
+            correct += (logits.argmax(dim=1) == yb).sum(1)
+        for k, (loss, right) in enumerate(zip(loss_sum.tolist(), correct.tolist())):
+            out[k][split] = {"loss": loss / len(x), "acc": right / len(x)}
+    return out
