@@ -16,9 +16,7 @@ from optimlab.cli import main
 from optimlab.report import records as report_records
 
 
-@pytest.fixture(scope="module")
-def compare_dir(tmp_path_factory):
-    """A small comparison written by the lab (two optimizers, two seeds)."""
+def tiny_dataset():
     import torch
 
     from optimlab.data import Dataset
@@ -30,7 +28,13 @@ def compare_dir(tmp_path_factory):
         x = rng.normal(0, 1, (n, 4)) + (2 * y[:, None] - 1)
         return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
 
-    ds = Dataset("tiny", *split(64), *split(32), *split(32), (4,), 2)
+    return Dataset("tiny", *split(64), *split(32), *split(32), (4,), 2)
+
+
+@pytest.fixture(scope="module")
+def compare_dir(tmp_path_factory):
+    """A small comparison written by the lab (two optimizers, two seeds)."""
+    ds = tiny_dataset()
     out = tmp_path_factory.mktemp("report") / "cmp"
     cfg = lab.CompareConfig(model="logreg", optimizers=("sgd", "adam"), steps=12, eval_every=4,
                             seeds=2, batch_size=8, lr={"sgd": 0.1, "adam": 0.05})
@@ -146,3 +150,27 @@ def test_the_report_says_what_tuning_chose_and_where_it_could_not(compare_dir, t
     assert "every η of the grid diverged: the default η is used" in page
     assert "on the low edge of the grid: the best η may lie beyond" in page
     assert "this run did not tune η" not in page  # adam was tuned: the claim is judged
+
+
+def test_a_swept_learning_rate_is_judged_against_the_best_points_seed_spread(tmp_path):
+    """With --select val the grid runs one seed per η; the best η's re-runs under more
+    seeds give the spread that the accuracy across η is held against."""
+    from optimlab.lab.grid import SweepConfig
+    from optimlab.lab.sweep import Sweep
+    from optimlab.report.sweep import _points, best_per_optimizer, load_sweep, lr_lines
+
+    ds = tiny_dataset()
+    cfg = SweepConfig(model="logreg", optimizers=("sgd",), steps=10, eval_every=5,
+                      batch_size=8, seeds=3, select="val", grid={"lr": (1e-4, 1e-2, 1.0)})
+    Sweep(cfg, tmp_path, dataset=ds).run()
+    runs = load_sweep(tmp_path)[0]
+    best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
+    lines = lr_lines(_points(runs), best)["sgd"]
+    best_lr = best["sgd"]["config"]["hyperparameters"]["lr"]
+    assert {lr: len(v) for lr, v in lines.items()} == {
+        lr: 3 if lr == best_lr else 1 for lr in (1e-4, 1e-2, 1.0)}
+    tuned = sorted(r["summary"]["final_val_acc"] for r in runs if "tuned" in r["roles"])
+    assert sorted(lines[best_lr]) == tuned
+    page = (tmp_path / "report.html").read_text() if main(["report", str(tmp_path)]) == 0 \
+        else ""
+    assert "The learning rate is still crucial" in page and "seed spread at most" in page

@@ -49,10 +49,13 @@ def _others(hp: dict[str, Any]) -> str:
 
 
 def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One point per grid run: optimizer, η, the others, seed, final val loss and acc."""
+    """One point per run at a grid point (the grid's, and the best point's re-runs under
+    more seeds, which give its seed spread): optimizer, η, the others, seed, final val
+    loss and acc."""
     out = []
     for run in runs:
-        if "grid" not in run["roles"] or "lr" not in run["config"]["hyperparameters"]:
+        on_grid = {"grid", "tuned"} & set(run["roles"])
+        if not on_grid or "lr" not in run["config"]["hyperparameters"]:
             continue
         s, hp = run["summary"], run["config"]["hyperparameters"]
         loss = None if s["diverged"] else final_value(run["curves"], "val", "loss")
