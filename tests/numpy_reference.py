@@ -56,7 +56,8 @@ class RMSprop:
         self.s = self.beta * self.s + (1 - self.beta) * g * g
         if self.centered:
             self.m = self.beta * self.m + (1 - self.beta) * g
-            denom = np.sqrt(self.s - self.m * self.m) + self.eps
+            # s ≥ m² in exact arithmetic; clamp what rounding makes negative
+            denom = np.sqrt(np.maximum(self.s - self.m * self.m, 0.0)) + self.eps
         else:
             denom = np.sqrt(self.s) + self.eps
         if self.mu > 0:
@@ -69,9 +70,10 @@ class Adam:
     """v̂ = v/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ); w ← w − η v̂/(√ŝ + ε); AdamW decays w by (1 − ηλ)."""
 
     def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 maximize=False, decoupled=False):
+                 maximize=False, decoupled=False, bias_correction=True):
         self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
         self.amsgrad, self.maximize, self.decoupled = amsgrad, maximize, decoupled
+        self.bias_correction = bias_correction
         self.v = self.s = self.s_max = 0.0
         self.t = 0
 
@@ -88,8 +90,10 @@ class Adam:
         if self.amsgrad:
             self.s_max = np.maximum(self.s_max, self.s)
             s = self.s_max
-        v_hat = self.v / (1 - self.b1**self.t)
-        s_hat = s / (1 - self.b2**self.t)
+        v_hat, s_hat = self.v, s  # without bias correction
+        if self.bias_correction:
+            v_hat = self.v / (1 - self.b1**self.t)
+            s_hat = s / (1 - self.b2**self.t)
         return w - self.lr * v_hat / (np.sqrt(s_hat) + self.eps)
 
 
@@ -97,4 +101,23 @@ def AdamW(lr, weight_decay=1e-2, **kw):  # noqa: N802 - mirrors the class name u
     return Adam(lr, weight_decay=weight_decay, decoupled=True, **kw)
 
 
-REFERENCES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+class Adagrad:
+    """s ← s + g², s₀ = initial_accumulator_value; w ← w − η_t g/(√s + ε),
+    η_t = η/(1 + (t−1)·lr_decay) (torch's learning-rate decay)."""
+
+    def __init__(self, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                 eps=1e-10, maximize=False):
+        self.lr, self.decay, self.wd, self.eps = lr, lr_decay, weight_decay, eps
+        self.s, self.maximize, self.t = initial_accumulator_value, maximize, 0
+
+    def step(self, w, g):
+        self.t += 1
+        g = -g if self.maximize else g
+        g = g + self.wd * w
+        self.s = self.s + g * g
+        lr_t = self.lr / (1 + (self.t - 1) * self.decay)
+        return w - lr_t * g / (np.sqrt(self.s) + self.eps)
+
+
+REFERENCES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
+              "adagrad": Adagrad}

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import GradientField, max_rel_err
 
-from optimlab.optim import OPTIMIZERS
-from optimlab.optim.batched import BatchedOptimizer, class_defaults
+from optimlab.optim import OPTIMIZERS, SPECS
+from optimlab.optim.batched import BatchedOptimizer
 
 # One table: an optimizer and its K members' keyword arguments (mixing zero and non-zero
 # terms, so a skipped term in one member cannot leak into another).
@@ -23,6 +23,13 @@ CASES = [
     ("adam", [dict(lr=1e-2), dict(lr=1e-3, betas=(0.5, 0.9)), dict(lr=3e-2, eps=1e-4)]),
     ("adam", [dict(lr=1e-2, weight_decay=0.1), dict(lr=1e-2, betas=(0.0, 0.99))]),
     ("adamw", [dict(lr=1e-2), dict(lr=1e-2, weight_decay=0.3), dict(lr=1e-3, weight_decay=0)]),
+    ("rmsprop", [dict(lr=1e-2, centered=True), dict(lr=1e-3, alpha=0.99, centered=True)]),
+    ("adam", [dict(lr=1e-2, bias_correction=False), dict(lr=1e-3, betas=(0.5, 0.99),
+                                                         bias_correction=False)]),
+    ("adagrad", [dict(lr=0.1), dict(lr=0.05, lr_decay=0.01, weight_decay=0.1),
+                 dict(lr=0.2, eps=1e-3)]),
+    ("adagrad", [dict(lr=0.1, initial_accumulator_value=0.5),
+                 dict(lr=0.05, initial_accumulator_value=0.5, lr_decay=0.1)]),
 ]
 STEPS = 60
 
@@ -106,24 +113,30 @@ def test_float32_members_track_their_float32_runs():
             assert max_rel_err(p[k].reshape(-1).numpy(), r) <= 1e-5
 
 
-def test_class_defaults_are_the_lecture_defaults():
-    assert class_defaults("adam")["betas"] == (0.9, 0.999)
-    assert class_defaults("momentum")["momentum"] == 0.9
-    assert class_defaults("rmsprop")["alpha"] == 0.9
-    assert class_defaults("sgd")["lr"] == 1e-3
+def test_spec_defaults_are_the_lecture_defaults():
+    assert SPECS["adam"].defaults["betas"] == (0.9, 0.999)
+    assert SPECS["momentum"].defaults["momentum"] == 0.9
+    assert SPECS["rmsprop"].defaults["alpha"] == 0.9
+    assert SPECS["sgd"].defaults["lr"] == 1e-3
 
 
 @pytest.mark.parametrize("name,kw,match", [
     ("momentum", dict(lr=0.1, nesterov=True), "nesterov"),
-    ("rmsprop", dict(centered=True), "centered"),
+    ("rmsprop", dict(momentum=0.9), "momentum"),
     ("adam", dict(amsgrad=True), "amsgrad"),
     ("sgd", dict(lr=-1.0), "lr"),
     ("adam", dict(betas=(1.5, 0.9)), "betas"),
     ("lion", dict(lr=0.1), "optimizer"),
+    ("adagrad", dict(lr=0.1, maximize=True), "maximize"),
 ])
 def test_bad_members_are_refused_with_the_name(name, kw, match):
     with pytest.raises(ValueError, match=match):
         BatchedOptimizer(name, [torch.zeros(1, 3)], [kw])
+
+
+def test_a_shared_option_must_be_the_same_for_every_member():
+    with pytest.raises(ValueError, match="centered.*one value shared"):
+        BatchedOptimizer("rmsprop", [torch.zeros(2, 3)], [dict(centered=True), dict()])
 
 
 def test_params_must_be_stacked_over_the_members():

@@ -33,18 +33,24 @@ CASES = [
     ("adam", dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-6, amsgrad=True)),
     ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
     ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
+    ("adam", dict(lr=1e-2, betas=(0.8, 0.99), bias_correction=False)),
+    ("adagrad", dict(lr=0.1)),
+    ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.05,
+                     maximize=True)),
 ]
 IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
 # float32 runs the kernels' other compilation: one case per kernel, many options on.
-F32 = (2, 5, 10, 14)
+F32 = (2, 5, 10, 14, 15, 17)
 # float64 differs from the reference only by rounding order; float32 by float32 rounding.
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 2e-4}
 
 
 def field_for(name: str, kw: dict) -> GradientField:
-    # RMSprop near a minimum is chaotic (see GradientField): drive it on the slope.
+    # RMSprop near a minimum is chaotic (see GradientField), and so is Adam without bias
+    # correction (an RMSprop with momentum): drive them on the slope.
+    chaotic = name == "rmsprop" or kw.get("bias_correction") is False
     return GradientField(sign=-1.0 if kw.get("maximize") else 1.0,
-                         kind="slope" if name == "rmsprop" else "bowl")
+                         kind="slope" if chaotic else "bowl")
 
 
 class TorchField:
@@ -116,7 +122,7 @@ SIZES = [0, 7, CHUNK, 3 * CHUNK + 5]
 KINDS_KW = [("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
             ("momentum", dict(lr=0.1, weight_decay=0.1, maximize=True)),
             ("rmsprop", dict(lr=0.01, centered=True, momentum=0.5)),
-            ("adamw", dict(lr=0.01, amsgrad=True))]
+            ("adamw", dict(lr=0.01, amsgrad=True)), ("adagrad", dict(lr=0.1, lr_decay=0.01))]
 
 
 def random_steps(name, kw, dtype, fused, steps=3, seed=1):
@@ -284,16 +290,18 @@ def test_kept_layout_follows_changes_of_the_group_between_steps():
 def test_non_contiguous_gradient_is_a_reason():
     p = torch.zeros(4, 3, requires_grad=True)
     p.grad = torch.ones(3, 4).t()
-    assert "gradient of parameter 0" in kernels.fused_unavailable("adam", [p], {})
+    assert "gradient of parameter 0" in kernels.fused_layout("adam", [p], [p.grad])
 
 
 def test_other_devices_have_no_backend_yet():
-    reason = kernels.fused_unavailable("sgd", [torch.zeros(2, device="meta")], {})
+    p = torch.zeros(2, device="meta")
+    reason = kernels.fused_layout("sgd", [p], [p])
     assert "'meta'" in reason and "cpu" in reason
 
 
 def test_unknown_kind():
-    assert "known: sgd" in kernels.fused_unavailable("lion", [torch.zeros(2)], {})
+    p = torch.zeros(2)
+    assert "known: sgd" in kernels.fused_layout("lion", [p], [p])
     with pytest.raises(ValueError, match="'lion'"):
         kernels.get("lion")
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy_reference import REFERENCES
 
@@ -75,7 +75,7 @@ def test_sparse_gradient_is_refused_with_a_clear_error():
                                               (torch.float16, 5, 1e-2)])
 def test_low_precision_dtypes_follow_the_float64_reference(name, dtype, steps, rtol):
     kw = {"sgd": dict(lr=0.05), "momentum": dict(lr=0.05), "rmsprop": dict(lr=1e-2),
-          "adam": dict(lr=1e-2), "adamw": dict(lr=1e-2)}[name]
+          "adam": dict(lr=1e-2), "adamw": dict(lr=1e-2), "adagrad": dict(lr=0.05)}[name]
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal(64).astype(np.float32)
     p = torch.tensor(w0, dtype=dtype, requires_grad=True)
@@ -183,6 +183,8 @@ CONVERGENCE = {
     ("adam", "quadratic"): (dict(lr=1e-2), 2000), ("adam", "rosenbrock"): (dict(lr=1e-2), 6000),
     ("adamw", "quadratic"): (dict(lr=1e-2), 2000),
     ("adamw", "rosenbrock"): (dict(lr=1e-2, weight_decay=0.0), 6000),
+    ("adagrad", "quadratic"): (dict(lr=0.5), 2000),
+    ("adagrad", "rosenbrock"): (dict(lr=0.3), 12000),
 }
 
 
@@ -209,7 +211,11 @@ HYPER = {
                                       "momentum": st.sampled_from([0.0, 0.9])}),
     "adam": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.1), "betas": st.tuples(
         st.floats(0, 0.99), st.floats(0.5, 0.9999)), "amsgrad": st.booleans(),
-        "weight_decay": st.floats(0, 0.1)}),
+        "weight_decay": st.floats(0, 0.1), "bias_correction": st.booleans()}),
+    "adagrad": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.5), "lr_decay": st.floats(0, 0.1),
+                                      "initial_accumulator_value": st.floats(0, 1),
+                                      "eps": st.floats(1e-10, 1e-2),
+                                      "weight_decay": st.floats(0, 0.1)}),
 }
 
 
@@ -224,8 +230,10 @@ def test_random_shapes_dtypes_and_hyperparameters_match_the_reference(data, name
     kw = data.draw(HYPER[name])
     if name == "momentum" and kw["momentum"] == 0:
         kw["nesterov"] = False
-    # centered with small alpha estimates a variance from ~1 sample: s − m² is pure rounding
-    assume(not (name == "rmsprop" and kw["centered"] and kw["alpha"] < 0.5))
+    # centered with small alpha estimates a variance from ~1 sample: s − m² is mostly
+    # rounding, whose root differs between any two dtypes or orders of operations. There the
+    # check is that no path turns it into NaN (the clamp at 0); elsewhere, agreement.
+    conditioned = not (name == "rmsprop" and kw["centered"] and kw["alpha"] < 0.5)
     rng = np.random.default_rng(len(shapes))
     params = [torch.tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True) for s in shapes]
     refs = [REFERENCES[name](**kw) for _ in shapes]
@@ -238,4 +246,6 @@ def test_random_shapes_dtypes_and_hyperparameters_match_the_reference(data, name
         opt.step()
     rtol = 1e-9 if dtype == torch.float64 else 2e-4
     for p, w in zip(params, ws):
-        assert np.allclose(p.detach().double().numpy(), w, rtol=rtol, atol=rtol * 0.1)
+        ours = p.detach().double().numpy()
+        assert np.array_equal(np.isnan(ours), np.isnan(w))
+        assert not conditioned or np.allclose(ours, w, rtol=rtol, atol=rtol * 0.1)

@@ -32,6 +32,12 @@ CASES = [
     ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
     ("adamw", dict(lr=1e-2)),
     ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
+    ("adam", dict(lr=1e-2, bias_correction=False)),
+    ("adam", dict(lr=1e-2, betas=(0.5, 0.9), amsgrad=True, bias_correction=False)),
+    ("adamw", dict(lr=1e-2, weight_decay=0.3, bias_correction=False)),
+    ("adagrad", dict(lr=0.1)),
+    ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-6)),
+    ("adagrad", dict(lr=0.05, weight_decay=0.1, maximize=True)),
 ]
 IMPLS = {"reference": dict(foreach=False), "foreach": dict(foreach=True), "default": {}}
 

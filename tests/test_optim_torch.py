@@ -28,6 +28,11 @@ PARITY = [
     ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, dampening=0.3), "bowl"),
     ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=1e-2),
      "bowl"),
+    ("adagrad", torch.optim.Adagrad, dict(lr=0.1), "bowl"),
+    ("adagrad", torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.5,
+                                          weight_decay=0.05, eps=1e-6), "bowl"),
+    ("adagrad", torch.optim.Adagrad, dict(lr=0.1, initial_accumulator_value=0.1, maximize=True),
+     "bowl"),
 ]
 IDS = [f"{p[0]}-{i}" for i, p in enumerate(PARITY)]
 
@@ -99,7 +104,8 @@ def _train(model, opt, x, y, steps):
 
 RESUME = [("sgd", dict(lr=0.1, momentum=0.9)), ("momentum", dict(lr=0.1)),
           ("rmsprop", dict(lr=1e-2, centered=True, momentum=0.5)),
-          ("adam", dict(lr=1e-2, amsgrad=True)), ("adamw", dict(lr=1e-2))]
+          ("adam", dict(lr=1e-2, amsgrad=True)), ("adamw", dict(lr=1e-2)),
+          ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1))]
 
 
 @pytest.mark.parametrize("name,kw", RESUME, ids=[r[0] for r in RESUME])

@@ -9,25 +9,24 @@ from typing import Any
 
 import torch
 
-from optimlab.optim import OPTIMIZERS
+from optimlab.optim import SPECS
 
-# Minimum bytes moved per fp32 parameter per step (DESIGN.md); float64 doubles them.
-BYTES_PER_PARAM = {"sgd": 12, "momentum": 20, "rmsprop": 20, "adam": 28}
 
-# The torch.optim method with the same memory traffic, and the hyperparameters both take.
-# Our EMA Momentum moves the same bytes as torch's heavy-ball SGD(momentum=0.9).
-TORCH_TWIN: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
-    "sgd": (torch.optim.SGD, dict(lr=1e-3)),
-    "momentum": (torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
-    "rmsprop": (torch.optim.RMSprop, dict(lr=1e-3, alpha=0.9)),
-    "adam": (torch.optim.Adam, dict(lr=1e-3)),
-}
-OURS_KW: dict[str, dict[str, Any]] = {
-    "sgd": dict(lr=1e-3), "momentum": dict(lr=1e-3, momentum=0.9),
-    "rmsprop": dict(lr=1e-3, alpha=0.9), "adam": dict(lr=1e-3),
-}
-# torch.optim classes that accept fused=True on CPU (RMSprop has no fused path).
-TORCH_FUSED = {torch.optim.SGD, torch.optim.Adam}
+def bytes_per_param(name: str) -> int:
+    """Minimum bytes moved per fp32 parameter per step by optimizer `name` at its defaults:
+    w read and written, g read, and each state tensor read and written (DESIGN.md:
+    SGD 12, Momentum 20, RMSprop 20, Adam 28). The state is counted after one step."""
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.ones(2)
+    opt = SPECS[name].cls([p], foreach=False)
+    opt.step()
+    tensors = [t for t in opt.state[p].values()
+               if isinstance(t, torch.Tensor) and t.shape == p.shape]
+    return 4 * (3 + 2 * len(tensors))
+
+
+# optimizer -> minimum bytes per fp32 parameter per step; float64 doubles them
+BYTES_PER_PARAM = {name: bytes_per_param(name) for name in SPECS}
 
 
 def _even(total: int, count: int) -> list[tuple[int, ...]]:
@@ -45,7 +44,7 @@ def _transformer(layers: int, width: int, vocab: int) -> list[tuple[int, ...]]:
     return shapes + [(width,), (width,)]
 
 
-# name -> (description, shapes). The project's sizes: 1M and 25M parameters in 63 tensors,
+# name -> (description, shapes): 1M and 25M parameters in 63 tensors,
 # a realistic list (a few large, many small) and 200 small tensors for per-step overhead.
 MODELS: dict[str, tuple[str, Callable[[], list[tuple[int, ...]]]]] = {
     "1M": ("1M parameters in 63 tensors", lambda: _even(1_000_000, 63)),
@@ -65,19 +64,37 @@ class Impl:
 
 
 def implementations(optimizer: str) -> list[Impl]:
-    """Ours (reference, foreach, fused), then torch's (single-tensor, foreach, fused if any)."""
-    ours_cls, ours_kw = OPTIMIZERS[optimizer], OURS_KW[optimizer]
-    torch_cls, torch_kw = TORCH_TWIN[optimizer]
+    """Ours at its defaults (reference, foreach, fused), then its torch.optim peer
+    (single-tensor, foreach, fused where torch has it on the CPU)."""
+    spec = SPECS[optimizer]
+    torch_cls, torch_kw = spec.peer
     paths: list[tuple[str, Any, dict[str, Any]]] = [
-        ("ours-reference", ours_cls, {**ours_kw, "foreach": False}),
-        ("ours-foreach", ours_cls, {**ours_kw, "foreach": True}),
-        ("ours-fused", ours_cls, {**ours_kw, "fused": True}),
-        ("torch-single", torch_cls, {**torch_kw, "foreach": False}),
-        ("torch-foreach", torch_cls, {**torch_kw, "foreach": True}),
+        ("ours-reference", spec.cls, {"foreach": False}),
+        ("ours-foreach", spec.cls, {"foreach": True}),
     ]
-    if torch_cls in TORCH_FUSED:
+    if spec.kernel is not None:
+        paths.append(("ours-fused", spec.cls, {"fused": True}))
+    paths += [("torch-single", torch_cls, {**torch_kw, "foreach": False}),
+              ("torch-foreach", torch_cls, {**torch_kw, "foreach": True})]
+    if _torch_fuses(torch_cls, torch_kw):
         paths.append(("torch-fused", torch_cls, {**torch_kw, "fused": True}))
     return [Impl(name, functools.partial(cls, **kw)) for name, cls, kw in paths]
+
+
+@functools.cache
+def _torch_fused_probe(cls: type[torch.optim.Optimizer], kw: tuple[tuple[str, Any], ...]) -> bool:
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.ones(2)
+    try:
+        cls([p], **dict(kw), fused=True).step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _torch_fuses(cls: type[torch.optim.Optimizer], kw: dict[str, Any]) -> bool:
+    """Whether torch.optim's `cls` has a fused CPU step (SGD, Adam, AdamW, Adagrad do)."""
+    return _torch_fused_probe(cls, tuple(sorted(kw.items())))
 
 
 def make_params(shapes: list[tuple[int, ...]], dtype: torch.dtype,

@@ -15,6 +15,7 @@ from optimlab.bench import cuda, measure
 from optimlab.bench.cases import BYTES_PER_PARAM, MODELS, implementations, make_params
 from optimlab.bench.lab_scale import LAB_MODELS, run_lab_case
 from optimlab.bench.report import goals
+from optimlab.optim import LECTURE
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
@@ -25,7 +26,7 @@ DEVICE_DTYPES = {"cpu": ("float32", "float64"), "cuda": ("float32", "bfloat16", 
 
 @dataclass
 class BenchConfig:
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")  # the lecture's four
+    optimizers: tuple[str, ...] = LECTURE  # the lecture's four
     # the throughput sizes, then the lab's own models (where a step is all fixed cost)
     models: tuple[str, ...] = ("1M", "25M", "mixed", "small200", *LAB_MODELS)
     dtype: str = "float32"  # what models train in; float64 moves twice the bytes

@@ -1,13 +1,12 @@
 """Fast paths for the optimizer updates.
 
-`fused_unavailable(kind, params, group)` says why the fused kernel of `kind`
-("sgd", "momentum", "rmsprop", "adam") cannot run on these parameters (None
-when it can); `get(kind)` returns that kernel, a function with the exact
-signature of the optimizer's reference update plus an optional keyword
-`layout`. `fused_layout(kind, params, grads, previous)` is the check the
-optimizers run every step: it returns the backend's layout of the group (what
-the kernels need to know about the parameters, reused from `previous` while
-it holds), to pass to the kernel as `layout=`, or the reason string.
+`get(kind)` returns the fused kernel named `kind` (an optimizer specification's
+`kernel`), a function with the exact signature of the optimizer's reference update
+plus an optional keyword `layout`. `fused_layout(kind, params, grads, previous)` is
+the check the optimizers run every step: it returns the backend's layout of the
+group (what the kernels need to know about the parameters, reused from `previous`
+while it holds), to pass to the kernel as `layout=`, or the reason string why the
+kernel cannot run there.
 
 Kernels live in backends, one per device type, listed in `BACKENDS`: a module
 with `layout(kind, params, grads, previous=None) -> Layout | str` (which also
@@ -21,14 +20,13 @@ and divides it out inside its kernels. Backends are imported on first use, so
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
 import torch
-
-KINDS = ("sgd", "momentum", "rmsprop", "adam")
 
 # device type -> backend module
 BACKENDS = {"cpu": "optimlab.kernels.numba_cpu", "cuda": "optimlab.kernels.triton_cuda"}
@@ -44,17 +42,12 @@ def unscales(device_type: str) -> bool:
     return bool(getattr(backend(device_type), "UNSCALES", False))
 
 
-def fused_unavailable(kind: str, params: list[torch.Tensor], group: dict[str, Any]) -> str | None:
-    found = fused_layout(kind, params, [p.grad for p in params])
-    return found if isinstance(found, str) else None
-
-
-def fused_layout(kind: str, params: list[torch.Tensor],
+def fused_layout(kind: str | None, params: list[torch.Tensor],
                  grads: Sequence[torch.Tensor | None],
                  previous: Any = None) -> Any:
     """The backend's layout of this group for the kernel of `kind`, or why it cannot run."""
-    if kind not in KINDS:
-        return f"no fused kernel named {kind!r}; known: {', '.join(KINDS)}"
+    if kind is None:
+        return "this optimizer has no fused kernel"
     if not params:
         return None
     device = params[0].device.type  # the backend checks that the others share it
@@ -65,17 +58,28 @@ def fused_layout(kind: str, params: list[torch.Tensor],
         module = backend(device)
     except ImportError as e:
         return f"the {device} backend cannot load ({e})"
+    if kind not in module.KERNELS:
+        return f"no fused kernel named {kind!r} on {device}; known: {', '.join(module.KERNELS)}"
     return module.layout(kind, params, grads, previous)
 
 
+def known() -> tuple[str, ...]:
+    """The kernel names of every backend that loads here."""
+    names: dict[str, None] = {}
+    for device in BACKENDS:
+        try:
+            names.update(dict.fromkeys(backend(device).KERNELS))
+        except ImportError:
+            continue
+    return tuple(names)
+
+
+@functools.cache
 def get(kind: str) -> Callable[..., None]:
     """The fused update of `kind`, dispatching on the parameters' device."""
-    if kind not in KINDS:
-        raise ValueError(f"Invalid kind: {kind!r}; allowed: {', '.join(map(repr, KINDS))}")
-    return _DISPATCH[kind]
+    if kind not in known():
+        raise ValueError(f"Invalid kind: {kind!r}; allowed: {', '.join(map(repr, known()))}")
 
-
-def _dispatcher(kind: str) -> Callable[..., None]:
     def fused(params: list[torch.Tensor], *args: Any, **kwargs: Any) -> None:
         if params:
             backend(params[0].device.type).KERNELS[kind](params, *args, **kwargs)
@@ -83,6 +87,3 @@ def _dispatcher(kind: str) -> Callable[..., None]:
     fused.__name__ = fused.__qualname__ = f"{kind}_fused"
     fused.__doc__ = f"Fused {kind} update: the arguments of `{kind}_reference`."
     return fused
-
-
-_DISPATCH = {kind: _dispatcher(kind) for kind in KINDS}

@@ -40,10 +40,29 @@ def still_holds(kept: Sequence[torch.Tensor], kept_w: np.ndarray,
             and np.array_equal(kept_w, w) and all(map(torch.Tensor.is_contiguous, params)))
 
 
+# The tensor types whose memory the kernels may read and write.
+PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def subclass(tensors: Sequence[torch.Tensor | None], what: str) -> str | None:
+    """Why the kernels cannot take a tensor subclass (FSDP2's DTensor, …), if one is here:
+    its data is not the plain strided memory the kernels write (a DTensor's data_ptr is
+    not its shard's), so the foreach path, which dispatches through the subclass, runs."""
+    for i, t in enumerate(tensors):
+        if t is not None and type(t) not in PLAIN:
+            return (f"{what} {i} is a {type(t).__name__}, a tensor subclass; the fused "
+                    "kernels take plain tensors")
+    return None
+
+
 def params_unavailable(params: Sequence[torch.Tensor], accepted: Sequence[torch.dtype],
                        handles: str, on_device: Callable[[torch.Tensor], bool]) -> str | None:
-    """Why the kernels cannot take these parameters (None when they can): a dtype outside
-    `accepted` (`handles` names them), mixed dtypes, another device, not contiguous."""
+    """Why the kernels cannot take these parameters (None when they can): a tensor subclass,
+    a dtype outside `accepted` (`handles` names them), mixed dtypes, another device, not
+    contiguous."""
+    found = subclass(params, "parameter")
+    if found:
+        return found
     dtype = params[0].dtype
     if dtype not in accepted:
         return f"parameter 0 has dtype {dtype}; {handles}"
@@ -60,6 +79,9 @@ def params_unavailable(params: Sequence[torch.Tensor], accepted: Sequence[torch.
 
 def grads_unavailable(params: Sequence[torch.Tensor],
                       grads: Sequence[torch.Tensor | None]) -> str | None:
+    found = subclass(grads, "the gradient of parameter")
+    if found:
+        return found
     for i, g in enumerate(grads):
         if g is not None and not g.is_contiguous():
             return (f"the gradient of parameter {i} (shape {tuple(params[i].shape)}) "

@@ -141,6 +141,8 @@ def rmsprop(lo, hi, tensor, first, sizes, w, g, s, m, b, hp, centered, heavy_bal
                 mj = M[j] * beta + one_minus_beta * gj
                 M[j] = mj
                 sj = sj - mj * mj
+                if sj < 0:  # √max(s − m², 0): rounding where s ≈ m² (NaN stays NaN)
+                    sj = 0.0
             denom = np.sqrt(sj) + eps
             if heavy_ball:
                 bj = B[j] * mu + gj / denom
@@ -177,4 +179,23 @@ def adam(lo, hi, tensor, first, sizes, w, g, v, s, s_max, step_size, bc2, hp, de
             if amsgrad:
                 sj = M[j]
             W[j] = wj + alpha * vj / (np.sqrt(sj / correction) + eps)
+    return 0
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def adagrad(lo, hi, tensor, first, sizes, w, g, s, step_size, hp):
+    """hp = [ε, λ, sign]; per tensor −η/(1 + (t−1)·lr_decay); s ← s + g², w ← w − η g/(√s + ε)."""
+    eps, wd, sign = hp[0], hp[1], hp[2]
+    for c in range(lo, hi):
+        i, start = tensor[c], first[c]
+        n = min(CHUNK, sizes[i] - start)
+        W, G, S = _view(w[i], start, n, hp), _view(g[i], start, n, hp), _view(s[i], start, n, hp)
+        alpha = step_size[i]
+        for j in range(n):
+            gj = G[j] * sign
+            if wd != 0:
+                gj = gj + wd * W[j]
+            sj = S[j] + gj * gj
+            S[j] = sj
+            W[j] = W[j] + alpha * gj / (np.sqrt(sj) + eps)
     return 0

@@ -28,6 +28,8 @@ import torch
 
 from optimlab.kernels import _checks
 from optimlab.kernels import _numba_kernels as k
+from optimlab.optim.adagrad import decayed_lr
+from optimlab.optim.adam import corrections
 
 DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
                                      torch.float64: np.dtype(np.float64)}
@@ -152,7 +154,7 @@ def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
     torch keeps a grad's shape and dtype those of its parameter.
     """
     if layout is None:
-        reason = _params_unavailable(params)
+        reason = _params_unavailable(params) or _checks.subclass(grads, "the gradient of parameter")
         if reason is not None:
             raise RuntimeError(f"fused kernel: {reason}")
         layout = _layout(params, _checks.pointers(params))
@@ -164,6 +166,16 @@ def _unused(n: int) -> np.ndarray:
     return np.zeros(n, np.int64)
 
 
+# kind -> kernel: every function decorated with `@_kernel`, under its own name
+KERNELS: dict[str, Callable[..., None]] = {}
+
+
+def _kernel(fn: Callable[..., None]) -> Callable[..., None]:
+    KERNELS[fn.__name__] = fn
+    return fn
+
+
+@_kernel
 def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
         bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
         dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
@@ -183,6 +195,7 @@ def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
     _run(k.sgd, lay, lay.w, g, v, fresh, hp, heavy_ball, nesterov)
 
 
+@_kernel
 def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
              vs: list[torch.Tensor], *, lr: float, momentum: float,
              weight_decay: float, nesterov: bool, maximize: bool,
@@ -194,6 +207,7 @@ def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
     _run(k.momentum, lay, lay.w, g, v, hp, nesterov)
 
 
+@_kernel
 def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
             ss: list[torch.Tensor], gs: list[torch.Tensor | None],
             bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
@@ -210,11 +224,13 @@ def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
     _run(k.rmsprop, lay, lay.w, g, s, m, b, hp, centered, momentum > 0)
 
 
+@_kernel
 def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
          vs: list[torch.Tensor], ss: list[torch.Tensor],
          s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
          beta1: float, beta2: float, eps: float, weight_decay: float,
-         decoupled: bool, amsgrad: bool, maximize: bool, layout: Layout | None = None) -> None:
+         decoupled: bool, amsgrad: bool, maximize: bool, bias_correction: bool = True,
+         layout: Layout | None = None) -> None:
     """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64 first."""
     lay, g = _group(params, grads, layout)
     dtype, dt, sizes = params[0].dtype, lay.dtype, lay.sizes
@@ -222,12 +238,22 @@ def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     s = _addresses(ss, sizes, dtype, "exp_avg_sq")
     s_max = _addresses(s_maxes, sizes, dtype, "max_exp_avg_sq") if amsgrad \
         else _unused(len(params))
-    step_size = np.array([-lr / (1 - beta1**t) for t in steps], dt)
-    bc2 = np.array([1 - beta2**t for t in steps], dt)
+    bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
+    step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
+    bc2 = np.array([bc2 for _, bc2 in bcs], dt)
     decay = 1 - lr * weight_decay if decoupled else 1.0
     hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
                    -1 if maximize else 1, decay], dt)
     _run(k.adam, lay, lay.w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad)
 
 
-KERNELS = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam}
+@_kernel
+def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torch.Tensor],
+            steps: list[int], *, lr: float, lr_decay: float, eps: float, weight_decay: float,
+            maximize: bool, layout: Layout | None = None) -> None:
+    """Fused `adagrad_reference`; the decayed η per tensor, in float64 first."""
+    lay, g = _group(params, grads, layout)
+    s = _addresses(ss, lay.sizes, params[0].dtype, "sum")
+    step_size = np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype)
+    hp = np.array([eps, weight_decay, -1 if maximize else 1], lay.dtype)
+    _run(k.adagrad, lay, lay.w, g, s, step_size, hp)

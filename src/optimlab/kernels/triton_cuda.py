@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from optimlab.kernels import _checks
+from optimlab.optim.adam import corrections
 
 try:
     import triton.language as tl
@@ -208,16 +209,18 @@ def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
          vs: list[torch.Tensor], ss: list[torch.Tensor],
          s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
          beta1: float, beta2: float, eps: float, weight_decay: float,
-         decoupled: bool, amsgrad: bool, maximize: bool, layout: Layout | None = None,
-         grad_scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None) -> None:
+         decoupled: bool, amsgrad: bool, maximize: bool, bias_correction: bool = True,
+         layout: Layout | None = None, grad_scale: torch.Tensor | None = None,
+         found_inf: torch.Tensor | None = None) -> None:
     """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64."""
     lay, g = _group(params, grads, layout)
     v = _addresses(vs, lay, "exp_avg")
     s = _addresses(ss, lay, "exp_avg_sq")
     s_max = _addresses(s_maxes, lay, "max_exp_avg_sq") if amsgrad else _unused(len(params))
     t = np.asarray(steps, np.float64)
-    step_size = _bits(-lr / (1 - beta1**t))
-    bc2 = _bits(1 - beta2**t)
+    bc1, bc2 = corrections(beta1, beta2, t, bias_correction)  # arrays, or 1.0 without
+    step_size = _bits(-lr / (bc1 * np.ones_like(t)))
+    bc2 = _bits(bc2 * np.ones_like(t))
     decay = 1 - lr * weight_decay if decoupled else 1.0
     hp = [beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, -1 if maximize else 1, decay]
     _launch(k.adam, lay, hp, [lay.w, g, v, s, s_max], [lay.sizes, step_size, bc2],

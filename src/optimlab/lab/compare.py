@@ -36,14 +36,9 @@ from optimlab.lab.experiment import (
     read_toml,
     write_json,
 )
+from optimlab.lab.policy import DEFAULT_LR
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
 
-# Per-optimizer default η, the best of a measured grid (CNN on MNIST-1D, 2000 steps, batch
-# 100, seeds 0-1; docs/lab.md). Plain SGD needs a large η (0.5 oscillates, 0.1
-# is slow). EMA Momentum takes steps of SGD's scale at the same η but averages the noise
-# away, so it tolerates 0.5. RMSprop and Adam normalise the step to ≈ η per weight, so 1e-2
-# (the MNIST-1D paper's Adam η) is best for both; 1e-3 is far too slow in this budget.
-DEFAULT_LR = {"sgd": 0.2, "momentum": 0.5, "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2}
 # DEFAULT_STEPS (lab.experiment), 1500: the ranking is settled (every optimizer is past the
 # 80% target) and the default 4 optimizers x 2 seeds fit in 2 minutes on 2 busy cores; 2000
 # steps took 149 s there (measured, docs/lab.md). The paper's 6000 steps: `--steps 6000`.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from optimlab.lab.entries import Entry, parse_list, texts
+from optimlab.optim import LECTURE
 from optimlab.train import schedules
 from optimlab.train.evaluation import TASKS
 
@@ -48,7 +49,7 @@ class Experiment:
     dataset: str = "mnist1d"  # offline, seconds to generate, and separates the optimizers
     model: str = "mlp"  # a name in optimlab.models.MODELS, or module:callable (models.user)
     # entries [LABEL=]NAME[(key=value, ...)] (see lab.entries); default: the lecture's four
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")
+    optimizers: tuple[str, ...] = LECTURE
     seeds: int = 1  # seeds 0..seeds-1
     steps: int | None = None  # None: `epochs` if given, else DEFAULT_STEPS
     epochs: int | None = None  # full passes over train (incomplete last batch dropped)

@@ -1,8 +1,9 @@
 """Sweep grids: parsing `LO:HI:N` and value lists, the TOML file, and the configurations.
 
-A grid key applies to the optimizers that have that hyperparameter (`APPLIES`); per
-optimizer, the grid is the product of its keys' values. Keys left out keep the class
-default. `beta1`/`beta2` become Adam's `betas` pair.
+A grid key applies to the optimizers that have that hyperparameter (`APPLIES`, derived
+from the specifications by `optimlab.lab.policy`); per optimizer, the grid is the product
+of its keys' values. Keys left out keep the class default. `beta1`/`beta2` become Adam's
+`betas` pair.
 """
 
 from __future__ import annotations
@@ -27,20 +28,10 @@ from optimlab.lab.entries import (
     learning_rate,
 )
 from optimlab.lab.experiment import Experiment, check_positive_int
+from optimlab.lab.policy import APPLIES, DEFAULT_LR_GRID
+from optimlab.optim import SPECS
 
-# Grid key -> the optimizers that have it. SGD's and RMSprop's optional heavy-ball
-# momentum is not swept by `momentum` (it would turn them into other methods); a
-# per-optimizer TOML grid can still set it.
-APPLIES = {
-    "lr": ("sgd", "momentum", "rmsprop", "adam", "adamw"),
-    "momentum": ("momentum",),
-    "alpha": ("rmsprop",),
-    "beta1": ("adam", "adamw"),
-    "beta2": ("adam", "adamw"),
-    "eps": ("rmsprop", "adam", "adamw"),
-    "weight_decay": ("sgd", "momentum", "rmsprop", "adam", "adamw"),
-}
-OPTIMIZER_NAMES = APPLIES["lr"]
+OPTIMIZER_NAMES = tuple(SPECS)
 # Values rounded to 3 significant digits: readable names, stable keys in the store.
 DIGITS = 3
 
@@ -86,9 +77,6 @@ def _log_range(key: str, spec: str) -> list[float]:
     return [10 ** (math.log10(lo) + i * step) for i in range(n)]
 
 
-# The grid of η when neither the flags nor the TOML file give one: 1e-4 … 1 in half decades,
-# wide enough for SGD (best near 0.1–0.5) and Adam (best near 1e-3–1e-2) alike.
-DEFAULT_LR_GRID = "1e-4:1:9"
 EXECUTORS = ("vectorized", "sequential", "processes", "ray")
 SELECT = (None, "val")
 

@@ -23,7 +23,7 @@ import torch
 
 from optimlab.lab.entries import Entry, parse_list
 from optimlab.landscape.functions import FUNCTIONS, TestFunction
-from optimlab.optim import OPTIMIZERS
+from optimlab.optim import LECTURE, OPTIMIZERS
 
 # Half-decade steps over the range where any of the optimizers is useful on these functions.
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -35,7 +35,7 @@ CRITERION = (__doc__ or "").split("\n\n")[1].replace("\n", " ").strip()
 class LandscapeConfig:
     functions: tuple[str, ...] = tuple(FUNCTIONS)  # all six by default
     # entries [LABEL=]NAME[(key=value, ...)] (lab.entries); default: the lecture's four
-    optimizers: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")
+    optimizers: tuple[str, ...] = LECTURE
     steps: int = 500  # enough for the best η of every optimizer to settle on the ravine
     lr: float | None = None  # None: pick η per optimizer from lr_grid
     noise: float = 0.0  # std of Gaussian noise added to every gradient component

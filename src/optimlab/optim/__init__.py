@@ -1,21 +1,34 @@
-"""The optimizers, in the lecture's order: SGD → Momentum → RMSprop → Adam (→ AdamW).
+"""The optimizers, in the lecture's order: SGD → Momentum → RMSprop → Adam (→ AdamW), then
+AdaGrad (the method RMSprop repairs).
 
 Each is a drop-in `torch.optim.Optimizer`. Every class has a per-tensor
 reference update (`foreach=False`), a multi-tensor path (`foreach=True`) and,
 where it applies, a fused single-pass kernel (`fused=True`); the default picks
 the fastest that applies. `opt.last_impl` says which ran for each param group.
+
+Each optimizer's file ends with its specification (`OptimizerSpec`), registered on
+import: importing the file here is its one registration line. `SPECS` (name →
+specification, in import order) is the only list of optimizer names.
 """
 
-from optimlab.optim.adam import Adam, AdamW, adam_foreach, adam_reference
-from optimlab.optim.momentum import Momentum, momentum_foreach, momentum_reference
-from optimlab.optim.rmsprop import RMSprop, rmsprop_foreach, rmsprop_reference
-from optimlab.optim.sgd import SGD, sgd_foreach, sgd_reference
+# ruff: noqa: I001 - the imports register the optimizers: their order is the lecture's
+# ("X as X" re-exports a class: `__all__` lists the classes from the registry)
+from optimlab.optim._spec import OptimizerSpec, registered
+from optimlab.optim.sgd import SGD as SGD, sgd_foreach, sgd_reference
+from optimlab.optim.momentum import Momentum as Momentum, momentum_foreach, momentum_reference
+from optimlab.optim.rmsprop import RMSprop as RMSprop, rmsprop_foreach, rmsprop_reference
+from optimlab.optim.adam import Adam as Adam, AdamW as AdamW, adam_foreach, adam_reference
+from optimlab.optim.adagrad import Adagrad as Adagrad
 
-# Names used by the lab and the CLI.
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+SPECS: dict[str, OptimizerSpec] = {spec.name: spec for spec in registered}
+# name -> class, for the lab and the CLI
+OPTIMIZERS = {name: spec.cls for name, spec in SPECS.items()}
+# the lecture's optimizers: the default set of compare, sweep, landscape and bench
+LECTURE = tuple(name for name, spec in SPECS.items() if spec.lecture)
 
 __all__ = [
-    "OPTIMIZERS", "SGD", "Momentum", "RMSprop", "Adam", "AdamW",
+    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec",
+    *(spec.cls.__name__ for spec in SPECS.values()),
     "sgd_reference", "sgd_foreach", "momentum_reference", "momentum_foreach",
     "rmsprop_reference", "rmsprop_foreach", "adam_reference", "adam_foreach",
 ]

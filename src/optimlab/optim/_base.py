@@ -8,13 +8,13 @@ implementation ("reference", "foreach" or "fused") for every param group.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, cast
 
 import torch
 
 from optimlab import kernels
+from optimlab.optim._spec import OptimizerSpec
 
 NONFINITE_MODES = ("apply", "skip", "raise")
 
@@ -27,46 +27,41 @@ def value(x: float | torch.Tensor) -> float:
     return float(x.item()) if isinstance(x, torch.Tensor) else float(x)
 
 
-def _as_number(name: str, x: Any) -> float:
-    if isinstance(x, torch.Tensor):
-        if x.numel() != 1:
-            raise ValueError(f"Invalid {name}: a tensor {name} must have one element, got shape "
-                             f"{tuple(x.shape)}")
-        return float(x.item())
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"Invalid {name}: {x!r} ({type(x).__name__}); expected a float "
-                        "or a 0-d tensor")
-    return float(x)
-
-
-def check_nonneg(name: str, x: Any) -> None:
-    v = _as_number(name, x)
-    if math.isnan(v) or v < 0 or math.isinf(v):
-        raise ValueError(f"Invalid {name}: {v}; allowed: a finite number >= 0")
-
-
-def check_unit(name: str, x: Any) -> None:
-    """Decay rates (betas, alpha, momentum) live in [0, 1)."""
-    v = _as_number(name, x)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"Invalid {name}: {v}; allowed: 0 <= {name} < 1")
-
-
 def check_choice(name: str, x: Any, allowed: Iterable[Any]) -> None:
     allowed = tuple(allowed)
     if x not in allowed:
         raise ValueError(f"Invalid {name}: {x!r}; allowed: {', '.join(map(repr, allowed))}")
 
 
+def gradient(w: torch.Tensor, g: torch.Tensor, *, maximize: bool,
+             weight_decay: float) -> torch.Tensor:
+    """The gradient an update uses: g ← −g when maximizing; g ← g + λw (L2 weight decay)."""
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g.add(w, alpha=weight_decay)
+    return g
+
+
+def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize: bool,
+              weight_decay: float) -> list[torch.Tensor]:
+    """`gradient` for a list of tensors, with torch's multi-tensor ops."""
+    if maximize:
+        grads = list(torch._foreach_neg(grads))
+    if weight_decay != 0:
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    return grads
+
+
 class BaseOptimizer(torch.optim.Optimizer):
     """torch.optim.Optimizer with lazy state and a per-group implementation choice.
 
-    Subclasses define `_validate(group)`, `_init_state(p)` and `_update(group, fn,
-    views, params, grads, states)`, plus `_fused_kind`, the name of their fused kernel, and
-    `_impls`, their "reference" and "foreach" update functions.
+    Subclasses define `_init_state(p)` and `_update(group, fn, views, params, grads,
+    states)`, `_impls`, their "reference" and "foreach" update functions, and optionally
+    `_validate(group)`; `spec` (bound by `register`) gives their hyperparameters' ranges
+    and the name of their fused kernel.
     """
 
-    _fused_kind: str = ""
     _impls: ClassVar[dict[str, Callable[..., None]]] = {}
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
@@ -108,17 +103,15 @@ class BaseOptimizer(torch.optim.Optimizer):
             raise
 
     def _check_common(self, group: dict[str, Any]) -> None:
-        lr = _as_number("lr", group["lr"])
-        if math.isnan(lr) or lr < 0 or math.isinf(lr):
-            raise ValueError(f"Invalid learning rate lr: {lr}; allowed: a finite number >= 0")
-        check_nonneg("weight_decay", group["weight_decay"])
+        spec: OptimizerSpec = self.spec  # type: ignore[attr-defined]
+        spec.check({k: group[k] for k in spec.hyperparameters})
         check_choice("foreach", group["foreach"], (None, True, False))
         check_choice("fused", group["fused"], (None, True, False))
         if group["fused"] and group["foreach"]:
             raise ValueError("Invalid foreach=True with fused=True; allowed: at most one of them")
 
-    def _validate(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _validate(self, group: dict[str, Any]) -> None:
+        """Checks across hyperparameters (each one's own range is checked from the spec)."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -211,7 +204,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         if impl != "fused":
             return self._impls[impl]
         extra = {"grad_scale": grad_scale} if in_kernel else {}
-        return functools.partial(kernels.get(self._fused_kind), layout=layout, **extra)
+        return functools.partial(kernels.get(self.spec.kernel), layout=layout, **extra)
 
     def _grads_finite(self) -> bool:
         for gi, group in enumerate(self.param_groups):
@@ -236,7 +229,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         if group["fused"] is not False and not group["foreach"]:
             kept = self._layouts.get(id(group))
             previous = kept[1] if kept is not None and kept[0] is group else None
-            found = kernels.fused_layout(self._fused_kind, params, grads, previous)
+            found = kernels.fused_layout(self.spec.kernel, params, grads, previous)
             if not isinstance(found, str):
                 return "fused", found
             if group["fused"]:

@@ -2,35 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, check_nonneg, check_unit, value
+from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, Pair, register
+from optimlab.optim.batched import Tensors, decayed, per_member, zeros
+
+
+def corrections(beta1: float, beta2: float, t: int, bias_correction: bool
+                ) -> tuple[float, float]:
+    """(1−β₁ᵗ, 1−β₂ᵗ), or (1, 1) without bias correction."""
+    return (1 - beta1**t, 1 - beta2**t) if bias_correction else (1.0, 1.0)
 
 
 def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
                    vs: list[torch.Tensor], ss: list[torch.Tensor],
                    s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
                    beta1: float, beta2: float, eps: float, weight_decay: float,
-                   decoupled: bool, amsgrad: bool, maximize: bool) -> None:
+                   decoupled: bool, amsgrad: bool, maximize: bool,
+                   bias_correction: bool = True) -> None:
     """One tensor at a time, the formula line by line. `steps[i]` is t, counted from 1."""
     for w, g, v, s, s_max, t in zip(params, grads, vs, ss, s_maxes, steps):
-        if maximize:
-            g = -g
-        if weight_decay != 0:
-            if decoupled:
-                w.mul_(1 - lr * weight_decay)                # w ← w(1 − ηλ)   (AdamW)
-            else:
-                g = g.add(w, alpha=weight_decay)             # g ← g + λw      (Adam, L2)
+        if decoupled and weight_decay != 0:
+            w.mul_(1 - lr * weight_decay)                    # w ← w(1 − ηλ)   (AdamW)
+        g = gradient(w, g, maximize=maximize,                # g ← g + λw      (Adam, L2)
+                     weight_decay=0.0 if decoupled else weight_decay)
         v.mul_(beta1).add_(g, alpha=1 - beta1)               # v ← β₁v + (1−β₁)g
         s.mul_(beta2).addcmul_(g, g, value=1 - beta2)        # s ← β₂s + (1−β₂)g²
         if amsgrad:
             assert s_max is not None
             torch.maximum(s_max, s, out=s_max)               # ŝ uses max over time
             s = s_max
-        bc1, bc2 = 1 - beta1**t, 1 - beta2**t
+        bc1, bc2 = corrections(beta1, beta2, t, bias_correction)
         denom = (s / bc2).sqrt_().add_(eps)                  # √ŝ + ε,  ŝ = s/(1−β₂ᵗ)
         w.addcdiv_(v, denom, value=-lr / bc1)                # w ← w − η v̂/(√ŝ+ε), v̂ = v/(1−β₁ᵗ)
 
@@ -39,15 +46,13 @@ def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                  vs: list[torch.Tensor], ss: list[torch.Tensor],
                  s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
                  beta1: float, beta2: float, eps: float, weight_decay: float,
-                 decoupled: bool, amsgrad: bool, maximize: bool) -> None:
+                 decoupled: bool, amsgrad: bool, maximize: bool,
+                 bias_correction: bool = True) -> None:
     """The same update with torch's multi-tensor ops."""
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if weight_decay != 0:
-        if decoupled:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        else:
-            grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    if decoupled and weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    grads = gradients(params, grads, maximize=maximize,
+                      weight_decay=0.0 if decoupled else weight_decay)
     torch._foreach_mul_(vs, beta1)
     torch._foreach_add_(vs, grads, alpha=1 - beta1)
     torch._foreach_mul_(ss, beta2)
@@ -56,10 +61,30 @@ def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         maxes = [m for m in s_maxes if m is not None]
         torch._foreach_maximum_(maxes, ss)
         ss = maxes
-    denom = torch._foreach_div(ss, [1 - beta2**t for t in steps])
+    bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
+    denom = torch._foreach_div(ss, [bc2 for _, bc2 in bcs])
     torch._foreach_sqrt_(denom)
     torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, vs, denom, [-lr / (1 - beta1**t) for t in steps])
+    torch._foreach_addcdiv_(params, vs, denom, [-lr / bc1 for bc1, _ in bcs])
+
+
+def adam_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int, tmp: Tensors,
+                 *, lr: torch.Tensor, beta1: torch.Tensor, beta2: torch.Tensor,
+                 eps: torch.Tensor, weight_decay: torch.Tensor | None,
+                 bias_correction: bool, decoupled: bool = False) -> None:
+    """K members at once (see `Batched`), every member at the same t (AdamW: `decoupled`)."""
+    vs, ss = zeros(state, "vs", params), zeros(state, "ss", params)
+    bc1, bc2 = corrections(beta1, beta2, t, bias_correction)  # [K] tensors, or 1.0
+    for i, (w, g, v, s) in enumerate(zip(params, grads, vs, ss, strict=True)):
+        if weight_decay is not None and decoupled:
+            w.mul_(1 - per_member(lr * weight_decay, w))    # w ← w(1 − ηλ)   (AdamW)
+        elif weight_decay is not None:
+            g = decayed(w, g, weight_decay)                 # g ← g + λw      (Adam, L2)
+        v.mul_(per_member(beta1, v)).addcmul_(g, per_member(1 - beta1, v))  # v ← β₁v + (1−β₁)g
+        u = torch.mul(g, per_member(1 - beta2, s), out=tmp[i])
+        s.mul_(per_member(beta2, s)).addcmul_(u, g)         # s ← β₂s + (1−β₂)g²
+        denom = torch.div(s, per_member(bc2, s), out=u).sqrt_().add_(per_member(eps, s))
+        w.add_(torch.div(v, denom, out=u).mul_(per_member(-lr / bc1, w)))  # w ← w − η v̂/(√ŝ+ε)
 
 
 _IMPLS = {"reference": adam_reference, "foreach": adam_foreach}
@@ -73,33 +98,27 @@ class Adam(BaseOptimizer):
         v̂ = v/(1−β₁ᵗ),  ŝ = s/(1−β₂ᵗ)
         w ← w − η v̂/(√ŝ + ε)
 
-    ``amsgrad`` uses the running maximum of s in ŝ. Defaults (the lecture's
+    ``amsgrad`` uses the running maximum of s in ŝ; ``bias_correction=False`` uses
+    v̂ = v, ŝ = s (Kingma & Ba §3: the large early steps the correction prevents).
+    Defaults (the lecture's
     and torch's): lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.
     The update is torch.optim.Adam's (up to rounding: torch computes
     √s/√(1−β₂ᵗ), we compute √(s/(1−β₂ᵗ))). State (torch's names): ``step``,
     ``exp_avg`` (v), ``exp_avg_sq`` (s), ``max_exp_avg_sq`` (amsgrad).
     """
 
-    _fused_kind = "adam"
     _impls = _IMPLS
     _decoupled = False
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str = "apply"):
+                 bias_correction: bool = True, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str = "apply"):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                        maximize=maximize, foreach=foreach, fused=fused)
+                        maximize=maximize, bias_correction=bias_correction, foreach=foreach,
+                        fused=fused)
         super().__init__(params, defaults, nonfinite=nonfinite)
-
-    def _validate(self, group: dict[str, Any]) -> None:
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas!r}; allowed: a pair (beta1, beta2)")
-        check_unit("betas[0]", betas[0])
-        check_unit("betas[1]", betas[1])
-        check_nonneg("eps", group["eps"])
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         zeros = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
@@ -122,7 +141,8 @@ class Adam(BaseOptimizer):
            views([st.get("max_exp_avg_sq") if amsgrad else None for st in states]), steps,
            lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2), eps=value(group["eps"]),
            weight_decay=value(group["weight_decay"]), decoupled=self._decoupled,
-           amsgrad=amsgrad, maximize=bool(group["maximize"]))
+           amsgrad=amsgrad, maximize=bool(group["maximize"]),
+           bias_correction=bool(group["bias_correction"]))
 
 
 class AdamW(Adam):
@@ -136,7 +156,25 @@ class AdamW(Adam):
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, fused: bool | None = None,
-                 nonfinite: str = "apply"):
+                 bias_correction: bool = True, foreach: bool | None = None,
+                 fused: bool | None = None, nonfinite: str = "apply"):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         foreach=foreach, fused=fused, nonfinite=nonfinite)
+                         bias_correction=bias_correction, foreach=foreach, fused=fused,
+                         nonfinite=nonfinite)
+
+
+_HYPERPARAMETERS = dict(lr=NONNEG, betas=Pair(("beta1", "beta2")), eps=NONNEG,
+                        weight_decay=NONNEG, amsgrad=Flag(), maximize=Flag(),
+                        bias_correction=Flag())
+_VARIED = ("lr", "betas", "eps", "weight_decay")
+SPEC = register(OptimizerSpec(
+    name="adam", cls=Adam, lecture=True, kernel="adam", hyperparameters=_HYPERPARAMETERS,
+    batched=Batched(adam_batched, per_member=_VARIED, shared=("bias_correction",)),
+    peer=(torch.optim.Adam, dict(lr=1e-3)),
+))
+SPEC_W = register(OptimizerSpec(
+    name="adamw", cls=AdamW, kernel="adam", hyperparameters=_HYPERPARAMETERS,
+    batched=Batched(functools.partial(adam_batched, decoupled=True), per_member=_VARIED,
+                    shared=("bias_correction",)),
+    peer=(torch.optim.AdamW, dict(lr=1e-3)),
+))

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, check_unit, value
+from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
+from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 
 
 def momentum_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -15,10 +17,7 @@ def momentum_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
                        weight_decay: float, nesterov: bool, maximize: bool) -> None:
     """One tensor at a time, the formula line by line."""
     for w, g, v in zip(params, grads, vs):
-        if maximize:
-            g = -g
-        if weight_decay != 0:
-            g = g.add(w, alpha=weight_decay)               # g ← g + λw
+        g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
         v.mul_(momentum).add_(g, alpha=1 - momentum)       # v ← βv + (1−β)g
         if nesterov:
             d = v.mul(momentum).add_(g, alpha=1 - momentum)  # d = βv + (1−β)g
@@ -31,10 +30,7 @@ def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                      vs: list[torch.Tensor], *, lr: float, momentum: float,
                      weight_decay: float, nesterov: bool, maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if weight_decay != 0:
-        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
     torch._foreach_mul_(vs, momentum)
     torch._foreach_add_(vs, grads, alpha=1 - momentum)
     if nesterov:
@@ -43,6 +39,17 @@ def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         torch._foreach_add_(params, d, alpha=-lr)
     else:
         torch._foreach_add_(params, vs, alpha=-lr)
+
+
+def momentum_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
+                     tmp: Tensors, *, lr: torch.Tensor, momentum: torch.Tensor,
+                     weight_decay: torch.Tensor | None) -> None:
+    """K members at once (see `Batched`): v ← βv + (1−β)g, w ← w − η v."""
+    vs = zeros(state, "vs", params)
+    for w, g, v in zip(params, grads, vs, strict=True):
+        g = decayed(w, g, weight_decay)
+        v.mul_(per_member(momentum, v)).addcmul_(g, per_member(1 - momentum, v))  # v ← βv + (1−β)g
+        w.addcmul_(v, per_member(-lr, w))                   # w ← w − η v
 
 
 _IMPLS = {"reference": momentum_reference, "foreach": momentum_foreach}
@@ -65,7 +72,6 @@ class Momentum(BaseOptimizer):
     (OneCycleLR) work; state (torch's name): ``momentum_buffer``.
     """
 
-    _fused_kind = "momentum"
     _impls = _IMPLS
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0.9,
@@ -77,7 +83,6 @@ class Momentum(BaseOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_unit("momentum", group["momentum"])
         if group["nesterov"] and value(group["momentum"]) <= 0:
             raise ValueError(f"Invalid nesterov=True with momentum={value(group['momentum'])}; "
                              "allowed: momentum > 0")
@@ -92,3 +97,13 @@ class Momentum(BaseOptimizer):
            views([st["momentum_buffer"] for st in states]), lr=value(group["lr"]),
            momentum=value(group["momentum"]), weight_decay=value(group["weight_decay"]),
            nesterov=bool(group["nesterov"]), maximize=bool(group["maximize"]))
+
+
+SPEC = register(OptimizerSpec(
+    name="momentum", cls=Momentum, lecture=True, kernel="momentum",
+    hyperparameters=dict(lr=NONNEG, momentum=UNIT, weight_decay=NONNEG, nesterov=Flag(),
+                         maximize=Flag()),
+    batched=Batched(momentum_batched, per_member=("lr", "momentum", "weight_decay")),
+    # the same bytes per step as ours: torch's heavy ball keeps one buffer too
+    peer=(torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
+))

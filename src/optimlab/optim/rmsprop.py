@@ -7,7 +7,16 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, check_nonneg, check_unit, value
+from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
+from optimlab.optim.batched import Tensors, decayed, per_member, zeros
+
+
+def centered_root(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """√max(s − m², 0): the centered RMS. s ≥ m² in exact arithmetic (a variance); rounding
+    can make s − m² slightly negative where s ≈ m², and the clamp keeps the root real
+    (torch.optim.RMSprop gives NaN there). Every path that needs it calls this one."""
+    return s.addcmul(m, m, value=-1).clamp_min_(0).sqrt_()
 
 
 def rmsprop_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -20,16 +29,12 @@ def rmsprop_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
     `gs` (the mean gradient) is used only when centered, `bufs` only when momentum > 0.
     """
     for w, g, s, m, buf in zip(params, grads, ss, gs, bufs):
-        if maximize:
-            g = -g
-        if weight_decay != 0:
-            g = g.add(w, alpha=weight_decay)                 # g ← g + λw
+        g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
         s.mul_(alpha).addcmul_(g, g, value=1 - alpha)        # s ← βs + (1−β)g²
         if centered:
             assert m is not None
             m.mul_(alpha).add_(g, alpha=1 - alpha)           # m ← βm + (1−β)g
-            # √(s − m²) + ε; rounding can make s − m² slightly negative: clamp (torch gives NaN)
-            denom = s.addcmul(m, m, value=-1).clamp_min_(0).sqrt_().add_(eps)
+            denom = centered_root(s, m).add_(eps)            # √max(s − m², 0) + ε
         else:
             denom = s.sqrt().add_(eps)                       # √s + ε
         if momentum > 0:
@@ -46,10 +51,7 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                     weight_decay: float, momentum: float, centered: bool,
                     maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if weight_decay != 0:
-        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
     torch._foreach_mul_(ss, alpha)
     torch._foreach_addcmul_(ss, grads, grads, value=1 - alpha)
     if centered:
@@ -69,6 +71,25 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         torch._foreach_add_(params, bs, alpha=-lr)
     else:
         torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+
+
+def rmsprop_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
+                    tmp: Tensors, *, lr: torch.Tensor, alpha: torch.Tensor, eps: torch.Tensor,
+                    weight_decay: torch.Tensor | None, centered: bool) -> None:
+    """K members at once (see `Batched`): s ← βs + (1−β)g², w ← w − η g/(√s + ε)."""
+    ss = zeros(state, "ss", params)
+    ms = zeros(state, "ms", params) if centered else []
+    for i, (w, g, s) in enumerate(zip(params, grads, ss, strict=True)):
+        g = decayed(w, g, weight_decay)
+        u = torch.mul(g, per_member(1 - alpha, s), out=tmp[i])
+        s.mul_(per_member(alpha, s)).addcmul_(u, g)         # s ← βs + (1−β)g²
+        if centered:
+            m = ms[i].mul_(per_member(alpha, s)).addcmul_(g, per_member(1 - alpha, s))
+            denom = centered_root(s, m)                     # √max(s − m², 0)
+        else:
+            denom = torch.sqrt(s, out=u)                    # √s
+        denom.add_(per_member(eps, s))
+        w.addcmul_(torch.div(g, denom, out=u), per_member(-lr, w))  # w ← w − η g/(√s+ε)
 
 
 _IMPLS = {"reference": rmsprop_reference, "foreach": rmsprop_foreach}
@@ -92,7 +113,6 @@ class RMSprop(BaseOptimizer):
     ``grad_avg`` (centered), ``momentum_buffer`` (momentum > 0).
     """
 
-    _fused_kind = "rmsprop"
     _impls = _IMPLS
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, alpha: float = 0.9,
@@ -104,11 +124,6 @@ class RMSprop(BaseOptimizer):
                         momentum=momentum, centered=centered, maximize=maximize,
                         foreach=foreach, fused=fused)
         super().__init__(params, defaults, nonfinite=nonfinite)
-
-    def _validate(self, group: dict[str, Any]) -> None:
-        check_unit("alpha", group["alpha"])
-        check_nonneg("eps", group["eps"])
-        check_unit("momentum", group["momentum"])
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"step": torch.tensor(0.0),
@@ -132,3 +147,13 @@ class RMSprop(BaseOptimizer):
            lr=value(group["lr"]), alpha=value(group["alpha"]), eps=value(group["eps"]),
            weight_decay=value(group["weight_decay"]), momentum=momentum, centered=centered,
            maximize=bool(group["maximize"]))
+
+
+SPEC = register(OptimizerSpec(
+    name="rmsprop", cls=RMSprop, lecture=True, kernel="rmsprop",
+    hyperparameters=dict(lr=NONNEG, alpha=UNIT, eps=NONNEG, weight_decay=NONNEG,
+                         momentum=UNIT, centered=Flag(), maximize=Flag()),
+    batched=Batched(rmsprop_batched, per_member=("lr", "alpha", "eps", "weight_decay"),
+                    shared=("centered",)),
+    peer=(torch.optim.RMSprop, dict(lr=1e-3, alpha=0.9)),
+))

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, check_nonneg, value
+from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
+from optimlab.optim.batched import Tensors, decayed, per_member
 
 
 def sgd_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -16,10 +18,7 @@ def sgd_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
                   maximize: bool) -> None:
     """One tensor at a time, the formula line by line. `bufs[i] is None` on the first step."""
     for i, (w, g) in enumerate(zip(params, grads)):
-        if maximize:
-            g = -g
-        if weight_decay != 0:
-            g = g.add(w, alpha=weight_decay)                # g ← g + λw
+        g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
         if momentum != 0:
             buf = bufs[i]
             if buf is None:
@@ -35,10 +34,7 @@ def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                 dampening: float, weight_decay: float, nesterov: bool,
                 maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if weight_decay != 0:
-        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
     if momentum != 0:
         old = [(b, g) for b, g in zip(bufs, grads) if b is not None]
         if old:
@@ -50,6 +46,24 @@ def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         full = [b for b in bufs if b is not None]
         grads = list(torch._foreach_add(grads, full, alpha=momentum)) if nesterov else full
     torch._foreach_add_(params, grads, alpha=-lr)
+
+
+def sgd_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int, tmp: Tensors,
+                *, lr: torch.Tensor, momentum: torch.Tensor | None,
+                weight_decay: torch.Tensor | None) -> None:
+    """K members at once (see `Batched`): w ← w − η g; with momentum (heavy ball, v₁ = g):
+    v ← μv + g, w ← w − η v. A member with μ = 0 in a batch with momentum gets v = g."""
+    bufs = state.setdefault("bufs", [None] * len(params))  # v₁ = g: made at step 1
+    for i, (w, g) in enumerate(zip(params, grads, strict=True)):
+        g = decayed(w, g, weight_decay)
+        if momentum is not None:
+            buf = bufs[i]
+            if buf is None:
+                buf = bufs[i] = g.clone()                   # v₁ = g
+            else:
+                buf.mul_(per_member(momentum, buf)).add_(g)  # v ← μv + g
+            g = buf
+        w.addcmul_(g, per_member(-lr, w))                   # w ← w − η g
 
 
 _IMPLS = {"reference": sgd_reference, "foreach": sgd_foreach}
@@ -70,8 +84,8 @@ class SGD(BaseOptimizer):
     State (torch's name): ``momentum_buffer``. Identical to torch.optim.SGD.
     """
 
-    _fused_kind = "sgd"
     _impls = _IMPLS
+    _sparse = True  # sparse gradients run the reference path, as torch.optim.SGD's do
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
@@ -83,8 +97,6 @@ class SGD(BaseOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_nonneg("momentum", group["momentum"])
-        check_nonneg("dampening", group["dampening"])
         if group["nesterov"] and (value(group["momentum"]) <= 0 or
                                   value(group["dampening"]) != 0):
             raise ValueError(
@@ -110,3 +122,13 @@ class SGD(BaseOptimizer):
         if momentum != 0:
             for p, st, b in zip(params, states, bufs):
                 st["momentum_buffer"] = torch.view_as_complex(b) if p.is_complex() else b
+
+
+SPEC = register(OptimizerSpec(
+    name="sgd", cls=SGD, lecture=True, kernel="sgd",
+    hyperparameters=dict(lr=NONNEG, momentum=NONNEG, dampening=NONNEG, weight_decay=NONNEG,
+                         nesterov=Flag(), maximize=Flag()),
+    batched=Batched(sgd_batched, per_member=("lr", "momentum", "weight_decay"),
+                    optional=("momentum", "weight_decay")),
+    peer=(torch.optim.SGD, dict(lr=1e-3)),
+))

@@ -1,0 +1,187 @@
+"""The specification of an optimizer: all that the rest of optimlab may know about it.
+
+Each optimizer's file ends with ``SPEC = register(OptimizerSpec(...))`` next to its class.
+The registry (`registered`, read by ``optimlab.optim.SPECS``) is the only list of
+optimizer names: the CLI's choices, the sweep's grid keys, the batched executor, the
+bench and the tests all read the specifications and never name an optimizer in a table.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# Keyword arguments of every class that choose how it runs, not what it computes.
+RUN_OPTIONS = ("foreach", "fused", "nonfinite")
+
+
+def as_number(name: str, x: Any) -> float:
+    """A hyperparameter as a Python float (a float, an int or a one-element tensor)."""
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"Invalid {name}: a tensor {name} must have one element, got shape "
+                             f"{tuple(x.shape)}")
+        return float(x.item())
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"Invalid {name}: {x!r} ({type(x).__name__}); expected a float "
+                        "or a 0-d tensor")
+    return float(x)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A real hyperparameter in [lo, hi) (hi = inf: any finite number >= lo)."""
+
+    lo: float = 0.0
+    hi: float = math.inf
+
+    def allowed(self, name: str) -> str:
+        if math.isinf(self.hi):
+            return f"a finite number >= {self.lo:g}"
+        return f"{self.lo:g} <= {name} < {self.hi:g}"
+
+    def check(self, name: str, x: Any) -> None:
+        v = as_number(name, x)
+        if not (self.lo <= v < self.hi and math.isfinite(v)):
+            raise ValueError(f"Invalid {name}: {v}; allowed: {self.allowed(name)}")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """An on/off option."""
+
+    def allowed(self, name: str) -> str:
+        return "True or False"
+
+    def check(self, name: str, x: Any) -> None:
+        if not isinstance(x, bool):
+            raise ValueError(f"Invalid {name}: {x!r}; allowed: {self.allowed(name)}")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two numbers with their own names (Adam's ``betas`` = (beta1, beta2)), each in `each`."""
+
+    names: tuple[str, str]
+    each: Number = Number(0.0, 1.0)
+
+    def allowed(self, name: str) -> str:
+        return f"a pair ({', '.join(self.names)}), each in [{self.each.lo:g}, {self.each.hi:g})"
+
+    def check(self, name: str, x: Any) -> None:
+        if not isinstance(x, (tuple, list)) or len(x) != 2:
+            raise ValueError(f"Invalid {name}: {x!r}; allowed: a pair ({', '.join(self.names)})")
+        for i, v in enumerate(x):
+            self.each.check(f"{name}[{i}]", v)
+
+
+Allowed = Number | Flag | Pair
+NONNEG = Number()           # lr, eps, weight_decay, ...
+UNIT = Number(0.0, 1.0)     # decay rates: momentum, alpha, betas
+
+
+@dataclass(frozen=True)
+class Batched:
+    """How K configurations of the optimizer step at once over stacked parameters.
+
+    `update(params, grads, state, t, tmp, **hyper)`: params and grads have a leading dim K
+    (the members); `state` is a dict the update fills on its first call and keeps its
+    tensors in (lists aligned with params; `BatchedOptimizer.select` indexes them); t
+    counts steps from 1; `tmp` holds scratch tensors like params. Hyperparameters in
+    `per_member` arrive as [K] float64 tensors (a `Pair` as its two names), or None for
+    those in `optional` when every member has 0 there (the term is skipped); those in
+    `shared` as plain values that every member must share. Any other hyperparameter must
+    keep its default.
+    """
+
+    update: Callable[..., None]
+    per_member: tuple[str, ...]
+    optional: tuple[str, ...] = ("weight_decay",)
+    shared: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything about one optimizer that the lab, the bench and the CLI use.
+
+    name: the lab's and the CLI's name ("adam");
+    cls: the ``torch.optim.Optimizer`` class; its signature holds the defaults;
+    hyperparameters: each keyword a user may set (every keyword of ``cls`` but
+        ``params`` and `RUN_OPTIONS`) and its allowed values; the class validates with it;
+    kernel: the name of its fused kernel in ``optimlab.kernels`` (None: no fused path);
+    batched: its batched update (None: the vectorized executor cannot run it);
+    peer: the torch.optim class and keyword arguments that do the same update with the
+        same memory traffic as ``cls()`` at its defaults (what the bench times it against);
+    lecture: one of the lecture's optimizers (the default set of compare, sweep, ...).
+    """
+
+    name: str
+    cls: type[torch.optim.Optimizer]
+    hyperparameters: Mapping[str, Allowed]
+    kernel: str | None
+    batched: Batched | None
+    peer: tuple[type[torch.optim.Optimizer], dict[str, Any]]
+    lecture: bool = False
+    defaults: dict[str, Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        sig = inspect.signature(self.cls)
+        defaults = {k: p.default for k, p in sig.parameters.items()
+                    if k != "params" and k not in RUN_OPTIONS}
+        if set(defaults) != set(self.hyperparameters):
+            raise TypeError(f"{self.name}: the hyperparameters {sorted(self.hyperparameters)} "
+                            f"must be the keywords of {self.cls.__name__}: {sorted(defaults)}")
+        object.__setattr__(self, "defaults", defaults)
+
+    def check(self, kwargs: Mapping[str, Any]) -> None:
+        """One-line ValueError/TypeError for an unknown keyword or a value out of its range."""
+        for key, x in kwargs.items():
+            if key not in self.hyperparameters:
+                raise ValueError(f"Invalid hyperparameter {key!r} for {self.name}; allowed: "
+                                 f"{', '.join(self.hyperparameters)}")
+            self.hyperparameters[key].check(key, x)
+
+    def flat_keys(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """`keys` with every `Pair` replaced by its two names (betas → beta1, beta2)."""
+        out: list[str] = []
+        for key in keys:
+            kind = self.hyperparameters[key]
+            out.extend(kind.names if isinstance(kind, Pair) else (key,))
+        return tuple(out)
+
+    def flatten(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments with each `Pair` split into its two names."""
+        out: dict[str, Any] = {}
+        for key, x in kwargs.items():
+            kind = self.hyperparameters.get(key)
+            if isinstance(kind, Pair):
+                out.update(zip(kind.names, x, strict=True))
+            else:
+                out[key] = x
+        return out
+
+    def unflatten(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """The inverse of `flatten`; a pair's missing half keeps its default."""
+        out = dict(flat)
+        for key, kind in self.hyperparameters.items():
+            if isinstance(kind, Pair) and any(n in out for n in kind.names):
+                out[key] = [out.pop(n, d) for n, d in zip(kind.names, self.defaults[key],
+                                                          strict=True)]
+        return out
+
+
+registered: list[OptimizerSpec] = []
+
+
+def register(spec: OptimizerSpec) -> OptimizerSpec:
+    """Add `spec` to the registry and bind its class to it (the class validates with it)."""
+    if any(s.name == spec.name for s in registered):
+        raise ValueError(f"an optimizer named {spec.name!r} is registered already")
+    spec.cls.spec = spec  # type: ignore[attr-defined]
+    registered.append(spec)
+    return spec

@@ -1,0 +1,79 @@
+"""Run by `torchrun --nproc_per_node=2` (tests/test_distributed.py): every optimizer under
+FSDP2 (`fully_shard` on each Linear and on the model: parameters are DTensors) and under
+DDP, against the torch.optim method with the same semantics, on gloo. Rank 0 writes
+{mode: {optimizer: [[ours losses], [torch losses], [ours last_impl]]}} to argv[1]."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel
+
+from optimlab.optim import SPECS
+
+STEPS = 30
+BETA = 0.9
+# ours (keyword arguments) -> the torch.optim class and arguments with the same update.
+# The lecture's EMA momentum with η equals torch's heavy ball with η(1−β) (v = (1−β)v').
+PEERS = {
+    "sgd": (dict(lr=0.1, momentum=0.9), torch.optim.SGD, dict(lr=0.1, momentum=0.9)),
+    "momentum": (dict(lr=0.1, momentum=BETA), torch.optim.SGD,
+                 dict(lr=0.1 * (1 - BETA), momentum=BETA)),
+    "rmsprop": (dict(lr=1e-2, alpha=0.99, centered=True), torch.optim.RMSprop,
+                dict(lr=1e-2, alpha=0.99, centered=True)),
+    "adam": (dict(lr=1e-2), torch.optim.Adam, dict(lr=1e-2)),
+    "adamw": (dict(lr=1e-2), torch.optim.AdamW, dict(lr=1e-2)),
+    "adagrad": (dict(lr=0.1), torch.optim.Adagrad, dict(lr=0.1)),
+}
+
+
+def model(mode: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    if mode == "ddp":
+        return DistributedDataParallel(net)
+    for layer in net:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    fully_shard(net)
+    return net
+
+
+def train(mode: str, make) -> tuple[list[float], list[str]]:
+    net = model(mode)
+    opt = make(net.parameters())
+    gen = torch.Generator().manual_seed(1 + dist.get_rank())  # each rank its own batch
+    x, y = torch.randn(16, 8, generator=gen), torch.randint(0, 4, (16,), generator=gen)
+    losses = []
+    for _ in range(STEPS):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total = loss.detach().clone()
+        dist.all_reduce(total)  # the mean over ranks: the loss of the global batch
+        losses.append(total.item() / dist.get_world_size())
+    return losses, list(getattr(opt, "last_impl", []))
+
+
+def main(out: str) -> None:
+    dist.init_process_group("gloo")
+    results: dict[str, dict[str, list]] = {}
+    for mode in ("fsdp2", "ddp"):
+        for name, spec in SPECS.items():
+            ours_kw, torch_cls, torch_kw = PEERS[name]
+            ours, impl = train(mode, lambda ps, s=spec, kw=ours_kw: s.cls(ps, **kw))
+            theirs, _ = train(mode, lambda ps, c=torch_cls, kw=torch_kw: c(ps, **kw))
+            results.setdefault(mode, {})[name] = [ours, theirs, impl]
+    if dist.get_rank() == 0:
+        with open(out, "w") as f:
+            json.dump(results, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
