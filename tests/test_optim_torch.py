@@ -216,3 +216,37 @@ def test_step_returns_closure_loss_and_zero_grad_clears():
     assert isinstance(loss, torch.Tensor) and loss.item() > 0
     opt.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("kw", [dict(lr=0.1), dict(lr=0.1, momentum=0.9),
+                                dict(lr=0.1, momentum=0.9, dampening=0.3),
+                                dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True)],
+                         ids=["plain", "momentum", "dampening", "nesterov-maximize"])
+def test_sgd_takes_sparse_gradients_like_torch(kw):
+    """nn.Embedding(sparse=True): SGD steps the rows it sees, as torch.optim.SGD does."""
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        models.append(torch.nn.Sequential(torch.nn.Embedding(20, 4, sparse=True),
+                                          torch.nn.Linear(4, 3)).double())
+    opts = [OPTIMIZERS["sgd"](models[0].parameters(), **kw),
+            torch.optim.SGD(models[1].parameters(), **kw)]
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        idx, y = torch.randint(0, 20, (8,), generator=gen), torch.randint(0, 3, (8,), generator=gen)
+        for model, opt in zip(models, opts):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(idx), y).backward()
+            assert model[0].weight.grad.is_sparse
+            opt.step()
+    assert opts[0].last_impl == ["reference"]
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert not torch.equal(models[0][0].weight, models[0][0].weight.detach() * 0)
+
+
+def test_sparse_gradients_refuse_an_explicit_fast_path():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="fused=True\\) cannot take sparse gradients"):
+        OPTIMIZERS["sgd"](emb.parameters(), lr=0.1, fused=True).step()

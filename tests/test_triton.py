@@ -63,6 +63,7 @@ CASES = [
     ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
     ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
     ("adamw", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
+    ("adam", dict(lr=1e-2, betas=(0.8, 0.99), bias_correction=False)),
 ]
 IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
 # Storage dtypes: float32 against the float64 reference; bfloat16 and float16 against the

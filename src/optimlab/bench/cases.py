@@ -14,7 +14,7 @@ from optimlab.optim import SPECS
 
 def bytes_per_param(name: str) -> int:
     """Minimum bytes moved per fp32 parameter per step by optimizer `name` at its defaults:
-    w read and written, g read, and each state tensor read and written (DESIGN.md:
+    w read and written, g read, and each state tensor read and written (so
     SGD 12, Momentum 20, RMSprop 20, Adam 28). The state is counted after one step."""
     p = torch.zeros(2, requires_grad=True)
     p.grad = torch.ones(2)

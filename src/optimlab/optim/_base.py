@@ -63,6 +63,7 @@ class BaseOptimizer(torch.optim.Optimizer):
     """
 
     _impls: ClassVar[dict[str, Callable[..., None]]] = {}
+    _sparse: ClassVar[bool] = False  # whether the reference update takes sparse gradients
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
         if isinstance(params, torch.Tensor):
@@ -141,12 +142,13 @@ class BaseOptimizer(torch.optim.Optimizer):
         self.last_impl = []
         layouts: dict[int, tuple[dict[str, Any], Any]] = {}
         for group in self.param_groups:
-            params, grads = self._collect(group)
+            params, grads, sparse = self._collect(group)
             if not params:
                 self.last_impl.append("none")
                 continue
             states = self._states(params) if self._needs_state(group) else []
-            impl, layout = self._choose_impl(group, params, grads)
+            impl, layout = (self._sparse_impl(group) if sparse
+                            else self._choose_impl(group, params, grads))
             self.last_impl.append(impl)
             if layout is not None:
                 layouts[id(group)] = (group, layout)
@@ -158,17 +160,29 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._layouts = layouts  # only this step's groups: a removed group's tensors go
         return loss
 
-    def _collect(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def _collect(self, group: dict[str, Any]
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor], bool]:
+        """The group's parameters that have a gradient, their gradients, and whether one of
+        them is sparse (only for classes with `_sparse`: their reference path takes them)."""
         params: list[torch.Tensor] = list(group["params"])
         grads = [p.grad for p in params]
         if all(g is not None and not g.is_sparse for g in grads):
-            return params, cast(list[torch.Tensor], grads)
+            return params, cast(list[torch.Tensor], grads), False
         with_grad = [(p, g) for p, g in zip(params, grads) if g is not None]
         for p, g in with_grad:
-            if g.is_sparse:
+            if g.is_sparse and not self._sparse:
                 raise TypeError(f"{type(self).__name__} does not support sparse gradients "
                                 f"(parameter of shape {tuple(p.shape)}); allowed: dense")
-        return [p for p, _ in with_grad], [g for _, g in with_grad]
+        return ([p for p, _ in with_grad], [g for _, g in with_grad],
+                any(g.is_sparse for _, g in with_grad))
+
+    def _sparse_impl(self, group: dict[str, Any]) -> tuple[str, None]:
+        """Sparse gradients run the reference path (torch's ops take them), as in torch."""
+        for option in ("foreach", "fused"):
+            if group[option]:
+                raise RuntimeError(f"{type(self).__name__}({option}=True) cannot take sparse "
+                                   "gradients; allowed: the default or foreach=False")
+        return "reference", None
 
     def _needs_state(self, group: dict[str, Any]) -> bool:
         """Whether this group's update reads or writes state (plain SGD does not)."""
@@ -210,7 +224,9 @@ class BaseOptimizer(torch.optim.Optimizer):
         for gi, group in enumerate(self.param_groups):
             names = group.get("param_names")
             for i, p in enumerate(group["params"]):
-                if p.grad is None or bool(torch.isfinite(p.grad).all()):
+                g = p.grad.coalesce().values() if p.grad is not None and p.grad.is_sparse \
+                    else p.grad
+                if g is None or bool(torch.isfinite(g).all()):
                     continue
                 if self.nonfinite == "skip":
                     return False
