@@ -467,3 +467,22 @@ def test_progress_counts_every_planned_step_diverged_runs_included(tmp_path, mon
     assert [p.steps for p in seen] == [planned] * len(seen)
     done = [p.steps_done for p in seen]
     assert done == sorted(done) and done[-1] == planned and len(done) > cfg.steps
+
+
+def test_members_with_different_shared_options_train_in_their_own_segments(tmp_path):
+    """Adam's batched update needs bias_correction shared by its members: two entries that
+    differ there train side by side in one vectorized group, each as its single run."""
+    argv = ["sweep", "--optimizers", "adam, nobc=adam(bias_correction=False)", "--lr", "0.01",
+            "--model", "logreg", "--steps", "20", "--eval-every", "10", "--dtype", "float64"]
+    records = []
+    for executor in ("vectorized", "sequential"):
+        out = tmp_path / executor
+        assert main([*argv, "--executor", executor, "--out", str(out)]) == 0
+        with sqlite3.connect(out / "sweep.sqlite") as conn:
+            rows = conn.execute("SELECT config, summary FROM runs WHERE status = 'done'")
+            records.append({json.dumps(json.loads(c)["hyperparameters"], sort_keys=True):
+                            json.loads(s)["final_train_loss"] for c, s in rows})
+    assert len(records[0]) == 2 and records[0].keys() == records[1].keys()
+    for k, loss in records[0].items():
+        assert loss == pytest.approx(records[1][k], rel=1e-9)
+    assert len(set(records[0].values())) == 2  # the correction changes the run

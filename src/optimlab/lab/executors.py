@@ -42,7 +42,7 @@ from torch.func import functional_call
 
 from optimlab.lab.member_grads import member_grads, member_logits, views
 from optimlab.optim import OPTIMIZERS
-from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters
+from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters, segment
 from optimlab.train import (
     CurvePoint,
     RunResult,
@@ -143,7 +143,8 @@ def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainCon
     out = []
     for members in by_key.values():
         for i in range(0, len(members), max_batch):
-            out.append(sorted(members[i:i + max_batch], key=lambda c: c.optimizer))
+            out.append(sorted(members[i:i + max_batch],
+                              key=lambda c: segment(c.optimizer, c.hyperparameters)))
     return out
 
 
@@ -255,10 +256,13 @@ class _Group:
         self.on_steps: OnSteps | None = None
 
     def _make_optimizers(self) -> None:
-        """One BatchedOptimizer per optimizer name, over its contiguous slice of rows."""
+        """One BatchedOptimizer per segment (optimizer and shared options), over its
+        contiguous slice of rows."""
         self.segments: list[tuple[BatchedOptimizer, int, int]] = []
         start = 0
-        for name, rows in itertools.groupby(self.alive, key=lambda i: self.configs[i].optimizer):
+        for (name, *_), rows in itertools.groupby(
+                self.alive, key=lambda i: segment(self.configs[i].optimizer,
+                                                  self.configs[i].hyperparameters)):
             n = len(list(rows))
             members = [self.configs[i].hyperparameters for i in self.alive[start:start + n]]
             self.segments.append((BatchedOptimizer(name, self._slice(start, start + n),

@@ -11,11 +11,11 @@ from __future__ import annotations
 from optimlab.optim import SPECS
 
 # compare's one-shot η, the best of a measured grid (CNN on MNIST-1D, 2000 steps, batch
-# 100, seeds 0-1; docs/lab.md). Plain SGD needs a large η (0.5 oscillates, 0.1 is slow). EMA Momentum
-# takes steps of SGD's scale at the same η but averages the noise away, so it tolerates
-# 0.5. RMSprop and Adam normalise the step to ≈ η per weight, so 1e-2 (the MNIST-1D
-# paper's Adam η) is best for both; 1e-3 is far too slow in this budget. Others: their
-# class default.
+# 100, seeds 0-1; docs/lab.md). Plain SGD needs a large η (0.5 oscillates, 0.1 is slow).
+# EMA Momentum takes steps of SGD's scale at the same η but averages the noise away, so it
+# tolerates 0.5. RMSprop and Adam normalise the step to ≈ η per weight, so 1e-2 (the
+# MNIST-1D paper's Adam η) is best for both; 1e-3 is far too slow in this budget. Others:
+# their class default.
 COMPARE_LR = {"sgd": 0.2, "momentum": 0.5, "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2}
 
 # The grid of η when neither the flags nor the TOML file give one: 1e-4 … 1 in half decades,

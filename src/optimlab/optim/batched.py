@@ -59,6 +59,16 @@ def _spec(name: str) -> OptimizerSpec:
     return spec
 
 
+def segment(name: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """Members with equal segments can share one `BatchedOptimizer`: the same optimizer and
+    the same values of the options its batched update needs shared (`Batched.shared`)."""
+    from optimlab.optim import SPECS
+
+    batched = SPECS[name].batched if name in SPECS else None
+    shared = batched.shared if batched is not None else ()
+    return (name, *(repr(kwargs.get(k, SPECS[name].defaults[k])) for k in shared))
+
+
 def member_hyperparameters(name: str, members: Sequence[dict[str, Any]]
                            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per-member kwargs → ({key: [K] float64 tensor or None}, {shared key: value}).
