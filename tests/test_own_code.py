@@ -293,3 +293,22 @@ def test_landscape_takes_entries(tmp_path, capsys):
     assert main(["landscape", "--optimizers", "adam(beta1=0.5)", "--out",
                  str(tmp_path / "bad")]) == 2
     assert "Invalid hyperparameter 'beta1' of adam" in capsys.readouterr().err
+
+
+def test_compare_reads_a_toml_config_and_flags_win(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'dataset = "test_own_code:make_data"\n'
+        'model = "test_own_code:make_model"\n'
+        'optimizers = ["sgd", "slow=adam(betas=(0.5, 0.999))", "test_own_code:SignSGD"]\n'
+        'steps = 12\neval_every = 6\nbatch_size = 16\nseeds = 2\ntarget_acc = "none"\n'
+        '[lr]\nsgd = 0.05\nSignSGD = 0.002\n')
+    out = tmp_path / "cfg"
+    assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
+    records = json.loads((out / "summary.json").read_text())
+    assert [(r["label"], r["hyperparameters"], r["seed"]) for r in records] == [
+        ("sgd", {"lr": 0.05}, 0), ("slow", {"lr": 0.01, "betas": [0.5, 0.999]}, 0),
+        ("SignSGD", {"lr": 0.002}, 0)]
+    assert all(r["steps"] == 12 and r["target_acc"] is None for r in records)
+    config.write_text('optimizers = "sgd"\nlearning_rate = 0.1\n')
+    assert main(["compare", "--config", str(config), "--out", str(tmp_path / "bad")]) == 2
