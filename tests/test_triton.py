@@ -64,6 +64,9 @@ CASES = [
     ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
     ("adamw", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
     ("adam", dict(lr=1e-2, betas=(0.8, 0.99), bias_correction=False)),
+    ("adagrad", dict(lr=0.1)),
+    ("adagrad", dict(lr=0.1, lr_decay=0.5, weight_decay=0.05, initial_accumulator_value=0.2,
+                     eps=1e-6, maximize=True)),
 ]
 IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
 # Storage dtypes: float32 against the float64 reference; bfloat16 and float16 against the
@@ -137,7 +140,7 @@ def test_every_option_matches_the_float64_reference(name, kw):
 
 
 # One case per kernel with many options on, in each low-precision storage dtype.
-LOW = [CASES[i] for i in (2, 5, 10, 14)]
+LOW = [CASES[i] for i in (2, 5, 10, 14, 18)]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
@@ -184,8 +187,8 @@ def test_a_parameter_that_joins_later_gets_its_own_first_step():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy on NaN, as meant
-@pytest.mark.parametrize("name,kw", [CASES[3], CASES[6], CASES[10], CASES[12]],
-                         ids=["sgd", "momentum", "rmsprop", "adam"])
+@pytest.mark.parametrize("name,kw", [CASES[3], CASES[6], CASES[10], CASES[12], CASES[18]],
+                         ids=["sgd", "momentum", "rmsprop", "adam", "adagrad"])
 def test_nan_and_inf_propagate_as_in_the_reference(name, kw):
     bad = gradients(torch.float32, steps=2)
     bad[0][1][0, 0], bad[0][1][1, 3], bad[1][3][5] = float("nan"), float("inf"), -float("inf")

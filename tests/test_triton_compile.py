@@ -76,11 +76,15 @@ def call(name, dtype, offset=0):
         "adam": lambda: triton_cuda.adam([w], [g], [a], [b], [c], [3], lr=0.1, beta1=0.9,
                                          beta2=0.99, eps=1e-8, weight_decay=0.1, decoupled=True,
                                          amsgrad=True, maximize=True, **amp),
+        "adagrad": lambda: triton_cuda.adagrad([w], [g], [a], [3], lr=0.1, lr_decay=0.1,
+                                               eps=1e-10, weight_decay=0.1, maximize=True,
+                                               **amp),
     }[name]
 
 
 @pytest.mark.parametrize("name,dtype", [("sgd", torch.float16), ("momentum", torch.float32),
-                                        ("rmsprop", torch.bfloat16), ("adam", torch.float32)])
+                                        ("rmsprop", torch.bfloat16), ("adam", torch.float32),
+                                        ("adagrad", torch.float32)])
 def test_every_kernel_compiles_with_all_options_and_vector_loads(name, dtype):
     kernel, kw = launch_of(name, call(name, dtype))
     assert kw["ALIGNED"] is True
@@ -88,7 +92,7 @@ def test_every_kernel_compiles_with_all_options_and_vector_loads(name, dtype):
     vector_loads = re.findall(r"ld\.global(?:\.\w+)*\.v4\.b32", ptx)
     # parameter, gradient and every state tensor: BLOCK elements over 128 threads, 16 bytes each
     per_tensor = triton_cuda.BLOCK // (32 * triton_cuda.NUM_WARPS) * dtype.itemsize // 16
-    tensors_read = {"sgd": 3, "momentum": 3, "rmsprop": 5, "adam": 5}[name]
+    tensors_read = {"sgd": 3, "momentum": 3, "rmsprop": 5, "adam": 5, "adagrad": 3}[name]
     assert len(vector_loads) == tensors_read * per_tensor
 
 

@@ -241,3 +241,32 @@ def adam(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.cons
         else:
             _adam_block(w, g, v, s, x, offs, offs < n, table, row, grad_scale, HAS_SCALE,
                         DECOUPLED, AMSGRAD)
+
+
+# ---- AdaGrad: table = [ε, λ, sign]; row = [w, g, s, n, −η/(1 + (t−1)·lr_decay)] ----------
+@triton.jit
+def _adagrad_block(w_ptr, g_ptr, s_ptr, offs, mask, table, row, grad_scale,
+                   HAS_SCALE: tl.constexpr):
+    eps, wd, sign = _hp(table, 0), _hp(table, 1), _hp(table, 2)
+    step_size = _hp(row, 4)
+    w = tl.load(w_ptr + offs, mask=mask).to(tl.float32)
+    g = _decay(_grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE), w, wd)
+    s = tl.load(s_ptr + offs, mask=mask).to(tl.float32) + g * g     # s ← s + g²
+    tl.store(s_ptr + offs, s.to(s_ptr.dtype.element_ty), mask=mask)
+    tl.store(w_ptr + offs, (w + step_size * (g / (tl.sqrt(s) + eps))).to(w_ptr.dtype.element_ty),
+             mask=mask)
+
+
+@triton.jit
+def adagrad(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
+            ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
+            HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr):
+    row, offs, full, n = _chunk(chunks, table, NHP, ROW, 3, BLOCK)
+    if _go(found_inf, HAS_INF):
+        w = _ptr(row, 0, DTYPE, ALIGNED)
+        g = _ptr(row, 1, DTYPE, ALIGNED)
+        s = _ptr(row, 2, DTYPE, ALIGNED)
+        if full:
+            _adagrad_block(w, g, s, offs, None, table, row, grad_scale, HAS_SCALE)
+        else:
+            _adagrad_block(w, g, s, offs, offs < n, table, row, grad_scale, HAS_SCALE)

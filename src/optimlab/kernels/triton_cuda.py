@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from optimlab.kernels import _checks
+from optimlab.optim.adagrad import decayed_lr
 from optimlab.optim.adam import corrections
 
 try:
@@ -227,4 +228,18 @@ def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
             grad_scale, found_inf, DECOUPLED=bool(decoupled), AMSGRAD=bool(amsgrad))
 
 
-KERNELS = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam}
+def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torch.Tensor],
+            steps: list[int], *, lr: float, lr_decay: float, eps: float, weight_decay: float,
+            maximize: bool, layout: Layout | None = None,
+            grad_scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None
+            ) -> None:
+    """Fused `adagrad_reference`; the decayed η per tensor, in float64."""
+    lay, g = _group(params, grads, layout)
+    s = _addresses(ss, lay, "sum")
+    step_size = _bits([-decayed_lr(lr, lr_decay, t) for t in steps])
+    hp = [eps, weight_decay, -1 if maximize else 1]
+    _launch(k.adagrad, lay, hp, [lay.w, g, s], [lay.sizes, step_size], grad_scale, found_inf)
+
+
+KERNELS = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam,
+           "adagrad": adagrad}
