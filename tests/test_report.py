@@ -174,3 +174,25 @@ def test_a_swept_learning_rate_is_judged_against_the_best_points_seed_spread(tmp
     page = (tmp_path / "report.html").read_text() if main(["report", str(tmp_path)]) == 0 \
         else ""
     assert "The learning rate is still crucial" in page and "seed spread at most" in page
+
+
+def test_the_sweeps_table_names_the_best_values_on_a_grid_edge(tmp_path):
+    """The same edges as the sweep's own selection, βs included (they are one `betas`)."""
+    from optimlab.lab.grid import SweepConfig, point_value
+    from optimlab.lab.sweep import Sweep
+    from optimlab.report.sweep import BEST_COLUMNS, best_per_optimizer, best_rows, load_sweep
+
+    cfg = SweepConfig(model="logreg", optimizers=("adam",), steps=6, eval_every=3,
+                      batch_size=8, select="val", grid={"lr": (1e-3, 1e-2, 1e-1),
+                                                        "beta1": (0.5, 0.7, 0.9),
+                                                        "beta2": (0.99, 0.999)})
+    sweep = Sweep(cfg, tmp_path, dataset=tiny_dataset())
+    sweep.run()
+    chosen = sweep.selection()["adam"]
+    runs = load_sweep(tmp_path)[0]
+    rows, _ = best_rows(runs, best_per_optimizer([r for r in runs if "grid" in r["roles"]]))
+    hp = chosen["hyperparameters"]
+    expected = ", ".join(f"{k}={point_value(hp, k):g} ({side})"
+                         for k, side in sorted(chosen["edge"].items())) or "no"
+    assert "beta2" in chosen["edge"]  # two values: the best β₂ is always on an edge
+    assert rows[0][BEST_COLUMNS.index("on the grid edge")] == expected

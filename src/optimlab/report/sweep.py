@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from optimlab.lab.grid import APPLIES, edges, point_value
 from optimlab.lab.store import FILENAME, Store
 from optimlab.lab.sweep import best_per_optimizer, final_value
 from optimlab.report import interactive, sweep_interactive
@@ -137,19 +138,27 @@ def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
             r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
 
 
+def _grid_of(runs: list[dict[str, Any]], name: str) -> dict[str, tuple[float, ...]]:
+    """The grid swept for optimizer `name`, from its grid runs: {grid key: values}."""
+    points = [r["config"]["hyperparameters"] for r in runs
+              if r["config"]["optimizer"] == name and "grid" in r["roles"]]
+    grid = {}
+    for key in APPLIES:
+        try:
+            grid[key] = tuple(sorted({point_value(hp, key) for hp in points}))
+        except (KeyError, TypeError, IndexError):  # not a hyperparameter of this optimizer
+            continue
+    return grid
+
+
 def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
     """The best values that are the lowest or highest of their grid (extend the grid there):
     as the sweep recorded them ("edge" in its records), else from the grid runs stored."""
     recorded = next((r["summary"]["edge"] for r in _same_config(runs, name, hp)
                      if isinstance(r["summary"].get("edge"), dict)), None)
-    if recorded is not None:
-        return ", ".join(f"{k} ({side})" for k, side in sorted(recorded.items())) or "no"
-    grid = [r["config"]["hyperparameters"] for r in runs
-            if r["config"]["optimizer"] == name and "grid" in r["roles"]]
-    edges = [f"{k}={v:g}" for k, v in hp.items() if isinstance(v, (int, float)) and
-             sweep_interactive.on_edge([g[k] for g in grid if isinstance(g.get(k), (int, float))],
-                                       v)]
-    return ", ".join(edges) or "no"
+    found = recorded if recorded is not None else edges(_grid_of(runs, name), hp)
+    return ", ".join(f"{k}={point_value(hp, k):g} ({side})"
+                     for k, side in sorted(found.items())) or "no"
 
 
 def best_points(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
