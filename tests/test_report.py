@@ -196,3 +196,24 @@ def test_the_sweeps_table_names_the_best_values_on_a_grid_edge(tmp_path):
                          for k, side in sorted(chosen["edge"].items())) or "no"
     assert "beta2" in chosen["edge"]  # two values: the best β₂ is always on an edge
     assert rows[0][BEST_COLUMNS.index("on the grid edge")] == expected
+
+
+def test_without_plotly_sweep_and_landscape_reports_are_static_with_a_note(tmp_path,
+                                                                          monkeypatch):
+    from optimlab.lab.grid import SweepConfig
+    from optimlab.lab.sweep import Sweep
+    from optimlab.landscape import LandscapeConfig, run_landscape
+    from optimlab.report import interactive
+
+    monkeypatch.setattr(interactive, "available", lambda: False)
+    sweep_dir, land_dir = tmp_path / "sweep", tmp_path / "land"
+    Sweep(SweepConfig(model="logreg", optimizers=("sgd",), steps=4, eval_every=2, batch_size=8,
+                      grid={"lr": (1e-2, 1e-1)}), sweep_dir, dataset=tiny_dataset()).run()
+    land_dir.mkdir()
+    (land_dir / "paths.json").write_text(json.dumps(run_landscape(LandscapeConfig(
+        functions=("ravine",), optimizers=("sgd",), steps=5, lr=0.1))))
+    for out, images in ((sweep_dir, 2), (land_dir, 0)):
+        assert main(["report", str(out)]) == 0
+        page = (out / "report.html").read_text()
+        assert html.escape(interactive.NO_PLOTLY) in page and "<script" not in page
+        assert page.count("<img alt=") == images  # η-sensitivity and best curves; no PNG yet
