@@ -25,7 +25,7 @@ DTYPES = [torch.float32, torch.float64]
 @pytest.mark.parametrize("impl", IMPLS)
 def test_constant_gradient_for_1000_steps_gives_no_nan(impl, dtype):
     """A constant gradient drives s − m² to 0 from above: rounding crosses below 0."""
-    n = 20_000
+    n = 2048
     g = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=dtype) * 1e3
     w = torch.zeros(n, dtype=dtype, requires_grad=True)
     opt = RMSprop([w], lr=1e-3, alpha=0.9, centered=True, **IMPLS[impl])

@@ -11,6 +11,8 @@ import torch
 from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, Pair, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
+from optimlab.optim.momentum import average_
+from optimlab.optim.rmsprop import average_squares_
 
 
 def corrections(beta1: float, beta2: float, t: int, bias_correction: bool
@@ -31,8 +33,8 @@ def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
             w.mul_(1 - lr * weight_decay)                    # w ← w(1 − ηλ)   (AdamW)
         g = gradient(w, g, maximize=maximize,                # g ← g + λw      (Adam, L2)
                      weight_decay=0.0 if decoupled else weight_decay)
-        v.mul_(beta1).add_(g, alpha=1 - beta1)               # v ← β₁v + (1−β₁)g
-        s.mul_(beta2).addcmul_(g, g, value=1 - beta2)        # s ← β₂s + (1−β₂)g²
+        average_(v, g, beta1)                                # v ← β₁v + (1−β₁)g  (momentum)
+        average_squares_(s, g, beta2)                        # s ← β₂s + (1−β₂)g²  (RMSprop)
         if amsgrad:
             assert s_max is not None
             torch.maximum(s_max, s, out=s_max)               # ŝ uses max over time

@@ -12,13 +12,19 @@ from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, reg
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 
 
+def average_(v: torch.Tensor, g: torch.Tensor, beta: float) -> torch.Tensor:
+    """v ← βv + (1−β)g, in place: the moving average of the gradient (the lecture's
+    momentum; RMSprop's centered mean and Adam's first moment too)."""
+    return v.mul_(beta).add_(g, alpha=1 - beta)
+
+
 def momentum_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
                        vs: list[torch.Tensor], *, lr: float, momentum: float,
                        weight_decay: float, nesterov: bool, maximize: bool) -> None:
     """One tensor at a time, the formula line by line."""
     for w, g, v in zip(params, grads, vs):
         g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
-        v.mul_(momentum).add_(g, alpha=1 - momentum)       # v ← βv + (1−β)g
+        average_(v, g, momentum)                           # v ← βv + (1−β)g
         if nesterov:
             d = v.mul(momentum).add_(g, alpha=1 - momentum)  # d = βv + (1−β)g
             w.add_(d, alpha=-lr)

@@ -10,6 +10,13 @@ import torch
 from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
+from optimlab.optim.momentum import average_
+
+
+def average_squares_(s: torch.Tensor, g: torch.Tensor, beta: float) -> torch.Tensor:
+    """s ← βs + (1−β)g², in place: the moving average of the squared gradient (RMSprop's;
+    Adam's second moment)."""
+    return s.mul_(beta).addcmul_(g, g, value=1 - beta)
 
 
 def centered_root(s: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -30,10 +37,10 @@ def rmsprop_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
     """
     for w, g, s, m, buf in zip(params, grads, ss, gs, bufs):
         g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
-        s.mul_(alpha).addcmul_(g, g, value=1 - alpha)        # s ← βs + (1−β)g²
+        average_squares_(s, g, alpha)                        # s ← βs + (1−β)g²
         if centered:
             assert m is not None
-            m.mul_(alpha).add_(g, alpha=1 - alpha)           # m ← βm + (1−β)g
+            average_(m, g, alpha)                            # m ← βm + (1−β)g
             denom = centered_root(s, m).add_(eps)            # √max(s − m², 0) + ε
         else:
             denom = s.sqrt().add_(eps)                       # √s + ε
