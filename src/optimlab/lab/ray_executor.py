@@ -39,7 +39,7 @@ from optimlab.train import TrainConfig
 
 INSTALL = "pip install 'optimlab[ray]'"
 RETRIES = 3  # runs of a shard after its worker died, before the sweep gives up
-REPORT_EVERY_S = 0.5  # how often a task reports its step, and the driver reads them
+REPORT_EVERY_S = 0.5  # how often a task reports its steps, and the driver reads them
 # Fault injection for the tests: "SHARD:MARKER_FILE" makes the worker of that shard exit
 # halfway through its steps, on the first attempt only (the marker records that it did).
 KILL_ONCE_ENV = "OPTIMLAB_RAY_KILL_ONCE"
@@ -107,7 +107,7 @@ def connect(address: str | None = None) -> dict[str, float]:
 
 
 class _Steps:
-    """The Ray actor that holds each running shard's last reported step."""
+    """The Ray actor that holds each running shard's last reported member-steps."""
 
     def __init__(self) -> None:
         self.steps: dict[int, int] = {}
@@ -133,6 +133,7 @@ class _ShardSteps:
             shard, _, marker = self.kill_once.partition(":")
             if int(shard) == self.index and _first_time(marker):
                 os._exit(1)
+            self.kill_once = None  # checked once per attempt
         if self.steps is not None and time.monotonic() - self.last >= REPORT_EVERY_S:
             self.steps.set.remote(self.index, self.done)
             self.last = time.monotonic()
@@ -172,7 +173,7 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)
-    steps = ray.remote(num_cpus=0)(_Steps).remote() if on_progress else None
+    steps: Any = ray.remote(num_cpus=0)(_Steps).remote() if on_progress else None
     data = ray.put(dataset)
     kill_once = os.environ.get(KILL_ONCE_ENV)
     pending = {task.remote(i, shard, data, threads, steps, kill_once): i
