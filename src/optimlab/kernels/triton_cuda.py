@@ -241,5 +241,5 @@ def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torc
     _launch(k.adagrad, lay, hp, [lay.w, g, s], [lay.sizes, step_size], grad_scale, found_inf)
 
 
-KERNELS = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam,
-           "adagrad": adagrad}
+# kind -> kernel, each under its own name (the name a specification gives as `kernel`)
+KERNELS = {fn.__name__: fn for fn in (sgd, momentum, rmsprop, adam, adagrad)}
