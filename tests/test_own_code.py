@@ -312,3 +312,26 @@ def test_compare_reads_a_toml_config_and_flags_win(tmp_path):
     assert all(r["steps"] == 12 and r["target_acc"] is None for r in records)
     config.write_text('optimizers = "sgd"\nlearning_rate = 0.1\n')
     assert main(["compare", "--config", str(config), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_sweep_variants_are_families_of_their_own(tmp_path):
+    out = tmp_path / "variants"
+    assert sweep_cli(out, "--optimizers", "adam, slow=adam(betas=(0.5, 0.999))",
+                     "--lr", "0.003,0.03", "--select", "val") == 0
+    records = json.loads((out / "summary.json").read_text())
+    slow = [r for r in records if r["label"] == "slow"]
+    assert slow and all(r["hyperparameters"]["betas"] == [0.5, 0.999] for r in slow)
+    assert all("betas" not in r["hyperparameters"] for r in records if r["label"] == "adam")
+    page = (out / "report.html").read_text()
+    assert "slow" in page and "betas=[0.5, 0.999]" in page
+
+
+@pytest.mark.slow
+def test_the_processes_executor_runs_a_user_optimizer_as_the_sequential_one(tmp_path):
+    curves = {}
+    for executor in ("processes", "sequential"):
+        out = tmp_path / executor
+        assert sweep_cli(out, "--optimizers", "mine=test_own_code:SignSGD", "--lr",
+                         "0.01,0.03", "--executor", executor) == 0
+        curves[executor] = read_curves(out)
+    assert curves["processes"] == curves["sequential"] and len(curves["sequential"]) == 2

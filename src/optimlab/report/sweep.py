@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from optimlab.lab.grid import APPLIES, edges, point_value
 from optimlab.lab.store import FILENAME, Store
-from optimlab.lab.sweep import best_per_optimizer, final_value
+from optimlab.lab.sweep import best_per_optimizer, family, final_value
 from optimlab.report import interactive, sweep_interactive
 from optimlab.report.claims import lecture_claims
 from optimlab.report.page import (
@@ -61,7 +61,7 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         s, hp = run["summary"], run["config"]["hyperparameters"]
         loss = None if s["diverged"] else final_value(run["curves"], "val", "loss")
         acc = None if s["diverged"] else s["final_val_acc"]
-        out.append({"optimizer": s["optimizer"], "lr": hp["lr"], "others": _others(hp), "hp": hp,
+        out.append({"optimizer": family(s), "lr": hp["lr"], "others": _others(hp), "hp": hp,
                     "betas": tuple(hp.get("betas", (0.9, 0.999))),
                     "seed": s["seed"], "loss": np.nan if loss is None else loss,
                     "acc": np.nan if acc is None else acc})
@@ -134,14 +134,14 @@ def _pm(values: list[Any]) -> str:
 def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
                  role: str | None = None) -> list[dict[str, Any]]:
     """The runs (all seeds) of optimizer `name` with hyperparameters `hp` (and `role`)."""
-    return [r for r in runs if r["config"]["optimizer"] == name and
+    return [r for r in runs if family(r["config"]) == name and
             r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
 
 
 def _grid_of(runs: list[dict[str, Any]], name: str) -> dict[str, tuple[float, ...]]:
     """The grid swept for optimizer `name`, from its grid runs: {grid key: values}."""
     points = [r["config"]["hyperparameters"] for r in runs
-              if r["config"]["optimizer"] == name and "grid" in r["roles"]]
+              if family(r["config"]) == name and "grid" in r["roles"]]
     grid = {}
     for key in APPLIES:
         try:
@@ -196,7 +196,7 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
     for name, run in best.items():
         hp = run["config"]["hyperparameters"]
         tuned = [r["summary"] for r in _same_config(runs, name, hp)]
-        shot = [r for r in runs if r["config"]["optimizer"] == name and "one-shot" in r["roles"]]
+        shot = [r for r in runs if family(r["config"]) == name and "one-shot" in r["roles"]]
         shot_hp = hyperparameters_text(shot[0]["config"]["hyperparameters"]) if shot else "–"
         rows.append([name, hyperparameters_text(hp), _edges(runs, name, hp), str(len(tuned)),
                      _pm([s["final_val_acc"] for s in tuned]),
@@ -204,7 +204,7 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
                      _pm([r["summary"]["final_val_acc"] for r in shot]),
                      _pm([r["summary"]["final_test_acc"] for r in shot])])
         records += tuned
-    for name in dict.fromkeys(r["config"]["optimizer"] for r in runs if "grid" in r["roles"]):
+    for name in dict.fromkeys(family(r["config"]) for r in runs if "grid" in r["roles"]):
         if name not in best:
             rows.append([name, "every grid point diverged", "–", "0", *["–"] * 5])
     return rows, records
