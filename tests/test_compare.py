@@ -398,3 +398,24 @@ def test_a_full_disk_while_writing_records_says_what_is_safe_and_resumes(npz, tm
     runs = {r["run"] for r in read_curves(out)}
     assert runs == {"adam-seed0", "sgd-seed0", "adam-seed1", "sgd-seed1"}
     assert len(read_curves(out)) == len(set(map(tuple, (r.values() for r in read_curves(out)))))
+
+
+def test_compare_tune_records_what_it_chose_in_config_json_and_the_terminal(npz, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "tuned"
+    assert main(compare_argv(npz, out, "--optimizers", "sgd,adam", "--seeds", "1", "--tune",
+                             "--lr", "adam=0.05")) == 0
+    tuning = json.loads((out / "config.json").read_text())["tuning"]
+    grid = [1e-4, 3.16e-4, 1e-3, 3.16e-3, 0.01, 0.0316, 0.1, 0.316, 1.0]
+    assert tuning["adam"] == {"lr": 0.05, "source": "given", "grid": grid,
+                              "all_diverged": False, "edge": {}}
+    sgd = tuning["sgd"]
+    assert sgd["source"] == "tuned" and sgd["lr"] in grid and not sgd["all_diverged"]
+    assert sgd["edge"] == ({"lr": "high"} if sgd["lr"] == 1.0 else
+                           {"lr": "low"} if sgd["lr"] == 1e-4 else {})
+    records = json.loads((out / "summary.json").read_text())
+    assert {r["optimizer"]: r["hyperparameters"]["lr"] for r in records} == {
+        "sgd": sgd["lr"], "adam": 0.05}
+    terminal = capsys.readouterr().out
+    assert "adam: η 0.05 as given (--lr)" in terminal
+    assert f"sgd: tuned η {sgd['lr']:g}" in terminal
