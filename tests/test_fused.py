@@ -360,3 +360,22 @@ def test_zero_over_zero_is_nan_not_an_exception(name):
         out.append(p.detach())
     assert int(torch.isnan(out[0]).sum()) == 3
     torch.testing.assert_close(out[0], out[1], equal_nan=True)
+
+
+class Tagged(torch.Tensor):
+    """A tensor subclass the kernels do not know (as FSDP2's DTensor)."""
+
+
+def test_a_tensor_subclass_runs_foreach_and_never_reaches_the_kernels():
+    plain = torch.linspace(-1, 1, 6, dtype=torch.float64).requires_grad_()
+    tagged = plain.detach().clone().as_subclass(Tagged).requires_grad_()
+    opts = [OPTIMIZERS["adam"]([plain], lr=0.1, foreach=False),
+            OPTIMIZERS["adam"]([tagged], lr=0.1)]
+    for step in range(3):
+        for p, opt in zip((plain, tagged), opts):
+            p.grad = torch.full_like(plain, step + 1.0).as_subclass(type(p))
+            opt.step()
+    assert opts[1].last_impl == ["foreach"]
+    torch.testing.assert_close(tagged.detach().as_subclass(torch.Tensor), plain.detach())
+    with pytest.raises(RuntimeError, match="parameter 0 is a Tagged, a tensor subclass"):
+        OPTIMIZERS["sgd"]([tagged], lr=0.1, fused=True).step()

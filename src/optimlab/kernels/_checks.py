@@ -50,9 +50,13 @@ def subclass(tensors: Sequence[torch.Tensor | None], what: str) -> str | None:
     not its shard's), so the foreach path, which dispatches through the subclass, runs."""
     for i, t in enumerate(tensors):
         if t is not None and type(t) not in PLAIN:
-            return (f"{what} {i} is a {type(t).__name__}, a tensor subclass; the fused "
-                    "kernels take plain tensors")
+            return _is_subclass(f"{what} {i}", t)
     return None
+
+
+def _is_subclass(what: str, t: torch.Tensor) -> str:
+    return (f"{what} is a {type(t).__name__}, a tensor subclass; the fused kernels take "
+            "plain tensors")
 
 
 def params_unavailable(params: Sequence[torch.Tensor], accepted: Sequence[torch.dtype],
@@ -79,11 +83,12 @@ def params_unavailable(params: Sequence[torch.Tensor], accepted: Sequence[torch.
 
 def grads_unavailable(params: Sequence[torch.Tensor],
                       grads: Sequence[torch.Tensor | None]) -> str | None:
-    found = subclass(grads, "the gradient of parameter")
-    if found:
-        return found
-    for i, g in enumerate(grads):
-        if g is not None and not g.is_contiguous():
+    for i, g in enumerate(grads):  # every step: one pass
+        if g is None:
+            continue
+        if type(g) not in PLAIN:
+            return _is_subclass(f"the gradient of parameter {i}", g)
+        if not g.is_contiguous():
             return (f"the gradient of parameter {i} (shape {tuple(params[i].shape)}) "
                     "is not contiguous")
     return None
