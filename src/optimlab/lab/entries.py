@@ -2,7 +2,8 @@
 
 - `NAME`: a built-in optimizer (`adam`) or the import path `module:Class` of any
   `torch.optim.Optimizer` subclass (`torch.optim:NAdam`, `mypkg.opt:Lion`);
-- `key=value`: keyword arguments of the class, values as Python literals
+- `key=value`: hyperparameters (a built-in's: those of its specification, `optimlab.optim.
+  SPECS`; another class's: its keyword arguments), values as Python literals
   (`betas=(0.5, 0.999)`, `nesterov=True`), read with `ast.literal_eval`;
 - `LABEL=`: the family's name in run names, tables and plots. Without it, the label is
   the entry as written (`adam(betas=(0.5, 0.999))`); for an import path, its class name.
@@ -138,11 +139,21 @@ def class_defaults(cls: type) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty}
 
 
+def _spec(name: str) -> Any:
+    """The specification of built-in optimizer `name` (None for an import path)."""
+    from optimlab.optim import SPECS
+
+    return SPECS.get(name)
+
+
 def check_hyperparameters(entry: Entry, cls: type, hyperparameters: dict[str, Any]) -> None:
-    """Every key is one `cls` accepts and `cls` accepts the values (its own validation)."""
+    """Every key is a hyperparameter of the optimizer (a built-in's: its specification's;
+    another class's: its keywords) and the class accepts the values (its own validation,
+    which for a built-in is its specification's ranges)."""
     import torch
 
-    allowed = allowed_hyperparameters(cls)
+    spec = _spec(entry.name)
+    allowed = tuple(spec.hyperparameters) if spec is not None else allowed_hyperparameters(cls)
     unknown = [k for k in hyperparameters if allowed is not None and k not in allowed]
     if unknown:
         raise ValueError(f"Invalid hyperparameter {unknown[0]!r} of {entry.name} in "
