@@ -335,3 +335,18 @@ def test_the_processes_executor_runs_a_user_optimizer_as_the_sequential_one(tmp_
                          "0.01,0.03", "--executor", executor) == 0
         curves[executor] = read_curves(out)
     assert curves["processes"] == curves["sequential"] and len(curves["sequential"]) == 2
+
+
+def test_a_regression_sweep_selects_on_validation_loss(tmp_path):
+    out = tmp_path / "reg-sweep"
+    assert main(["sweep", "--dataset", "test_own_code:make_regression_data", "--model", "mlp",
+                 "--task", "regression", "--optimizers", "sgd", "--lr", "0.001,0.05",
+                 "--steps", "20", "--eval-every", "10", "--batch-size", "16",
+                 "--select", "val", "--seeds", "2", "--out", str(out)]) == 0
+    records = json.loads((out / "summary.json").read_text())
+    grid = {r["hyperparameters"]["lr"]: r["final_val_loss"] for r in records if r["seed"] == 0}
+    best = min(grid, key=grid.get)
+    tuned = [r for r in records if r["hyperparameters"]["lr"] == best]
+    assert sorted(r["seed"] for r in tuned) == [0, 1]  # the best val loss, re-run with seeds
+    assert all(r["task"] == "regression" and r["final_val_acc"] is None for r in records)
+    assert (out / "report.html").is_file()

@@ -291,7 +291,7 @@ class _Group:
         results do not depend on how many train with it). A member that just diverged is
         evaluated by its own forward, as `train_run` evaluates it: near overflow another
         summation order can turn a logit into Inf."""
-        task = self.configs[self.alive[rows[0]]].task if rows else None
+        task = self.configs[self.alive[rows[0]]].task if rows else "classification"
         if task == "classification" and not diverged:
             index = None if len(rows) == len(self.alive) else torch.tensor(rows)
             params = self.params if index is None else {n: p[index] for n, p in

@@ -78,20 +78,22 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
 def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
                         path: Path) -> Path:
     """Final val loss and accuracy against η: per optimizer, mean over seeds, min..max band."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    axes = fig.subplots(1, 2)
+    # regression records no accuracy: its panel is left out
+    keys = ("loss", "acc") if any(np.isfinite(p["acc"]) for p in points) else ("loss",)
+    fig = Figure(figsize=(5.5 * len(keys), 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
     for color, name in enumerate(dict.fromkeys(p["optimizer"] for p in points)):
         hp = best[name]["config"]["hyperparameters"] if name in best else {}
         line = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)]
         lrs = sorted({p["lr"] for p in line})
-        for ax, key in zip(axes, ("loss", "acc"), strict=True):
+        for ax, key in zip(axes, keys, strict=True):
             mean, lo, hi = np.array([_stats([p[key] for p in line if p["lr"] == lr])
                                      for lr in lrs]).T
             label = f"{name} ({_others(hp)})" if _others(hp) else name
             ax.plot(lrs, mean, "o-", color=f"C{color}", label=label, ms=3)
             ax.fill_between(lrs, lo, hi, color=f"C{color}", alpha=0.2, lw=0)
     for ax, title in zip(axes, ("final validation loss", "final validation accuracy"),
-                         strict=True):
+                         strict=False):
         ax.set(xscale="log", xlabel="learning rate η", title=title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
