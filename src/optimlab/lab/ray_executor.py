@@ -100,7 +100,12 @@ def connect(address: str | None = None) -> dict[str, float]:
         _check_address(address)
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, logging_level=logging.WARNING)
+            try:
+                ray.init(address=address, logging_level=logging.WARNING)
+            except ConnectionError as e:
+                raise ValueError(f"Invalid Ray address {address!r}: could not join the cluster "
+                                 f"({e}); a cluster with token authentication also needs "
+                                 "RAY_AUTH_MODE=token and its token here") from None
         else:
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
     return ray.cluster_resources()
