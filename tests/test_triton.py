@@ -451,3 +451,12 @@ def test_gpu_goals_hold_at_25m_and_at_the_gpt_like_list():
     for model in ("25M", "mixed"):
         assert got[f"adam fused ≥ 85% of roofline ({model})"] == (0.86, 0.85, True)
         assert got[f"adam fused ≥ torch's fused Adam ({model})"] == (0.9, 1.0, False)
+
+
+def test_sweep_device_cuda_without_a_gpu_is_a_one_line_error(tmp_path, capsys):
+    from optimlab.cli import main
+
+    assert main(["sweep", "--device", "cuda", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("optimlab sweep: error: Invalid device: 'cuda': no CUDA device here; "
+                   "allowed: cpu")

@@ -82,6 +82,9 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 def check_model(config: TrainConfig, dataset: Any) -> None:
     """Build `config`'s model and run its loss on two training examples: a model that does
     not fit the data fails here, as a one-line ValueError, before anything trains."""
+    if config.device.split(":")[0] == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Invalid device: {config.device!r}: no CUDA device here; "
+                         "allowed: cpu")
     data = on_device(dataset, config.device, config.torch_dtype)
     try:
         model = init_model(config.model, data, config.seed, config.torch_dtype)
