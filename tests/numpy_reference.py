@@ -1,4 +1,4 @@
-"""An independent float64 NumPy reference of the lecture formulas (DESIGN.md), for tests.
+"""An independent float64 NumPy reference of the lecture formulas (README.md), for tests.
 
 Written separately from `optimlab.optim`: one class per optimizer, state as
 NumPy arrays, one `step(w, g)` per call returning the new weights.

@@ -280,7 +280,7 @@ def test_train_config_rejects_bad_values_naming_them(kw, message):
         config(**kw)
 
 
-# ---- the published MNIST-1D number (the CNN/MLP checks are in notes/readme-compare.md) ------
+# ---- the published MNIST-1D number (the CNN/MLP checks: docs/lab.md) ------
 
 @pytest.fixture
 def one_thread():

@@ -148,12 +148,12 @@ class Sweep:
 
     def __init__(self, cfg: SweepConfig, out: str | Path, *, command: str = "",
                  dataset: Any = None, extend: bool = False) -> None:
-        # optimizer -> {key: values added past an edge of the grid (`extend_edges`)}
-        self.extra: dict[str, dict[str, tuple[float, ...]]] = {}
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
         `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here,
         and so does a folder holding a sweep with other settings (`extend`: unless they
         differ only by a grid that holds every stored grid point)."""
+        # optimizer -> {key: values added past an edge of the grid (`extend_edges`)}
+        self.extra: dict[str, dict[str, tuple[float, ...]]] = {}
         ds = load_dataset(cfg, dataset)
         if cfg.select == "val" and len(ds.y_val) == 0:
             raise ValueError(f"Invalid select 'val': {cfg.dataset} has no validation split")
