@@ -15,7 +15,6 @@ the PNGs are kept next to it; without plotly, the PNGs with a one-line note.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from optimlab.report.page import (
 )
 from optimlab.report.plots import plot_curves
 from optimlab.report.records import curves_of_store_runs
+from optimlab.report.sweep_interactive import adam_pairs, stats
 from optimlab.report.table import hyperparameters_text, mean_std
 
 BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "on the grid edge", "seeds",
@@ -68,13 +68,6 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _stats(values: list[float]) -> tuple[float, float, float]:
-    with warnings.catch_warnings():  # every seed diverged: NaN is the honest answer
-        warnings.simplefilter("ignore", RuntimeWarning)
-        a = np.array(values, dtype=float)
-        return float(np.nanmean(a)), float(np.nanmin(a)), float(np.nanmax(a))
-
-
 def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
                         path: Path) -> Path:
     """Final val loss and accuracy against η: per optimizer, mean over seeds, min..max band."""
@@ -87,7 +80,7 @@ def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, 
         line = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)]
         lrs = sorted({p["lr"] for p in line})
         for ax, key in zip(axes, keys, strict=True):
-            mean, lo, hi = np.array([_stats([p[key] for p in line if p["lr"] == lr])
+            mean, lo, hi = np.array([stats([p[key] for p in line if p["lr"] == lr])
                                      for lr in lrs]).T
             label = f"{name} ({_others(hp)})" if _others(hp) else name
             ax.plot(lrs, mean, "o-", color=f"C{color}", label=label, ms=3)
@@ -103,10 +96,7 @@ def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, 
 
 def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
     """Adam's best final val loss over η per (β₁, β₂), or None when the grid has one pair."""
-    by_pair: dict[tuple[float, float], dict[float, list[float]]] = {}
-    for p in points:
-        if p["optimizer"] == "adam":
-            by_pair.setdefault(p["betas"], {}).setdefault(p["lr"], []).append(p["loss"])
+    by_pair = adam_pairs(points)
     b1s, b2s = sorted({b[0] for b in by_pair}), sorted({b[1] for b in by_pair})
     if len(by_pair) < 2:
         return None
@@ -114,7 +104,7 @@ def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
     fig = Figure(figsize=(1.6 * len(b2s) + 2.5, 1.0 * len(b1s) + 1.8), layout="constrained")
     ax = fig.subplots()
     for (b1, b2), per_lr in by_pair.items():
-        means = {lr: _stats(v)[0] for lr, v in per_lr.items()}
+        means = {lr: stats(v)[0] for lr, v in per_lr.items()}
         lr = min(means, key=lambda k: np.inf if np.isnan(means[k]) else means[k])
         grid[b1s.index(b1), b2s.index(b2)] = means[lr]
         ax.text(b2s.index(b2), b1s.index(b1), f"{means[lr]:.3g}\nη={lr:g}", ha="center",
@@ -154,11 +144,9 @@ def _grid_of(runs: list[dict[str, Any]], name: str) -> dict[str, tuple[float, ..
 
 
 def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
-    """The best values that are the lowest or highest of their grid (extend the grid there):
-    as the sweep recorded them ("edge" in its records), else from the grid runs stored."""
-    recorded = next((r["summary"]["edge"] for r in _same_config(runs, name, hp)
-                     if isinstance(r["summary"].get("edge"), dict)), None)
-    found = recorded if recorded is not None else edges(_grid_of(runs, name), hp)
+    """The best values that are the lowest or highest of their grid (extend the grid there),
+    the grid being that of the grid runs stored: the sweep's own selection says the same."""
+    found = edges(_grid_of(runs, name), hp)
     return ", ".join(f"{k}={point_value(hp, k):g} ({side})"
                      for k, side in sorted(found.items())) or "no"
 
@@ -173,8 +161,8 @@ def best_points(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
                 and p["lr"] == hp.get("lr")]
         if mine:
             out[name] = {"lr": hp["lr"], "others": _others(hp),
-                         "loss": _stats([p["loss"] for p in mine])[0],
-                         "acc": _stats([p["acc"] for p in mine])[0]}
+                         "loss": stats([p["loss"] for p in mine])[0],
+                         "acc": stats([p["acc"] for p in mine])[0]}
     return out
 
 

@@ -15,10 +15,12 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from optimlab.lab.grid import edges
 from optimlab.report.interactive import COLORS, rounded
 
 
-def _stats(values: Sequence[float]) -> tuple[float, float, float]:
+def stats(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, min and max of the finite values (NaN: a diverged run); NaN when none is."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return math.nan, math.nan, math.nan
@@ -34,9 +36,17 @@ def lines(points: list[dict[str, Any]]) -> dict[tuple[str, str], dict[float, lis
 
 
 def on_edge(values: Sequence[float], value: float) -> bool:
-    """`value` is the lowest or highest of a grid that has more than one value."""
-    grid = sorted(set(values))
-    return len(grid) > 1 and value in (grid[0], grid[-1])
+    """`value` is the lowest or highest of the grid of η `values` (see `lab.grid.edges`)."""
+    return "lr" in edges({"lr": tuple(set(values))}, {"lr": value})
+
+
+def adam_pairs(points: list[dict[str, Any]]) -> dict[tuple[float, float], dict[float, list[float]]]:
+    """Adam's final validation losses by (β₁, β₂), then by η (one per seed)."""
+    by_pair: dict[tuple[float, float], dict[float, list[float]]] = {}
+    for p in points:
+        if p["optimizer"] == "adam":
+            by_pair.setdefault(p["betas"], {}).setdefault(p["lr"], []).append(p["loss"])
+    return by_pair
 
 
 def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
@@ -47,8 +57,8 @@ def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, A
     names = list(dict.fromkeys(p["optimizer"] for p in points))
     for (name, others), per_lr in lines(points).items():
         lrs = sorted(per_lr)
-        stats = [_stats([p[key] * scale for p in per_lr[lr]]) for lr in lrs]
-        mean, lo, hi = ([s[i] for s in stats] for i in range(3))
+        spread = [stats([p[key] * scale for p in per_lr[lr]]) for lr in lrs]
+        mean, lo, hi = ([s[i] for s in spread] for i in range(3))
         color = COLORS[names.index(name) % len(COLORS)]
         label = f"{name} ({others})" if others else name
         data.append({
@@ -86,17 +96,14 @@ def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, A
 
 def beta_heatmap(points: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Adam's best final validation loss over η per (β₁, β₂); None for a single pair."""
-    by_pair: dict[tuple[float, float], dict[float, list[float]]] = {}
-    for p in points:
-        if p["optimizer"] == "adam":
-            by_pair.setdefault(p["betas"], {}).setdefault(p["lr"], []).append(p["loss"])
+    by_pair = adam_pairs(points)
     if len(by_pair) < 2:
         return None
     b1s, b2s = sorted({b[0] for b in by_pair}), sorted({b[1] for b in by_pair})
     z: list[list[float | None]] = [[None] * len(b2s) for _ in b1s]
     text: list[list[str]] = [["no finished run"] * len(b2s) for _ in b1s]
     for (b1, b2), per_lr in by_pair.items():
-        means = {lr: _stats(v)[0] for lr, v in per_lr.items()}
+        means = {lr: stats(v)[0] for lr, v in per_lr.items()}
         finite = {lr: m for lr, m in means.items() if math.isfinite(m)}
         i, j = b1s.index(b1), b2s.index(b2)
         if finite:
