@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -164,7 +165,10 @@ def out_path(out: str | Path | None, command: str) -> Path:
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The table in the TOML file at `path`; ValueError naming the file when it is not TOML."""
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the dependency is declared for 3.10 only
+        import tomli as tomllib
 
     try:
         return tomllib.loads(Path(path).read_text())

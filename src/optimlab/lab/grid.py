@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the dependency is declared for 3.10 only
-    import tomli as tomllib
 
 from optimlab.lab.entries import (
     Entry,
@@ -27,7 +21,7 @@ from optimlab.lab.entries import (
     class_defaults,
     learning_rate,
 )
-from optimlab.lab.experiment import Experiment, check_positive_int
+from optimlab.lab.experiment import Experiment, check_positive_int, read_toml
 from optimlab.lab.policy import APPLIES, DEFAULT_LR_GRID
 from optimlab.optim import SPECS
 
@@ -258,13 +252,7 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
 
 def load_settings(path: str | Path | None, flags: dict[str, Any]) -> SweepConfig:
     """`settings` from the TOML file at `path` (None: flags only)."""
-    if path is None:
-        return settings({}, flags)
-    try:
-        toml = tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"Invalid config file {str(path)!r}: {e}") from None
-    return settings(toml, flags)
+    return settings(read_toml(path) if path is not None else {}, flags)
 
 
 def with_executor(cfg: SweepConfig, executor: str) -> SweepConfig:
