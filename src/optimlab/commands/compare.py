@@ -266,8 +266,6 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         if args.tensorboard:
             require_tensorboard()
         cfg = _settings(args)
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("Invalid --device 'cuda': no CUDA device here; allowed: cpu")
         sweep = tuning_sweep(cfg, out / "tune") if args.tune else None
     except (ValueError, TypeError, OSError, ImportError) as e:
         return _error(e)
