@@ -60,17 +60,14 @@ class Result:
         """The report's curves as a matplotlib Figure (shown inline when it is a cell's
         value): minibatch loss and test accuracy (regression: test loss) against steps, and
         loss against training time; one colour per run family, the band over its seeds."""
-        import numpy as np
-
         from optimlab.report.plots import curves_figure
+        from optimlab.report.records import curves_from_rows
 
         rows: dict[str, dict[tuple[str, str], list[tuple[float, float, float]]]] = {}
         for r in self.curves:
             rows.setdefault(r["run"], {}).setdefault((r["split"], r["metric"]), []).append(
                 (r["step"], r["train_seconds"], r["value"]))
-        curves = {run: {key: dict(zip(("step", "train_seconds", "value"), np.array(v).T))
-                        for key, v in series.items()} for run, series in rows.items()}
-        return curves_figure(self.rows, curves)
+        return curves_figure(self.rows, curves_from_rows(rows))
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -172,7 +169,7 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
     from optimlab.lab.compare import CompareConfig, Comparison
     from optimlab.lab.experiment import out_path
 
-    fraction = 0.1 if val_fraction is None else val_fraction
+    fraction = CompareConfig.val_fraction if val_fraction is None else val_fraction
     name, ds = _dataset(data, fraction) if data is not None else (None, None)
     cfg = CompareConfig(**_given(
         dataset=name, model=_model_name(model) if model is not None else None,
@@ -212,10 +209,10 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     or "sequential".
     """
     from optimlab.lab.experiment import out_path
-    from optimlab.lab.grid import settings
+    from optimlab.lab.grid import SweepConfig, settings
     from optimlab.lab.sweep import Sweep
 
-    fraction = 0.1 if val_fraction is None else val_fraction
+    fraction = SweepConfig.val_fraction if val_fraction is None else val_fraction
     name, ds = _dataset(data, fraction) if data is not None else (None, None)
     model_name = _model_name(model) if model is not None else None
     entries = _optimizer_entries(optimizers) if optimizers is not None else None
