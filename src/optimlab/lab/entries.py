@@ -28,7 +28,7 @@ from typing import Any
 from optimlab._imports import is_import_path, optimizer_class
 
 LABEL = re.compile(r"^[A-Za-z0-9_][\w.+-]*$")
-# Constructor arguments that choose an implementation or bookkeeping, not the method.
+# Constructor arguments that are not hyperparameters: what the optimizer updates.
 _NOT_HYPERPARAMETERS = ("params", "self")
 
 
@@ -47,8 +47,7 @@ class Entry:
     @property
     def text(self) -> str:
         """The entry written out again (parses back to an equal entry)."""
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
-        call = f"{self.name}({args})" if args else self.name
+        call = _call(self.name, self.hyperparameters)
         default = self.label == default_label(self.name, self.hyperparameters)
         return call if default else f"{self.label}={call}"
 
@@ -56,10 +55,15 @@ class Entry:
         return optimizer_class(self.name)
 
 
+def _call(name: str, hyperparameters: dict[str, Any]) -> str:
+    """`name(k=v, ...)` with the values as Python literals; `name` alone without any."""
+    args = ", ".join(f"{k}={v!r}" for k, v in hyperparameters.items())
+    return f"{name}({args})" if args else name
+
+
 def default_label(name: str, hyperparameters: dict[str, Any]) -> str:
     short = name.split(":")[-1].split(".")[-1] if is_import_path(name) else name
-    args = ", ".join(f"{k}={v!r}" for k, v in hyperparameters.items())
-    return f"{short}({args})" if args else short
+    return _call(short, hyperparameters)
 
 
 def split_list(text: str) -> list[str]:
@@ -199,8 +203,7 @@ def texts(entries: Iterable[Entry]) -> tuple[str, ...]:
 def with_label(entry: Entry, hyperparameters: dict[str, Any]) -> str:
     """`LABEL=NAME(k=v, ...)` with the label written out: the same run family with
     `hyperparameters` (e.g. η made explicit) under the same name."""
-    args = ", ".join(f"{k}={v!r}" for k, v in hyperparameters.items())
-    return f"{entry.label}={entry.name}({args})" if args else f"{entry.label}={entry.name}"
+    return f"{entry.label}={_call(entry.name, hyperparameters)}"
 
 
 def learning_rate(entry: Entry, given: dict[str, float], lab_defaults: dict[str, float]
