@@ -114,12 +114,6 @@ def warm_up(config: TrainConfig, dataset: Any) -> None:
                 config.task)
 
 
-def _show(callbacks: Sequence[Any], curves: list[CurvePoint]) -> None:
-    for cb in callbacks:
-        if hasattr(cb, "on_curves"):
-            cb.on_curves(curves)
-
-
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
     """Train `config.model` on `dataset` with `config.optimizer`, η following
     `config.schedule`; evaluate at step 0, every
@@ -131,6 +125,9 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
     scheduler = schedules.build(config.schedule, optimizer, config.steps)
     sync = _syncer(config.device)
     batches = batch_indices(len(data.y_train), config.batch_size, config.seed)
+    # the callbacks' hooks, looked up once rather than on every step
+    step_ends = [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")]
+    shows = [cb.on_curves for cb in callbacks if hasattr(cb, "on_curves")]
     curves: list[CurvePoint] = []
     _record_eval(curves, model, data, 0, 0.0, config.task)
     train_s = opt_s = 0.0
@@ -144,18 +141,19 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
         if not math.isfinite(loss):
             break
         done = step
-        for cb in callbacks:
-            if hasattr(cb, "on_step_end"):
-                cb.on_step_end(step, model, optimizer)
+        for on_step_end in step_ends:
+            on_step_end(step, model, optimizer)
         if scheduler is not None:  # after the callbacks: they see the η step `step` used
             scheduler.step()
         if step % config.eval_every == 0:
             _record_eval(curves, model, data, step, train_s, config.task)
             last_eval = step
-        _show(callbacks, curves)
+        for show in shows:
+            show(curves)
     if last_eval != done:
         _record_eval(curves, model, data, done, train_s, config.task)
-    _show(callbacks, curves)
+    for show in shows:
+        show(curves)
     record = summary_record(config, curves, Timings(train_s, opt_s))
     extras = {_callback_name(cb): cb.result() for cb in callbacks if hasattr(cb, "result")}
     return RunResult(config, record, curves, extras)
