@@ -39,9 +39,6 @@ from optimlab.lab.experiment import (
 from optimlab.lab.policy import DEFAULT_LR
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
 
-# DEFAULT_STEPS (lab.experiment), 1500: the ranking is settled (every optimizer is past the
-# 80% target) and the default 4 optimizers x 2 seeds fit in 2 minutes on 2 busy cores; 2000
-# steps took 149 s there (measured, docs/lab.md). The paper's 6000 steps: `--steps 6000`.
 
 @dataclass(frozen=True)
 class CompareConfig(Experiment):
