@@ -5,20 +5,19 @@
 report.html is interactive (see `optimlab.report.interactive`); without it, the static
 figures with a one-line note. Both carry the claims panel (`optimlab.report.claims`).
 
-Extra figures contract: when `out_dir/diagnostics.json` exists (the lab writes the
-callbacks' results there), `render` calls
-`optimlab.report.diagnostics.render(records, out_dir) -> list[Path]`, `records` being the
-list stored in diagnostics.json, and embeds every PNG it returns.
+Extra figures: when `out_dir/diagnostics.json` exists (the lab writes the callbacks'
+results there), `render` embeds every PNG `optimlab.report.diagnostics.render` draws from
+its records.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 from optimlab.report import interactive
 from optimlab.report.claims import lecture_claims
+from optimlab.report.diagnostics import render as diagnostics_figures
 from optimlab.report.page import (
     CLAIMS_TITLE,
     claims_html,
@@ -46,15 +45,6 @@ def _run_row(r: dict[str, Any]) -> list[str]:
             _fmt(r["best_test_acc"], ".2%"), _fmt(r["final_train_loss"], ".3g"),
             _fmt(r["train_seconds"], ".1f"), _fmt(r["steps_per_s"], ".0f"),
             _fmt(r["optimizer_ms_per_step"], ".3f"), ttt, _fmt(r["diverged_step"], "d")]
-
-
-def diagnostics_figures(out_dir: Path) -> list[Path]:
-    """The diagnostics figures' PNGs, when the folder has diagnostics records."""
-    path = out_dir / "diagnostics.json"
-    if not path.is_file():
-        return []
-    module = importlib.import_module("optimlab.report.diagnostics")
-    return list(module.render(read_json(path), out_dir))
 
 
 TUNING_COLUMNS = ("optimizer", "η used", "how", "grid of η", "note")
@@ -88,7 +78,7 @@ def render(out_dir: str | Path) -> Path:
         else []
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
-    figures += [inline_png(p, p.stem) for p in diagnostics_figures(out)]
+    figures += [inline_png(p, p.stem) for p in diagnostics_figures(diagnostics, out)]
     claims = lecture_claims(records, tuned=_tuned(meta), diagnostics=diagnostics)
     summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
     tuning = [("η tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
