@@ -85,7 +85,7 @@ def write_run(logdir: Path, record: dict[str, Any], points: Sequence[CurvePoint]
 
 
 def _points(curves: dict[tuple[str, str], dict[str, Any]]) -> list[CurvePoint]:
-    """Back from the reports' arrays to curve points, in step order."""
+    """Back from the compare report's arrays to curve points, in step order."""
     out = [CurvePoint(int(s), float(t), split, metric, float(v))
            for (split, metric), c in curves.items()
            for s, t, v in zip(c["step"], c["train_seconds"], c["value"])]
@@ -96,7 +96,7 @@ def export(run_dir: str | Path, logdir: str | Path | None = None) -> tuple[Path,
     """Event files for every run of a compare or sweep folder (default logdir:
     RUN_DIR/tensorboard); returns the logdir and the runs' folders."""
     from optimlab.lab.store import FILENAME
-    from optimlab.report.records import curves_of_store_runs, load_compare
+    from optimlab.report.records import load_compare
 
     require()  # before anything is read or written
     run_dir = Path(run_dir)
@@ -104,15 +104,14 @@ def export(run_dir: str | Path, logdir: str | Path | None = None) -> tuple[Path,
     if (run_dir / FILENAME).is_file():
         from optimlab.report.sweep import load_sweep
 
-        runs = load_sweep(run_dir)[0]
-        records, curves = [r["summary"] for r in runs], curves_of_store_runs(runs)
+        runs = [(r["summary"], r["curves"]) for r in load_sweep(run_dir)[0]]
     elif (run_dir / "summary.json").is_file():
         _, records, curves = load_compare(run_dir)
+        runs = [(r, _points(curves.get(r["run"], {}))) for r in records]
     else:
         raise ValueError(f"Invalid RUN_DIR {str(run_dir)!r}: it holds neither summary.json "
                          f"(a compare folder) nor {FILENAME} (a sweep folder)")
-    folders = [write_run(logdir, r, _points(curves.get(r["run"], {}))) for r in records]
-    return logdir, folders
+    return logdir, [write_run(logdir, record, points) for record, points in runs]
 
 
 class LiveLogger:
