@@ -70,6 +70,7 @@ def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str
 
 
 def grid_configs(cfg: SweepConfig, n_train: int) -> list[TrainConfig]:
+    """The grid runs of `cfg`: seed 0 only with `select` (the re-runs come after)."""
     seeds = range(1) if cfg.select else range(cfg.seeds)
     return [c for name in cfg.labels
             for c in make_configs(cfg, name, hyperparameter_sets(cfg, name), seeds, n_train)]
@@ -227,10 +228,9 @@ class Sweep:
                 for name in self.cfg.labels}
 
     def grid(self) -> list[TrainConfig]:
-        cfg, seeds = self.cfg, range(1) if self.cfg.select else range(self.cfg.seeds)
-        extended = dataclasses.replace(cfg, per_optimizer=self.grids())
-        return [c for name in cfg.labels for c in make_configs(
-            cfg, name, hyperparameter_sets(extended, name), seeds, self.n_train)]
+        """The grid runs, edge extensions included."""
+        return grid_configs(dataclasses.replace(self.cfg, per_optimizer=self.grids()),
+                            self.n_train)
 
     def selection(self) -> dict[str, dict[str, Any]]:
         """`select` over the grid runs stored for this sweep's grid (extensions included)."""
