@@ -27,6 +27,7 @@ COMMANDS = {
     "sweep": "hyperparameter grids per optimizer, K configurations at once; resumable",
     "sweep-bench": "time a 32-configuration sweep, vectorized vs sequential (JSON)",
     "bench": "time every optimizer implementation against torch.optim, side by side (JSON)",
+    "reproduce": "re-run published results (Adam, MNIST-1D, Wilson et al.) with a verdict",
 }
 
 

@@ -1,0 +1,81 @@
+"""report.html of a reproduction: the verdict panel, the figure, the protocol.
+
+Reads `reproduction.json` (written by `optimlab.lab.reproduce`) and nothing else; never
+trains. The figure is drawn from the series the experiment recorded in it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from optimlab.report.page import html_table, inline_png, write_page
+
+COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e"}
+
+
+def load(out_dir: str | Path) -> dict[str, Any]:
+    path = Path(out_dir) / "reproduction.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{out_dir} is not a reproduction folder: reproduction.json "
+                                "is missing")
+    return json.loads(path.read_text())
+
+
+def plot(figure: dict[str, Any], path: Path) -> Path | None:
+    """One panel per entry of figure["panels"]: its series as lines, its hlines dashed."""
+    panels = figure.get("panels", [])
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        for label, points in panel.get("series", {}).items():
+            if points:
+                x, y = zip(*points)
+                ax.plot(x, y, label=label, lw=1.3)
+        for label, y in panel.get("hlines", {}).items():
+            ax.axhline(y, ls="--", color="k", lw=1, label=label)
+        if panel.get("log_y", figure.get("log_y")):
+            ax.set_yscale("log")
+        ax.set_title(panel.get("title", ""), fontsize=10)
+        ax.set_xlabel(panel.get("xlabel", figure.get("xlabel", "")))
+        ax.set_ylabel(panel.get("ylabel", figure.get("ylabel", "")))
+        ax.legend(fontsize=7)
+    fig.suptitle(figure.get("title", ""), fontsize=11)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def verdict_panel(rec: dict[str, Any]) -> str:
+    colour = COLOURS.get(rec["verdict"], "#222")
+    rows = [(c["claim"], c["published"], c["ours"], "yes" if c["holds"] else "NO")
+            for c in rec["checks"]]
+    return (f'<p style="font-size:1.4em;color:{colour}"><b>{html.escape(rec["verdict"])}</b>'
+            f' ({html.escape(rec["budget"])} budget)</p>'
+            f"<p>{html.escape(rec['verdict_line'])}</p>"
+            f"<p><b>Source:</b> {html.escape(rec['source'])}<br>"
+            f"<b>It reports:</b> {html.escape(rec['reports'])}<br>"
+            f"<b>Data used:</b> {html.escape(rec['data'])}</p>"
+            + html_table(("claim", "published", "ours", "holds"), rows))
+
+
+def render(out_dir: str | Path) -> Path:
+    """Rewrite figure.png and report.html of a reproduction folder; returns report.html."""
+    out = Path(out_dir)
+    rec = load(out)
+    png = plot(rec.get("figure", {}), out / "figure.png")
+    protocol = [(s["name"], s["value"], s["origin"]) for s in rec["protocol"]]
+    env = sorted(rec.get("environment", {}).items())
+    sections = [("Verdict", verdict_panel(rec)),
+                *([("Figure", inline_png(png, "figure"))] if png else []),
+                ("Protocol", html_table(("setting", "value", "from"), protocol)),
+                ("Command", f"<pre>{html.escape(rec.get('command', ''))}</pre>"
+                            f"<p>run on {html.escape(rec.get('date', ''))}</p>"),
+                ("Environment", html_table(("key", "value"), env))]
+    return write_page(out / "report.html", title=f"optimlab reproduce {rec['experiment']}",
+                      sections=sections)
