@@ -121,13 +121,14 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
     return out
 
 
-def write_outputs(store: Store,
-                  selection: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """summary.json and curves.csv of every finished run, each replaced atomically.
+def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
+                  runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """summary.json and curves.csv of every finished run (`runs`: the store's, when already
+    read), each replaced atomically.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
     winner and its re-runs), None for every other run."""
-    runs = store.runs()
+    runs = store.runs() if runs is None else runs
     tmp = store.out / "curves.csv.tmp"
     with tmp.open("w", newline="") as f:
         w = csv.writer(f)
@@ -232,11 +233,12 @@ class Sweep:
         return grid_configs(dataclasses.replace(self.cfg, per_optimizer=self.grids()),
                             self.n_train)
 
-    def selection(self) -> dict[str, dict[str, Any]]:
-        """`select` over the grid runs stored for this sweep's grid (extensions included)."""
+    def selection(self, runs: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """`select` over the grid runs stored (`runs`: the store's, when already read) for
+        this sweep's grid (extensions included)."""
         keys = {config_key(c) for c in self.grid()}
-        return select(self.cfg, [r for r in self.store.runs() if r["key"] in keys],
-                      self.grids())
+        runs = self.store.runs() if runs is None else runs
+        return select(self.cfg, [r for r in runs if r["key"] in keys], self.grids())
 
     def _extend_edges(self) -> None:
         """While a best point lies on an edge of its grid, add the next value past that
@@ -278,9 +280,10 @@ class Sweep:
     def write_outputs(self) -> list[dict[str, Any]]:
         """summary.json and curves.csv from the store, each record with its "edge"."""
         with self.guard():
-            selection = self.selection()
+            runs = self.store.runs()  # read once: the store holds every run's curves
+            selection = self.selection(runs)
             self.store.set_meta("selection", selection)
-            return write_outputs(self.store, selection)
+            return write_outputs(self.store, selection, runs)
 
 
 class _Steps:
