@@ -20,13 +20,13 @@ import html
 import importlib.util
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from optimlab.report.plots import seed_rows, x_axes
 from optimlab.report.records import Curves
 from optimlab.report.table import group_runs
 
@@ -55,13 +55,6 @@ def rounded(values: Any, digits: int = 5) -> list[float | None]:
     return out
 
 
-def _padded(arrays: list[np.ndarray]) -> np.ndarray:
-    out = np.full((len(arrays), max(len(a) for a in arrays)), np.nan)
-    for i, a in enumerate(arrays):
-        out[i, :len(a)] = a
-    return out
-
-
 def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
                  metric: str) -> list[dict[str, Any]]:
     """Per (optimizer, hyperparameters): x in steps and in mean training seconds, and
@@ -74,14 +67,11 @@ def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
             continue
         label = str(runs[0].get("label") or optimizer) + (f" ({hp})" if hp else "")
         diverged = sum(bool(r.get("diverged")) for r in runs)
-        with warnings.catch_warnings():  # all-NaN columns after a divergence are expected
-            warnings.simplefilter("ignore", RuntimeWarning)
-            steps = np.nanmax(_padded([p["step"] for p in parts]), 0)
-            secs = np.nanmean(_padded([p["train_seconds"] for p in parts]), 0)
+        steps, secs = x_axes(parts)
         out.append({"label": label + (f", {diverged} diverged" if diverged else ""),
                     "color": COLORS[i % len(COLORS)], "step": rounded(steps),
                     "sec": rounded(secs, 4), "seeds": [rounded(row) for row in
-                                                       _padded([p["value"] for p in parts])]})
+                                                       seed_rows([p["value"] for p in parts])]})
     return out
 
 

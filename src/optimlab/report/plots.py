@@ -27,7 +27,7 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def _stack(arrays: list[np.ndarray]) -> np.ndarray:
+def seed_rows(arrays: list[np.ndarray]) -> np.ndarray:
     """Seeds as rows, padded with NaN where a run stopped early (diverged)."""
     out = np.full((len(arrays), max(len(a) for a in arrays)), np.nan)
     for i, a in enumerate(arrays):
@@ -48,12 +48,16 @@ def _group_series(series: list[dict[tuple[str, str], dict[str, np.ndarray]]], sp
                   metric: str, window: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps, mean train_seconds, values per seed) of one curve across a group's seeds."""
     parts = [s[(split, metric)] for s in series if (split, metric) in s]
-    values = _stack([smooth(p["value"], window) for p in parts])
-    with warnings.catch_warnings():
+    return (*x_axes(parts), seed_rows([smooth(p["value"], window) for p in parts]))
+
+
+def x_axes(parts: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One curve's x axes across a group's seeds: the steps (those of the longest seed) and
+    the mean training seconds."""
+    with warnings.catch_warnings():  # all-NaN columns after a divergence are expected
         warnings.simplefilter("ignore", RuntimeWarning)
-        steps = np.nanmax(_stack([p["step"] for p in parts]), 0)
-        secs = np.nanmean(_stack([p["train_seconds"] for p in parts]), 0)
-    return steps, secs, values
+        return (np.nanmax(seed_rows([p["step"] for p in parts]), 0),
+                np.nanmean(seed_rows([p["train_seconds"] for p in parts]), 0))
 
 
 class InlineFigure(Figure):
