@@ -8,9 +8,10 @@ differentiated by autograd: the optimizers see what a network parameter would.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 Point = tuple[float, float]
@@ -99,3 +100,14 @@ FUNCTIONS: dict[str, TestFunction] = {fn.name: fn for fn in (
     TestFunction("rastrigin", "Rastrigin", _rastrigin, (0.0, 0.0), (4.5, 4.0),
                  (-5.12, 5.12, -5.12, 5.12), tol=1e-2),
 )}
+
+
+def surface(name: str, bounds: Sequence[float], log: bool, points: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Test function `name` on a `points` × `points` grid over `bounds` (xmin, xmax, ymin,
+    ymax), for contours: (xs, ys, z); with `log`, z is log10(z − min + 1e-3)."""
+    xmin, xmax, ymin, ymax = bounds
+    xs, ys = np.linspace(xmin, xmax, points), np.linspace(ymin, ymax, points)
+    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1), dtype=torch.float64)
+    z = FUNCTIONS[name].f(grid).numpy()
+    return xs, ys, np.log10(z - z.min() + 1e-3) if log else z

@@ -15,11 +15,10 @@ from typing import Any
 
 import matplotlib.colors
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from PIL import Image  # matplotlib's own dependency
 
-from optimlab.landscape.functions import FUNCTIONS
+from optimlab.landscape.functions import surface
 
 COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "rmsprop": "tab:green",
           "adam": "tab:red", "adamw": "tab:purple"}
@@ -27,11 +26,7 @@ COLORS = {"sgd": "tab:blue", "momentum": "tab:orange", "rmsprop": "tab:green",
 
 def _contours(ax: Any, name: str, rec: dict[str, Any]) -> None:
     xmin, xmax, ymin, ymax = rec["bounds"]
-    xs, ys = np.linspace(xmin, xmax, 200), np.linspace(ymin, ymax, 200)
-    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1), dtype=torch.float64)
-    z = FUNCTIONS[name].f(grid).numpy()
-    if rec["log_contours"]:
-        z = np.log10(z - z.min() + 1e-3)
+    xs, ys, z = surface(name, rec["bounds"], rec["log_contours"], 200)
     ax.contourf(xs, ys, z, levels=30, cmap="Greys_r", alpha=0.6)
     ax.contour(xs, ys, z, levels=15, colors="white", linewidths=0.4)
     if rec["minimum"] is not None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from optimlab.landscape.functions import FUNCTIONS
+from optimlab.landscape.functions import surface
 from optimlab.report import interactive
 from optimlab.report.page import inline_png, write_page
 from optimlab.report.records import DamagedRecords, read_json
@@ -38,12 +37,7 @@ def load(out_dir: Path) -> dict[str, Any]:
 
 
 def contours(name: str, rec: dict[str, Any]) -> dict[str, Any]:
-    xmin, xmax, ymin, ymax = rec["bounds"]
-    xs, ys = np.linspace(xmin, xmax, CONTOUR_POINTS), np.linspace(ymin, ymax, CONTOUR_POINTS)
-    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1), dtype=torch.float64)
-    z = FUNCTIONS[name].f(grid).numpy()
-    if rec["log_contours"]:
-        z = np.log10(z - z.min() + 1e-3)
+    xs, ys, z = surface(name, rec["bounds"], rec["log_contours"], CONTOUR_POINTS)
     return {"x": interactive.rounded(xs, 4), "y": interactive.rounded(ys, 4),
             "z": [interactive.rounded(row, 4) for row in z],
             "log": bool(rec["log_contours"])}
