@@ -189,17 +189,13 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         return 2
     console.print(f"{sweep.store.path}: {len(sweep.store.runs())} finished runs stored; "
                   f"executor {cfg.executor}{cluster}")
+    stops: tuple[type[Exception], ...] = (DiskFull,)  # finished runs are safe: exit 1
+    if cfg.executor == "ray":
+        from optimlab.lab.ray_executor import ShardFailed
+        stops += (ShardFailed,)
     try:
-        if cfg.executor == "ray":
-            from optimlab.lab.ray_executor import ShardFailed
-            try:
-                records = _run_with_progress(sweep, console, args.tensorboard)
-            except ShardFailed as e:
-                print(f"optimlab sweep: error: {e}", file=sys.stderr)
-                return 1
-        else:
-            records = _run_with_progress(sweep, console, args.tensorboard)
-    except DiskFull as e:
+        records = _run_with_progress(sweep, console, args.tensorboard)
+    except stops as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 1
     for line in selection_lines(sweep.selection(), sweep.grids()):
