@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from optimlab.report import diagnostics as step_sizes
 from optimlab.report import interactive
 from optimlab.report.claims import lecture_claims
-from optimlab.report.diagnostics import render as diagnostics_figures
 from optimlab.report.page import (
     CLAIMS_TITLE,
     claims_html,
@@ -78,7 +78,7 @@ def render(out_dir: str | Path) -> Path:
         else []
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
-    figures += [inline_png(p, p.stem) for p in diagnostics_figures(diagnostics, out)]
+    figures += [inline_png(p, p.stem) for p in step_sizes.render(diagnostics, out)]
     claims = lecture_claims(records, tuned=_tuned(meta), diagnostics=diagnostics)
     summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
     tuning = [("η tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
