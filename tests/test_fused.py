@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -312,6 +313,51 @@ def test_state_that_does_not_fit_the_kernel_is_refused_not_written():
     opt.state[p]["exp_avg"] = torch.zeros(3, 4).t()  # e.g. loaded from a foreign state_dict
     with pytest.raises(RuntimeError, match="exp_avg of parameter 0 .* contiguous=False"):
         opt.step()
+
+
+def test_state_changed_in_place_after_it_was_checked_is_refused_not_written():
+    """A state tensor is checked in full once; later steps recheck the same tensor only for
+    what can change without replacing it: its address and contiguity."""
+    p = torch.zeros(4, 3, requires_grad=True)
+    opt = one_step([p], fused=True)
+    opt.step()  # the same state tensors as last step: the kept check
+    v = opt.state[p]["exp_avg"]
+    v.data = v.data.t()  # the same tensor object and address, no longer contiguous
+    with pytest.raises(RuntimeError, match="exp_avg of parameter 0 .* contiguous=False"):
+        opt.step()
+    v.data = torch.zeros(5)  # the same tensor object, another address and size
+    with pytest.raises(RuntimeError, match="exp_avg of parameter 0 .* 5 elements"):
+        opt.step()
+
+
+@pytest.mark.parametrize("name", ["adam", "adagrad", "rmsprop"])
+def test_step_counts_stay_zero_dim_tensors_and_follow_assignments_and_skipped_params(name):
+    """The group's step counts are advanced together, yet every state keeps its own 0-d
+    `step` tensor (torch's state_dict format); a count assigned or loaded is where the
+    next step continues, and a parameter without a gradient keeps its count."""
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = OPTIMIZERS[name]([a, b], lr=1e-3)
+
+    def step(*with_grad):
+        for p in (a, b):
+            p.grad = torch.ones_like(p) if any(p is q for q in with_grad) else None
+        opt.step()
+        return [opt.state_dict()["state"][i]["step"] for i in (0, 1)]
+
+    for _ in range(3):
+        counts = step(a, b)
+    assert all(t.dim() == 0 and t.dtype == torch.float32 for t in counts)
+    assert [t.item() for t in counts] == [3.0, 3.0]
+    assert [t.item() for t in step(a)] == [4.0, 3.0]  # b had no gradient
+    assert [t.item() for t in step(a, b)] == [5.0, 4.0]
+    opt.state[b]["step"] = torch.tensor(10.0)
+    assert [t.item() for t in step(a, b)] == [6.0, 11.0]
+    twin = OPTIMIZERS[name]([a, b], lr=1e-3)
+    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
+    step(a, b)
+    twin.step()  # the loaded one continues from what it loaded, apart from the original
+    assert [twin.state[p]["step"].item() for p in (a, b)] == [7.0, 12.0]
+    assert [opt.state[p]["step"].item() for p in (a, b)] == [7.0, 12.0]
 
 
 @pytest.mark.skipif(not measure.memory_probe_available(), reason="needs /proc/self/clear_refs")

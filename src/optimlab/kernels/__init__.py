@@ -35,7 +35,9 @@ BACKENDS = {"cpu": "optimlab.kernels.numba_cpu", "cuda": "optimlab.kernels.trito
 
 def backend(device_type: str) -> ModuleType:
     """The backend module for a device type; ImportError if its compiler is missing."""
-    return importlib.import_module(BACKENDS[device_type])
+    name = BACKENDS[device_type]
+    # every step asks: once imported, a dict lookup instead of importlib's machinery
+    return sys.modules.get(name) or importlib.import_module(name)
 
 
 def unscales(device_type: str) -> bool:

@@ -17,11 +17,11 @@ def layout(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
     addresses `.w`) while it still holds, else `build(params, addresses)` once
     `unavailable(params)` finds nothing wrong; or the reason string. Runs every step, so
     it checks only what can change between steps."""
-    w = pointers(params)
+    w = addresses(params)
     if previous is not None and still_holds(previous.params, previous.w, params, w):
         found = previous
     else:
-        found = unavailable(params) or build(params, w)
+        found = unavailable(params) or build(params, np.array(w, np.int64))
     return grads_unavailable(params, grads) or found
 
 
@@ -30,14 +30,20 @@ def pointers(tensors: Sequence[torch.Tensor]) -> np.ndarray:
     return np.fromiter(map(torch.Tensor.data_ptr, tensors), np.int64, len(tensors))
 
 
+def addresses(tensors: Sequence[torch.Tensor]) -> list[int]:
+    """The tensors' data addresses as a list: compared with `==` in a fraction of what
+    building and comparing arrays costs at a few tensors, as every step does."""
+    return [*map(torch.Tensor.data_ptr, tensors)]
+
+
 def still_holds(kept: Sequence[torch.Tensor], kept_w: np.ndarray,
-                params: Sequence[torch.Tensor], w: np.ndarray) -> bool:
+                params: Sequence[torch.Tensor], w: list[int]) -> bool:
     """A layout checked for `kept` (at addresses `kept_w`) holds for `params` at `w`: the
     same tensors at the same addresses, all contiguous. Their dtype, device and size cannot
     have changed then, except by writing through `.data` a view of another dtype at the
     same address, which nothing in torch does on its own."""
     return (len(kept) == len(params) and all(map(operator.is_, kept, params))
-            and np.array_equal(kept_w, w) and all(map(torch.Tensor.is_contiguous, params)))
+            and kept_w.tolist() == w and all(map(torch.Tensor.is_contiguous, params)))
 
 
 # The tensor types whose memory the kernels may read and write.

@@ -17,10 +17,11 @@ as state.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,10 @@ class Layout:
     first: np.ndarray
     w: np.ndarray        # the parameters' addresses when checked
     total: int
+    # state name -> (its tensors, their addresses, as a list too) when last checked by
+    # `_addresses`
+    states: dict[str, tuple[list[torch.Tensor], np.ndarray, list[int]]] = field(
+        default_factory=dict)
 
 
 def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
@@ -122,10 +127,26 @@ def _layout(params: Sequence[torch.Tensor], w: np.ndarray) -> Layout:
                   int(sizes.sum()))
 
 
-def _addresses(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype: torch.dtype,
+def _addresses(tensors: Sequence[torch.Tensor | None], lay: Layout, dtype: torch.dtype,
                what: str) -> np.ndarray:
     """Data addresses of state tensors, checked against their parameters (the kernel trusts
-    them, and a state_dict from elsewhere may hold anything)."""
+    them, and a state_dict from elsewhere may hold anything). Checked in full when they
+    are other tensors than last step's; the same tensors are only rechecked for what can
+    change (address, contiguity), as the parameters are (`_checks.still_holds`)."""
+    kept = lay.states.get(what)
+    if (kept is not None and len(kept[0]) == len(tensors)
+            and all(map(operator.is_, kept[0], tensors))
+            and _checks.addresses(tensors) == kept[2]  # type: ignore[arg-type]  # none is None
+            and all(map(torch.Tensor.is_contiguous, tensors))):  # type: ignore[arg-type]
+        return kept[1]
+    w = _checked(tensors, lay.sizes, dtype, what)
+    lay.states[what] = (list(tensors), w, w.tolist())  # type: ignore[arg-type]
+    return w
+
+
+def _checked(tensors: Sequence[torch.Tensor | None], sizes: np.ndarray, dtype: torch.dtype,
+             what: str) -> np.ndarray:
+    """`_addresses`'s full check."""
     present = [t for t in tensors if t is not None]
     if (len(present) == len(tensors) and all(t.dtype == dtype for t in present)
             and all(map(torch.Tensor.is_contiguous, present))
@@ -189,7 +210,7 @@ def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
             if b is None:
                 bufs[i] = torch.empty_like(params[i])
                 fresh[i] = True
-    v = _addresses(bufs, lay.sizes, params[0].dtype, "momentum_buffer") if heavy_ball \
+    v = _addresses(bufs, lay, params[0].dtype, "momentum_buffer") if heavy_ball \
         else _unused(len(params))
     hp = np.array([-lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1], lay.dtype)
     _run(k.sgd, lay, lay.w, g, v, fresh, hp, heavy_ball, nesterov)
@@ -202,7 +223,7 @@ def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
              layout: Layout | None = None) -> None:
     """Fused `momentum_reference`."""
     lay, g = _group(params, grads, layout)
-    v = _addresses(vs, lay.sizes, params[0].dtype, "momentum_buffer")
+    v = _addresses(vs, lay, params[0].dtype, "momentum_buffer")
     hp = np.array([-lr, momentum, 1 - momentum, weight_decay, -1 if maximize else 1], lay.dtype)
     _run(k.momentum, lay, lay.w, g, v, hp, nesterov)
 
@@ -215,10 +236,10 @@ def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
             layout: Layout | None = None) -> None:
     """Fused `rmsprop_reference`."""
     lay, g = _group(params, grads, layout)
-    dtype, n, sizes = params[0].dtype, len(params), lay.sizes
-    s = _addresses(ss, sizes, dtype, "square_avg")
-    m = _addresses(gs, sizes, dtype, "grad_avg") if centered else _unused(n)
-    b = _addresses(bufs, sizes, dtype, "momentum_buffer") if momentum > 0 else _unused(n)
+    dtype, n = params[0].dtype, len(params)
+    s = _addresses(ss, lay, dtype, "square_avg")
+    m = _addresses(gs, lay, dtype, "grad_avg") if centered else _unused(n)
+    b = _addresses(bufs, lay, dtype, "momentum_buffer") if momentum > 0 else _unused(n)
     hp = np.array([-lr, alpha, 1 - alpha, eps, weight_decay, momentum,
                    -1 if maximize else 1], lay.dtype)
     _run(k.rmsprop, lay, lay.w, g, s, m, b, hp, centered, momentum > 0)
@@ -233,14 +254,18 @@ def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
          layout: Layout | None = None) -> None:
     """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64 first."""
     lay, g = _group(params, grads, layout)
-    dtype, dt, sizes = params[0].dtype, lay.dtype, lay.sizes
-    v = _addresses(vs, sizes, dtype, "exp_avg")
-    s = _addresses(ss, sizes, dtype, "exp_avg_sq")
-    s_max = _addresses(s_maxes, sizes, dtype, "max_exp_avg_sq") if amsgrad \
+    dtype, dt = params[0].dtype, lay.dtype
+    v = _addresses(vs, lay, dtype, "exp_avg")
+    s = _addresses(ss, lay, dtype, "exp_avg_sq")
+    s_max = _addresses(s_maxes, lay, dtype, "max_exp_avg_sq") if amsgrad \
         else _unused(len(params))
-    bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
-    step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
-    bc2 = np.array([bc2 for _, bc2 in bcs], dt)
+    if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one correction
+        bc1_, bc2_ = corrections(beta1, beta2, steps[0], bias_correction)
+        step_size, bc2 = np.full(len(steps), -lr / bc1_, dt), np.full(len(steps), bc2_, dt)
+    else:
+        bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
+        step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
+        bc2 = np.array([bc2 for _, bc2 in bcs], dt)
     decay = 1 - lr * weight_decay if decoupled else 1.0
     hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
                    -1 if maximize else 1, decay], dt)
@@ -253,7 +278,7 @@ def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torc
             maximize: bool, layout: Layout | None = None) -> None:
     """Fused `adagrad_reference`; the decayed η per tensor, in float64 first."""
     lay, g = _group(params, grads, layout)
-    s = _addresses(ss, lay.sizes, params[0].dtype, "sum")
+    s = _addresses(ss, lay, params[0].dtype, "sum")
     step_size = np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype)
     hp = np.array([eps, weight_decay, -1 if maximize else 1], lay.dtype)
     _run(k.adagrad, lay, lay.w, g, s, step_size, hp)

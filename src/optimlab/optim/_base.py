@@ -8,6 +8,7 @@ implementation ("reference", "foreach" or "fused") for every param group.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, cast
 
@@ -77,6 +78,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         # id(group) -> (group, the fused kernels' layout of it last step), kept so that
         # a step only rechecks what can change (`kernels.fused_layout`)
         self._layouts: dict[int, tuple[dict[str, Any], Any]] = {}
+        # id(group) -> (group, its states' `step` tensors, the 1-d tensor they are views of)
+        self._counters: dict[int, tuple[dict[str, Any], list[torch.Tensor], torch.Tensor]] = {}
         super().__init__(params, defaults)
         # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
         # and `found_inf` on the optimizer for step(), which the CUDA kernels unscale in-kernel
@@ -124,6 +127,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("skipped_steps", 0)
         self.__dict__.setdefault("last_impl", [])
         self._layouts = {}
+        self._counters = {}
 
     # ---- stepping -----------------------------------------------------------------
     @torch.no_grad()
@@ -195,6 +199,30 @@ class BaseOptimizer(torch.optim.Optimizer):
             if not st:
                 st.update(self._init_state(p))
         return states
+
+    def _advance(self, group: dict[str, Any], states: list[dict[str, Any]]) -> list[int]:
+        """t ← t + 1 in every state's `step` (a 0-d tensor, as torch keeps it); the new t's.
+
+        The group's counts are views of one 1-d tensor, so that a step increments them
+        with one op and reads them back with one: kept while every state holds the same
+        tensor (loading a state_dict or assigning a `step` replaces it: then the counts are
+        gathered again from the values found).
+        """
+        steps = [st["step"] for st in states]
+        kept = self._counters.get(id(group))
+        if (kept is None or kept[0] is not group or len(kept[1]) != len(steps)
+                or not all(map(operator.is_, kept[1], steps))):
+            if not all(isinstance(t, torch.Tensor) and t.dim() == 0 and t.is_cpu
+                       and t.dtype == steps[0].dtype for t in steps):
+                torch._foreach_add_(steps, 1)  # as found (e.g. on another device): as torch
+                return [int(t.item()) for t in steps]
+            counts = torch.stack(steps)
+            steps = list(counts.unbind())
+            for st, t in zip(states, steps):
+                st["step"] = t
+            kept = self._counters[id(group)] = (group, steps, counts)
+        kept[2].add_(1)
+        return [int(t) for t in kept[2].tolist()]
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -88,14 +88,13 @@ class Adagrad(BaseOptimizer):
     def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
                 params: list[torch.Tensor], grads: list[torch.Tensor],
                 states: list[dict[str, Any]]) -> None:
-        step_counts = [st["step"] for st in states]
-        torch._foreach_add_(step_counts, 1)  # t ← t + 1, one op for the group
+        steps = self._advance(group, states)  # t ← t + 1
         for p, st in zip(params, states):
             if "sum" not in st:
                 st["sum"] = torch.full_like(p, value(group["initial_accumulator_value"]),
                                             memory_format=torch.preserve_format)
         fn(views(params), views(grads), views([st["sum"] for st in states]),
-           [int(t.item()) for t in step_counts], lr=value(group["lr"]),
+           steps, lr=value(group["lr"]),
            lr_decay=value(group["lr_decay"]), eps=value(group["eps"]),
            weight_decay=value(group["weight_decay"]), maximize=bool(group["maximize"]))
 

@@ -130,9 +130,7 @@ class Adam(BaseOptimizer):
                 params: list[torch.Tensor], grads: list[torch.Tensor],
                 states: list[dict[str, Any]]) -> None:
         amsgrad = bool(group["amsgrad"])
-        step_counts = [st["step"] for st in states]
-        torch._foreach_add_(step_counts, 1)  # t ← t + 1, one op for the group
-        steps = [int(t.item()) for t in step_counts]
+        steps = self._advance(group, states)  # t ← t + 1
         if amsgrad:
             for p, st in zip(params, states):
                 if "max_exp_avg_sq" not in st:

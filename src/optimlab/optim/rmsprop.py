@@ -140,7 +140,7 @@ class RMSprop(BaseOptimizer):
                 params: list[torch.Tensor], grads: list[torch.Tensor],
                 states: list[dict[str, Any]]) -> None:
         momentum, centered = value(group["momentum"]), bool(group["centered"])
-        torch._foreach_add_([st["step"] for st in states], 1)  # one op for the group
+        self._advance(group, states)  # t ← t + 1 (kept for torch's state_dict)
         for p, st in zip(params, states) if centered or momentum > 0 else ():
             # created on first need: a schedule may turn momentum on after the first step
             if centered and "grad_avg" not in st:
