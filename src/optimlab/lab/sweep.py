@@ -52,6 +52,7 @@ from optimlab.lab.grid import (
 )
 from optimlab.lab.store import Store, config_key
 from optimlab.train import CurvePoint, RunResult, TrainConfig
+from optimlab.train.record import family
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
 ROLES = ("grid", "one-shot", "tuned")
@@ -96,11 +97,6 @@ def best_per_optimizer(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if family(s) not in best or score > best[family(s)][0]:
             best[family(s)] = (score, run)
     return {name: run for name, (_, run) in best.items()}
-
-
-def family(record: dict[str, Any]) -> str:
-    """The run family (optimizer entry's label) of a summary record or stored config."""
-    return str(record.get("label") or record["optimizer"])
 
 
 def select(cfg: SweepConfig, runs: list[dict[str, Any]],

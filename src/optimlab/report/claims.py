@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from optimlab.train.record import family
+
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 # A spread of effective step sizes below this factor (q_hi/q_lo in one layer) is no contrast.
 STEP_CONTRAST = 2.0
@@ -96,7 +98,7 @@ def combine(verdicts: Sequence[str]) -> str:
 def _label(r: dict[str, Any]) -> str:
     hp = r.get("hyperparameters") or {}
     lr = f" η={hp['lr']:g}" if isinstance(hp.get("lr"), (int, float)) else ""
-    return str(r.get("label") or r["optimizer"]) + lr
+    return family(r) + lr
 
 
 def groups(records: Sequence[dict[str, Any]], optimizer: str) -> list[list[dict[str, Any]]]:

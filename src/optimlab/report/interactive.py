@@ -65,7 +65,7 @@ def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
                  if r["run"] in curves and (split, metric) in curves[r["run"]]]
         if not parts:
             continue
-        label = str(runs[0].get("label") or optimizer) + (f" ({hp})" if hp else "")
+        label = optimizer + (f" ({hp})" if hp else "")  # group_runs keys by family
         diverged = sum(bool(r.get("diverged")) for r in runs)
         steps, secs = x_axes(parts)
         out.append({"label": label + (f", {diverged} diverged" if diverged else ""),

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from optimlab.lab.grid import APPLIES, edges, point_value
 from optimlab.lab.store import FILENAME, Store
-from optimlab.lab.sweep import best_per_optimizer, family, final_value
+from optimlab.lab.sweep import best_per_optimizer, final_value
 from optimlab.report import interactive, sweep_interactive
 from optimlab.report.claims import lecture_claims
 from optimlab.report.page import (
@@ -38,6 +38,7 @@ from optimlab.report.plots import plot_curves
 from optimlab.report.records import curves_of_store_runs
 from optimlab.report.sweep_interactive import adam_pairs, stats
 from optimlab.report.table import hyperparameters_text, mean_std
+from optimlab.train.record import family
 
 BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "on the grid edge", "seeds",
                 "tuned val acc", "tuned test acc", "one-shot hyperparameters",

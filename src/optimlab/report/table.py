@@ -6,6 +6,8 @@ import math
 import statistics
 from typing import Any
 
+from optimlab.train.record import family
+
 COLUMNS = ("optimizer", "hyperparameters", "final test acc", "best test acc",
            "final train loss", "time to target", "steps/s", "optimizer ms/step", "diverged")
 
@@ -20,7 +22,7 @@ def group_runs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict
     seed), in run order."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        key = (r.get("label") or r["optimizer"], hyperparameters_text(r["hyperparameters"]))
+        key = (family(r), hyperparameters_text(r["hyperparameters"]))
         groups.setdefault(key, []).append(r)
     return groups
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.train import CurvePoint
+from optimlab.train.record import family
 
 HPARAM_METRICS = ("final_test_acc", "final_val_acc", "best_test_acc", "final_train_loss",
                   "final_test_loss", "time_to_target_s", "train_seconds")
@@ -52,7 +53,7 @@ def write_points(writer: Any, points: Iterable[CurvePoint]) -> None:
 
 def hparams(record: dict[str, Any]) -> dict[str, Any]:
     """The run's settings as HParams values (numbers, strings, bools; pairs split)."""
-    out: dict[str, Any] = {"optimizer": str(record.get("label") or record["optimizer"]),
+    out: dict[str, Any] = {"optimizer": family(record),
                            "seed": int(record.get("seed", 0))}
     for key, value in sorted((record.get("hyperparameters") or {}).items()):
         if isinstance(value, (list, tuple)):

@@ -69,6 +69,12 @@ def _time_to_target(curves: list[CurvePoint], config: TrainConfig) -> tuple[Any,
     return (hit.step, hit.train_seconds) if hit else (None, None)
 
 
+def family(record: dict[str, Any]) -> str:
+    """The run family (the optimizer entry's label) of a summary record or a stored config;
+    a record without a label (written before entries had labels): its optimizer's name."""
+    return str(record.get("label") or record["optimizer"])
+
+
 def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timings
                    ) -> dict[str, Any]:
     """The summary.json record of one run (JSON-able: non-finite numbers become null)."""
