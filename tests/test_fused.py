@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import GradientField, max_rel_err
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from optimlab import kernels
 from optimlab.bench import measure
@@ -358,6 +359,34 @@ def test_step_counts_stay_zero_dim_tensors_and_follow_assignments_and_skipped_pa
     twin.step()  # the loaded one continues from what it loaded, apart from the original
     assert [twin.state[p]["step"].item() for p in (a, b)] == [7.0, 12.0]
     assert [opt.state[p]["step"].item() for p in (a, b)] == [7.0, 12.0]
+
+
+def test_step_hooks_and_the_profiler_label_work_as_in_torch():
+    """The step skips torch's wrapper only while it has nothing to do: hooks registered on
+    the optimizer or globally run, in torch's order, and the profiler sees the step."""
+    p = torch.zeros(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    opt = OPTIMIZERS["adam"]([p], lr=0.1)
+    calls = []
+    handles = [opt.register_step_pre_hook(lambda o, a, k: calls.append(("pre", o, a))),
+               opt.register_step_post_hook(lambda o, a, k: calls.append(("post", o, a))),
+               register_optimizer_step_pre_hook(
+                   lambda o, a, k: calls.append(("global pre", o, a)))]
+    loss = opt.step(lambda: 7.0)
+    assert loss == 7.0 and opt.state[p]["step"].item() == 1
+    assert [c[0] for c in calls] == ["global pre", "pre", "post"]
+    assert all(c[1] is opt and c[2][0] is opt and c[2][1]() == 7.0 for c in calls)
+    for h in handles:
+        h.remove()
+    opt.step()
+    assert len(calls) == 3 and opt.state[p]["step"].item() == 2  # no hook left: no call
+    with torch.profiler.profile() as prof:
+        opt.step()
+    assert "Optimizer.step#Adam.step" in {e.name for e in prof.events()}
+    assert opt.state[p]["step"].item() == 3
+    with torch.enable_grad():
+        opt.step()
+        assert torch.is_grad_enabled()  # restored after the step, which runs without grad
 
 
 @pytest.mark.skipif(not measure.memory_probe_available(), reason="needs /proc/self/clear_refs")

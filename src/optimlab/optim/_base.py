@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, cast
 
 import torch
+import torch.optim.optimizer as torch_optimizer
 
 from optimlab import kernels
 from optimlab.optim._spec import OptimizerSpec
@@ -130,9 +131,32 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._counters = {}
 
     # ---- stepping -----------------------------------------------------------------
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Do one optimizer step; returns the closure's loss if a closure is given."""
+        """Do one optimizer step; returns the closure's loss if a closure is given.
+
+        torch.optim wraps every optimizer's step to run the step hooks and label it for
+        torch's profiler; at the lab's model sizes that wrapper costs as much as our
+        update. So the wrapper runs only when there is something for it to do: a hook
+        registered (on this optimizer or globally) or the profiler on.
+        """
+        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+                or _GLOBAL_HOOKS is None or any(_GLOBAL_HOOKS)
+                or torch._C._autograd._profiler_enabled()):
+            return _hooked_step(self, *(() if closure is None else (closure,)))
+        return self._step(closure)
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch.optim: do not wrap it again
+
+    def _step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """`step` itself, without grad (as torch's `@torch.no_grad()`, for less)."""
+        enabled = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
+            return self._step_no_grad(closure)
+        finally:
+            torch._C._set_grad_enabled(enabled)
+
+    def _step_no_grad(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -279,6 +303,16 @@ class BaseOptimizer(torch.optim.Optimizer):
             if group["fused"]:
                 raise RuntimeError(f"{type(self).__name__}(fused=True) cannot run here: {found}")
         return "foreach", None
+
+
+# torch.optim's global step hooks (`register_optimizer_step_pre_hook`, ...); None where
+# this torch keeps them elsewhere: then every step goes through torch's wrapper
+_GLOBAL_HOOKS = tuple(getattr(torch_optimizer, name, None) for name in (
+    "_global_optimizer_pre_hooks", "_global_optimizer_post_hooks"))
+if None in _GLOBAL_HOOKS:
+    _GLOBAL_HOOKS = None  # type: ignore[assignment]
+# torch's wrapper (hooks, profiler label "Optimizer.step#<class>.step") around our step
+_hooked_step = torch.optim.Optimizer.profile_hook_step(BaseOptimizer._step)
 
 
 def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:
