@@ -38,6 +38,7 @@ from optimlab.lab.experiment import (
 )
 from optimlab.lab.policy import DEFAULT_LR
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
+from optimlab.train.config import check_targets
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,7 @@ class CompareConfig(Experiment):
                if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf")}
         if bad:
             raise ValueError(f"Invalid lr: {bad}; allowed: numbers > 0")
-        t = self.target_acc
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
-                              or not 0 < t <= 1):
-            raise ValueError(f"Invalid target_acc: {t!r}; allowed: a number in (0, 1] or None")
+        check_targets(self.target_acc, None)
         for e in self.entries:
             self.hyperparameters(e)  # every family has an η
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from optimlab.lab.entries import Entry, parse_list, texts
 from optimlab.optim import LECTURE
 from optimlab.train import schedules
+from optimlab.train.config import check_positive_int, check_targets
 from optimlab.train.evaluation import TASKS
 
 # Used when a config gives neither `steps` nor `epochs` (compare's default): in 1500 steps
@@ -36,14 +37,6 @@ from optimlab.train.evaluation import TASKS
 DEFAULT_STEPS = 1500
 # curves.csv, in long format: one row per evaluated (run, step, split, metric).
 CURVE_COLUMNS = ("run", "step", "train_seconds", "split", "metric", "value")
-
-
-def check_positive_int(name: str, value: Any, *, optional: bool = False) -> None:
-    """A ValueError naming `name` unless `value` is an int >= 1 (or None when optional)."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -78,10 +71,7 @@ class Experiment:
         object.__setattr__(self, "_entries", parsed)
         if self.task not in TASKS:
             raise ValueError(f"Invalid task: {self.task!r}; allowed: {', '.join(TASKS)}")
-        tl = self.target_loss
-        if tl is not None and (isinstance(tl, bool) or not isinstance(tl, int | float)
-                               or not 0 < tl < float("inf")):
-            raise ValueError(f"Invalid target_loss: {tl!r}; allowed: a number > 0 or None")
+        check_targets(None, self.target_loss)
         for name in ("seeds", "batch_size", "eval_every"):
             check_positive_int(name, getattr(self, name))
         for name in ("steps", "epochs"):

@@ -21,9 +21,10 @@ from optimlab.lab.entries import (
     class_defaults,
     learning_rate,
 )
-from optimlab.lab.experiment import Experiment, check_positive_int, read_toml
+from optimlab.lab.experiment import Experiment, read_toml
 from optimlab.lab.policy import APPLIES, DEFAULT_LR_GRID
 from optimlab.optim import SPECS
+from optimlab.train.config import check_positive_int
 
 OPTIMIZER_NAMES = tuple(SPECS)
 # Values rounded to 3 significant digits: readable names, stable keys in the store.

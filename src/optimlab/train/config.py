@@ -18,9 +18,25 @@ from optimlab.train.evaluation import TASKS
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _positive_int(name: str, x: Any) -> None:
-    if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-        raise ValueError(f"Invalid {name}: {x!r}; allowed: an integer >= 1")
+def check_positive_int(name: str, value: Any, *, optional: bool = False) -> None:
+    """A ValueError naming `name` unless `value` is an int >= 1 (or None when optional)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid {name}: {value!r}; allowed: an integer >= 1")
+
+
+def _number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def check_targets(target_acc: Any, target_loss: Any) -> None:
+    """A ValueError unless each target of "time to target" is None or in its range."""
+    if target_acc is not None and not (_number(target_acc) and 0 < target_acc <= 1):
+        raise ValueError(f"Invalid target_acc: {target_acc!r}; allowed: None or a number "
+                         "in (0, 1]")
+    if target_loss is not None and not (_number(target_loss) and target_loss > 0):
+        raise ValueError(f"Invalid target_loss: {target_loss!r}; allowed: None or a number > 0")
 
 
 @dataclass(frozen=True)
@@ -55,19 +71,14 @@ class TrainConfig:
             object.__setattr__(self, "label", self.optimizer)
         if self.task not in TASKS:
             raise ValueError(f"Invalid task: {self.task!r}; allowed: {', '.join(TASKS)}")
-        tl = self.target_loss
-        if tl is not None and not (isinstance(tl, (int, float)) and math.isfinite(tl) and tl > 0):
-            raise ValueError(f"Invalid target_loss: {tl!r}; allowed: None or a number > 0")
         if not isinstance(self.hyperparameters, dict):
             raise TypeError(f"Invalid hyperparameters: {self.hyperparameters!r}; "
                             "expected a dict of optimizer keyword arguments")
         for name in ("steps", "batch_size", "eval_every"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
-        t = self.target_acc
-        if t is not None and not (isinstance(t, (int, float)) and 0 < t <= 1 and math.isfinite(t)):
-            raise ValueError(f"Invalid target_acc: {t!r}; allowed: None or a number in (0, 1]")
+        check_targets(self.target_acc, self.target_loss)
         if self.dtype not in DTYPES:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
         object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
