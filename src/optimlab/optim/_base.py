@@ -79,8 +79,10 @@ class BaseOptimizer(torch.optim.Optimizer):
         # id(group) -> (group, the fused kernels' layout of it last step), kept so that
         # a step only rechecks what can change (`kernels.fused_layout`)
         self._layouts: dict[int, tuple[dict[str, Any], Any]] = {}
-        # id(group) -> (group, its states' `step` tensors, the 1-d tensor they are views of)
-        self._counters: dict[int, tuple[dict[str, Any], list[torch.Tensor], torch.Tensor]] = {}
+        # id(group) -> (group, its states' `step` tensors, the 1-d tensor they are views of,
+        # ones like it: adding a tensor costs a third of adding a Python scalar)
+        self._counters: dict[int, tuple[dict[str, Any], list[torch.Tensor], torch.Tensor,
+                                        torch.Tensor]] = {}
         super().__init__(params, defaults)
         # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
         # and `found_inf` on the optimizer for step(), which the CUDA kernels unscale in-kernel
@@ -244,8 +246,8 @@ class BaseOptimizer(torch.optim.Optimizer):
             steps = list(counts.unbind())
             for st, t in zip(states, steps):
                 st["step"] = t
-            kept = self._counters[id(group)] = (group, steps, counts)
-        kept[2].add_(1)
+            kept = self._counters[id(group)] = (group, steps, counts, torch.ones_like(counts))
+        kept[2].add_(kept[3])
         return [int(t) for t in kept[2].tolist()]
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
