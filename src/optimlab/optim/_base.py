@@ -66,6 +66,7 @@ class BaseOptimizer(torch.optim.Optimizer):
 
     _impls: ClassVar[dict[str, Callable[..., None]]] = {}
     _sparse: ClassVar[bool] = False  # whether the reference update takes sparse gradients
+    spec: ClassVar[OptimizerSpec]  # bound by `register`
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
         if isinstance(params, torch.Tensor):
@@ -110,7 +111,7 @@ class BaseOptimizer(torch.optim.Optimizer):
             raise
 
     def _check_common(self, group: dict[str, Any]) -> None:
-        spec: OptimizerSpec = self.spec  # type: ignore[attr-defined]
+        spec: OptimizerSpec = self.spec
         spec.check({k: group[k] for k in spec.hyperparameters})
         check_choice("foreach", group["foreach"], (None, True, False))
         check_choice("fused", group["fused"], (None, True, False))

@@ -12,7 +12,7 @@ from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member
 
 
-def decayed_lr(lr: Any, lr_decay: Any, t: int) -> Any:
+def decayed_lr(lr: Any, lr_decay: Any, t: Any) -> Any:
     """η/(1 + (t−1)·lr_decay): torch's learning-rate decay at step t (counted from 1)."""
     return lr / (1 + (t - 1) * lr_decay)
 

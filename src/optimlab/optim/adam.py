@@ -9,15 +9,14 @@ from typing import Any
 import torch
 
 from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
-from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, Pair, register
+from optimlab.optim._spec import NONNEG, Batched, Flag, Number, OptimizerSpec, Pair, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 from optimlab.optim.momentum import average_
 from optimlab.optim.rmsprop import average_squares_
 
 
-def corrections(beta1: float, beta2: float, t: int, bias_correction: bool
-                ) -> tuple[float, float]:
-    """(1−β₁ᵗ, 1−β₂ᵗ), or (1, 1) without bias correction."""
+def corrections(beta1: Any, beta2: Any, t: Any, bias_correction: bool) -> tuple[Any, Any]:
+    """(1−β₁ᵗ, 1−β₂ᵗ), or (1, 1) without bias correction (floats, [K] tensors or arrays)."""
     return (1 - beta1**t, 1 - beta2**t) if bias_correction else (1.0, 1.0)
 
 
@@ -163,9 +162,9 @@ class AdamW(Adam):
                          nonfinite=nonfinite)
 
 
-_HYPERPARAMETERS = dict(lr=NONNEG, betas=Pair(("beta1", "beta2")), eps=NONNEG,
-                        weight_decay=NONNEG, amsgrad=Flag(), maximize=Flag(),
-                        bias_correction=Flag())
+_HYPERPARAMETERS: dict[str, Number | Flag | Pair] = dict(
+    lr=NONNEG, betas=Pair(("beta1", "beta2")), eps=NONNEG, weight_decay=NONNEG, amsgrad=Flag(),
+    maximize=Flag(), bias_correction=Flag())
 _VARIED = ("lr", "betas", "eps", "weight_decay")
 SPEC = register(OptimizerSpec(
     name="adam", cls=Adam, lecture=True, kernel="adam", hyperparameters=_HYPERPARAMETERS,

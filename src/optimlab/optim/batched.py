@@ -13,7 +13,7 @@ flat [K, P] tensor does each line as one large tensor op.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 Tensors = list[torch.Tensor]
 
 
+@overload
+def per_member(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor: ...
+@overload
+def per_member(h: float, like: torch.Tensor) -> float: ...
+@overload
+def per_member(h: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float: ...
 def per_member(h: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
     """A [K] hyperparameter shaped [K, 1, …, 1] to broadcast over a stacked tensor (a float
     stays a float).
