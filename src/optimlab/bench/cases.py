@@ -18,7 +18,8 @@ def bytes_per_param(name: str) -> int:
     SGD 12, Momentum 20, RMSprop 20, Adam 28). The state is counted after one step."""
     p = torch.zeros(2, requires_grad=True)
     p.grad = torch.ones(2)
-    opt = SPECS[name].cls([p], foreach=False)
+    # torch's stubs give type[Optimizer] no `foreach`; every registered class takes it
+    opt = SPECS[name].cls([p], foreach=False)  # type: ignore[call-arg]
     opt.step()
     tensors = [t for t in opt.state[p].values()
                if isinstance(t, torch.Tensor) and t.shape == p.shape]
@@ -86,7 +87,7 @@ def _torch_fused_probe(cls: type[torch.optim.Optimizer], kw: tuple[tuple[str, An
     p = torch.zeros(2, requires_grad=True)
     p.grad = torch.ones(2)
     try:
-        cls([p], **dict(kw), fused=True).step()
+        cls([p], **dict(kw), fused=True).step()  # type: ignore[call-arg]  # stubs: no `fused`
     except (RuntimeError, TypeError, ValueError):
         return False
     return True
@@ -94,7 +95,8 @@ def _torch_fused_probe(cls: type[torch.optim.Optimizer], kw: tuple[tuple[str, An
 
 def _torch_fuses(cls: type[torch.optim.Optimizer], kw: dict[str, Any]) -> bool:
     """Whether torch.optim's `cls` has a fused CPU step (SGD, Adam, AdamW, Adagrad do)."""
-    return _torch_fused_probe(cls, tuple(sorted(kw.items())))
+    # type[Optimizer] is hashable; mypy reads Optimizer.__hash__ as an instance method
+    return _torch_fused_probe(cls, tuple(sorted(kw.items())))  # type: ignore[arg-type]
 
 
 def make_params(shapes: list[tuple[int, ...]], dtype: torch.dtype,

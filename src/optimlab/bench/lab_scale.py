@@ -110,10 +110,10 @@ def run_lab_case(optimizer: str, model: str, dtype: torch.dtype, repeats: int, w
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             samples[name].append(runs[name](inner[name]) / inner[name])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, xs in samples.items():
-        impl, variant = name.split("/")
-        rows.append({"impl": impl, "variant": variant,
+        label, variant = name.split("/")
+        rows.append({"impl": label, "variant": variant,
                      "path": ",".join(getattr(opts[name], "last_impl", [])) or None,
                      "us": measure.median(xs) * 1e6, "samples_us": [x * 1e6 for x in xs]})
     for variant in VARIANTS:

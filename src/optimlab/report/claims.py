@@ -18,7 +18,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from optimlab.train.record import family
 
@@ -205,7 +205,8 @@ def learning_rate_is_crucial(lines: dict[str, dict[float, list[float | None]]]) 
         means = {lr: statistics.fmean(v) for lr, v in per_lr.items()  # type: ignore[arg-type]
                  if v and all(x is not None for x in v)}
         diverged = sorted(lr for lr, v in per_lr.items() if any(x is None for x in v))
-        spreads = [max(v) - min(v) for v in per_lr.values()  # type: ignore[type-var]
+        spreads = [max(cast("list[float]", v)) - min(cast("list[float]", v))
+                   for v in per_lr.values()
                    if len(v) > 1 and all(x is not None for x in v)]
         gap = max(means.values()) - min(means.values()) if means else 0.0
         best = max(means, key=means.__getitem__) if means else None

@@ -18,7 +18,8 @@ after 10 epochs (and 100 with --full).
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +100,7 @@ def _checks(steps: dict[str, float], losses: dict[str, dict[str, dict[float, flo
     want = {k(b1, 0.9999, False): (1 - b1) / math.sqrt(1 - 0.9999) for b1 in BETA1}
     gaps = {b2: [early[k(b1, b2, False)] - early[k(b1, b2, True)] for b1 in BETA1]
             for b2 in BETA2}
-    overall = min(best[last], key=best[last].get)
+    overall = min(best[last], key=cast("Callable[[str], float]", best[last].get))
     return [
         Check("without correction the first step is (1−β₁)/√(1−β₂) times η (β₂ = 0.9999)",
               " and ".join(f"{v:.0f}η (β₁={b1:g})" for b1, v in
@@ -146,7 +147,7 @@ def run(ctx: Context) -> Outcome:
     runs = train(ctx, configs, dataset)
 
     def key(hp: dict[str, Any]) -> str:
-        return k(*hp["betas"], hp["bias_correction"])
+        return k(*cast("tuple[float, float]", hp["betas"]), hp["bias_correction"])
 
     losses: dict[str, dict[str, dict[float, float]]] = {str(e): {} for e in epochs}
     for r in runs:

@@ -24,17 +24,19 @@ from optimlab.train import TrainConfig
 
 BATCH = 128  # the source's minibatch
 WEIGHT_DECAY = 1e-4  # λ of the L2 term λ/2‖w‖² (as the gradient term λw, every method)
-METHODS = {  # label -> (optimizer, its fixed hyperparameters)
+# label -> (optimizer, its fixed hyperparameters)
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "Adam": ("adam", {"betas": [0.9, 0.999], "eps": 1e-8}),
     "SGD-Nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
     "AdaGrad": ("adagrad", {}),
 }
 # α per method. Reduced: decades. --full: half decades around each method's best α of the
 # reduced run (the source's dense grid over its 45 passes would take hours on 2 shared cores).
-LR_GRID = {False: {label: (1e-3, 1e-2, 1e-1, 1.0) for label in METHODS},
-           True: {"Adam": (10 ** -1.5, 0.1, 10 ** -0.5),
-                  "SGD-Nesterov": (10 ** -0.5, 1.0, 10 ** 0.5),
-                  "AdaGrad": (10 ** -1.5, 0.1, 10 ** -0.5)}}
+LR_GRID: dict[bool, dict[str, tuple[float, ...]]] = {
+    False: {label: (1e-3, 1e-2, 1e-1, 1.0) for label in METHODS},
+    True: {"Adam": (10 ** -1.5, 0.1, 10 ** -0.5),
+           "SGD-Nesterov": (10 ** -0.5, 1.0, 10 ** 0.5),
+           "AdaGrad": (10 ** -1.5, 0.1, 10 ** -0.5)}}
 # A "pass" is the paper's: 60,000 training digits in minibatches of 128. α/√t decays per
 # step, so the curves are compared after the same numbers of steps on either data set.
 STEPS_PER_PASS = 60000 // BATCH
@@ -133,7 +135,7 @@ def run(ctx: Context) -> Outcome:
         best[label] = min(finals.values(), key=lambda r: r["summary"]["final_train_loss"]
                           if r["summary"]["final_train_loss"] is not None else math.inf)
     curves = {label: _loss_by_pass(r) for label, r in best.items()}
-    numbers = {"steps_per_pass": STEPS_PER_PASS, "final_train_loss_by_lr": grid,
+    numbers: dict[str, Any] = {"steps_per_pass": STEPS_PER_PASS, "final_train_loss_by_lr": grid,
                "chosen_lr": {k: r["config"]["hyperparameters"]["lr"] for k, r in best.items()},
                "train_loss_by_pass": curves,
                "final_test_acc": {k: r["summary"]["final_test_acc"] for k, r in best.items()}}

@@ -88,7 +88,8 @@ def train(name: str, lr: float, batch: int | None, steps: int, xs: tuple[torch.T
     """One run from w = 0: (record, curve rows). batch None: the full training set."""
     x_tr, y_tr, x_te, y_te, min_norm = xs
     w = torch.zeros(x_tr.shape[1], dtype=torch.float64, requires_grad=True)
-    opt = OPTIMIZERS["sgd" if name == "gd" else name]([w], lr=lr)
+    # torch's stubs give type[Optimizer] no `lr`; every registered class takes it
+    opt = OPTIMIZERS["sgd" if name == "gd" else name]([w], lr=lr)  # type: ignore[call-arg]
     g = torch.Generator().manual_seed(seed)
     every, curves, t0 = max(1, steps // EVALS), [], time.perf_counter()
 
@@ -207,7 +208,8 @@ def run(ctx: Context) -> Outcome:
         csv.writer(f).writerows([CURVE_COLUMNS, *rows])
     tmp.replace(ctx.out / "curves.csv")
     checks = _checks(records, infos)
-    best = {}  # per optimizer, draw 0: the run with the lowest final training loss
+    # per optimizer, draw 0: the run with the lowest final training loss
+    best: dict[str, dict[str, Any]] = {}
     for r in records:
         if r["draw"] == 0 and r["final_train_loss"] is not None:
             cur = best.get(r["optimizer"])
