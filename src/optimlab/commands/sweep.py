@@ -198,7 +198,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     except stops as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 1
-    for line in selection_lines(sweep.selection(), sweep.grids()):
+    for line in selection_lines(sweep.selected, sweep.grids()):
         console.print(line)
     console.print(f"{len(records)} runs in {out}/summary.json, curves.csv, sweep.sqlite")
     from optimlab.report.sweep import render  # the report reads the store, never trains

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from optimlab.data.dataset import describe
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
@@ -152,6 +153,9 @@ class Sweep:
         differ only by a grid that holds every stored grid point)."""
         # optimizer -> {key: values added past an edge of the grid (`extend_edges`)}
         self.extra: dict[str, dict[str, tuple[float, ...]]] = {}
+        # what the last `write_outputs` selected (and stored), so callers need not re-read
+        # the store's curves to ask again
+        self.selected: dict[str, dict[str, Any]] = {}
         ds = load_dataset(cfg, dataset)
         if cfg.select == "val" and len(ds.y_val) == 0:
             raise ValueError(f"Invalid select 'val': {cfg.dataset} has no validation split")
@@ -161,7 +165,7 @@ class Sweep:
         with self.guard():
             self.store.set_meta("settings", dataclasses.asdict(cfg))
             self.store.set_meta("command", command)
-            self.store.set_meta("dataset", ds.summary() if hasattr(ds, "summary") else ds.name)
+            self.store.set_meta("dataset", describe(ds))
             self.store.set_meta("environment", environment())
         self.on_result: Callable[[RunResult], None] | None = None
         self.on_progress: Callable[[Any], None] | None = None  # the Ray executor's counts
@@ -277,7 +281,7 @@ class Sweep:
         """summary.json and curves.csv from the store, each record with its "edge"."""
         with self.guard():
             runs = self.store.runs()  # read once: the store holds every run's curves
-            selection = self.selection(runs)
+            selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
             return write_outputs(self.store, selection, runs)
 
@@ -340,7 +344,7 @@ def tune(cfg: CompareConfig, sweep: Sweep, on_progress: Callable[[Any], None] | 
     "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}.
     `on_progress`: the sweep's steps as it goes (see `Sweep.run`)."""
     sweep.run(on_progress=on_progress)
-    found, grids = sweep.selection(), sweep.grids()
+    found, grids = sweep.selected, sweep.grids()
     lr, record = dict(cfg.lr), {}
     for name, chosen in found.items():
         hp = chosen["hyperparameters"]
