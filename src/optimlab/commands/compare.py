@@ -22,6 +22,7 @@ from rich.table import Table
 from optimlab import models, report
 from optimlab._imports import is_import_path
 from optimlab.commands._progress import steps_display
+from optimlab.data.dataset import describe
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
 from optimlab.lab.compare import load_settings
 from optimlab.lab.diagnostics import StepSizeRecorder
@@ -286,7 +287,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     except (ValueError, TypeError, OSError) as e:
         return _error(e)
     ds = comparison.dataset
-    console.print(ds.summary() if hasattr(ds, "summary") else ds.name)
+    console.print(describe(ds))
     if comparison.store.finished:
         console.print(f"resuming {out}: {len(comparison.store.finished)} finished runs kept")
     try:

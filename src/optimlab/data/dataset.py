@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,11 @@ class Dataset:
         """One line for logs and reports."""
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val / "
                 f"{len(self.y_test)} test, input {self.input_shape}, {self.num_classes} classes")
+
+
+def describe(ds: Any) -> str:
+    """`ds.summary()`, or the name of a dataset-like object without one (tests' stand-ins)."""
+    return str(ds.summary()) if hasattr(ds, "summary") else str(ds.name)
 
 
 def check_val_fraction(val_fraction: float) -> float:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimlab.data.dataset import describe
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.experiment import (
@@ -192,7 +193,7 @@ class Comparison:
             write_json(self.store.out / "config.json", {
                 "command": command, "settings": dataclasses.asdict(cfg),
                 **({"tuning": tuning} if tuning is not None else {}),
-                "dataset": ds.summary() if hasattr(ds, "summary") else ds.name,
+                "dataset": describe(ds),
                 "environment": environment()})
 
     def run(self, callbacks: CallbackFactory | None = None,
