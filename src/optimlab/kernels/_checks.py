@@ -25,6 +25,18 @@ def layout(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
     return grads_unavailable(params, grads) or found
 
 
+def first_buffers(bufs: list[torch.Tensor | None], params: Sequence[torch.Tensor],
+                  make: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """Create SGD's heavy-ball buffers missing on their first step (`make(param)`, the
+    backend's choice of fill); which were created, for the kernel's v₁ = g."""
+    fresh = np.zeros(len(params), np.bool_)
+    for i, b in enumerate(bufs):
+        if b is None:
+            bufs[i] = make(params[i])
+            fresh[i] = True
+    return fresh
+
+
 def pointers(tensors: Sequence[torch.Tensor]) -> np.ndarray:
     """The tensors' data addresses, int64."""
     return np.fromiter(map(torch.Tensor.data_ptr, tensors), np.int64, len(tensors))

@@ -204,12 +204,9 @@ def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
     """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
     lay, g = _group(params, grads, layout)
     heavy_ball = momentum != 0
-    fresh = np.zeros(len(params), np.bool_)
-    if heavy_ball:
-        for i, b in enumerate(bufs):
-            if b is None:
-                bufs[i] = torch.empty_like(params[i])
-                fresh[i] = True
+    # the kernel writes v₁ = g, so a new buffer need not be filled
+    fresh = _checks.first_buffers(bufs, params, torch.empty_like) if heavy_ball \
+        else np.zeros(len(params), np.bool_)
     v = _addresses(bufs, lay, params[0].dtype, "momentum_buffer") if heavy_ball \
         else _unused(len(params))
     hp = np.array([-lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1], lay.dtype)

@@ -164,12 +164,9 @@ def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
     """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
     lay, g = _group(params, grads, layout)
     heavy_ball = momentum != 0
-    fresh = np.zeros(len(params), np.int64)
-    if heavy_ball:
-        for i, b in enumerate(bufs):
-            if b is None:
-                bufs[i] = torch.zeros_like(params[i])  # loaded but unused (v₁ = g)
-                fresh[i] = 1
+    # a new buffer is loaded but unused (v₁ = g): zeros keep that load harmless
+    fresh = (_checks.first_buffers(bufs, params, torch.zeros_like) if heavy_ball
+             else np.zeros(len(params), np.bool_)).astype(np.int64)
     v = _addresses(bufs, lay, "momentum_buffer") if heavy_ball else _unused(len(params))
     hp = [lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1]
     _launch(k.sgd, lay, hp, [lay.w, g, v], [lay.sizes, fresh], grad_scale, found_inf,
