@@ -72,6 +72,9 @@ def main(out: str) -> None:
     if dist.get_rank() == 0:
         with open(out, "w") as f:
             json.dump(results, f)
+    # Both ranks leave together: a rank that tears gloo down while its peer still holds the
+    # connection can abort ("terminate called without an active exception"), seen once in CI.
+    dist.barrier()
     dist.destroy_process_group()
 
 
