@@ -12,16 +12,17 @@ from optimlab.lab.member_grads import member_grads, views
 from optimlab.models import build
 from optimlab.models.batched import HAND_WRITTEN_LOGITS, Workspace
 
-# One table: model, input shape, classes; the written-out paths and the vmap fallback (cnn).
+# One table: model, input shape, classes. Every model has a written-out path (the CNN's
+# signals with one channel and with two, and its images) and the vmap fallback.
 MODELS = [("logreg", (8,), 4), ("mlp", (8,), 4), ("mlp", (2, 5), 3), ("mlp", (40,), 10),
-          ("cnn", (12,), 4)]
+          ("cnn", (12,), 4), ("cnn", (40,), 10), ("cnn", (2, 9), 3), ("cnn", (3, 7, 6), 4)]
 K, B = 3, 7
 
 
-def stacked(name: str, shape: tuple[int, ...], classes: int):
-    """K float64 copies of the model from different seeds, as a [K, P] tensor."""
+def stacked(name: str, shape: tuple[int, ...], classes: int, members: int = K):
+    """`members` float64 copies of the model from different seeds, as a [K, P] tensor."""
     copies = []
-    for seed in range(K):
+    for seed in range(members):
         torch.manual_seed(seed)
         copies.append(build(name, shape, classes).double())
     shapes = [(n, p.shape) for n, p in copies[0].named_parameters()]
@@ -57,7 +58,23 @@ def test_member_gradients_equal_autograd_in_float64(name, shape, classes, hand_w
         torch.testing.assert_close(out[k], grad, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("name", ["logreg", "mlp"])
+@pytest.mark.parametrize("members,batch", [(1, 1), (1, 4), (2, 1), (5, 3)])
+@pytest.mark.parametrize("shape", [(40,), (1, 5, 4)])
+def test_cnn_gradients_equal_autograd_for_any_members_and_batch(shape, members, batch):
+    """K = 1, a batch of one, odd sizes: the written-out CNN against autograd (float64)."""
+    copies, shapes, flat = stacked("cnn", shape, 5, members)
+    g = torch.Generator().manual_seed(members * 10 + batch)
+    x = torch.randn(members, batch, *shape, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 5, (members, batch), generator=g)
+    out = torch.full_like(flat, math.nan)
+    losses = member_grads(copies[0])(views(flat, shapes), x, y, out)
+    for k, model in enumerate(copies):
+        loss, grad = autograd_reference(model, x[k], y[k])
+        assert float(losses[k]) == pytest.approx(loss, rel=1e-13)
+        torch.testing.assert_close(out[k], grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["logreg", "mlp", "cnn"])
 def test_a_nonfinite_member_leaves_the_others_untouched(name):
     copies, shapes, flat = stacked(name, (8,), 4)
     flat[1, 0] = math.inf

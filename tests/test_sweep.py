@@ -51,9 +51,9 @@ MEMBERS = [("sgd", {"lr": 0.1}), ("sgd", {"lr": 1e3}), ("sgd", {"lr": 2e3}),
            ("adam", {"lr": 3e-3, "betas": [0.5, 0.99], "weight_decay": 0.01})]
 
 
-def configs(dtype: str, steps: int, seeds: int = 2) -> list[TrainConfig]:
+def configs(dtype: str, steps: int, seeds: int = 2, model: str = "mlp") -> list[TrainConfig]:
     """The members under alternating seeds: one group holds `seeds` minibatch orders."""
-    return [TrainConfig(dataset="blobs", model="mlp", optimizer=name, hyperparameters=hp,
+    return [TrainConfig(dataset="blobs", model=model, optimizer=name, hyperparameters=hp,
                         steps=steps, batch_size=20, seed=i % seeds, eval_every=50, dtype=dtype)
             for i, (name, hp) in enumerate(MEMBERS)]
 
@@ -97,8 +97,10 @@ def rel(a: float, b: float) -> float:
 
 
 @pytest.mark.parametrize("seeds", [2, 1], ids=["two-orders", "one-shared-minibatch"])
-def test_each_vectorized_member_equals_its_single_run_in_float64(seeds):
-    cfgs = configs("float64", steps=200, seeds=seeds)
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_each_vectorized_member_equals_its_single_run_in_float64(model, seeds):
+    """Through the written-out backward (mlp, cnn): every member's curves and record."""
+    cfgs = configs("float64", steps=200, seeds=seeds, model=model)
     batched = collect(run_vectorized, cfgs, 64)
     for c in cfgs:
         single, member = train_run(c, DS), batched[key(c)]
@@ -108,13 +110,15 @@ def test_each_vectorized_member_equals_its_single_run_in_float64(seeds):
                                                           strict=True))
         assert worst <= 1e-9, (c.optimizer, c.hyperparameters, c.seed, worst)
         assert_same_record(member.record, single.record, rel=1e-9)
-    diverged = [c for c in cfgs if batched[key(c)].record["diverged"]]
-    assert {c.hyperparameters["lr"] for c in diverged} == {1e3, 2e3}  # only those, each alone
+    diverged = {c.hyperparameters["lr"] for c in cfgs if batched[key(c)].record["diverged"]}
+    # Only the huge steps, each alone; a CNN's ReLUs may all die at 1e3 instead of diverging.
+    assert diverged <= {1e3, 2e3} and 2e3 in diverged
+    assert model != "mlp" or diverged == {1e3, 2e3}
 
 
 @pytest.mark.parametrize("model", ["logreg", "cnn"])
 def test_other_models_train_vectorized_as_their_single_runs(model):
-    """logreg: the hand-written backward; cnn: the vmap fallback (float64, one seed)."""
+    """The written-out backward (float64, one seed; every other member)."""
     cfgs = [TrainConfig(dataset="blobs", model=model, optimizer=name, hyperparameters=hp,
                         steps=30, batch_size=20, seed=0, eval_every=10, dtype="float64")
             for name, hp in MEMBERS[::2]]

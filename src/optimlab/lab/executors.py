@@ -4,8 +4,8 @@
 - `processes`: the same, spread over CPU cores (one torch thread per process);
 - `vectorized`: configurations that share dataset, model, steps, batch size and dtype
   train together, K at a time. Parameters are stacked over the K members;
-  `optimlab.lab.member_grads` computes all K losses and gradients (the K small MLPs
-  become batched matmuls, the backward written out by hand for the lab's linear models,
+  `optimlab.lab.member_grads` computes all K losses and gradients (the K small models
+  become batched matmuls, the backward written out by hand for the built-in models,
   `vmap` of `functional_call` for the others), and `optimlab.optim.batched` updates
   every member with its own hyperparameters ([K] tensors), one optimizer per contiguous
   slice of members. Initial weights and minibatches follow the seeding contract of

@@ -9,7 +9,7 @@ of `out` ([K, P], parameters in `named_parameters` order):
   loss is the task's (`optimlab.train.task_loss`): mean cross-entropy or squared error.
 
 For the models with a hand-written batched backward (`optimlab.models.batched`:
-`LogReg`, `MLP`; classification) that one runs; any other model or task falls back to
+`LogReg`, `MLP`, the CNN; classification) that one runs; any other model or task falls back to
 `vmap(grad_and_value(functional_call))`.
 """
 
