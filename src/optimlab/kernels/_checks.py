@@ -60,6 +60,21 @@ def still_holds(kept: Sequence[torch.Tensor], kept_w: np.ndarray,
 
 # The tensor types whose memory the kernels may read and write.
 PLAIN = (torch.Tensor, torch.nn.Parameter)
+_PLAIN_TYPES = frozenset(PLAIN)
+
+
+def holds(previous: Any, params: Sequence[torch.Tensor],
+          grads: Sequence[torch.Tensor | None]) -> bool:
+    """Whether `layout` would return `previous` (which also has `.addresses`, its `w` as a
+    list) for these parameters and gradients, every gradient present and a plain tensor:
+    its checks as a few C-level passes, for a step that replays the last one (a sparse
+    gradient is not contiguous)."""
+    kept = previous.params
+    return (len(kept) == len(params) == [*map(type, grads)].count(torch.Tensor)
+            and all(map(operator.is_, kept, params))
+            and addresses(params) == previous.addresses
+            and all(map(torch.Tensor.is_contiguous, grads))  # type: ignore[arg-type]
+            and all(map(torch.Tensor.is_contiguous, params)))
 
 
 def subclass(tensors: Sequence[torch.Tensor | None], what: str) -> str | None:

@@ -74,6 +74,16 @@ class Layout:
     # `_addresses`
     states: dict[str, tuple[list[torch.Tensor], np.ndarray, list[int]]] = field(
         default_factory=dict)
+    addresses: list[int] = field(init=False)  # `w` as a list, for `_checks.holds`
+    zeros: np.ndarray = field(init=False)  # addresses of an unused state (never read)
+    # two per-tensor arrays of `dtype` a kernel call may fill (Adam's bias corrections)
+    scratch: tuple[np.ndarray, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.params)
+        self.addresses = self.w.tolist()
+        self.zeros = np.zeros(n, np.int64)
+        self.scratch = (np.empty(n, self.dtype), np.empty(n, self.dtype))
 
 
 def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
@@ -83,6 +93,9 @@ def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
     machine a thread that is descheduled for a while delays only its share.
     """
     tensor, first, sizes = layout.tensor, layout.first, layout.sizes
+    if layout.total < 2 * MIN_PER_THREAD:  # one thread whatever torch's count (most steps)
+        kernel(0, tensor.size, tensor, first, sizes, *args)
+        return
     threads = max(1, min(torch.get_num_threads(), layout.total // MIN_PER_THREAD))
     if threads == 1:
         kernel(0, tensor.size, tensor, first, sizes, *args)
@@ -136,7 +149,7 @@ def _addresses(tensors: Sequence[torch.Tensor | None], lay: Layout, dtype: torch
     kept = lay.states.get(what)
     if (kept is not None and len(kept[0]) == len(tensors)
             and all(map(operator.is_, kept[0], tensors))
-            and _checks.addresses(tensors) == kept[2]  # type: ignore[arg-type]  # none is None
+            and [*map(torch.Tensor.data_ptr, tensors)] == kept[2]  # type: ignore[arg-type]
             and all(map(torch.Tensor.is_contiguous, tensors))):  # type: ignore[arg-type]
         return kept[1]
     w = _checked(tensors, lay.sizes, dtype, what)
@@ -182,9 +195,196 @@ def _group(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
     return layout, _checks.pointers(grads)
 
 
-def _unused(n: int) -> np.ndarray:
+def _unused(lay: Layout) -> np.ndarray:
     """Addresses for a state the options leave out: never dereferenced."""
-    return np.zeros(n, np.int64)
+    return lay.zeros
+
+
+# Each kind's kernel call after the parameters' and gradients' addresses is its state
+# tensors' addresses (`states`, checked in full when they are other tensors than last
+# call's) and its scalars (`scalars`: the hyperparameters as arrays of the tensors' dtype,
+# per-tensor terms, flags), worked out from the reference's keyword arguments `kw`.
+# The drop-in functions below run a kind in one call; `prepare` keeps one group's call
+# between steps for an optimizer that replays its last step.
+States = Callable[[Layout, Sequence[torch.Tensor], list[list[Any]], dict[str, Any]],
+                  tuple[Any, ...]]
+Scalars = Callable[[Layout, "list[int] | None", dict[str, Any]], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    kernel: Callable[..., Any]
+    states: States
+    scalars: Scalars
+    # the arguments that choose which state tensors `states` takes (a prepared call holds
+    # only while they do not change)
+    structure: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda kw: ()
+
+
+def _sign(kw: dict[str, Any]) -> int:
+    return -1 if kw["maximize"] else 1
+
+
+def _sgd_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
+                kw: dict[str, Any]) -> tuple[Any, ...]:
+    (bufs,) = lists
+    if kw["momentum"] == 0:
+        return _unused(lay), np.zeros(len(params), np.bool_)
+    # the kernel writes v₁ = g, so a new buffer need not be filled
+    fresh = _checks.first_buffers(bufs, params, torch.empty_like)
+    return _addresses(bufs, lay, params[0].dtype, "momentum_buffer"), fresh
+
+
+def _sgd_scalars(lay: Layout, steps: list[int] | None, kw: dict[str, Any]) -> tuple[Any, ...]:
+    hp = np.array([-kw["lr"], kw["momentum"], 1 - kw["dampening"], kw["weight_decay"],
+                   _sign(kw)], lay.dtype)
+    return hp, kw["momentum"] != 0, kw["nesterov"]
+
+
+def _momentum_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
+                     kw: dict[str, Any]) -> tuple[Any, ...]:
+    return (_addresses(lists[0], lay, params[0].dtype, "momentum_buffer"),)
+
+
+def _momentum_scalars(lay: Layout, steps: list[int] | None,
+                      kw: dict[str, Any]) -> tuple[Any, ...]:
+    beta = kw["momentum"]
+    hp = np.array([-kw["lr"], beta, 1 - beta, kw["weight_decay"], _sign(kw)], lay.dtype)
+    return hp, kw["nesterov"]
+
+
+def _rmsprop_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
+                    kw: dict[str, Any]) -> tuple[Any, ...]:
+    ss, gs, bufs = lists
+    dtype = params[0].dtype
+    return (_addresses(ss, lay, dtype, "square_avg"),
+            _addresses(gs, lay, dtype, "grad_avg") if kw["centered"] else _unused(lay),
+            _addresses(bufs, lay, dtype, "momentum_buffer") if kw["momentum"] > 0
+            else _unused(lay))
+
+
+def _rmsprop_scalars(lay: Layout, steps: list[int] | None,
+                     kw: dict[str, Any]) -> tuple[Any, ...]:
+    alpha = kw["alpha"]
+    hp = np.array([-kw["lr"], alpha, 1 - alpha, kw["eps"], kw["weight_decay"], kw["momentum"],
+                   _sign(kw)], lay.dtype)
+    return hp, kw["centered"], kw["momentum"] > 0
+
+
+def _adam_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
+                 kw: dict[str, Any]) -> tuple[Any, ...]:
+    vs, ss, s_maxes = lists
+    dtype = params[0].dtype
+    return (_addresses(vs, lay, dtype, "exp_avg"), _addresses(ss, lay, dtype, "exp_avg_sq"),
+            _addresses(s_maxes, lay, dtype, "max_exp_avg_sq") if kw["amsgrad"]
+            else _unused(lay))
+
+
+def _adam_scalars(lay: Layout, steps: list[int] | None, kw: dict[str, Any]) -> tuple[Any, ...]:
+    """Bias corrections per tensor, in float64 first."""
+    assert steps is not None
+    lr, beta1, beta2, dt = kw["lr"], kw["beta1"], kw["beta2"], lay.dtype
+    bias_correction, decoupled = kw.get("bias_correction", True), kw["decoupled"]
+    if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one correction
+        bc1_, bc2_ = corrections(beta1, beta2, steps[0], bias_correction)
+        step_size, bc2 = lay.scratch
+        step_size.fill(-lr / bc1_)
+        bc2.fill(bc2_)
+    else:
+        bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
+        step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
+        bc2 = np.array([bc2 for _, bc2 in bcs], dt)
+    decay = 1 - lr * kw["weight_decay"] if decoupled else 1.0
+    hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, kw["eps"], kw["weight_decay"],
+                   _sign(kw), decay], dt)
+    return step_size, bc2, hp, decoupled, kw["amsgrad"]
+
+
+def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
+                    kw: dict[str, Any]) -> tuple[Any, ...]:
+    return (_addresses(lists[0], lay, params[0].dtype, "sum"),)
+
+
+def _adagrad_scalars(lay: Layout, steps: list[int] | None,
+                     kw: dict[str, Any]) -> tuple[Any, ...]:
+    """The decayed η per tensor, in float64 first."""
+    assert steps is not None
+    lr, lr_decay = kw["lr"], kw["lr_decay"]
+    step_size = np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype)
+    hp = np.array([kw["eps"], kw["weight_decay"], _sign(kw)], lay.dtype)
+    return step_size, hp
+
+
+_KINDS = {
+    "sgd": _Kind(k.sgd, _sgd_states, _sgd_scalars, lambda kw: (kw["momentum"] != 0,)),
+    "momentum": _Kind(k.momentum, _momentum_states, _momentum_scalars),
+    "rmsprop": _Kind(k.rmsprop, _rmsprop_states, _rmsprop_scalars,
+                     lambda kw: (kw["centered"], kw["momentum"] > 0)),
+    "adam": _Kind(k.adam, _adam_states, _adam_scalars, lambda kw: (kw["amsgrad"],)),
+    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars),
+}
+
+
+def _fused(kind: str, params: list[torch.Tensor], grads: list[torch.Tensor],
+           lists: list[list[Any]], steps: list[int] | None, kw: dict[str, Any],
+           layout: Layout | None) -> None:
+    """One call of `kind`'s kernel on the group."""
+    lay, g = _group(params, grads, layout)
+    kind_ = _KINDS[kind]
+    _run(kind_.kernel, lay, lay.w, g, *kind_.states(lay, params, lists, kw),
+         *kind_.scalars(lay, steps, kw))
+
+
+class Prepared:
+    """One group's kernel call kept between steps: the state tensors' addresses checked
+    once, the scalars worked out again only when the arguments or the counts change.
+
+    `holds(lists, kw)` says whether the call still takes these state tensors: the same
+    ones, at the same addresses, contiguous, and arguments that choose the same ones
+    (else prepare again); `run(grads, steps, kw)` then updates.
+    """
+
+    __slots__ = ("kind", "layout", "structure", "states", "tensors", "addresses", "kw",
+                 "scalars")
+
+    def __init__(self, kind: _Kind, layout: Layout, structure: tuple[Any, ...],
+                 states: tuple[Any, ...], tensors: list[torch.Tensor]):
+        self.kind, self.layout, self.structure, self.states = kind, layout, structure, states
+        self.tensors, self.addresses = tensors, _checks.addresses(tensors)
+        self.kw: dict[str, Any] | None = None
+        self.scalars: tuple[Any, ...] = ()
+
+    def holds(self, lists: list[list[Any]], kw: dict[str, Any]) -> bool:
+        tensors = _present(lists)
+        return (len(tensors) == len(self.tensors) and all(map(operator.is_, tensors, self.tensors))
+                and _checks.addresses(tensors) == self.addresses
+                and all(map(torch.Tensor.is_contiguous, tensors))
+                and (kw is self.kw or self.kind.structure(kw) == self.structure))
+
+    def run(self, grads: Sequence[torch.Tensor], steps: list[int] | None,
+            kw: dict[str, Any]) -> None:
+        lay = self.layout
+        if kw is not self.kw or steps is not None:
+            self.scalars, self.kw = self.kind.scalars(lay, steps, kw), kw
+        _run(self.kind.kernel, lay, lay.w, _checks.pointers(grads), *self.states, *self.scalars)
+
+
+def _present(lists: list[list[Any]]) -> list[torch.Tensor]:
+    return [t for ts in lists for t in ts if t is not None]
+
+
+def prepare(kind: str, params: Sequence[torch.Tensor], lists: list[list[Any]],
+            kw: dict[str, Any], layout: Layout) -> Prepared | None:
+    """Group `params`' call of `kind` (state tensors `lists`, arguments `kw` as the kernel
+    functions take them) on `layout`, kept for the steps that replay this one; None when
+    the call would first create state (SGD's heavy-ball buffers: the optimizer keeps
+    those, so its full step runs then)."""
+    kind_ = _KINDS[kind]
+    copies = [list(ts) for ts in lists]
+    states = kind_.states(layout, params, copies, kw)
+    if any(a is not b for ts, cs in zip(lists, copies) for a, b in zip(ts, cs)):
+        return None
+    return Prepared(kind_, layout, kind_.structure(kw), states, _present(lists))
 
 
 # kind -> kernel: every function decorated with `@_kernel`, under its own name
@@ -202,15 +402,9 @@ def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
         dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
         layout: Layout | None = None) -> None:
     """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
-    lay, g = _group(params, grads, layout)
-    heavy_ball = momentum != 0
-    # the kernel writes v₁ = g, so a new buffer need not be filled
-    fresh = _checks.first_buffers(bufs, params, torch.empty_like) if heavy_ball \
-        else np.zeros(len(params), np.bool_)
-    v = _addresses(bufs, lay, params[0].dtype, "momentum_buffer") if heavy_ball \
-        else _unused(len(params))
-    hp = np.array([-lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1], lay.dtype)
-    _run(k.sgd, lay, lay.w, g, v, fresh, hp, heavy_ball, nesterov)
+    _fused("sgd", params, grads, [bufs], None, dict(
+        lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+        nesterov=nesterov, maximize=maximize), layout)
 
 
 @_kernel
@@ -219,10 +413,9 @@ def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
              weight_decay: float, nesterov: bool, maximize: bool,
              layout: Layout | None = None) -> None:
     """Fused `momentum_reference`."""
-    lay, g = _group(params, grads, layout)
-    v = _addresses(vs, lay, params[0].dtype, "momentum_buffer")
-    hp = np.array([-lr, momentum, 1 - momentum, weight_decay, -1 if maximize else 1], lay.dtype)
-    _run(k.momentum, lay, lay.w, g, v, hp, nesterov)
+    _fused("momentum", params, grads, [vs], None, dict(
+        lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+        maximize=maximize), layout)
 
 
 @_kernel
@@ -232,14 +425,9 @@ def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
             weight_decay: float, momentum: float, centered: bool, maximize: bool,
             layout: Layout | None = None) -> None:
     """Fused `rmsprop_reference`."""
-    lay, g = _group(params, grads, layout)
-    dtype, n = params[0].dtype, len(params)
-    s = _addresses(ss, lay, dtype, "square_avg")
-    m = _addresses(gs, lay, dtype, "grad_avg") if centered else _unused(n)
-    b = _addresses(bufs, lay, dtype, "momentum_buffer") if momentum > 0 else _unused(n)
-    hp = np.array([-lr, alpha, 1 - alpha, eps, weight_decay, momentum,
-                   -1 if maximize else 1], lay.dtype)
-    _run(k.rmsprop, lay, lay.w, g, s, m, b, hp, centered, momentum > 0)
+    _fused("rmsprop", params, grads, [ss, gs, bufs], None, dict(
+        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+        centered=centered, maximize=maximize), layout)
 
 
 @_kernel
@@ -249,33 +437,18 @@ def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
          beta1: float, beta2: float, eps: float, weight_decay: float,
          decoupled: bool, amsgrad: bool, maximize: bool, bias_correction: bool = True,
          layout: Layout | None = None) -> None:
-    """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64 first."""
-    lay, g = _group(params, grads, layout)
-    dtype, dt = params[0].dtype, lay.dtype
-    v = _addresses(vs, lay, dtype, "exp_avg")
-    s = _addresses(ss, lay, dtype, "exp_avg_sq")
-    s_max = _addresses(s_maxes, lay, dtype, "max_exp_avg_sq") if amsgrad \
-        else _unused(len(params))
-    if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one correction
-        bc1_, bc2_ = corrections(beta1, beta2, steps[0], bias_correction)
-        step_size, bc2 = np.full(len(steps), -lr / bc1_, dt), np.full(len(steps), bc2_, dt)
-    else:
-        bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
-        step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
-        bc2 = np.array([bc2 for _, bc2 in bcs], dt)
-    decay = 1 - lr * weight_decay if decoupled else 1.0
-    hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay,
-                   -1 if maximize else 1, decay], dt)
-    _run(k.adam, lay, lay.w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad)
+    """Fused `adam_reference` (Adam and AdamW)."""
+    _fused("adam", params, grads, [vs, ss, s_maxes], steps, dict(
+        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+        decoupled=decoupled, amsgrad=amsgrad, maximize=maximize,
+        bias_correction=bias_correction), layout)
 
 
 @_kernel
 def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torch.Tensor],
             steps: list[int], *, lr: float, lr_decay: float, eps: float, weight_decay: float,
             maximize: bool, layout: Layout | None = None) -> None:
-    """Fused `adagrad_reference`; the decayed η per tensor, in float64 first."""
-    lay, g = _group(params, grads, layout)
-    s = _addresses(ss, lay, params[0].dtype, "sum")
-    step_size = np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype)
-    hp = np.array([eps, weight_decay, -1 if maximize else 1], lay.dtype)
-    _run(k.adagrad, lay, lay.w, g, s, step_size, hp)
+    """Fused `adagrad_reference`."""
+    _fused("adagrad", params, grads, [ss], steps, dict(
+        lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay, maximize=maximize),
+        layout)

@@ -12,10 +12,12 @@ import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, cast
 
+import numpy as np
 import torch
 import torch.optim.optimizer as torch_optimizer
 
 from optimlab import kernels
+from optimlab.kernels._checks import holds
 from optimlab.optim._spec import OptimizerSpec
 
 NONFINITE_MODES = ("apply", "skip", "raise")
@@ -55,17 +57,32 @@ def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize
     return grads
 
 
+class _Kept:
+    """A group's fused step as the last full step settled it (`BaseOptimizer._replay`)."""
+
+    __slots__ = ("group", "layout", "prepare", "call", "snapshot", "kw")
+
+    def __init__(self, group: dict[str, Any], layout: Any, prepare: Callable[..., Any]):
+        self.group, self.layout, self.prepare = group, layout, prepare
+        self.call: Any = None  # the backend's prepared call, made on the first replay
+        self.snapshot: list[Any] = []  # the group's hyperparameters when `kw` was made
+        self.kw: dict[str, Any] = {}
+
+
 class BaseOptimizer(torch.optim.Optimizer):
     """torch.optim.Optimizer with lazy state and a per-group implementation choice.
 
-    Subclasses define `_init_state(p)` and `_update(group, fn, views, params, grads,
-    states)`, `_impls`, their "reference" and "foreach" update functions, and optionally
-    `_validate(group)`; `spec` (bound by `register`) gives their hyperparameters' ranges
-    and the name of their fused kernel.
+    Subclasses define `_init_state(p)`, `_lists(group, params, states)` and
+    `_kwargs(group)` (the update's state lists and keyword arguments), `_impls`, their
+    "reference" and "foreach" update functions, and optionally `_validate(group)`;
+    `spec` (bound by `register`) gives their hyperparameters' ranges and the name of
+    their fused kernel.
     """
 
     _impls: ClassVar[dict[str, Callable[..., None]]] = {}
     _sparse: ClassVar[bool] = False  # whether the reference update takes sparse gradients
+    _counts: ClassVar[bool] = False  # whether each state counts its steps t (`_advance`)
+    _takes_steps: ClassVar[bool] = False  # whether the update takes the t's, after the lists
     spec: ClassVar[OptimizerSpec]  # bound by `register`
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
@@ -81,9 +98,12 @@ class BaseOptimizer(torch.optim.Optimizer):
         # a step only rechecks what can change (`kernels.fused_layout`)
         self._layouts: dict[int, tuple[dict[str, Any], Any]] = {}
         # id(group) -> (group, its states' `step` tensors, the 1-d tensor they are views of,
-        # ones like it: adding a tensor costs a third of adding a Python scalar)
+        # that tensor's memory as a numpy array)
         self._counters: dict[int, tuple[dict[str, Any], list[torch.Tensor], torch.Tensor,
-                                        torch.Tensor]] = {}
+                                        np.ndarray]] = {}
+        # what the last full step settled per group for `_replay`, or None: it did not
+        # take the fused path with every parameter in every group
+        self._kept: list[_Kept] | None = None
         super().__init__(params, defaults)
         # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
         # and `found_inf` on the optimizer for step(), which the CUDA kernels unscale in-kernel
@@ -132,6 +152,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("last_impl", [])
         self._layouts = {}
         self._counters = {}
+        self._kept = None
 
     # ---- stepping -----------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -160,6 +181,8 @@ class BaseOptimizer(torch.optim.Optimizer):
             torch._C._set_grad_enabled(enabled)
 
     def _step_no_grad(self, closure: Callable[[], Any] | None) -> Any:
+        if closure is None and self._kept is not None and self._replay(self._kept):
+            return None
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -172,6 +195,7 @@ class BaseOptimizer(torch.optim.Optimizer):
             return loss
         self.last_impl = []
         layouts: dict[int, tuple[dict[str, Any], Any]] = {}
+        kept: list[_Kept] = []
         for group in self.param_groups:
             params, grads, sparse = self._collect(group)
             if not params:
@@ -186,10 +210,62 @@ class BaseOptimizer(torch.optim.Optimizer):
             # the fused kernels take one dtype per group, so there parameter 0 tells
             is_complex = (params[0].is_complex() if impl == "fused"
                           else any(p.is_complex() for p in params))
-            self._update(group, self._function(impl, layout, params, grads, grad_scale),
-                         real_views if is_complex else _unchanged, params, grads, states)
+            fn = self._function(impl, layout, params, grads, grad_scale)
+            self._update(group, fn, real_views if is_complex else _unchanged, params, grads,
+                         states)
+            prepare = getattr(kernels.backend(params[0].device.type), "prepare", None) \
+                if impl == "fused" else None
+            if (prepare is not None and grad_scale is None and not is_complex
+                    and len(params) == len(group["params"])):
+                kept.append(_Kept(group, layout, prepare))
         self._layouts = layouts  # only this step's groups: a removed group's tensors go
+        self._kept = kept if len(kept) == len(self.param_groups) else None
         return loss
+
+    def _replay(self, kept: list[_Kept]) -> bool:
+        """The step of `_step_no_grad` when every group is as the last full step left it
+        (False, having changed nothing, when one is not: then the full step runs).
+
+        The same kernel runs with the same arguments: what the full step works out again
+        every time (which parameters have a gradient, whether any is sparse, the
+        implementation, the layout, the state tensors' checks, the keyword arguments) is
+        the backend's prepared call, and what can change between steps is checked as the
+        full step checks it: the group and its tensors by identity, the flags that choose
+        the path, the non-finite and GradScaler settings, every gradient present, plain
+        and contiguous, the layout's and the state tensors' addresses and contiguity, and
+        the hyperparameters (by identity: a scheduler's new η makes new arguments).
+        """
+        groups = self.param_groups
+        if (len(kept) != len(groups) or self.nonfinite != "apply"
+                or getattr(self, "found_inf", None) is not None
+                or getattr(self, "grad_scale", None) is not None):
+            return False
+        keys, ready = self.spec.hyperparameters, []
+        for k, group in zip(kept, groups):
+            params = group["params"]
+            if (k.group is not group or group["fused"] is False or group["foreach"]
+                    or not isinstance(params, list)):
+                return False
+            grads = [p.grad for p in params]
+            if not holds(k.layout, params, grads):
+                return False
+            snapshot = [*map(group.__getitem__, keys)]
+            if len(snapshot) != len(k.snapshot) or not all(
+                    map(operator.is_, snapshot, k.snapshot)):
+                k.snapshot, k.kw = snapshot, self._kwargs(group)
+            states = self._states(params) if self._needs_state(group) else []
+            lists = self._lists(group, params, states)
+            if k.call is None:
+                k.call = k.prepare(self.spec.kernel, params, lists, k.kw, k.layout)
+                if k.call is None:
+                    return False
+            elif not k.call.holds(lists, k.kw):
+                return False
+            ready.append((k, group, grads, states))
+        for k, group, grads, states in ready:
+            steps = self._advance(group, states) if self._counts else None
+            k.call.run(grads, steps if self._takes_steps else None, k.kw)
+        return True
 
     def _collect(self, group: dict[str, Any]
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], bool]:
@@ -247,11 +323,22 @@ class BaseOptimizer(torch.optim.Optimizer):
             steps = list(counts.unbind())
             for st, t in zip(states, steps):
                 st["step"] = t
-            kept = self._counters[id(group)] = (group, steps, counts, torch.ones_like(counts))
-        kept[2].add_(kept[3])
-        return [int(t) for t in kept[2].tolist()]
+            kept = self._counters[id(group)] = (group, steps, counts, counts.numpy())
+        counts_np = kept[3]  # the counts' memory, through numpy: a third of torch's add_
+        np.add(counts_np, 1, out=counts_np)
+        return [*map(int, counts_np.tolist())]
 
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
+               states: list[dict[str, Any]]) -> list[list[Any]]:  # pragma: no cover
+        """The update's state arguments, a list of tensors (or None) each, in its order;
+        creates the state the group's options need and the states lack."""
+        raise NotImplementedError
+
+    def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
+        """The update's keyword arguments for this group."""
         raise NotImplementedError
 
     def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
@@ -259,7 +346,10 @@ class BaseOptimizer(torch.optim.Optimizer):
                 states: list[dict[str, Any]]) -> None:
         """Call `fn`, an update with the reference's signature, on `views` of the group's
         tensors (`real_views` when the group has complex tensors)."""
-        raise NotImplementedError  # pragma: no cover - abstract
+        steps = self._advance(group, states) if self._counts else None  # t ← t + 1
+        lists = [views(ts) for ts in self._lists(group, params, states)]
+        fn(views(params), views(grads), *lists, *((steps,) if self._takes_steps else ()),
+           **self._kwargs(group))
 
     def _function(self, impl: str, layout: Any, params: list[torch.Tensor],
                   grads: list[torch.Tensor], grad_scale: torch.Tensor | None
@@ -273,7 +363,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         if impl != "fused":
             return self._impls[impl]
         extra = {"grad_scale": grad_scale} if in_kernel else {}
-        return functools.partial(kernels.get(self.spec.kernel), layout=layout, **extra)
+        kernel = kernels.backend(params[0].device.type).KERNELS[self.spec.kernel]
+        return functools.partial(kernel, layout=layout, **extra)
 
     def _grads_finite(self) -> bool:
         for gi, group in enumerate(self.param_groups):

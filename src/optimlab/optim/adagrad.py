@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member
 
@@ -85,18 +84,20 @@ class Adagrad(BaseOptimizer):
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"step": torch.tensor(0.0)}  # "sum" needs the group's initial value
 
-    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
-                params: list[torch.Tensor], grads: list[torch.Tensor],
-                states: list[dict[str, Any]]) -> None:
-        steps = self._advance(group, states)  # t ← t + 1
+    _counts = _takes_steps = True
+
+    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
+               states: list[dict[str, Any]]) -> list[list[Any]]:
         for p, st in zip(params, states):
             if "sum" not in st:
                 st["sum"] = torch.full_like(p, value(group["initial_accumulator_value"]),
                                             memory_format=torch.preserve_format)
-        fn(views(params), views(grads), views([st["sum"] for st in states]),
-           steps, lr=value(group["lr"]),
-           lr_decay=value(group["lr_decay"]), eps=value(group["eps"]),
-           weight_decay=value(group["weight_decay"]), maximize=bool(group["maximize"]))
+        return [[st["sum"] for st in states]]
+
+    def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
+        return dict(lr=value(group["lr"]), lr_decay=value(group["lr_decay"]),
+                    eps=value(group["eps"]), weight_decay=value(group["weight_decay"]),
+                    maximize=bool(group["maximize"]))
 
 
 SPEC = register(OptimizerSpec(

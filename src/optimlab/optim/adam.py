@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, Number, OptimizerSpec, Pair, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 from optimlab.optim.momentum import average_
@@ -125,23 +124,25 @@ class Adam(BaseOptimizer):
         zeros = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
         return {"step": torch.tensor(0.0), "exp_avg": zeros(), "exp_avg_sq": zeros()}
 
-    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
-                params: list[torch.Tensor], grads: list[torch.Tensor],
-                states: list[dict[str, Any]]) -> None:
+    _counts = _takes_steps = True
+
+    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
+               states: list[dict[str, Any]]) -> list[list[Any]]:
         amsgrad = bool(group["amsgrad"])
-        steps = self._advance(group, states)  # t ← t + 1
         if amsgrad:
             for p, st in zip(params, states):
                 if "max_exp_avg_sq" not in st:
                     st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return [[st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states],
+                [st.get("max_exp_avg_sq") if amsgrad else None for st in states]]
+
+    def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
-        fn(views(params), views(grads), views([st["exp_avg"] for st in states]),
-           views([st["exp_avg_sq"] for st in states]),
-           views([st.get("max_exp_avg_sq") if amsgrad else None for st in states]), steps,
-           lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2), eps=value(group["eps"]),
-           weight_decay=value(group["weight_decay"]), decoupled=self._decoupled,
-           amsgrad=amsgrad, maximize=bool(group["maximize"]),
-           bias_correction=bool(group["bias_correction"]))
+        return dict(lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2),
+                    eps=value(group["eps"]), weight_decay=value(group["weight_decay"]),
+                    decoupled=self._decoupled, amsgrad=bool(group["amsgrad"]),
+                    maximize=bool(group["maximize"]),
+                    bias_correction=bool(group["bias_correction"]))
 
 
 class AdamW(Adam):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 
@@ -96,13 +95,14 @@ class Momentum(BaseOptimizer):
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
-                params: list[torch.Tensor], grads: list[torch.Tensor],
-                states: list[dict[str, Any]]) -> None:
-        fn(views(params), views(grads),
-           views([st["momentum_buffer"] for st in states]), lr=value(group["lr"]),
-           momentum=value(group["momentum"]), weight_decay=value(group["weight_decay"]),
-           nesterov=bool(group["nesterov"]), maximize=bool(group["maximize"]))
+    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
+               states: list[dict[str, Any]]) -> list[list[Any]]:
+        return [[st["momentum_buffer"] for st in states]]
+
+    def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
+        return dict(lr=value(group["lr"]), momentum=value(group["momentum"]),
+                    weight_decay=value(group["weight_decay"]), nesterov=bool(group["nesterov"]),
+                    maximize=bool(group["maximize"]))
 
 
 SPEC = register(OptimizerSpec(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 from optimlab.optim.momentum import average_
@@ -136,24 +135,25 @@ class RMSprop(BaseOptimizer):
         return {"step": torch.tensor(0.0),
                 "square_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
-                params: list[torch.Tensor], grads: list[torch.Tensor],
-                states: list[dict[str, Any]]) -> None:
+    _counts = True  # t is kept for torch's state_dict; the update does not use it
+
+    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
+               states: list[dict[str, Any]]) -> list[list[Any]]:
         momentum, centered = value(group["momentum"]), bool(group["centered"])
-        self._advance(group, states)  # t ← t + 1 (kept for torch's state_dict)
         for p, st in zip(params, states) if centered or momentum > 0 else ():
             # created on first need: a schedule may turn momentum on after the first step
             if centered and "grad_avg" not in st:
                 st["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if momentum > 0 and "momentum_buffer" not in st:
                 st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        fn(views(params), views(grads),
-           views([st["square_avg"] for st in states]),
-           views([st.get("grad_avg") if centered else None for st in states]),
-           views([st.get("momentum_buffer") if momentum > 0 else None for st in states]),
-           lr=value(group["lr"]), alpha=value(group["alpha"]), eps=value(group["eps"]),
-           weight_decay=value(group["weight_decay"]), momentum=momentum, centered=centered,
-           maximize=bool(group["maximize"]))
+        return [[st["square_avg"] for st in states],
+                [st.get("grad_avg") if centered else None for st in states],
+                [st.get("momentum_buffer") if momentum > 0 else None for st in states]]
+
+    def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
+        return dict(lr=value(group["lr"]), alpha=value(group["alpha"]), eps=value(group["eps"]),
+                    weight_decay=value(group["weight_decay"]), momentum=value(group["momentum"]),
+                    centered=bool(group["centered"]), maximize=bool(group["maximize"]))
 
 
 SPEC = register(OptimizerSpec(
