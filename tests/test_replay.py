@@ -155,6 +155,29 @@ def test_replayed_steps_equal_the_reference_through_every_change(
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_tensor_hyperparameters_changed_in_place_are_read_every_step(name: str) -> None:
+    """A tensor η (or β) that a scheduler changes with `fill_` keeps its identity."""
+    runs = []
+    for impl in ({}, dict(foreach=False)):
+        gen = torch.Generator().manual_seed(1)
+        params = [torch.randn(s, dtype=torch.float64, generator=gen) for s in SHAPES]
+        kw: dict[str, Any] = dict(lr=torch.tensor(0.05))
+        if name == "adam":
+            kw["betas"] = (torch.tensor(0.9), torch.tensor(0.99))
+        opt = OPTIMIZERS[name](params, **kw, **impl)
+        for t in range(8):
+            for p, g in zip(params, gradients(params, t)):
+                p.grad = g
+            opt.step()
+            opt.param_groups[0]["lr"].fill_(0.05 / (t + 2))
+            if name == "adam":
+                opt.param_groups[0]["betas"][0].fill_(0.9 - 0.05 * t)
+        runs.append(params)
+    for p, q in zip(*runs, strict=True):
+        torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_a_replayed_step_refuses_what_the_full_step_refuses(name: str) -> None:
     """A sparse gradient or a tensor subclass after replayed steps gets the full step's
     answer (the reference path for SGD's sparse gradients; an error for Adam's)."""

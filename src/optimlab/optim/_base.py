@@ -60,13 +60,16 @@ def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize
 class _Kept:
     """A group's fused step as the last full step settled it (`BaseOptimizer._replay`)."""
 
-    __slots__ = ("group", "layout", "prepare", "call", "snapshot", "kw")
+    __slots__ = ("group", "layout", "prepare", "call", "snapshot", "lr", "kw", "tensors")
 
     def __init__(self, group: dict[str, Any], layout: Any, prepare: Callable[..., Any]):
         self.group, self.layout, self.prepare = group, layout, prepare
         self.call: Any = None  # the backend's prepared call, made on the first replay
-        self.snapshot: list[Any] = []  # the group's hyperparameters when `kw` was made
+        # the group's hyperparameters but η, and η, when `kw` was made
+        self.snapshot: list[Any] = []
+        self.lr: Any = None
         self.kw: dict[str, Any] = {}
+        self.tensors = False  # whether a hyperparameter is a tensor
 
 
 class BaseOptimizer(torch.optim.Optimizer):
@@ -240,7 +243,7 @@ class BaseOptimizer(torch.optim.Optimizer):
                 or getattr(self, "found_inf", None) is not None
                 or getattr(self, "grad_scale", None) is not None):
             return False
-        keys, ready = self.spec.hyperparameters, []
+        keys, ready = self._others, []
         for k, group in zip(kept, groups):
             params = group["params"]
             if (k.group is not group or group["fused"] is False or group["foreach"]
@@ -249,10 +252,20 @@ class BaseOptimizer(torch.optim.Optimizer):
             grads = [p.grad for p in params]
             if not holds(k.layout, params, grads):
                 return False
-            snapshot = [*map(group.__getitem__, keys)]
-            if len(snapshot) != len(k.snapshot) or not all(
-                    map(operator.is_, snapshot, k.snapshot)):
-                k.snapshot, k.kw = snapshot, self._kwargs(group)
+            snapshot, lr = [*map(group.__getitem__, keys)], group["lr"]
+            same = len(snapshot) == len(k.snapshot) and all(
+                map(operator.is_, snapshot, k.snapshot)) and not k.tensors
+            if not same:
+                k.snapshot, k.lr, k.kw = snapshot, lr, self._kwargs(group)
+                # a tensor may change in place (a scheduler's `fill_`): read them every step
+                k.tensors = _holds_tensor([*snapshot, lr])
+            elif lr is not k.lr:  # a scheduler's η, as a rule every step: only η changes
+                k.lr, k.kw = lr, {**k.kw, "lr": value(lr)}
+            if k.call is not None and not k.call.tensors and not self._counts:
+                if not k.call.holds([], k.kw):  # it would need state now
+                    return False
+                ready.append((k, group, grads, []))
+                continue
             states = self._states(params) if self._needs_state(group) else []
             lists = self._lists(group, params, states)
             if k.call is None:
@@ -338,8 +351,13 @@ class BaseOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
-        """The update's keyword arguments for this group."""
+        """The update's keyword arguments for this group (η as `lr`, a float)."""
         raise NotImplementedError
+
+    @functools.cached_property
+    def _others(self) -> tuple[str, ...]:
+        """The hyperparameters but η (a replayed step compares η on its own)."""
+        return tuple(key for key in self.spec.hyperparameters if key != "lr")
 
     def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
                 params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -407,6 +425,11 @@ if None in _GLOBAL_HOOKS:
     _GLOBAL_HOOKS = None  # type: ignore[assignment]
 # torch's wrapper (hooks, profiler label "Optimizer.step#<class>.step") around our step
 _hooked_step = torch.optim.Optimizer.profile_hook_step(BaseOptimizer._step)
+
+
+def _holds_tensor(values: Iterable[Any]) -> bool:
+    return any(isinstance(x, torch.Tensor) or (isinstance(x, tuple) and _holds_tensor(x))
+               for x in values)
 
 
 def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:
