@@ -202,13 +202,15 @@ def _unused(lay: Layout) -> np.ndarray:
 
 # Each kind's kernel call after the parameters' and gradients' addresses is its state
 # tensors' addresses (`states`, checked in full when they are other tensors than last
-# call's) and its scalars (`scalars`: the hyperparameters as arrays of the tensors' dtype,
-# per-tensor terms, flags), worked out from the reference's keyword arguments `kw`.
+# call's), the terms that change with the step counts (`per_step`: per-tensor arrays) and
+# its scalars (`scalars`: the hyperparameters as an array of the tensors' dtype, flags),
+# worked out from the reference's keyword arguments `kw`.
 # The drop-in functions below run a kind in one call; `prepare` keeps one group's call
 # between steps for an optimizer that replays its last step.
 States = Callable[[Layout, Sequence[torch.Tensor], list[list[Any]], dict[str, Any]],
                   tuple[Any, ...]]
-Scalars = Callable[[Layout, "list[int] | None", dict[str, Any]], tuple[Any, ...]]
+Scalars = Callable[[Layout, dict[str, Any]], tuple[Any, ...]]
+PerStep = Callable[[Layout, list[int], dict[str, Any]], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,14 @@ class _Kind:
     # the arguments that choose which state tensors `states` takes (a prepared call holds
     # only while they do not change)
     structure: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda kw: ()
+    # whether η enters `scalars` only as −η at the head of its first array, the `hp`
+    # (then a new η is written there instead of working out every scalar again)
+    lr_first: bool = False
+    # whether `scalars` read η at all, for these arguments
+    lr_in_scalars: Callable[[dict[str, Any]], bool] = lambda kw: True
+    # the arguments that change with the step counts t, before the scalars (for the
+    # kernels that take t)
+    per_step: PerStep | None = None
 
 
 def _sign(kw: dict[str, Any]) -> int:
@@ -235,7 +245,7 @@ def _sgd_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[An
     return _addresses(bufs, lay, params[0].dtype, "momentum_buffer"), fresh
 
 
-def _sgd_scalars(lay: Layout, steps: list[int] | None, kw: dict[str, Any]) -> tuple[Any, ...]:
+def _sgd_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     hp = np.array([-kw["lr"], kw["momentum"], 1 - kw["dampening"], kw["weight_decay"],
                    _sign(kw)], lay.dtype)
     return hp, kw["momentum"] != 0, kw["nesterov"]
@@ -246,8 +256,7 @@ def _momentum_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[li
     return (_addresses(lists[0], lay, params[0].dtype, "momentum_buffer"),)
 
 
-def _momentum_scalars(lay: Layout, steps: list[int] | None,
-                      kw: dict[str, Any]) -> tuple[Any, ...]:
+def _momentum_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     beta = kw["momentum"]
     hp = np.array([-kw["lr"], beta, 1 - beta, kw["weight_decay"], _sign(kw)], lay.dtype)
     return hp, kw["nesterov"]
@@ -263,8 +272,7 @@ def _rmsprop_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[lis
             else _unused(lay))
 
 
-def _rmsprop_scalars(lay: Layout, steps: list[int] | None,
-                     kw: dict[str, Any]) -> tuple[Any, ...]:
+def _rmsprop_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     alpha = kw["alpha"]
     hp = np.array([-kw["lr"], alpha, 1 - alpha, kw["eps"], kw["weight_decay"], kw["momentum"],
                    _sign(kw)], lay.dtype)
@@ -280,11 +288,10 @@ def _adam_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[A
             else _unused(lay))
 
 
-def _adam_scalars(lay: Layout, steps: list[int] | None, kw: dict[str, Any]) -> tuple[Any, ...]:
-    """Bias corrections per tensor, in float64 first."""
-    assert steps is not None
+def _adam_per_step(lay: Layout, steps: list[int], kw: dict[str, Any]) -> tuple[Any, ...]:
+    """−η/(1−β₁ᵗ) and 1−β₂ᵗ per tensor, in float64 first."""
     lr, beta1, beta2, dt = kw["lr"], kw["beta1"], kw["beta2"], lay.dtype
-    bias_correction, decoupled = kw.get("bias_correction", True), kw["decoupled"]
+    bias_correction = kw.get("bias_correction", True)
     if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one correction
         bc1_, bc2_ = corrections(beta1, beta2, steps[0], bias_correction)
         step_size, bc2 = lay.scratch
@@ -294,10 +301,15 @@ def _adam_scalars(lay: Layout, steps: list[int] | None, kw: dict[str, Any]) -> t
         bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
         step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
         bc2 = np.array([bc2 for _, bc2 in bcs], dt)
-    decay = 1 - lr * kw["weight_decay"] if decoupled else 1.0
+    return step_size, bc2
+
+
+def _adam_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
+    beta1, beta2, decoupled = kw["beta1"], kw["beta2"], kw["decoupled"]
+    decay = 1 - kw["lr"] * kw["weight_decay"] if decoupled else 1.0
     hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, kw["eps"], kw["weight_decay"],
-                   _sign(kw), decay], dt)
-    return step_size, bc2, hp, decoupled, kw["amsgrad"]
+                   _sign(kw), decay], lay.dtype)
+    return hp, decoupled, kw["amsgrad"]
 
 
 def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
@@ -305,23 +317,26 @@ def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[lis
     return (_addresses(lists[0], lay, params[0].dtype, "sum"),)
 
 
-def _adagrad_scalars(lay: Layout, steps: list[int] | None,
-                     kw: dict[str, Any]) -> tuple[Any, ...]:
+def _adagrad_per_step(lay: Layout, steps: list[int], kw: dict[str, Any]) -> tuple[Any, ...]:
     """The decayed η per tensor, in float64 first."""
-    assert steps is not None
     lr, lr_decay = kw["lr"], kw["lr_decay"]
-    step_size = np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype)
-    hp = np.array([kw["eps"], kw["weight_decay"], _sign(kw)], lay.dtype)
-    return step_size, hp
+    return (np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype),)
+
+
+def _adagrad_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
+    return (np.array([kw["eps"], kw["weight_decay"], _sign(kw)], lay.dtype),)
 
 
 _KINDS = {
-    "sgd": _Kind(k.sgd, _sgd_states, _sgd_scalars, lambda kw: (kw["momentum"] != 0,)),
-    "momentum": _Kind(k.momentum, _momentum_states, _momentum_scalars),
+    "sgd": _Kind(k.sgd, _sgd_states, _sgd_scalars, lambda kw: (kw["momentum"] != 0,),
+                 lr_first=True),
+    "momentum": _Kind(k.momentum, _momentum_states, _momentum_scalars, lr_first=True),
     "rmsprop": _Kind(k.rmsprop, _rmsprop_states, _rmsprop_scalars,
-                     lambda kw: (kw["centered"], kw["momentum"] > 0)),
-    "adam": _Kind(k.adam, _adam_states, _adam_scalars, lambda kw: (kw["amsgrad"],)),
-    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars),
+                     lambda kw: (kw["centered"], kw["momentum"] > 0), lr_first=True),
+    "adam": _Kind(k.adam, _adam_states, _adam_scalars, lambda kw: (kw["amsgrad"],),
+                  lr_in_scalars=lambda kw: kw["decoupled"], per_step=_adam_per_step),
+    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars,
+                     lr_in_scalars=lambda kw: False, per_step=_adagrad_per_step),
 }
 
 
@@ -331,8 +346,9 @@ def _fused(kind: str, params: list[torch.Tensor], grads: list[torch.Tensor],
     """One call of `kind`'s kernel on the group."""
     lay, g = _group(params, grads, layout)
     kind_ = _KINDS[kind]
-    _run(kind_.kernel, lay, lay.w, g, *kind_.states(lay, params, lists, kw),
-         *kind_.scalars(lay, steps, kw))
+    per_step = kind_.per_step(lay, steps, kw) if kind_.per_step is not None else ()
+    _run(kind_.kernel, lay, lay.w, g, *kind_.states(lay, params, lists, kw), *per_step,
+         *kind_.scalars(lay, kw))
 
 
 class Prepared:
@@ -345,7 +361,7 @@ class Prepared:
     """
 
     __slots__ = ("kind", "layout", "structure", "states", "tensors", "addresses", "kw",
-                 "scalars")
+                 "scalars", "per_step")
 
     def __init__(self, kind: _Kind, layout: Layout, structure: tuple[Any, ...],
                  states: tuple[Any, ...], tensors: list[torch.Tensor]):
@@ -353,6 +369,7 @@ class Prepared:
         self.tensors, self.addresses = tensors, _checks.addresses(tensors)
         self.kw: dict[str, Any] | None = None
         self.scalars: tuple[Any, ...] = ()
+        self.per_step: tuple[Any, ...] = ()
 
     def holds(self, lists: list[list[Any]], kw: dict[str, Any]) -> bool:
         tensors = _present(lists)
@@ -362,11 +379,26 @@ class Prepared:
                 and (kw is self.kw or self.kind.structure(kw) == self.structure))
 
     def run(self, grads: Sequence[torch.Tensor], steps: list[int] | None,
-            kw: dict[str, Any]) -> None:
-        lay = self.layout
-        if kw is not self.kw or steps is not None:
-            self.scalars, self.kw = self.kind.scalars(lay, steps, kw), kw
-        _run(self.kind.kernel, lay, lay.w, _checks.pointers(grads), *self.states, *self.scalars)
+            kw: dict[str, Any], only_lr: bool = False) -> None:
+        """One update; `only_lr`: `kw` differs from the last call's in η alone."""
+        lay, kind = self.layout, self.kind
+        if only_lr and self.kw is not None:
+            if kind.lr_first:
+                self.scalars[0][0] = -kw["lr"]  # rounded to the dtype as np.array rounds it
+            elif kind.lr_in_scalars(kw):
+                self.scalars = kind.scalars(lay, kw)
+        elif kw is not self.kw:
+            self.scalars = kind.scalars(lay, kw)
+        self.kw = kw
+        if kind.per_step is not None:
+            assert steps is not None
+            self.per_step = kind.per_step(lay, steps, kw)
+        g = np.fromiter(map(torch.Tensor.data_ptr, grads), np.int64, len(grads))
+        if lay.total < 2 * MIN_PER_THREAD:  # `_run`'s first case, without the call
+            kind.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.w, g,
+                        *self.states, *self.per_step, *self.scalars)
+        else:
+            _run(kind.kernel, lay, lay.w, g, *self.states, *self.per_step, *self.scalars)
 
 
 def _present(lists: list[list[Any]]) -> list[torch.Tensor]:

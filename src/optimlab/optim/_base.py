@@ -175,7 +175,10 @@ class BaseOptimizer(torch.optim.Optimizer):
     step.hooked = True  # type: ignore[attr-defined]  # torch.optim: do not wrap it again
 
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """`step` itself, without grad (as torch's `@torch.no_grad()`, for less)."""
+        """`step` itself, without grad (as torch's `@torch.no_grad()`, for less); a replay
+        of the last step makes no autograd op, so it runs as it is."""
+        if closure is None and self._kept is not None and self._replay(self._kept):
+            return None
         enabled = torch.is_grad_enabled()
         torch._C._set_grad_enabled(False)
         try:
@@ -184,8 +187,6 @@ class BaseOptimizer(torch.optim.Optimizer):
             torch._C._set_grad_enabled(enabled)
 
     def _step_no_grad(self, closure: Callable[[], Any] | None) -> Any:
-        if closure is None and self._kept is not None and self._replay(self._kept):
-            return None
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -238,10 +239,10 @@ class BaseOptimizer(torch.optim.Optimizer):
         and contiguous, the layout's and the state tensors' addresses and contiguity, and
         the hyperparameters (by identity: a scheduler's new η makes new arguments).
         """
-        groups = self.param_groups
+        groups, attributes = self.param_groups, self.__dict__
         if (len(kept) != len(groups) or self.nonfinite != "apply"
-                or getattr(self, "found_inf", None) is not None
-                or getattr(self, "grad_scale", None) is not None):
+                or attributes.get("found_inf") is not None
+                or attributes.get("grad_scale") is not None):
             return False
         keys, ready = self._others, []
         for k, group in zip(kept, groups):
@@ -255,16 +256,17 @@ class BaseOptimizer(torch.optim.Optimizer):
             snapshot, lr = [*map(group.__getitem__, keys)], group["lr"]
             same = len(snapshot) == len(k.snapshot) and all(
                 map(operator.is_, snapshot, k.snapshot)) and not k.tensors
+            only_lr = False
             if not same:
                 k.snapshot, k.lr, k.kw = snapshot, lr, self._kwargs(group)
                 # a tensor may change in place (a scheduler's `fill_`): read them every step
                 k.tensors = _holds_tensor([*snapshot, lr])
             elif lr is not k.lr:  # a scheduler's η, as a rule every step: only η changes
-                k.lr, k.kw = lr, {**k.kw, "lr": value(lr)}
+                k.lr, k.kw, only_lr = lr, {**k.kw, "lr": value(lr)}, True
             if k.call is not None and not k.call.tensors and not self._counts:
-                if not k.call.holds([], k.kw):  # it would need state now
+                if not same and not k.call.holds([], k.kw):  # it would need state now
                     return False
-                ready.append((k, group, grads, []))
+                ready.append((k, group, grads, [], only_lr))
                 continue
             states = self._states(params) if self._needs_state(group) else []
             lists = self._lists(group, params, states)
@@ -274,10 +276,10 @@ class BaseOptimizer(torch.optim.Optimizer):
                     return False
             elif not k.call.holds(lists, k.kw):
                 return False
-            ready.append((k, group, grads, states))
-        for k, group, grads, states in ready:
+            ready.append((k, group, grads, states, only_lr))
+        for k, group, grads, states, only_lr in ready:
             steps = self._advance(group, states) if self._counts else None
-            k.call.run(grads, steps if self._takes_steps else None, k.kw)
+            k.call.run(grads, steps if self._takes_steps else None, k.kw, only_lr)
         return True
 
     def _collect(self, group: dict[str, Any]
