@@ -346,7 +346,8 @@ def _fused(kind: str, params: list[torch.Tensor], grads: list[torch.Tensor],
     """One call of `kind`'s kernel on the group."""
     lay, g = _group(params, grads, layout)
     kind_ = _KINDS[kind]
-    per_step = kind_.per_step(lay, steps, kw) if kind_.per_step is not None else ()
+    per_step = kind_.per_step(lay, steps, kw) \
+        if kind_.per_step is not None and steps is not None else ()
     _run(kind_.kernel, lay, lay.w, g, *kind_.states(lay, params, lists, kw), *per_step,
          *kind_.scalars(lay, kw))
 

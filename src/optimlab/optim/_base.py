@@ -244,7 +244,8 @@ class BaseOptimizer(torch.optim.Optimizer):
                 or attributes.get("found_inf") is not None
                 or attributes.get("grad_scale") is not None):
             return False
-        keys, ready = self._others, []
+        keys = self._others
+        ready: list[tuple[_Kept, dict[str, Any], list[Any], list[Any], bool]] = []
         for k, group in zip(kept, groups):
             params = group["params"]
             if (k.group is not group or group["fused"] is False or group["foreach"]
