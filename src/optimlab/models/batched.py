@@ -188,11 +188,12 @@ def _to_param_order(g: torch.Tensor, out: torch.Tensor) -> None:
 
 
 class _Conv:
-    """What one convolution's backward needs from its forward."""
+    """One convolution as its backward needs it: geometry, windows, weights, shapes."""
 
-    def __init__(self, padded: torch.Tensor, cols: torch.Tensor, wb: torch.Tensor,
-                 out_shape: tuple[int, ...]) -> None:
-        self.padded, self.cols, self.wb, self.out_shape = padded, cols, wb, out_shape
+    def __init__(self, layer: tuple[int, int, int], cols: torch.Tensor, wb: torch.Tensor,
+                 in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        self.kernel, self.stride, self.padding = layer
+        self.cols, self.wb, self.in_shape, self.out_shape = cols, wb, in_shape, out_shape
         self.relu: torch.Tensor                             # its output, [K, B, *out, C]
 
 
@@ -204,7 +205,9 @@ def _cnn_forward(p: Params, x: torch.Tensor, ws: Workspace
     k, d = len(w0), w0.dim() - 3
     h = x.reshape(*x.shape[:2], w0.shape[2], *x.shape[x.dim() - d:]).movedim(2, -1)
     convs: list[_Conv] = []
-    for i, (kernel, stride, padding) in enumerate(LAYERS):
+    for i, layer in enumerate(LAYERS):
+        kernel, stride, padding = layer
+        in_shape = tuple(h.shape)
         padded = ws.filled(f"pad{i}", (*h.shape[:2], *(n + 2 * padding for n in
                                                        h.shape[2:2 + d]), h.shape[-1]), x, 0)
         if i == 0:
@@ -220,7 +223,7 @@ def _cnn_forward(p: Params, x: torch.Tensor, ws: Workspace
         z = torch.bmm(cols, wb.transpose(1, 2), out=ws(f"z{i}", (k, cols.shape[1],
                                                                  wb.shape[1]), x))
         h = z.view(*win.shape[:2 + d], wb.shape[1])
-        convs.append(_Conv(padded, cols, wb, tuple(h.shape)))
+        convs.append(_Conv(layer, cols, wb, in_shape, tuple(h.shape)))
     convs[-1].relu = h.clamp_min_(0)
     head = h.view(*h.shape[:2], -1)                         # [K, B, *out·C]
     wl = p["linear.weight"]
@@ -241,25 +244,31 @@ def _weight_grad(dz: torch.Tensor, cols: torch.Tensor, name: str, ws: Workspace
                      ).transpose(1, 2)
 
 
-def _col2im(dcols: torch.Tensor, conv: _Conv, kernel: int, stride: int, name: str,
-            ws: Workspace) -> torch.Tensor:
-    """The gradient w.r.t. a padded input [K, B, *spatial, C] from that of its windows,
-    dcols [K, B, *out, *kernel, C]: each tap's slice summed where it was read. The taps
-    below the stride read disjoint positions that cover all below stride·out, so they are
-    copied (first: `product` is lexicographic), the rest added (LAYERS have kernel ≥ stride)."""
+def _col2im(dcols: torch.Tensor, conv: _Conv, name: str, ws: Workspace) -> torch.Tensor:
+    """The gradient w.r.t. a convolution's input [K, B, *spatial, C] (padding left out)
+    from that of its windows, dcols [K, B, *out, *kernel, C]: each tap's slice summed where
+    it was read. The taps below the stride read disjoint positions that cover all below
+    stride·out, so they are copied (first: `product` is lexicographic) and the rest added
+    (LAYERS have kernel ≥ stride)."""
     out_sizes = conv.out_shape[2:-1]
-    grad = ws(name, tuple(conv.padded.shape), dcols)
+    grad = ws(name, conv.in_shape, dcols)
     for axis, n in enumerate(out_sizes, start=2):           # what no copied tap reaches
-        grad.narrow(axis, stride * n, grad.shape[axis] - stride * n).zero_()
-    for tap in itertools.product(range(kernel), repeat=len(out_sizes)):
-        at = grad[(slice(None), slice(None),
-                   *[slice(j, j + stride * (n - 1) + 1, stride)
-                     for j, n in zip(tap, out_sizes, strict=True)])]
-        src = dcols[(slice(None),) * (2 + len(out_sizes)) + tap]
-        if max(tap) < stride:
-            at.copy_(src)
+        reached = min(max(conv.stride * n - conv.padding, 0), grad.shape[axis])
+        grad.narrow(axis, reached, grad.shape[axis] - reached).zero_()
+    for tap in itertools.product(range(conv.kernel), repeat=len(out_sizes)):
+        at: list[slice] = [slice(None)] * 2
+        read: list[slice | int] = [slice(None)] * 2
+        for j, n, size in zip(tap, out_sizes, grad.shape[2:-1], strict=True):
+            first = max(0, -((j - conv.padding) // conv.stride))    # first l inside
+            last = min(n, (size - 1 + conv.padding - j) // conv.stride + 1)
+            start = j + conv.stride * first - conv.padding
+            at.append(slice(start, start + conv.stride * (last - first - 1) + 1, conv.stride))
+            read.append(slice(first, last))
+        src = dcols[tuple(read + list(tap))]
+        if max(tap) < conv.stride:
+            grad[tuple(at)].copy_(src)
         else:
-            at += src
+            grad[tuple(at)] += src
     return grad
 
 
@@ -275,8 +284,8 @@ def cnn_grads(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: Work
     torch.sum(dz, 2, out=out["linear.bias"])
     dh = torch.bmm(dz.transpose(1, 2), wl, out=ws("dhead", tuple(head.shape), x)).view(last)
     for i in range(len(convs) - 1, -1, -1):
-        conv, (kernel, stride, padding) = convs[i], LAYERS[i]
-        dz = _relu_backward(dh, conv.relu, ws(f"dz{i}", conv.out_shape, x))
+        conv = convs[i]
+        dz = _relu_backward(dh, conv.relu, dh)              # in place
         dz = dz.view(len(dz), -1, dz.shape[-1])             # [K, M, C_out]
         dwb = _weight_grad(dz, conv.cols, f"dwb{i}", ws)
         _to_param_order(dwb[..., :-1], out[f"convs.{i}.weight"])
@@ -284,9 +293,8 @@ def cnn_grads(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: Work
         if i > 0:
             dcols = torch.bmm(dz, conv.wb[..., :-1], out=ws(f"dcols{i}", (
                 *dz.shape[:2], conv.wb.shape[2] - 1), x))
-            dcols = dcols.view(*conv.out_shape[:-1], *(kernel,) * (len(last) - 3), -1)
-            dh = _interior(_col2im(dcols, conv, kernel, stride, f"dpad{i}", ws), padding,
-                           len(last) - 3)
+            dh = _col2im(dcols.view(*conv.out_shape[:-1], *(conv.kernel,) * (len(last) - 3),
+                                    -1), conv, f"dh{i - 1}", ws)
     return losses
 
 
