@@ -22,7 +22,7 @@ from optimlab.optim import OPTIMIZERS
 from optimlab.optim._base import BaseOptimizer
 
 SHAPES = [(6, 5), (5,), (3, 4, 2), (7,)]
-STEPS = 24
+STEPS = 50
 # float64: the fused kernels differ from the reference only in rounding order
 RTOL, ATOL = 1e-9, 1e-12
 
@@ -78,6 +78,27 @@ def _replaced_state(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str,
                 st[key] = x.clone()
 
 
+def _reset_state(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str, Any]) -> None:
+    """What some pruning code does: forget one parameter's state, start it afresh."""
+    opt.state[params[2]] = {}
+
+
+def _dropped_state(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str, Any]) -> None:
+    opt.state.pop(params[3], None)  # the next step starts it afresh
+
+
+def _deleted_state(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str, Any]) -> None:
+    del opt.state[params[0]]
+
+
+def _cleared_states(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str, Any]) -> None:
+    opt.state.clear()  # every parameter starts afresh
+
+
+def _emptied_state(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str, Any]) -> None:
+    opt.state[params[1]].clear()
+
+
 def _option(opt: BaseOptimizer, params: list[torch.Tensor], change: dict[str, Any]) -> None:
     for group in opt.param_groups:
         group.update(change)
@@ -95,12 +116,15 @@ def _fused_again(opt: BaseOptimizer, params: list[torch.Tensor], _: dict[str, An
             group["foreach"] = None
 
 
-# step -> change made to both optimizers before that step's gradients
+# step -> change made to both optimizers before that step's gradients; two steps apart,
+# so that the step before each change replayed (a change that the replay must refuse
+# makes the next step a full one)
 CHANGES: dict[int, Change] = {
-    4: _scheduler, 5: _scheduler, 6: _reload, 8: _moved_parameter, 10: _moved_state,
-    12: _replaced_state, 14: _option, 16: _unfused_once, 17: _fused_again,
+    4: _scheduler, 5: _scheduler, 6: _reload, 9: _moved_parameter, 12: _dropped_state,
+    15: _reset_state, 18: _moved_state, 21: _replaced_state, 24: _option, 27: _emptied_state,
+    30: _unfused_once, 31: _fused_again, 34: _deleted_state, 37: _cleared_states,
 }
-NO_GRAD_STEP, NONCONTIGUOUS_STEP, NAN_STEP, NEW_GROUP_STEP = 18, 19, 20, 21
+NO_GRAD_STEP, NONCONTIGUOUS_STEP, NAN_STEP, NEW_GROUP_STEP = 40, 42, 44, 46
 
 
 def _run(name: str, kw: dict[str, Any], change: dict[str, Any], impl: dict[str, Any]
@@ -148,7 +172,7 @@ def test_replayed_steps_equal_the_reference_through_every_change(
     ours, replays = _run(name, kw, change, {})
     reference, none = _run(name, kw, change, dict(foreach=False))
     assert none == 0  # the reference path never replays
-    # every step but those after a change that the replay must refuse (and the first)
+    # the steps between the changes that the replay must refuse (and after the first)
     assert replays >= STEPS // 2, replays
     for p, q in zip(ours, reference, strict=True):
         torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL)

@@ -7,6 +7,7 @@ implementation ("reference", "foreach" or "fused") for every param group.
 
 from __future__ import annotations
 
+import collections
 import functools
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -57,10 +58,48 @@ def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize
     return grads
 
 
+class _StateMap(collections.defaultdict):  # type: ignore[type-arg]
+    """`Optimizer.state` (a defaultdict(dict), as torch's), counting in `version` every
+    change of which dict a parameter maps to, so that a replayed step may keep the dicts
+    it found last step while the count stands (`update`, `|=`, `pop`, … included: the
+    dict's own C methods do not go through `__setitem__`)."""
+
+    version = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> Any:  # type: ignore[misc]
+        self.version += 1
+        return super().__ior__(other)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self.version += 1
+        return super().popitem()
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+
 class _Kept:
     """A group's fused step as the last full step settled it (`BaseOptimizer._replay`)."""
 
-    __slots__ = ("group", "layout", "prepare", "call", "snapshot", "lr", "kw", "tensors")
+    __slots__ = ("group", "layout", "prepare", "call", "snapshot", "lr", "kw", "tensors",
+                 "states", "version")
 
     def __init__(self, group: dict[str, Any], layout: Any, prepare: Callable[..., Any]):
         self.group, self.layout, self.prepare = group, layout, prepare
@@ -70,6 +109,9 @@ class _Kept:
         self.lr: Any = None
         self.kw: dict[str, Any] = {}
         self.tensors = False  # whether a hyperparameter is a tensor
+        # the group's state dicts last step, and the optimizer's state map's version then
+        self.states: list[dict[str, Any]] | None = None
+        self.version = -1
 
 
 class BaseOptimizer(torch.optim.Optimizer):
@@ -108,6 +150,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         # take the fused path with every parameter in every group
         self._kept: list[_Kept] | None = None
         super().__init__(params, defaults)
+        self.state = _StateMap(dict, self.state)
         # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
         # and `found_inf` on the optimizer for step(), which the CUDA kernels unscale in-kernel
         self._step_supports_amp_scaling = True
@@ -156,6 +199,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._layouts = {}
         self._counters = {}
         self._kept = None
+        if type(self.state) is not _StateMap:
+            self.state = _StateMap(dict, self.state)
 
     # ---- stepping -----------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -269,7 +314,16 @@ class BaseOptimizer(torch.optim.Optimizer):
                     return False
                 ready.append((k, group, grads, [], only_lr))
                 continue
-            states = self._states(params) if self._needs_state(group) else []
+            state = self.state
+            if k.states is not None and isinstance(state, _StateMap) \
+                    and state.version == k.version:
+                states = k.states  # every parameter still maps to the same dict
+                if not all(states):  # one emptied in place: the full step fills it again
+                    return False
+            else:
+                states = self._states(params) if self._needs_state(group) else []
+                k.states = states
+                k.version = state.version if isinstance(state, _StateMap) else -1
             lists = self._lists(group, params, states)
             if k.call is None:
                 k.call = k.prepare(self.spec.kernel, params, lists, k.kw, k.layout)
@@ -312,11 +366,11 @@ class BaseOptimizer(torch.optim.Optimizer):
         return True
 
     def _states(self, params: list[torch.Tensor]) -> list[dict[str, Any]]:
-        state = self.state
-        states = [state[p] for p in params]
-        for p, st in zip(params, states):
-            if not st:
-                st.update(self._init_state(p))
+        states = [*map(self.state.__getitem__, params)]
+        if not all(states):
+            for p, st in zip(params, states):
+                if not st:
+                    st.update(self._init_state(p))
         return states
 
     def _advance(self, group: dict[str, Any], states: list[dict[str, Any]]) -> list[int]:
