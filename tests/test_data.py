@@ -387,6 +387,46 @@ def test_mnist1d_second_load_reads_cache(mnist1d_cache, monkeypatch):
         torch.testing.assert_close(getattr(again, field), getattr(first, field))
 
 
+def _damaged_caches(good: bytes) -> dict[str, bytes]:
+    """Cache files that must not be trusted, by what is wrong with them."""
+    with np.load(io.BytesIO(good), allow_pickle=False) as f:
+        arrays = {k: f[k] for k in mnist1d_source.KEYS}
+    other = io.BytesIO()
+    np.savez(other, **arrays | {"y": arrays["y"][:-1]})  # one label short
+    floats = io.BytesIO()
+    np.savez(floats, **arrays | {"y": arrays["y"].astype(np.float32)})  # labels not integers
+    return {"truncated": good[: len(good) // 2], "not npz": b"not an npz file at all",
+            "empty": b"", "labels short": other.getvalue(), "float labels": floats.getvalue()}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not npz", "empty", "labels short",
+                                    "float labels"])
+def test_mnist1d_damaged_cache_is_regenerated(mnist1d_cache, tmp_path, monkeypatch, damage):
+    cache, first, _ = mnist1d_cache
+    good = (cache / mnist1d_source.CACHE_NAME).read_bytes()
+    (tmp_path / mnist1d_source.CACHE_NAME).write_bytes(_damaged_caches(good)[damage])
+    generated = []
+    fresh = mnist1d_source.read_cache(cache / mnist1d_source.CACHE_NAME)
+    monkeypatch.setattr(mnist1d_source, "generate", lambda: generated.append(1) or fresh)
+    again = load("mnist1d", cache_dir=tmp_path)
+    assert generated == [1]
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        torch.testing.assert_close(getattr(again, field), getattr(first, field))
+    # the damaged file was replaced by a good one: the next load reads it
+    assert (tmp_path / mnist1d_source.CACHE_NAME).read_bytes() != _damaged_caches(good)[damage]
+    load("mnist1d", cache_dir=tmp_path)
+    assert generated == [1]
+
+
+def test_mnist1d_unwritable_cache_still_loads(mnist1d_cache, tmp_path, monkeypatch):
+    cache, first, _ = mnist1d_cache
+    fresh = mnist1d_source.read_cache(cache / mnist1d_source.CACHE_NAME)
+    monkeypatch.setattr(mnist1d_source, "generate", lambda: fresh)
+    (tmp_path / "file").write_text("a file where the cache folder would be")
+    again = load("mnist1d", cache_dir=tmp_path / "file" / "cache")
+    torch.testing.assert_close(again.x_test, first.x_test)
+
+
 def test_mnist1d_is_the_default_and_needs_no_network():
     assert DATASETS[0] == "mnist1d"
 

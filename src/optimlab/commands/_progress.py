@@ -22,10 +22,15 @@ from rich.progress import (
 @contextmanager
 def steps_display(console: Console, label: str) -> Iterator[tuple[Callable[[Any], None], Console]]:
     """(show, console): `show(progress)` takes an executor's Progress (steps_done, steps,
-    shards_done, shards); print through `console` so lines appear above the bar."""
+    shards_done, shards); print through `console` so lines appear above the bar.
+
+    The bar is drawn when `show` is called (the executors call it a few times a second),
+    never by a refresh thread of its own: on a machine with as many cores as torch has
+    threads, a third thread waking up ten times a second preempts a torch worker in the
+    middle of a parallel op, and the others wait for it at the op's end."""
     columns = (TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=console, transient=True, auto_refresh=False) as bar:
         steps = bar.add_task(label, total=None)
         shards: list[TaskID] = []
 
@@ -35,5 +40,6 @@ def steps_display(console: Console, label: str) -> Iterator[tuple[Callable[[Any]
             if shards:
                 bar.update(shards[0], completed=p.shards_done, total=p.shards)
             bar.update(steps, completed=p.steps_done, total=p.steps)
+            bar.refresh()
 
         yield show, bar.console

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from optimlab._dynamo import dynamo_not_imported
 from optimlab._imports import is_import_path, optimizer_class
 
 LABEL = re.compile(r"^[A-Za-z0-9_][\w.+-]*$")
@@ -163,7 +164,8 @@ def check_hyperparameters(entry: Entry, cls: type, hyperparameters: dict[str, An
         raise ValueError(f"Invalid hyperparameter {unknown[0]!r} of {entry.name} in "
                          f"{entry.text!r}; allowed: {', '.join(allowed or ())}")
     try:
-        cls([torch.zeros(1, requires_grad=True)], **hyperparameters)
+        with dynamo_not_imported():
+            cls([torch.zeros(1, requires_grad=True)], **hyperparameters)
     except Exception as e:  # the class's own check: its message, on one line
         raise ValueError(f"Invalid {entry.text!r}: {' '.join(str(e).split())}") from None
 

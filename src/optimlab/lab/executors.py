@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch.func import functional_call
 
+from optimlab._dynamo import dynamo_not_imported
 from optimlab.lab.member_grads import member_grads, member_logits, views
 from optimlab.optim import OPTIMIZERS
 from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters, segment
@@ -155,7 +156,8 @@ def member_refusal(config: TrainConfig) -> str | None:
     if config.optimizer not in OPTIMIZERS:
         return f"{config.optimizer} has no batched update"
     try:
-        member_hyperparameters(config.optimizer, [config.hyperparameters])
+        with dynamo_not_imported():  # the check builds an optimizer that never steps
+            member_hyperparameters(config.optimizer, [config.hyperparameters])
     except ValueError as e:
         return str(e)
     return None
@@ -265,8 +267,9 @@ class _Group:
                                                   self.configs[i].hyperparameters)):
             n = len(list(rows))
             members = [self.configs[i].hyperparameters for i in self.alive[start:start + n]]
-            self.segments.append((BatchedOptimizer(name, self._slice(start, start + n),
-                                                   members), start, start + n))
+            with dynamo_not_imported():  # its check of each member builds a torch Optimizer
+                opt = BatchedOptimizer(name, self._slice(start, start + n), members)
+            self.segments.append((opt, start, start + n))
             start += n
 
     def _views(self) -> None:

@@ -1,0 +1,85 @@
+"""What a command pays besides training: torch._dynamo is not imported to validate
+optimizers, and the progress display starts no thread of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from rich.console import Console
+
+from optimlab._dynamo import SLOT, dynamo_not_imported
+from optimlab.commands._progress import steps_display
+from optimlab.lab.entries import parse_list
+from optimlab.lab.executors import Progress
+
+
+def _python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_vectorized_sweep_never_imports_dynamo():
+    """Checking entries and members builds optimizers that never step: torch._dynamo (≈1 s)
+    stays unimported, bad values are still refused with the class's message, and torch's
+    wrapper is left as it was."""
+    out = _python("""
+        import sys, torch
+        from optimlab.data import Dataset
+        from optimlab.lab.entries import parse_list
+        from optimlab.lab.executors import run_vectorized
+        from optimlab.train import TrainConfig
+
+        parse_list("sgd, momentum(nesterov=True), rmsprop, adam, adamw(weight_decay=0.1)")
+        for bad in ("adam(lr=-1)", "momentum(momentum=0, nesterov=True)"):
+            try:
+                parse_list(bad)
+            except ValueError as e:
+                print(e)
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(40, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
+        ds = Dataset("tiny", x, y, x[:8], y[:8], x[:8], y[:8], (4,), 3)
+        runs = [TrainConfig(dataset="tiny", model="mlp", optimizer=name, steps=3,
+                            batch_size=8, eval_every=2, hyperparameters={"lr": 0.01})
+                for name in ("sgd", "momentum", "rmsprop", "adam")]
+        results = []
+        run_vectorized(runs, ds, results.append)
+        assert len(results) == 4 and all(r.record["steps"] == 3 for r in results)
+        method = torch.optim.Optimizer.add_param_group.__wrapped__
+        print("dynamo imported:", "torch._dynamo" in sys.modules,
+              "slot left:", hasattr(method, "__dynamo_disable"))
+        """)
+    lines = out.splitlines()
+    assert lines[-1] == "dynamo imported: False slot left: False"
+    assert "Invalid 'adam(lr=-1)': Invalid lr: -1.0" in lines[0]
+    assert "nesterov=True with momentum=0" in lines[1]
+
+
+def test_with_dynamo_imported_the_wrapper_is_left_alone():
+    import torch._dynamo  # noqa: F401  (what a user's torch.compile does)
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)])  # torch fills its slot
+    method = torch.optim.Optimizer.add_param_group.__wrapped__
+    before = method.__dict__.get(SLOT)
+    assert before is not None and before is not method  # torch's dynamo-disabled twin
+    with dynamo_not_imported():
+        assert method.__dict__.get(SLOT) is before
+        with pytest.raises(ValueError, match="Invalid lr: -1"):
+            parse_list("adam(lr=-1)")
+    assert method.__dict__.get(SLOT) is before
+
+
+def test_progress_display_starts_no_thread():
+    """A refresh thread would preempt a torch worker on a machine with as many cores as
+    torch has threads; the bar is drawn when the executor reports instead."""
+    before = threading.active_count()
+    console = Console(force_terminal=True, width=80, record=True)
+    with steps_display(console, "steps") as (show, _):
+        assert threading.active_count() == before
+        show(Progress(0, 0, 30, 60))
+    assert "30/60" in console.export_text()
