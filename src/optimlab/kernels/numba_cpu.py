@@ -221,11 +221,9 @@ class _Kind:
     # the arguments that choose which state tensors `states` takes (a prepared call holds
     # only while they do not change)
     structure: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda kw: ()
-    # whether η enters `scalars` only as −η at the head of its first array, the `hp`
-    # (then a new η is written there instead of working out every scalar again)
-    lr_first: bool = False
-    # whether `scalars` read η at all, for these arguments
-    lr_in_scalars: Callable[[dict[str, Any]], bool] = lambda kw: True
+    # `new_lr(scalars, kw)` writes the η of `kw` into `scalars`, the `hp` array, where
+    # `scalars` put it (rounded to the dtype as np.array rounds it), for a new η alone
+    new_lr: Callable[[tuple[Any, ...], dict[str, Any]], None] = lambda scalars, kw: None
     # the arguments that change with the step counts t, before the scalars (for the
     # kernels that take t)
     per_step: PerStep | None = None
@@ -249,6 +247,10 @@ def _sgd_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     hp = np.array([-kw["lr"], kw["momentum"], 1 - kw["dampening"], kw["weight_decay"],
                    _sign(kw)], lay.dtype)
     return hp, kw["momentum"] != 0, kw["nesterov"]
+
+
+def _negative_lr_first(scalars: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    scalars[0][0] = -kw["lr"]
 
 
 def _momentum_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
@@ -312,6 +314,11 @@ def _adam_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     return hp, decoupled, kw["amsgrad"]
 
 
+def _adam_new_lr(scalars: tuple[Any, ...], kw: dict[str, Any]) -> None:
+    if kw["decoupled"]:
+        scalars[0][7] = 1 - kw["lr"] * kw["weight_decay"]
+
+
 def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
                     kw: dict[str, Any]) -> tuple[Any, ...]:
     return (_addresses(lists[0], lay, params[0].dtype, "sum"),)
@@ -329,14 +336,14 @@ def _adagrad_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
 
 _KINDS = {
     "sgd": _Kind(k.sgd, _sgd_states, _sgd_scalars, lambda kw: (kw["momentum"] != 0,),
-                 lr_first=True),
-    "momentum": _Kind(k.momentum, _momentum_states, _momentum_scalars, lr_first=True),
+                 _negative_lr_first),
+    "momentum": _Kind(k.momentum, _momentum_states, _momentum_scalars,
+                      new_lr=_negative_lr_first),
     "rmsprop": _Kind(k.rmsprop, _rmsprop_states, _rmsprop_scalars,
-                     lambda kw: (kw["centered"], kw["momentum"] > 0), lr_first=True),
+                     lambda kw: (kw["centered"], kw["momentum"] > 0), _negative_lr_first),
     "adam": _Kind(k.adam, _adam_states, _adam_scalars, lambda kw: (kw["amsgrad"],),
-                  lr_in_scalars=lambda kw: kw["decoupled"], per_step=_adam_per_step),
-    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars,
-                     lr_in_scalars=lambda kw: False, per_step=_adagrad_per_step),
+                  _adam_new_lr, per_step=_adam_per_step),
+    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars, per_step=_adagrad_per_step),
 }
 
 
@@ -384,10 +391,7 @@ class Prepared:
         """One update; `only_lr`: `kw` differs from the last call's in η alone."""
         lay, kind = self.layout, self.kind
         if only_lr and self.kw is not None:
-            if kind.lr_first:
-                self.scalars[0][0] = -kw["lr"]  # rounded to the dtype as np.array rounds it
-            elif kind.lr_in_scalars(kw):
-                self.scalars = kind.scalars(lay, kw)
+            kind.new_lr(self.scalars, kw)
         elif kw is not self.kw:
             self.scalars = kind.scalars(lay, kw)
         self.kw = kw
