@@ -13,8 +13,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from optimlab import models
 from optimlab.bench.lab_scale import LAB_MODELS, lab_shapes, run_lab_case
 from optimlab.bench.report import goals
-from optimlab.bench.sweep import flops_per_step, gemms, matmul_rate, torch_peer
+from optimlab.bench.sweep import flops_per_step, gemms, matmul_rate, step_times, torch_peer
 from optimlab.cli import main
+from optimlab.data import Dataset
+from optimlab.lab.grid import settings
 from optimlab.optim import OPTIMIZERS
 
 PEER_CASES = [("sgd", {"lr": 0.1}), ("momentum", {"lr": 0.1}),
@@ -86,10 +88,30 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
     (["--repeats", "0"], "repeats=0"),
     (["--optimizers", "lion"], "Invalid optimizer 'lion'"),
     (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
+    (["--step-times", "-1"], "Invalid --step-times -1"),
 ])
 def test_sweep_bench_bad_input_is_a_clean_cli_error(argv, words, capsys):
     assert main(["sweep-bench", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_step_times_ratios_come_from_the_medians():
+    gen = torch.Generator().manual_seed(0)
+    split = (torch.randn(60, 12, generator=gen), torch.randint(0, 3, (60,), generator=gen))
+    data = Dataset("tiny", *split, *split, *split, (12,), 3)
+    sw = settings({}, {"model": "cnn", "optimizers": "sgd,adam", "lr": "1e-2,1e-1",
+                       "batch_size": 10, "max_batch": 3})
+    r = step_times(sw, data, rounds=3, steps=2, threads=1)
+    assert (r["members"], r["rounds"], r["threads"]) == (3, 3, 1)
+    ms = r["ms"]
+    for key, samples in r["samples_ms"].items():
+        assert len(samples) == 3 and ms[key] == statistics.median(samples) > 0
+    assert ms["loop_x_members"] == pytest.approx(3 * ms["loop_step"])
+    for key in ("grads", "step", "grads_vmap", "step_vmap"):
+        assert r["speedup_vs_loop"][key] == pytest.approx(ms["loop_x_members"] / ms[key])
+    assert r["fraction_of_matmul"]["step"] == pytest.approx(ms["bmm"] / ms["step"])
+    assert r["gflop_per_step"] == pytest.approx(
+        3 * flops_per_step(gemms(models.build("cnn", (12,), 3), (12,), 10)) / 1e9)
 
 
 def test_lab_models_are_the_built_in_ones():

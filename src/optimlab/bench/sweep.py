@@ -23,6 +23,7 @@ sweep's members (`torch.bmm`), so "fraction of the matmul rate" compares like wi
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from optimlab.lab import ray_executor
+from optimlab.lab import executors, ray_executor
 from optimlab.lab.environment import environment
 from optimlab.lab.grid import EXECUTORS, SweepConfig, with_executor
+from optimlab.lab.member_grads import member_grads
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep, grid_configs
 from optimlab.train import TrainConfig, evaluate, init_model, on_device
@@ -94,12 +96,8 @@ def student_loop(config: TrainConfig, dataset: Any) -> dict[str, Any]:
     step, diverged = 0, False
     while step < config.steps and not diverged:
         for x, y in loader:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
             step += 1
-            diverged = not math.isfinite(loss.item())
+            diverged = not math.isfinite(loop_step(model, optimizer, x, y))
             if step == config.steps or diverged:
                 break
     train_s = time.perf_counter() - t0
@@ -109,6 +107,16 @@ def student_loop(config: TrainConfig, dataset: Any) -> dict[str, Any]:
             "final_test_acc": metrics["test"]["acc"],
             "final_train_loss": metrics["train"]["loss"],
             "wall_s": time.perf_counter() - t0}
+
+
+def loop_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+              y: torch.Tensor) -> float:
+    """The lecture's step: zero_grad, forward, cross_entropy, backward, step; the loss."""
+    optimizer.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
 
 
 def gemms(model: nn.Module, input_shape: tuple[int, ...], batch: int
@@ -313,6 +321,82 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
     return result
 
 
+def _cpu_ms(n: int, fn: Callable[..., object], *args: Any) -> float:
+    """CPU milliseconds per call of fn(*args), over n calls."""
+    t0 = time.process_time()
+    for _ in range(n):
+        fn(*args)
+    return (time.process_time() - t0) / n * 1e3
+
+
+def _next_step(group: executors.Group, taken: Iterator[int]) -> None:
+    group.step(next(taken), lambda result: None)
+
+
+def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
+               threads: int = 0) -> dict[str, Any]:
+    """CPU milliseconds of one training step (`time.process_time`: other processes on the
+    machine do not count) on `threads` torch threads (0: torch's default), medians of
+    `rounds` interleaved rounds of `steps` steps each:
+
+    - `loop_step`: the loop's step for the sweep's last configuration (its DataLoader's
+      next minibatch and `loop_step`), and × the group's members;
+    - `grads`, `step`: the vectorized executor's first group (`max_batch` members) —
+      its losses and gradients alone, and its whole step (minibatches, gradients, every
+      optimizer, bookkeeping) — through the model's written-out backward where it has one;
+      `grads_vmap`, `step_vmap` the same through `vmap`;
+    - `bmm`: the step's matrix products alone (`matmul_rate` on its shapes)."""
+    torch.set_num_threads(threads or torch.get_num_threads())
+    configs = grid_configs(sw, len(dataset.y_train))[:sw.max_batch]
+    groups = {"": executors.Group(configs, dataset), "_vmap": executors.Group(configs, dataset)}
+    groups["_vmap"].grad_fn = member_grads(groups["_vmap"].module, hand_written=False,
+                                           task=configs[0].task)
+    model = init_model(configs[-1].model, dataset, configs[-1].seed, configs[-1].torch_dtype)
+    cls, kw = torch_peer(configs[-1].optimizer, configs[-1].hyperparameters)
+    optimizer = cls(model.parameters(), **kw)
+    data = on_device(dataset, "cpu", configs[-1].torch_dtype)
+    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=sw.batch_size,
+                        shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    shapes = gemms(model, tuple(dataset.input_shape), sw.batch_size)
+    samples: dict[str, list[float]] = {k: [] for k in ("loop_step", "grads", "step",
+                                                       "grads_vmap", "step_vmap", "bmm")}
+    taken = itertools.count(1)
+    for _ in range(rounds):
+        for path, g in groups.items():
+            x, y = g.minibatches()
+            samples["grads" + path].append(_cpu_ms(steps, g.grad_fn, g.params, x, y, g.grads))
+            samples["step" + path].append(_cpu_ms(steps, _next_step, g, taken))
+        samples["loop_step"].append(_cpu_ms(10 * steps, lambda: loop_step(model, optimizer,
+                                                                           *next(batches))))
+        samples["bmm"].append(matmul_rate(shapes, len(configs), DTYPES[sw.dtype], rounds=3)[
+            "ms_per_step"])
+    ms = {k: statistics.median(v) for k, v in samples.items()}
+    ms["loop_x_members"] = ms["loop_step"] * len(configs)
+    return {"members": len(configs), "rounds": rounds, "threads": torch.get_num_threads(),
+            "ms": ms, "samples_ms": samples,
+            "gflop_per_step": flops_per_step(shapes) * len(configs) / 1e9,
+            "speedup_vs_loop": {k: ms["loop_x_members"] / ms[k] for k in
+                                ("grads", "step", "grads_vmap", "step_vmap")},
+            "fraction_of_matmul": {k: ms["bmm"] / ms[k] for k in ("step", "step_vmap")}}
+
+
+def format_step_times(r: dict[str, Any]) -> str:
+    """The step times for people: ms of CPU per step, the speed-up, the matmul fraction."""
+    ms = r["ms"]
+    lines = [f"{r['members']} members, {r['threads']} threads, CPU ms per step (medians of "
+             f"{r['rounds']} rounds); "
+             f"{r['gflop_per_step']:.3f} GFLOP of matrix products per step, "
+             f"bmm alone {ms['bmm']:.2f} ms",
+             f"  loop: {ms['loop_step']:.3f} per configuration, {ms['loop_x_members']:.2f} "
+             f"× {r['members']}"]
+    for path, name in (("", "written-out"), ("_vmap", "vmap")):
+        lines.append(f"  {name + ':':<13}gradients {ms['grads' + path]:.2f}, step "
+                     f"{ms['step' + path]:.2f}: {r['speedup_vs_loop']['step' + path]:.2f}× "
+                     f"the loop, {r['fraction_of_matmul']['step' + path]:.0%} of the matmul rate")
+    return "\n".join(lines)
+
+
 def format_summary(result: dict[str, Any]) -> str:
     """A few lines for people: each row's wall clock, speed-up and matmul fraction."""
     f = result["flops"]
@@ -330,5 +414,5 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 __all__ = ["PEERS", "ROWS", "SweepBenchConfig", "agreement", "command_argv", "flops_per_step",
-           "format_summary", "gemms", "matmul_rate", "run_sweep_bench",
-           "student_loop", "torch_peer"]
+           "format_step_times", "format_summary", "gemms", "loop_step", "matmul_rate",
+           "run_sweep_bench", "step_times", "student_loop", "torch_peer"]

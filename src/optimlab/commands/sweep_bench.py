@@ -16,8 +16,10 @@ from optimlab.bench.sweep import (
     DEFAULT_ROWS,
     ROWS,
     SweepBenchConfig,
+    format_step_times,
     format_summary,
     run_sweep_bench,
+    step_times,
 )
 from optimlab.lab.experiment import load_dataset
 from optimlab.lab.grid import settings
@@ -45,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads for every row (default 0: torch's, one per core)")
     p.add_argument("--repeats", type=int, default=1,
                    help="rounds of all rows, order rotated; medians reported (default 1)")
+    p.add_argument("--step-times", type=int, default=0, metavar="ROUNDS",
+                   help="instead of the rows: CPU time of one training step — the loop's, the "
+                        "vectorized group's through its written-out backward and through vmap, "
+                        "the matrix products alone — medians of ROUNDS interleaved rounds")
     p.add_argument("--json", type=Path, help="also write the result to this file")
 
 
@@ -57,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
                                rows=tuple(r.strip() for r in args.rows.split(",")),
                                threads=args.threads, repeats=args.repeats)
         cfg.validate()
+        if args.step_times < 0:
+            raise ValueError(f"Invalid --step-times {args.step_times}; allowed: a number of "
+                             "rounds >= 1 (0: time the rows instead)")
         if args.json is not None and not args.json.parent.is_dir():
             raise ValueError(f"Invalid --json {args.json}: directory {args.json.parent} "
                              "does not exist")
@@ -64,10 +73,15 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
         return 2
-    result = run_sweep_bench(cfg, dataset,
-                             progress=lambda what: print(f"... {what}", file=sys.stderr))
+    if args.step_times:
+        result = step_times(cfg.sweep, dataset, rounds=args.step_times, threads=cfg.threads)
+        summary = format_step_times(result)
+    else:
+        result = run_sweep_bench(cfg, dataset,
+                                 progress=lambda what: print(f"... {what}", file=sys.stderr))
+        summary = format_summary(result)
     text = json.dumps(result, indent=1)
     if args.json:
         args.json.write_text(text + "\n")
-    print(text if not args.json else format_summary(result))
+    print(text if not args.json else summary)
     return 0

@@ -202,7 +202,7 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     single, batched = vectorized_plan(configs, dataset, max_batch, say)
     run_sequential(single, dataset, on_finish, on_steps)
     for members in batched:
-        _Group(members, dataset).run(on_finish, on_steps)
+        Group(members, dataset).run(on_finish, on_steps)
 
 
 def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,
@@ -231,7 +231,7 @@ def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int
     return single, groups(batched, max_batch)
 
 
-class _Group:
+class Group:
     """K configurations training in lockstep; `alive[i]` is the config of stacked row i."""
 
     def __init__(self, configs: list[TrainConfig], dataset: Any) -> None:
@@ -345,7 +345,7 @@ class _Group:
             self.train_s[i] += seconds / len(self.alive)
             self.opt_s[i] += opt_seconds / len(self.alive)
 
-    def _minibatches(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def minibatches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's x [K, B, …] and y [K, B]: each member's seed's next minibatch. With
         one seed, one gathered minibatch expanded over the K rows (no copies)."""
         k = len(self.alive)
@@ -357,9 +357,9 @@ class _Group:
         idx = idx.to(self.data.x_train.device)
         return self.data.x_train[idx], self.data.y_train[idx]
 
-    def _step(self, t: int, on_finish: OnFinish) -> None:
+    def step(self, t: int, on_finish: OnFinish) -> None:
         t0 = time.perf_counter()
-        x, y = self._minibatches()
+        x, y = self.minibatches()
         losses = self.grad_fn(self.params, x, y, self.grads)
         grads = self.grads
         values = losses.tolist()
@@ -390,7 +390,7 @@ class _Group:
         for t in range(1, config.steps + 1):
             if not self.alive:
                 break
-            self._step(t, on_finish)
+            self.step(t, on_finish)
             if on_steps:
                 on_steps(len(self.alive))
             if t % config.eval_every == 0:
