@@ -1,8 +1,10 @@
 """What a command pays besides training: torch._dynamo is not imported to validate
-optimizers, and the progress display starts no thread of its own."""
+optimizers, the progress display starts no thread of its own, and a command's imports are
+kept out of the garbage collector's view."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -12,6 +14,7 @@ import pytest
 from rich.console import Console
 
 from optimlab._dynamo import SLOT, dynamo_not_imported
+from optimlab.cli import main
 from optimlab.commands._progress import steps_display
 from optimlab.lab.entries import parse_list
 from optimlab.lab.executors import Progress
@@ -83,3 +86,24 @@ def test_progress_display_starts_no_thread():
         assert threading.active_count() == before
         show(Progress(0, 0, 30, 60))
     assert "30/60" in console.export_text()
+
+
+def test_command_process_keeps_its_imports_out_of_the_collector(tmp_path):
+    """As the process's command (argv from sys.argv): the imports are frozen out of the
+    garbage collector's view and collection is on again for the run, also when the
+    command fails."""
+    out = _python(f"""
+        import gc, sys
+        from optimlab import cli
+        sys.argv = ["optimlab", "report", {str(tmp_path / "missing")!r}]
+        code = cli.main()
+        print(code, gc.isenabled(), gc.get_freeze_count() > 10000)
+        """)
+    assert out.split() == ["2", "True", "True"]
+
+
+def test_main_called_from_python_leaves_the_collector_alone(tmp_path, capsys):
+    frozen = gc.get_freeze_count()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "optimlab report: error" in capsys.readouterr().err
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

@@ -1,0 +1,29 @@
+"""`python -m optimlab.bench.fixed_costs`: fresh processes, medians, costs over a base."""
+
+from __future__ import annotations
+
+import sys
+
+from optimlab.bench import fixed_costs
+from optimlab.bench.fixed_costs import Case, format_table, run
+
+SPIN = "import time; t = time.process_time()\nwhile time.process_time() - t < {}: pass"
+
+
+def test_a_case_adds_its_cpu_over_its_base():
+    cases = (Case("idle", lambda tmp: [sys.executable, "-c", "pass"]),
+             Case("spin", lambda tmp: [sys.executable, "-c", SPIN.format(0.3)], "idle"))
+    rows = run(cases, repeats=3)
+    idle, spin = rows
+    assert idle["adds_cpu_s"] == idle["cpu_s"] and idle["base"] is None
+    assert 0.28 <= spin["adds_cpu_s"] <= spin["cpu_s"]  # CPU, not wall: load cannot add
+    assert abs(spin["adds_cpu_s"] - (spin["cpu_s"] - idle["cpu_s"])) < 1e-12
+    table = format_table(rows).splitlines()
+    assert table[0] == "| case | CPU s | wall s | adds CPU s (over) |"
+    assert table[3].startswith("| spin |") and table[3].endswith(" (idle) |")
+
+
+def test_every_base_is_an_earlier_case():
+    names = [c.name for c in fixed_costs.CASES]
+    for i, case in enumerate(fixed_costs.CASES):
+        assert case.base is None or case.base in names[:i], case.name
