@@ -107,3 +107,25 @@ def test_main_called_from_python_leaves_the_collector_alone(tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "optimlab report: error" in capsys.readouterr().err
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_report_from_the_runs_just_written_equals_one_read_from_the_store(tmp_path):
+    """The sweep hands the report the runs its outputs were written from; the page is the
+    one `optimlab report` draws from the store alone."""
+    import torch
+
+    from optimlab.data import Dataset
+    from optimlab.lab.grid import SweepConfig, parse_values
+    from optimlab.lab.sweep import Sweep
+    from optimlab.report.sweep import render
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 4, generator=g), torch.randint(0, 3, (60,), generator=g)
+    ds = Dataset("tiny", x, y, x[:12], y[:12], x[:12], y[:12], (4,), 3)
+    cfg = SweepConfig(dataset="tiny", model="mlp", optimizers=("sgd", "adam"), steps=6,
+                      batch_size=10, eval_every=3, grid={"lr": parse_values("lr", "1e-2,1e-1")})
+    sweep = Sweep(cfg, tmp_path, dataset=ds)
+    sweep.run()
+    assert [r["run"] for r in sweep.finished] == [r["run"] for r in sweep.store.runs()]
+    handed = render(tmp_path, sweep.finished).read_text()
+    assert render(tmp_path).read_text() == handed

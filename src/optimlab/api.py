@@ -238,5 +238,5 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     if report:
         from optimlab.report.sweep import render
 
-        page = render(folder)
+        page = render(folder, run.finished)
     return Result(rows, _read_curves(folder / "curves.csv"), folder, page)

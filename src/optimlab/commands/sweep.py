@@ -202,7 +202,7 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         console.print(line)
     console.print(f"{len(records)} runs in {out}/summary.json, curves.csv, sweep.sqlite")
     from optimlab.report.sweep import render  # the report reads the store, never trains
-    console.print(f"report: {render(out)}")
+    console.print(f"report: {render(out, sweep.finished)}")
     return 0
 
 

@@ -156,6 +156,8 @@ class Sweep:
         # what the last `write_outputs` selected (and stored), so callers need not re-read
         # the store's curves to ask again
         self.selected: dict[str, dict[str, Any]] = {}
+        # the store's finished runs as the last `write_outputs` read them (for the report)
+        self.finished: list[dict[str, Any]] = []
         ds = load_dataset(cfg, dataset)
         if cfg.select == "val" and len(ds.y_val) == 0:
             raise ValueError(f"Invalid select 'val': {cfg.dataset} has no validation split")
@@ -280,7 +282,7 @@ class Sweep:
     def write_outputs(self) -> list[dict[str, Any]]:
         """summary.json and curves.csv from the store, each record with its "edge"."""
         with self.guard():
-            runs = self.store.runs()  # read once: the store holds every run's curves
+            runs = self.finished = self.store.runs()  # read once: every run's curves
             selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
             return write_outputs(self.store, selection, runs)

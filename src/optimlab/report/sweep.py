@@ -201,12 +201,14 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
     return rows, records
 
 
-def load_sweep(out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def load_sweep(out: Path, runs: list[dict[str, Any]] | None = None
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(the store's finished runs, its meta); `runs`: those runs when already read."""
     if not (out / FILENAME).is_file():
         raise FileNotFoundError(f"{out} is not a sweep folder: {FILENAME} is missing")
     store = Store(out)
     try:
-        runs, meta = store.runs(), store.meta()
+        runs, meta = store.runs() if runs is None else runs, store.meta()
     finally:
         store.close()
     if not runs:
@@ -227,10 +229,13 @@ def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str,
     return f'<div class="charts">{"".join(divs)}</div>'
 
 
-def render(out_dir: str | Path) -> Path:
-    """Rewrite the sweep's figures and report.html; returns report.html's path."""
+def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Path:
+    """Rewrite the sweep's figures and report.html; returns report.html's path. `runs`: the
+    store's finished runs (`Store.runs`) when the caller has just read them (the sweep,
+    writing its outputs: decoding every run's curves again would cost a quarter second
+    per 64,000 points)."""
     out = Path(out_dir)
-    runs, meta = load_sweep(out)
+    runs, meta = load_sweep(out, runs)
     points = _points(runs)
     best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
     rows, best_records = best_rows(runs, best)
