@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -49,14 +49,12 @@ class Workspace:
             buf = self.buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
 
-    def filled(self, name: str, shape: tuple[int, ...], like: torch.Tensor, value: float
-               ) -> torch.Tensor:
-        """A buffer filled with `value` when it is made: the parts never written keep it
-        (a convolution's padding, the column of ones that carries the bias)."""
+    def zeros(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A buffer zeroed when it is made: the parts never written stay 0 (the entries of
+        a convolution's windows that fall in its padding)."""
         buf = self.buffers.get(name)
         if buf is None or buf.shape != shape or buf.dtype != like.dtype:
-            buf = self.buffers[name] = torch.full(shape, value, dtype=like.dtype,
-                                                  device=like.device)
+            buf = self.buffers[name] = torch.zeros(shape, dtype=like.dtype, device=like.device)
         return buf
 
 
@@ -155,21 +153,39 @@ def logreg_logits_t(p: Params, x: torch.Tensor, ws: Workspace) -> torch.Tensor:
 # im2col window at one output position is [*kernel, C] and the convolution is one product
 # per member of the windows, with a column of ones, and the weights reordered to
 # [C_out, *kernel, C_in] with the bias as their last column (a few kB, once per step). The
-# same column gives the bias's gradient within the weights' product. The input gradient is
-# the product transposed, its windows summed back tap by tap (col2im).
+# same column gives the bias's gradient within the weights' product. The windows are
+# filled tap by tap from the unpadded input (the padding stays 0), the previous layer's
+# ReLU applied on the way; the input gradient is the transposed product summed back the
+# same way (col2im).
 
 
-def _interior(padded: torch.Tensor, padding: int, d: int) -> torch.Tensor:
-    """The unpadded part of a padded [K, B, *spatial, C] activation (a view)."""
-    return padded[(slice(None), slice(None),
-                   *[slice(padding, n - padding) for n in padded.shape[2:2 + d]])]
+class _Conv:
+    """One convolution as its backward needs it: geometry, windows, weights, shapes."""
+
+    def __init__(self, layer: tuple[int, int, int], cols: torch.Tensor, wb: torch.Tensor,
+                 in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        self.kernel, self.stride, self.padding = layer
+        self.cols, self.wb, self.in_shape, self.out_shape = cols, wb, in_shape, out_shape
+        self.z: torch.Tensor        # its output, before ReLU (after, for the last): the mask
 
 
-def _windows(padded: torch.Tensor, kernel: int, stride: int, d: int) -> torch.Tensor:
-    """[K, B, *out, *kernel, C]: the im2col windows of a padded [K, B, *spatial, C] (a view)."""
-    for axis in range(2, 2 + d):
-        padded = padded.unfold(axis, kernel, stride)        # appends the window's axis
-    return padded.permute(0, 1, *range(2, 2 + d), *range(3 + d, 3 + 2 * d), 2 + d)
+def _taps(conv: _Conv) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...],
+                                         tuple[slice | int, ...]]]:
+    """For each tap of the kernel, in lexicographic order: (the tap, the slice of the
+    unpadded input [K, B, *spatial, C] it reads, the slice of the windows [K, B, *out,
+    *kernel, C] that hold it: output positions whose tap falls inside the input)."""
+    spatial, out = conv.in_shape[2:-1], conv.out_shape[2:-1]
+    for tap in itertools.product(range(conv.kernel), repeat=len(out)):
+        at: list[slice] = [slice(None)] * 2
+        held: list[slice | int] = [slice(None)] * 2
+        for j, n, size in zip(tap, out, spatial, strict=True):
+            first = max(0, -((j - conv.padding) // conv.stride))   # first l inside
+            last = min(n, (size - 1 + conv.padding - j) // conv.stride + 1)
+            start = j + conv.stride * first - conv.padding
+            at.append(slice(start, start + conv.stride * (last - first - 1) + 1, conv.stride))
+            held.append(slice(first, last))
+        if all(s.stop > s.start for s in at[2:]):              # reads something
+            yield tap, tuple(at), tuple(held + list(tap))
 
 
 def _channels_last(w: torch.Tensor, name: str, ws: Workspace, extra: int = 0
@@ -187,16 +203,6 @@ def _to_param_order(g: torch.Tensor, out: torch.Tensor) -> None:
     out.copy_(g.view(*out.shape[:2], *out.shape[3:], out.shape[2]).movedim(-1, 2))
 
 
-class _Conv:
-    """One convolution as its backward needs it: geometry, windows, weights, shapes."""
-
-    def __init__(self, layer: tuple[int, int, int], cols: torch.Tensor, wb: torch.Tensor,
-                 in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
-        self.kernel, self.stride, self.padding = layer
-        self.cols, self.wb, self.in_shape, self.out_shape = cols, wb, in_shape, out_shape
-        self.relu: torch.Tensor                             # its output, [K, B, *out, C]
-
-
 def _cnn_forward(p: Params, x: torch.Tensor, ws: Workspace
                  ) -> tuple[torch.Tensor, list[_Conv], torch.Tensor, torch.Tensor]:
     """(logitsᵀ [K, classes, B], the convolutions, the head's input [K, B, F] and its
@@ -207,25 +213,24 @@ def _cnn_forward(p: Params, x: torch.Tensor, ws: Workspace
     convs: list[_Conv] = []
     for i, layer in enumerate(LAYERS):
         kernel, stride, padding = layer
-        in_shape = tuple(h.shape)
-        padded = ws.filled(f"pad{i}", (*h.shape[:2], *(n + 2 * padding for n in
-                                                       h.shape[2:2 + d]), h.shape[-1]), x, 0)
-        if i == 0:
-            _interior(padded, padding, d).copy_(h)
-        else:
-            convs[-1].relu = torch.clamp_min(h, 0, out=_interior(padded, padding, d))
-        win = _windows(padded, kernel, stride, d)
-        cols = ws.filled(f"cols{i}", (k, math.prod(win.shape[1:2 + d]),
-                                      math.prod(win.shape[2 + d:]) + 1), x, 1)
-        cols[..., :-1].view(win.shape).copy_(win)
+        out = [(n + 2 * padding - kernel) // stride + 1 for n in h.shape[2:2 + d]]
+        cols = ws.zeros(f"cols{i}", (k, h.shape[1] * math.prod(out),
+                                     kernel ** d * h.shape[-1] + 1), x)
+        cols[..., -1] = 1
         wb = _channels_last(p[f"convs.{i}.weight"], f"wb{i}", ws, extra=1)
         wb[..., -1].copy_(p[f"convs.{i}.bias"])
-        z = torch.bmm(cols, wb.transpose(1, 2), out=ws(f"z{i}", (k, cols.shape[1],
+        conv = _Conv(layer, cols, wb, tuple(h.shape), (k, h.shape[1], *out, wb.shape[1]))
+        windows = cols[..., :-1].view(*conv.out_shape[:-1], *(kernel,) * d, h.shape[-1])
+        for _, at, held in _taps(conv):
+            if i == 0:
+                windows[held].copy_(h[at])
+            else:                                           # the previous layer's ReLU
+                torch.clamp_min(h[at], 0, out=windows[held])
+        h = torch.bmm(cols, wb.transpose(1, 2), out=ws(f"z{i}", (k, cols.shape[1],
                                                                  wb.shape[1]), x))
-        h = z.view(*win.shape[:2 + d], wb.shape[1])
-        convs.append(_Conv(layer, cols, wb, in_shape, tuple(h.shape)))
-    convs[-1].relu = h.clamp_min_(0)
-    head = h.view(*h.shape[:2], -1)                         # [K, B, *out·C]
+        conv.z = h = h.view(conv.out_shape)
+        convs.append(conv)
+    head = h.clamp_min_(0).view(*h.shape[:2], -1)           # [K, B, *out·C]
     wl = p["linear.weight"]
     wl = _channels_last(wl.view(*wl.shape[:2], h.shape[-1], *h.shape[2:2 + d]), "wl", ws)
     logits_t = torch.baddbmm(p["linear.bias"].unsqueeze(2), wl, head.transpose(1, 2),
@@ -245,30 +250,20 @@ def _weight_grad(dz: torch.Tensor, cols: torch.Tensor, name: str, ws: Workspace
 
 
 def _col2im(dcols: torch.Tensor, conv: _Conv, name: str, ws: Workspace) -> torch.Tensor:
-    """The gradient w.r.t. a convolution's input [K, B, *spatial, C] (padding left out)
-    from that of its windows, dcols [K, B, *out, *kernel, C]: each tap's slice summed where
-    it was read. The taps below the stride read disjoint positions that cover all below
-    stride·out, so they are copied (first: `product` is lexicographic) and the rest added
+    """The gradient w.r.t. a convolution's unpadded input [K, B, *spatial, C] from that of
+    its windows, dcols [K, B, *out, *kernel, C]: each tap's slice summed where it was read.
+    The taps below the stride read disjoint positions that cover all below stride·out, so
+    they are copied (first: the taps come in lexicographic order) and the rest added
     (LAYERS have kernel ≥ stride)."""
-    out_sizes = conv.out_shape[2:-1]
     grad = ws(name, conv.in_shape, dcols)
-    for axis, n in enumerate(out_sizes, start=2):           # what no copied tap reaches
+    for axis, n in enumerate(conv.out_shape[2:-1], start=2):   # what no copied tap reaches
         reached = min(max(conv.stride * n - conv.padding, 0), grad.shape[axis])
         grad.narrow(axis, reached, grad.shape[axis] - reached).zero_()
-    for tap in itertools.product(range(conv.kernel), repeat=len(out_sizes)):
-        at: list[slice] = [slice(None)] * 2
-        read: list[slice | int] = [slice(None)] * 2
-        for j, n, size in zip(tap, out_sizes, grad.shape[2:-1], strict=True):
-            first = max(0, -((j - conv.padding) // conv.stride))    # first l inside
-            last = min(n, (size - 1 + conv.padding - j) // conv.stride + 1)
-            start = j + conv.stride * first - conv.padding
-            at.append(slice(start, start + conv.stride * (last - first - 1) + 1, conv.stride))
-            read.append(slice(first, last))
-        src = dcols[tuple(read + list(tap))]
+    for tap, at, held in _taps(conv):
         if max(tap) < conv.stride:
-            grad[tuple(at)].copy_(src)
+            grad[at].copy_(dcols[held])
         else:
-            grad[tuple(at)] += src
+            grad[at] += dcols[held]
     return grad
 
 
@@ -285,7 +280,7 @@ def cnn_grads(p: Params, x: torch.Tensor, y: torch.Tensor, out: Params, ws: Work
     dh = torch.bmm(dz.transpose(1, 2), wl, out=ws("dhead", tuple(head.shape), x)).view(last)
     for i in range(len(convs) - 1, -1, -1):
         conv = convs[i]
-        dz = _relu_backward(dh, conv.relu, dh)              # in place
+        dz = _relu_backward(dh, conv.z, dh)                 # in place
         dz = dz.view(len(dz), -1, dz.shape[-1])             # [K, M, C_out]
         dwb = _weight_grad(dz, conv.cols, f"dwb{i}", ws)
         _to_param_order(dwb[..., :-1], out[f"convs.{i}.weight"])
