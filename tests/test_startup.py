@@ -129,3 +129,29 @@ def test_report_from_the_runs_just_written_equals_one_read_from_the_store(tmp_pa
     assert [r["run"] for r in sweep.finished] == [r["run"] for r in sweep.store.runs()]
     handed = render(tmp_path, sweep.finished).read_text()
     assert render(tmp_path).read_text() == handed
+
+
+def test_command_process_hands_torch_optim_to_dynamo_only_once_imported(tmp_path):
+    """In a command's process torch.optim's wrapped methods run without importing
+    torch._dynamo; once something imports it, torch's own wrapper takes over."""
+    out = _python(f"""
+        import sys, torch
+        from optimlab import cli
+        sys.argv = ["optimlab", "report", {str(tmp_path / "missing")!r}]
+        assert cli.main() == 2
+        from optimlab.optim import Adam
+        p = torch.zeros(2, requires_grad=True)
+        p.grad = torch.ones(2)
+        opt = Adam([p], lr=0.1)  # torch's own optimizers import torch._dynamo in step()
+        opt.step()
+        opt.zero_grad()
+        opt.load_state_dict(opt.state_dict())
+        print("before:", "torch._dynamo" in sys.modules, p.grad, [round(v, 6) for v in p.tolist()])
+        import torch._dynamo
+        opt.zero_grad()
+        twin = torch.optim.Optimizer.zero_grad.__wrapped__.__dict__["__dynamo_disable"]
+        print("after:", "_until_dynamo" in twin.__qualname__)
+        """)
+    before, after = out.splitlines()
+    assert before == "before: False None [-0.1, -0.1]"  # Adam's first step: η·sign(g)
+    assert after == "after: False"

@@ -9,16 +9,25 @@ imported torch._dynamo nothing can be compiling, so disabling it is a no-op:
 `dynamo_not_imported` points the wrapper's own cache slot at the method itself for the
 duration and empties it after, leaving torch as it was. Should torch change the wrapper,
 the slot is ignored and the import happens as before (slower, never wrong).
+
+An `optimlab` command owns its process, and `compare` trains with real optimizers, whose
+first `zero_grad` would import it too: `eager_until_dynamo` (called by the CLI only) has
+each wrapped method call itself directly while torch._dynamo is not imported, and hands
+over to torch's wrapper for good on the first call after something (a user's model
+calling `torch.compile`) has imported it.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 # Where `torch._disable_dynamo` caches a function's dynamo-disabled twin (torch/_compile.py).
 SLOT = "__dynamo_disable"
+# torch.optim.Optimizer's methods that torch wraps in `torch._disable_dynamo`.
+METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
 
 
 @contextmanager
@@ -36,3 +45,28 @@ def dynamo_not_imported() -> Iterator[None]:
     finally:
         if method.__dict__.get(SLOT) is method:
             delattr(method, SLOT)
+
+
+def eager_until_dynamo() -> None:
+    """For this whole process: torch.optim.Optimizer's wrapped methods run themselves
+    while torch._dynamo is not imported, torch's wrapper after (see the module's docstring).
+    Only for a process that is an optimlab command; imports nothing (no torch: nothing)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    for name in METHODS:
+        wrapper = getattr(torch.optim.Optimizer, name)
+        method = getattr(wrapper, "__wrapped__", None)
+        if method is not None and not hasattr(method, SLOT):
+            setattr(method, SLOT, _until_dynamo(wrapper, method))
+
+
+def _until_dynamo(wrapper: Callable[..., Any], method: Callable[..., Any]
+                  ) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" in sys.modules:  # something may compile from now on
+            if method.__dict__.get(SLOT) is call:
+                delattr(method, SLOT)  # torch's wrapper makes its dynamo-disabled twin
+            return wrapper(*args, **kwargs)
+        return method(*args, **kwargs)
+    return call

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
+from optimlab._dynamo import eager_until_dynamo
+
 DESCRIPTION = (
     "SGD, Momentum, RMSprop and Adam written from scratch, and a lab that trains models "
     "with each of them to compare curves, speed and accuracy."
@@ -64,7 +66,9 @@ def _imports_kept(process: bool) -> Iterator[None]:
     the command's modules import (imports make no garbage; torch's import alone set off
     three full collections, ≈0.4 s), and what they made (torch: about a million objects,
     alive until the process ends) moved out of the collector's view after, so that the
-    full collections that a sweep's curves set off scan only what the run made."""
+    full collections that a sweep's curves set off scan only what the run made. And
+    torch.optim's first `zero_grad` or `add_param_group` does not import torch._dynamo
+    (≈1 s) unless something else has (`optimlab._dynamo.eager_until_dynamo`)."""
     if not process:  # called from Python (tests, notebooks): the caller's collector
         yield
         return
@@ -74,6 +78,7 @@ def _imports_kept(process: bool) -> Iterator[None]:
     finally:
         gc.freeze()
         gc.enable()
+        eager_until_dynamo()
 
 
 def main(argv: list[str] | None = None) -> int:
