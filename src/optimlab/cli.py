@@ -7,6 +7,7 @@ Only the command named on the command line is imported (for its flags and its ru
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import importlib
 import signal
@@ -77,6 +78,10 @@ def _imports_kept(process: bool) -> Iterator[None]:
         yield
     finally:
         gc.freeze()
+        # back in view at exit, so that the interpreter's last collection frees them as it
+        # would have (extension modules check for leaks when they unload: triton's did,
+        # printing a page of "leaked function" lines at the end of every command)
+        atexit.register(gc.unfreeze)
         gc.enable()
         eager_until_dynamo()
 
