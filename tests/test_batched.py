@@ -1,4 +1,5 @@
-"""Batched updates (K members stacked) against each member run alone with the reference."""
+"""Batched updates (K members stacked) against each member run alone with the reference,
+through both paths: the fused batched kernel (the default on CPU) and the torch ops."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ CASES = [
                  dict(lr=0.05, initial_accumulator_value=0.5, lr_decay=0.1)]),
 ]
 STEPS = 60
+# `BatchedOptimizer(fused=...)` and the path its steps then take (`last_impl`)
+PATHS = {"fused": (None, "fused"), "torch-ops": (False, "batched")}
 
 
 def field_for(name: str) -> GradientField:
@@ -61,11 +64,14 @@ def stacked_grads(field: GradientField, params: list[torch.Tensor], t: int) -> l
 
 
 def run_batched(name: str, members: list[dict], field: GradientField, steps: int,
-                drop_at: int | None = None) -> tuple[list[torch.Tensor], list[int]]:
+                drop_at: int | None = None, path: str = "fused",
+                dtype: torch.dtype = torch.float64) -> tuple[list[torch.Tensor], list[int]]:
     """All members at once; at step `drop_at` member 0 is dropped (as a diverged one is)."""
     k = len(members)
-    params = [p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())) for p in field.torch_params()]
-    opt = BatchedOptimizer(name, params, members)
+    fused, impl = PATHS[path]
+    params = [p.detach().unsqueeze(0).repeat(k, *([1] * p.dim()))
+              for p in field.torch_params(dtype)]
+    opt = BatchedOptimizer(name, params, members, fused=fused)
     alive = list(range(k))
     for t in range(1, steps + 1):
         if t == drop_at:
@@ -74,23 +80,29 @@ def run_batched(name: str, members: list[dict], field: GradientField, steps: int
             opt.select(keep, params)
             alive = alive[1:]
         opt.step(stacked_grads(field, params, t))
+        assert opt.last_impl == impl
     return params, alive
 
 
-@pytest.mark.parametrize("name,members", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_each_member_equals_its_reference_run(name, members):
+IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name,members", CASES, ids=IDS)
+def test_each_member_equals_its_reference_run(name, members, path):
     field = field_for(name)
-    params, alive = run_batched(name, members, field, STEPS)
+    params, alive = run_batched(name, members, field, STEPS, path=path)
     for k in alive:
         ref = run_alone(name, members[k], field, STEPS)
         for p, r in zip(params, ref, strict=True):
             assert max_rel_err(p[k].reshape(-1).numpy(), r) <= 1e-12, (name, members[k])
 
 
-@pytest.mark.parametrize("name,members", [CASES[1], CASES[4], CASES[6]], ids=["sgd", "rms", "adam"])
-def test_dropping_a_member_leaves_the_others_unchanged(name, members):
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name,members", CASES, ids=IDS)
+def test_dropping_a_member_leaves_the_others_unchanged(name, members, path):
     field = field_for(name)
-    params, alive = run_batched(name, members, field, STEPS, drop_at=STEPS // 2)
+    params, alive = run_batched(name, members, field, STEPS, drop_at=STEPS // 2, path=path)
     assert alive == list(range(1, len(members)))
     for row, k in enumerate(alive):
         ref = run_alone(name, members[k], field, STEPS)
@@ -98,19 +110,54 @@ def test_dropping_a_member_leaves_the_others_unchanged(name, members):
             assert max_rel_err(p[row].reshape(-1).numpy(), r) <= 1e-12
 
 
-def test_float32_members_track_their_float32_runs():
-    field = field_for("adam")
-    members = CASES[6][1]
-    params = [p.detach().float().unsqueeze(0).repeat(3, *([1] * p.dim()))
-              for p in field.torch_params()]
-    opt = BatchedOptimizer("adam", params, members)
-    for t in range(1, 21):
-        opt.step(stacked_grads(field, params, t))
-    for k, kw in enumerate(members):
-        ref = run_alone("adam", kw, field, 20, torch.float32)
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name,members", CASES, ids=IDS)
+def test_float32_members_track_their_float32_runs(name, members, path):
+    field = field_for(name)
+    params, alive = run_batched(name, members, field, 20, drop_at=10, path=path,
+                                dtype=torch.float32)
+    for row, k in enumerate(alive):
+        ref = run_alone(name, members[k], field, 20, torch.float32)
         for p, r in zip(params, ref, strict=True):
             # float32 rounding only: both sides form 1−β in float64
-            assert max_rel_err(p[k].reshape(-1).numpy(), r) <= 1e-5
+            assert max_rel_err(p[row].reshape(-1).numpy(), r) <= 1e-5, (name, members[k])
+
+
+@pytest.mark.parametrize("name,members", [CASES[1], CASES[9], CASES[11]],
+                         ids=["sgd", "rms", "adagrad"])
+def test_steps_may_switch_between_the_paths_and_keep_one_state(name, members):
+    """A step whose gradients the kernel cannot take (not contiguous) runs the torch ops on
+    the state the kernel left, and the kernel carries on from theirs."""
+    field = field_for(name)
+    k = len(members)
+    params = [p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())) for p in field.torch_params()]
+    opt = BatchedOptimizer(name, params, members)
+    for t in range(1, STEPS + 1):
+        grads = stacked_grads(field, params, t)
+        if t % 3 == 1:  # step 1 too: the torch ops create the state the kernel then uses
+            grads = [g.transpose(0, -1).contiguous().transpose(0, -1) if g.dim() > 1
+                     else g.repeat_interleave(2)[::2] for g in grads]
+            assert not all(g.is_contiguous() for g in grads)
+        opt.step(grads)
+        assert opt.last_impl == ("batched" if t % 3 == 1 else "fused")
+    for j, kw in enumerate(members):
+        ref = run_alone(name, kw, field, STEPS)
+        for p, r in zip(params, ref, strict=True):
+            assert max_rel_err(p[j].reshape(-1).numpy(), r) <= 1e-12, (name, kw)
+
+
+def test_fused_true_says_why_the_kernel_cannot_run():
+    params = [torch.zeros(2, 3, dtype=torch.float16)]
+    opt = BatchedOptimizer("adam", params, [dict(lr=0.1), dict(lr=0.2)], fused=True)
+    with pytest.raises(RuntimeError, match="fused=True.*float16"):
+        opt.step([torch.ones(2, 3, dtype=torch.float16)])
+    opt = BatchedOptimizer("adam", params, [dict(lr=0.1), dict(lr=0.2)])
+    opt.step([torch.ones(2, 3, dtype=torch.float16)])  # the default falls back to the torch ops
+    assert opt.last_impl == "batched"
+    assert params[0][0, 0].item() == pytest.approx(-0.1, rel=1e-3)
+    opt = BatchedOptimizer("sgd", [torch.zeros(2, 3)], [dict(lr=0.1), dict(lr=0.2)], fused=True)
+    with pytest.raises(RuntimeError, match=r"gradient 0 is torch.float64 of shape \(2, 3\)"):
+        opt.step([torch.ones(2, 3, dtype=torch.float64)])
 
 
 def test_spec_defaults_are_the_lecture_defaults():
@@ -128,6 +175,7 @@ def test_spec_defaults_are_the_lecture_defaults():
     ("adam", dict(betas=(1.5, 0.9)), "betas"),
     ("lion", dict(lr=0.1), "optimizer"),
     ("adagrad", dict(lr=0.1, maximize=True), "maximize"),
+    *[(name, dict(maximize=True), "maximize") for name in SPECS if SPECS[name].batched],
 ])
 def test_bad_members_are_refused_with_the_name(name, kw, match):
     with pytest.raises(ValueError, match=match):

@@ -110,6 +110,7 @@ def test_step_times_ratios_come_from_the_medians():
     for key in ("grads", "step", "grads_vmap", "step_vmap"):
         assert r["speedup_vs_loop"][key] == pytest.approx(ms["loop_x_members"] / ms[key])
     assert r["fraction_of_matmul"]["step"] == pytest.approx(ms["bmm"] / ms["step"])
+    assert r["optimizer_share"] == pytest.approx(ms["optimizer"] / ms["step"])
     assert r["gflop_per_step"] == pytest.approx(
         3 * flops_per_step(gemms(models.build("cnn", (12,), 3), (12,), 10)) / 1e9)
 

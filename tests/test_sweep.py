@@ -22,6 +22,7 @@ from optimlab.lab.executors import run_processes, run_vectorized
 from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep, tune, tuned, tuning_sweep
+from optimlab.optim.batched import BatchedOptimizer
 from optimlab.train import TrainConfig, train_run
 
 # Fields that are clocks: they differ between any two runs of the same configuration.
@@ -96,18 +97,42 @@ def rel(a: float, b: float) -> float:
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+def conditioning(loss: float) -> float:
+    """How much a loss of this size may amplify relative rounding in the parameters. A member
+    that blows up (the CNN at η = 1e3, before its ReLUs die) reaches batch losses near 1e133,
+    differences of far larger logits: parameters that agree to 3e-14 at every step then gave
+    losses that agree to 4e-4 (measured), so beyond 1e100 a loss is held to 1e-3."""
+    return 1e6 if math.isfinite(loss) and abs(loss) > 1e100 else 1.0
+
+
+@pytest.fixture
+def optimizer_paths(monkeypatch):
+    """The paths (`BatchedOptimizer.last_impl`) that the vectorized groups' steps took."""
+    seen: set[str | None] = set()
+    step = BatchedOptimizer.step
+
+    def recorded(self, grads):
+        step(self, grads)
+        seen.add(self.last_impl)
+
+    monkeypatch.setattr(BatchedOptimizer, "step", recorded)
+    return seen
+
+
 @pytest.mark.parametrize("seeds", [2, 1], ids=["two-orders", "one-shared-minibatch"])
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_each_vectorized_member_equals_its_single_run_in_float64(model, seeds):
-    """Through the written-out backward (mlp, cnn): every member's curves and record."""
+def test_each_vectorized_member_equals_its_single_run_in_float64(model, seeds, optimizer_paths):
+    """Through the written-out backward (mlp, cnn) and the fused batched optimizer steps:
+    every member's curves and record."""
     cfgs = configs("float64", steps=200, seeds=seeds, model=model)
     batched = collect(run_vectorized, cfgs, 64)
+    assert optimizer_paths == {"fused"}
     for c in cfgs:
         single, member = train_run(c, DS), batched[key(c)]
         assert [p[:4:2] + p[3:4] for p in member.curves] == [p[:4:2] + p[3:4]
                                                              for p in single.curves]
-        worst = max(rel(a.value, b.value) for a, b in zip(member.curves, single.curves,
-                                                          strict=True))
+        worst = max(rel(a.value, b.value) / conditioning(b.value)
+                    for a, b in zip(member.curves, single.curves, strict=True))
         assert worst <= 1e-9, (c.optimizer, c.hyperparameters, c.seed, worst)
         assert_same_record(member.record, single.record, rel=1e-9)
     diverged = {c.hyperparameters["lr"] for c in cfgs if batched[key(c)].record["diverged"]}
@@ -129,9 +154,10 @@ def test_other_models_train_vectorized_as_their_single_runs(model):
                                                           strict=True)) <= 1e-9, c.optimizer
 
 
-def test_float32_members_agree_with_single_runs_within_seed_noise():
+def test_float32_members_agree_with_single_runs_within_seed_noise(optimizer_paths):
     cfgs = [c for c in configs("float32", steps=100) if c.hyperparameters["lr"] < 1e3][::2]
     batched = collect(run_vectorized, cfgs, 64)
+    assert optimizer_paths == {"fused"}
     for c in cfgs:
         single = train_run(c, DS).record
         other_seed = train_run(TrainConfig(**{**c.to_dict(), "seed": 1 - c.seed}), DS).record

@@ -48,6 +48,7 @@ from optimlab.lab.grid import EXECUTORS, SweepConfig, with_executor
 from optimlab.lab.member_grads import member_grads
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep, grid_configs
+from optimlab.optim.batched import BatchedOptimizer
 from optimlab.train import TrainConfig, evaluate, init_model, on_device
 from optimlab.train.config import DTYPES
 
@@ -333,6 +334,20 @@ def _next_step(group: executors.Group, taken: Iterator[int]) -> None:
     group.step(next(taken), lambda result: None)
 
 
+def _optimizer_steps(group: executors.Group, fused: bool) -> Callable[[], None]:
+    """One step of every optimizer of `group` (each segment's members) on copies of its
+    parameters and last gradients, through the fused batched kernels or the torch ops."""
+    flat, grads = group.flat.clone(), group.grads.clone()
+    opts = [(BatchedOptimizer(opt.name, [flat[a:b]], opt.members, fused=fused), a, b)
+            for opt, a, b in group.segments]
+
+    def step() -> None:
+        for opt, a, b in opts:
+            opt.step([grads[a:b]])
+
+    return step
+
+
 def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
                threads: int = 0) -> dict[str, Any]:
     """CPU milliseconds of one training step (`time.process_time`: other processes on the
@@ -345,6 +360,8 @@ def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
       its losses and gradients alone, and its whole step (minibatches, gradients, every
       optimizer, bookkeeping) — through the model's written-out backward where it has one;
       `grads_vmap`, `step_vmap` the same through `vmap`;
+    - `optimizer`, `optimizer_torch_ops`: the step's optimizer part alone, every member's
+      update, through the fused batched kernels (the step's path) and through the torch ops;
     - `bmm`: the step's matrix products alone (`matmul_rate` on its shapes)."""
     torch.set_num_threads(threads or torch.get_num_threads())
     configs = grid_configs(sw, len(dataset.y_train))[:sw.max_batch]
@@ -359,14 +376,20 @@ def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
                         shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
     shapes = gemms(model, tuple(dataset.input_shape), sw.batch_size)
-    samples: dict[str, list[float]] = {k: [] for k in ("loop_step", "grads", "step",
-                                                       "grads_vmap", "step_vmap", "bmm")}
+    samples: dict[str, list[float]] = {k: [] for k in (
+        "loop_step", "grads", "step", "grads_vmap", "step_vmap", "optimizer",
+        "optimizer_torch_ops", "bmm")}
     taken = itertools.count(1)
+    _next_step(groups[""], taken)  # gradients for the optimizer parts, kernels compiled
+    optimizers = {"optimizer": _optimizer_steps(groups[""], fused=True),
+                  "optimizer_torch_ops": _optimizer_steps(groups[""], fused=False)}
     for _ in range(rounds):
         for path, g in groups.items():
             x, y = g.minibatches()
             samples["grads" + path].append(_cpu_ms(steps, g.grad_fn, g.params, x, y, g.grads))
             samples["step" + path].append(_cpu_ms(steps, _next_step, g, taken))
+        for name, fn in optimizers.items():
+            samples[name].append(_cpu_ms(10 * steps, fn))
         samples["loop_step"].append(_cpu_ms(10 * steps, lambda: loop_step(model, optimizer,
                                                                            *next(batches))))
         samples["bmm"].append(matmul_rate(shapes, len(configs), DTYPES[sw.dtype], rounds=3)[
@@ -378,7 +401,8 @@ def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
             "gflop_per_step": flops_per_step(shapes) * len(configs) / 1e9,
             "speedup_vs_loop": {k: ms["loop_x_members"] / ms[k] for k in
                                 ("grads", "step", "grads_vmap", "step_vmap")},
-            "fraction_of_matmul": {k: ms["bmm"] / ms[k] for k in ("step", "step_vmap")}}
+            "fraction_of_matmul": {k: ms["bmm"] / ms[k] for k in ("step", "step_vmap")},
+            "optimizer_share": ms["optimizer"] / ms["step"]}
 
 
 def format_step_times(r: dict[str, Any]) -> str:
@@ -394,6 +418,9 @@ def format_step_times(r: dict[str, Any]) -> str:
         lines.append(f"  {name + ':':<13}gradients {ms['grads' + path]:.2f}, step "
                      f"{ms['step' + path]:.2f}: {r['speedup_vs_loop']['step' + path]:.2f}× "
                      f"the loop, {r['fraction_of_matmul']['step' + path]:.0%} of the matmul rate")
+    lines.append(f"  optimizer:   fused {ms['optimizer']:.3f} ({r['optimizer_share']:.0%} of the "
+                 f"written-out step), torch ops {ms['optimizer_torch_ops']:.3f}: "
+                 f"{ms['optimizer_torch_ops'] / ms['optimizer']:.2f}× the fused")
     return "\n".join(lines)
 
 

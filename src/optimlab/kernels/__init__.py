@@ -14,7 +14,9 @@ checks that all parameters are on its device) and `KERNELS = {kind: fn}`. The CP
 is numba (`numba_cpu`), the CUDA backend Triton (`triton_cuda`): `get` dispatches on
 the parameters' device at call time, so the optimizer classes never name a
 backend. A backend with `UNSCALES = True` takes GradScaler's `grad_scale=` tensor
-and divides it out inside its kernels. Backends are imported on first use, so
+and divides it out inside its kernels. `batched(kind, device_type, members)` is a
+kind's step of K members stacked over a leading dim (a sweep's `BatchedOptimizer`), where
+the backend has one (`numba_cpu.batched`). Backends are imported on first use, so
 `import optimlab` does not pay for numba or triton.
 """
 
@@ -64,6 +66,26 @@ def fused_layout(kind: str | None, params: list[torch.Tensor],
     if kind not in module.KERNELS:
         return f"no fused kernel named {kind!r} on {device}; known: {', '.join(module.KERNELS)}"
     return module.layout(kind, params, grads, previous)
+
+
+def batched(kind: str | None, device_type: str, members: Sequence[dict[str, Any]]) -> Any:
+    """The backend's batched step of `kind` for K members stacked on `device_type`
+    (`members[k]`: member k's keyword arguments as the kernel functions take them), or why
+    there is none: an object with `unavailable(params, grads)`, the reason it cannot step
+    these stacked tensors (None: it can), and `run(params, grads, lists, t)`."""
+    if kind is None:
+        return "this optimizer has no fused kernel"
+    if device_type not in BACKENDS:
+        return f"no fused kernels for device {device_type!r}"
+    try:
+        module = backend(device_type)
+    except ImportError as e:
+        return f"the {device_type} backend cannot load ({e})"
+    if not hasattr(module, "batched"):
+        return f"no batched fused kernels on {device_type}"
+    if kind not in module.KERNELS:
+        return f"no fused kernel named {kind!r} on {device_type}"
+    return module.batched(kind, members)
 
 
 def known() -> tuple[str, ...]:

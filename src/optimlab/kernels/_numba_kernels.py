@@ -2,7 +2,11 @@
 
 Each kernel updates a whole param group. Tensors arrive as raw addresses
 (int64) plus element counts, so a step costs one call per thread however many
-tensors there are. `plan` cuts the work into chunks of at most `CHUNK`
+tensors there are. The scalars come as rows of a 2-D `hp` array and tensor i
+reads row `row[i]`, once per chunk: a param group passes one row (every
+`row[i]` = 0); K members of a batched sweep pass a row per member, their
+stacked tensors' rows (member k's slice of each) as the tensors, so one copy of
+each formula serves both. `plan` cuts the work into chunks of at most `CHUNK`
 elements and a kernel call updates chunks [lo, hi), so the caller can hand
 equal shares to threads and a few large and many small tensors balance alike.
 The kernels release the GIL (`nogil`) and the caller runs them on a thread
@@ -11,7 +15,7 @@ and dtype on this machine, against 1 s), which every fresh clone and test
 run would pay.
 
 Arithmetic runs in the tensors' dtype (float32 or float64): every scalar
-comes in the `hp` array or a per-tensor array of that dtype. No fastmath: NaN
+comes in `hp` or a per-tensor array of that dtype. No fastmath: NaN
 and Inf propagate exactly as in the reference, and the order of operations
 follows ATen's (`addcdiv` is w + (c·a)/b), so float64 results agree with
 torch to rounding. error_model="numpy": x/0 gives ±Inf or NaN as in torch;
@@ -45,9 +49,9 @@ def _address_as_pointer(typingctx, address, like):
 
 
 @njit(inline="always")
-def _view(address, start, n, hp):
-    """Elements [start, start+n) of the tensor at `address`, typed like `hp`."""
-    return carray(_address_as_pointer(address + start * hp.itemsize, hp[0]), n)
+def _view(address, start, n, h):
+    """Elements [start, start+n) of the tensor at `address`, typed like the array `h`."""
+    return carray(_address_as_pointer(address + start * h.itemsize, h[0]), n)
 
 
 @njit(cache=True)
@@ -78,17 +82,18 @@ def _sgd_plain(W, G, neg_lr, wd, sign):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def sgd(lo, hi, tensor, first, sizes, w, g, v, fresh, hp, heavy_ball, nesterov):
-    """hp = [−η, μ, 1−τ, λ, sign]; v₁ = g where fresh[i] (torch's first momentum step)."""
-    neg_lr, mu, one_minus_tau, wd, sign = hp[0], hp[1], hp[2], hp[3], hp[4]
+def sgd(lo, hi, tensor, first, sizes, row, w, g, v, fresh, hp, heavy_ball, nesterov):
+    """A row of hp = [−η, μ, 1−τ, λ, sign]; v₁ = g where fresh[i] (torch's first momentum step)."""
     for c in range(lo, hi):
         i, start = tensor[c], first[c]
+        h = hp[row[i]]  # this tensor's row of hyperparameters
+        neg_lr, mu, one_minus_tau, wd, sign = h[0], h[1], h[2], h[3], h[4]
         n = min(CHUNK, sizes[i] - start)
-        W, G = _view(w[i], start, n, hp), _view(g[i], start, n, hp)
+        W, G = _view(w[i], start, n, h), _view(g[i], start, n, h)
         if not heavy_ball:
             _sgd_plain(W, G, neg_lr, wd, sign)
             continue
-        V = _view(v[i], start, n, hp)
+        V = _view(v[i], start, n, h)
         is_fresh = fresh[i]
         for j in range(n):
             gj = G[j] * sign
@@ -102,13 +107,15 @@ def sgd(lo, hi, tensor, first, sizes, w, g, v, fresh, hp, heavy_ball, nesterov):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def momentum(lo, hi, tensor, first, sizes, w, g, v, hp, nesterov):
-    """hp = [−η, β, 1−β, λ, sign]; v ← βv + (1−β)g, w ← w − η v (or the Nesterov look-ahead)."""
-    neg_lr, beta, one_minus_beta, wd, sign = hp[0], hp[1], hp[2], hp[3], hp[4]
+def momentum(lo, hi, tensor, first, sizes, row, w, g, v, hp, nesterov):
+    """A row of hp = [−η, β, 1−β, λ, sign]; v ← βv + (1−β)g, w ← w − η v (or Nesterov's
+    look-ahead)."""
     for c in range(lo, hi):
         i, start = tensor[c], first[c]
+        h = hp[row[i]]  # this tensor's row of hyperparameters
+        neg_lr, beta, one_minus_beta, wd, sign = h[0], h[1], h[2], h[3], h[4]
         n = min(CHUNK, sizes[i] - start)
-        W, G, V = _view(w[i], start, n, hp), _view(g[i], start, n, hp), _view(v[i], start, n, hp)
+        W, G, V = _view(w[i], start, n, h), _view(g[i], start, n, h), _view(v[i], start, n, h)
         for j in range(n):
             gj = G[j] * sign
             if wd != 0:
@@ -120,50 +127,70 @@ def momentum(lo, hi, tensor, first, sizes, w, g, v, hp, nesterov):
     return 0
 
 
+@njit(inline="always")
+def _rmsprop_loop(W, G, S, M, B, h, centered, heavy_ball):
+    """RMSprop on one chunk. The kernel calls it with the flags as constants, one call per
+    combination, so each compiles to its own loop without branches: with both tested in
+    the loop, LLVM vectorizes none of it (8x slower)."""
+    neg_lr, beta, one_minus_beta, eps = h[0], h[1], h[2], h[3]
+    wd, mu, sign = h[4], h[5], h[6]
+    for j in range(W.size):
+        gj = G[j] * sign
+        if wd != 0:
+            gj = gj + wd * W[j]
+        sj = S[j] * beta + one_minus_beta * gj * gj
+        S[j] = sj
+        if centered:
+            mj = M[j] * beta + one_minus_beta * gj
+            M[j] = mj
+            sj = sj - mj * mj
+            if sj < 0:  # √max(s − m², 0): rounding where s ≈ m² (NaN stays NaN)
+                sj = eps - eps  # 0 in the dtype (eps is finite): a float64 0.0 would
+                # make sj, and the loop after it, float64
+        denom = np.sqrt(sj) + eps
+        if heavy_ball:
+            bj = B[j] * mu + gj / denom
+            B[j] = bj
+            W[j] = W[j] + neg_lr * bj
+        else:
+            W[j] = W[j] + neg_lr * gj / denom
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
-def rmsprop(lo, hi, tensor, first, sizes, w, g, s, m, b, hp, centered, heavy_ball):
-    """hp = [−η, β, 1−β, ε, λ, μ, sign]; m only when centered, b only when heavy_ball."""
-    neg_lr, beta, one_minus_beta, eps = hp[0], hp[1], hp[2], hp[3]
-    wd, mu, sign = hp[4], hp[5], hp[6]
+def rmsprop(lo, hi, tensor, first, sizes, row, w, g, s, m, b, hp, centered, heavy_ball):
+    """A row of hp = [−η, β, 1−β, ε, λ, μ, sign]; m only when centered, b only when
+    heavy_ball."""
     for c in range(lo, hi):
         i, start = tensor[c], first[c]
+        h = hp[row[i]]  # this tensor's row of hyperparameters
         n = min(CHUNK, sizes[i] - start)
-        W, G, S = _view(w[i], start, n, hp), _view(g[i], start, n, hp), _view(s[i], start, n, hp)
-        M = _view(m[i], start, n, hp) if centered else S
-        B = _view(b[i], start, n, hp) if heavy_ball else S
-        for j in range(n):
-            gj = G[j] * sign
-            if wd != 0:
-                gj = gj + wd * W[j]
-            sj = S[j] * beta + one_minus_beta * gj * gj
-            S[j] = sj
-            if centered:
-                mj = M[j] * beta + one_minus_beta * gj
-                M[j] = mj
-                sj = sj - mj * mj
-                if sj < 0:  # √max(s − m², 0): rounding where s ≈ m² (NaN stays NaN)
-                    sj = 0.0
-            denom = np.sqrt(sj) + eps
-            if heavy_ball:
-                bj = B[j] * mu + gj / denom
-                B[j] = bj
-                W[j] = W[j] + neg_lr * bj
-            else:
-                W[j] = W[j] + neg_lr * gj / denom
+        W, G, S = _view(w[i], start, n, h), _view(g[i], start, n, h), _view(s[i], start, n, h)
+        M = _view(m[i], start, n, h) if centered else S
+        B = _view(b[i], start, n, h) if heavy_ball else S
+        if centered and heavy_ball:
+            _rmsprop_loop(W, G, S, M, B, h, True, True)
+        elif centered:
+            _rmsprop_loop(W, G, S, M, B, h, True, False)
+        elif heavy_ball:
+            _rmsprop_loop(W, G, S, M, B, h, False, True)
+        else:
+            _rmsprop_loop(W, G, S, M, B, h, False, False)
     return 0
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def adam(lo, hi, tensor, first, sizes, w, g, v, s, s_max, step_size, bc2, hp, decoupled, amsgrad):
-    """hp = [β₁, 1−β₁, β₂, 1−β₂, ε, λ, sign, 1−ηλ]; per tensor −η/(1−β₁ᵗ) and 1−β₂ᵗ."""
-    beta1, one_minus_beta1, beta2, one_minus_beta2 = hp[0], hp[1], hp[2], hp[3]
-    eps, wd, sign, decay = hp[4], hp[5], hp[6], hp[7]
+def adam(lo, hi, tensor, first, sizes, row, w, g, v, s, s_max, step_size, bc2, hp, decoupled,
+         amsgrad):
+    """A row of hp = [β₁, 1−β₁, β₂, 1−β₂, ε, λ, sign, 1−ηλ]; per tensor −η/(1−β₁ᵗ) and 1−β₂ᵗ."""
     for c in range(lo, hi):
         i, start = tensor[c], first[c]
+        h = hp[row[i]]  # this tensor's row of hyperparameters
+        beta1, one_minus_beta1, beta2, one_minus_beta2 = h[0], h[1], h[2], h[3]
+        eps, wd, sign, decay = h[4], h[5], h[6], h[7]
         n = min(CHUNK, sizes[i] - start)
-        W, G = _view(w[i], start, n, hp), _view(g[i], start, n, hp)
-        V, S = _view(v[i], start, n, hp), _view(s[i], start, n, hp)
-        M = _view(s_max[i], start, n, hp) if amsgrad else S
+        W, G = _view(w[i], start, n, h), _view(g[i], start, n, h)
+        V, S = _view(v[i], start, n, h), _view(s[i], start, n, h)
+        M = _view(s_max[i], start, n, h) if amsgrad else S
         alpha, correction = step_size[i], bc2[i]
         for j in range(n):
             gj, wj = G[j] * sign, W[j]
@@ -183,13 +210,15 @@ def adam(lo, hi, tensor, first, sizes, w, g, v, s, s_max, step_size, bc2, hp, de
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def adagrad(lo, hi, tensor, first, sizes, w, g, s, step_size, hp):
-    """hp = [ε, λ, sign]; per tensor −η/(1 + (t−1)·lr_decay); s ← s + g², w ← w − η g/(√s + ε)."""
-    eps, wd, sign = hp[0], hp[1], hp[2]
+def adagrad(lo, hi, tensor, first, sizes, row, w, g, s, step_size, hp):
+    """A row of hp = [ε, λ, sign]; per tensor −η/(1 + (t−1)·lr_decay); s ← s + g²,
+    w ← w − η g/(√s + ε)."""
     for c in range(lo, hi):
         i, start = tensor[c], first[c]
+        h = hp[row[i]]  # this tensor's row of hyperparameters
+        eps, wd, sign = h[0], h[1], h[2]
         n = min(CHUNK, sizes[i] - start)
-        W, G, S = _view(w[i], start, n, hp), _view(g[i], start, n, hp), _view(s[i], start, n, hp)
+        W, G, S = _view(w[i], start, n, h), _view(g[i], start, n, h), _view(s[i], start, n, h)
         alpha = step_size[i]
         for j in range(n):
             gj = G[j] * sign

@@ -74,6 +74,8 @@ class Layout:
     # `_addresses`
     states: dict[str, tuple[list[torch.Tensor], np.ndarray, list[int]]] = field(
         default_factory=dict)
+    # the row of the kernels' `hp` that each tensor reads (None: row 0, a group's one row)
+    row: np.ndarray | None = None
     addresses: list[int] = field(init=False)  # `w` as a list, for `_checks.holds`
     zeros: np.ndarray = field(init=False)  # addresses of an unused state (never read)
     # two per-tensor arrays of `dtype` a kernel call may fill (Adam's bias corrections)
@@ -83,6 +85,8 @@ class Layout:
         n = len(self.params)
         self.addresses = self.w.tolist()
         self.zeros = np.zeros(n, np.int64)
+        if self.row is None:
+            self.row = self.zeros
         self.scratch = (np.empty(n, self.dtype), np.empty(n, self.dtype))
 
 
@@ -92,13 +96,13 @@ def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
     Several shares per thread, taken first come first served: on a shared
     machine a thread that is descheduled for a while delays only its share.
     """
-    tensor, first, sizes = layout.tensor, layout.first, layout.sizes
+    tensor, first, sizes, row = layout.tensor, layout.first, layout.sizes, layout.row
     if layout.total < 2 * MIN_PER_THREAD:  # one thread whatever torch's count (most steps)
-        kernel(0, tensor.size, tensor, first, sizes, *args)
+        kernel(0, tensor.size, tensor, first, sizes, row, *args)
         return
     threads = max(1, min(torch.get_num_threads(), layout.total // MIN_PER_THREAD))
     if threads == 1:
-        kernel(0, tensor.size, tensor, first, sizes, *args)
+        kernel(0, tensor.size, tensor, first, sizes, row, *args)
         return
     shares = min(tensor.size, threads * SHARES_PER_THREAD)
     bounds = np.linspace(0, tensor.size, shares + 1).astype(np.int64)
@@ -106,7 +110,7 @@ def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
 
     def work() -> None:
         while (s := next(tickets)) < shares:
-            kernel(bounds[s], bounds[s + 1], tensor, first, sizes, *args)
+            kernel(bounds[s], bounds[s + 1], tensor, first, sizes, row, *args)
 
     futures = [_workers(threads - 1).submit(work) for _ in range(threads - 1)]
     work()
@@ -202,7 +206,7 @@ def _unused(lay: Layout) -> np.ndarray:
 
 # Each kind's kernel call after the parameters' and gradients' addresses is its state
 # tensors' addresses (`states`, checked in full when they are other tensors than last
-# call's), the terms that change with the step counts (`per_step`: per-tensor arrays) and
+# call's), the terms that change with the step counts (`terms`, per tensor) and
 # its scalars (`scalars`: the hyperparameters as an array of the tensors' dtype, flags),
 # worked out from the reference's keyword arguments `kw`.
 # The drop-in functions below run a kind in one call; `prepare` keeps one group's call
@@ -210,7 +214,8 @@ def _unused(lay: Layout) -> np.ndarray:
 States = Callable[[Layout, Sequence[torch.Tensor], list[list[Any]], dict[str, Any]],
                   tuple[Any, ...]]
 Scalars = Callable[[Layout, dict[str, Any]], tuple[Any, ...]]
-PerStep = Callable[[Layout, list[int], dict[str, Any]], tuple[Any, ...]]
+# the terms that change with t, in float64 (floats; per-member arrays for the batched step)
+Terms = Callable[[dict[str, Any], int], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -225,8 +230,8 @@ class _Kind:
     # `scalars` put it (rounded to the dtype as np.array rounds it), for a new η alone
     new_lr: Callable[[tuple[Any, ...], dict[str, Any]], None] = lambda scalars, kw: None
     # the arguments that change with the step counts t, before the scalars (for the
-    # kernels that take t)
-    per_step: PerStep | None = None
+    # kernels that take t): per tensor, each of these terms at its t
+    terms: Terms | None = None
 
 
 def _sign(kw: dict[str, Any]) -> int:
@@ -244,13 +249,13 @@ def _sgd_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[An
 
 
 def _sgd_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    hp = np.array([-kw["lr"], kw["momentum"], 1 - kw["dampening"], kw["weight_decay"],
-                   _sign(kw)], lay.dtype)
+    hp = np.array([[-kw["lr"], kw["momentum"], 1 - kw["dampening"], kw["weight_decay"],
+                    _sign(kw)]], lay.dtype)
     return hp, kw["momentum"] != 0, kw["nesterov"]
 
 
 def _negative_lr_first(scalars: tuple[Any, ...], kw: dict[str, Any]) -> None:
-    scalars[0][0] = -kw["lr"]
+    scalars[0][0, 0] = -kw["lr"]
 
 
 def _momentum_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
@@ -260,7 +265,7 @@ def _momentum_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[li
 
 def _momentum_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     beta = kw["momentum"]
-    hp = np.array([-kw["lr"], beta, 1 - beta, kw["weight_decay"], _sign(kw)], lay.dtype)
+    hp = np.array([[-kw["lr"], beta, 1 - beta, kw["weight_decay"], _sign(kw)]], lay.dtype)
     return hp, kw["nesterov"]
 
 
@@ -276,8 +281,8 @@ def _rmsprop_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[lis
 
 def _rmsprop_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     alpha = kw["alpha"]
-    hp = np.array([-kw["lr"], alpha, 1 - alpha, kw["eps"], kw["weight_decay"], kw["momentum"],
-                   _sign(kw)], lay.dtype)
+    hp = np.array([[-kw["lr"], alpha, 1 - alpha, kw["eps"], kw["weight_decay"], kw["momentum"],
+                    _sign(kw)]], lay.dtype)
     return hp, kw["centered"], kw["momentum"] > 0
 
 
@@ -290,33 +295,23 @@ def _adam_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[A
             else _unused(lay))
 
 
-def _adam_per_step(lay: Layout, steps: list[int], kw: dict[str, Any]) -> tuple[Any, ...]:
-    """−η/(1−β₁ᵗ) and 1−β₂ᵗ per tensor, in float64 first."""
-    lr, beta1, beta2, dt = kw["lr"], kw["beta1"], kw["beta2"], lay.dtype
-    bias_correction = kw.get("bias_correction", True)
-    if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one correction
-        bc1_, bc2_ = corrections(beta1, beta2, steps[0], bias_correction)
-        step_size, bc2 = lay.scratch
-        step_size.fill(-lr / bc1_)
-        bc2.fill(bc2_)
-    else:
-        bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
-        step_size = np.array([-lr / bc1 for bc1, _ in bcs], dt)
-        bc2 = np.array([bc2 for _, bc2 in bcs], dt)
-    return step_size, bc2
+def _adam_terms(kw: dict[str, Any], t: int) -> tuple[Any, ...]:
+    """−η/(1−β₁ᵗ) and 1−β₂ᵗ."""
+    bc1, bc2 = corrections(kw["beta1"], kw["beta2"], t, kw.get("bias_correction", True))
+    return -kw["lr"] / bc1, bc2
 
 
 def _adam_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
     beta1, beta2, decoupled = kw["beta1"], kw["beta2"], kw["decoupled"]
     decay = 1 - kw["lr"] * kw["weight_decay"] if decoupled else 1.0
-    hp = np.array([beta1, 1 - beta1, beta2, 1 - beta2, kw["eps"], kw["weight_decay"],
-                   _sign(kw), decay], lay.dtype)
+    hp = np.array([[beta1, 1 - beta1, beta2, 1 - beta2, kw["eps"], kw["weight_decay"],
+                    _sign(kw), decay]], lay.dtype)
     return hp, decoupled, kw["amsgrad"]
 
 
 def _adam_new_lr(scalars: tuple[Any, ...], kw: dict[str, Any]) -> None:
     if kw["decoupled"]:
-        scalars[0][7] = 1 - kw["lr"] * kw["weight_decay"]
+        scalars[0][0, 7] = 1 - kw["lr"] * kw["weight_decay"]
 
 
 def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
@@ -324,14 +319,26 @@ def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[lis
     return (_addresses(lists[0], lay, params[0].dtype, "sum"),)
 
 
-def _adagrad_per_step(lay: Layout, steps: list[int], kw: dict[str, Any]) -> tuple[Any, ...]:
-    """The decayed η per tensor, in float64 first."""
-    lr, lr_decay = kw["lr"], kw["lr_decay"]
-    return (np.array([-decayed_lr(lr, lr_decay, t) for t in steps], lay.dtype),)
+def _adagrad_terms(kw: dict[str, Any], t: int) -> tuple[Any, ...]:
+    """The decayed η, negated."""
+    return (-decayed_lr(kw["lr"], kw["lr_decay"], t),)
+
+
+def _per_tensor(terms: Terms, lay: Layout, steps: list[int], kw: dict[str, Any]
+                ) -> tuple[np.ndarray, ...]:
+    """A kind's `terms` per tensor at its t (`steps[i]`), worked out in float64 and then
+    rounded to the tensors' dtype."""
+    if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one value each
+        values = terms(kw, steps[0])
+        arrays = lay.scratch[:len(values)]
+        for a, x in zip(arrays, values):
+            a.fill(x)
+        return arrays
+    return tuple(np.array(column, lay.dtype) for column in zip(*(terms(kw, t) for t in steps)))
 
 
 def _adagrad_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    return (np.array([kw["eps"], kw["weight_decay"], _sign(kw)], lay.dtype),)
+    return (np.array([[kw["eps"], kw["weight_decay"], _sign(kw)]], lay.dtype),)
 
 
 _KINDS = {
@@ -342,8 +349,8 @@ _KINDS = {
     "rmsprop": _Kind(k.rmsprop, _rmsprop_states, _rmsprop_scalars,
                      lambda kw: (kw["centered"], kw["momentum"] > 0), _negative_lr_first),
     "adam": _Kind(k.adam, _adam_states, _adam_scalars, lambda kw: (kw["amsgrad"],),
-                  _adam_new_lr, per_step=_adam_per_step),
-    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars, per_step=_adagrad_per_step),
+                  _adam_new_lr, terms=_adam_terms),
+    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars, terms=_adagrad_terms),
 }
 
 
@@ -353,8 +360,8 @@ def _fused(kind: str, params: list[torch.Tensor], grads: list[torch.Tensor],
     """One call of `kind`'s kernel on the group."""
     lay, g = _group(params, grads, layout)
     kind_ = _KINDS[kind]
-    per_step = kind_.per_step(lay, steps, kw) \
-        if kind_.per_step is not None and steps is not None else ()
+    per_step = _per_tensor(kind_.terms, lay, steps, kw) \
+        if kind_.terms is not None and steps is not None else ()
     _run(kind_.kernel, lay, lay.w, g, *kind_.states(lay, params, lists, kw), *per_step,
          *kind_.scalars(lay, kw))
 
@@ -395,12 +402,12 @@ class Prepared:
         elif kw is not self.kw:
             self.scalars = kind.scalars(lay, kw)
         self.kw = kw
-        if kind.per_step is not None:
+        if kind.terms is not None:
             assert steps is not None
-            self.per_step = kind.per_step(lay, steps, kw)
+            self.per_step = _per_tensor(kind.terms, lay, steps, kw)
         g = np.fromiter(map(torch.Tensor.data_ptr, grads), np.int64, len(grads))
         if lay.total < 2 * MIN_PER_THREAD:  # `_run`'s first case, without the call
-            kind.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.w, g,
+            kind.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.row, lay.w, g,
                         *self.states, *self.per_step, *self.scalars)
         else:
             _run(kind.kernel, lay, lay.w, g, *self.states, *self.per_step, *self.scalars)
@@ -422,6 +429,113 @@ def prepare(kind: str, params: Sequence[torch.Tensor], lists: list[list[Any]],
     if any(a is not b for ts, cs in zip(lists, copies) for a, b in zip(ts, cs)):
         return None
     return Prepared(kind_, layout, kind_.structure(kw), states, _present(lists))
+
+
+# K members of one optimizer over stacked parameters (every tensor with a leading dim K,
+# `optimlab.optim.batched`): member k's slice of a stacked tensor, its row k, is
+# contiguous, so the K·T slices of T tensors are the kernel's tensors, and slice (i, k)
+# reads member k's row of `hp`. Each row is worked out by the kind's `scalars` from
+# member k's keyword arguments, as its single run's would be.
+@dataclass(eq=False)
+class Stacked:
+    """Stacked tensors as the kernels see them: `stacked` the T tensors (their states are
+    checked against it, as a group's are) and `slices` their K·T rows, tensor by tensor,
+    each with its member's `row`."""
+
+    stacked: Layout
+    slices: Layout
+    index: np.ndarray    # the stacked tensor of each slice
+    offsets: np.ndarray  # each slice's byte offset in its stacked tensor
+
+    @property
+    def params(self) -> list[torch.Tensor]:  # what `_checks.layout` rechecks every step
+        return self.stacked.params
+
+    @property
+    def w(self) -> np.ndarray:
+        return self.stacked.w
+
+    def per_slice(self, a: np.ndarray) -> np.ndarray:
+        """A per-tensor array of `states` per slice: addresses move to each row."""
+        if a is self.stacked.zeros:
+            return self.slices.zeros
+        return a[self.index] + self.offsets if a.dtype == np.int64 else a[self.index]
+
+
+def _stacked(params: Sequence[torch.Tensor], w: np.ndarray) -> Stacked | str:
+    """The Stacked layout of parameters that `_params_unavailable` accepted."""
+    if params[0].dtype not in DTYPES:
+        return (f"parameter 0 has dtype {params[0].dtype}; the batched fused kernels handle "
+                "float32 and float64")
+    members = params[0].shape[0]
+    stacked = _layout(params, w)
+    index = np.repeat(np.arange(len(params)), members)
+    row = np.tile(np.arange(members), len(params))
+    per_member = stacked.sizes // members
+    sizes = per_member[index]
+    offsets = row * sizes * stacked.dtype.itemsize
+    tensor, first = k.plan(sizes)
+    slices = Layout(stacked.params, stacked.dtype, sizes, tensor, first, w[index] + offsets,
+                    stacked.total, row=row)
+    return Stacked(stacked, slices, index, offsets)
+
+
+class BatchedStep:
+    """Kind `kind`'s kernel stepping K members at once: `members[k]` is member k's keyword
+    arguments as the kernel functions take them (its optimizer's own), the same for every
+    step. Terms a member leaves out (SGD's momentum μ = 0 in a batch with momentum) run as
+    zeros there: the kernel's options are those of any member (`structure`)."""
+
+    def __init__(self, kind: str, members: Sequence[dict[str, Any]]):
+        self.kind = _KINDS[kind]
+        self.members = list(members)
+        # the most of each value over the members: the options and states the kernel takes
+        self.structure = {key: max(kw[key] for kw in members) for key in members[0]}
+        self.columns = {key: np.array([kw[key] for kw in members], np.float64)
+                        for key, x in members[0].items() if type(x) is float}
+        self.layout: Stacked | None = None
+        self.scalars: tuple[Any, ...] = ()
+
+    def unavailable(self, params: Sequence[torch.Tensor],
+                    grads: Sequence[torch.Tensor]) -> str | None:
+        """Why the kernel cannot step these stacked tensors (None: it can, and the layout is
+        ready for `run`)."""
+        found = _checks.layout(params, grads, self.layout, _params_unavailable, _stacked)
+        if isinstance(found, str):
+            return found
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            if g.shape != p.shape or g.dtype != p.dtype:
+                return (f"gradient {i} is {g.dtype} of shape {tuple(g.shape)}; needed: its "
+                        f"parameter's, {p.dtype} of shape {tuple(p.shape)}")
+        if found is not self.layout:
+            self.layout = found
+            self.scalars = (np.concatenate([self.kind.scalars(found.stacked, kw)[0]
+                                            for kw in self.members]),
+                            *self.kind.scalars(found.stacked, self.structure)[1:])
+        return None
+
+    def run(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+            lists: list[list[Any]], t: int) -> None:
+        """One step of every member (after `unavailable` found nothing): `lists` are the
+        kind's state lists of stacked tensors (created here where the kind does), t counts
+        from 1 for every member."""
+        lay = self.layout
+        assert lay is not None
+        g = lay.per_slice(_checks.pointers(grads))
+        states = self.kind.states(lay.stacked, params, lists, self.structure)
+        per_step: tuple[np.ndarray, ...] = ()
+        if self.kind.terms is not None:  # each term per member (or one for all), per slice
+            row, dtype = lay.slices.row, lay.stacked.dtype
+            per_step = tuple(x.astype(dtype)[row] if isinstance(x, np.ndarray)
+                             else np.full(row.size, x, dtype)
+                             for x in self.kind.terms({**self.structure, **self.columns}, t))
+        _run(self.kind.kernel, lay.slices, lay.slices.w, g, *map(lay.per_slice, states),
+             *per_step, *self.scalars)
+
+
+def batched(kind: str, members: Sequence[dict[str, Any]]) -> BatchedStep:
+    """Kind `kind`'s batched step for K members with these keyword arguments."""
+    return BatchedStep(kind, members)
 
 
 # kind -> kernel: every function decorated with `@_kernel`, under its own name

@@ -91,7 +91,9 @@ class Batched:
 
     `update(params, grads, state, t, tmp, **hyper)`: params and grads have a leading dim K
     (the members); `state` is a dict the update fills on its first call and keeps its
-    tensors in (lists aligned with params; `BatchedOptimizer.select` indexes them); t
+    tensors in (lists aligned with params; `BatchedOptimizer.select` indexes them), through
+    `states(params, state, **shared)`, which returns them as the fused kernel's state
+    lists (so that the fused batched step keeps the same state); t
     counts steps from 1; `tmp` holds scratch tensors like params. Hyperparameters in
     `per_member` arrive as [K] float64 tensors (a `Pair` as its two names), or None for
     those in `optional` when every member has 0 there (the term is skipped); those in
@@ -100,6 +102,7 @@ class Batched:
     """
 
     update: Callable[..., None]
+    states: Callable[..., list[list[Any]]]
     per_member: tuple[str, ...]
     optional: tuple[str, ...] = ("weight_decay",)
     shared: tuple[str, ...] = ()

@@ -39,15 +39,23 @@ def adagrad_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                             [-decayed_lr(lr, lr_decay, t) for t in steps])
 
 
+def adagrad_batched_states(params: Tensors, state: dict[str, Any], *,
+                           initial_accumulator_value: float, **shared: Any) -> list[Tensors]:
+    """The batched state as the fused kernel's lists: s, initial_accumulator_value at first."""
+    if "ss" not in state:
+        state["ss"] = [torch.full_like(p, initial_accumulator_value) for p in params]
+    return [state["ss"]]
+
+
 def adagrad_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
                     tmp: Tensors, *, lr: torch.Tensor, lr_decay: torch.Tensor | None,
                     eps: torch.Tensor, weight_decay: torch.Tensor | None,
                     initial_accumulator_value: float) -> None:
     """K members at once (see `Batched`): s ← s + g², w ← w − η g/(√s + ε)."""
-    if "ss" not in state:
-        state["ss"] = [torch.full_like(p, initial_accumulator_value) for p in params]
+    (ss,) = adagrad_batched_states(params, state,
+                                   initial_accumulator_value=initial_accumulator_value)
     step = -(lr if lr_decay is None else decayed_lr(lr, lr_decay, t))  # [K]
-    for i, (w, g, s) in enumerate(zip(params, grads, state["ss"], strict=True)):
+    for i, (w, g, s) in enumerate(zip(params, grads, ss, strict=True)):
         g = decayed(w, g, weight_decay)
         s.addcmul_(g, g)                                    # s ← s + g²
         denom = torch.sqrt(s, out=tmp[i]).add_(per_member(eps, s))  # √s + ε
@@ -104,7 +112,8 @@ SPEC = register(OptimizerSpec(
     name="adagrad", cls=Adagrad, kernel="adagrad",
     hyperparameters=dict(lr=NONNEG, lr_decay=NONNEG, weight_decay=NONNEG,
                          initial_accumulator_value=NONNEG, eps=NONNEG, maximize=Flag()),
-    batched=Batched(adagrad_batched, per_member=("lr", "lr_decay", "eps", "weight_decay"),
+    batched=Batched(adagrad_batched, adagrad_batched_states,
+                    per_member=("lr", "lr_decay", "eps", "weight_decay"),
                     optional=("lr_decay", "weight_decay"), shared=("initial_accumulator_value",)),
     peer=(torch.optim.Adagrad, dict(lr=1e-2)),
 ))

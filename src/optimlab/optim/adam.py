@@ -68,12 +68,18 @@ def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
     torch._foreach_addcdiv_(params, vs, denom, [-lr / bc1 for bc1, _ in bcs])
 
 
+def adam_batched_states(params: Tensors, state: dict[str, Any],
+                        **shared: Any) -> list[list[Any]]:
+    """The batched state as the fused kernel's lists: v and s, zero at first (no amsgrad)."""
+    return [zeros(state, "vs", params), zeros(state, "ss", params), [None] * len(params)]
+
+
 def adam_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int, tmp: Tensors,
                  *, lr: torch.Tensor, beta1: torch.Tensor, beta2: torch.Tensor,
                  eps: torch.Tensor, weight_decay: torch.Tensor | None,
                  bias_correction: bool, decoupled: bool = False) -> None:
     """K members at once (see `Batched`), every member at the same t (AdamW: `decoupled`)."""
-    vs, ss = zeros(state, "vs", params), zeros(state, "ss", params)
+    vs, ss, _ = adam_batched_states(params, state)
     bc1, bc2 = corrections(beta1, beta2, t, bias_correction)  # [K] tensors, or 1.0
     for i, (w, g, v, s) in enumerate(zip(params, grads, vs, ss, strict=True)):
         if weight_decay is not None and decoupled:
@@ -169,12 +175,14 @@ _HYPERPARAMETERS: dict[str, Number | Flag | Pair] = dict(
 _VARIED = ("lr", "betas", "eps", "weight_decay")
 SPEC = register(OptimizerSpec(
     name="adam", cls=Adam, lecture=True, kernel="adam", hyperparameters=_HYPERPARAMETERS,
-    batched=Batched(adam_batched, per_member=_VARIED, shared=("bias_correction",)),
+    batched=Batched(adam_batched, adam_batched_states, per_member=_VARIED,
+                    shared=("bias_correction",)),
     peer=(torch.optim.Adam, dict(lr=1e-3)),
 ))
 SPEC_W = register(OptimizerSpec(
     name="adamw", cls=AdamW, kernel="adam", hyperparameters=_HYPERPARAMETERS,
-    batched=Batched(functools.partial(adam_batched, decoupled=True), per_member=_VARIED,
+    batched=Batched(functools.partial(adam_batched, decoupled=True), adam_batched_states,
+                    per_member=_VARIED,
                     shared=("bias_correction",)),
     peer=(torch.optim.AdamW, dict(lr=1e-3)),
 ))

@@ -8,6 +8,11 @@ math is the reference's, line by line, so a member's trajectory equals the refer
 with that member's hyperparameters up to rounding (≤ 1e-12 relative in float64: fused
 multiply-adds may round differently). A sweep that keeps all K members' parameters in one
 flat [K, P] tensor does each line as one large tensor op.
+
+On CPU `BatchedOptimizer` steps with the optimizer's fused kernel instead, where it runs
+(`optimlab.kernels.batched`): one pass over memory for every line, each member reading its
+own row of hyperparameters, worked out from its keyword arguments as its single run's are.
+The torch-op update stays the path everywhere else, and both keep the same state.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 import torch
+
+from optimlab import kernels
 
 if TYPE_CHECKING:
     from optimlab.optim._spec import OptimizerSpec
@@ -112,22 +119,43 @@ def member_hyperparameters(name: str, members: Sequence[dict[str, Any]]
     return hyper, shared
 
 
+def kernel_kwargs(spec: OptimizerSpec, kw: dict[str, Any]) -> dict[str, Any]:
+    """A member's keyword arguments as its optimizer's update functions (and fused kernel)
+    take them: what the optimizer class itself passes them."""
+    opt = spec.cls([torch.zeros(1)], **kw)
+    return opt._kwargs(opt.param_groups[0])  # type: ignore[attr-defined, no-any-return]
+
+
 class BatchedOptimizer:
     """K members of optimizer `name` over stacked parameters (leading dim K), in lockstep.
 
     `members[k]` holds member k's keyword arguments, as for the optimizer class. The
     caller owns `params` (updated in place by `step`); `select` keeps a subset of members
     (e.g. drops diverged ones) together with their state and hyperparameters.
+
+    `fused`: None (the default) steps with the fused batched kernel where it runs (CPU,
+    float32 or float64, contiguous stacked tensors and gradients, numba loaded) and with
+    the torch ops of the specification's batched update elsewhere; True insists on the
+    kernel (RuntimeError saying why it cannot run); False always runs the torch ops.
+    `last_impl` says which path the last step took: "fused" or "batched".
     """
 
-    def __init__(self, name: str, params: Tensors, members: Sequence[dict[str, Any]]):
+    def __init__(self, name: str, params: Tensors, members: Sequence[dict[str, Any]], *,
+                 fused: bool | None = None):
         for i, p in enumerate(params):
             if p.dim() == 0 or p.shape[0] != len(members):
                 raise ValueError(f"Invalid params: tensor {i} has shape {tuple(p.shape)}; "
                                  f"allowed: a leading dim of K = {len(members)} (the members)")
-        self.name, self.params = name, list(params)
+        self.name, self.params, self.members = name, list(params), list(members)
         self.hyper, self.shared = member_hyperparameters(name, members)
-        self.update = _spec(name).batched.update  # type: ignore[union-attr]
+        self.spec = _spec(name)
+        # what the fused kernel takes, built here: a caller that keeps torch._dynamo from
+        # being imported by the optimizers it builds (`dynamo_not_imported`) wraps this
+        self.kernel_kwargs = [kernel_kwargs(self.spec, kw) for kw in members]
+        self.update = self.spec.batched.update  # type: ignore[union-attr]
+        self.fused = fused
+        self.kernel: Any = None  # the backend's batched step (or why none), made on first use
+        self.last_impl: str | None = None
         self.t = 0  # steps taken; Adam's bias correction uses t from 1
         # scratch, reused every step: a fresh large tensor page-faults on its first write
         self.tmp = [torch.empty_like(p) for p in self.params]
@@ -136,13 +164,42 @@ class BatchedOptimizer:
     def step(self, grads: Tensors) -> None:
         """One update of every member with its own gradient slice `grads[i][k]`."""
         self.t += 1
+        if self.fused is not False:
+            reason = self._fused_step(grads)
+            if reason is None:
+                self.last_impl = "fused"
+                return
+            if self.fused:
+                raise RuntimeError(f"Invalid fused=True for the batched {self.name}: {reason}")
         self.update(self.params, grads, self.state, self.t, self.tmp, **self.shared,
                     **self.hyper)
+        self.last_impl = "batched"
+
+    def _fused_step(self, grads: Tensors) -> str | None:
+        """The step through the fused kernel, or why it cannot run (then nothing changed)."""
+        if not self.params:
+            return "no parameters"
+        if self.kernel is None:
+            self.kernel = kernels.batched(self.spec.kernel, self.params[0].device.type,
+                                          self.kernel_kwargs)
+        if isinstance(self.kernel, str):
+            return self.kernel
+        reason: str | None = self.kernel.unavailable(self.params, grads)
+        if reason is None:
+            batched = self.spec.batched
+            assert batched is not None
+            self.kernel.run(self.params, grads, batched.states(self.params, self.state,
+                                                               **self.shared), self.t)
+        return reason
 
     def select(self, index: torch.Tensor, params: Tensors) -> None:
         """Keep members `index` (int64, into the current K); `params` are the caller's
         parameters already reduced to those members."""
         self.params = list(params)
+        rows = index.tolist()
+        self.members = [self.members[i] for i in rows]
+        self.kernel_kwargs = [self.kernel_kwargs[i] for i in rows]
+        self.kernel = None
         self.tmp = [torch.empty_like(p) for p in self.params]
         self.hyper = {k: None if v is None else v[index] for k, v in self.hyper.items()}
         self.state = {k: [None if x is None else x[index] for x in xs]

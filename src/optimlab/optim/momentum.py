@@ -46,11 +46,17 @@ def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         torch._foreach_add_(params, vs, alpha=-lr)
 
 
+def momentum_batched_states(params: Tensors, state: dict[str, Any],
+                            **shared: Any) -> list[Tensors]:
+    """The batched state as the fused kernel's lists: v, zero at first."""
+    return [zeros(state, "vs", params)]
+
+
 def momentum_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
                      tmp: Tensors, *, lr: torch.Tensor, momentum: torch.Tensor,
                      weight_decay: torch.Tensor | None) -> None:
     """K members at once (see `Batched`): v ← βv + (1−β)g, w ← w − η v."""
-    vs = zeros(state, "vs", params)
+    (vs,) = momentum_batched_states(params, state)
     for w, g, v in zip(params, grads, vs, strict=True):
         g = decayed(w, g, weight_decay)
         v.mul_(per_member(momentum, v)).addcmul_(g, per_member(1 - momentum, v))  # v ← βv + (1−β)g
@@ -109,7 +115,8 @@ SPEC = register(OptimizerSpec(
     name="momentum", cls=Momentum, lecture=True, kernel="momentum",
     hyperparameters=dict(lr=NONNEG, momentum=UNIT, weight_decay=NONNEG, nesterov=Flag(),
                          maximize=Flag()),
-    batched=Batched(momentum_batched, per_member=("lr", "momentum", "weight_decay")),
+    batched=Batched(momentum_batched, momentum_batched_states,
+                    per_member=("lr", "momentum", "weight_decay")),
     # the same bytes per step as ours: torch's heavy ball keeps one buffer too
     peer=(torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
 ))

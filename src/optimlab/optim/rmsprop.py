@@ -79,12 +79,19 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
         torch._foreach_addcdiv_(params, grads, denom, value=-lr)
 
 
+def rmsprop_batched_states(params: Tensors, state: dict[str, Any], *, centered: bool,
+                           **shared: Any) -> list[list[Any]]:
+    """The batched state as the fused kernel's lists: s, m (centered), zero at first; no
+    momentum buffers (the batched update has no momentum)."""
+    return [zeros(state, "ss", params), zeros(state, "ms", params) if centered
+            else [None] * len(params), [None] * len(params)]
+
+
 def rmsprop_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
                     tmp: Tensors, *, lr: torch.Tensor, alpha: torch.Tensor, eps: torch.Tensor,
                     weight_decay: torch.Tensor | None, centered: bool) -> None:
     """K members at once (see `Batched`): s ← βs + (1−β)g², w ← w − η g/(√s + ε)."""
-    ss = zeros(state, "ss", params)
-    ms = zeros(state, "ms", params) if centered else []
+    ss, ms, _ = rmsprop_batched_states(params, state, centered=centered)
     for i, (w, g, s) in enumerate(zip(params, grads, ss, strict=True)):
         g = decayed(w, g, weight_decay)
         u = torch.mul(g, per_member(1 - alpha, s), out=tmp[i])
@@ -160,7 +167,8 @@ SPEC = register(OptimizerSpec(
     name="rmsprop", cls=RMSprop, lecture=True, kernel="rmsprop",
     hyperparameters=dict(lr=NONNEG, alpha=UNIT, eps=NONNEG, weight_decay=NONNEG,
                          momentum=UNIT, centered=Flag(), maximize=Flag()),
-    batched=Batched(rmsprop_batched, per_member=("lr", "alpha", "eps", "weight_decay"),
+    batched=Batched(rmsprop_batched, rmsprop_batched_states,
+                    per_member=("lr", "alpha", "eps", "weight_decay"),
                     shared=("centered",)),
     peer=(torch.optim.RMSprop, dict(lr=1e-3, alpha=0.9)),
 ))

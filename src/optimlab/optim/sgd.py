@@ -48,18 +48,24 @@ def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
     torch._foreach_add_(params, grads, alpha=-lr)
 
 
+def sgd_batched_states(params: Tensors, state: dict[str, Any], **shared: Any) -> list[Tensors]:
+    """The batched state as the fused kernel's lists: the heavy-ball buffers, made at step 1
+    (v₁ = g)."""
+    return [state.setdefault("bufs", [None] * len(params))]
+
+
 def sgd_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int, tmp: Tensors,
                 *, lr: torch.Tensor, momentum: torch.Tensor | None,
                 weight_decay: torch.Tensor | None) -> None:
     """K members at once (see `Batched`): w ← w − η g; with momentum (heavy ball, v₁ = g):
     v ← μv + g, w ← w − η v. A member with μ = 0 in a batch with momentum gets v = g."""
-    bufs = state.setdefault("bufs", [None] * len(params))  # v₁ = g: made at step 1
+    (bufs,) = sgd_batched_states(params, state)
     for i, (w, g) in enumerate(zip(params, grads, strict=True)):
         g = decayed(w, g, weight_decay)
         if momentum is not None:
             buf = bufs[i]
             if buf is None:
-                buf = bufs[i] = g.clone()                   # v₁ = g
+                buf = bufs[i] = torch.empty_like(w).copy_(g)  # v₁ = g (laid out as w)
             else:
                 buf.mul_(per_member(momentum, buf)).add_(g)  # v ← μv + g
             g = buf
@@ -135,7 +141,7 @@ SPEC = register(OptimizerSpec(
     name="sgd", cls=SGD, lecture=True, kernel="sgd",
     hyperparameters=dict(lr=NONNEG, momentum=NONNEG, dampening=NONNEG, weight_decay=NONNEG,
                          nesterov=Flag(), maximize=Flag()),
-    batched=Batched(sgd_batched, per_member=("lr", "momentum", "weight_decay"),
+    batched=Batched(sgd_batched, sgd_batched_states, per_member=("lr", "momentum", "weight_decay"),
                     optional=("momentum", "weight_decay")),
     peer=(torch.optim.SGD, dict(lr=1e-3)),
 ))
