@@ -190,3 +190,33 @@ def test_a_shared_option_must_be_the_same_for_every_member():
 def test_params_must_be_stacked_over_the_members():
     with pytest.raises(ValueError, match="leading dim of K = 2"):
         BatchedOptimizer("sgd", [torch.zeros(3, 4)], [dict(lr=0.1), dict(lr=0.2)])
+
+
+@pytest.mark.parametrize("name,members", [CASES[1], CASES[7], CASES[11]],
+                         ids=["sgd", "adam", "adagrad"])
+def test_members_spanning_many_chunks_and_threads_equal_their_reference_runs(
+        name, members, monkeypatch):
+    """Rows of 40,000 and 7 elements (several kernel chunks, and a short one), cut into
+    shares for 3 threads: each member still equals its reference run."""
+    from optimlab.kernels import _numba_kernels, numba_cpu
+
+    monkeypatch.setattr(numba_cpu, "MIN_PER_THREAD", 1000)
+    monkeypatch.setattr(numba_cpu.torch, "get_num_threads", lambda: 3)
+    assert 40_000 > 2 * _numba_kernels.CHUNK
+    k, gen = len(members), torch.Generator().manual_seed(0)
+    params = [torch.randn(k, 200, 200, generator=gen, dtype=torch.float64),
+              torch.randn(k, 7, generator=gen, dtype=torch.float64)]
+    alone = [[p[j].clone().requires_grad_() for p in params] for j in range(k)]
+    refs = [OPTIMIZERS[name](ps, **kw, foreach=False) for ps, kw in zip(alone, members)]
+    opt = BatchedOptimizer(name, params, members)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in params]
+        opt.step(grads)
+        assert opt.last_impl == "fused"
+        for j, ref in enumerate(refs):
+            for p, g in zip(alone[j], grads):
+                p.grad = g[j].clone()
+            ref.step()
+    for j, kw in enumerate(members):
+        for p, r in zip(params, alone[j], strict=True):
+            assert max_rel_err(p[j].numpy(), r.detach().numpy()) <= 1e-12, (name, kw)
