@@ -168,3 +168,30 @@ def test_command_process_hands_torch_optim_to_dynamo_only_once_imported(tmp_path
     before, after = out.splitlines()
     assert before == "before: False None [-0.1, -0.1]"  # Adam's first step: η·sign(g)
     assert after == "after: False"
+
+
+def test_stacked_evaluation_equals_each_member_alone_ties_and_nan_included():
+    """`evaluate_stacked` (K members at once, argmax along made-contiguous rows) gives each
+    member's `evaluate`: the same accuracy (ties go to the first class in both), the
+    same loss, NaN members too."""
+    import math
+
+    import torch
+
+    from optimlab.data import Dataset
+    from optimlab.train.evaluation import evaluate, evaluate_stacked
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(700, 5, generator=g), torch.randint(0, 4, (700,), generator=g)
+    ds = Dataset("tiny", x, y, x[:90], y[:90], x[600:], y[600:], (5,), 4)
+    w = torch.randn(3, 4, 5, generator=g, dtype=torch.float32)
+    w[1] = w[1, :1].expand(4, 5)  # every class the same score: argmax ties on every row
+    w[2, 0, 0] = math.nan         # NaN logits for class 0
+    stacked = evaluate_stacked(lambda xb: torch.einsum("kcd,nd->kcn", w, xb), 3, ds)
+    for k in range(3):
+        alone = evaluate(lambda xb, k=k: xb @ w[k].T, ds)
+        for split, metrics in alone.items():
+            assert stacked[k][split]["acc"] == metrics["acc"]
+            a, b = stacked[k][split]["loss"], metrics["loss"]
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6)
+    assert stacked[1]["test"]["acc"] == int((y[600:] == 0).sum()) / 100  # ties: class 0
