@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-times", type=int, default=0, metavar="ROUNDS",
                    help="instead of the rows: CPU time of one training step — the loop's, the "
                         "vectorized group's through its written-out backward and through vmap, "
-                        "the matrix products alone — medians of ROUNDS interleaved rounds")
+                        "its optimizer part fused and through the torch ops, the matrix "
+                        "products alone — medians of ROUNDS interleaved rounds")
     p.add_argument("--json", type=Path, help="also write the result to this file")
 
 
