@@ -13,7 +13,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from optimlab import models
 from optimlab.bench.lab_scale import LAB_MODELS, lab_shapes, run_lab_case
 from optimlab.bench.report import goals
-from optimlab.bench.sweep import flops_per_step, gemms, matmul_rate, step_times, torch_peer
+from optimlab.bench.sweep import (
+    LAYOUTS,
+    PLAIN,
+    best_layouts,
+    flops_per_step,
+    gemms,
+    layout_product,
+    matmul_rate,
+    step_times,
+    torch_peer,
+)
 from optimlab.cli import main
 from optimlab.data import Dataset
 from optimlab.lab.grid import settings
@@ -55,11 +65,35 @@ def test_mlp_flops_by_hand():
     assert flops_per_step(gemms(models.build("mlp", (40,), 10), (40,), 100)) == by_hand == 8.2e6
 
 
-def test_matmul_rate_is_flops_over_the_median_time():
-    rate = matmul_rate([(8, 4, 6), (6, 8, 4)], members=3, dtype=torch.float32, rounds=3,
-                       target_s=1e-3)
-    assert rate["gflop_per_step"] == pytest.approx(3 * 2 * (8 * 4 * 6 + 6 * 8 * 4) / 1e9)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_computes_the_product(layout):
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(3, 5, 4, generator=gen, dtype=torch.float64)
+    b = torch.randn(3, 4, 6, generator=gen, dtype=torch.float64)
+    call, c = layout_product(a, b, layout)
+    call()
+    torch.testing.assert_close(c, torch.einsum("kmi,kin->kmn", a, b), rtol=1e-14, atol=1e-14)
+    assert c.shape == (3, 5, 6)
+
+
+def test_matmul_rate_counts_each_product_at_its_fastest_layout():
+    shapes = [(8, 4, 6), (6, 8, 4), (8, 4, 6)]
+    rate = matmul_rate(shapes, members=3, dtype=torch.float32, rounds=3, target_s=1e-3)
+    assert len(LAYOUTS) == 8 and PLAIN in LAYOUTS
+    assert rate["gflop_per_step"] == pytest.approx(3 * 2 * (2 * 8 * 4 * 6 + 6 * 8 * 4) / 1e9)
+    products = rate["products"]
+    assert [(p["shape"], p["count"]) for p in products] == [([8, 4, 6], 2), ([6, 8, 4], 1)]
+    for p in products:
+        assert set(p["ms"]) == set(LAYOUTS) and p["ms"][p["best"]] == min(p["ms"].values())
+    best = sum(p["count"] * min(p["ms"].values()) for p in products)
+    plain = sum(p["count"] * p["ms"][PLAIN] for p in products)
+    assert rate["ms_per_step"] == pytest.approx(best) and best <= plain
+    assert rate["plain_ms_per_step"] == pytest.approx(plain)
     assert rate["gflops"] == pytest.approx(rate["gflop_per_step"] / rate["ms_per_step"] * 1e3)
+    assert rate["plain_gflops"] == pytest.approx(rate["gflop_per_step"] / plain * 1e3)
+    chosen = best_layouts([rate, rate])
+    assert [(c["best"], c["best_ms"], c["plain_ms"]) for c in chosen] == [
+        (p["best"], p["ms"][p["best"]], p["ms"][PLAIN]) for p in products]
 
 
 @pytest.mark.slow
@@ -78,6 +112,8 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
                                                        / row["wall_s"])
         assert row["fraction_of_matmul"] == pytest.approx(
             f["total_gflop"] / row["train_s"] / f["matmul_gflops"])
+        assert row["fraction_of_plain_matmul"] == pytest.approx(
+            f["total_gflop"] / row["train_s"] / f["matmul_plain_gflops"])
         assert row["diverged"] == 0
     agree = r["rows"]["vectorized"]["agreement_with_loop"]
     assert agree["same_diverged"] and 0 <= agree["max_abs_diff_final_test_acc"] < 0.2
@@ -111,6 +147,10 @@ def test_step_times_ratios_come_from_the_medians():
         assert r["speedup_vs_loop"][key] == pytest.approx(ms["loop_x_members"] / ms[key])
     assert r["fraction_of_matmul"]["step"] == pytest.approx(ms["bmm"] / ms["step"])
     assert r["optimizer_share"] == pytest.approx(ms["optimizer"] / ms["step"])
+    assert r["fraction_of_plain_matmul"]["step"] == pytest.approx(ms["bmm_plain"] / ms["step"])
+    assert ms["bmm"] <= ms["bmm_plain"]  # round by round, best ≤ plain
+    assert [p["shape"] for p in r["layouts"]] == [list(s) for s in dict.fromkeys(
+        gemms(models.build("cnn", (12,), 3), (12,), 10))]
     assert r["gflop_per_step"] == pytest.approx(
         3 * flops_per_step(gemms(models.build("cnn", (12,), 3), (12,), 10)) / 1e9)
 

@@ -18,7 +18,9 @@ Rows, all on the same data, configurations and torch threads, in one process run
 The FLOP count is the model's matrix arithmetic (forward and backward GEMMs of every
 linear and convolution layer, im2col form: 2·m·k·n each), and the machine's
 matrix-multiply rate is measured in the same run on those very shapes, stacked over the
-sweep's members (`torch.bmm`), so "fraction of the matmul rate" compares like with like.
+sweep's members (`torch.bmm`), each product in the fastest of the layouts that compute it
+(which operand is stored transposed, and whether C or Cᵀ is written), so "fraction of the
+matmul rate" compares like with like against the best the machine does on them.
 """
 
 from __future__ import annotations
@@ -156,32 +158,98 @@ def flops_per_step(shapes: list[tuple[int, int, int]]) -> int:
     return sum(2 * m * k * n for m, k, n in shapes)
 
 
+# The ways one product C = A·B can be computed, as three letters: A stored as it is (N) or
+# transposed (T, i.e. as Aᵀ contiguous), B likewise, and C written as it is (N) or as Cᵀ,
+# computed as Bᵀ·Aᵀ (T). MKL's speed differs between them by up to 4x on the sweep's narrow
+# shapes (a 100 × 10 output is ~3.7x slower than its 10 × 100 transpose), and a model is
+# free to store its operands and outputs either way.
+LAYOUTS = tuple(a + b + c for a in "NT" for b in "NT" for c in "NT")
+PLAIN = "NNN"  # every operand and output as the product is written: the rate's old layout
+
+
+def layout_product(a: torch.Tensor, b: torch.Tensor, layout: str
+                   ) -> tuple[Callable[[], object], torch.Tensor]:
+    """(a call computing the product of a [K, m, k] and b [K, k, n] in `layout`, the product
+    [K, m, n] it leaves: C itself, or a transposed view of the Cᵀ it writes). The operands
+    are copied into the layout's storage here, so the call is one `torch.bmm` and nothing
+    else."""
+    def stored(t: torch.Tensor, letter: str) -> torch.Tensor:
+        return t.contiguous() if letter == "N" else t.transpose(1, 2).contiguous().transpose(1, 2)
+
+    a, b = stored(a, layout[0]), stored(b, layout[1])
+    if layout[2] == "N":
+        c = torch.empty(len(a), a.shape[1], b.shape[2], dtype=a.dtype)
+        return lambda: torch.bmm(a, b, out=c), c
+    ct = torch.empty(len(a), b.shape[2], a.shape[1], dtype=a.dtype)
+    at, bt = a.transpose(1, 2), b.transpose(1, 2)
+    return lambda: torch.bmm(bt, at, out=ct), ct.transpose(1, 2)
+
+
+def _per_call(fn: Callable[[], object], calls: int, clock: Callable[[], float]) -> float:
+    t0 = clock()
+    for _ in range(calls):
+        fn()
+    return (clock() - t0) / calls
+
+
 def matmul_rate(shapes: list[tuple[int, int, int]], members: int, dtype: torch.dtype,
-                rounds: int = 7, target_s: float = 0.05) -> dict[str, Any]:
-    """GFLOP/s of `torch.bmm` on `shapes` stacked over `members`, outputs preallocated:
-    the matrix work of one vectorized step and nothing else. Median of `rounds`."""
+                rounds: int = 7, target_s: float = 0.05,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """The machine's matrix-multiply rate on `shapes`, stacked over `members`: the matrix work
+    of one vectorized step and nothing else (`torch.bmm`, outputs preallocated).
+
+    Each distinct product is timed in every one of `LAYOUTS` (median of `rounds`
+    interleaved rounds, by `clock`), and the rate counts each at its fastest layout: the
+    ceiling of a step whose every product is stored the best way. `plain_*` is the same
+    sum in the plain layout alone. `products` says, per distinct shape (m, k, n) and how
+    often the step has it, every layout's ms and the fastest."""
     gen = torch.Generator().manual_seed(0)
-    ops = [(torch.randn(members, m, k, generator=gen, dtype=dtype),
-            torch.randn(members, k, n, generator=gen, dtype=dtype),
-            torch.empty(members, m, n, dtype=dtype)) for m, k, n in shapes]
-
-    def once() -> None:
-        for a, b, c in ops:
-            torch.bmm(a, b, out=c)
-
-    once()
-    t0 = time.perf_counter()
-    once()
-    inner = max(1, round(target_s / max(time.perf_counter() - t0, 1e-7)))
-    samples = []
+    distinct = list(dict.fromkeys(shapes))
+    calls: dict[tuple[tuple[int, int, int], str], Callable[[], object]] = {}
+    for m, k, n in distinct:
+        a = torch.randn(members, m, k, generator=gen, dtype=dtype)
+        b = torch.randn(members, k, n, generator=gen, dtype=dtype)
+        for layout in LAYOUTS:
+            calls[(m, k, n), layout] = fn = layout_product(a, b, layout)[0]
+            fn()
+    # Calls per sample: each distinct product's samples take ≈ target_s per round together.
+    inner = {key: max(1, round(target_s / len(distinct) / max(_per_call(fn, 1, clock), 1e-7)))
+             for key, fn in calls.items() if key[1] == PLAIN}
+    samples: dict[tuple[tuple[int, int, int], str], list[float]] = {key: [] for key in calls}
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            once()
-        samples.append((time.perf_counter() - t0) / inner)
+        for key, fn in calls.items():
+            samples[key].append(_per_call(fn, inner[key[0], PLAIN], clock))
+    products: list[dict[str, Any]] = []
+    for shape in distinct:
+        ms = {layout: statistics.median(samples[shape, layout]) * 1e3 for layout in LAYOUTS}
+        products.append({"shape": list(shape), "count": shapes.count(shape),
+                         "best": min(LAYOUTS, key=ms.__getitem__), "ms": ms})
+    best_ms = sum(p["count"] * p["ms"][p["best"]] for p in products)
+    plain_ms = sum(p["count"] * p["ms"][PLAIN] for p in products)
     flop = flops_per_step(shapes) * members
-    return {"gflop_per_step": flop / 1e9, "ms_per_step": statistics.median(samples) * 1e3,
-            "gflops": flop / statistics.median(samples) / 1e9}
+    return {"gflop_per_step": flop / 1e9, "ms_per_step": best_ms, "gflops": flop / best_ms / 1e6,
+            "plain_ms_per_step": plain_ms, "plain_gflops": flop / plain_ms / 1e6,
+            "products": products}
+
+
+def best_layouts(rates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per distinct product of `rates` (`matmul_rate` results on the same shapes): its
+    fastest layout over them all (each layout's median ms across `rates`), that ms and the
+    plain layout's."""
+    out = []
+    for i, p in enumerate(rates[0]["products"]):
+        ms = {layout: statistics.median(r["products"][i]["ms"][layout] for r in rates)
+              for layout in LAYOUTS}
+        best = min(LAYOUTS, key=ms.__getitem__)
+        out.append({"shape": p["shape"], "count": p["count"], "best": best,
+                    "best_ms": ms[best], "plain_ms": ms[PLAIN]})
+    return out
+
+
+def format_layouts(products: list[dict[str, Any]]) -> str:
+    """One line per distinct product: its shape, count, fastest layout and the plain one."""
+    return "\n".join(f"    {'×'.join(map(str, p['shape'])):<12} ×{p['count']}: {p['best']} "
+                     f"{p['best_ms']:.3f} ms, plain {p['plain_ms']:.3f} ms" for p in products)
 
 
 @dataclass
@@ -290,6 +358,7 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
                 walls[name].append(wall)
             rate.append(matmul_rate(shapes, min(members, sw.max_batch), DTYPES[sw.dtype]))
     gflops = statistics.median(r["gflops"] for r in rate)
+    plain = statistics.median(r["plain_gflops"] for r in rate)
     result: dict[str, Any] = {
         "settings": {"sweep": asdict(sw), "rows": list(cfg.rows), "threads": threads,
                      "repeats": cfg.repeats, "runs": members},
@@ -297,6 +366,7 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
         "flops": {"gemms_per_member_step": shapes,
                   "mflop_per_member_step": flops_per_step(shapes) / 1e6,
                   "total_gflop": total_gflop, "matmul_gflops": gflops,
+                  "matmul_plain_gflops": plain, "matmul_layouts": best_layouts(rate),
                   "matmul_samples": rate},
         "rows": {}}
     for name in cfg.rows:
@@ -305,6 +375,7 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
         result["rows"][name] = {
             "wall_s": wall, "wall_samples_s": walls[name], "train_s": train,
             "train_gflops": total_gflop / train, "fraction_of_matmul": total_gflop / train / gflops,
+            "fraction_of_plain_matmul": total_gflop / train / plain,
             "diverged": sum(bool(r["diverged"]) for r in records[name])}
     if "ray" in cfg.rows:
         result["ray_init_s"] = ray_init_s
@@ -362,7 +433,8 @@ def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
       `grads_vmap`, `step_vmap` the same through `vmap`;
     - `optimizer`, `optimizer_torch_ops`: the step's optimizer part alone, every member's
       update, through the fused batched kernels (the step's path) and through the torch ops;
-    - `bmm`: the step's matrix products alone (`matmul_rate` on its shapes)."""
+    - `bmm`: the step's matrix products alone (`matmul_rate` on its shapes, in CPU time too),
+      each in its fastest layout; `bmm_plain` all in the plain layout."""
     torch.set_num_threads(threads or torch.get_num_threads())
     configs = grid_configs(sw, len(dataset.y_train))[:sw.max_batch]
     groups = {"": executors.Group(configs, dataset), "_vmap": executors.Group(configs, dataset)}
@@ -378,7 +450,8 @@ def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
     shapes = gemms(model, tuple(dataset.input_shape), sw.batch_size)
     samples: dict[str, list[float]] = {k: [] for k in (
         "loop_step", "grads", "step", "grads_vmap", "step_vmap", "optimizer",
-        "optimizer_torch_ops", "bmm")}
+        "optimizer_torch_ops", "bmm", "bmm_plain")}
+    rates: list[dict[str, Any]] = []
     taken = itertools.count(1)
     _next_step(groups[""], taken)  # gradients for the optimizer parts, kernels compiled
     optimizers = {"optimizer": _optimizer_steps(groups[""], fused=True),
@@ -392,17 +465,21 @@ def step_times(sw: SweepConfig, dataset: Any, rounds: int = 5, steps: int = 10,
             samples[name].append(_cpu_ms(10 * steps, fn))
         samples["loop_step"].append(_cpu_ms(10 * steps, lambda: loop_step(model, optimizer,
                                                                            *next(batches))))
-        samples["bmm"].append(matmul_rate(shapes, len(configs), DTYPES[sw.dtype], rounds=3)[
-            "ms_per_step"])
+        rates.append(matmul_rate(shapes, len(configs), DTYPES[sw.dtype], rounds=3,
+                                 clock=time.process_time))
+        samples["bmm"].append(rates[-1]["ms_per_step"])
+        samples["bmm_plain"].append(rates[-1]["plain_ms_per_step"])
     ms = {k: statistics.median(v) for k, v in samples.items()}
     ms["loop_x_members"] = ms["loop_step"] * len(configs)
     return {"members": len(configs), "rounds": rounds, "threads": torch.get_num_threads(),
-            "ms": ms, "samples_ms": samples,
+            "ms": ms, "samples_ms": samples, "layouts": best_layouts(rates),
             "gflop_per_step": flops_per_step(shapes) * len(configs) / 1e9,
             "speedup_vs_loop": {k: ms["loop_x_members"] / ms[k] for k in
                                 ("grads", "step", "grads_vmap", "step_vmap")},
             "fraction_of_matmul": {k: ms["bmm"] / ms[k] for k in ("step", "step_vmap")},
-            "optimizer_share": ms["optimizer"] / ms["step"]}
+            "optimizer_share": ms["optimizer"] / ms["step"],
+            "fraction_of_plain_matmul": {k: ms["bmm_plain"] / ms[k] for k in ("step",
+                                                                              "step_vmap")}}
 
 
 def format_step_times(r: dict[str, Any]) -> str:
@@ -411,13 +488,18 @@ def format_step_times(r: dict[str, Any]) -> str:
     lines = [f"{r['members']} members, {r['threads']} threads, CPU ms per step (medians of "
              f"{r['rounds']} rounds); "
              f"{r['gflop_per_step']:.3f} GFLOP of matrix products per step, "
-             f"bmm alone {ms['bmm']:.2f} ms",
+             f"bmm alone {ms['bmm']:.2f} ms in the fastest layout per product "
+             f"({ms['bmm_plain']:.2f} ms all plain)",
+             "  per product (m×k×n, count: fastest layout; of A, B, C: N as is, T transposed):",
+             format_layouts(r["layouts"]),
              f"  loop: {ms['loop_step']:.3f} per configuration, {ms['loop_x_members']:.2f} "
              f"× {r['members']}"]
     for path, name in (("", "written-out"), ("_vmap", "vmap")):
         lines.append(f"  {name + ':':<13}gradients {ms['grads' + path]:.2f}, step "
                      f"{ms['step' + path]:.2f}: {r['speedup_vs_loop']['step' + path]:.2f}× "
-                     f"the loop, {r['fraction_of_matmul']['step' + path]:.0%} of the matmul rate")
+                     f"the loop, {r['fraction_of_matmul']['step' + path]:.0%} of the matmul rate "
+                     f"({r['fraction_of_plain_matmul']['step' + path]:.0%} of the plain "
+                     "layout's)")
     lines.append(f"  optimizer:   fused {ms['optimizer']:.3f} ({r['optimizer_share']:.0%} of the "
                  f"written-out step), torch ops {ms['optimizer_torch_ops']:.3f}: "
                  f"{ms['optimizer_torch_ops'] / ms['optimizer']:.2f}× the fused")
@@ -430,16 +512,21 @@ def format_summary(result: dict[str, Any]) -> str:
     lines = [f"{result['settings']['runs']} runs, {result['settings']['threads']} threads; "
              f"{f['mflop_per_member_step']:.2f} MFLOP per member-step, "
              f"{f['total_gflop']:.0f} GFLOP in all; matmul rate on these shapes "
-             f"{f['matmul_gflops']:.1f} GFLOP/s",
+             f"{f['matmul_gflops']:.1f} GFLOP/s in the fastest layout per product "
+             f"({f['matmul_plain_gflops']:.1f} all plain)",
+             "  per product (m×k×n, count: fastest layout; of A, B, C: N as is, T transposed):",
+             format_layouts(f["matmul_layouts"]),
              f"  {'row':<12}{'wall s':>9}{'train s':>9}{'vs loop':>9}{'GFLOP/s':>9}"
-             f"{'of matmul':>11}"]
+             f"{'of matmul':>11}{'of plain':>10}"]
     for name, r in result["rows"].items():
         lines.append(f"  {name:<12}{r['wall_s']:>9.1f}{r['train_s']:>9.1f}"
                      f"{r.get('speedup_vs_loop', float('nan')):>8.2f}×"
-                     f"{r['train_gflops']:>9.1f}{r['fraction_of_matmul']:>11.0%}")
+                     f"{r['train_gflops']:>9.1f}{r['fraction_of_matmul']:>11.0%}"
+                     f"{r['fraction_of_plain_matmul']:>10.0%}")
     return "\n".join(lines)
 
 
-__all__ = ["PEERS", "ROWS", "SweepBenchConfig", "agreement", "command_argv", "flops_per_step",
-           "format_step_times", "format_summary", "gemms", "loop_step", "matmul_rate",
+__all__ = ["LAYOUTS", "PEERS", "PLAIN", "ROWS", "SweepBenchConfig", "agreement", "best_layouts",
+           "command_argv", "flops_per_step", "format_layouts", "format_step_times",
+           "format_summary", "gemms", "layout_product", "loop_step", "matmul_rate",
            "run_sweep_bench", "step_times", "student_loop", "torch_peer"]
