@@ -92,8 +92,8 @@ def test_matmul_rate_counts_each_product_at_its_fastest_layout():
     assert rate["gflops"] == pytest.approx(rate["gflop_per_step"] / rate["ms_per_step"] * 1e3)
     assert rate["plain_gflops"] == pytest.approx(rate["gflop_per_step"] / plain * 1e3)
     chosen = best_layouts([rate, rate])
-    assert [(c["best"], c["best_ms"], c["plain_ms"]) for c in chosen] == [
-        (p["best"], p["ms"][p["best"]], p["ms"][PLAIN]) for p in products]
+    assert [(c["best"], c["best_ms"], c["plain_ms"], c["ms"]) for c in chosen] == [
+        (p["best"], p["ms"][p["best"]], p["ms"][PLAIN], p["ms"]) for p in products]
 
 
 @pytest.mark.slow

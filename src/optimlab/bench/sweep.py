@@ -233,16 +233,15 @@ def matmul_rate(shapes: list[tuple[int, int, int]], members: int, dtype: torch.d
 
 
 def best_layouts(rates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per distinct product of `rates` (`matmul_rate` results on the same shapes): its
-    fastest layout over them all (each layout's median ms across `rates`), that ms and the
-    plain layout's."""
+    """Per distinct product of `rates` (`matmul_rate` results on the same shapes): each
+    layout's median ms across `rates`, the fastest of them, its ms and the plain layout's."""
     out = []
     for i, p in enumerate(rates[0]["products"]):
         ms = {layout: statistics.median(r["products"][i]["ms"][layout] for r in rates)
               for layout in LAYOUTS}
         best = min(LAYOUTS, key=ms.__getitem__)
         out.append({"shape": p["shape"], "count": p["count"], "best": best,
-                    "best_ms": ms[best], "plain_ms": ms[PLAIN]})
+                    "best_ms": ms[best], "plain_ms": ms[PLAIN], "ms": ms})
     return out
 
 
