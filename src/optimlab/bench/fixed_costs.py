@@ -55,7 +55,7 @@ def _sweep_out(tmp: Path) -> None:
     subprocess.run([PY, *SWEEP, "--out", str(tmp / "out")], check=True, capture_output=True)
 
 
-CASES = (
+CASES: tuple[Case, ...] = (
     Case("python", lambda tmp: [PY, "-c", "pass"]),
     Case("optimlab --help", lambda tmp: [PY, "-m", "optimlab", "--help"], "python"),
     Case("import torch", lambda tmp: [PY, "-c", "import torch"], "python"),
@@ -108,13 +108,14 @@ def run(cases: tuple[Case, ...], repeats: int) -> list[dict[str, Any]]:
     for _ in range(repeats):
         for case in cases:
             times[case.name].append(measure(case))
-    rows = []
+    rows: list[dict[str, Any]] = []
+    cpus: dict[str, float] = {}
     for case in cases:
-        cpu = statistics.median(t[0] for t in times[case.name])
+        cpu = cpus[case.name] = statistics.median(t[0] for t in times[case.name])
         wall = statistics.median(t[1] for t in times[case.name])
-        base = next((r for r in rows if r["case"] == case.base), None)
+        base = cpus.get(case.base) if case.base else None
         rows.append({"case": case.name, "cpu_s": cpu, "wall_s": wall, "base": case.base,
-                     "adds_cpu_s": cpu - base["cpu_s"] if base else cpu})
+                     "adds_cpu_s": cpu - base if base is not None else cpu})
     return rows
 
 
