@@ -11,7 +11,8 @@ parameters change (other tensors, another address, no longer contiguous). The
 thread count follows `torch.get_num_threads()`, so one knob (`OMP_NUM_THREADS`
 or `torch.set_num_threads`) sets it for torch and for us. No temporaries proportional to the
 model are allocated; SGD's momentum buffers are created on their first step,
-as state.
+as state. `batched(kind, members)` runs the same kernels for K members of a
+sweep over stacked tensors, one row of hyperparameters per member (`BatchedStep`).
 """
 
 from __future__ import annotations
