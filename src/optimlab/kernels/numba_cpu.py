@@ -527,6 +527,7 @@ class BatchedStep:
         per_step: tuple[np.ndarray, ...] = ()
         if self.kind.terms is not None:  # each term per member (or one for all), per slice
             row, dtype = lay.slices.row, lay.stacked.dtype
+            assert row is not None  # a batch's slices always have their member rows
             per_step = tuple(x.astype(dtype)[row] if isinstance(x, np.ndarray)
                              else np.full(row.size, x, dtype)
                              for x in self.kind.terms({**self.structure, **self.columns}, t))
