@@ -17,6 +17,7 @@ from conftest import done_count, kill_9_after_a_finished_run
 from optimlab.cli import main
 from optimlab.commands.compare import tuning_lines
 from optimlab.data import Dataset
+from optimlab.lab import executors
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.executors import run_processes, run_vectorized
 from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
@@ -139,6 +140,52 @@ def test_each_vectorized_member_equals_its_single_run_in_float64(model, seeds, o
     # Only the huge steps, each alone; a CNN's ReLUs may all die at 1e3 instead of diverging.
     assert diverged <= {1e3, 2e3} and 2e3 in diverged
     assert model != "mlp" or diverged == {1e3, 2e3}
+
+
+def test_groups_side_by_side_on_two_threads_equal_one_group_on_one(monkeypatch):
+    """With torch on 2 threads the vectorized executor cuts the group in two and trains
+    them side by side, one torch thread each; the results are the one group's, handed
+    over in the calling thread; torch's thread count comes back."""
+    import threading
+
+    cfgs = configs("float64", steps=60)
+    torch.set_num_threads(1)
+    try:
+        alone = collect(run_vectorized, cfgs, 64)
+    finally:
+        torch.set_num_threads(2)
+    callers = set()
+
+    def on_finish(result):
+        callers.add(threading.current_thread().name)
+        got[key(result.config)] = result
+
+    got: dict = {}
+    started = []
+    run = executors.Group.run
+    monkeypatch.setattr(executors.Group, "run", lambda self, *a: (
+        started.append((len(self.configs), torch.get_num_threads())), run(self, *a))[1])
+    run_vectorized(cfgs, DS, on_finish, 64)
+    assert sorted(started) == [(4, 1), (5, 1)]  # two groups, one torch thread each
+    assert callers == {threading.current_thread().name} and torch.get_num_threads() == 2
+    for c in cfgs:
+        a, b = got[key(c)], alone[key(c)]
+        assert [p[:1] + p[2:4] for p in a.curves] == [p[:1] + p[2:4] for p in b.curves]
+        assert max(rel(x.value, y.value) for x, y in zip(a.curves, b.curves)) <= 1e-12
+
+
+def test_a_failure_beside_stops_the_other_group_and_is_raised():
+    """An error while handing a result over (here: the store's) stops every group after its
+    current step, is raised in the caller, and torch's thread count comes back."""
+    torch.set_num_threads(2)
+    cfgs = configs("float32", steps=400)
+
+    def on_finish(result):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_vectorized(cfgs, DS, on_finish, 64)
+    assert torch.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("model", ["logreg", "cnn"])

@@ -10,7 +10,8 @@ Rows, all on the same data, configurations and torch threads, in one process run
 - `command`: the whole `optimlab sweep` command in a fresh process (start-up, imports,
   data, training, evaluation every `eval_every` steps, the store and the report);
 - `vectorized`, `sequential`, `processes`, ...: the executors, in this process, each into
-  an empty folder (`wall_s` the whole sweep, `train_s` the summed training clocks).
+  an empty folder (`wall_s` the whole sweep, `train_s` the summed training clocks, divided
+  by the number of groups the vectorized executor trained at once).
   `ray` runs on the Ray cluster this process joins (`optimlab.lab.ray_executor.connect`:
   $RAY_ADDRESS, or a local Ray of this machine's cores), started before the rounds and
   timed apart (`ray_init_s`); its row reports its overhead against `vectorized`.
@@ -371,6 +372,8 @@ def run_sweep_bench(cfg: SweepBenchConfig, dataset: Any,
     for name in cfg.rows:
         wall = statistics.median(walls[name])
         train = sum(r["train_seconds"] for r in records[name])
+        if name in ("vectorized", "command"):  # groups trained at once: their clocks overlap
+            train /= executors.side_by_side(members, sw.max_batch, threads)
         result["rows"][name] = {
             "wall_s": wall, "wall_samples_s": walls[name], "train_s": train,
             "train_gflops": total_gflop / train, "fraction_of_matmul": total_gflop / train / gflops,

@@ -31,7 +31,9 @@ import itertools
 import math
 import multiprocessing
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ import torch
 from torch.func import functional_call
 
 from optimlab._dynamo import dynamo_not_imported
-from optimlab.lab.member_grads import member_grads, member_logits, views
+from optimlab.lab.member_grads import is_hand_written, member_grads, member_logits, views
 from optimlab.optim import OPTIMIZERS
 from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters, segment
 from optimlab.train import (
@@ -198,11 +200,99 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
                    max_batch: int = 64, say: Say = _stderr,
                    on_steps: OnSteps | None = None) -> None:
     """Train compatible configurations together, `max_batch` members at a time. What the
-    batched path cannot take is said (`say`) and trained by its own `train_run`."""
+    batched path cannot take is said (`say`) and trained by its own `train_run`.
+
+    With torch set to several threads (its default: one per core), the groups train side
+    by side instead, one group per thread and one torch thread each (`_side_by_side`): at
+    these sizes torch's ops gain little from a second thread, and two groups at once
+    keep both cores on their own products. A member's arithmetic does not depend on the
+    group it trains in, so the results are those of one group."""
     single, batched = vectorized_plan(configs, dataset, max_batch, say)
     run_sequential(single, dataset, on_finish, on_steps)
+    threads = torch.get_num_threads()
+    cut = _shares(batched, threads)
+    if threads > 1 and len(cut) > 1:
+        # built here, one after another: a model's initial weights come from torch's
+        # global generator (`init_model`)
+        shares = [Group(members, dataset) for members in cut]
+        if all(g.hand_written for g in shares):
+            _side_by_side(shares, on_finish, on_steps, threads)
+            return
+        del shares  # a model under vmap: its groups train one after another, uncut
     for members in batched:
         Group(members, dataset).run(on_finish, on_steps)
+
+
+def side_by_side(members: int, max_batch: int, threads: int) -> int:
+    """How many groups the vectorized executor trains at once for `members` compatible
+    configurations of a model with a written-out backward, on `threads` torch threads."""
+    if threads <= 1:
+        return 1
+    sizes = [min(max_batch, members - i) for i in range(0, members, max_batch)]
+    return min(threads, len(_shares([[None] * n for n in sizes], threads)))
+
+
+def _shares(batched: list[list[Any]], threads: int) -> list[list[Any]]:
+    """The groups, cut so that `threads` of them can train at once: a group larger than
+    its share of all the members is cut into consecutive parts (each optimizer's members
+    stay contiguous within a part, as `groups` sorted them)."""
+    total = sum(map(len, batched))
+    share = max(1, math.ceil(total / threads))
+    return [members[i:i + share] for members in batched
+            for i in range(0, len(members), share)]
+
+
+def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | None,
+                  threads: int) -> None:
+    """Train the groups `shares` in `threads` threads, torch on one thread meanwhile (only
+    groups whose gradients are written out: `vmap` of a user's model might draw from
+    torch's global generator, which the threads would share). The results and step
+    counts are handed to `on_finish` and `on_steps` in this (the calling) thread, as they
+    arrive, so that the store is written from one thread; an error or an interrupt here
+    stops every group after its current step."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+    todo: queue.Queue[Group] = queue.Queue()
+    for group in shares:
+        todo.put(group)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    group = todo.get_nowait()
+                except queue.Empty:
+                    return
+                group.run(lambda r: events.put(("finish", r)),
+                          lambda n: events.put(("steps", n)), stop)
+        except BaseException as e:  # noqa: BLE001  # raised again in the calling thread
+            events.put(("error", e))
+        finally:
+            events.put(("done", None))
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    workers = [threading.Thread(target=work, name=f"optimlab-group-{i}", daemon=True)
+               for i in range(min(threads, len(shares)))]
+    try:
+        for w in workers:
+            w.start()
+        running = len(workers)
+        while running:
+            kind, value = events.get()
+            if kind == "finish":
+                on_finish(value)
+            elif kind == "steps" and on_steps:
+                on_steps(value)
+            elif kind == "error":
+                raise value
+            elif kind == "done":
+                running -= 1
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+        torch.set_num_threads(previous)
 
 
 def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,
@@ -247,6 +337,7 @@ class Group:
                                             inits[c.seed].parameters()]) for c in configs])
         self._views()
         self.grad_fn = member_grads(self.module, task=c0.task)
+        self.hand_written = is_hand_written(self.module, c0.task)
         seeds = list(inits)
         self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s) for s in seeds]
         self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
@@ -381,15 +472,19 @@ class Group:
             self.curves[i].append(CurvePoint(t, self.train_s[i], "batch", "loss", values[row]))
             self.done[i] = t
 
-    def run(self, on_finish: OnFinish, on_steps: OnSteps | None = None) -> None:
+    def run(self, on_finish: OnFinish, on_steps: OnSteps | None = None,
+            stop: threading.Event | None = None) -> None:
         """Train every member to the end (or its divergence); `on_finish` gets each result,
-        `on_steps` the member-steps taken (a diverged member's remaining ones at its end)."""
+        `on_steps` the member-steps taken (a diverged member's remaining ones at its end).
+        `stop`, once set, ends the run after the current step, finishing no member."""
         config = self.configs[0]
         self.on_steps = on_steps
         self._evaluate(self._rows(), 0)
         for t in range(1, config.steps + 1):
             if not self.alive:
                 break
+            if stop is not None and stop.is_set():
+                return
             self.step(t, on_finish)
             if on_steps:
                 on_steps(len(self.alive))

@@ -51,12 +51,17 @@ def _vmap(module: nn.Module, task: str) -> GradFn:
     return run
 
 
+def is_hand_written(module: nn.Module, task: str = "classification") -> bool:
+    """Whether `member_grads` runs `module`'s written-out batched backward (no `vmap`)."""
+    return task == "classification" and type(module) in HAND_WRITTEN
+
+
 def member_grads(module: nn.Module, hand_written: bool = True,
                  task: str = "classification") -> GradFn:
     """The gradient function for K stacked copies of `module` (see the module docstring);
     `hand_written=False` forces the generic vmap path."""
-    use_manual = hand_written and task == "classification"
-    manual = HAND_WRITTEN.get(type(module)) if use_manual else None
+    manual = HAND_WRITTEN[type(module)] if hand_written and is_hand_written(module, task) \
+        else None
     if manual is None:
         return _vmap(module, task)
     shapes = [(n, p.shape) for n, p in module.named_parameters()]
