@@ -247,9 +247,12 @@ def best_layouts(rates: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_layouts(products: list[dict[str, Any]]) -> str:
-    """One line per distinct product: its shape, count, fastest layout and the plain one."""
-    return "\n".join(f"    {'×'.join(map(str, p['shape'])):<12} ×{p['count']}: {p['best']} "
-                     f"{p['best_ms']:.3f} ms, plain {p['plain_ms']:.3f} ms" for p in products)
+    """A heading, then one line per distinct product: its shape, count, fastest layout and
+    the plain one."""
+    return "\n".join([
+        "  per product (m×k×n, count: fastest layout; of A, B, C: N as is, T transposed):",
+        *(f"    {'×'.join(map(str, p['shape'])):<12} ×{p['count']}: {p['best']} "
+          f"{p['best_ms']:.3f} ms, plain {p['plain_ms']:.3f} ms" for p in products)])
 
 
 @dataclass
@@ -492,7 +495,6 @@ def format_step_times(r: dict[str, Any]) -> str:
              f"{r['gflop_per_step']:.3f} GFLOP of matrix products per step, "
              f"bmm alone {ms['bmm']:.2f} ms in the fastest layout per product "
              f"({ms['bmm_plain']:.2f} ms all plain)",
-             "  per product (m×k×n, count: fastest layout; of A, B, C: N as is, T transposed):",
              format_layouts(r["layouts"]),
              f"  loop: {ms['loop_step']:.3f} per configuration, {ms['loop_x_members']:.2f} "
              f"× {r['members']}"]
@@ -516,7 +518,6 @@ def format_summary(result: dict[str, Any]) -> str:
              f"{f['total_gflop']:.0f} GFLOP in all; matmul rate on these shapes "
              f"{f['matmul_gflops']:.1f} GFLOP/s in the fastest layout per product "
              f"({f['matmul_plain_gflops']:.1f} all plain)",
-             "  per product (m×k×n, count: fastest layout; of A, B, C: N as is, T transposed):",
              format_layouts(f["matmul_layouts"]),
              f"  {'row':<12}{'wall s':>9}{'train s':>9}{'vs loop':>9}{'GFLOP/s':>9}"
              f"{'of matmul':>11}{'of plain':>10}"]

@@ -18,7 +18,7 @@ def layout(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
     `unavailable(params)` finds nothing wrong; or the reason string. Runs every step, so
     it checks only what can change between steps."""
     w = addresses(params)
-    if previous is not None and still_holds(previous.params, previous.w, params, w):
+    if previous is not None and still_holds(previous.params, previous.w.tolist(), params, w):
         found = previous
     else:
         found = unavailable(params) or build(params, np.array(w, np.int64))
@@ -48,19 +48,18 @@ def addresses(tensors: Sequence[torch.Tensor]) -> list[int]:
     return [*map(torch.Tensor.data_ptr, tensors)]
 
 
-def still_holds(kept: Sequence[torch.Tensor], kept_w: np.ndarray,
+def still_holds(kept: Sequence[torch.Tensor], kept_w: list[int],
                 params: Sequence[torch.Tensor], w: list[int]) -> bool:
     """A layout checked for `kept` (at addresses `kept_w`) holds for `params` at `w`: the
     same tensors at the same addresses, all contiguous. Their dtype, device and size cannot
     have changed then, except by writing through `.data` a view of another dtype at the
     same address, which nothing in torch does on its own."""
     return (len(kept) == len(params) and all(map(operator.is_, kept, params))
-            and kept_w.tolist() == w and all(map(torch.Tensor.is_contiguous, params)))
+            and kept_w == w and all(map(torch.Tensor.is_contiguous, params)))
 
 
 # The tensor types whose memory the kernels may read and write.
 PLAIN = (torch.Tensor, torch.nn.Parameter)
-_PLAIN_TYPES = frozenset(PLAIN)
 
 
 def holds(previous: Any, params: Sequence[torch.Tensor],
@@ -69,12 +68,9 @@ def holds(previous: Any, params: Sequence[torch.Tensor],
     list) for these parameters and gradients, every gradient present and a plain tensor:
     its checks as a few C-level passes, for a step that replays the last one (a sparse
     gradient is not contiguous)."""
-    kept = previous.params
-    return (len(kept) == len(params) == [*map(type, grads)].count(torch.Tensor)
-            and all(map(operator.is_, kept, params))
-            and addresses(params) == previous.addresses
+    return ([*map(type, grads)].count(torch.Tensor) == len(params)
             and all(map(torch.Tensor.is_contiguous, grads))  # type: ignore[arg-type]
-            and all(map(torch.Tensor.is_contiguous, params)))
+            and still_holds(previous.params, previous.addresses, params, addresses(params)))
 
 
 def subclass(tensors: Sequence[torch.Tensor | None], what: str) -> str | None:
