@@ -1,0 +1,1 @@
+"""Torch-free analysis of records: statistics, verdicts, budget curves."""
