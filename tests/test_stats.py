@@ -80,6 +80,12 @@ def test_beyond_2_16_patterns_the_p_is_a_close_monte_carlo_estimate():
     assert "Monte Carlo" in row["test"] and row["p"] == estimate
 
 
+def test_one_seed_gives_p_one_and_too_few_seeds():
+    assert float(sign_flip_p([3.0])) == 1.0 and enumerated_p([3.0]) == 1.0
+    (row,) = compare_pair("adam", "sgd", [PairedMeasure("final_test_acc", [0.9], [0.5], False)])
+    assert (row["n"], row["p"], row["ci"], row["verdict"]) == (1, 1.0, None, TOO_FEW)
+
+
 @pytest.mark.parametrize("n", [2, 3, 4, 5])
 def test_two_to_five_seeds_are_too_few_at_alpha_005_whatever_the_data(n):
     far_apart = PairedMeasure("final_test_loss", [0.1] * n, [9.0 + i for i in range(n)],

@@ -71,6 +71,8 @@ def sign_flip_p(d: Sequence[float] | np.ndarray) -> np.ndarray:
     from scipy import stats
 
     d = np.asarray(d, float)
+    if d.shape[-1] < 2:  # both patterns of one pair reach |d|; scipy wants two pairs
+        return np.ones(d.shape[:-1])
     # scipy holds batch x d.size flipped values at once: unbounded, 30,000 tests of 7 pairs
     # ran about 10x slower in fresh memory than at this bound (measured 2026-12-06)
     batch = max(1, 2 ** 20 // max(1, d.size))
