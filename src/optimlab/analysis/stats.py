@@ -24,12 +24,13 @@ same cap applied to both runs of a seed keeps them exchangeable, so the test sta
 Elsewhere a pair with a missing value (a non-finite metric) is left out, and n says so.
 
 References:
-- Good, P. (2005). Permutation, Parametric and Bootstrap Tests of Hypotheses, 3rd ed.,
-  section 3.1 (the one-sample / paired permutation test).
+- Good, P. (2005). Permutation, Parametric and Bootstrap Tests of Hypotheses, 3rd ed.
+  Springer (the one-sample / paired permutation test).
 - Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scandinavian
   Journal of Statistics 6(2), 65-70.
-- Royston, P., Parmar, M. K. B. (2013). Restricted mean survival time. BMC Medical
-  Research Methodology 13, 152.
+- Royston, P., Parmar, M. K. B. (2013). Restricted mean survival time: an alternative to
+  the hazard ratio for the design and analysis of randomized trials with a time-to-event
+  outcome. BMC Medical Research Methodology 13, 152.
 - Dodge, J., Gururangan, S., Card, D., Schwartz, R., Smith, N. A. (2019). Show Your Work:
   Improved Reporting of Experimental Results. EMNLP.
 """
