@@ -268,10 +268,15 @@ def test_expected_best_band_brackets_the_curve_and_is_seeded():
     curve = expected_best(scores)
     assert np.all(low <= curve + 1e-12) and np.all(curve <= high + 1e-12)
     assert np.all(low < high)
+    low, high = expected_best_band(scores, higher_is_better=False)
+    curve = expected_best(scores, higher_is_better=False)
+    assert np.all(low <= curve + 1e-12) and np.all(curve <= high + 1e-12)
+    low, high = expected_best_band(scores)
     again = expected_best_band(scores)
     assert np.array_equal(again[0], low) and np.array_equal(again[1], high)
     flat_low, flat_high = expected_best_band([0.5] * 5)
     assert np.allclose(flat_low, 0.5) and np.allclose(flat_high, 0.5)
+    assert [list(x) for x in expected_best_band([0.7])] == [[0.7], [0.7]]  # one trial
 
 
 @pytest.mark.parametrize("scores", [[], [0.5, float("nan")], [[0.1, 0.2]]])

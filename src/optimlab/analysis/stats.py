@@ -227,15 +227,17 @@ def expected_best_band(scores: Sequence[float], *, higher_is_better: bool = True
     trials with replacement (seeded: the same scores give the same band)."""
     from scipy import stats
 
-    expected_best(scores)  # the same checks, before resampling
-    weights = _order_weights(len(scores))
+    observed = expected_best(scores, higher_is_better=higher_is_better)
+    if len(observed) == 1:  # every resample of one trial is that trial; scipy wants two
+        return observed, observed
+    weights = _order_weights(len(observed))
     sign = 1.0 if higher_is_better else -1.0
 
-    def curve(x: np.ndarray, axis: int) -> np.ndarray:  # bootstrap wants outputs first
+    def curves(x: np.ndarray, axis: int) -> np.ndarray:  # bootstrap wants outputs first
         ordered = np.sort(sign * np.moveaxis(x, axis, -1), axis=-1)
         return np.moveaxis(sign * (ordered @ weights.T), -1, 0)
 
-    band = stats.bootstrap((np.asarray(scores, float),), curve, vectorized=True,
+    band = stats.bootstrap((np.asarray(scores, float),), curves, vectorized=True,
                            method="percentile", confidence_level=level,
                            n_resamples=resamples, rng=0).confidence_interval
     return band.low, band.high
