@@ -174,6 +174,16 @@ def test_a_pair_missing_a_value_is_left_out_without_a_cap():
     assert row["n"] == 2 and row["difference"] == pytest.approx(-0.15)
 
 
+def test_a_measure_needs_one_value_of_each_entry_per_seed():
+    with pytest.raises(ValueError, match=r"^Invalid measure 'm': 3 values of a, 2 of b; "):
+        PairedMeasure("m", [1.0, 2.0, 3.0], [1.0, 2.0], True)
+
+
+def test_alpha_may_be_any_real_number_inside_zero_to_half():
+    m = PairedMeasure("m", [1.0, 2.0], [2.0, 3.0], True)
+    assert compare_pair("a", "b", [m], alpha=np.float32(0.1))[0]["alpha"] == pytest.approx(0.1)
+
+
 @pytest.mark.parametrize("alpha", [0, 0.5, 0.7, -0.01, float("nan"), True, "0.05", None])
 def test_alpha_outside_zero_to_half_is_refused_naming_it(alpha):
     m = PairedMeasure("m", [1.0, 2.0], [2.0, 3.0], True)

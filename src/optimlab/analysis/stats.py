@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ INTERVAL = "t-interval on the paired differences"
 
 def check_alpha(alpha: float) -> float:
     """`alpha` as a float, or a one-line ValueError: a test at alpha >= 0.5 decides nothing."""
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 0.5:
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < 0.5:
         raise ValueError(f"Invalid alpha: {alpha!r}; allowed: a number in (0, 0.5)")
     return float(alpha)
 
@@ -126,9 +127,14 @@ class PairedMeasure:
     lower_is_better: bool
     cap: float | None = None  # a target's step budget: None then means "not reached"
 
+    def __post_init__(self) -> None:
+        if len(self.a) != len(self.b):
+            raise ValueError(f"Invalid measure {self.name!r}: {len(self.a)} values of a, "
+                             f"{len(self.b)} of b; allowed: one value of each per seed")
+
     def values(self) -> tuple[np.ndarray, np.ndarray]:
         """The paired values: missing ones at the cap, or their pairs left out without one."""
-        pairs = [(x, y) for x, y in zip(self.a, self.b, strict=True)
+        pairs = [(x, y) for x, y in zip(self.a, self.b)
                  if self.cap is not None or (_finite(x) and _finite(y))]
         filled = [[self.cap if v is None else v for v in pair] for pair in pairs]
         a, b = np.array(filled, float).reshape(-1, 2).T
