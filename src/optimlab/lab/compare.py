@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.records import CURVE_COLUMNS
 from optimlab.data.dataset import describe
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.experiment import (
-    CURVE_COLUMNS,
     Experiment,
     check_resume,
     guard_disk,
