@@ -173,3 +173,22 @@ def test_every_built_in_source_is_checked_where_it_is_finished():
     with pytest.raises(ValueError, match=r"^Invalid train labels of src: row 2 is 10; "
                                          r"allowed: 0 <= label < 10"):
         finish("src", Arrays(x, y + 8, x, y, pixels=False, num_classes=10), 0.0, 0)
+
+
+# ------------------------------------------------------------ the model against the data
+
+
+@pytest.mark.parametrize(("model", "outputs"), [
+    ("wide", "5 outputs per example"), ("narrow", "2 outputs per example"),
+    ("one", "1 output per example"), ("flat", "an output of shape (2,) for 2 examples")])
+def test_a_model_whose_width_is_not_the_class_count_is_one_line(
+        model, outputs, tmp_path, monkeypatch, capsys):
+    m = _module(tmp_path, monkeypatch, f"width_{model}", "")
+    err = _cli_error(capsys, "compare", "--dataset", f"{m}:data", "--model", f"{m}:{model}",
+                     "--steps", "4", "--batch-size", "8", "--out", str(tmp_path / "out"))
+    assert err == (f"optimlab compare: error: Invalid model '{m}:{model}': it gives "
+                   f"{outputs} but {m}:data has 3 classes (labels 0..2); "
+                   "allowed: a model with 3 outputs")
+    assert main(["compare", "--dataset", f"{m}:data", "--model", f"{m}:three",
+                 "--optimizers", "sgd", "--steps", "2", "--batch-size", "8", "--seeds", "1",
+                 "--out", str(tmp_path / "ok")]) == 0
