@@ -192,3 +192,42 @@ def test_a_model_whose_width_is_not_the_class_count_is_one_line(
     assert main(["compare", "--dataset", f"{m}:data", "--model", f"{m}:three",
                  "--optimizers", "sgd", "--steps", "2", "--batch-size", "8", "--seeds", "1",
                  "--out", str(tmp_path / "ok")]) == 0
+
+
+# ------------------------------------------------------------ the task against the targets
+
+
+def test_the_task_must_fit_the_targets_from_the_cli_and_from_python(
+        tmp_path, monkeypatch, capsys):
+    m = _module(tmp_path, monkeypatch, "task_fit", "")
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "task_fit_float.py").write_text(
+        "from task_fit import _xy\n"
+        "def data():\n"
+        "    (x, y), (xt, yt) = _xy(60, 0), _xy(20, 1)\n"
+        "    return (x, y.float()), (xt, yt.float())\n")
+    regression = ("Invalid task 'regression' for {d}: its targets are torch.int64 class "
+                  "labels; allowed: --task classification, or float targets to regress on")
+    classification = ("Invalid task 'classification' for {d}: its targets are torch.float32 "
+                      "(whole numbers: return them as integers to classify); allowed: "
+                      "integer class indices, or --task regression")
+    for d, task, message in ((f"{m}:data", "regression", regression),
+                             ("task_fit_float:data", "classification", classification)):
+        for command in ("compare", "sweep"):
+            err = _cli_error(capsys, command, "--dataset", d, "--model", "mlp", "--task", task,
+                             "--steps", "4", "--batch-size", "8", "--out", str(tmp_path / "o"))
+            assert err == f"optimlab {command}: error: " + message.format(d=d)
+    import task_fit
+    python_data = task_fit.data()
+    for run in (optimlab.compare, optimlab.sweep):
+        with pytest.raises(ValueError, match="^" + regression.format(d="python:data")):
+            run(model="mlp", data=python_data, task="regression", steps=2, batch_size=4,
+                report=False, out=tmp_path / "p")
+
+
+def test_a_file_of_class_labels_refuses_regression(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((10, 2)), y=np.arange(10) % 2)
+    ds = data.load(f"npz:{tmp_path / 'c.npz'}")
+    with pytest.raises(ValueError, match=r"^Invalid task 'regression' for npz:.*c\.npz: its "
+                                         r"targets are torch\.int64 class labels"):
+        data.for_task(ds, "regression")

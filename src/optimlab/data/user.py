@@ -125,15 +125,18 @@ def load_user(spec: str, *, val_fraction: float = 0.1, seed: int = 0) -> Dataset
 
 
 def for_task(ds: Any, task: str) -> Any:
-    """`ds` checked against the task: classification needs integer labels; regression
-    takes float targets (integer ones are converted)."""
+    """`ds`, checked against the task: classification takes integer class labels, regression
+    float targets. The other kind is refused, not converted: regressing on class indices,
+    or classifying floats, trains and scores without an error and means nothing."""
     y = ds.y_train
     if task == "classification" and y.is_floating_point():
+        whole = bool((y == y.round()).all())
+        hint = " (whole numbers: return them as integers to classify)" if whole else ""
         raise ValueError(f"Invalid task 'classification' for {ds.name}: its targets are "
-                         f"{y.dtype}; allowed: integer class indices, or --task regression")
+                         f"{y.dtype}{hint}; allowed: integer class indices, or --task "
+                         "regression")
     if task == "regression" and not y.is_floating_point():
-        import dataclasses
-        return dataclasses.replace(ds, **{f"y_{s}": getattr(ds, f"y_{s}").to(torch.float32)
-                                          for s in ("train", "val", "test")},
-                                   num_classes=1)
+        raise ValueError(f"Invalid task 'regression' for {ds.name}: its targets are {y.dtype} "
+                         "class labels; allowed: --task classification, or float targets to "
+                         "regress on")
     return ds
