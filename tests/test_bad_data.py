@@ -231,3 +231,16 @@ def test_a_file_of_class_labels_refuses_regression(tmp_path):
     with pytest.raises(ValueError, match=r"^Invalid task 'regression' for npz:.*c\.npz: its "
                                          r"targets are torch\.int64 class labels"):
         data.for_task(ds, "regression")
+
+
+def test_a_dataset_made_by_hand_is_checked_when_python_hands_it_over():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 3, generator=g), torch.arange(30) % 3
+    ds = data.Dataset("hand", x[:20], y[:20], x[20:25], y[20:25], x[25:], y[25:], (3,), 3)
+    bad = data.Dataset("hand", x[:20], y[:20], x[20:25], y[20:25] + 1, x[25:], y[25:], (3,), 3)
+    with pytest.raises(ValueError, match=r"^Invalid val labels of hand: row 0 is 3; allowed: "
+                                         r"0 <= label < 3"):
+        optimlab.compare(model="mlp", data=bad, steps=2, batch_size=4, report=False)
+    x[27, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"^Invalid test inputs of hand: row 2 holds inf"):
+        optimlab.sweep(model="mlp", data=ds, steps=2, batch_size=4, report=False)

@@ -73,3 +73,15 @@ def class_count(labels: Any, what: str) -> int:
         raise ValueError(f"Invalid {what}: every label is 0; allowed: at least two classes")
     return classes
 
+
+
+def check_dataset(ds: Any) -> None:
+    """Every split of a `Dataset` record made by hand (Python hands one over as it is),
+    against its own `num_classes`; rows are rows of each split."""
+    for split in ("train", "val", "test"):
+        check_inputs(getattr(ds, f"x_{split}"), f"{split} inputs of {ds.name}")
+        y = getattr(ds, f"y_{split}")
+        if y.is_floating_point():
+            check_finite(y, f"{split} targets of {ds.name}")
+        else:
+            check_labels(y, f"{split} labels of {ds.name}", ds.num_classes)
