@@ -121,10 +121,12 @@ def _dataset(data: Any, val_fraction: float) -> tuple[str, Any]:
     """(the settings' dataset name, a loaded Dataset or None to load it by name)."""
     from optimlab import data as data_module
     from optimlab.data import Dataset
+    from optimlab.data.checks import check_dataset
 
     if isinstance(data, str):
         return data, None
     if isinstance(data, Dataset):
+        check_dataset(data)
         return data.name, data
     if callable(data) and not isinstance(data, (tuple, list)):
         data = data()
