@@ -91,6 +91,24 @@ def test_curves_csv_is_long_format_and_agrees_with_the_summary(compared):
         assert secs == sorted(secs) and secs[-1] == pytest.approx(r["train_seconds"])
 
 
+def test_comparisons_json_holds_every_pair_on_each_measure(compared):
+    rows = json.loads((compared / "comparisons.json").read_text())["comparisons"]
+    measures = ["final_test_acc", "final_test_loss", "time_to_target_step"]
+    pairs = [(a, b) for i, a in enumerate(OPTIMIZERS) for b in OPTIMIZERS[i + 1:]]
+    assert [(r["a"], r["b"], r["measure"]) for r in rows] == [
+        (a, b, m) for a, b in pairs for m in measures]
+    # 2 seeds: no outcome reaches 0.05; 3 measures need 3 x 2/2^n <= 0.05, n = 7
+    assert all(r["verdict"] == "too few seeds" and r["seeds_needed"] == 7 for r in rows)
+    assert all(r["alpha"] == 0.05 and "sign-flip" in r["test"] for r in rows)
+    records = {(r["optimizer"], r["seed"]): r for r in json.loads(
+        (compared / "summary.json").read_text())}
+    row = next(r for r in rows if (r["a"], r["b"], r["measure"]) == (
+        "rmsprop", "adam", "final_test_acc"))
+    assert row["n"] == SEEDS and row["difference"] == pytest.approx(np.mean(
+        [records["rmsprop", s]["final_test_acc"] - records["adam", s]["final_test_acc"]
+         for s in range(SEEDS)]))
+
+
 def test_config_json_holds_the_command_and_environment(compared):
     meta = json.loads((compared / "config.json").read_text())
     assert meta["command"].startswith("optimlab compare --dataset npz:")
@@ -165,6 +183,8 @@ def exit_code(argv: list[str]) -> int:
     (["--device", "tpu"], "--device", "tpu"),
     (["--epochs", "2"], "--epochs", "--steps"),
     (["--batch-size", "500"], "batch_size", "500"),
+    (["--alpha", "0.5"], "--alpha", "0.5"),
+    (["--alpha", "0"], "--alpha", "0"),
 ])
 def test_bad_flags_exit_2_naming_the_flag_and_value(npz, tmp_path, capsys, extra, flag, value):
     out = tmp_path / "out"
@@ -253,6 +273,47 @@ def test_a_crash_keeps_the_runs_already_finished(npz, tmp_path):
     assert [r["run"] for r in records] == ["sgd-seed0", "adam-seed0"]
     assert {row["run"] for row in read_curves(out)} == {"sgd-seed0", "adam-seed0"}
     assert report.render(out).is_file()  # the partial comparison still renders
+
+
+def test_alpha_reaches_the_comparisons_and_the_terminal_table(npz, tmp_path, capsys):
+    out = tmp_path / "alpha"
+    assert main(compare_argv(npz, out, "--optimizers", "adam,sgd", "--alpha", "0.1")) == 0
+    rows = json.loads((out / "comparisons.json").read_text())["comparisons"]
+    assert {r["alpha"] for r in rows} == {0.1} and len(rows) == 3
+    assert {r["seeds_needed"] for r in rows} == {6}  # 3 x 2/2^6 <= 0.1 < 3 x 2/2^5
+    terminal = capsys.readouterr().out
+    assert "paired comparisons" in terminal and "α = 0.1" in terminal
+    assert "difference [interval]" in terminal  # brackets printed, not taken for markup
+    assert "adam vs sgd" in terminal and "too few seeds (needs 6)" in terminal
+
+
+def test_an_alpha_outside_zero_to_half_is_refused_before_training(npz, tmp_path):
+    from optimlab import data
+    with pytest.raises(ValueError, match=r"Invalid alpha: 0.7; allowed: a number in \(0, 0.5\)"):
+        lab.Comparison(small_config(), tmp_path / "a", dataset=data.load(f"npz:{npz}"), alpha=0.7)
+    assert not (tmp_path / "a").exists()
+
+
+def record(label, seed, acc, loss, target_step, **extra):
+    return {"run": f"{label}-seed{seed}", "optimizer": label, "label": label, "seed": seed,
+            "final_test_acc": acc, "final_test_loss": loss, "time_to_target_step": target_step,
+            "steps_planned": 100, "target_acc": 0.8, "target_loss": None, **extra}
+
+
+def test_comparisons_pair_runs_by_seed_and_skip_what_the_records_lack():
+    from optimlab.lab.compare import comparisons
+    records = [record("adam", s, 0.9, 0.3, 40) for s in range(6)] + [
+        record("sgd", s, 0.8, 0.5, None) for s in (5, 4, 3, 2, 1, 0, 9)]  # seed 9: no pair
+    rows = comparisons(records)
+    assert [(r["a"], r["b"], r["measure"], r["n"]) for r in rows] == [
+        ("adam", "sgd", m, 6) for m in ("final_test_acc", "final_test_loss",
+                                        "time_to_target_step")]
+    assert rows[2]["difference"] == pytest.approx(40 - 100)  # sgd never reached: the budget
+    assert rows[2]["not_reached"] == [0, 6]
+    # regression without a target: no accuracy, no time to target
+    plain = [record(lbl, s, None, loss, None, target_acc=None) for lbl, loss in
+             (("a", 1.0), ("b", 2.0)) for s in range(2)]
+    assert [r["measure"] for r in comparisons(plain)] == ["final_test_loss"]
 
 
 def test_epochs_count_full_batches_of_the_training_set():

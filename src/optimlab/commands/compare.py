@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,7 +25,7 @@ from optimlab._imports import is_import_path
 from optimlab.commands._progress import steps_display
 from optimlab.data.dataset import describe
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
-from optimlab.lab.compare import load_settings
+from optimlab.lab.compare import ALPHA, load_settings
 from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
@@ -155,6 +156,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default off; bare flag: 50) into diagnostics.json and the report")
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
                    "event files into DIR while training, one run per run (tensorboard extra)")
+    p.add_argument("--alpha", type=lambda t: _number(t, lambda v: 0 < v < 0.5,
+                                                     "a number in (0, 0.5)"), default=ALPHA,
+                   help=f"level of the paired tests between entries, not RMSprop's α "
+                        f"(default {ALPHA:g})")
 
 
 def _settings(args: argparse.Namespace) -> CompareConfig:
@@ -211,6 +216,28 @@ def _print_table(console: Console, records: list[dict[str, Any]]) -> None:
         table.add_column(c, justify="left" if c in ("optimizer", "hyperparameters") else "right")
     for row in table_rows(records):
         table.add_row(*row)
+    console.print(table)
+
+
+def _number_or_dash(x: float | None, form: str) -> str:
+    return "—" if x is None else format(x, form)
+
+
+def _print_comparisons(console: Console, rows: list[dict[str, Any]], alpha: float) -> None:
+    """Each (a vs b, measure): difference [interval], p (Holm-corrected) and the verdict."""
+    if not rows:
+        return
+    table = Table(title=f"paired comparisons (sign-flip test, α = {alpha:g}, Holm across "
+                        f"measures; {rows[0]['ci_level']:.0%} t-interval)")
+    for c in ("a vs b", "measure", "difference [interval]", "p (Holm)", "verdict"):
+        table.add_column(escape(c), justify="right" if c.startswith(("diff", "p ")) else "left")
+    for r in rows:
+        ci = "" if r["ci"] is None else " [{:.3g}, {:.3g}]".format(*r["ci"])
+        p = f"{_number_or_dash(r['p'], '.3g')} ({_number_or_dash(r['p_holm'], '.3g')})"
+        need = f" (needs {r['seeds_needed']})" if r["verdict"] == "too few seeds" else ""
+        table.add_row(escape(f"{r['a']} vs {r['b']}"), r["measure"],
+                      escape(_number_or_dash(r["difference"], "+.3g") + ci), p,
+                      r["verdict"] + need)
     console.print(table)
 
 
@@ -283,7 +310,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
             console.print(line)
     try:
         comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads),
-                                tuning=tuning)
+                                tuning=tuning, alpha=args.alpha)
     except (ValueError, TypeError, OSError) as e:
         return _error(e)
     ds = comparison.dataset
@@ -300,6 +327,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         print(f"optimlab compare: error: {e}", file=sys.stderr)
         return 1
     _print_table(console, records)
+    _print_comparisons(console, comparison.comparisons, comparison.alpha)
     console.print(f"report: {report.render(out)}")
     return 0
 

@@ -7,7 +7,9 @@ The output folder (what `optimlab.report` reads, never retraining):
 - `summary.json`: a list, one `optimlab.train.summary_record` per run plus its "run" name;
 - `curves.csv`: run, step, train_seconds, split, metric, value (long format);
 - `diagnostics.json`: only when callbacks return results: a list of {"run", "optimizer",
-  "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}}.
+  "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}};
+- `comparisons.json`: once every run has ended, {"comparisons": [...]}: every pair of
+  entries on MEASURES, paired by seed (see `comparisons` and `optimlab.analysis.stats`).
 Each run is written as soon as it ends, so a crash, Ctrl-C or SIGTERM never loses finished
 runs, and the same command into the same folder resumes: finished runs are kept and skipped.
 A folder holding a comparison with other settings is refused (see `lab.experiment`).
@@ -21,14 +23,16 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.records import CURVE_COLUMNS
+from optimlab.analysis.stats import ALPHA, PairedMeasure, check_alpha, compare_pair
 from optimlab.data.dataset import describe
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.experiment import (
-    CURVE_COLUMNS,
     Experiment,
     check_resume,
     guard_disk,
@@ -40,6 +44,12 @@ from optimlab.lab.experiment import (
 from optimlab.lab.policy import DEFAULT_LR
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
 from optimlab.train.config import check_targets
+from optimlab.train.record import family
+
+# What every pair of entries is compared on: (summary record key, lower is better). Time to
+# target counts a run that never reached the target at the step budget (analysis.stats).
+MEASURES = (("final_test_acc", False), ("final_test_loss", True), ("time_to_target_step", True))
+TARGET = "time_to_target_step"
 
 
 @dataclass(frozen=True)
@@ -174,6 +184,37 @@ class _Store:
         return record
 
 
+def _measures(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]]
+              ) -> list[PairedMeasure]:
+    """MEASURES that the runs of seeds common to a and b have: time to target only when they
+    had a target; a metric only when some run has a value (accuracy: not in regression)."""
+    seeds = sorted(a.keys() & b.keys())
+    runs = [a[s] for s in seeds] + [b[s] for s in seeds]
+    measures = []
+    for key, lower in MEASURES:
+        if key == TARGET:
+            if all(r.get("target_acc") is None and r.get("target_loss") is None for r in runs):
+                continue
+        elif all(r.get(key) is None for r in runs):
+            continue
+        cap = max(r["steps_planned"] for r in runs) if key == TARGET else None
+        measures.append(PairedMeasure(key, [a[s].get(key) for s in seeds],
+                                      [b[s].get(key) for s in seeds], lower, cap))
+    return measures
+
+
+def comparisons(records: Sequence[dict[str, Any]], alpha: float = ALPHA
+                ) -> list[dict[str, Any]]:
+    """Every pair of entries (a: the one whose runs come first in `records`) on MEASURES,
+    paired by seed and Holm-corrected across the pair's measures: one object per (a, b,
+    measure), as `analysis.stats.compare_pair` makes them."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in records:
+        runs.setdefault(family(r), {})[r["seed"]] = r
+    return [row for a, b in combinations(runs, 2)
+            for row in compare_pair(a, b, _measures(runs[a], runs[b]), alpha)]
+
+
 # (config, run name) -> callbacks for that run: progress bars, diagnostics recorders.
 CallbackFactory = Callable[[TrainConfig, str], Sequence[Any]]
 
@@ -182,10 +223,14 @@ class Comparison:
     """A comparison set up and checked (data loaded, folder created, config.json written)."""
 
     def __init__(self, cfg: CompareConfig, out: str | Path, *, command: str = "",
-                 dataset: Any = None, tuning: dict[str, Any] | None = None) -> None:
+                 dataset: Any = None, tuning: dict[str, Any] | None = None,
+                 alpha: float = ALPHA) -> None:
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
-        `data.load(cfg.dataset)`. Bad settings raise ValueError/TypeError/OSError here,
-        before any training; so does a folder holding a comparison with other settings."""
+        `data.load(cfg.dataset)`; `alpha`: the level of the comparisons. Bad settings raise
+        ValueError/TypeError/OSError here, before any training; so does a folder holding a
+        comparison with other settings."""
+        self.alpha = check_alpha(alpha)
+        self.comparisons: list[dict[str, Any]] = []  # filled when every run has ended
         ds = load_dataset(cfg, dataset)
         self.dataset, self.configs = ds, train_configs(cfg, len(ds.y_train))
         self.store = _Store(Path(out), cfg)
@@ -198,8 +243,9 @@ class Comparison:
 
     def run(self, callbacks: CallbackFactory | None = None,
             on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Train every (seed, optimizer) not finished yet, writing each run as it ends;
-        the summary records (those of an earlier, interrupted invocation first)."""
+        """Train every (seed, optimizer) not finished yet, writing each run as it ends, then
+        the comparisons; the summary records (those of an earlier, interrupted invocation
+        first)."""
         todo = [c for c in self.configs if run_name(c) not in self.store.finished]
         first: dict[str, TrainConfig] = {}
         for config in todo:
@@ -211,10 +257,14 @@ class Comparison:
             record = self.store.add(train_run(config, self.dataset, callbacks=cbs))
             if on_record:
                 on_record(record)
+        self.comparisons = comparisons(self.store.records, self.alpha)
+        with guard_disk(self.store.out, lambda: len(self.store.finished), "compare"):
+            write_json(self.store.out / "comparisons.json", {"comparisons": self.comparisons})
         return self.store.records
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, *, command: str = "", dataset: Any = None,
-                callbacks: CallbackFactory | None = None) -> list[dict[str, Any]]:
+                callbacks: CallbackFactory | None = None, alpha: float = ALPHA
+                ) -> list[dict[str, Any]]:
     """Set up and run a comparison in one call (see `Comparison`)."""
-    return Comparison(cfg, out, command=command, dataset=dataset).run(callbacks)
+    return Comparison(cfg, out, command=command, dataset=dataset, alpha=alpha).run(callbacks)

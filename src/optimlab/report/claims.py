@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from optimlab.train.record import family
+from optimlab.analysis.records import family
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 # A spread of effective step sizes below this factor (q_hi/q_lo in one layer) is no contrast.

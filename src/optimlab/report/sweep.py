@@ -21,9 +21,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from optimlab.lab.grid import APPLIES, edges, point_value
-from optimlab.lab.store import FILENAME, Store
-from optimlab.lab.sweep import best_per_optimizer, final_value
+from optimlab.analysis.records import family
+from optimlab.analysis.selection import (
+    best_per_optimizer,
+    edges,
+    final_value,
+    grid_of,
+    point_value,
+)
+from optimlab.analysis.store import read_meta, read_runs
 from optimlab.report import interactive, sweep_interactive
 from optimlab.report.claims import lecture_claims
 from optimlab.report.page import (
@@ -38,7 +44,6 @@ from optimlab.report.plots import plot_curves
 from optimlab.report.records import curves_of_store_runs
 from optimlab.report.sweep_interactive import adam_pairs, stats
 from optimlab.report.table import hyperparameters_text, mean_std
-from optimlab.train.record import family
 
 BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "on the grid edge", "seeds",
                 "tuned val acc", "tuned test acc", "one-shot hyperparameters",
@@ -131,23 +136,10 @@ def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
             r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
 
 
-def _grid_of(runs: list[dict[str, Any]], name: str) -> dict[str, tuple[float, ...]]:
-    """The grid swept for optimizer `name`, from its grid runs: {grid key: values}."""
-    points = [r["config"]["hyperparameters"] for r in runs
-              if family(r["config"]) == name and "grid" in r["roles"]]
-    grid = {}
-    for key in APPLIES:
-        try:
-            grid[key] = tuple(sorted({point_value(hp, key) for hp in points}))
-        except (KeyError, TypeError, IndexError):  # not a hyperparameter of this optimizer
-            continue
-    return grid
-
-
 def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
     """The best values that are the lowest or highest of their grid (extend the grid there),
     the grid being that of the grid runs stored: the sweep's own selection says the same."""
-    found = edges(_grid_of(runs, name), hp)
+    found = edges(grid_of(runs, name), hp)
     return ", ".join(f"{k}={point_value(hp, k):g} ({side})"
                      for k, side in sorted(found.items())) or "no"
 
@@ -204,13 +196,7 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
 def load_sweep(out: Path, runs: list[dict[str, Any]] | None = None
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(the store's finished runs, its meta); `runs`: those runs when already read."""
-    if not (out / FILENAME).is_file():
-        raise FileNotFoundError(f"{out} is not a sweep folder: {FILENAME} is missing")
-    store = Store(out)
-    try:
-        runs, meta = store.runs() if runs is None else runs, store.meta()
-    finally:
-        store.close()
+    runs, meta = read_runs(out) if runs is None else runs, read_meta(out)
     if not runs:
         raise ValueError(f"{out} holds no finished runs yet; run the sweep first")
     return runs, meta

@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from optimlab.lab.grid import edges
+from optimlab.analysis.selection import edges
 from optimlab.report.interactive import COLORS, rounded
 
 

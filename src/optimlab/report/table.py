@@ -6,7 +6,7 @@ import math
 import statistics
 from typing import Any
 
-from optimlab.train.record import family
+from optimlab.analysis.records import family
 
 COLUMNS = ("optimizer", "hyperparameters", "final test acc", "best test acc",
            "final train loss", "time to target", "steps/s", "optimizer ms/step", "diverged")
