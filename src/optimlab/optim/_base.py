@@ -58,6 +58,21 @@ def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize
     return grads
 
 
+# Dtypes whose CPU ops compute in float32 and round once to the tensor's dtype.
+_REDUCED = (torch.bfloat16, torch.float16)
+
+
+def scale_(tensors: list[torch.Tensor], factor: float) -> None:
+    """tensors ← factor·tensors in place, rounded as each tensor's `mul_(factor)` rounds (the
+    per-tensor loop of the reference and of torch.optim's default CPU path). On CPU,
+    `_foreach_mul_` with a Python number first rounds it to a bfloat16 or float16 list's
+    dtype (0.9 → 0.8984375), where `mul_` keeps it in float32; a 0-d tensor is kept so."""
+    if tensors and tensors[0].is_cpu and any(t.dtype in _REDUCED for t in tensors):
+        torch._foreach_mul_(tensors, torch.tensor(factor, dtype=torch.float64))
+    else:
+        torch._foreach_mul_(tensors, factor)
+
+
 class _StateMap(collections.defaultdict):  # type: ignore[type-arg]
     """`Optimizer.state` (a defaultdict(dict), as torch's), counting in `version` every
     change of which dict a parameter maps to, so that a replayed step may keep the dicts
