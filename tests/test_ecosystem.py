@@ -1,4 +1,5 @@
-"""What the training ecosystem does to an optimizer: low precision.
+"""What the training ecosystem does to an optimizer: torch.compile around its step, low
+precision.
 
 Every test runs over the registry (`SPECS`): a new optimizer gets them as it registers.
 Where a test needs options that give the optimizer state (SGD's momentum), it takes the
@@ -7,6 +8,9 @@ optimizer's defaults and its rows in the NumPy reference's table.
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -54,3 +58,84 @@ def test_every_path_rounds_as_the_reference_in_low_precision(name, dtype):
         for impl, params in runs.items():
             for a, b in zip(params, ref):
                 assert torch.equal(a, b), (kw, impl)
+
+
+# ---- torch.compile -----------------------------------------------------------------
+def _model(seed: int = 0) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    return model, torch.randn(64, 6), torch.randint(0, 3, (64,))
+
+
+def _train(name: str, steps: int, compiled: str | None) -> tuple[list[torch.Tensor], list[str]]:
+    """`steps` steps of the optimizer's defaults on a small MLP, η decayed by a scheduler
+    every step; `compiled`: None (eager), "step" (`torch.compile(opt.step)`) or "train" (a
+    compiled train step that calls it). dynamo's eager backend: the graph around the step
+    computes as eager code does, so the results can be compared bit for bit."""
+    model, x, y = _model()
+    opt = SPECS[name].cls(model.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.9)
+
+    def forward_backward() -> None:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+
+    def train_step() -> None:
+        forward_backward()
+        opt.step()
+
+    step = torch.compile(opt.step, backend="eager") if compiled == "step" else opt.step
+    run = torch.compile(train_step, backend="eager") if compiled == "train" else None
+    for _ in range(steps):
+        if run is not None:
+            run()
+        else:
+            forward_backward()
+            step()
+        sched.step()
+    return [p.detach().clone() for p in model.parameters()], opt.last_impl
+
+
+# Run as a fresh process: each optimizer's first step compiled, before any eager step has
+# built its numba kernel (dynamo used to trace into that first build, and crash).
+_FIRST_STEPS = """
+import sys, torch
+sys.path[:0] = sys.argv[2:]
+from test_ecosystem import NAMES, _model, _train
+compiled = {name: _train(name, 3, sys.argv[1]) for name in NAMES}
+initial = [p.detach() for p in _model()[0].parameters()]
+for name in NAMES:
+    params, impl = compiled[name]
+    eager, _ = _train(name, 3, None)
+    same = all(map(torch.equal, params, eager))
+    moved = any(not torch.equal(a, b) for a, b in zip(params, initial))
+    print(name, impl[0], "equal" if same else "differs", "moved" if moved else "still")
+"""
+
+
+@pytest.mark.parametrize("compiled", ["step", "train"])
+def test_compiled_first_steps_of_a_process_equal_eager(compiled):
+    tests = str(pathlib.Path(__file__).parent)
+    proc = subprocess.run([sys.executable, "-c", _FIRST_STEPS, compiled, tests, *sys.path],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()}
+    for name, spec in SPECS.items():
+        assert lines[name] == ["fused" if spec.kernel else "foreach", "equal", "moved"], name
+
+
+@pytest.mark.parametrize("compiled", ["step", "train"])
+@pytest.mark.parametrize("name", NAMES)
+def test_compiled_steps_with_a_new_lr_each_step_never_recompile(name, compiled):
+    """More steps than dynamo's recompile limit (8), η new at each: nothing of the step is
+    in a graph, so nothing guards on η (a recompile raises here)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    steps = torch._dynamo.config.recompile_limit + 4
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        params, impl = _train(name, steps, compiled)
+    eager, eager_impl = _train(name, steps, None)
+    assert impl == eager_impl
+    for a, b in zip(params, eager):
+        assert torch.equal(a, b)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 import torch.optim.optimizer as torch_optimizer
+from torch.compiler import is_compiling
 
 from optimlab import kernels
 from optimlab.kernels._checks import holds
@@ -225,7 +226,13 @@ class BaseOptimizer(torch.optim.Optimizer):
         torch's profiler; at the lab's model sizes that wrapper costs as much as our
         update. So the wrapper runs only when there is something for it to do: a hook
         registered (on this optimizer or globally) or the profiler on.
+
+        Under torch.compile the step runs outside the graph, as eager code
+        (`_outside_graph`): dynamo cannot trace numba's kernels, and would guard on every
+        hyperparameter (a scheduler's new η each step would recompile).
         """
+        if is_compiling():  # True only while dynamo traces this call
+            return _outside_graph(self, closure)
         if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
                 or _GLOBAL_HOOKS is None or any(_GLOBAL_HOOKS)
                 or torch._C._autograd._profiler_enabled()):
@@ -497,6 +504,14 @@ if None in _GLOBAL_HOOKS:
     _GLOBAL_HOOKS = None  # type: ignore[assignment]
 # torch's wrapper (hooks, profiler label "Optimizer.step#<class>.step") around our step
 _hooked_step = torch.optim.Optimizer.profile_hook_step(BaseOptimizer._step)
+
+
+@torch._disable_dynamo  # torch.optim's own way: torch._dynamo is imported on the first call
+def _outside_graph(optimizer: BaseOptimizer, closure: Callable[[], Any] | None) -> Any:
+    """`optimizer.step(closure)` where torch.compile traced a call to it: dynamo ends the
+    graph before this call, runs it as eager code (where `is_compiling()` is False) and
+    starts a new graph after it."""
+    return optimizer.step(closure)
 
 
 def _holds_tensor(values: Iterable[Any]) -> bool:
