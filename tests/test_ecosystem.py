@@ -1,5 +1,5 @@
 """What the training ecosystem does to an optimizer: torch.compile around its step, low
-precision.
+precision, checkpoints moved between memory layouts.
 
 Every test runs over the registry (`SPECS`): a new optimizer gets them as it registers.
 Where a test needs options that give the optimizer state (SGD's momentum), it takes the
@@ -8,14 +8,16 @@ optimizer's defaults and its rows in the NumPy reference's table.
 
 from __future__ import annotations
 
+import io
 import pathlib
 import subprocess
 import sys
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
-from conftest import GradientField
+from conftest import GradientField, max_rel_err
 from test_optim_reference import CASES
 
 from optimlab.optim import SPECS
@@ -139,3 +141,66 @@ def test_compiled_steps_with_a_new_lr_each_step_never_recompile(name, compiled):
     assert impl == eager_impl
     for a, b in zip(params, eager):
         assert torch.equal(a, b)
+
+
+# ---- checkpoints across memory layouts ----------------------------------------------
+SHAPES_4D = [(4, 3, 3, 3), (4,)]  # a convolution's weight and bias
+
+
+def _as_layout(params: list[torch.Tensor], channels_last: bool) -> list[torch.Tensor]:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return [(p.detach().contiguous(memory_format=fmt) if p.dim() == 4 else p.detach().clone())
+            .requires_grad_() for p in params]
+
+
+def _stateful(name: str) -> dict[str, Any]:
+    """The first of the optimizer's configurations whose state holds a tensor per parameter
+    (SGD at its defaults keeps none)."""
+    for kw in configs(name):
+        p = torch.zeros(2, requires_grad=True)
+        p.grad = torch.ones(2)
+        opt = SPECS[name].cls([p], **kw)
+        opt.step()
+        if any(isinstance(x, torch.Tensor) and x.shape == p.shape
+               for x in opt.state[p].values()):
+            return kw
+    raise AssertionError(f"{name}: no configuration keeps a state tensor per parameter")
+
+
+def _saved(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("saved_channels_last", [True, False],
+                         ids=["channels_last->contiguous", "contiguous->channels_last"])
+@pytest.mark.parametrize("name", NAMES)
+def test_state_loads_into_parameters_of_another_layout(name, saved_channels_last):
+    """The state comes back in the layout of the parameters it is loaded into, and training
+    goes on as the run that saved it (float64: the fused kernel and the foreach path, one on
+    each side, differ only by rounding)."""
+    kw = _stateful(name)
+    field = field_for(name, kw, SHAPES_4D)
+    first = _as_layout(field.torch_params(), saved_channels_last)
+    opt = SPECS[name].cls(first, **kw)
+    for t in range(1, 21):
+        field.set_torch_grads(first, t)
+        opt.step()
+    second = _as_layout(first, not saved_channels_last)
+    resumed = SPECS[name].cls(second, **kw)
+    resumed.load_state_dict(_saved(opt))
+    for p in second:
+        tensors = [x for x in resumed.state[p].values() if x.shape == p.shape]
+        assert tensors and all(x.stride() == p.stride() for x in tensors)
+    for t in range(21, 41):
+        for params, o in ((first, opt), (second, resumed)):
+            field.set_torch_grads(params, t)
+            o.step()
+    if not saved_channels_last:
+        assert resumed.last_impl == ["foreach"]  # channels_last parameters: not fused
+    elif SPECS[name].kernel:
+        assert resumed.last_impl == ["fused"]
+    flat = [np.concatenate([p.detach().numpy().reshape(-1) for p in ps]) for ps in (second, first)]
+    assert max_rel_err(*flat) <= 1e-9

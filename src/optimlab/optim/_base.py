@@ -19,7 +19,7 @@ import torch.optim.optimizer as torch_optimizer
 from torch.compiler import is_compiling
 
 from optimlab import kernels
-from optimlab.kernels._checks import holds
+from optimlab.kernels._checks import PLAIN, holds
 from optimlab.optim._spec import OptimizerSpec
 
 NONFINITE_MODES = ("apply", "skip", "raise")
@@ -217,6 +217,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._kept = None
         if type(self.state) is not _StateMap:
             self.state = _StateMap(dict, self.state)
+        for param, state in self.state.items():
+            _lay_out_as(param, state)
 
     # ---- stepping -----------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -517,6 +519,20 @@ def _outside_graph(optimizer: BaseOptimizer, closure: Callable[[], Any] | None) 
 def _holds_tensor(values: Iterable[Any]) -> bool:
     return any(isinstance(x, torch.Tensor) or (isinstance(x, tuple) and _holds_tensor(x))
                for x in values)
+
+
+def _lay_out_as(param: torch.Tensor, state: dict[str, Any]) -> None:
+    """A loaded state's tensors of the parameter's shape, laid out in memory as the
+    parameter (as `_init_state` makes them): a state saved from channels_last parameters
+    and loaded into contiguous ones (or the reverse) would otherwise keep the layout it was
+    saved in, which the fused kernels, walking parameter and state in one order, refuse."""
+    if type(param) not in PLAIN:  # a subclass (FSDP2's DTensor) lays itself out
+        return
+    strides = torch.empty_like(param, device="meta").stride()
+    for key, x in state.items():
+        if (type(x) in PLAIN and x.layout == torch.strided and x.shape == param.shape
+                and x.stride() != strides):
+            state[key] = torch.empty_like(param, dtype=x.dtype, device=x.device).copy_(x)
 
 
 def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:
