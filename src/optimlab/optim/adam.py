@@ -7,16 +7,12 @@ from typing import Any
 
 import torch
 
+from optimlab.kernels.scalars import corrections
 from optimlab.optim._base import BaseOptimizer, gradient, gradients, scale_, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, Number, OptimizerSpec, Pair, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 from optimlab.optim.momentum import average_
 from optimlab.optim.rmsprop import average_squares_
-
-
-def corrections(beta1: Any, beta2: Any, t: Any, bias_correction: bool) -> tuple[Any, Any]:
-    """(1−β₁ᵗ, 1−β₂ᵗ), or (1, 1) without bias correction (floats, [K] tensors or arrays)."""
-    return (1 - beta1**t, 1 - beta2**t) if bias_correction else (1.0, 1.0)
 
 
 def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
