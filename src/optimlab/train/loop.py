@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimlab._imports import optimizer_class
+from optimlab.optim import optimizer_class
 from optimlab.train import schedules
 from optimlab.train.config import TrainConfig
 from optimlab.train.evaluation import evaluate, task_loss
