@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -212,12 +212,15 @@ class Sweep:
         runs = self.store.runs() if runs is None else runs
         return select(self.cfg, [r for r in runs if r["key"] in keys], self.grids())
 
-    def _extend_edges(self) -> None:
+    def _extend_edges(self, names: Collection[str] | None = None) -> None:
         """While a best point lies on an edge of its grid, add the next value past that
-        edge and train it (at most MAX_EXTENSIONS times per optimizer and key)."""
+        edge and train it (at most MAX_EXTENSIONS times per optimizer and key); `names`:
+        only these optimizers' grids (None: all)."""
         for _ in range(MAX_EXTENSIONS):
             added = False
             for name, chosen in self.selection().items():
+                if names is not None and name not in names:
+                    continue
                 for key, side in chosen["edge"].items():
                     new = beyond(key, self.grids()[name][key], side)
                     if new is None or not _accepted(self.cfg.entry(name), key, new, chosen):
@@ -316,6 +319,11 @@ def tune(cfg: CompareConfig, sweep: Sweep, on_progress: Callable[[Any], None] | 
     "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}.
     `on_progress`: the sweep's steps as it goes (see `Sweep.run`)."""
     sweep.run(on_progress=on_progress)
+    # a tuned η on an edge of its grid may not be the best: widen the grid there first, as
+    # sweep --extend-edges does (the η given in cfg.lr are kept, their grids left alone)
+    sweep._extend_edges([name for name in cfg.labels if name not in cfg.lr])
+    if sweep.extra:
+        sweep.write_outputs()
     found, grids = sweep.selected, sweep.grids()
     lr, record = dict(cfg.lr), {}
     for name, chosen in found.items():

@@ -1,0 +1,170 @@
+"""The pages: each command's folder re-renders as the page that command wrote, without a
+library warning; what the pages say (spread, labels, settings used, tuning at a grid edge)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+import types
+import warnings
+
+import numpy as np
+import pytest
+from test_sweep import DS as BLOBS
+
+from optimlab.cli import main
+from optimlab.lab import reproduce
+from optimlab.lab.compare import CompareConfig
+from optimlab.lab.policy import DEFAULT_LR
+from optimlab.lab.sweep import MAX_EXTENSIONS, tune, tuning_sweep
+from optimlab.report.table import series_label, table_rows
+from optimlab.train import TrainConfig
+
+TINY = ["--model", "logreg", "--steps", "12", "--eval-every", "6", "--batch-size", "20"]
+
+
+def tiny_reproduction(ctx: reproduce.Context) -> reproduce.Outcome:
+    """An experiment of the shape the real ones have: stored runs (sweep.sqlite,
+    summary.json), two checks of which one holds, a figure with a panel left empty (every
+    run of it diverged, as at adam-bias-correction's largest α)."""
+    configs = [TrainConfig(dataset="blobs", model="logreg", optimizer=o,
+                           hyperparameters={"lr": 0.1}, steps=10, batch_size=20, eval_every=5)
+               for o in ("sgd", "adam")]
+    runs = reproduce.train(ctx, configs, BLOBS)
+    losses = {r["summary"]["optimizer"]: r["summary"]["final_train_loss"] for r in runs}
+    checks = [reproduce.Check("trains", "loss < 10", f"{losses}", True),
+              reproduce.Check("adam beats sgd tenfold", "×10", "less", False)]
+    figure = {"title": "tiny", "xlabel": "step", "panels": [
+        {"title": "finite", "series": {o: [[0, 1.0], [1, v]] for o, v in losses.items()}},
+        {"title": "every run diverged", "series": {"sgd": [], "adam": []}}]}
+    return reproduce.Outcome("blobs", [reproduce.Setting("steps", 10, "choice: tiny")],
+                             checks, {"losses": losses}, figure)
+
+
+@pytest.fixture
+def tiny_experiment(monkeypatch):
+    monkeypatch.setitem(reproduce.EXPERIMENTS, "tiny", reproduce.Experiment(
+        "tiny", "a test", "that the page stays the reproduction's", "tiny"))
+    monkeypatch.setitem(sys.modules, "optimlab.lab.reproductions.tiny",
+                        types.SimpleNamespace(run=tiny_reproduction))
+
+
+COMMANDS = {
+    "compare": ["compare", *TINY, "--optimizers", "sgd(lr=0.1),adam", "--seeds", "2"],
+    "sweep": ["sweep", *TINY, "--optimizers", "sgd,adam", "--lr", "0.01,0.1,1"],
+    "landscape": ["landscape", "--function", "ravine", "--steps", "40"],
+    "reproduce": ["reproduce", "tiny"],
+}
+
+
+def page_kind(page: str) -> tuple[str, list[str]]:
+    """The page's title and every verdict it shows (the claims' and a reproduction's)."""
+    title = re.search(r"<title>(.*?)</title>", page).group(1)
+    verdicts = re.findall(r'class="verdict [^"]*">([^<]*)<', page)
+    verdicts += re.findall(r"<b>(reproduced|partly|not reproduced)</b>", page)
+    return title, verdicts
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_commands_folder_rerenders_as_the_page_it_wrote(command, tmp_path, capsys,
+                                                             tiny_experiment):
+    out = tmp_path / command
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a library warning fails the test
+        assert main([*COMMANDS[command], "--out", str(out)]) == 0
+        written = (out / "report.html").read_text()
+        capsys.readouterr()
+        assert main(["report", str(out)]) == 0
+    again = (out / "report.html").read_text()
+    assert page_kind(again) == page_kind(written)
+    assert page_kind(written)[0] == f"optimlab {command}" + (" tiny" * (command == "reproduce"))
+    assert capsys.readouterr().err == ""
+    if command == "reproduce":
+        assert page_kind(again)[1] == ["partly"]
+
+
+@pytest.fixture(scope="module")
+def compare_out(tmp_path_factory):
+    """compare through the CLI: an entry that gives its η, one on the default η, epochs
+    instead of steps, two seeds."""
+    out = tmp_path_factory.mktemp("pages") / "cmp"
+    assert main(["compare", "--model", "logreg", "--epochs", "1", "--eval-every", "12",
+                 "--optimizers", "sgd(lr=0.1),adam", "--seeds", "2", "--out", str(out)]) == 0
+    return out
+
+
+def configuration(page: str) -> dict:
+    body = re.search(r"<h2>Configuration</h2>\s*<pre>(.*?)</pre>", page, re.S).group(1)
+    return json.loads(html.unescape(body))
+
+
+def test_the_configuration_shows_the_values_used_not_the_unresolved_defaults(compare_out):
+    page = (compare_out / "report.html").read_text()
+    settings = configuration(page)["settings"]
+    records = json.loads((compare_out / "summary.json").read_text())
+    assert settings["epochs"] == 1 and settings["steps"] == records[0]["steps_planned"] > 1
+    assert settings["lr"] == {"sgd(lr=0.1)": 0.1, "adam": DEFAULT_LR["adam"]}
+    command = json.loads((compare_out / "config.json").read_text())["command"]
+    assert f'<pre class="command">{html.escape(command)}</pre>' in page
+    assert re.search(r"pre\.command \{[^}]*white-space: pre-wrap", page)
+
+
+def test_a_label_that_gives_a_hyperparameter_is_not_followed_by_it_again(compare_out):
+    page = (compare_out / "report.html").read_text()
+    assert "sgd(lr=0.1) (lr=0.1)" not in page and '"label": "sgd(lr=0.1)"' in page
+    assert '"label": "adam (lr=0.01)"' in page  # the default η is not in the entry: said
+    assert series_label("adam(betas=(0.5, 0.999))", {"betas": [0.5, 0.999], "lr": 0.01}) \
+        == "adam(betas=(0.5, 0.999)) (lr=0.01)"
+    assert series_label("sgd(lr=1e-1, momentum=0.9)", {"lr": 0.1, "momentum": 0.9}) \
+        == "sgd(lr=1e-1, momentum=0.9)"
+    assert series_label("sgd(lr=0.2)", {"lr": 0.1}) == "sgd(lr=0.2) (lr=0.1)"
+    assert series_label("fast", {"lr": 0.1}) == "fast (lr=0.1)"
+
+
+def test_one_seed_shows_no_spread_two_show_it():
+    one = [{"optimizer": "sgd", "hyperparameters": {"lr": 0.1}, "final_test_acc": 0.5,
+            "best_test_acc": 0.6, "final_train_loss": 1.0, "steps_per_s": 100.0,
+            "optimizer_ms_per_step": 0.01, "target_acc": None, "final_val_acc": None,
+            "diverged": False, "diverged_step": None}]
+    two = one + [one[0] | {"final_test_acc": 0.7}]
+    assert table_rows(one)[0][2:5] == ["50.0 %", "60.0 %", "1"]
+    assert table_rows(two)[0][2] == "60.0 ± 14.1 %"  # std of 0.5, 0.7: 0.1414
+
+
+def test_a_tuned_eta_on_the_grid_edge_is_undecided_in_the_compare_report(compare_out,
+                                                                          tmp_path):
+    out = tmp_path / "tuned"
+    out.mkdir()
+    for f in compare_out.iterdir():
+        (out / f.name).write_bytes(f.read_bytes())
+    meta = json.loads((out / "config.json").read_text())
+    meta["tuning"] = {"sgd(lr=0.1)": {"lr": 0.1, "source": "tuned", "grid": [1e-3, 1e-2, 0.1],
+                                      "all_diverged": False, "edge": {"lr": "high"}},
+                      "adam": {"lr": 0.01, "source": "tuned", "grid": [1e-3, 1e-2, 0.1],
+                               "all_diverged": False, "edge": {}}}
+    (out / "config.json").write_text(json.dumps(meta))
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    row = re.search(r"<tr><td>Plain SGD or Momentum can match.*?</tr>", page).group(0)
+    assert 'class="verdict undecided">undecided<' in row
+    assert "sgd(lr=0.1)&#x27;s tuned η=0.1 lies on the high edge of its grid" in row
+
+
+def test_compare_tune_widens_the_grid_past_an_edge_before_choosing(tmp_path):
+    """SGD on η 1e-4, 1e-3 for 20 steps: its best is the high edge; the grid grows past
+    it, as sweep --extend-edges, and the η chosen lies beyond the given grid. Adam's η is
+    given: its grid stays as it was."""
+    np.savez(tmp_path / "blobs.npz", x=BLOBS.x_train.numpy(), y=BLOBS.y_train.numpy())
+    cfg = CompareConfig(dataset=f"npz:{tmp_path / 'blobs.npz'}", model="logreg",
+                        optimizers=("sgd", "adam"), steps=20, batch_size=20, eval_every=10,
+                        lr={"adam": 0.05})
+    _, found = tune(cfg, tuning_sweep(cfg, tmp_path / "tune", lr_grid="1e-4,1e-3"))
+    sgd = found["sgd"]
+    assert sgd["grid"][:3] == [1e-4, 1e-3, 1e-2] and sgd["lr"] >= 1e-2
+    assert sgd["edge"] == {} or len(sgd["grid"]) == 2 + MAX_EXTENSIONS
+    assert found["adam"]["grid"] == [1e-4, 1e-3] and found["adam"]["lr"] == 0.05
+    stored = json.loads((tmp_path / "tune" / "summary.json").read_text())
+    assert sorted(r["hyperparameters"]["lr"] for r in stored if r["optimizer"] == "sgd") \
+        == sorted(sgd["grid"])
