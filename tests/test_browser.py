@@ -231,3 +231,17 @@ def test_landscape_report_slides_over_eta_and_steps(driver, landscape_page):
     assert len(traces(driver, "land-ravine")[1]["x"]) == paused + 1
     click_legend(driver, "land-ravine", 0)
     assert traces(driver, "land-ravine")[1]["visible"] == "legendonly"
+
+
+def test_no_chart_title_lies_under_the_charts_toolbar(driver, sweep_page, landscape_page):
+    """plotly's toolbar sits in a chart's top right corner; every title stays clear of it."""
+    overlaps = """return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+        const t = gd.querySelector('.gtitle').getBoundingClientRect();
+        const b = gd.querySelector('.modebar').getBoundingClientRect();
+        return [gd.id, t.width > 0 && b.width > 0 && t.right > b.left && t.left < b.right
+                && t.bottom > b.top && t.top < b.bottom];
+    })"""
+    for page in (sweep_page, landscape_page[0]):
+        opened(driver, page)
+        charts = driver.execute_script(overlaps)
+        assert len(charts) >= 2 and not [div for div, over in charts if over], charts

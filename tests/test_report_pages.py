@@ -168,3 +168,43 @@ def test_compare_tune_widens_the_grid_past_an_edge_before_choosing(tmp_path):
     stored = json.loads((tmp_path / "tune" / "summary.json").read_text())
     assert sorted(r["hyperparameters"]["lr"] for r in stored if r["optimizer"] == "sgd") \
         == sorted(sgd["grid"])
+
+
+@pytest.fixture(scope="module")
+def sweep_out(tmp_path_factory):
+    """A sweep through the CLI over three η under one seed, without --select val."""
+    out = tmp_path_factory.mktemp("pages") / "sweep"
+    assert main(["sweep", *TINY, "--optimizers", "sgd,adam", "--lr", "0.001,0.01,0.1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_a_sweep_over_several_eta_tunes_and_its_page_explains_its_columns(sweep_out):
+    page = (sweep_out / "report.html").read_text()
+    assert "did not tune" not in page
+    row = re.search(r"<tr><td>Plain SGD or Momentum can match.*?</tr>", page).group(0)
+    assert "final test accuracy: sgd" in row and "one seed: no spread" in row
+    best = re.search(r"<h2>Best configuration.*?</h2>(.*?</table>)", page, re.S).group(1)
+    assert "±" not in best and "%" in best  # one seed: no spread shown
+    assert "<b>one-shot</b>: the optimizer&#x27;s class defaults" not in best  # unescaped
+    assert "<b>one-shot</b>: the optimizer's class defaults" in best
+    runs = re.search(r"<h2>Runs</h2>.*?</table>", page, re.S).group(0)
+    assert "<b>roles</b>: why a run exists" in runs and "<b>grid</b>" in runs
+
+
+def test_the_best_etas_star_has_its_lines_colour_on_the_edge_and_off_it(sweep_out):
+    from optimlab.lab.sweep import best_per_optimizer
+    from optimlab.report.sweep import _points, best_points, load_sweep
+    from optimlab.report.sweep_interactive import sensitivity_figure
+
+    runs = load_sweep(sweep_out)[0]
+    points = _points(runs)
+    best = best_points(points, best_per_optimizer(runs))
+    data = sensitivity_figure(points, best, "acc")["data"]
+    for name, b in best.items():
+        line = next(t for t in data if t["name"] == name)
+        star = next(t for t in data if t["legendgroup"] == name + "-best")
+        edge = b["lr"] in (0.001, 0.1)
+        assert star["marker"]["color"] == line["line"]["color"]
+        assert star["marker"]["symbol"] == ("star-open" if edge else "star")
+        assert star["name"].endswith("(on the grid edge)") == edge

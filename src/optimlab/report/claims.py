@@ -268,7 +268,8 @@ def rmsprop_large_gradients_smaller_steps(diagnostics: Sequence[dict[str, Any]])
 
 def _edge_text(records: Sequence[dict[str, Any]], name: str, key: str, side: str) -> str:
     hp = next((r.get("hyperparameters") or {} for r in records if family(r) == name), {})
-    value = hp.get(key)
+    betas = hp.get("betas") or ()
+    value = betas[key == "beta2"] if key in ("beta1", "beta2") and betas else hp.get(key)
     shown = f"={value:g}" if isinstance(value, (int, float)) else ""
     symbol = "η" if key == "lr" else key
     return f"{name}'s tuned {symbol}{shown} lies on the {side} edge of its grid"
@@ -284,8 +285,8 @@ def unless_on_edge(claim: Claim, names: Sequence[str], records: Sequence[dict[st
              for key, side in sorted((edges.get(name) or {}).items())]
     if claim.verdict is None or not found:
         return claim
-    why = ("; ".join(found) + ": the best value may lie beyond it, so the comparison is not "
-           "decided (widen the grid there: sweep --select val --extend-edges)")
+    why = ("; ".join(found) + ": a better value may lie past that edge, so the comparison is "
+           "not decided (widen the grid there: sweep --select val --extend-edges)")
     return Claim(claim.lecture, UNDECIDED, (why, *claim.evidence))
 
 

@@ -166,6 +166,6 @@ def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[s
                                               "showscale": True}}],
                            "layout": {"title": {"text": f"{name}: every grid run" + (
                                f" ({dropped} diverged, not shown)" if dropped else ""),
-                               "font": {"size": 13}},
-                               "margin": {"l": 60, "r": 40, "t": 70, "b": 30}}}))
+                               "font": {"size": 13}, "pad": {"b": 30}},  # above the axes' names
+                               "margin": {"l": 60, "r": 40, "t": 100, "b": 30}}}))
     return out
