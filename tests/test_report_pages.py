@@ -208,3 +208,55 @@ def test_the_best_etas_star_has_its_lines_colour_on_the_edge_and_off_it(sweep_ou
         assert star["marker"]["color"] == line["line"]["color"]
         assert star["marker"]["symbol"] == ("star-open" if edge else "star")
         assert star["name"].endswith("(on the grid edge)") == edge
+
+
+def landscape_record(runs: dict[str, dict[str, tuple]]) -> dict:
+    """A made-up paths.json: per function, per optimizer (steps to the target, path)."""
+    return {"functions": {fn: {"target": "distance to the minimum <= 0.01", "runs": {
+        opt: {"lr": 0.1, "steps_to_tol": steps, "final_distance": 1.0, "path": path}
+        for opt, (steps, path) in by_opt.items()}} for fn, by_opt in runs.items()}}
+
+
+STILL = [[0.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("momentum, sgd, expected", [
+    (125, 342, "holds"), (None, 342, "does not hold"), (125, None, "holds"),
+    (300, 300, "undecided"), (None, None, "undecided")])
+def test_landscape_speed_claims_compare_steps_to_the_target(momentum, sgd, expected):
+    from optimlab.report.landscape_claims import landscape_claims
+
+    record = landscape_record({"ravine": {"momentum": (momentum, STILL), "sgd": (sgd, STILL)}})
+    ravine, bumps, adam, first = landscape_claims(record)
+    assert ravine.verdict == expected and ravine.evidence[0].startswith("ravine (distance")
+    assert bumps.verdict is adam.verdict is first.verdict is None  # no bumpy bowl, no Adam
+
+
+def test_adams_first_step_is_eta_in_each_coordinate_on_the_real_ravine():
+    """Adam's step 1 is η·g/|g| = ±η per coordinate (closed form), SGD's is η·g, whose
+    ratio on ½(0.2x² + 10y²) from (−10, 1) is 0.2·10 / (10·1) = 0.2."""
+    from optimlab.landscape import LandscapeConfig, run_landscape
+    from optimlab.report.landscape_claims import adam_first_steps_equal, first_step_ratio
+
+    record = run_landscape(LandscapeConfig(functions=("ravine",), optimizers=("sgd", "adam"),
+                                           steps=5, lr=0.05))
+    claim = adam_first_steps_equal(record)
+    assert claim.verdict == "holds"
+    assert "|Δx| / |Δy| = 1 " in claim.evidence[0] and "0.2)" in claim.evidence[0]
+    assert first_step_ratio([[0, 0], [0.3, -0.1]]) == pytest.approx(3.0)
+    uneven = landscape_record({"ravine": {"adam": (None, [[0, 0], [0.3, -0.1]])}})
+    assert adam_first_steps_equal(uneven).verdict == "does not hold"
+
+
+def test_the_landscape_page_has_its_claims_and_no_raw_markup(tmp_path):
+    assert main(["landscape", "--function", "ravine", "--optimizers", "sgd,momentum,adam",
+                 "--steps", "150", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    text = page[:page.index("<script")]
+    assert "``" not in text and "<code>criterion</code>" in text
+    verdicts = dict(re.findall(r"<tr><td>([^<]*)</td><td class=\"verdict [^\"]*\">([^<]*)<",
+                               text))
+    # momentum at η = 1 reaches 0.01 in 125 steps; SGD's largest stable η, 0.1, needs 342
+    assert verdicts["Momentum is faster in ravines."] == "holds"
+    assert verdicts["Adam&#x27;s first steps are about equal in every coordinate, whatever "
+                    "the gradients&#x27; scales."] == "holds"

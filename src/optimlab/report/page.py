@@ -70,8 +70,13 @@ CLAIMS_TITLE = "What the lecture says, and what this run shows"
 _VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undecided": "undecided"}
 
 
-def claims_html(claims: Sequence[Claim]) -> str:
-    """The claims panel: the claim, its verdict (or "not checked"), the numbers behind it."""
+SEED_RULE = ("<p>A claim holds when every seed of one side beats every seed of the other; "
+             "overlapping seed ranges leave it undecided.</p>")
+
+
+def claims_html(claims: Sequence[Claim], rule: str = SEED_RULE) -> str:
+    """The claims panel: the claim, its verdict (or "not checked"), the numbers behind it;
+    `rule`: how the verdicts are decided, as HTML."""
     rows = []
     for c in claims:
         css = _VERDICT_CLASS.get(c.verdict or "", "unchecked")
@@ -79,9 +84,8 @@ def claims_html(claims: Sequence[Claim]) -> str:
         evidence = "<br>".join(html.escape(e) for e in c.evidence)
         rows.append(f"<tr><td>{html.escape(c.lecture)}</td><td class=\"verdict {css}\">"
                     f"{html.escape(verdict)}</td><td>{evidence}</td></tr>")
-    return ('<p>A claim holds when every seed of one side beats every seed of the other; '
-            'overlapping seed ranges leave it undecided.</p><table class="claims"><thead><tr>'
-            "<th>the lecture says</th><th>this run</th><th>the numbers</th></tr></thead>"
+    return (rule + '<table class="claims"><thead><tr><th>the lecture says</th>'
+            "<th>this run</th><th>the numbers</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
