@@ -260,3 +260,28 @@ def test_the_landscape_page_has_its_claims_and_no_raw_markup(tmp_path):
     assert verdicts["Momentum is faster in ravines."] == "holds"
     assert verdicts["Adam&#x27;s first steps are about equal in every coordinate, whatever "
                     "the gradients&#x27; scales."] == "holds"
+
+
+def test_coinciding_series_of_a_reproduction_figure_stay_distinguishable(tmp_path,
+                                                                         monkeypatch):
+    """Wilson's test error: GD and SGD both at 0, three adaptive methods at 1 − p. Each line
+    gets its own dash and marker, its markers at other steps, the earlier ones wider."""
+    from matplotlib.figure import Figure
+
+    from optimlab.report import reproduce as page
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: drawn.append(fig))
+    zero, half = [[s, 0.0] for s in range(0, 2001, 100)], [[s, 0.45] for s in range(0, 2001,
+                                                                                    100)]
+    series = {"gd": zero, "sgd": zero, "adagrad": half, "rmsprop": half, "adam": half}
+    page.plot({"panels": [{"title": "test error", "series": series}]}, tmp_path / "f.png")
+    lines = drawn[0].axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == list(series)
+    assert len({(ln.get_linestyle(), ln.get_marker()) for ln in lines}) == 5
+    widths = [ln.get_linewidth() for ln in lines]
+    assert widths == sorted(widths, reverse=True) and widths[0] > widths[1]
+    marked = [tuple(ln.get_xdata()[ln.get_markevery()[0]::ln.get_markevery()[1]])
+              for ln in lines]
+    for a, b in (("gd", "sgd"), ("adagrad", "rmsprop"), ("rmsprop", "adam")):
+        assert not set(marked[list(series).index(a)]) & set(marked[list(series).index(b)])

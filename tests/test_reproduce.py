@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import statistics
+import warnings
 
 import numpy as np
 import pytest
@@ -31,11 +32,19 @@ def exit_code(argv):
 
 
 def reproduced(name, tmp_path_factory):
-    """The reduced run through the CLI: (reproduction.json, summary.json, out folder)."""
+    """The reduced run through the CLI: (reproduction.json, summary.json, out folder).
+    `optimlab report` redraws the folder as the reproduction's page, verdict included,
+    without a warning."""
     out = tmp_path_factory.mktemp(name)
     assert main(["reproduce", name, "--out", str(out)]) == 0
-    return (json.loads((out / "reproduction.json").read_text()),
-            json.loads((out / "summary.json").read_text()), out)
+    rec = json.loads((out / "reproduction.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert f"<title>optimlab reproduce {name}</title>" in page
+    assert f"<b>{rec['verdict']}</b>" in page
+    return rec, json.loads((out / "summary.json").read_text()), out
 
 
 # --- the command ---------------------------------------------------------------------

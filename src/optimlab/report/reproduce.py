@@ -17,7 +17,7 @@ from optimlab.report.page import command_html, html_table, inline_png, write_pag
 from optimlab.report.plots import legend
 
 # Series that coincide (GD and SGD both at zero test error in Wilson's figure) stay apart:
-# each has its own dash and marker, and the earlier ones are drawn wider, underneath.
+# each has its own dash and marker, the earlier ones drawn wider, underneath.
 STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"))
 
 COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e"}
@@ -44,8 +44,11 @@ def plot(figure: dict[str, Any], path: Path) -> Path | None:
             if points:
                 x, y = zip(*points)
                 ls, marker = STYLES[i % len(STYLES)]
-                ax.plot(x, y, label=label, ls=ls, marker=marker, markevery=max(1, len(x) // 8),
-                        ms=4, lw=1 + 1.6 * (len(series) - 1 - i) / max(1, len(series) - 1),
+                # about 8 markers a line, staggered: those of coinciding lines stay apart
+                every = max(len(series), len(x) // 8)
+                ax.plot(x, y, label=label, ls=ls, marker=marker, ms=4,
+                        markevery=(i * every // len(series), every),
+                        lw=1 + 1.6 * (len(series) - 1 - i) / max(1, len(series) - 1),
                         zorder=2 + i)
         for label, y in panel.get("hlines", {}).items():
             ax.axhline(y, ls="--", color="k", lw=1, label=label)
