@@ -174,3 +174,9 @@ def test_a_tuned_eta_on_its_grids_edge_leaves_the_tuned_comparisons_undecided():
     assert edged[2].evidence[1:] == plain[2].evidence
     inside = lecture_claims(records, tuned=True, edges={"sgd": {}, "momentum": {"lr": "low"}})
     assert inside[2].verdict == FAILS  # no momentum runs here: its edge decides nothing
+
+
+def test_one_seed_is_shown_without_a_range():
+    text = Measure("final test accuracy", "sgd", "adam", (0.5,), (0.6, 0.7), False, "%").text()
+    assert text == ("final test accuracy: sgd 50.0% (one seed) vs adam 65.0% [60.0%…70.0%, "
+                    "2 seeds] — one seed: no spread")

@@ -79,6 +79,8 @@ def _fmt(x: float, unit: str) -> str:
 def _spread(values: Sequence[float], unit: str) -> str:
     if not values:
         return "(no runs)"
+    if len(values) == 1:  # no spread to show
+        return f"{_fmt(values[0], unit)} (one seed)"
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return f"{_fmt(values[0], unit)} ({len(values)} of {len(values)} seeds)"

@@ -19,7 +19,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, td:nth-child(2) { text-align: left; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
-pre.command { white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.command { white-space: pre-wrap; overflow-wrap: break-word; }
 img { max-width: 100%; }
 .claims td, .claims th { text-align: left; } .claims td:first-child { max-width: 22em; }
 .verdict { font-weight: bold; white-space: nowrap; }
