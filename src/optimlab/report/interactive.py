@@ -136,7 +136,7 @@ STYLE = """
 .controls input[type=range] { width: 16em; vertical-align: middle; }
 .charts { display: flex; flex-wrap: wrap; }
 .chart { width: 580px; height: 400px; }
-.chart.wide { width: 1160px; height: 460px; }
+.chart.wide { width: 1160px; height: 460px; } .chart.tall { height: 500px; }
 table.sortable th { cursor: pointer; } table.sortable th:after { content: " ⇅"; color: #999; }
 """
 

@@ -10,7 +10,7 @@ const PLOT_CONFIG = {displaylogo: false, responsive: true};
 // the toolbar alone.
 const TOP_MARGIN = 64;
 function placeTitle(layout) {
-  layout.title = Object.assign({x: 0.02, xanchor: "left", y: 1, yref: "paper",
+  layout.title = Object.assign({x: 0, xref: "paper", xanchor: "left", y: 1, yref: "paper",
                                 yanchor: "bottom", pad: {b: 8}}, layout.title);
   layout.margin = Object.assign({}, layout.margin);
   layout.margin.t = Math.max(layout.margin.t || 0, TOP_MARGIN);

@@ -236,8 +236,9 @@ ROLES_NOTE = (
 def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
                          ) -> str:
     bp = best_points(points, best)
+    # taller: a legend of many lines (an optimizer per setting of its others) sits below
     divs = [interactive.figure_div(f"lr-{key}", sweep_interactive.sensitivity_figure(
-        points, bp, key)) for key in ("loss", "acc")]
+        points, bp, key)).replace('class="chart', 'class="chart tall') for key in ("loss", "acc")]
     heatmap = sweep_interactive.beta_heatmap(points)
     divs += [interactive.figure_div("betas", heatmap)] if heatmap else []
     divs += [interactive.figure_div(f"parcoords-{name}", fig).replace('class="chart',

@@ -93,7 +93,7 @@ def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, A
         "xaxis": {"type": "log", "title": {"text": "learning rate η"}},
         "yaxis": {"title": {"text": title}, "type": "log" if key == "loss" else "linear"},
         "shapes": shapes, "margin": {"l": 55, "r": 10, "t": 40, "b": 45},
-        "legend": {"font": {"size": 10}, "orientation": "h", "y": -0.25}}}
+        "legend": {"font": {"size": 10}, "orientation": "h", "y": -0.3, "yanchor": "top"}}}
 
 
 def beta_heatmap(points: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -166,6 +166,6 @@ def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[s
                                               "showscale": True}}],
                            "layout": {"title": {"text": f"{name}: every grid run" + (
                                f" ({dropped} diverged, not shown)" if dropped else ""),
-                               "font": {"size": 13}, "pad": {"b": 30}},  # above the axes' names
-                               "margin": {"l": 60, "r": 40, "t": 100, "b": 30}}}))
+                               "font": {"size": 13}, "pad": {"b": 50}},  # above the axes' names
+                               "margin": {"l": 60, "r": 40, "t": 120, "b": 30}}}))
     return out
