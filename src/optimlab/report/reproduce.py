@@ -32,8 +32,12 @@ def load(out_dir: str | Path) -> dict[str, Any]:
 
 
 def plot(figure: dict[str, Any], path: Path) -> Path | None:
-    """One panel per entry of figure["panels"]: its series as lines, its hlines dashed."""
+    """One panel per entry of figure["panels"]: its series as lines, its hlines dashed.
+    The panels are a list of {"title", "series", "hlines", ...}, or, as `Outcome` documents
+    them, {panel title: series}."""
     panels = figure.get("panels", [])
+    if isinstance(panels, dict):
+        panels = [{"title": title, "series": series} for title, series in panels.items()]
     if not panels:
         return None
     fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
