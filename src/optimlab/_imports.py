@@ -92,6 +92,6 @@ def optimizer_class(name: str) -> type:
     cls = import_object(name)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         what = f"the class {cls.__name__}" if isinstance(cls, type) else \
-            f"a {type(cls).__name__} object"
+            f"an object of type {type(cls).__name__}"
         raise ValueError(f"{name} is {what}, not a torch.optim.Optimizer subclass")
     return cls

@@ -28,7 +28,9 @@ from typing import Any
 from optimlab._dynamo import dynamo_not_imported
 from optimlab._imports import is_import_path, optimizer_class
 
-LABEL = re.compile(r"^[A-Za-z0-9_][\w.+-]*$")
+# A label names runs, files and plot legends: letters of any script, digits, _ . + -
+# (`\w` is Unicode in Python's re: "Ädäm" and "σ-adam" are labels).
+LABEL = re.compile(r"^\w[\w.+-]*$")
 # Constructor arguments that are not hyperparameters: what the optimizer updates.
 _NOT_HYPERPARAMETERS = ("params", "self")
 
@@ -121,8 +123,8 @@ def parse(text: str) -> Entry:
         raise ValueError(f"Invalid optimizer entry {entry!r}; allowed: "
                          "[LABEL=]NAME[(key=value, ...)]")
     if sep and not LABEL.match(label):
-        raise ValueError(f"Invalid label {label!r} in {entry!r}; allowed: letters, digits, "
-                         "and _ . + -")
+        raise ValueError(f"Invalid label {label!r} in {entry!r}; allowed: letters (any "
+                         "script), digits and _ . + -, starting with a letter, digit or _")
     if not name:
         raise ValueError(f"Invalid optimizer entry {entry!r}: no optimizer name; allowed: "
                          "[LABEL=]NAME[(key=value, ...)]")
