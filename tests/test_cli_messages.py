@@ -46,6 +46,8 @@ BAD = [
     ("report {missing}", ["DIR", "no such folder"]),
     ("export tensorboard {missing}", ["RUN_DIR", "no such folder"]),
     ("compare --optimizers 3x=adam,=sgd", ["label", "''"]),
+    ("compare --optimizers sgd,lion", ["--optimizers", "Invalid optimizer 'lion': no such"]),
+    ("sweep --optimizers torch:pi", ["optimizer", "'torch:pi'", "type float"]),
     # argparse's types: the flag, the value and what is allowed
     ("sweep --steps 1.5", ["--steps", "'1.5'", "integer"]),
     ("sweep --seeds x", ["--seeds", "'x'"]),

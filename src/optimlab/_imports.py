@@ -87,7 +87,8 @@ def optimizer_class(name: str) -> type:
     if name in OPTIMIZERS:
         return OPTIMIZERS[name]
     if not is_import_path(name):
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)} or "
+        raise ValueError(f"Invalid optimizer {name!r}: no such built-in optimizer; allowed: "
+                         f"{', '.join(OPTIMIZERS)} or "
                          "module:Class of a torch.optim.Optimizer (e.g. torch.optim:NAdam)")
     cls = import_object(name)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):

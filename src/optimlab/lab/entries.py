@@ -178,7 +178,8 @@ def check(entry: Entry) -> Entry:
         cls = entry.optimizer_class()
     except ValueError as e:
         where = "" if entry.text == entry.name else f" in {entry.text!r}"
-        raise ValueError(f"Invalid optimizer {entry.name!r}{where}: {e}") from None
+        said = str(e).removeprefix(f"Invalid optimizer {entry.name!r}: ")  # said once
+        raise ValueError(f"Invalid optimizer {entry.name!r}{where}: {said}") from None
     check_hyperparameters(entry, cls, entry.hyperparameters)
     return entry
 

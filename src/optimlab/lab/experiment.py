@@ -225,9 +225,9 @@ def check_resume(out: Path, stored: dict[str, Any] | None, cfg: Experiment, what
         return
     diff = differences({k: v for k, v in stored.items() if k not in cfg.HOW}, cfg.identity())
     if diff:
-        raise ValueError(f"Invalid --out {str(out)!r}: it holds a {what} with other settings "
-                         f"({'; '.join(diff)}); allowed: the same settings (to resume) or "
-                         "another --out")
+        raise ValueError(f"Invalid --out {str(out)!r}: the {what} stored there has other "
+                         f"settings ({'; '.join(diff)}); allowed: the same settings (to resume) "
+                         "or another --out")
 
 
 class DiskFull(OSError):
