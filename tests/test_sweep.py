@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import done_count, kill_9_after_a_finished_run
+from conftest import done_count, exit_code, kill_9_after_a_finished_run
 
 from optimlab.cli import main
 from optimlab.commands.compare import tuning_lines
@@ -377,11 +377,11 @@ def test_kill_9_mid_sweep_then_resume_gives_the_uninterrupted_results(tmp_path):
 @pytest.mark.parametrize("argv,match", [
     (["--lr", "1:0.1:3"], "Invalid lr"),
     (["--beta1", "x"], "Invalid beta1"),
-    (["--seeds", "0"], "Invalid seeds"),
+    (["--seeds", "0"], "argument --seeds: '0'; allowed: an integer >= 1"),
     (["--dataset", "nope"], "nope"),
 ])
 def test_bad_flags_exit_2_with_a_message(tmp_path, capsys, argv, match):
-    assert main(["sweep", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert exit_code(["sweep", *argv, "--out", str(tmp_path / "o")]) == 2
     assert match in capsys.readouterr().err
 
 
