@@ -173,18 +173,28 @@ def test_compare_trains_runs_on_one_thread_and_tunes_on_every_core(two_cores, np
     assert capsys.readouterr().err.count("note: --threads 999") == 1
 
 
-def test_a_sweep_gives_the_same_records_on_one_thread_and_on_two(npz, tmp_path):
-    """The default changed from one thread to every core: the vectorized executor's
-    results must not depend on it (its groups then train side by side)."""
+@pytest.mark.parametrize("dtype,rel", [("float64", 1e-12), ("float32", 1e-5)])
+def test_a_sweep_gives_the_same_records_on_one_thread_and_on_two(dtype, rel, npz, tmp_path):
+    """The default changed from one thread to every core, where the vectorized executor's
+    groups train side by side: a member's results must not depend on it (float32: its
+    group's size changes how products are summed, so losses may move in the last digits)."""
     argv = ["sweep", "--dataset", f"npz:{npz}", "--optimizers", "sgd,adam", "--lr", "0.01,0.1",
-            "--steps", "30", "--eval-every", "10", "--batch-size", "20"]
+            "--steps", "30", "--eval-every", "10", "--batch-size", "20", "--dtype", dtype]
     records = []
     for threads in ("1", "2"):
         out = tmp_path / threads
         assert main([*argv, "--threads", threads, "--out", str(out)]) == 0
         records.append({r["run"]: {k: v for k, v in r.items() if k not in CLOCKS}
                         for r in json.loads((out / "summary.json").read_text())})
-    assert len(records[0]) == 4 and records[0] == records[1]
+    assert len(records[0]) == 4 and records[0].keys() == records[1].keys()
+    for run, one in records[0].items():
+        two = records[1][run]
+        assert one.keys() == two.keys()
+        for k, v in one.items():
+            if isinstance(v, float) and "loss" in k:
+                assert v == pytest.approx(two[k], rel=rel), (run, k)
+            else:  # accuracies, steps, flags, the configuration: equal
+                assert v == two[k], (run, k)
 
 
 CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s")
