@@ -124,3 +124,23 @@ def kill_9_after_a_finished_run(argv: list[str], db: Path, timeout: float = 120,
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return done_count(db)
+
+
+def exit_code(argv: list[str]) -> int:
+    """`optimlab.cli.main(argv)`'s exit code, argparse's own errors (SystemExit) included."""
+    from optimlab.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory) -> Path:
+    """A small 3-class npz dataset: 120 rows, 86 of them for training."""
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    np.savez(path, x=(rng.normal(0, 1, (120, 6)) + y[:, None]).astype(np.float32), y=y)
+    return path

@@ -8,6 +8,7 @@ import statistics
 
 import pytest
 import torch
+from conftest import exit_code
 from torch.utils.flop_counter import FlopCounterMode
 
 from optimlab import models
@@ -121,13 +122,13 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
 
 @pytest.mark.parametrize("argv,words", [
     (["--rows", "loop,spark"], "Invalid rows: spark"),
-    (["--repeats", "0"], "repeats=0"),
+    (["--repeats", "0"], "argument --repeats: '0'; allowed: an integer >= 1"),
     (["--optimizers", "lion"], "Invalid optimizer 'lion'"),
     (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
-    (["--step-times", "-1"], "Invalid --step-times -1"),
+    (["--step-times", "-1"], "argument --step-times: '-1'; allowed: an integer >= 0"),
 ])
 def test_sweep_bench_bad_input_is_a_clean_cli_error(argv, words, capsys):
-    assert main(["sweep-bench", *argv]) == 2
+    assert exit_code(["sweep-bench", *argv]) == 2
     assert words in capsys.readouterr().err
 
 

@@ -6,19 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import exit_code
 
 from optimlab.cli import COMMANDS, main
-
-
-def exit_code(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as e:  # argparse's own errors
-        return int(e.code)
 
 
 def test_top_level_help_imports_no_command_nor_torch_nor_matplotlib():
@@ -32,15 +24,6 @@ def test_top_level_help_imports_no_command_nor_torch_nor_matplotlib():
     assert out.strip().splitlines()[-1] == "[]"
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 120)
-    np.savez(path, x=(rng.normal(0, 1, (120, 6)) + y[:, None]).astype(np.float32), y=y)
-    return path
-
-
 # Every command, each kind of bad value: exit 2, one line `optimlab CMD: error: ...` naming
 # the value, and nothing trained (the output folder not even created).
 BAD = [
@@ -52,7 +35,7 @@ BAD = [
     ("sweep", ["--eps", "nan"], "eps"),
     ("sweep", ["--seeds", "0"], "seeds"),
     ("sweep", ["--steps", "x"], "'x'"),
-    ("sweep", ["--max-batch", "0"], "max_batch"),
+    ("sweep", ["--max-batch", "0"], "max-batch"),
     ("sweep", ["--optimizers", "sgd,lion"], "lion"),
     ("sweep", ["--threads", "0"], "threads"),
     ("sweep", ["--val-fraction", "1"], "val_fraction"),

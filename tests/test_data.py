@@ -434,7 +434,8 @@ def test_mnist1d_is_the_default_and_needs_no_network():
 # ---------------------------------------------------------------- bad specs and arguments
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"spec": "imagenet"}, ValueError, r"spec='imagenet'; allowed: mnist1d, mnist"),
+    ({"spec": "imagenet"}, ValueError,
+     r"Invalid dataset 'imagenet': no such dataset; allowed: mnist1d, mnist"),
     ({"spec": "npz:"}, ValueError, "needs a path"),
     ({"spec": 3}, TypeError, "must be a str"),
     ({"spec": "mnist1d", "val_fraction": 1.0}, ValueError, "val_fraction=1.0"),

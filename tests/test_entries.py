@@ -48,8 +48,9 @@ def test_text_parses_back_to_the_same_entry(text):
                          r"no attribute 'Lion'"),
     ("no_such_pkg.opt:Lion(lr=1.0)", r"no module named 'no_such_pkg'"),
     ("torch.nn:Linear", r"the class Linear, not a torch\.optim\.Optimizer subclass"),
-    ("torch:pi", r"a float object, not a torch\.optim\.Optimizer subclass"),
-    ("adagrad2", r"unknown optimizer 'adagrad2'; allowed: sgd, .* or module:Class"),
+    ("torch:pi", r"an object of type float, not a torch\.optim\.Optimizer subclass"),
+    ("adagrad2", r"^Invalid optimizer 'adagrad2': no such built-in optimizer; allowed: sgd, .* "
+                 r"or module:Class"),
     ("adam, adam", r"label 'adam' appears twice"),
     ("a=sgd, a=adam", r"label 'a' appears twice"),
     ("adam(lr=fast)", r"Invalid value for lr in 'adam\(lr=fast\)': 'fast' is not a Python "

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import exit_code
 
 from optimlab.cli import main
 from optimlab.landscape import FUNCTIONS, LandscapeConfig, TestFunction, run_landscape, run_paths
@@ -217,10 +218,11 @@ def test_cli_writes_record_png_and_self_contained_html(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--function", "sphere"], "'sphere'"), (["--optimizers", "lbfgs"], "'lbfgs'"),
-    (["--steps", "0"], "steps: 0"), (["--lr", "-1"], "lr: -1"), (["--noise", "nan"], "noise"),
+    (["--steps", "0"], "--steps: '0'"), (["--lr", "-1"], "lr: -1"),
+    (["--noise", "nan"], "--noise: 'nan'"), (["--noise", "-1"], "noise: -1"),
 ])
 def test_cli_bad_input_is_a_clean_error(tmp_path, capsys, argv, needle):
-    assert main(["landscape", *argv, "--out", str(tmp_path)]) == 2
+    assert exit_code(["landscape", *argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (tmp_path / "paths.json").exists()

@@ -84,9 +84,10 @@ def test_module_callable_data_and_model_are_found_in_the_current_directory(tmp_p
     with pytest.raises(ValueError, match=r"Invalid dataset 'my_problem_here:nope': module "
                                          r"'my_problem_here' has no attribute 'nope'"):
         data.load("my_problem_here:nope")
-    with pytest.raises(ValueError, match=r"a int, not a callable"):
+    with pytest.raises(ValueError, match=r"an object of type int, not a callable"):
         models.build("my_problem_here:not_callable", (4,), 1)
-    with pytest.raises(ValueError, match=r"it returned a tuple; allowed: an nn.Module"):
+    with pytest.raises(ValueError, match=r"it returned an object of type tuple; "
+                                         r"allowed: an nn.Module"):
         models.build("my_problem_here:data", (4,), 1)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from optimlab.bench import MODELS, BenchConfig, cuda, format_table, run_bench
 from optimlab.bench.lab_scale import LAB_MODELS
+from optimlab.commands._args import add_threads, capped, positive_int
 from optimlab.lab.entries import split_list
 
 _DEFAULTS = BenchConfig()
@@ -26,10 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "only)")
     p.add_argument("--dtype", default=_DEFAULTS.dtype,
                    help="float32 (default) or float64; on cuda float32, bfloat16 or float16")
-    p.add_argument("--repeats", type=int, default=_DEFAULTS.repeats,
+    p.add_argument("--repeats", type=positive_int, default=_DEFAULTS.repeats,
                    help=f"interleaved rounds, medians reported (default {_DEFAULTS.repeats})")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for torch and the fused kernels (default: torch's, one per core)")
+    add_threads(p, "torch's, one per core; the fused kernels use as many")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
     p.add_argument("--device", default=_DEFAULTS.device, metavar="DEVICE",
                    help="cpu (default) or cuda: ours (Triton) against torch's CUDA paths, "
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
             models = tuple(MODELS)
         cfg = BenchConfig(optimizers=tuple(split_list(args.optimizers)),
                           models=models, dtype=args.dtype,
-                          repeats=args.repeats, memory=not args.no_memory, threads=args.threads,
+                          repeats=args.repeats, memory=not args.no_memory,
+                          threads=args.threads and capped("bench", args.threads),
                           device=args.device)
         cfg.validate()
         if cfg.device == "cuda" and (reason := cuda.unavailable()) is not None:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +21,7 @@ from rich.table import Table
 
 from optimlab import models, report
 from optimlab._imports import is_import_path
+from optimlab.commands._args import add_threads, capped, positive_int, torch_threads
 from optimlab.commands._progress import steps_display
 from optimlab.data.dataset import describe
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
@@ -29,21 +29,12 @@ from optimlab.lab.compare import ALPHA, load_settings
 from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
+from optimlab.lab.policy import default_threads
 from optimlab.lab.sweep import tune, tuning_sweep
 from optimlab.report.table import COLUMNS, table_rows
 from optimlab.report.tensorboard import LiveLogger
 from optimlab.report.tensorboard import require as require_tensorboard
 from optimlab.train import TASKS, schedules
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; allowed: >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}; allowed: an integer >= 1")
-    return value
 
 
 def _optimizer_list(text: str) -> tuple[str, ...]:
@@ -116,10 +107,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=TASKS, help=f"(default {d.task}; regression: squared "
                                                  "error, loss as the metric)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_positive_int,
+    length.add_argument("--steps", type=positive_int,
                         help=f"optimizer steps per run (default {DEFAULT_STEPS})")
-    length.add_argument("--epochs", type=_positive_int, help="passes over the training set")
-    p.add_argument("--batch-size", type=_positive_int,
+    length.add_argument("--epochs", type=positive_int, help="passes over the training set")
+    p.add_argument("--batch-size", type=positive_int,
                    help=f"minibatch size (default {d.batch_size})")
     defaults = " ".join(f"{k}={v:g}" for k, v in DEFAULT_LR.items())
     p.add_argument("--lr", type=_lr_pair, nargs="+", action="extend", default=[],
@@ -127,13 +118,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                "entry's own lr wins)")
     p.add_argument("--schedule", type=_schedule, metavar="SPEC",
                    help=f"learning-rate schedule: {schedules.ALLOWED} (default {d.schedule})")
-    p.add_argument("--seeds", type=_positive_int,
+    p.add_argument("--seeds", type=positive_int,
                    help=f"runs per optimizer, seeds 0..N-1 (default {d.seeds})")
     p.add_argument("--target-acc", type=_accuracy,
                    help=f"val accuracy for 'time to target', or none (default {d.target_acc})")
     p.add_argument("--target-loss", type=lambda t: _number(t, lambda v: v > 0, "a number > 0"),
                    help="val loss for 'time to target' (regression; default none)")
-    p.add_argument("--eval-every", type=_positive_int,
+    p.add_argument("--eval-every", type=positive_int,
                    help=f"steps between evaluations (default {d.eval_every})")
     p.add_argument("--device", choices=("cpu", "cuda"),
                    help=f"(default {d.device})")
@@ -144,14 +135,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"share of train held out for validation (default {d.val_fraction}; "
                         "0: train on all, as the MNIST-1D paper)")
     p.add_argument("--out", help="output folder (default runs/compare-<timestamp>)")
-    # One thread: these models are too small to gain from intra-op threads, and on a shared
-    # 2-core machine two threads ran the CNN 13x slower (60 ms vs 4.5 ms per step, measured).
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="torch CPU threads (default 1: fastest for these small models)")
+    add_threads(p, "1 for each run, which these small models train fastest on; every core "
+                   "for --tune's vectorized sweep")
     p.add_argument("--tune", action="store_true",
                    help="first choose η per optimizer on validation with a vectorized sweep of "
                         "1e-4:1:9 (stored in OUT/tune); --lr values are kept")
-    p.add_argument("--diagnostics", type=_positive_int, nargs="?", const=50, default=None,
+    p.add_argument("--diagnostics", type=positive_int, nargs="?", const=50, default=None,
                    metavar="EVERY", help="record step sizes and ‖Δw‖/‖w‖ every EVERY steps "
                    "(default off; bare flag: 50) into diagnostics.json and the report")
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
@@ -168,12 +157,24 @@ def _settings(args: argparse.Namespace) -> CompareConfig:
         "dataset", "model", "optimizers", "task", "steps", "epochs", "batch_size", "schedule",
         "seeds", "target_acc", "target_loss", "eval_every", "device", "data_dir", "download",
         "val_fraction")}
-    flags["lr"] = dict(args.lr) or None
+    flags["lr"] = _lr_table(args.lr) or None
     return load_settings(args.config, flags)
 
 
-def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
-    """The exact command, every setting explicit, so it reproduces the runs."""
+def _lr_table(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    """--lr's LABEL=VALUE pairs as a table; a label given twice is refused, not overwritten."""
+    table: dict[str, float] = {}
+    for label, value in pairs:
+        if label in table:
+            raise ValueError(f"Invalid --lr {label}={value:g}: {label} is already given "
+                             f"({label}={table[label]:g}); allowed: one value per label")
+        table[label] = value
+    return table
+
+
+def command_line(cfg: CompareConfig, out: Path, threads: int | None) -> str:
+    """The exact command, every setting explicit, so it reproduces the runs (`threads`:
+    None when not given, so that the command picks them again where it runs)."""
     families = ", ".join(with_label(e, cfg.hyperparameters(e)) for e in cfg.entries)
     argv = ["optimlab", "compare", "--dataset", cfg.dataset, "--model", cfg.model,
             "--optimizers", families, "--task", cfg.task]
@@ -182,7 +183,7 @@ def command_line(cfg: CompareConfig, out: Path, threads: int) -> str:
              "--schedule", cfg.schedule, "--seeds", str(cfg.seeds),
              "--eval-every", str(cfg.eval_every),
              "--val-fraction", f"{cfg.val_fraction:g}", "--device", cfg.device,
-             "--threads", str(threads), "--out", str(out)]
+             *(["--threads", str(threads)] if threads else []), "--out", str(out)]
     argv += ["--target-acc", f"{cfg.target_acc:g}" if cfg.target_acc else "none"]
     argv += ["--target-loss", f"{cfg.target_loss:g}"] if cfg.target_loss else []
     argv += ["--data-dir", cfg.data_dir] if cfg.data_dir else []
@@ -288,7 +289,7 @@ def _error(message: Any) -> int:
     return 2
 
 
-def _compare(args: argparse.Namespace, console: Console) -> int:
+def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) -> int:
     out = out_path(args.out, "compare")
     try:  # bad input: everything checked before anything trains
         if args.tensorboard:
@@ -301,7 +302,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if sweep is not None:
         console.print(f"tuning η on validation: {sweep.store.path}")
         try:
-            with steps_display(console, "tuning") as (show, _):
+            with steps_display(console, "tuning") as (show, _), torch_threads(tuning_threads):
                 cfg, tuning = tune(cfg, sweep, on_progress=show)
         except DiskFull as e:
             print(f"optimlab compare: error: {e}", file=sys.stderr)
@@ -333,11 +334,10 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)  # before anything records the environment
-    try:
+    args.threads = args.threads and capped("compare", args.threads)
+    # before anything records the environment
+    with torch_threads(args.threads or default_threads("sequential")):
         console = Console()
         # Logs and pipes get a table wide enough to read instead of rich's 80 columns.
-        return _compare(args, console if console.is_terminal else Console(width=160))
-    finally:
-        torch.set_num_threads(previous)
+        return _compare(args, console if console.is_terminal else Console(width=160),
+                        args.threads or default_threads("vectorized"))

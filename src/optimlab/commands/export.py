@@ -36,6 +36,10 @@ def _tensorboard(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.run_dir.is_dir():
+        print(f"optimlab export: error: Invalid RUN_DIR {str(args.run_dir)!r}: no such folder; "
+              "allowed: a folder written by compare, sweep or reproduce", file=sys.stderr)
+        return 2
     try:
         print((_csv if args.format == "csv" else _tensorboard)(args))
     except (ImportError, ValueError, OSError) as e:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from optimlab.commands._args import natural_int, number, positive_int
 from optimlab.lab.entries import split_list
 from optimlab.lab.experiment import output_folder, write_json
 from optimlab.landscape import FUNCTIONS, LandscapeConfig, run_landscape
@@ -21,13 +22,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated entries [LABEL=]NAME[(key=value, ...)], NAME from "
                         f"{', '.join(OPTIMIZERS)} or module:Class of a torch.optim.Optimizer "
                         f"(default {','.join(defaults.optimizers)})")
-    p.add_argument("--steps", type=int, default=defaults.steps,
+    p.add_argument("--steps", type=positive_int, default=defaults.steps,
                    help=f"steps per run (default {defaults.steps})")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=number, default=None,
                    help="one η for all optimizers (default: each picks its best η of the grid)")
-    p.add_argument("--noise", type=float, default=0.0,
+    p.add_argument("--noise", type=number, default=0.0,
                    help="std of Gaussian noise added to each gradient component (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the gradient noise (default 0)")
+    p.add_argument("--seed", type=natural_int, default=0,
+                   help="seed of the gradient noise (default 0)")
     p.add_argument("--out", type=Path, help="output folder (default runs/landscape-<timestamp>)")
 
 

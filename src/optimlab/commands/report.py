@@ -30,9 +30,10 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.dir
     marker = next((name for name in KINDS if (out / name).is_file()), None)
     if marker is None:
-        print(f"optimlab report: error: invalid DIR {str(out)!r}: it holds none of "
-              "reproduction.json (a reproduce folder), summary.json (a compare folder), "
-              "sweep.sqlite (a sweep folder) or paths.json (a landscape folder)", file=sys.stderr)
+        found = "it holds no records" if out.is_dir() else "no such folder"
+        print(f"optimlab report: error: Invalid DIR {str(out)!r}: {found}; allowed: a folder "
+              "with reproduction.json (written by reproduce), summary.json (by compare), "
+              "sweep.sqlite (by sweep) or paths.json (by landscape)", file=sys.stderr)
         return 2
     try:
         path = importlib.import_module(KINDS[marker]).render(out)

@@ -10,10 +10,10 @@ import argparse
 import shlex
 import sys
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
+from optimlab.commands._args import add_threads, capped, torch_threads
 from optimlab.lab import reproduce
 from optimlab.lab.experiment import output_folder
 
@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="download missing dataset files (full MNIST for adam-logreg-mnist)")
     p.add_argument("--out", help="output folder; the same folder resumes "
                                  "(default runs/reproduce-NAME-<timestamp>)")
-    # One thread, as compare: the models are small, and a shared 2-core machine runs them
-    # fastest with one (see commands/compare.py).
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    # One thread, as compare's runs: the models are small, and a shared 2-core machine runs
+    # them fastest with one (see optimlab.lab.policy.default_threads).
+    add_threads(p, "1")
 
 
 def _list(console: Console) -> int:
@@ -90,11 +90,6 @@ def run(args: argparse.Namespace) -> int:
     console = console if console.is_terminal else Console(width=160)
     if args.list:
         return _list(console)
-    if args.threads < 1:
-        return _error(f"Invalid --threads {args.threads}; allowed: >= 1")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    args.threads = capped("reproduce", args.threads) if args.threads else 1
+    with torch_threads(args.threads):
         return _run(args, console)
-    finally:
-        torch.set_num_threads(previous)

@@ -8,16 +8,23 @@ is allowed. Re-running with the same `--out` resumes.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 
 from optimlab import models
+from optimlab.commands._args import (
+    add_threads,
+    capped,
+    number,
+    positive_int,
+    torch_threads,
+)
 from optimlab.commands._progress import steps_display
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.grid import (
@@ -28,6 +35,7 @@ from optimlab.lab.grid import (
     load_settings,
     point_value,
 )
+from optimlab.lab.policy import default_threads
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep
 from optimlab.train import TASKS, RunResult, schedules
@@ -59,12 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         ("batch-size", f"minibatch size (default {d.batch_size})"),
                         ("eval-every", f"steps between evaluations (default {d.eval_every})"),
                         ("max-batch", f"members trained together (default {d.max_batch})")):
-        p.add_argument(f"--{name}", type=int, help=help_)
+        p.add_argument(f"--{name}", type=positive_int, metavar="N", help=help_)
     p.add_argument("--schedule", metavar="SPEC", help="learning-rate schedule of every run: "
                    f"{schedules.ALLOWED} (default {d.schedule}; the vectorized executor trains "
                    "scheduled runs one by one)")
-    p.add_argument("--epochs", type=int, help="passes over the training set (instead of --steps)")
-    p.add_argument("--val-fraction", type=float,
+    p.add_argument("--epochs", type=positive_int, metavar="N",
+                   help="passes over the training set (instead of --steps)")
+    p.add_argument("--val-fraction", type=number,
                    help=f"share of train held out for validation (default {d.val_fraction})")
     p.add_argument("--device", choices=("cpu", "cuda"), help=f"(default {d.device})")
     p.add_argument("--download", action="store_true", default=None,
@@ -87,8 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extend", action="store_true",
                    help="add grid points to the sweep stored in --out (its other settings "
                         "must stay the same)")
-    # One thread, as compare: small models gain nothing from more on a shared 2-core machine.
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p, "--executor vectorized: every core, its groups side by side, one core "
+                   "each; the others: 1")
 
 
 def flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,7 +116,8 @@ def command_line(args: argparse.Namespace, out: Path) -> str:
             argv.append(f"--{name.replace('_', '-')}")
         elif value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
-    return shlex.join([*argv, "--threads", str(args.threads), "--out", str(out)])
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    return shlex.join([*argv, *threads, "--out", str(out)])
 
 
 def _line(result: RunResult) -> str:
@@ -182,6 +192,15 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
 
             require()
         cfg = load_settings(args.config, flags(args))
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        print(f"optimlab sweep: error: {e}", file=sys.stderr)
+        return 2
+    with torch_threads(_threads(args, cfg)):  # before the store records the environment
+        return _sweep_with(args, cfg, out, console)
+
+
+def _sweep_with(args: argparse.Namespace, cfg: SweepConfig, out: Path, console: Console) -> int:
+    try:
         cluster = _ray_cluster(cfg, args.ray_address)
         sweep = Sweep(cfg, out, command=command_line(args, out), extend=args.extend)
     except (ValueError, TypeError, OSError, ImportError) as e:
@@ -207,14 +226,14 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _threads(args: argparse.Namespace, cfg: SweepConfig) -> int:
+    """--threads, capped at this machine's cores unless Ray runs the tasks on a cluster
+    (whose nodes may have more); not given: what helps the executor (`default_threads`)."""
+    cluster = cfg.executor == "ray" and (args.ray_address or os.environ.get("RAY_ADDRESS"))
+    if args.threads and not cluster:
+        args.threads = capped("sweep", args.threads)
+    return args.threads or default_threads(cfg.executor)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        print(f"optimlab sweep: error: Invalid --threads {args.threads}; allowed: >= 1",
-              file=sys.stderr)
-        return 2
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        return _sweep(args, Console())
-    finally:
-        torch.set_num_threads(previous)
+    return _sweep(args, Console())

@@ -21,6 +21,7 @@ from optimlab.bench.sweep import (
     run_sweep_bench,
     step_times,
 )
+from optimlab.commands._args import capped, natural_int, positive_int
 from optimlab.lab.experiment import load_dataset
 from optimlab.lab.grid import settings
 
@@ -28,9 +29,9 @@ from optimlab.lab.grid import settings
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizers", default="sgd,momentum,rmsprop,adam", help="comma-separated")
     p.add_argument("--lr", default="1e-4:1e-1:8", help="η grid (default 1e-4:1e-1:8)")
-    p.add_argument("--steps", type=int, default=2000, help="steps per run (default 2000)")
-    p.add_argument("--batch-size", type=int, default=100, help="(default 100)")
-    p.add_argument("--eval-every", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=2000, help="steps per run (default 2000)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="(default 100)")
+    p.add_argument("--eval-every", type=positive_int, default=None,
                    help="steps between evaluations of the command and executor rows "
                         "(default: optimlab sweep's)")
     p.add_argument("--model", default="mlp", help="(default mlp)")
@@ -40,14 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
                    help=f"comma-separated from {', '.join(ROWS)} (default: all; ray when "
                         "installed)")
-    p.add_argument("--max-batch", type=int, default=None,
+    p.add_argument("--max-batch", type=positive_int, default=None,
                    help="members trained together; the Ray row's shard size (default: "
                         "optimlab sweep's)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads for every row (default 0: torch's, one per core)")
-    p.add_argument("--repeats", type=int, default=1,
+    p.add_argument("--threads", type=natural_int, default=0,
+                   help="torch CPU threads for every row, at most the cores this process may "
+                        "use (more are capped with a note) (default 0: torch's, one per core)")
+    p.add_argument("--repeats", type=positive_int, default=1,
                    help="rounds of all rows, order rotated; medians reported (default 1)")
-    p.add_argument("--step-times", type=int, default=0, metavar="ROUNDS",
+    p.add_argument("--step-times", type=natural_int, default=0, metavar="ROUNDS",
                    help="instead of the rows: CPU time of one training step — the loop's, the "
                         "vectorized group's through its written-out backward and through vmap, "
                         "its optimizer part fused and through the torch ops, the matrix "
@@ -62,11 +64,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = SweepBenchConfig(settings({}, given),
                                rows=tuple(r.strip() for r in args.rows.split(",")),
-                               threads=args.threads, repeats=args.repeats)
+                               threads=args.threads and capped("sweep-bench", args.threads),
+                               repeats=args.repeats)
         cfg.validate()
-        if args.step_times < 0:
-            raise ValueError(f"Invalid --step-times {args.step_times}; allowed: a number of "
-                             "rounds >= 1 (0: time the rows instead)")
         if args.json is not None and not args.json.parent.is_dir():
             raise ValueError(f"Invalid --json {args.json}: directory {args.json.parent} "
                              "does not exist")

@@ -69,8 +69,8 @@ def load(spec: str, *, data_dir: str | Path | None = None, download: bool = Fals
     if spec not in _SOURCES and is_import_path(spec):
         return load_user(spec, val_fraction=val_fraction, seed=seed)
     if spec not in _SOURCES:
-        raise ValueError(f"unknown dataset spec={spec!r}; allowed: {', '.join(DATASETS)}, "
-                         "npz:PATH or module:callable")
+        raise ValueError(f"Invalid dataset {spec!r}: no such dataset; allowed: "
+                         f"{', '.join(DATASETS)}, npz:PATH or module:callable")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     raw = _SOURCES[spec](data_dir, bool(download), cache)
     return finish(spec, dataclasses.replace(raw, num_classes=NUM_CLASSES), val_fraction, seed)

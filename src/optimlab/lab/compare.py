@@ -68,8 +68,8 @@ class CompareConfig(Experiment):
         labels = [e.label for e in self.entries]
         unknown = [f"{n}={v}" for n, v in self.lr.items() if n not in labels]
         if unknown:
-            raise ValueError(f"Invalid lr (--lr) {', '.join(unknown)}: no optimizer has that "
-                             f"label; allowed labels: {', '.join(labels)}")
+            raise ValueError(f"Invalid --lr {', '.join(unknown)}: no optimizer has that "
+                             f"label; allowed: the labels {', '.join(labels)}")
         bad = {n: v for n, v in self.lr.items()
                if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < float("inf")}
         if bad:
@@ -160,8 +160,9 @@ class _Store:
         self.out = output_folder(out, "compare")
         stored = _read_json(self.out / "config.json", None)
         if stored is None and (self.out / "summary.json").exists():
-            raise ValueError(f"Invalid --out {str(out)!r}: it holds a comparison without its "
-                             "config.json; allowed: a new or empty folder")
+            raise ValueError(f"Invalid --out {str(out)!r}: its summary.json has no config.json "
+                             "beside it, so it cannot be resumed; allowed: a folder compare "
+                             "wrote, or a new or empty one")
         check_resume(self.out, stored and stored.get("settings"), cfg, "comparison")
         self.records: list[dict[str, Any]] = _read_json(self.out / "summary.json", [])
         self.diagnostics: list[dict[str, Any]] = _read_json(self.out / "diagnostics.json", [])

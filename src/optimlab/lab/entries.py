@@ -29,7 +29,9 @@ from optimlab._dynamo import dynamo_not_imported
 from optimlab._imports import is_import_path
 from optimlab.optim import optimizer_class
 
-LABEL = re.compile(r"^[A-Za-z0-9_][\w.+-]*$")
+# A label names runs, files and plot legends: letters of any script, digits, _ . + -
+# (`\w` is Unicode in Python's re: "Ädäm" and "σ-adam" are labels).
+LABEL = re.compile(r"^\w[\w.+-]*$")
 # Constructor arguments that are not hyperparameters: what the optimizer updates.
 _NOT_HYPERPARAMETERS = ("params", "self")
 
@@ -122,8 +124,8 @@ def parse(text: str) -> Entry:
         raise ValueError(f"Invalid optimizer entry {entry!r}; allowed: "
                          "[LABEL=]NAME[(key=value, ...)]")
     if sep and not LABEL.match(label):
-        raise ValueError(f"Invalid label {label!r} in {entry!r}; allowed: letters, digits, "
-                         "and _ . + -")
+        raise ValueError(f"Invalid label {label!r} in {entry!r}; allowed: letters (any "
+                         "script), digits and _ . + -, starting with a letter, digit or _")
     if not name:
         raise ValueError(f"Invalid optimizer entry {entry!r}: no optimizer name; allowed: "
                          "[LABEL=]NAME[(key=value, ...)]")
@@ -177,7 +179,8 @@ def check(entry: Entry) -> Entry:
         cls = entry.optimizer_class()
     except ValueError as e:
         where = "" if entry.text == entry.name else f" in {entry.text!r}"
-        raise ValueError(f"Invalid optimizer {entry.name!r}{where}: {e}") from None
+        said = str(e).removeprefix(f"Invalid optimizer {entry.name!r}: ")  # said once
+        raise ValueError(f"Invalid optimizer {entry.name!r}{where}: {said}") from None
     check_hyperparameters(entry, cls, entry.hyperparameters)
     return entry
 

@@ -63,6 +63,7 @@ class Experiment:
     HOW: ClassVar[tuple[str, ...]] = ("data_dir", "download")
 
     def __post_init__(self) -> None:
+        _check_types(self)
         object.__setattr__(self, "schedule", schedules.canonical(self.schedule))
         parsed = parse_list(self.optimizers)  # a comma-separated string or a list of entries
         object.__setattr__(self, "optimizers", texts(parsed))
@@ -111,6 +112,26 @@ class Experiment:
         """The settings that define which runs exist (what a resume must match), as JSON."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
                 if f.name not in self.HOW}
+
+
+# Settings a TOML file may give with any type: (name, types allowed, what to say).
+_TYPES = (("dataset", (str,), "a dataset name, npz:PATH or module:callable"),
+          ("model", (str,), "a model name or module:callable"),
+          ("optimizers", (str, list, tuple), "a comma-separated string or a list of entries"),
+          ("device", (str,), "cpu, cuda or cuda:N"),
+          ("data_dir", (str, type(None)), "a folder's path"),
+          ("download", (bool,), "true or false"),
+          ("val_fraction", (int, float), "a fraction in [0, 1)"))
+
+
+def _check_types(cfg: Experiment) -> None:
+    """A ValueError naming the first setting of the wrong type (a TOML `dataset = 3`), which
+    would otherwise fail later with a message that names neither it nor its value."""
+    for name, types, allowed in _TYPES:
+        value = getattr(cfg, name)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"Invalid {name}: {value!r} ({type(value).__name__}); allowed: "
+                             f"{allowed}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -165,6 +186,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"Invalid config file {str(path)!r}: {e}") from None
+    except OSError as e:  # missing, a folder, unreadable
+        raise ValueError(f"Invalid --config {str(path)!r}: {e.strerror or e}; allowed: a "
+                         "readable TOML file") from None
 
 
 def output_folder(out: str | Path | None, command: str) -> Path:
@@ -201,9 +225,9 @@ def check_resume(out: Path, stored: dict[str, Any] | None, cfg: Experiment, what
         return
     diff = differences({k: v for k, v in stored.items() if k not in cfg.HOW}, cfg.identity())
     if diff:
-        raise ValueError(f"Invalid --out {str(out)!r}: it holds a {what} with other settings "
-                         f"({'; '.join(diff)}); allowed: the same settings (to resume) or "
-                         "another --out")
+        raise ValueError(f"Invalid --out {str(out)!r}: the {what} stored there has other "
+                         f"settings ({'; '.join(diff)}); allowed: the same settings (to resume) "
+                         "or another --out")
 
 
 class DiskFull(OSError):

@@ -59,7 +59,8 @@ def _number(key: str, v: Any) -> float:
             raise ValueError
         return float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"Invalid {key}: {v!r} is not a number") from None
+        raise ValueError(f"Invalid {key}: {v!r} is not a number; allowed: numbers, as "
+                         "LO:HI:N or V,V,...") from None
 
 
 def _log_range(key: str, spec: str) -> list[float]:
@@ -229,9 +230,24 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
         kwargs["steps"] = None  # the budget in epochs replaces the default steps
     if "optimizers" in merged:
         kwargs["optimizers"] = merged["optimizers"]  # entries: a string or a list
+    given_keys = tuple(grid)
     if "lr" not in grid:
         grid["lr"] = parse_values("lr", DEFAULT_LR_GRID)
-    return SweepConfig(**kwargs, grid=grid, per_optimizer=per_optimizer)
+    cfg = SweepConfig(**kwargs, grid=grid, per_optimizer=per_optimizer)
+    check_applies(cfg, given_keys)
+    return cfg
+
+
+def check_applies(cfg: SweepConfig, keys: tuple[str, ...]) -> None:
+    """A ValueError for a grid key given for every optimizer that none of them sweeps (no
+    entry has it, or each pins it): its values would be dropped without a word."""
+    for key in keys:
+        if not any(applies(key, e) for e in cfg.entries):
+            raise ValueError(
+                f"Invalid {key} grid {list(cfg.grid[key])}: none of the optimizers "
+                f"{', '.join(cfg.labels)} sweeps {key}; allowed: {key} with an optimizer "
+                f"that has it ({', '.join(APPLIES[key])}, or a module:Class taking it) and "
+                "does not fix it in its entry")
 
 
 def load_settings(path: str | Path | None, flags: dict[str, Any]) -> SweepConfig:

@@ -8,6 +8,8 @@ edit here.
 
 from __future__ import annotations
 
+import os
+
 from optimlab.optim import SPECS
 
 # compare's one-shot η, the best of a measured grid (CNN on MNIST-1D, 2000 steps, batch
@@ -26,6 +28,28 @@ DEFAULT_LR_GRID = "1e-4:1:9"
 # SGD's optional heavy-ball momentum would turn it into another method (a per-optimizer
 # TOML grid can still set it).
 NOT_SWEPT = {"sgd": ("momentum",)}
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity, which a container or `taskset`
+    narrows (`os.cpu_count` counts the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows: no affinity masks
+        return os.cpu_count() or 1
+
+
+def default_threads(executor: str) -> int:
+    """torch threads when --threads is not given, for runs trained by `executor`.
+
+    The vectorized executor trains its groups side by side, one core and one torch thread
+    each, so every core helps, and a member's result is the same in any group: the lecture's
+    32-configuration MLP sweep trained at 88 GFLOP/s on 2 cores against 41 on one
+    (docs/performance.md). The other executors train one run per torch thread, and these
+    small models lose to a second intra-op thread (the CNN's step: 60 ms on 2 threads, 4.5
+    on one, docs/lab.md), which also changes float32 rounding; `processes` spreads runs
+    over the cores by itself, and a Ray task takes --threads CPUs of its node."""
+    return usable_cores() if executor == "vectorized" else 1
 
 
 def compare_lr(name: str) -> float:

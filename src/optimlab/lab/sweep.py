@@ -130,7 +130,8 @@ class Sweep:
         self.finished: list[dict[str, Any]] = []
         ds = load_dataset(cfg, dataset)
         if cfg.select == "val" and len(ds.y_val) == 0:
-            raise ValueError(f"Invalid select 'val': {cfg.dataset} has no validation split")
+            raise ValueError(f"Invalid --select val: {cfg.dataset} has no validation split; "
+                             "allowed: --val-fraction > 0")
         self.cfg, self.dataset, self.n_train = cfg, ds, len(ds.y_train)
         self.store = Store(out)
         self._check_resume(self.store.meta().get("settings"), extend)

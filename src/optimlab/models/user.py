@@ -42,8 +42,8 @@ def build_user(name: str) -> nn.Module:
     except ValueError as e:
         raise ValueError(f"Invalid model {name!r}: {e}") from None
     if not callable(factory):
-        raise ValueError(f"Invalid model {name!r}: a {type(factory).__name__}, not a "
-                         "callable; allowed: a callable with no arguments returning an "
+        raise ValueError(f"Invalid model {name!r}: an object of type {type(factory).__name__}, "
+                         "not a callable; allowed: a callable with no arguments returning an "
                          "nn.Module")
     try:
         model = factory()
@@ -51,6 +51,6 @@ def build_user(name: str) -> nn.Module:
         raise ValueError(f"Invalid model {name!r}: calling it with no arguments failed: "
                          f"{e}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(f"Invalid model {name!r}: it returned a {type(model).__name__}; "
-                         "allowed: an nn.Module")
+        raise ValueError(f"Invalid model {name!r}: it returned an object of type "
+                         f"{type(model).__name__}; allowed: an nn.Module")
     return model

@@ -36,12 +36,13 @@ def optimizer_class(name: str) -> type:
     if name in OPTIMIZERS:
         return OPTIMIZERS[name]
     if not is_import_path(name):
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)} or "
-                         "module:Class of a torch.optim.Optimizer (e.g. torch.optim:NAdam)")
+        raise ValueError(f"Invalid optimizer {name!r}: no such built-in optimizer; allowed: "
+                         f"{', '.join(OPTIMIZERS)} or module:Class of a torch.optim.Optimizer "
+                         "(e.g. torch.optim:NAdam)")
     cls = import_object(name)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         what = f"the class {cls.__name__}" if isinstance(cls, type) else \
-            f"a {type(cls).__name__} object"
+            f"an object of type {type(cls).__name__}"
         raise ValueError(f"{name} is {what}, not a torch.optim.Optimizer subclass")
     return cls
 

@@ -107,8 +107,9 @@ def check_model(config: TrainConfig, dataset: Any) -> None:
         if config.task == "classification":
             _check_logits(out, len(x), data)
         task_loss(config.task, out, y)
-    except ValueError as e:
-        raise ValueError(f"Invalid model {config.model!r}: {e}") from None
+    except ValueError as e:  # said once, whether or not the message names the model already
+        said = str(e).removeprefix(f"Invalid model {config.model!r}: ")
+        raise ValueError(f"Invalid model {config.model!r}: {said}") from None
     except Exception as e:  # the user's forward raised: its message, on one line
         raise ValueError(f"Invalid model {config.model!r} for {data.name} (inputs "
                          f"{tuple(data.x_train.shape[1:])}, {config.task}): "
