@@ -5,6 +5,7 @@ interval."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -19,12 +20,13 @@ from conftest import store_count
 from test_sweep import CLOCKS, DS, comparable, one_thread  # noqa: F401 (autouse)
 
 from optimlab.cli import main
+from optimlab.lab.compare import CompareConfig, _Store, run_compare
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep
 from optimlab.train import TrainConfig, batch_indices, train_run
 from optimlab.train import checkpoint as ckpt
-from optimlab.train.checkpoint import Cadence, Resume, from_bytes
+from optimlab.train.checkpoint import Cadence, Resume, curves_from_state, from_bytes
 
 
 def points(curves) -> list[tuple]:
@@ -84,8 +86,8 @@ def test_a_run_resumed_from_each_checkpoint_ends_as_the_uninterrupted_run(name, 
         assert points(resumed.curves) == points(whole.curves), step
         assert ({k: v for k, v in resumed.record.items() if k not in CLOCKS}
                 == {k: v for k, v in whole.record.items() if k not in CLOCKS})
-        kept = [p for p in from_bytes(blob)["curves"] if p[0] <= step]
-        assert [list(p) for p in resumed.curves[:len(kept)]] == kept  # clocks included
+        kept = curves_from_state(from_bytes(blob)["curves"])
+        assert resumed.curves[:len(kept)] == kept  # clocks included
 
 
 def sweep_config(executor: str, **kw) -> SweepConfig:
@@ -119,8 +121,9 @@ def store_points(out: Path) -> dict[str, tuple]:
                        points(r["curves"])) for r in Store(out).runs(done_only=False)}
 
 
-@pytest.mark.parametrize("executor,threads", [("vectorized", 1), ("vectorized", 2),
-                                              ("sequential", 1), ("processes", 1)])
+@pytest.mark.parametrize("executor,threads", [
+    ("vectorized", 1), ("vectorized", 2), ("sequential", 1),
+    pytest.param("processes", 1, marks=pytest.mark.slow)])  # three pools of spawned workers
 def test_an_interrupted_sweep_resumes_from_its_checkpoints_to_the_uninterrupted_store(
         tmp_path, monkeypatch, executor, threads):
     torch.set_num_threads(threads)  # 2: the vectorized groups train side by side
@@ -134,13 +137,14 @@ def test_an_interrupted_sweep_resumes_from_its_checkpoints_to_the_uninterrupted_
     store = Store(tmp_path / "cut")
     blobs = store.checkpoints([c for batch in stored for c, _, _ in batch])
     assert blobs and all(step > 0 for step, _ in blobs.values())
-    before = {key: from_bytes(blob)["curves"] for key, (_, blob) in blobs.items()}
+    before = {key: curves_from_state(from_bytes(blob)["curves"])
+              for key, (_, blob) in blobs.items()}
     Sweep(cfg, tmp_path / "cut", dataset=DS).run()
     assert store_points(tmp_path / "cut") == store_points(tmp_path / "whole")
     assert len(store_points(tmp_path / "whole")) == 12
     resumed = {r["key"]: r["curves"] for r in Store(tmp_path / "cut").runs()}
     for key, kept in before.items():  # went on from the checkpoint: its clocks are kept
-        assert [list(p) for p in resumed[key][:len(kept)]] == kept
+        assert resumed[key][:len(kept)] == kept
     assert Store(tmp_path / "cut").checkpoint_steps() == {}  # finished runs keep none
 
 
@@ -242,3 +246,35 @@ def test_checkpoints_in_flight_are_read_back_without_unpickling_code(tmp_path, m
         Sweep(cfg, tmp_path, dataset=DS).run()
     Sweep(cfg, tmp_path, dataset=DS).run()
     assert loads and all(kw.get("weights_only") is True for kw in loads)
+
+
+def test_an_interrupted_comparison_goes_on_from_the_checkpoint_of_its_run_in_flight(
+        tmp_path, monkeypatch):
+    cfg = CompareConfig(dataset="blobs", model="mlp", optimizers=("sgd", "adam"), seeds=1,
+                        steps=60, eval_every=25, batch_size=20)
+    run_compare(cfg, tmp_path / "whole", dataset=DS)
+    real, kept = _Store.resume, []
+
+    def resume(self, run):
+        found = real(self, run)
+        save = found.save
+
+        def saved(step, blob):  # the second run's second checkpoint, then Ctrl-C
+            save(step, blob)
+            kept.append((run, step, blob))
+            if run == "adam-seed0" and step == 12:
+                raise KeyboardInterrupt
+        return Resume(found.blob, saved)
+
+    monkeypatch.setattr(_Store, "resume", resume)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(cfg, tmp_path / "cut", dataset=DS)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "cut" / "checkpoints").iterdir())) == 1  # adam's, at 12
+    run_compare(cfg, tmp_path / "cut", dataset=DS)
+    assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
+    assert list((tmp_path / "cut" / "checkpoints").iterdir()) == []
+    with (tmp_path / "cut" / "curves.csv").open(newline="") as f:
+        clocks = [float(r[2]) for r in csv.reader(f) if r[0] == "adam-seed0"]
+    kept_clocks = [p.train_seconds for p in curves_from_state(from_bytes(kept[-1][2])["curves"])]
+    assert clocks[:len(kept_clocks)] == kept_clocks  # went on from the checkpoint

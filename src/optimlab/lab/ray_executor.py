@@ -153,6 +153,10 @@ class _Checkpoints:
     def last(self, shard: int) -> dict[str, tuple[int, bytes]]:
         return self.latest.get(shard, {})
 
+    def forget(self, shard: int) -> None:
+        """The shard has ended: its checkpoints are no longer needed."""
+        self.latest.pop(shard, None)
+
 
 class _ShardSteps:
     """Counts a shard's member-steps in its task; tells the progress actor about every
@@ -244,6 +248,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                 for result in _results(ray, ref, shards[i]):
                     on_finish(result)
                 finished.add(i)
+                if sink is not None:
+                    sink.forget.remote(i)
             if poll is not None and ray.wait([poll], timeout=0)[0]:  # never wait on it
                 reported, poll = ray.get(poll), steps.get.remote()
             if taken is not None and checkpoints and ray.wait([taken], timeout=0)[0]:

@@ -78,12 +78,22 @@ def from_bytes(blob: bytes) -> dict[str, Any]:
     return state
 
 
-def curves_state(curves: list[CurvePoint]) -> list[list[Any]]:
-    return [list(p) for p in curves]
+def curves_state(curves: list[CurvePoint]) -> dict[str, Any]:
+    """The curves as a few tensors (float64 holds every Python float exactly): pickling
+    thousands of small rows cost a checkpoint more than its parameters did."""
+    series = {s: i for i, s in enumerate(dict.fromkeys((p.split, p.metric) for p in curves))}
+    return {"series": [list(s) for s in series],
+            "index": torch.tensor([series[p.split, p.metric] for p in curves], dtype=torch.int64),
+            "step": torch.tensor([p.step for p in curves], dtype=torch.int64),
+            "seconds": torch.tensor([p.train_seconds for p in curves], dtype=torch.float64),
+            "value": torch.tensor([p.value for p in curves], dtype=torch.float64)}
 
 
-def curves_from_state(rows: list[list[Any]]) -> list[CurvePoint]:
-    return [CurvePoint(*row) for row in rows]
+def curves_from_state(state: dict[str, Any]) -> list[CurvePoint]:
+    series = [tuple(s) for s in state["series"]]
+    return [CurvePoint(step, seconds, *series[i], value) for i, step, seconds, value in zip(
+        state["index"].tolist(), state["step"].tolist(), state["seconds"].tolist(),
+        state["value"].tolist(), strict=True)]
 
 
 @dataclass
