@@ -236,6 +236,27 @@ def test_a_signalled_sweep_resumes_from_its_checkpoints_to_the_uninterrupted_res
     assert checkpoint_count(cut / "sweep.sqlite") == 0
 
 
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_stops_the_processes_executor_with_two_lines(tmp_path):
+    """A terminal's Ctrl-C signals the whole process group, the pool's workers too."""
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    out = tmp_path / "out"
+    argv = [*cli_args(tmp_path / "blobs.npz", out), "--steps", "20000", "--executor",
+            "processes"]
+    proc = subprocess.Popen([sys.executable, "-m", "optimlab", *argv], text=True,
+                            env=os.environ | {ckpt.EVERY_S_ENV: "0.05"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while checkpoint_count(out / "sweep.sqlite") == 0:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "runs in flight" in lines[0] and lines[1] == "interrupted", err
+
+
 def test_checkpoints_in_flight_are_read_back_without_unpickling_code(tmp_path, monkeypatch):
     loads = []
     real = torch.load

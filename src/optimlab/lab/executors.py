@@ -39,6 +39,7 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -153,6 +154,9 @@ _WORKER_SAVES: Any = None  # the queue of checkpoints to the parent (None: none 
 def _init_worker(dataset: Any, saves: Any) -> None:
     global _WORKER_DATASET, _WORKER_SAVES
     torch.set_num_threads(1)  # the cores are shared out between processes instead
+    # Ctrl-C reaches the terminal's whole process group: the parent alone stops, says what
+    # was kept and ends the pool (each worker printed a traceback otherwise)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER_DATASET, _WORKER_SAVES = dataset, saves
 
 

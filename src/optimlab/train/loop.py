@@ -176,6 +176,16 @@ def _restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opt
                 state["step"], state["last_eval"])
 
 
+def _begin(config: TrainConfig, data: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: Any, resume: Resume | None) -> _Run:
+    """The run as its checkpoint left it, or at step 0, evaluated."""
+    if resume is not None and resume.blob is not None:
+        return _restore(from_bytes(resume.blob), model, optimizer, scheduler, config.device)
+    run = _Run([])
+    _record_eval(run.curves, model, data, 0, 0.0, config.task)
+    return run
+
+
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (),
               resume: Resume | None = None) -> RunResult:
     """Train `config.model` on `dataset` with `config.optimizer`, η following
@@ -192,11 +202,7 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
     # the callbacks' hooks, looked up once rather than on every step
     step_ends = [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")]
     shows = [cb.on_curves for cb in callbacks if hasattr(cb, "on_curves")]
-    if resume is not None and resume.blob is not None:
-        run = _restore(from_bytes(resume.blob), model, optimizer, scheduler, config.device)
-    else:
-        run = _Run([])
-        _record_eval(run.curves, model, data, 0, 0.0, config.task)
+    run = _begin(config, data, model, optimizer, scheduler, resume)
     cadence = Cadence(config.steps, run.done, resume.seconds) if resume is not None else None
     batches = batch_indices(len(data.y_train), config.batch_size, config.seed, run.done)
     for step in range(run.done + 1, config.steps + 1):
@@ -217,7 +223,7 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
             run.last_eval = step
         for show in shows:
             show(run.curves)
-        if cadence is not None and resume is not None and cadence.due(step):
+        if resume is not None and cadence is not None and cadence.due(step):
             resume.save(step, to_bytes(_state(run, model, optimizer, scheduler, config.device)))
     if run.last_eval != run.done:
         _record_eval(run.curves, model, data, run.done, run.train_s, config.task)
