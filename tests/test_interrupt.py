@@ -148,6 +148,24 @@ def test_an_interrupted_sweep_resumes_from_its_checkpoints_to_the_uninterrupted_
     assert Store(tmp_path / "cut").checkpoint_steps() == {}  # finished runs keep none
 
 
+@pytest.mark.parametrize("before,after", [("vectorized", "sequential"),
+                                          ("sequential", "vectorized")])
+def test_a_run_resumed_by_another_kind_of_executor_starts_over_to_the_same_store(
+        tmp_path, monkeypatch, before, after):
+    """A group member's checkpoint is not `train_run`'s, nor the other way round. (Runs
+    finished before the interrupt keep the first executor's float32 rounding.)"""
+    Sweep(sweep_config(after), tmp_path / "whole", dataset=DS).run()
+    interrupted_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        Sweep(sweep_config(before), tmp_path / "cut", dataset=DS).run()
+    monkeypatch.undo()
+    in_flight = Store(tmp_path / "cut").checkpoint_steps()
+    assert in_flight
+    Sweep(sweep_config(after), tmp_path / "cut", dataset=DS).run()
+    cut, whole = store_points(tmp_path / "cut"), store_points(tmp_path / "whole")
+    assert len(cut) == 12 and all(cut[run] == whole[run] for run in in_flight)
+
+
 def test_a_checkpoint_of_a_finished_run_is_not_kept(tmp_path):
     cfg = sweep_config("sequential", grid={"lr": (1e-2,)}, optimizers=("adam",))
     sweep = Sweep(cfg, tmp_path, dataset=DS)

@@ -112,6 +112,12 @@ class Checkpoints:
                  seconds: float | None = None) -> None:
         self.saved, self.save, self.seconds = saved, save, seconds
 
+    def of_kind(self, kind: str) -> Checkpoints:
+        """Those of `kind` only: "run" (`train_run`'s) or "member" (a group's). A run
+        resumed by another kind of executor than the one that checkpointed it starts over."""
+        return Checkpoints({key: (step, blob) for key, (step, blob) in self.saved.items()
+                            if from_bytes(blob).get("kind") == kind}, self.save, self.seconds)
+
     def starts(self) -> dict[str, int]:
         """config key -> the step its run goes on from (absent: 0)."""
         return {key: step for key, (step, _) in self.saved.items()}
@@ -297,9 +303,10 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     these sizes torch's ops gain little from a second thread, and two groups at once
     keep both cores on their own products. A member's arithmetic does not depend on the
     group it trains in, so the results are those of one group."""
-    saved = checkpoints.saved if checkpoints else {}
+    of_members = checkpoints.of_kind("member") if checkpoints else None
+    saved = of_members.saved if of_members else {}
     single, batched = vectorized_plan(configs, dataset, max_batch, say,
-                                      checkpoints.starts() if checkpoints else None)
+                                      of_members.starts() if of_members else None)
     run_sequential(single, dataset, on_finish, on_steps, checkpoints)
     threads = torch.get_num_threads()
     cut = _shares(batched, threads)
@@ -477,7 +484,8 @@ class Group:
         for opt, a, b in self.segments:
             for row in range(a, b):
                 i = self.alive[row]
-                state = {"step": t, "params": self.flat[row].clone(), "t": opt.t,
+                state = {"kind": "member", "step": t, "params": self.flat[row].clone(),
+                         "t": opt.t,
                          "optimizer": {k: [None if x is None else x[row - a].clone()
                                            for x in xs] for k, xs in opt.state.items()},
                          "curves": curves_state(self.curves[i]), "train_s": self.train_s[i],

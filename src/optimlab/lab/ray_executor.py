@@ -221,8 +221,9 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     for device in {c.device for c in configs}:
         check_device(device)
     connect(address)
-    single, batched = vectorized_plan(configs, dataset, max_batch,
-                                      starts=checkpoints.starts() if checkpoints else None)
+    single, batched = vectorized_plan(
+        configs, dataset, max_batch,
+        starts=checkpoints.of_kind("member").starts() if checkpoints else None)
     shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)

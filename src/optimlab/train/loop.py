@@ -153,7 +153,8 @@ class _Run:
 def _state(run: _Run, model: nn.Module, optimizer: torch.optim.Optimizer,
            scheduler: Any, device: str) -> dict[str, Any]:
     """The checkpoint after update `run.done` (see `optimlab.train.checkpoint`)."""
-    return {"step": run.done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    return {"kind": "run", "step": run.done, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             # a model drawing random numbers while it trains (dropout) goes on with the same
             "rng": torch.get_rng_state(),
@@ -178,9 +179,11 @@ def _restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Opt
 
 def _begin(config: TrainConfig, data: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
            scheduler: Any, resume: Resume | None) -> _Run:
-    """The run as its checkpoint left it, or at step 0, evaluated."""
-    if resume is not None and resume.blob is not None:
-        return _restore(from_bytes(resume.blob), model, optimizer, scheduler, config.device)
+    """The run as its checkpoint left it, or at step 0, evaluated (also when the checkpoint
+    is of another kind: a vectorized group's member, resumed by another executor)."""
+    state = from_bytes(resume.blob) if resume is not None and resume.blob is not None else {}
+    if state.get("kind") == "run":
+        return _restore(state, model, optimizer, scheduler, config.device)
     run = _Run([])
     _record_eval(run.curves, model, data, 0, 0.0, config.task)
     return run
