@@ -176,11 +176,11 @@ def selection_lines(selection: dict[str, dict[str, Any]],
 
 def kept_line(sweep: Sweep, resume: str) -> str:
     """What an interrupted sweep kept in its store, and the command that goes on."""
-    steps = sorted(set(sweep.store.checkpoint_steps().values()))
-    count = len(sweep.store.checkpoint_steps())
+    kept = sweep.store.checkpoint_steps()
+    steps = sorted(set(kept.values()))
     at = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}" if steps else ""
-    flight = (f" and checkpoints of {count} runs in flight (at step{'s' * (len(steps) > 1)} "
-              f"{at} of {sweep.cfg.steps_for(sweep.n_train)})" if count else "")
+    flight = (f" and checkpoints of {len(kept)} runs in flight (at step{'s' * (len(steps) > 1)} "
+              f"{at} of {sweep.cfg.steps_for(sweep.n_train)})" if kept else "")
     return (f"kept in {sweep.store.path}: {sweep.store.finished_count()} finished runs"
             f"{flight}; resume: {resume}")
 
