@@ -80,13 +80,19 @@ def field() -> GradientField:
     return GradientField()
 
 
-def done_count(db: Path) -> int:
-    """Finished runs in the sweep store `db` (0 before it exists or while it is locked)."""
+def store_count(db: Path, query: str) -> int:
+    """The count `query` gives in the sweep store `db` (0 before it exists or while it is
+    locked)."""
     try:
         with sqlite3.connect(db) as conn:
-            return conn.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+            return conn.execute(query).fetchone()[0]
     except sqlite3.OperationalError:  # not created yet, or locked by the writer
         return 0
+
+
+def done_count(db: Path) -> int:
+    """Finished runs in the sweep store `db`."""
+    return store_count(db, "SELECT count(*) FROM runs WHERE status = 'done'")
 
 
 # The child of `kill_9_after_a_finished_run`: the CLI, with the store's `finish` patched to

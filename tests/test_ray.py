@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import ray
 from conftest import kill_9_after_a_finished_run
+from test_interrupt import interrupted_after, kept_in_store, store_points
 from test_sweep import CLOCKS, DS, comparable, one_thread  # noqa: F401 (autouse)
 
 from optimlab.cli import main
@@ -22,6 +23,8 @@ from optimlab.lab import ray_executor
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.store import Store, run_name
 from optimlab.lab.sweep import Sweep
+from optimlab.train import TrainConfig
+from optimlab.train.checkpoint import curves_from_state, from_bytes
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,29 @@ def test_a_worker_killed_mid_shard_is_retried_and_each_run_stored_once(
     monkeypatch.delenv(ray_executor.KILL_ONCE_ENV)
     Sweep(sixteen("vectorized"), tmp_path / "local", dataset=DS).run()
     assert_close(stored(tmp_path / "ray"), stored(tmp_path / "local"))
+
+
+def test_an_interrupted_ray_sweep_resumes_from_its_checkpoints_to_the_local_store(
+        cluster, tmp_path, monkeypatch):
+    # shards long enough (about a second each) that the driver stores checkpoints of runs
+    # still in flight: it takes them from the actor every REPORT_EVERY_S
+    cfg = dataclasses.replace(sixteen("ray"), steps=2000, eval_every=500)
+    interrupted_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        Sweep(cfg, tmp_path / "ray", dataset=DS).run()
+    monkeypatch.undo()
+    store = Store(tmp_path / "ray")
+    blobs = store.checkpoints(TrainConfig(**r["config"]) for r in store.runs(done_only=False))
+    assert blobs and all(0 < step < 2000 for step, _ in blobs.values())
+    before = {key: curves_from_state(from_bytes(blob)["curves"])
+              for key, (_, blob) in blobs.items()}
+    Sweep(cfg, tmp_path / "ray", dataset=DS).run()
+    Sweep(dataclasses.replace(cfg, executor="vectorized"), tmp_path / "local", dataset=DS).run()
+    assert store_points(tmp_path / "ray") == store_points(tmp_path / "local")  # bit for bit
+    resumed = {r["key"]: r["curves"] for r in Store(tmp_path / "ray").runs()}
+    for key, kept in before.items():  # went on from the checkpoint: its clocks are kept
+        assert kept_in_store(resumed[key], kept)
+    assert Store(tmp_path / "ray").checkpoint_steps() == {}
 
 
 def test_a_shard_that_fails_every_attempt_stops_the_sweep_and_resume_completes_it(

@@ -321,8 +321,8 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
     try:
         records = _train(comparison, console, args.diagnostics, args.tensorboard)
     except KeyboardInterrupt:
-        console.print(f"finished runs are kept in {out}; the same command resumes; render "
-                      f"them: optimlab report {out}")
+        console.print(f"the same command resumes: finished runs, and the checkpoint of the run "
+                      f"in flight, are kept in {out}; render them: optimlab report {out}")
         raise
     except DiskFull as e:
         print(f"optimlab compare: error: {e}", file=sys.stderr)

@@ -184,6 +184,17 @@ def selection_lines(selection: dict[str, dict[str, Any]],
     return lines
 
 
+def kept_line(sweep: Sweep, resume: str) -> str:
+    """What an interrupted sweep kept in its store, and the command that goes on."""
+    kept = sweep.store.checkpoint_steps()
+    steps = sorted(set(kept.values()))
+    at = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}-{steps[-1]}" if steps else ""
+    flight = (f" and checkpoints of {len(kept)} runs in flight (at step{'s' * (len(steps) > 1)} "
+              f"{at} of {sweep.cfg.steps_for(sweep.n_train)})" if kept else "")
+    return (f"kept in {sweep.store.path}: {sweep.store.finished_count()} finished runs"
+            f"{flight}; resume: {resume}")
+
+
 def _sweep(args: argparse.Namespace, console: Console) -> int:
     out = out_path(args.out, "sweep")
     try:
@@ -214,6 +225,9 @@ def _sweep_with(args: argparse.Namespace, cfg: SweepConfig, out: Path, console: 
         stops += (ShardFailed,)
     try:
         records = _run_with_progress(sweep, console, args.tensorboard)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say what is safe, then exit as the CLI does
+        print(kept_line(sweep, command_line(args, out)), file=sys.stderr)
+        raise
     except stops as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 1

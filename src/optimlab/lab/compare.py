@@ -10,8 +10,12 @@ The output folder (what `optimlab.report` reads, never retraining):
   "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}};
 - `comparisons.json`: once every run has ended, {"comparisons": [...]}: every pair of
   entries on MEASURES, paired by seed (see `comparisons` and `optimlab.analysis.stats`).
+- `checkpoints/`: the latest checkpoint of the run in flight (`optimlab.train.checkpoint`:
+  every 30 s or a tenth of its steps), one file per run, removed when the run ends.
 Each run is written as soon as it ends, so a crash, Ctrl-C or SIGTERM never loses finished
-runs, and the same command into the same folder resumes: finished runs are kept and skipped.
+runs, and the same command into the same folder resumes: finished runs are kept and skipped,
+and the run in flight goes on from its checkpoint (a run with callbacks that return results,
+such as `--diagnostics`, starts over: their state is not in the checkpoint).
 A folder holding a comparison with other settings is refused (see `lab.experiment`).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -43,6 +48,7 @@ from optimlab.lab.experiment import (
 )
 from optimlab.lab.policy import DEFAULT_LR
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
+from optimlab.train.checkpoint import Resume
 from optimlab.train.config import check_targets
 from optimlab.train.record import family
 
@@ -168,6 +174,26 @@ class _Store:
         self.diagnostics: list[dict[str, Any]] = _read_json(self.out / "diagnostics.json", [])
         self.finished = {r["run"] for r in self.records}
         _keep_curves(self.out / "curves.csv", self.finished)
+        for run in self.finished:  # written before a crash removed it
+            self._checkpoint(run).unlink(missing_ok=True)
+
+    def _checkpoint(self, run: str) -> Path:
+        """The file of `run`'s checkpoint (named by a hash: a label may be module:Class)."""
+        return self.out / "checkpoints" / f"{hashlib.sha256(run.encode()).hexdigest()[:16]}.pt"
+
+    def resume(self, run: str) -> Resume:
+        """`train_run`'s checkpointing of `run`: from its file, if there is one; each new
+        checkpoint replaces it atomically (written beside it, then renamed)."""
+        path = self._checkpoint(run)
+
+        def keep(step: int, blob: bytes) -> None:
+            with guard_disk(self.out, lambda: len(self.finished), "compare"):
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(blob)
+                os.replace(tmp, path)
+
+        return Resume(path.read_bytes() if path.exists() else None, keep)
 
     def add(self, result: RunResult) -> dict[str, Any]:
         run = run_name(result.config)
@@ -180,6 +206,7 @@ class _Store:
                                         | {"diagnostics": result.extras})
                 write_json(self.out / "diagnostics.json", self.diagnostics)
             write_json(self.out / "summary.json", [*self.records, record])
+        self._checkpoint(run).unlink(missing_ok=True)
         self.records.append(record)
         self.finished.add(run)
         return record
@@ -255,7 +282,12 @@ class Comparison:
             warm_up(config, self.dataset)  # each optimizer once, before any timed run
         for config in todo:
             cbs = callbacks(config, run_name(config)) if callbacks else ()
-            record = self.store.add(train_run(config, self.dataset, callbacks=cbs))
+            # a recorder's own state is not in a checkpoint: its run neither takes one nor
+            # goes on from one
+            resume = (None if any(hasattr(cb, "result") for cb in cbs)
+                      else self.store.resume(run_name(config)))
+            record = self.store.add(train_run(config, self.dataset, callbacks=cbs,
+                                              resume=resume))
             if on_record:
                 on_record(record)
         self.comparisons = comparisons(self.store.records, self.alpha)

@@ -18,6 +18,13 @@
 `train_seconds` of a member is its share of the group's time: each step's wall clock
 divided by the members still training.
 
+Every executor checkpoints the runs in flight when given `Checkpoints` (see
+`optimlab.train.checkpoint` for what and how often): a single run hands over its own, a
+group all its members' at once (one list, stored in one transaction), from worker
+threads, processes and Ray tasks to the calling thread, which alone writes them. Given
+saved checkpoints, a run goes on from its step to the uninterrupted run's result (clocks
+aside): members resumed at one step train as one group, apart from those at another.
+
 What the vectorized executor cannot take it says (one line each, through `say`) and trains
 one by one instead: optimizers without a batched update (any `module:Class`), options the
 batched update does not vary, learning-rate schedules, and models that are not functional
@@ -32,6 +39,7 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -44,6 +52,7 @@ from torch.func import functional_call
 
 from optimlab._dynamo import dynamo_not_imported
 from optimlab.lab.member_grads import is_hand_written, member_grads, member_logits, views
+from optimlab.lab.store import Checkpoint, config_key
 from optimlab.optim import OPTIMIZERS
 from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters, segment
 from optimlab.train import (
@@ -59,9 +68,20 @@ from optimlab.train import (
     summary_record,
     train_run,
 )
+from optimlab.train.checkpoint import (
+    Cadence,
+    Resume,
+    curves_from_state,
+    curves_state,
+    from_bytes,
+    to_bytes,
+)
 
 OnFinish = Callable[[RunResult], None]
+OnCheckpoint = Callable[[list[Checkpoint]], None]
 Say = Callable[[str], None]
+# How often a waiting executor looks for checkpoints from its worker processes.
+POLL_S = 0.25
 
 
 def _stderr(line: str) -> None:
@@ -83,6 +103,32 @@ class Progress:
     steps: int
 
 
+class Checkpoints:
+    """The checkpoints of one executor call: `saved`, config key -> (step, bytes) of those
+    to go on from; `save`, called with new ones in the calling thread (the store's
+    writer); `seconds`, their interval (None: `optimlab.train.checkpoint.every_s()`)."""
+
+    def __init__(self, saved: dict[str, tuple[int, bytes]], save: OnCheckpoint,
+                 seconds: float | None = None) -> None:
+        self.saved, self.save, self.seconds = saved, save, seconds
+
+    def of_kind(self, kind: str) -> Checkpoints:
+        """Those of `kind` only: "run" (`train_run`'s) or "member" (a group's). A run
+        resumed by another kind of executor than the one that checkpointed it starts over."""
+        return Checkpoints({key: (step, blob) for key, (step, blob) in self.saved.items()
+                            if from_bytes(blob).get("kind") == kind}, self.save, self.seconds)
+
+    def starts(self) -> dict[str, int]:
+        """config key -> the step its run goes on from (absent: 0)."""
+        return {key: step for key, (step, _) in self.saved.items()}
+
+    def resume(self, config: TrainConfig) -> Resume:
+        """`train_run`'s checkpointing of `config`."""
+        found = self.saved.get(config_key(config))
+        return Resume(found[1] if found else None,
+                      lambda step, blob: self.save([(config, step, blob)]), self.seconds)
+
+
 class _StepCounter:
     """A train_run callback telling `on_steps` about every step."""
 
@@ -95,40 +141,86 @@ class _StepCounter:
 
 
 def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
-                   on_steps: OnSteps | None = None) -> None:
+                   on_steps: OnSteps | None = None,
+                   checkpoints: Checkpoints | None = None) -> None:
     """One `train_run` after another, in the given order."""
     for config in configs:
         counter = [_StepCounter(on_steps)] if on_steps else []
-        result = train_run(config, dataset, callbacks=counter)
+        resume = checkpoints.resume(config) if checkpoints else None
+        result = train_run(config, dataset, callbacks=counter, resume=resume)
         if on_steps:
             on_steps(config.steps - counter[0].taken)  # a diverged run's steps not taken
         on_finish(result)
 
 
 _WORKER_DATASET: Any = None
+_WORKER_SAVES: Any = None  # the queue of checkpoints to the parent (None: none are taken)
 
 
-def _init_worker(dataset: Any) -> None:
-    global _WORKER_DATASET
+def _init_worker(dataset: Any, saves: Any) -> None:
+    global _WORKER_DATASET, _WORKER_SAVES
     torch.set_num_threads(1)  # the cores are shared out between processes instead
-    _WORKER_DATASET = dataset
+    # Ctrl-C reaches the terminal's whole process group: the parent alone stops, says what
+    # was kept and ends the pool (each worker printed a traceback otherwise)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_DATASET, _WORKER_SAVES = dataset, saves
 
 
-def _train_in_worker(config: TrainConfig) -> RunResult:
-    return train_run(config, _WORKER_DATASET)
+# A worker's task: the configuration, its saved checkpoint (or None), the interval.
+_Task = tuple[TrainConfig, "tuple[int, bytes] | None", "float | None"]
+
+
+def _train_in_worker(task: _Task) -> RunResult:
+    config, saved, seconds = task
+    if _WORKER_SAVES is None:
+        return train_run(config, _WORKER_DATASET)
+    resume = Resume(saved[1] if saved else None,
+                    lambda step, blob: _WORKER_SAVES.put((config, step, blob)), seconds)
+    return train_run(config, _WORKER_DATASET, resume=resume)
 
 
 def run_processes(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
-                  workers: int | None = None, on_steps: OnSteps | None = None) -> None:
+                  workers: int | None = None, on_steps: OnSteps | None = None,
+                  checkpoints: Checkpoints | None = None) -> None:
     """`train_run`s in `workers` processes (default: one per CPU core); results are
-    handed to `on_finish` in this process as they arrive, in completion order."""
+    handed to `on_finish` in this process as they arrive, in completion order, and the
+    workers' checkpoints to `checkpoints.save` while it waits."""
     n = max(1, min(workers or os.cpu_count() or 1, len(configs)))
     # spawn, not fork: a forked child can deadlock on the parent's OpenMP thread pool
-    with multiprocessing.get_context("spawn").Pool(n, _init_worker, (dataset,)) as pool:
-        for result in pool.imap_unordered(_train_in_worker, configs):
+    context = multiprocessing.get_context("spawn")
+    saves = context.Queue() if checkpoints else None
+    tasks = [(c, checkpoints.saved.get(config_key(c)), checkpoints.seconds) if checkpoints
+             else (c, None, None) for c in configs]
+    with context.Pool(n, _init_worker, (dataset, saves)) as pool:
+        results = pool.imap_unordered(_train_in_worker, tasks)
+        while (result := _next_result(results, saves, checkpoints)) is not None:
             if on_steps:
                 on_steps(result.config.steps)
             on_finish(result)
+
+
+def _next_result(results: Any, saves: Any, checkpoints: Checkpoints | None
+                 ) -> RunResult | None:
+    """The next result from the pool (None: there are no more); meanwhile, at least every
+    POLL_S seconds and before a result, the checkpoints the workers queued go to
+    `checkpoints.save`."""
+    while True:
+        try:
+            result: RunResult = results.next(timeout=POLL_S)
+            return result
+        except multiprocessing.TimeoutError:
+            pass
+        except StopIteration:
+            return None
+        finally:
+            arrived = []
+            while saves is not None:
+                try:
+                    arrived.append(saves.get_nowait())
+                except queue.Empty:
+                    break
+            if arrived and checkpoints is not None:
+                checkpoints.save(arrived)
 
 
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
@@ -137,12 +229,15 @@ def group_key(config: TrainConfig) -> tuple[Any, ...]:
             config.dtype, config.device, config.task)
 
 
-def groups(configs: Sequence[TrainConfig], max_batch: int) -> list[list[TrainConfig]]:
+def groups(configs: Sequence[TrainConfig], max_batch: int,
+           starts: dict[str, int] | None = None) -> list[list[TrainConfig]]:
     """Compatible configurations in chunks of at most `max_batch`, sorted by optimizer
-    within a chunk (each optimizer then updates one contiguous slice of members)."""
+    within a chunk (each optimizer then updates one contiguous slice of members); those
+    resumed at a step (`starts`: config key -> step) only with others at that step."""
     by_key: dict[tuple[Any, ...], list[TrainConfig]] = {}
     for c in configs:
-        by_key.setdefault(group_key(c), []).append(c)
+        start = starts.get(config_key(c), 0) if starts else 0
+        by_key.setdefault((*group_key(c), start), []).append(c)
     out = []
     for members in by_key.values():
         for i in range(0, len(members), max_batch):
@@ -198,7 +293,8 @@ def model_refusal(config: TrainConfig, dataset: Any) -> str | None:
 
 def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                    max_batch: int = 64, say: Say = _stderr,
-                   on_steps: OnSteps | None = None) -> None:
+                   on_steps: OnSteps | None = None,
+                   checkpoints: Checkpoints | None = None) -> None:
     """Train compatible configurations together, `max_batch` members at a time. What the
     batched path cannot take is said (`say`) and trained by its own `train_run`.
 
@@ -207,20 +303,23 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     these sizes torch's ops gain little from a second thread, and two groups at once
     keep both cores on their own products. A member's arithmetic does not depend on the
     group it trains in, so the results are those of one group."""
-    single, batched = vectorized_plan(configs, dataset, max_batch, say)
-    run_sequential(single, dataset, on_finish, on_steps)
+    of_members = checkpoints.of_kind("member") if checkpoints else None
+    saved = of_members.saved if of_members else {}
+    single, batched = vectorized_plan(configs, dataset, max_batch, say,
+                                      of_members.starts() if of_members else None)
+    run_sequential(single, dataset, on_finish, on_steps, checkpoints)
     threads = torch.get_num_threads()
     cut = _shares(batched, threads)
     if threads > 1 and len(cut) > 1:
         # built here, one after another: a model's initial weights come from torch's
         # global generator (`init_model`)
-        shares = [Group(members, dataset) for members in cut]
+        shares = [Group(members, dataset, saved) for members in cut]
         if all(g.hand_written for g in shares):
-            _side_by_side(shares, on_finish, on_steps, threads)
+            _side_by_side(shares, on_finish, on_steps, threads, checkpoints)
             return
         del shares  # a model under vmap: its groups train one after another, uncut
     for members in batched:
-        Group(members, dataset).run(on_finish, on_steps)
+        Group(members, dataset, saved).run(on_finish, on_steps, checkpoints=checkpoints)
 
 
 def side_by_side(members: int, max_batch: int, threads: int) -> int:
@@ -243,18 +342,21 @@ def _shares(batched: list[list[Any]], threads: int) -> list[list[Any]]:
 
 
 def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | None,
-                  threads: int) -> None:
+                  threads: int, checkpoints: Checkpoints | None = None) -> None:
     """Train the groups `shares` in `threads` threads, torch on one thread meanwhile (only
     groups whose gradients are written out: `vmap` of a user's model might draw from
-    torch's global generator, which the threads would share). The results and step
-    counts are handed to `on_finish` and `on_steps` in this (the calling) thread, as they
-    arrive, so that the store is written from one thread; an error or an interrupt here
-    stops every group after its current step."""
+    torch's global generator, which the threads would share). The results, step counts
+    and checkpoints are handed to `on_finish`, `on_steps` and `checkpoints.save` in this
+    (the calling) thread, as they arrive, so that the store is written from one thread;
+    an error or an interrupt here stops every group after its current step."""
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     todo: queue.Queue[Group] = queue.Queue()
     for group in shares:
         todo.put(group)
     stop = threading.Event()
+    # the groups' checkpoints pass through `events`; their cadence and interval are kept
+    routed = Checkpoints(checkpoints.saved, lambda items: events.put(("checkpoint", items)),
+                         checkpoints.seconds) if checkpoints else None
 
     def work() -> None:
         try:
@@ -264,7 +366,7 @@ def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | 
                 except queue.Empty:
                     return
                 group.run(lambda r: events.put(("finish", r)),
-                          lambda n: events.put(("steps", n)), stop)
+                          lambda n: events.put(("steps", n)), stop, routed)
         except BaseException as e:  # noqa: BLE001  # raised again in the calling thread
             events.put(("error", e))
         finally:
@@ -284,6 +386,8 @@ def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | 
                 on_finish(value)
             elif kind == "steps" and on_steps:
                 on_steps(value)
+            elif kind == "checkpoint" and checkpoints:
+                checkpoints.save(value)
             elif kind == "error":
                 raise value
             elif kind == "done":
@@ -296,9 +400,11 @@ def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | 
 
 
 def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,
-                    say: Say = _stderr) -> tuple[list[TrainConfig], list[list[TrainConfig]]]:
+                    say: Say = _stderr, starts: dict[str, int] | None = None
+                    ) -> tuple[list[TrainConfig], list[list[TrainConfig]]]:
     """How the vectorized executor trains `configs`: (the runs it trains one by one, the
-    groups it trains together); what the batched path cannot take is said (`say`)."""
+    groups it trains together, see `groups` for `starts`); what the batched path cannot
+    take is said (`say`)."""
     single: list[TrainConfig] = []
     reasons: dict[str, list[str]] = {}
     for c in configs:
@@ -318,13 +424,16 @@ def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int
     for why, labels in reasons.items():
         say(f"vectorized executor: {why}; {len(labels)} run(s) of "
             f"{', '.join(dict.fromkeys(labels))} train one by one instead")
-    return single, groups(batched, max_batch)
+    return single, groups(batched, max_batch, starts)
 
 
 class Group:
     """K configurations training in lockstep; `alive[i]` is the config of stacked row i."""
 
-    def __init__(self, configs: list[TrainConfig], dataset: Any) -> None:
+    def __init__(self, configs: list[TrainConfig], dataset: Any,
+                 saved: dict[str, tuple[int, bytes]] | None = None) -> None:
+        """`saved`: config key -> (step, bytes) of checkpoints; the members go on from
+        theirs (all at one step, see `groups`), or start at step 0 when they have none."""
         c0 = configs[0]
         self.configs, self.data = configs, on_device(dataset, c0.device, c0.torch_dtype)
         inits = {s: init_model(c0.model, self.data, s, c0.torch_dtype).to(c0.device)
@@ -338,15 +447,51 @@ class Group:
         self._views()
         self.grad_fn = member_grads(self.module, task=c0.task)
         self.hand_written = is_hand_written(self.module, c0.task)
-        seeds = list(inits)
-        self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s) for s in seeds]
-        self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
         self.alive = list(range(len(configs)))
         self.curves: list[list[CurvePoint]] = [[] for _ in configs]
         self.train_s, self.opt_s = [0.0] * len(configs), [0.0] * len(configs)
         self.done, self.last_eval = [0] * len(configs), [-1] * len(configs)
         self._make_optimizers()
+        found = [saved.get(config_key(c)) for c in configs] if saved else []
+        self.start = self._restore([from_bytes(f[1]) for f in found if f is not None])
+        seeds = list(inits)
+        self.batches = [batch_indices(len(self.data.y_train), c0.batch_size, s, self.start)
+                        for s in seeds]
+        self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
         self.on_steps: OnSteps | None = None
+
+    def _restore(self, states: list[dict[str, Any]]) -> int:
+        """Every member as its checkpoint `states[i]` left it; the step they go on from."""
+        if not states:
+            return 0
+        if len(states) != len(self.configs) or len({s["step"] for s in states}) != 1:
+            raise ValueError("Invalid group: its members hold checkpoints of several steps")
+        for i, state in enumerate(states):
+            self.flat[i] = state["params"]
+            self.curves[i] = curves_from_state(state["curves"])
+            self.train_s[i], self.opt_s[i] = state["train_s"], state["opt_s"]
+            self.done[i], self.last_eval[i] = state["step"], state["last_eval"]
+        for opt, a, b in self.segments:
+            opt.t = states[a]["t"]
+            names = dict.fromkeys(k for s in states[a:b] for k in s["optimizer"])
+            opt.state = {k: _stacked([s["optimizer"].get(k) for s in states[a:b]])
+                         for k in names}
+        return int(states[0]["step"])
+
+    def _checkpoints(self, t: int) -> list[Checkpoint]:
+        """Each member's checkpoint after step `t` (copies: training goes on meanwhile)."""
+        out = []
+        for opt, a, b in self.segments:
+            for row in range(a, b):
+                i = self.alive[row]
+                state = {"kind": "member", "step": t, "params": self.flat[row].clone(),
+                         "t": opt.t,
+                         "optimizer": {k: [None if x is None else x[row - a].clone()
+                                           for x in xs] for k, xs in opt.state.items()},
+                         "curves": curves_state(self.curves[i]), "train_s": self.train_s[i],
+                         "opt_s": self.opt_s[i], "last_eval": self.last_eval[i]}
+                out.append((self.configs[i], t, to_bytes(state)))
+        return out
 
     def _make_optimizers(self) -> None:
         """One BatchedOptimizer per segment (optimizer and shared options), over its
@@ -473,14 +618,21 @@ class Group:
             self.done[i] = t
 
     def run(self, on_finish: OnFinish, on_steps: OnSteps | None = None,
-            stop: threading.Event | None = None) -> None:
+            stop: threading.Event | None = None,
+            checkpoints: Checkpoints | None = None) -> None:
         """Train every member to the end (or its divergence); `on_finish` gets each result,
-        `on_steps` the member-steps taken (a diverged member's remaining ones at its end).
-        `stop`, once set, ends the run after the current step, finishing no member."""
+        `on_steps` the member-steps taken (a diverged member's remaining ones at its end;
+        a resumed group's earlier ones first), `checkpoints.save` the members' checkpoints
+        on their cadence. `stop`, once set, ends the run after the current step, finishing
+        no member."""
         config = self.configs[0]
         self.on_steps = on_steps
-        self._evaluate(self._rows(), 0)
-        for t in range(1, config.steps + 1):
+        if self.start == 0:
+            self._evaluate(self._rows(), 0)
+        elif on_steps:
+            on_steps(self.start * len(self.alive))
+        cadence = Cadence(config.steps, self.start, checkpoints.seconds) if checkpoints else None
+        for t in range(self.start + 1, config.steps + 1):
             if not self.alive:
                 break
             if stop is not None and stop.is_set():
@@ -490,7 +642,23 @@ class Group:
                 on_steps(len(self.alive))
             if t % config.eval_every == 0:
                 self._evaluate(self._rows(), t)
+            if checkpoints and cadence and self.alive and cadence.due(t):
+                checkpoints.save(self._checkpoints(t))
         if self.alive and config.steps % config.eval_every != 0:
             self._evaluate(self._rows(), self.done[self.alive[0]])
         for row in range(len(self.alive)):
             self._finish(row, on_finish)
+
+
+def _stacked(rows: list[list[torch.Tensor | None] | None]) -> list[torch.Tensor | None]:
+    """The members' rows of one optimizer state, stacked per tensor. A member without it
+    (its old group had the term off for every member: SGD's buffer at μ = 0, whose value
+    that μ multiplies away) gets zeros."""
+    width = max(len(r) for r in rows if r is not None)
+    out: list[torch.Tensor | None] = []
+    for j in range(width):
+        given = [r[j] if r is not None else None for r in rows]
+        like = next((x for x in given if x is not None), None)
+        out.append(None if like is None else torch.stack(
+            [x if x is not None else torch.zeros_like(like) for x in given]))
+    return out

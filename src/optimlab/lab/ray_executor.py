@@ -13,6 +13,9 @@
   are still unfinished in the store and run again on resume.
 - A worker that dies mid-shard has its shard run again by Ray (`max_retries`). A shard's
   results exist only once its task has returned, so each run reaches `on_finish` once.
+- Checkpoints: a task sends its members' checkpoints to a small actor, which keeps each
+  shard's latest; the driver takes the new ones between arrivals and stores them, and a
+  shard run again (its worker died) goes on from its latest instead of from its start.
 - Progress: each task reports its shard's member-steps to a small actor about twice a
   second; the driver reads it between arrivals (shards and steps done, across the
   cluster), never waiting on it.
@@ -33,8 +36,14 @@ from typing import Any
 
 import torch
 
-from optimlab.lab.executors import OnFinish, Progress, run_vectorized, vectorized_plan
-from optimlab.lab.store import run_name
+from optimlab.lab.executors import (
+    Checkpoints,
+    OnFinish,
+    Progress,
+    run_vectorized,
+    vectorized_plan,
+)
+from optimlab.lab.store import Checkpoint, config_key, run_name
 from optimlab.train import TrainConfig
 
 INSTALL = "pip install 'optimlab[ray]'"
@@ -124,6 +133,31 @@ class _Steps:
         return self.steps
 
 
+class _Checkpoints:
+    """The Ray actor holding the shards' checkpoints: the new ones, until the driver takes
+    them, and each shard's latest per run (a shard run again goes on from those)."""
+
+    def __init__(self) -> None:
+        self.new: list[Checkpoint] = []
+        self.latest: dict[int, dict[str, tuple[int, bytes]]] = {}
+
+    def put(self, shard: int, items: list[tuple[str, Checkpoint]]) -> None:
+        for key, (config, step, blob) in items:
+            self.latest.setdefault(shard, {})[key] = (step, blob)
+            self.new.append((config, step, blob))
+
+    def take(self) -> list[Checkpoint]:
+        new, self.new = self.new, []
+        return new
+
+    def last(self, shard: int) -> dict[str, tuple[int, bytes]]:
+        return self.latest.get(shard, {})
+
+    def forget(self, shard: int) -> None:
+        """The shard has ended: its checkpoints are no longer needed."""
+        self.latest.pop(shard, None)
+
+
 class _ShardSteps:
     """Counts a shard's member-steps in its task; tells the progress actor about every
     REPORT_EVERY_S seconds; the test hook's exit lands here, halfway through the shard."""
@@ -145,14 +179,25 @@ class _ShardSteps:
 
 
 def _train_shard(index: int, configs: list[TrainConfig], dataset: Any, threads: int,
-                 steps: Any, kill_once: str | None) -> list[Any]:
+                 steps: Any, kill_once: str | None, saved: dict[str, tuple[int, bytes]],
+                 sink: Any, seconds: float | None) -> list[Any]:
     """The Ray task: one shard trained by the vectorized executor (a group, or a run it
-    trains alone); its RunResults."""
+    trains alone) from `saved` checkpoints, or from the latest that `sink` (the
+    `_Checkpoints` actor) holds when this is a second attempt (None: no checkpoints);
+    its RunResults."""
+    import ray
+
     torch.set_num_threads(threads)
     counter = _ShardSteps(index, sum(c.steps for c in configs), steps, kill_once)
+    checkpoints = None
+    if sink is not None:
+        saved = {**saved, **ray.get(sink.last.remote(index))}
+        checkpoints = Checkpoints(saved, lambda items: sink.put.remote(
+            index, [(config_key(c), (c, step, blob)) for c, step, blob in items]), seconds)
     results: list[Any] = []
     run_vectorized(configs, dataset, results.append, max_batch=len(configs),
-                   say=lambda line: None, on_steps=counter.add)  # the driver said it
+                   say=lambda line: None, on_steps=counter.add,  # the driver said it
+                   checkpoints=checkpoints)
     return results
 
 
@@ -166,26 +211,34 @@ def _first_time(marker: str) -> bool:
 
 def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             max_batch: int = 64, *, address: str | None = None,
-            on_progress: Callable[[Progress], None] | None = None) -> None:
+            on_progress: Callable[[Progress], None] | None = None,
+            checkpoints: Checkpoints | None = None) -> None:
     """Train `configs` as vectorized shards of at most `max_batch` members on the Ray
     cluster (see `connect`); `on_finish` gets each result in this process, shard by
-    shard as they end; `on_progress` the counts about every REPORT_EVERY_S seconds."""
+    shard as they end; `on_progress` the counts about every REPORT_EVERY_S seconds;
+    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on)."""
     ray = require_ray()
     for device in {c.device for c in configs}:
         check_device(device)
     connect(address)
-    single, batched = vectorized_plan(configs, dataset, max_batch)
+    single, batched = vectorized_plan(
+        configs, dataset, max_batch,
+        starts=checkpoints.of_kind("member").starts() if checkpoints else None)
     shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)
     steps: Any = ray.remote(num_cpus=0)(_Steps).remote() if on_progress else None
+    sink: Any = ray.remote(num_cpus=0)(_Checkpoints).remote() if checkpoints else None
     data = ray.put(dataset)
     kill_once = os.environ.get(KILL_ONCE_ENV)
-    pending = {task.remote(i, shard, data, threads, steps, kill_once): i
+    pending = {task.remote(i, shard, data, threads, steps, kill_once,
+                           _saved(checkpoints, shard), sink,
+                           checkpoints.seconds if checkpoints else None): i
                for i, shard in enumerate(shards)}
     finished: set[int] = set()
     reported: dict[int, int] = {}  # shard -> step, as the actor last answered
     poll = steps.get.remote() if steps is not None else None
+    taken = sink.take.remote() if sink is not None else None
     try:
         while pending:
             if on_progress:
@@ -196,15 +249,28 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                 for result in _results(ray, ref, shards[i]):
                     on_finish(result)
                 finished.add(i)
+                if sink is not None:
+                    sink.forget.remote(i)
             if poll is not None and ray.wait([poll], timeout=0)[0]:  # never wait on it
                 reported, poll = ray.get(poll), steps.get.remote()
+            if taken is not None and checkpoints and ray.wait([taken], timeout=0)[0]:
+                checkpoints.save(ray.get(taken))  # those of finished runs are not kept
+                taken = sink.take.remote()
         if on_progress:
             on_progress(_progress(shards, finished, reported))
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-        if steps is not None:
-            ray.kill(steps)
+        for actor in (steps, sink):
+            if actor is not None:
+                ray.kill(actor)
+
+
+def _saved(checkpoints: Checkpoints | None, shard: list[TrainConfig]
+           ) -> dict[str, tuple[int, bytes]]:
+    """The saved checkpoints of the runs of `shard` (a task gets only its own)."""
+    keys = {config_key(c) for c in shard}
+    return {k: v for k, v in (checkpoints.saved if checkpoints else {}).items() if k in keys}
 
 
 def _results(ray: Any, ref: Any, shard: list[TrainConfig]) -> list[Any]:

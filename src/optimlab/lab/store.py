@@ -4,11 +4,14 @@ Table `runs`: key (a hash of the config), name, status ("pending", "running", "d
 config, summary (the `summary_record`), curves (binary float32 arrays per series, see
 `optimlab.analysis.store`; JSON text in stores of earlier versions, still read), updated
 (unix time). Table `roles`: (key, role) — why a run exists ("grid", "one-shot",
-"tuned"). Table `meta`: settings of the last invocation.
+"tuned"). Table `meta`: settings of the last invocation. Table `checkpoints`: key, step,
+state (the bytes of `optimlab.train.checkpoint`), updated — the latest checkpoint of each
+run in flight, removed when the run finishes.
 
 A finished run is written in one transaction (summary, curves and status together), so
 a crash or `kill -9` loses at most the runs in flight; those stay "pending"/"running"
-and run again on resume.
+and run again on resume, from their checkpoint when they have one (the checkpoints of a
+group of runs are written in one transaction too).
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS roles (key TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (key, role));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_CHECKPOINTS = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    key TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL, updated REAL NOT NULL);
+-- a run stored as finished by a process killed before it dropped its checkpoint
+DELETE FROM checkpoints WHERE key IN (SELECT key FROM runs WHERE status = 'done');
+"""
+# A checkpoint: the configuration, the step it was taken after, its bytes.
+Checkpoint = tuple[TrainConfig, int, bytes]
 
 
 def config_key(config: TrainConfig) -> str:
@@ -58,6 +69,7 @@ class Store:
         try:
             self.conn = sqlite3.connect(self.path)
             self.conn.executescript(_SCHEMA)
+            self.conn.executescript(_CHECKPOINTS)
         except sqlite3.DatabaseError as e:
             raise ValueError(f"Invalid --out {str(self.out)!r}: {self.path.name} is not a "
                              f"sweep store ({e})") from None
@@ -110,3 +122,33 @@ class Store:
     def runs(self, *, done_only: bool = True) -> list[dict[str, Any]]:
         """Stored runs in planning order (see `optimlab.analysis.store.stored_runs`)."""
         return stored_runs(self.conn, done_only=done_only)
+
+    def save_checkpoints(self, checkpoints: Iterable[Checkpoint]) -> None:
+        """Keep each run's latest checkpoint, all in one transaction; a run already finished
+        keeps none (its checkpoint can arrive after its result)."""
+        now = time.time()
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO checkpoints SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                "(SELECT 1 FROM runs WHERE key = ? AND status = 'done')",
+                [(key, step, blob, now, key) for key, step, blob in
+                 ((config_key(c), step, blob) for c, step, blob in checkpoints)])
+
+    def checkpoints(self, configs: Iterable[TrainConfig]) -> dict[str, tuple[int, bytes]]:
+        """config key -> (step, bytes) of the stored checkpoints of `configs`."""
+        keys = {config_key(c) for c in configs}
+        rows = self.conn.execute("SELECT key, step, state FROM checkpoints")
+        return {k: (step, blob) for k, step, blob in rows if k in keys}
+
+    def finished_count(self) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0])
+
+    def checkpoint_steps(self) -> dict[str, int]:
+        """run name -> the step of its checkpoint, for every run that has one."""
+        return dict(self.conn.execute("SELECT name, step FROM checkpoints JOIN runs "
+                                      "USING (key) ORDER BY runs.rowid"))
+
+    def drop_checkpoint(self, config: TrainConfig) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM checkpoints WHERE key = ?", (config_key(config),))

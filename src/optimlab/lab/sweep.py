@@ -31,7 +31,13 @@ from optimlab.data.dataset import describe
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
-from optimlab.lab.executors import Progress, run_processes, run_sequential, run_vectorized
+from optimlab.lab.executors import (
+    Checkpoints,
+    Progress,
+    run_processes,
+    run_sequential,
+    run_vectorized,
+)
 from optimlab.lab.experiment import (
     Experiment,
     check_resume,
@@ -49,7 +55,7 @@ from optimlab.lab.grid import (
     one_shot,
     parse_values,
 )
-from optimlab.lab.store import Store, config_key
+from optimlab.lab.store import Checkpoint, Store, config_key
 from optimlab.train import RunResult, TrainConfig
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
@@ -167,12 +173,19 @@ class Sweep:
     def _finished(self, result: RunResult) -> None:
         with self.guard():
             self.store.finish(result.config, result.record, result.curves)
+            self.store.drop_checkpoint(result.config)
         if self.on_result:
             self.on_result(result)
 
+    def _checkpointed(self, checkpoints: list[Checkpoint]) -> None:
+        if checkpoints:
+            with self.guard():
+                self.store.save_checkpoints(checkpoints)
+
     def execute(self, planned: dict[str, list[TrainConfig]]) -> int:
         """Plan configurations under their role ({role: configs}) and train those not
-        finished, all in one executor call; returns how many ran."""
+        finished, all in one executor call, each from its checkpoint if it has one;
+        returns how many ran."""
         with self.guard():
             for role, configs in planned.items():
                 self.store.plan(configs, role)
@@ -182,17 +195,20 @@ class Sweep:
             with self.guard():
                 self.store.mark_running(todo)
             steps = _Steps(todo, self.on_progress)
+            kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
             if self.cfg.executor == "vectorized":
                 run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch,
-                               on_steps=steps.add)
+                               on_steps=steps.add, checkpoints=kept)
             elif self.cfg.executor == "ray":
                 from optimlab.lab.ray_executor import run_ray  # the optional extra
                 run_ray(todo, self.dataset, self._finished, self.cfg.max_batch,
-                        on_progress=self.on_progress)
+                        on_progress=self.on_progress, checkpoints=kept)
             elif self.cfg.executor == "processes":
-                run_processes(todo, self.dataset, self._finished, on_steps=steps.add)
+                run_processes(todo, self.dataset, self._finished, on_steps=steps.add,
+                              checkpoints=kept)
             else:
-                run_sequential(todo, self.dataset, self._finished, on_steps=steps.add)
+                run_sequential(todo, self.dataset, self._finished, on_steps=steps.add,
+                               checkpoints=kept)
         return len(todo)
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:

@@ -24,6 +24,14 @@ from torch import nn
 
 from optimlab.optim import optimizer_class
 from optimlab.train import schedules
+from optimlab.train.checkpoint import (
+    Cadence,
+    Resume,
+    curves_from_state,
+    curves_state,
+    from_bytes,
+    to_bytes,
+)
 from optimlab.train.config import TrainConfig
 from optimlab.train.evaluation import evaluate, task_loss
 from optimlab.train.record import CurvePoint, RunResult, Timings, summary_record
@@ -132,46 +140,99 @@ def warm_up(config: TrainConfig, dataset: Any) -> None:
                 config.task)
 
 
-def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = ()) -> RunResult:
+@dataclasses.dataclass
+class _Run:
+    """What a run has done so far (with the model and the optimizer: its checkpoint)."""
+
+    curves: list[CurvePoint]
+    train_s: float = 0.0
+    opt_s: float = 0.0
+    done: int = 0  # updates taken
+    last_eval: int = 0
+
+
+def _state(run: _Run, model: nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: Any, device: str) -> dict[str, Any]:
+    """The checkpoint after update `run.done` (see `optimlab.train.checkpoint`)."""
+    return {"kind": "run", "step": run.done, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            # a model drawing random numbers while it trains (dropout) goes on with the same
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.startswith("cuda") else None,
+            "curves": curves_state(run.curves), "train_s": run.train_s, "opt_s": run.opt_s,
+            "last_eval": run.last_eval}
+
+
+def _restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any, device: str) -> _Run:
+    """Model, optimizer, schedule and random state as `_state` kept them; what was done."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    return _Run(curves_from_state(state["curves"]), state["train_s"], state["opt_s"],
+                state["step"], state["last_eval"])
+
+
+def _begin(config: TrainConfig, data: Any, model: nn.Module, optimizer: torch.optim.Optimizer,
+           scheduler: Any, resume: Resume | None) -> _Run:
+    """The run as its checkpoint left it, or at step 0, evaluated (also when the checkpoint
+    is of another kind: a vectorized group's member, resumed by another executor)."""
+    state = from_bytes(resume.blob) if resume is not None and resume.blob is not None else {}
+    if state.get("kind") == "run":
+        return _restore(state, model, optimizer, scheduler, config.device)
+    run = _Run([])
+    _record_eval(run.curves, model, data, 0, 0.0, config.task)
+    return run
+
+
+def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (),
+              resume: Resume | None = None) -> RunResult:
     """Train `config.model` on `dataset` with `config.optimizer`, η following
     `config.schedule`; evaluate at step 0, every
-    `eval_every` steps and after the last step; stop early on a NaN/Inf minibatch loss."""
+    `eval_every` steps and after the last step; stop early on a NaN/Inf minibatch loss.
+    `resume`: go on from its checkpoint (if any) and hand it a new one on its cadence
+    (`optimlab.train.checkpoint`); the result is the uninterrupted run's, clocks aside."""
     data = on_device(dataset, config.device, config.torch_dtype)
     model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
     model.train()
     optimizer = make_optimizer(config, model)
     scheduler = schedules.build(config.schedule, optimizer, config.steps)
     sync = _syncer(config.device)
-    batches = batch_indices(len(data.y_train), config.batch_size, config.seed)
     # the callbacks' hooks, looked up once rather than on every step
     step_ends = [cb.on_step_end for cb in callbacks if hasattr(cb, "on_step_end")]
     shows = [cb.on_curves for cb in callbacks if hasattr(cb, "on_curves")]
-    curves: list[CurvePoint] = []
-    _record_eval(curves, model, data, 0, 0.0, config.task)
-    train_s = opt_s = 0.0
-    done = last_eval = 0
-    for step in range(1, config.steps + 1):
+    run = _begin(config, data, model, optimizer, scheduler, resume)
+    cadence = Cadence(config.steps, run.done, resume.seconds) if resume is not None else None
+    batches = batch_indices(len(data.y_train), config.batch_size, config.seed, run.done)
+    for step in range(run.done + 1, config.steps + 1):
         idx = next(batches).to(config.device)
         loss, dt, dt_opt = _train_step(model, optimizer, data.x_train[idx], data.y_train[idx],
                                        sync, config.task)
-        train_s, opt_s = train_s + dt, opt_s + dt_opt
-        curves.append(CurvePoint(step, train_s, "batch", "loss", loss))
+        run.train_s, run.opt_s = run.train_s + dt, run.opt_s + dt_opt
+        run.curves.append(CurvePoint(step, run.train_s, "batch", "loss", loss))
         if not math.isfinite(loss):
             break
-        done = step
+        run.done = step
         for on_step_end in step_ends:
             on_step_end(step, model, optimizer)
         if scheduler is not None:  # after the callbacks: they see the η step `step` used
             scheduler.step()
         if step % config.eval_every == 0:
-            _record_eval(curves, model, data, step, train_s, config.task)
-            last_eval = step
+            _record_eval(run.curves, model, data, step, run.train_s, config.task)
+            run.last_eval = step
         for show in shows:
-            show(curves)
-    if last_eval != done:
-        _record_eval(curves, model, data, done, train_s, config.task)
+            show(run.curves)
+        if resume is not None and cadence is not None and cadence.due(step):
+            resume.save(step, to_bytes(_state(run, model, optimizer, scheduler, config.device)))
+    if run.last_eval != run.done:
+        _record_eval(run.curves, model, data, run.done, run.train_s, config.task)
     for show in shows:
-        show(curves)
-    record = summary_record(config, curves, Timings(train_s, opt_s))
+        show(run.curves)
+    record = summary_record(config, run.curves, Timings(run.train_s, run.opt_s))
     extras = {_callback_name(cb): cb.result() for cb in callbacks if hasattr(cb, "result")}
-    return RunResult(config, record, curves, extras)
+    return RunResult(config, record, run.curves, extras)
