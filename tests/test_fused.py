@@ -454,3 +454,25 @@ def test_a_tensor_subclass_runs_foreach_and_never_reaches_the_kernels():
     torch.testing.assert_close(tagged.detach().as_subclass(torch.Tensor), plain.detach())
     with pytest.raises(RuntimeError, match="parameter 0 is a Tagged, a tensor subclass"):
         OPTIMIZERS["sgd"]([tagged], lr=0.1, fused=True).step()
+
+
+def test_a_second_thread_gets_the_backend_only_once_it_is_whole():
+    """The sweep's groups train side by side: the second group's first step used to find
+    the CPU backend half-imported in sys.modules (no kernels yet), step through the torch
+    ops and round differently from the first group, in the first sweep of a process."""
+    script = """
+import sys, threading, time
+from optimlab import kernels
+name = kernels.BACKENDS["cpu"]
+first = threading.Thread(target=kernels.backend, args=("cpu",))
+first.start()
+while name not in sys.modules:  # the import has begun: numba's takes a while
+    time.sleep(0.0005)
+module = kernels.backend("cpu")
+whole = hasattr(module, "batched") and "adam" in getattr(module, "KERNELS", {})
+first.join()
+print(whole)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "True", done.stderr

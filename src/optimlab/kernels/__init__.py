@@ -35,11 +35,20 @@ import torch
 BACKENDS = {"cpu": "optimlab.kernels.numba_cpu", "cuda": "optimlab.kernels.triton_cuda"}
 
 
+# device type -> its backend, once fully imported
+_loaded: dict[str, ModuleType] = {}
+
+
 def backend(device_type: str) -> ModuleType:
     """The backend module for a device type; ImportError if its compiler is missing."""
-    name = BACKENDS[device_type]
-    # every step asks: once imported, a dict lookup instead of importlib's machinery
-    return sys.modules.get(name) or importlib.import_module(name)
+    # Every step asks: once imported, a dict lookup instead of importlib's machinery. Not
+    # sys.modules: it holds a module from the start of its import, so a second thread (the
+    # sweep's groups side by side) would see a backend without its kernels yet and step
+    # through the torch ops instead, rounding differently from the first.
+    module = _loaded.get(device_type)
+    if module is None:
+        module = _loaded[device_type] = importlib.import_module(BACKENDS[device_type])
+    return module
 
 
 def unscales(device_type: str) -> bool:
