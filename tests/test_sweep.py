@@ -341,13 +341,9 @@ def test_select_val_reruns_the_best_grid_point_with_seeds(tmp_path):
 
 
 def sweep_args(npz: Path, out: Path) -> list[str]:
-    # One thread, so that the kill lands with the same runs in flight as in the whole sweep's
-    # groups: on two, groups train side by side, the resume regroups the runs left with other
-    # partners, and a member's float64 result moves with its partners (Adam at η = 0.3,
-    # chaotic, by 3e-4 after 200 steps; docs/lab.md, "Executors").
     return ["sweep", "--dataset", f"npz:{npz}", "--model", "mlp", "--optimizers", "sgd,adam",
             "--lr", "0.03,0.3", "--beta1", "0.5,0.9", "--steps", "200", "--batch-size", "20",
-            "--eval-every", "100", "--max-batch", "2", "--dtype", "float64", "--threads", "1",
+            "--eval-every", "100", "--max-batch", "2", "--dtype", "float64",
             "--out", str(out)]
 
 
