@@ -1,0 +1,226 @@
+"""The workload suite: performance profiles against hand-worked examples, the size claims on
+made-up fractions, a suite that goes on past a failing workload, the CLI end to end, and the
+transformer on its sequence task."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+from optimlab.analysis import profiles
+from optimlab.analysis.size_claims import halves, large_claim, small_claim
+from optimlab.cli import main
+
+# Two workloads, three optimizers; c misses w1's target. By hand: w1's best is 100, w2's 150.
+STEPS = {"w1": {"a": 100.0, "b": 200.0, "c": None},
+         "w2": {"a": 300.0, "b": 150.0, "c": 600.0}}
+RATIOS = {"w1": {"a": 1.0, "b": 2.0, "c": None}, "w2": {"a": 2.0, "b": 1.0, "c": 4.0}}
+
+
+@pytest.mark.parametrize("points, target, higher, expected", [
+    ([(0, 0.1), (100, 0.3), (200, 0.7)], 0.5, True, 150.0),  # halfway from 0.3 to 0.7
+    ([(0, 0.1), (100, 0.3), (200, 0.7)], 0.3, True, 100.0),  # reached exactly at an eval
+    ([(0, 0.1), (50, 0.2), (100, 0.4)], 0.25, True, 62.5),
+    ([(0, 0.1), (100, 0.3)], 0.5, True, None),  # never reached
+    ([(0, 2.0), (10, 1.0), (20, 0.5)], 0.75, False, 15.0),  # a loss: lower is better
+    ([(0, 0.1), (100, math.nan), (200, 0.9)], 0.5, True, 200.0),  # after a NaN: that eval
+    ([(0, 0.1), (100, math.nan)], 0.05, False, None),  # a NaN never reaches
+])
+def test_steps_to_target_interpolates_between_evaluations(points, target, higher, expected):
+    assert profiles.steps_to_target(points, target, higher_is_better=higher) == expected
+
+
+@pytest.mark.parametrize("seeds, expected", [
+    ([100.0, 300.0, 200.0], 200.0),
+    ([100.0, 200.0], 150.0),
+    ([100.0, None, 300.0], 300.0),  # the missed seed is the slowest, not the middle
+    ([100.0, None], None),  # the median falls on a seed that did not reach
+    ([None, None, 50.0], None),
+    ([], None),
+])
+def test_median_counts_a_missed_target_as_slowest_and_never_as_a_number(seeds, expected):
+    assert profiles.median_steps(seeds) == expected
+
+
+def test_ratios_profile_and_score_of_a_hand_worked_suite():
+    assert profiles.ratios(STEPS) == RATIOS
+    assert profiles.breakpoints(RATIOS) == [1.0, 2.0, 4.0]
+    assert profiles.profile(RATIOS, [1.0, 1.5, 2.0, 4.0, 1e9]) == {
+        "a": [0.5, 0.5, 1.0, 1.0, 1.0], "b": [0.5, 0.5, 1.0, 1.0, 1.0],
+        "c": [0.0, 0.0, 0.0, 0.5, 0.5]}  # c's missed target never counts, at any tau
+    # a: (4 - 1) / 3 and (4 - 2) / 3 over two workloads; c's ratio 4 adds nothing
+    assert profiles.score(RATIOS) == pytest.approx({"a": 5 / 6, "b": 5 / 6, "c": 0.0})
+
+
+def test_score_is_the_mean_height_of_the_profile_over_one_to_tau_max():
+    ratios = {"w1": {"a": 1.0, "b": 1.3}, "w2": {"a": 2.7, "b": 1.0},
+              "w3": {"a": None, "b": 3.9}, "w4": {"a": 1.0, "b": 7.0}}
+    taus = np.linspace(1.0, 4.0, 300_001)  # a Riemann sum, independent of the closed form
+    heights = profiles.profile(ratios, taus)
+    for name, s in profiles.score(ratios).items():
+        assert s == pytest.approx(np.mean(heights[name]), abs=1e-4)
+
+
+def test_a_target_met_before_training_has_no_ratio():
+    with pytest.raises(ValueError, match="'w1'.*before training"):
+        profiles.ratios({"w1": {"a": 0.0, "b": 10.0}})
+
+
+def test_a_workload_nobody_solves_counts_against_everyone():
+    ratios = profiles.ratios({"w1": {"a": None, "b": None}, "w2": {"a": 10.0, "b": 20.0}})
+    assert ratios["w1"] == {"a": None, "b": None}
+    assert profiles.profile(ratios, [1.0, 2.0]) == {"a": [0.5, 0.5], "b": [0.0, 0.5]}
+
+
+def fractions(workloads, **by_optimizer):
+    """The same per-seed fractions of the budget for every workload."""
+    return {w: dict(by_optimizer) for w in workloads}
+
+
+ORDERED = ["w1", "w2", "w3", "w4", "w5"]  # smallest first
+
+
+def test_halves_leave_out_the_middle_of_an_odd_suite():
+    assert halves(ORDERED) == (["w1", "w2"], ["w4", "w5"])
+    assert halves(["w1", "w2"]) == (["w1"], ["w2"])
+
+
+@pytest.mark.parametrize("adam, sgd, expected", [
+    ([0.1, 0.2, 0.3], [0.5, 0.6, None], "holds"),  # 6 pairs, all for Adam: p = 2/64
+    ([0.5, 0.6, 0.9], [0.1, 0.2, 0.3], "contradicted"),
+    ([0.1, 0.6, 0.3], [0.5, 0.2, 0.35], "not supported"),
+])
+def test_adam_faster_on_large_problems_is_decided_on_the_larger_half(adam, sgd, expected):
+    claim = large_claim(fractions(ORDERED, adam=adam, sgd=sgd), ORDERED, 0.05)
+    assert claim["verdict"] == expected
+    assert claim["workloads"] == ["w4", "w5"] and claim["tests"][0]["n"] == 6
+
+
+def test_two_seeds_on_two_workloads_are_too_few_for_a_verdict():
+    claim = large_claim(fractions(ORDERED, adam=[0.1, 0.1], sgd=[0.9, 0.9]), ORDERED, 0.05)
+    assert claim["verdict"] == "too few seeds"  # 4 pairs: the smallest p is 2/16
+    assert claim["tests"][0]["seeds_needed"] == 6
+
+
+def test_a_claim_without_its_optimizers_is_not_measured():
+    claim = large_claim(fractions(ORDERED, adam=[0.1]), ORDERED, 0.05)
+    assert claim["verdict"] == "not measured" and "sgd" in claim["why"]
+
+
+def test_momentum_suffices_on_small_problems_when_it_reaches_and_is_not_slower():
+    fast = [0.1, 0.2, 0.3]
+    holds = small_claim(fractions(ORDERED, adam=fast, momentum=fast, rmsprop=[None] * 3),
+                        ORDERED, 0.05)
+    assert holds["verdict"] == "holds" and "momentum" in holds["why"]
+    contradicted = small_claim(fractions(ORDERED, adam=[0.1, 0.1, 0.1], momentum=[None] * 3,
+                                         rmsprop=[0.8, 0.9, 0.7]), ORDERED, 0.05)
+    assert contradicted["verdict"] == "contradicted"
+
+
+USER_WORKLOADS = '''
+    import torch
+
+    def blobs():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(400, 2, generator=g)
+        y = (x[:, 0] > 0).long()
+        x = x + 1.5 * (2 * y[:, None] - 1)
+        return {"name": "blobs", "model": "logreg", "data": ((x[:300], y[:300]),
+                (x[300:], y[300:])), "target_acc": 0.9, "steps": 30, "batch_size": 20,
+                "eval_every": 5, "lr": {"sgd": 0.5, "rmsprop": 1.0}}
+
+    def broken():
+        raise RuntimeError("the data server is down")
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_workloads.py").write_text(textwrap.dedent(USER_WORKLOADS))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
+    out = user_module / "out"
+    code = main(["suite", "--workloads", "my_workloads:broken,my_workloads:blobs",
+                 "--optimizers", "sgd,adam", "--seeds", "2", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "suite.json").read_text())
+    done, failed = summary["workloads"]
+    assert failed == {"name": "my_workloads:broken", "status": "failed",
+                      "error": "RuntimeError: the data server is down"}
+    assert done["name"] == "blobs" and done["status"] == "finished"
+    assert done["parameters"] == 2 * 2 + 2 and done["steps"] == 30
+    assert done["optimizers"]["sgd"]["hyperparameters"]["lr"] == 0.5  # the workload's η
+    for name in ("sgd", "adam"):
+        r = done["optimizers"][name]
+        assert len(r["steps_to_target"]) == 2 and len(r["final_test_acc"]) == 2
+        reached = [s for s in r["steps_to_target"] if s is not None]
+        assert all(0 < s <= 30 for s in reached)
+    assert {c["measure"] for c in done["comparisons"]} >= {"time_to_target_step"}
+    assert set(summary["profiles"]["score"]) == {"sgd", "adam"}
+    assert [c["verdict"] for c in summary["claims"]] == ["not measured"] * 2
+    assert (out / "profiles.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "failed: RuntimeError: the data server is down" in printed and "blobs" in printed
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--workloads", "nope"], "--workloads: nope; allowed:"),
+    (["--seeds", "0"], "--seeds: 0; allowed"),
+    (["--alpha", "0.7"], "--alpha: '0.7'; allowed: a number in (0, 0.5)"),
+    (["--steps", "-3"], "--steps"),
+    (["--optimizers", "bogus"], "--optimizers"),
+])
+def test_bad_suite_flags_exit_2_with_one_line(argv, needle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["suite", *argv, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_transformer_maps_token_sequences_to_logits_and_every_weight_gets_a_gradient():
+    import torch
+
+    from optimlab import models
+    from optimlab.data.lookup import LENGTH, load_lookup
+
+    raw = load_lookup()
+    x = torch.from_numpy(raw.x_train[:8]).float()  # the lab hands tokens over as floats
+    torch.manual_seed(0)
+    model = models.build("transformer", (LENGTH + 1,), 10)
+    out = model(x)
+    assert out.shape == (8, 10)
+    torch.nn.functional.cross_entropy(out, torch.from_numpy(raw.y_train[:8])).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    with pytest.raises(ValueError, match="allowed: \\(L,\\)"):
+        models.build("transformer", (1, 28, 28), 10)
+
+
+def test_lookup_labels_are_the_digit_at_the_queried_position():
+    from optimlab.data.lookup import LENGTH, QUERY0, sequences
+
+    x, y = sequences(500, np.random.default_rng(1))
+    assert x.shape == (500, LENGTH + 1) and x[:, :-1].max() <= 9
+    positions = x[:, -1] - QUERY0
+    assert ((0 <= positions) & (positions < LENGTH)).all()
+    assert (y == x[np.arange(500), positions]).all()
+
+
+@pytest.mark.slow
+def test_compare_trains_the_transformer_on_lookup_far_above_chance(tmp_path):
+    import optimlab
+
+    result = optimlab.compare("transformer", "lookup", ["adam"], steps=300, seeds=1,
+                              eval_every=100, target_acc=None, out=tmp_path / "o",
+                              report=False)
+    (row,) = result.rows
+    assert row["final_test_acc"] > 0.5  # chance: 0.1
