@@ -224,3 +224,22 @@ def test_compare_trains_the_transformer_on_lookup_far_above_chance(tmp_path):
                               report=False)
     (row,) = result.rows
     assert row["final_test_acc"] > 0.5  # chance: 0.1
+
+
+def test_python_api_takes_workload_objects_and_draws_the_profiles(tmp_path):
+    import torch
+
+    import optimlab
+    from optimlab.lab.suite import Workload
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 3, generator=g)
+    y = (x.sum(1) > 0).long()
+    w = Workload("sum-sign", "logreg", ((x[:150], y[:150]), (x[150:], y[150:])),
+                 target_acc=0.8, steps=40, batch_size=25, eval_every=10)
+    summary = optimlab.suite([w], ["sgd", "adam"], seeds=1, out=tmp_path / "o")
+    (done,) = summary["workloads"]
+    assert done["name"] == "sum-sign" and done["parameters"] == 3 * 2 + 2
+    assert json.loads((tmp_path / "o" / "suite.json").read_text())["workloads"][0]["name"] \
+        == "sum-sign"
+    assert (tmp_path / "o" / "profiles.png").exists()
