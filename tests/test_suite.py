@@ -243,3 +243,27 @@ def test_python_api_takes_workload_objects_and_draws_the_profiles(tmp_path):
     assert json.loads((tmp_path / "o" / "suite.json").read_text())["workloads"][0]["name"] \
         == "sum-sign"
     assert (tmp_path / "o" / "profiles.png").exists()
+
+
+def test_quick_runs_a_tenth_of_each_budget_on_two_seeds_and_steps_overrides_it():
+    from optimlab.lab.suite import BUILTIN, SuiteConfig
+
+    cnn = BUILTIN["mnist1d-cnn"]
+    assert SuiteConfig(quick=True).budget(cnn) == (round(cnn.steps / 10), 2)
+    assert SuiteConfig(quick=True, seeds=1).budget(cnn) == (round(cnn.steps / 10), 1)
+    assert SuiteConfig(steps=7, seeds=4).budget(cnn) == (7, 4)
+    assert SuiteConfig().budget(cnn) == (cnn.steps, 3)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"seeds": 0}, "Invalid seeds: 0"),
+    ({"steps": 2.5}, "Invalid steps: 2.5"),
+    ({"alpha": 0.5}, "Invalid alpha: 0.5"),
+    ({"workloads": ()}, "Invalid workloads: none"),
+    ({"workloads": ("nope",)}, "Invalid workload 'nope'"),
+])
+def test_bad_suite_settings_from_python_raise_one_line_naming_them(kwargs, needle):
+    from optimlab.lab.suite import SuiteConfig
+
+    with pytest.raises(ValueError, match=needle.replace("(", "\\(")):
+        SuiteConfig(**kwargs)
