@@ -252,7 +252,7 @@ def test_quick_runs_a_tenth_of_each_budget_on_two_seeds_and_steps_overrides_it()
     assert SuiteConfig(quick=True).budget(cnn) == (round(cnn.steps / 10), 2)
     assert SuiteConfig(quick=True, seeds=1).budget(cnn) == (round(cnn.steps / 10), 1)
     assert SuiteConfig(steps=7, seeds=4).budget(cnn) == (7, 4)
-    assert SuiteConfig().budget(cnn) == (cnn.steps, 3)
+    assert SuiteConfig().budget(cnn) == (cnn.steps, 7)
 
 
 @pytest.mark.parametrize("kwargs, needle", [

@@ -104,13 +104,15 @@ def small_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> d
     rows = _tests(fractions, small, [(n, "adam") for n in contenders], alpha)
     suffices = [r["a"] for r in rows if r["verdict"] not in (TOO_FEW, B_BETTER)
                 and not any(f is None for w in small for f in fractions[w][r["a"]])]
+    tests = "; ".join(f"{r['a']} vs adam: {r['verdict']}" for r in rows)
     if suffices:
         return _claim(SMALL, small, "holds", f"{' and '.join(suffices)} reached the target in "
-                      "every run and was not detected slower than Adam", rows)
+                      f"every run and was not detected slower than Adam ({tests})", rows)
     if all(r["verdict"] == TOO_FEW for r in rows):
-        return _claim(SMALL, small, TOO_FEW, "the paired tests cannot reach alpha", rows)
+        return _claim(SMALL, small, TOO_FEW, f"the paired tests cannot reach alpha ({tests})",
+                      rows)
     return _claim(SMALL, small, "contradicted", "each of them missed the target in some run "
-                  "or was detected slower than Adam", rows)
+                  f"or was detected slower than Adam ({tests})", rows)
 
 
 def size_claims(fractions: Fractions, ordered: Sequence[str], alpha: float
