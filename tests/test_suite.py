@@ -205,6 +205,29 @@ def test_transformer_maps_token_sequences_to_logits_and_every_weight_gets_a_grad
         models.build("transformer", (1, 28, 28), 10)
 
 
+def test_transformer_parameter_count_in_closed_form_and_vmap_over_stacked_copies():
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from optimlab import models
+
+    torch.manual_seed(0)
+    copies = [models.build("transformer", (9,), 10).double() for _ in range(3)]
+    d, vocab, length, classes = 32, 32, 9, 10
+    block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    assert sum(p.numel() for p in copies[0].parameters()) == (
+        vocab * d + length * d + 2 * block + 2 * d + d * classes + classes)
+    assert not list(copies[0].buffers()), "buffers would break vmap over stacked copies"
+    params, buffers = stack_module_state(copies)
+    x = torch.randint(0, 18, (4, 9)).double()
+
+    def one(p, b, xb):
+        return functional_call(copies[0], (p, b), (xb,))
+
+    out = vmap(one, in_dims=(0, 0, None))(params, buffers, x)
+    torch.testing.assert_close(out, torch.stack([m(x) for m in copies]), rtol=0, atol=1e-12)
+
+
 def test_lookup_labels_are_the_digit_at_the_queried_position():
     from optimlab.data.lookup import LENGTH, QUERY0, sequences
 
