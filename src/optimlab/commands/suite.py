@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int, help="every workload's step budget instead "
                                                        "of its own (default: its own)")
     p.add_argument("--quick", action="store_true",
-                   help=f"{QUICK:.0%} of each workload's budget, at most 2 seeds: a smoke test")
+                   help=f"{QUICK:.0%}% of each workload's budget, at most 2 seeds: a smoke "
+                        "test")  # argparse formats help with %: the sign doubled
     p.add_argument("--alpha", type=lambda t: _number(t, lambda v: 0 < v < 0.5,
                                                      "a number in (0, 0.5)"), default=d.alpha,
                    help=f"level of the paired tests (default {d.alpha:g})")
