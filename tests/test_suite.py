@@ -121,6 +121,24 @@ def test_momentum_suffices_on_small_problems_when_it_reaches_and_is_not_slower()
     assert contradicted["verdict"] == "contradicted"
 
 
+
+@pytest.mark.parametrize("adam, momentum, rmsprop, expected", [
+    ([0.1, 0.1, 0.1], [0.1, 0.2, None], [None, 0.1, 0.2], "not supported"),  # misses, no test
+    ([None] * 3, [None] * 3, [None] * 3, "undecided"),  # nobody reached: budget too small
+    ([0.1, 0.2], [0.1, 0.2], [0.1, 0.2], "too few seeds"),  # 4 pairs
+])
+def test_small_claim_is_undecided_without_a_test_that_can_tell(adam, momentum, rmsprop,
+                                                               expected):
+    claim = small_claim(fractions(ORDERED, adam=adam, momentum=momentum, rmsprop=rmsprop),
+                        ORDERED, 0.05)
+    assert claim["verdict"] == expected
+
+
+def test_large_claim_is_undecided_when_neither_reaches():
+    claim = large_claim(fractions(ORDERED, adam=[None] * 3, sgd=[None] * 3), ORDERED, 0.05)
+    assert claim["verdict"] == "undecided"
+
+
 USER_WORKLOADS = '''
     import torch
 
@@ -290,3 +308,20 @@ def test_bad_suite_settings_from_python_raise_one_line_naming_them(kwargs, needl
 
     with pytest.raises(ValueError, match=needle.replace("(", "\\(")):
         SuiteConfig(**kwargs)
+
+
+def test_a_full_disk_stops_the_suite_instead_of_failing_every_workload(tmp_path, monkeypatch):
+    from optimlab.lab import suite
+    from optimlab.lab.experiment import DiskFull
+
+    calls = []
+
+    def full(w, cfg, out, *hooks):
+        calls.append(w.name)
+        raise DiskFull("the disk is full")
+
+    monkeypatch.setattr(suite, "run_workload", full)
+    cfg = suite.SuiteConfig(workloads=("mnist1d-logreg", "digits-logreg"))
+    with pytest.raises(DiskFull):
+        suite.Suite(cfg, tmp_path / "o").run()
+    assert calls == ["mnist1d-logreg"]

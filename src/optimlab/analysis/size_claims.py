@@ -5,7 +5,8 @@
   target against SGD's, paired by (workload, seed).
 - SMALL: "RMSprop or Momentum might suffice for simpler tasks or smaller networks". On the
   smaller half, each of RMSprop and Momentum against Adam: it suffices when every one of
-  its runs reached the target and it was not detected slower than Adam.
+  its runs reached the target and it was not detected slower than Adam; the claim is
+  contradicted when both are detected slower.
 
 Steps to target are taken as fractions of each workload's step budget, so that workloads
 of different lengths pool; a run that did not reach counts at the budget (1), as in
@@ -14,7 +15,8 @@ LARGE makes one; SMALL is contradicted only when every contender's test rejects,
 intersection-union test, whose level is alpha as it stands (Berger 1982), and it holds
 on a test that did not reject, which no correction could make stricter. A claim's
 verdict: "holds", "contradicted", "not supported" (the test detected nothing either way),
-"too few seeds", or "not measured" (an optimizer or a half missing).
+"too few seeds", "undecided" (no run reached a target), or "not measured" (an optimizer
+or a half missing).
 
 Reference: Berger, R. L. (1982). Multiparameter hypothesis testing and acceptance
 sampling. Technometrics 24(4), 295-300.
@@ -37,6 +39,7 @@ from optimlab.analysis.stats import (
 LARGE = "Adam typically converges faster than vanilla SGD for complex, high-dimensional problems"
 SMALL = "RMSprop or Momentum might suffice for simpler tasks or smaller networks"
 MEASURE = "steps_to_target_fraction"
+UNDECIDED = "undecided"  # no run reached a target: the budget is too small to tell
 # (workload -> optimizer -> per-seed fraction of the step budget, None: not reached)
 Fractions = Mapping[str, Mapping[str, Sequence[float | None]]]
 
@@ -87,7 +90,7 @@ def large_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> d
         return _claim(LARGE, large, "not measured", missing, [])
     (row,) = _tests(fractions, large, [("adam", "sgd")], alpha)
     result = {A_BETTER: "holds", B_BETTER: "contradicted", TOO_FEW: TOO_FEW,
-              NOT_REACHED: "not supported"}.get(row["verdict"], "not supported")
+              NOT_REACHED: UNDECIDED}.get(row["verdict"], "not supported")
     why = (f"Adam vs SGD, steps to target as a fraction of the budget over {row['n']} "
            f"(workload, seed) pairs: {row['verdict']}")
     return _claim(LARGE, large, result, why, [row])
@@ -102,17 +105,23 @@ def small_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> d
     if missing:
         return _claim(SMALL, small, "not measured", missing, [])
     rows = _tests(fractions, small, [(n, "adam") for n in contenders], alpha)
-    suffices = [r["a"] for r in rows if r["verdict"] not in (TOO_FEW, B_BETTER)
-                and not any(f is None for w in small for f in fractions[w][r["a"]])]
     tests = "; ".join(f"{r['a']} vs adam: {r['verdict']}" for r in rows)
+    verdicts = {r["verdict"] for r in rows}
+    if verdicts == {NOT_REACHED}:
+        return _claim(SMALL, small, UNDECIDED, f"no run reached a target ({tests})", rows)
+    if TOO_FEW in verdicts:  # every test has the same pairs: all can decide or none
+        return _claim(SMALL, small, TOO_FEW, f"the paired tests cannot reach alpha ({tests})",
+                      rows)
+    suffices = [r["a"] for r in rows if r["verdict"] != B_BETTER
+                and not any(f is None for w in small for f in fractions[w][r["a"]])]
     if suffices:
         return _claim(SMALL, small, "holds", f"{' and '.join(suffices)} reached the target in "
                       f"every run and was not detected slower than Adam ({tests})", rows)
-    if all(r["verdict"] == TOO_FEW for r in rows):
-        return _claim(SMALL, small, TOO_FEW, f"the paired tests cannot reach alpha ({tests})",
-                      rows)
-    return _claim(SMALL, small, "contradicted", "each of them missed the target in some run "
-                  f"or was detected slower than Adam ({tests})", rows)
+    if verdicts == {B_BETTER}:
+        return _claim(SMALL, small, "contradicted",
+                      f"each was detected slower than Adam ({tests})", rows)
+    return _claim(SMALL, small, "not supported", "none reached the target in every run "
+                  f"without being detected slower than Adam ({tests})", rows)
 
 
 def size_claims(fractions: Fractions, ordered: Sequence[str], alpha: float

@@ -31,7 +31,7 @@ from optimlab.analysis.size_claims import size_claims
 from optimlab.analysis.stats import ALPHA, check_alpha
 from optimlab.lab.compare import CallbackFactory, CompareConfig, Comparison, comparisons
 from optimlab.lab.entries import parse_list, texts
-from optimlab.lab.experiment import output_folder, write_json
+from optimlab.lab.experiment import DiskFull, output_folder, write_json
 from optimlab.optim import LECTURE
 from optimlab.train.record import family
 
@@ -175,8 +175,7 @@ def parameters(comparison: Comparison) -> int:
 def _results(records: list[dict[str, Any]], curves: Path, w: Workload, alpha: float
              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(per optimizer: hyperparameters, steps to target per seed, their median, final test
-    accuracies, diverged runs;
-    the paired comparisons, with time to target interpolated)."""
+    accuracies, diverged runs; the paired comparisons, with time to target interpolated)."""
     val = _val_accuracy(curves)
     interpolated = [r | {TARGET_MEASURE: profiles.steps_to_target(val.get(r["run"], []),
                                                                   w.target_acc)}
@@ -248,7 +247,7 @@ class Suite:
             on_record: Callable[[dict[str, Any]], None] | None = None,
             on_workload: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Every workload in turn; suite.json rewritten after each. A workload that raises
-        (KeyboardInterrupt aside) is recorded as failed and the next one starts."""
+        (a full disk and KeyboardInterrupt aside) is recorded as failed and the next starts."""
         for spec in self.cfg.workloads:
             if on_workload:
                 on_workload(spec)
@@ -256,6 +255,8 @@ class Suite:
                 w = workload(spec)
                 entry = run_workload(w, self.cfg, self.out / _folder(w.name), callbacks,
                                      on_record)
+            except DiskFull:  # the next workload would fail the same way: stop, resumable
+                raise
             except Exception as err:
                 entry = _failed(spec, err)
             self.entries.append(entry)
