@@ -187,6 +187,7 @@ def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
     assert (out / "profiles.png").stat().st_size > 0
     printed = capsys.readouterr().out
     assert "failed: RuntimeError: the data server is down" in printed and "blobs" in printed
+    assert "blobs: too few seeds for a verdict (needs 7)" in printed
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -325,3 +326,17 @@ def test_a_full_disk_stops_the_suite_instead_of_failing_every_workload(tmp_path,
     with pytest.raises(DiskFull):
         suite.Suite(cfg, tmp_path / "o").run()
     assert calls == ["mnist1d-logreg"]
+
+
+def test_terminal_names_the_pairs_decided_on_steps_to_target():
+    from optimlab.commands.suite import _verdicts
+
+    def row(a, b, verdict, measure="time_to_target_step"):
+        return {"a": a, "b": b, "measure": measure, "verdict": verdict, "seeds_needed": 7}
+
+    w = {"name": "w", "comparisons": [row("sgd", "adam", "b better"),
+                                      row("adam", "rmsprop", "no difference detected"),
+                                      row("sgd", "rmsprop", "a better", "final_test_acc")]}
+    assert _verdicts(w) == "w: fewer steps to target (paired, Holm): adam < sgd"
+    w["comparisons"][0]["verdict"] = "no difference detected"
+    assert _verdicts(w) == "w: no difference in steps to target detected"

@@ -19,7 +19,7 @@ from rich.table import Table
 from optimlab._imports import is_import_path
 from optimlab.commands.compare import _number, _optimizer_list, _positive_int
 from optimlab.lab.experiment import DiskFull, out_path
-from optimlab.lab.suite import BUILTIN, QUICK, Suite, SuiteConfig
+from optimlab.lab.suite import BUILTIN, QUICK, TARGET_MEASURE, Suite, SuiteConfig
 from optimlab.report.profiles import write as write_profiles
 
 
@@ -73,6 +73,8 @@ def _print_table(console: Console, summary: dict[str, Any]) -> None:
                       *(_steps(w["optimizers"][o]["median_steps_to_target"], w["steps"])
                         if o in w["optimizers"] else "—" for o in names))
     console.print(table)
+    for w in done:
+        console.print(escape(_verdicts(w)))
     for w in summary["workloads"]:
         if w["status"] != "finished":
             console.print(f"{escape(w['name'])}: failed: {escape(w['error'])}")
@@ -81,6 +83,18 @@ def _print_table(console: Console, summary: dict[str, Any]) -> None:
                   f"{scores or '—'}")
     for c in summary["claims"]:
         console.print(f"claim \"{c['claim']}\": {c['verdict']} ({escape(c['why'])})")
+
+
+def _verdicts(w: dict[str, Any]) -> str:
+    """A workload's decided pairs on steps to target, or why none is decided."""
+    rows = [c for c in w["comparisons"] if c["measure"] == TARGET_MEASURE]
+    won = [f"{c['a']} < {c['b']}" if c["verdict"] == "a better" else f"{c['b']} < {c['a']}"
+           for c in rows if c["verdict"] in ("a better", "b better")]
+    if won:
+        return f"{w['name']}: fewer steps to target (paired, Holm): {', '.join(won)}"
+    if rows and all(c["verdict"] == "too few seeds" for c in rows):
+        return f"{w['name']}: too few seeds for a verdict (needs {rows[0]['seeds_needed']})"
+    return f"{w['name']}: no difference in steps to target detected"
 
 
 def _run_line(r: dict[str, Any]) -> str:
