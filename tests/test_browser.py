@@ -10,6 +10,7 @@ import time
 import warnings
 
 import browser
+import matplotlib.colors
 import numpy as np
 import pytest
 import torch
@@ -231,3 +232,48 @@ def test_landscape_report_slides_over_eta_and_steps(driver, landscape_page):
     assert len(traces(driver, "land-ravine")[1]["x"]) == paused + 1
     click_legend(driver, "land-ravine", 0)
     assert traces(driver, "land-ravine")[1]["visible"] == "legendonly"
+
+
+def test_no_chart_title_lies_under_the_charts_toolbar(driver, sweep_page, landscape_page):
+    """plotly's toolbar sits in a chart's top right corner; every title stays clear of it."""
+    overlaps = """return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+        const t = gd.querySelector('.gtitle').getBoundingClientRect();
+        const b = gd.querySelector('.modebar').getBoundingClientRect();
+        return [gd.id, t.width > 0 && b.width > 0 && t.right > b.left && t.left < b.right
+                && t.bottom > b.top && t.top < b.bottom];
+    })"""
+    for page in (sweep_page, landscape_page[0]):
+        opened(driver, page)
+        charts = driver.execute_script(overlaps)
+        assert len(charts) >= 2 and not [div for div, over in charts if over], charts
+
+
+def test_landscape_html_plays_steps_and_hides_an_optimizer(driver, landscape_page, tmp_path):
+    """landscape.html (the light page, without plotly): a step slider, play/pause and a
+    switch per optimizer change what its canvas draws."""
+    from optimlab.landscape.plot import COLORS, animate_html
+
+    page = animate_html(landscape_page[1], tmp_path / "landscape.html")
+    opened(driver, page)
+    sgd = tuple(int(255 * c) for c in matplotlib.colors.to_rgb(COLORS["sgd"]))
+    inked = """const c = document.getElementById('cv'), d = c.getContext('2d')
+        .getImageData(0, 0, c.width, c.height).data, rgb = arguments[0]; let n = 0;
+        for (let i = 0; i < d.length; i += 4) n += d[i + 3] > 200 && Math.abs(d[i] - rgb[0])
+            + Math.abs(d[i + 1] - rgb[1]) + Math.abs(d[i + 2] - rgb[2]) < 30;
+        return n;"""
+    driver.execute_script("document.getElementById('play').click()")  # pause the autoplay
+    set_range(driver, "step", 0)
+    assert driver.execute_script(inked, sgd) == 0  # no step taken: nothing drawn
+    set_range(driver, "step", 30)
+    assert driver.execute_script(inked, sgd) > 50
+    assert driver.find_element("css selector", "#play").text == "play"
+    driver.find_element("css selector", "#toggles input[data-name=sgd]").click()
+    assert driver.execute_script(inked, sgd) == 0
+    driver.find_element("css selector", "#toggles input[data-name=sgd]").click()
+    set_range(driver, "step", 0)
+    driver.find_element("css selector", "#play").click()
+    deadline = time.monotonic() + 20
+    while driver.execute_script("return +document.getElementById('step').value") < 30:
+        assert time.monotonic() < deadline, "play did not reach the last step"
+        time.sleep(0.05)
+    assert driver.find_element("css selector", "#play").text == "play"  # stops at the end

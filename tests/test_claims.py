@@ -156,3 +156,27 @@ def test_rmsprop_step_contrast_from_the_diagnostics():
 def test_every_claim_is_listed_even_when_it_cannot_be_decided():
     claims = lecture_claims([])
     assert len(claims) == 5 and all(c.verdict is None and c.evidence for c in claims)
+
+
+def test_a_tuned_eta_on_its_grids_edge_leaves_the_tuned_comparisons_undecided():
+    """SGD below Adam in every seed does not match it, unless SGD's tuned η sits on the
+    edge of its grid: a better η may lie beyond, so nothing is decided, and the page says
+    why first. Claims that tuning does not choose keep their verdict."""
+    records = ([run("sgd", i, acc=a, ttt=5.0 + i, lr=1.0) for i, a in enumerate((0.6, 0.62))]
+               + [run("adam", i, acc=a, ttt=1.0 + i, lr=0.01)
+                  for i, a in enumerate((0.9, 0.91))])
+    lines = {"sgd": {0.01: [0.3, 0.31], 0.1: [0.5, 0.52], 1.0: [0.6, 0.62]}}
+    plain = lecture_claims(records, tuned=True, lr_lines=lines)
+    edged = lecture_claims(records, tuned=True, lr_lines=lines, edges={"sgd": {"lr": "high"}})
+    assert [c.verdict for c in plain[:4]] == [HOLDS, None, FAILS, HOLDS]
+    assert [c.verdict for c in edged[:4]] == [UNDECIDED, None, UNDECIDED, HOLDS]
+    assert edged[2].evidence[0].startswith("sgd's tuned η=1 lies on the high edge of its grid")
+    assert edged[2].evidence[1:] == plain[2].evidence
+    inside = lecture_claims(records, tuned=True, edges={"sgd": {}, "momentum": {"lr": "low"}})
+    assert inside[2].verdict == FAILS  # no momentum runs here: its edge decides nothing
+
+
+def test_one_seed_is_shown_without_a_range():
+    text = Measure("final test accuracy", "sgd", "adam", (0.5,), (0.6, 0.7), False, "%").text()
+    assert text == ("final test accuracy: sgd 50.0% (one seed) vs adam 65.0% [60.0%…70.0%, "
+                    "2 seeds] — one seed: no spread")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from optimlab.analysis.store import read_runs
 from optimlab.cli import main
 
 STEPS, EVAL = 24, 8
@@ -198,6 +199,7 @@ def test_a_functional_user_model_trains_vectorized_exactly_as_one_by_one(tmp_pat
         out = tmp_path / executor
         assert sweep_cli(out, "--optimizers", "sgd, adam", "--lr", "0.01,0.1",
                          "--dtype", "float64", "--executor", executor) == 0
+        assert main(["export", "csv", str(out)]) == 0  # the store keeps float64 values exact
         runs[executor] = read_curves(out)
     assert "vectorized executor" not in capsys.readouterr().err  # nothing fell back
     assert runs["vectorized"].keys() == runs["sequential"].keys() and len(runs["sequential"]) == 4
@@ -250,6 +252,9 @@ def test_own_model_data_and_optimizer_through_the_python_api(tmp_path):
     assert sorted((r["label"], r["hyperparameters"]["lr"]) for r in swept.rows) == [
         ("SignSGD", 0.01), ("SignSGD", 0.1), ("sgd", 0.01), ("sgd", 0.1)]
     assert (swept.out / "sweep.sqlite").is_file()
+    # the curves come from the store (a sweep writes curves.csv only on demand)
+    stored = [(r["run"], *p) for r in read_runs(swept.out) for p in r["curves"]]
+    assert [tuple(c.values()) for c in swept.curves] == stored and stored
 
 
 def test_the_python_api_refuses_bad_input_before_training(tmp_path):
@@ -333,6 +338,7 @@ def test_the_processes_executor_runs_a_user_optimizer_as_the_sequential_one(tmp_
         out = tmp_path / executor
         assert sweep_cli(out, "--optimizers", "mine=test_own_code:SignSGD", "--lr",
                          "0.01,0.03", "--executor", executor) == 0
+        assert main(["export", "csv", str(out)]) == 0
         curves[executor] = read_curves(out)
     assert curves["processes"] == curves["sequential"] and len(curves["sequential"]) == 2
 

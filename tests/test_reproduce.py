@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import statistics
+import warnings
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 from conftest import MNIST_T10K
 from test_sweep import DS as BLOBS
 
+from optimlab.analysis.store import read_runs
 from optimlab.cli import main
 from optimlab.lab import reproduce
 from optimlab.lab.reproductions import wilson_separable as wilson
@@ -30,11 +32,19 @@ def exit_code(argv):
 
 
 def reproduced(name, tmp_path_factory):
-    """The reduced run through the CLI: (reproduction.json, summary.json, out folder)."""
+    """The reduced run through the CLI: (reproduction.json, summary.json, out folder).
+    `optimlab report` redraws the folder as the reproduction's page, verdict included,
+    without a warning."""
     out = tmp_path_factory.mktemp(name)
     assert main(["reproduce", name, "--out", str(out)]) == 0
-    return (json.loads((out / "reproduction.json").read_text()),
-            json.loads((out / "summary.json").read_text()), out)
+    rec = json.loads((out / "reproduction.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert f"<title>optimlab reproduce {name}</title>" in page
+    assert f"<b>{rec['verdict']}</b>" in page
+    return rec, json.loads((out / "summary.json").read_text()), out
 
 
 # --- the command ---------------------------------------------------------------------
@@ -201,10 +211,9 @@ def test_mnist1d_table_reduced_logreg_and_mlp_three_seeds_cnn_one_seed_match_the
 
 
 def train_loss_at_passes(out, run: str, steps_per_pass: int) -> list[float]:
-    with (out / "curves.csv").open() as f:
-        rows = [r for r in csv.DictReader(f) if r["run"] == run and r["split"] == "train"
-                and r["metric"] == "loss" and int(r["step"]) > 0]
-    return [float(r["value"]) for r in rows if int(r["step"]) % steps_per_pass == 0]
+    points = next(r["curves"] for r in read_runs(out) if r["run"] == run)
+    return [p.value for p in points if p.split == "train" and p.metric == "loss"
+            and p.step > 0 and p.step % steps_per_pass == 0]
 
 
 @pytest.mark.slow

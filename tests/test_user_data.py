@@ -123,7 +123,8 @@ def test_a_model_that_does_not_fit_the_data_fails_before_training():
     with pytest.raises(ValueError, match=r"Invalid model 'python:Linear_\d+' for mine "
                                          r"\(inputs \(3,\), classification\): RuntimeError"):
         check_model(TrainConfig(model=name, optimizer="sgd"), ds)
-    ds = data.for_task(ds, "regression")
+    x = _arrays()[0]
+    ds = data.from_objects("mine", (x, x[:, 0]), (x[:5], x[:5, 0]))
     with pytest.raises(ValueError, match=r"output of shape \(2, 2\) for regression targets "
                                          r"of shape \(2,\)"):
         check_model(TrainConfig(model=models.register(torch.nn.Linear(3, 2)), optimizer="sgd",
@@ -131,7 +132,7 @@ def test_a_model_that_does_not_fit_the_data_fails_before_training():
 
 
 def test_classification_refuses_float_targets():
-    ds = data.from_objects("line", (torch.zeros(8, 2), torch.zeros(8)),
+    ds = data.from_objects("line", (torch.zeros(8, 2), torch.full((8,), 0.5)),
                            (torch.zeros(2, 2), torch.zeros(2)))
     with pytest.raises(ValueError, match=r"its targets are torch\.float32; allowed: integer "
                                          r"class indices, or --task regression"):

@@ -76,22 +76,3 @@ def import_object(path: str) -> Any:
         obj = getattr(obj, part)
     return obj
 
-
-def optimizer_class(name: str) -> type:
-    """A built-in optimizer's class by name, or any `torch.optim.Optimizer` subclass by
-    import path (`torch.optim:NAdam`); ValueError saying what is wrong."""
-    import torch
-
-    from optimlab.optim import OPTIMIZERS
-
-    if name in OPTIMIZERS:
-        return OPTIMIZERS[name]
-    if not is_import_path(name):
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)} or "
-                         "module:Class of a torch.optim.Optimizer (e.g. torch.optim:NAdam)")
-    cls = import_object(name)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        what = f"the class {cls.__name__}" if isinstance(cls, type) else \
-            f"a {type(cls).__name__} object"
-        raise ValueError(f"{name} is {what}, not a torch.optim.Optimizer subclass")
-    return cls

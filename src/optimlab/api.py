@@ -38,7 +38,7 @@ class Result:
     """What an experiment wrote, read back: plain records, nothing trained again."""
 
     rows: list[dict[str, Any]]  # one summary record per run (summary.json)
-    curves: list[CurveRow] = field(repr=False)  # curves.csv, one dict per row
+    curves: list[CurveRow] = field(repr=False)  # one dict per row of curves.csv's format
     out: Path = Path(".")  # the output folder
     report: Path | None = None  # its report.html, when one was written
 
@@ -89,6 +89,13 @@ def _read_curves(path: Path) -> list[CurveRow]:
                  "metric": r["metric"], "value": float(r["value"])} for r in csv.DictReader(f)]
 
 
+def _store_rows(runs: list[dict[str, Any]]) -> list[CurveRow]:
+    """The same rows from a store's runs (a sweep writes no curves.csv unless asked)."""
+    return [{"run": r["run"], "step": p.step, "train_seconds": p.train_seconds,
+             "split": p.split, "metric": p.metric, "value": p.value}
+            for r in runs for p in r["curves"]]
+
+
 def _model_name(model: Any) -> str:
     from optimlab import models
 
@@ -115,10 +122,12 @@ def _dataset(data: Any, val_fraction: float) -> tuple[str, Any]:
     """(the settings' dataset name, a loaded Dataset or None to load it by name)."""
     from optimlab import data as data_module
     from optimlab.data import Dataset
+    from optimlab.data.checks import check_dataset
 
     if isinstance(data, str):
         return data, None
     if isinstance(data, Dataset):
+        check_dataset(data)
         return data.name, data
     if callable(data) and not isinstance(data, (tuple, list)):
         data = data()
@@ -240,7 +249,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
         from optimlab.report.sweep import render
 
         page = render(folder, run.finished)
-    return Result(rows, _read_curves(folder / "curves.csv"), folder, page)
+    return Result(rows, _store_rows(run.finished), folder, page)
 
 
 def suite(workloads: Sequence[Any] | None = None, optimizers: str | Sequence[Any] | None = None,

@@ -28,7 +28,7 @@ DESCRIPTION = (
 COMMANDS = {
     "compare": "train each optimizer on a dataset; curves, table and an HTML report",
     "report": "re-render report.html and its figures of a compare, sweep or landscape folder",
-    "export": "turn a compare or sweep folder into TensorBoard event files",
+    "export": "a compare or sweep folder as TensorBoard event files, or its curves as CSV",
     "landscape": "optimizer paths on 2-D test functions: paths.json, PNG, animated HTML",
     "sweep": "hyperparameter grids per optimizer, K configurations at once; resumable",
     "sweep-bench": "time a 32-configuration sweep, vectorized vs sequential (JSON)",

@@ -1,7 +1,9 @@
 """`optimlab report DIR`: re-render report.html and its figures from saved records (no training).
 
-Dispatch on what the folder holds: a sweep (`sweep.sqlite`), a comparison
-(`summary.json`) or landscape paths (`paths.json`). A damaged record file (cut short,
+Dispatch on what the folder holds, so that each folder re-renders as the page its command
+wrote: a reproduction (`reproduction.json`; it also holds the records of its runs, the
+store and summary.json), a sweep (`sweep.sqlite`), a comparison (`summary.json`) or
+landscape paths (`paths.json`). A damaged record file (cut short,
 half a line) is refused with a message naming the file and the defect.
 """
 
@@ -12,14 +14,16 @@ import importlib
 import sys
 from pathlib import Path
 
-# file that marks the folder -> the module whose render(DIR) draws it
-KINDS = {"sweep.sqlite": "optimlab.report.sweep", "summary.json": "optimlab.report",
+# file that marks the folder -> the module whose render(DIR) draws it; the first that the
+# folder holds decides (a sweep folder holds summary.json too)
+KINDS = {"reproduction.json": "optimlab.report.reproduce",
+         "sweep.sqlite": "optimlab.report.sweep", "summary.json": "optimlab.report",
          "paths.json": "optimlab.report.landscape"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", type=Path,
-                   help="a folder written by compare, sweep or landscape")
+                   help="a folder written by compare, sweep, landscape or reproduce")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     marker = next((name for name in KINDS if (out / name).is_file()), None)
     if marker is None:
         print(f"optimlab report: error: invalid DIR {str(out)!r}: it holds none of "
-              "summary.json (a compare folder), sweep.sqlite (a sweep folder) or paths.json "
-              "(a landscape folder)", file=sys.stderr)
+              "reproduction.json (a reproduce folder), summary.json (a compare folder), "
+              "sweep.sqlite (a sweep folder) or paths.json (a landscape folder)", file=sys.stderr)
         return 2
     try:
         path = importlib.import_module(KINDS[marker]).render(out)

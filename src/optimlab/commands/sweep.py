@@ -200,7 +200,8 @@ def _sweep(args: argparse.Namespace, console: Console) -> int:
         return 1
     for line in selection_lines(sweep.selected, sweep.grids()):
         console.print(line)
-    console.print(f"{len(records)} runs in {out}/summary.json, curves.csv, sweep.sqlite")
+    console.print(f"{len(records)} runs in {out}/summary.json, sweep.sqlite (curves as CSV: "
+                  f"optimlab export csv {out})")
     from optimlab.report.sweep import render  # the report reads the store, never trains
     console.print(f"report: {render(out, sweep.finished)}")
     return 0

@@ -12,6 +12,7 @@ missing (``FileNotFoundError``) or cannot be downloaded (`DownloadError`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def load(spec: str, *, data_dir: str | Path | None = None, download: bool = Fals
                          "npz:PATH or module:callable")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     raw = _SOURCES[spec](data_dir, bool(download), cache)
-    return finish(spec, raw, val_fraction, seed, num_classes=NUM_CLASSES)
+    return finish(spec, dataclasses.replace(raw, num_classes=NUM_CLASSES), val_fraction, seed)
 
 
 __all__ = [

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from optimlab.data.checks import check_labels
+
 RECORD = 1 + 3 * 32 * 32
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
@@ -24,8 +26,7 @@ def parse_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"({RECORD} bytes each)")
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, RECORD)
     labels = records[:, 0].astype(np.int64)
-    if labels.max() > 9:
-        raise ValueError(f"{where}: label {labels.max()} out of range; allowed: 0..9")
+    check_labels(labels, f"labels in {where}", 10)
     return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 

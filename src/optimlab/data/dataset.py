@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from optimlab.data.checks import check_inputs, check_labels, class_count
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -90,17 +92,26 @@ class Arrays:
     x_test: np.ndarray
     y_test: np.ndarray
     pixels: bool  # True: uint8 pixels, standardized per channel; False: used as given
+    num_classes: int | None = None  # None: one more than train's largest label
 
 
-def finish(name: str, raw: Arrays, val_fraction: float, seed: int,
-           num_classes: int | None = None) -> Dataset:
-    """Carve validation from train, normalize with train statistics, wrap as tensors."""
+def _checked_classes(name: str, raw: Arrays) -> int:
+    """The class count, after checking the inputs and labels of train and test in full."""
+    classes = raw.num_classes or class_count(raw.y_train, f"train labels of {name}")
+    for split, x, y in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
+        check_inputs(x, f"{split} inputs of {name}")
+        check_labels(y, f"{split} labels of {name}", classes)
+    return classes
+
+
+def finish(name: str, raw: Arrays, val_fraction: float, seed: int) -> Dataset:
+    """Check, carve validation from train, normalize with train statistics, wrap as tensors."""
+    classes = _checked_classes(name, raw)
     keep, val = split_indices(len(raw.y_train), val_fraction, seed)
     parts = [raw.x_train[keep], raw.x_train[val], raw.x_test]
     xs = standardize_pixels(*parts) if raw.pixels else [p.astype(np.float32) for p in parts]
     ys = [raw.y_train[keep], raw.y_train[val], raw.y_test]
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in xs]
     labels = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)) for a in ys]
-    classes = num_classes or int(max(int(a.max()) for a in ys if a.size)) + 1
     return Dataset(name, tensors[0], labels[0], tensors[1], labels[1], tensors[2], labels[2],
                    input_shape=tuple(int(d) for d in raw.x_train.shape[1:]), num_classes=classes)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from optimlab.data import cifar
+from optimlab.data.checks import check_labels
 from optimlab.data.dataset import Arrays
 from optimlab.data.files import IDX_FILES, Places, locate, places
 from optimlab.data.idx import read_idx
@@ -24,8 +25,7 @@ def read_idx_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
                          f"got {x.dtype} {x.shape} and {y.shape}")
     if len(x) != len(y):
         raise ValueError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
-    if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{labels}: labels in [{y.min()}, {y.max()}]; allowed: 0..9")
+    check_labels(y, f"labels in {labels}", 10)
     return x[:, None], y.astype(np.int64)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from optimlab.data.checks import check_inputs, check_labels, class_count
 from optimlab.data.dataset import Arrays, split_indices
 
 # Held out as test when the file has no x_test: MNIST-1D's own 80/20 split.
@@ -25,14 +26,18 @@ TEST_SEED = 0
 
 
 def _labels(y: np.ndarray, key: str, path: Path) -> np.ndarray:
-    """`y` as int64 class indices >= 0, or a ValueError naming the key and file."""
+    """`y` as int64 class indices >= 0, or a ValueError naming the key, file and first bad row."""
     numeric = np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
     if y.ndim != 1 or not numeric:
         raise ValueError(f"{path}: {key!r} must be a 1-D integer array, got {y.dtype} {y.shape}")
-    if y.size and (np.any(y != np.round(y)) or y.min() < 0):
-        raise ValueError(f"{path}: {key!r} must hold class indices 0, 1, 2, ...; "
-                         f"got values in [{y.min()}, {y.max()}]")
-    return y.astype(np.int64)
+    if np.issubdtype(y.dtype, np.floating):  # labels saved as floats: whole numbers only
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise ValueError(f"Invalid {key!r} of {path}: row {bad[0]} is {y[bad[0]]}; "
+                             "allowed: class indices 0, 1, 2, ...")
+        y = y.astype(np.int64)
+    check_labels(y, f"{key!r} of {path}")
+    return y.astype(np.int64, copy=False)
 
 
 def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
@@ -42,6 +47,7 @@ def _features(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"{path}: {key!r} has shape {x.shape}; allowed: [N, D], [N, H, W] "
                          f"or [N, C, H, W]")
+    check_inputs(x, f"{key!r} of {path}")
     return x[:, None] if x.ndim == 3 else x
 
 
@@ -82,15 +88,19 @@ def _pair(arrays: dict[str, np.ndarray], x_key: str, y_key: str,
 
 
 def load_npz(path: Path) -> Arrays:
-    """Train and test arrays from the user's file."""
+    """Train and test arrays from the user's file; the classes are those 'y' names (before
+    any hold-out, so a rare class that lands in test is still one)."""
     arrays = _read(path)
     x, y = _pair(arrays, "x", "y", path)
-    if "x_test" in arrays:
-        x_test, y_test = _pair(arrays, "x_test", "y_test", path)
-    else:
-        keep, test = split_indices(len(y), TEST_FRACTION, TEST_SEED)
-        x, y, x_test, y_test = x[keep], y[keep], x[test], y[test]
-    if x_test.shape[1:] != x.shape[1:]:
-        raise ValueError(f"{path}: example shape of 'x_test' {x_test.shape[1:]} differs from "
+    test = _pair(arrays, "x_test", "y_test", path) if "x_test" in arrays else None
+    if test is not None and test[0].shape[1:] != x.shape[1:]:
+        raise ValueError(f"{path}: example shape of 'x_test' {test[0].shape[1:]} differs from "
                          f"'x' {x.shape[1:]}")
-    return Arrays(x, y, x_test, y_test, pixels=x.dtype == np.uint8)
+    classes = class_count(y, f"'y' of {path}")
+    if test is None:
+        keep, held = split_indices(len(y), TEST_FRACTION, TEST_SEED)
+        x, y, test = x[keep], y[keep], (x[held], y[held])
+    else:
+        check_labels(test[1], f"'y_test' of {path}", classes,
+                     f", the classes of 'y' (0..{classes - 1})")
+    return Arrays(x, y, *test, pixels=x.dtype == np.uint8, num_classes=classes)

@@ -1,9 +1,10 @@
 """A user's own data: `module:callable` returning `(train, test)`, or the objects themselves.
 
 Each of train and test is a `torch.utils.data.Dataset` of `(x, y)` pairs, a `DataLoader`
-over one, or a pair of tensors/arrays `(x, y)`. Inputs are used as given (float32);
-integer targets are class indices (classification), float targets are regression
-targets. Validation is carved from train exactly as for the built-in datasets
+over one, or a pair of tensors/arrays `(x, y)`. Inputs are used as given (float32), and
+must be finite; integer targets are class indices (classification: train's labels name
+the classes, 0 to the largest, and test's must lie among them), float targets are
+regression targets. Validation is carved from train exactly as for the built-in datasets
 (`split_indices`: the same share, the same seed).
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from optimlab._imports import import_object
+from optimlab.data.checks import check_finite, check_inputs, check_labels, class_count
 from optimlab.data.dataset import Dataset, split_indices
 
 PAIR_HELP = ("allowed: a torch Dataset of (x, y) pairs, a DataLoader, or a pair of tensors "
@@ -71,6 +73,23 @@ def _targets(y: torch.Tensor) -> torch.Tensor:
     return y.to(torch.int64) if not y.is_floating_point() else y.to(torch.float32)
 
 
+def _outputs_needed(name: str, y: torch.Tensor, y_test: torch.Tensor) -> int:
+    """The classes train's labels name (test's checked against them), or, for regression
+    targets, the values per example; after checking every target."""
+    if y.is_floating_point() != y_test.is_floating_point():
+        raise ValueError(f"Invalid data {name}: train targets are {y.dtype} but test targets "
+                         f"{y_test.dtype}; allowed: integer class indices in both, or float "
+                         "targets in both")
+    if y.is_floating_point():
+        check_finite(y, f"train targets of {name}")
+        check_finite(y_test, f"test targets of {name}")
+        return int(y[0].numel())
+    classes = class_count(y, f"train labels of {name}")
+    check_labels(y_test, f"test labels of {name}", classes,
+                 f", the classes of train's labels (0..{classes - 1})")
+    return classes
+
+
 def from_objects(name: str, train: Any, test: Any, *, val_fraction: float = 0.1,
                  seed: int = 0) -> Dataset:
     """A `Dataset` from the user's train and test objects (see the module docstring)."""
@@ -79,15 +98,14 @@ def from_objects(name: str, train: Any, test: Any, *, val_fraction: float = 0.1,
     if x.shape[1:] != x_test.shape[1:]:
         raise ValueError(f"Invalid data: train examples have shape {tuple(x.shape[1:])} but "
                          f"test examples {tuple(x_test.shape[1:])}")
+    check_inputs(x, f"train inputs of {name}")
+    check_inputs(x_test, f"test inputs of {name}")
     y, y_test = _targets(y), _targets(y_test)
+    classes = _outputs_needed(name, y, y_test)
     keep, val = (torch.from_numpy(a) for a in split_indices(len(y), val_fraction, seed))
-    x = x.to(torch.float32)
-    if y.is_floating_point():
-        classes = int(y[0].numel())  # regression: the output size a built-in model needs
-    else:
-        classes = int(max(int(y.max()), int(y_test.max()))) + 1
-    return Dataset(name, x[keep], y[keep], x[val], y[val], x_test.to(torch.float32), y_test,
-                   input_shape=tuple(int(d) for d in x.shape[1:]), num_classes=max(classes, 1))
+    x, x_test = x.to(torch.float32), x_test.to(torch.float32)
+    return Dataset(name, x[keep], y[keep], x[val], y[val], x_test, y_test,
+                   input_shape=tuple(int(d) for d in x.shape[1:]), num_classes=classes)
 
 
 def load_user(spec: str, *, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
@@ -107,15 +125,18 @@ def load_user(spec: str, *, val_fraction: float = 0.1, seed: int = 0) -> Dataset
 
 
 def for_task(ds: Any, task: str) -> Any:
-    """`ds` checked against the task: classification needs integer labels; regression
-    takes float targets (integer ones are converted)."""
+    """`ds`, checked against the task: classification takes integer class labels, regression
+    float targets. The other kind is refused, not converted: regressing on class indices,
+    or classifying floats, trains and scores without an error and means nothing."""
     y = ds.y_train
     if task == "classification" and y.is_floating_point():
+        whole = bool((y == y.round()).all())
+        hint = " (whole numbers: return them as integers to classify)" if whole else ""
         raise ValueError(f"Invalid task 'classification' for {ds.name}: its targets are "
-                         f"{y.dtype}; allowed: integer class indices, or --task regression")
+                         f"{y.dtype}{hint}; allowed: integer class indices, or --task "
+                         "regression")
     if task == "regression" and not y.is_floating_point():
-        import dataclasses
-        return dataclasses.replace(ds, **{f"y_{s}": getattr(ds, f"y_{s}").to(torch.float32)
-                                          for s in ("train", "val", "test")},
-                                   num_classes=1)
+        raise ValueError(f"Invalid task 'regression' for {ds.name}: its targets are {y.dtype} "
+                         "class labels; allowed: --task classification, or float targets to "
+                         "regress on")
     return ds

@@ -30,8 +30,7 @@ import torch
 
 from optimlab.kernels import _checks
 from optimlab.kernels import _numba_kernels as k
-from optimlab.optim.adagrad import decayed_lr
-from optimlab.optim.adam import corrections
+from optimlab.kernels.scalars import corrections, decayed_lr
 
 DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
                                      torch.float64: np.dtype(np.float64)}

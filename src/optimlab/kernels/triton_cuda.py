@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from optimlab.kernels import _checks
-from optimlab.optim.adagrad import decayed_lr
-from optimlab.optim.adam import corrections
+from optimlab.kernels.scalars import corrections, decayed_lr
 
 try:
     import triton.language as tl

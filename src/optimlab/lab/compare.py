@@ -27,12 +27,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.records import CURVE_COLUMNS
 from optimlab.analysis.stats import ALPHA, PairedMeasure, check_alpha, compare_pair
 from optimlab.data.dataset import describe
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.experiment import (
-    CURVE_COLUMNS,
     Experiment,
     check_resume,
     guard_disk,

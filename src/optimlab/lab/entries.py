@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optimlab._dynamo import dynamo_not_imported
-from optimlab._imports import is_import_path, optimizer_class
+from optimlab._imports import is_import_path
+from optimlab.optim import optimizer_class
 
 LABEL = re.compile(r"^[A-Za-z0-9_][\w.+-]*$")
 # Constructor arguments that are not hyperparameters: what the optimizer updates.

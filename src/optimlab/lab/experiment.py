@@ -35,8 +35,6 @@ from optimlab.train.evaluation import TASKS
 # optimizers x 2 seeds fit in 2 minutes on 2 busy cores, where 2000 steps took 149 s
 # (measured). The MNIST-1D paper's 6000 steps: `--steps 6000`.
 DEFAULT_STEPS = 1500
-# curves.csv, in long format: one row per evaluated (run, step, split, metric).
-CURVE_COLUMNS = ("run", "step", "train_seconds", "split", "metric", "value")
 
 
 @dataclass(frozen=True)

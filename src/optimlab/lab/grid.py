@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+# defined torch-free, where the sweep report judges edges too; the lab's names for them
+from optimlab.analysis.selection import edges as edges
+from optimlab.analysis.selection import point_value as point_value
 from optimlab.lab.entries import (
     Entry,
     allowed_hyperparameters,
@@ -168,26 +171,6 @@ def check_points(entry: Entry, points: list[dict[str, Any]]) -> None:
     cls = entry.optimizer_class()
     for point in points:
         check_hyperparameters(Entry(entry.name, point, entry.label), cls, point)
-
-
-def point_value(hyperparameters: dict[str, Any], key: str) -> float:
-    """The value of grid key `key` in an optimizer's keyword arguments (beta1/2: betas)."""
-    if key in ("beta1", "beta2"):
-        return float(hyperparameters["betas"][key == "beta2"])
-    return float(hyperparameters[key])
-
-
-def edges(grid: dict[str, tuple[float, ...]], hyperparameters: dict[str, Any]) -> dict[str, str]:
-    """{key: "low" | "high"} for each swept key (two values or more) whose value in
-    `hyperparameters` is the smallest or largest of its grid: the optimum may lie beyond."""
-    out = {}
-    for key, values in grid.items():
-        if len(values) > 1:
-            v = point_value(hyperparameters, key)
-            side = "low" if v == min(values) else "high" if v == max(values) else None
-            if side:
-                out[key] = side
-    return out
 
 
 # Keys whose values lie in [0, 1): the grid is extended in 1 - value (0.9 -> 0.99).

@@ -8,9 +8,10 @@ source's claim, the published value or shape, ours, and whether it holds. The ve
 
 Without `full`, an experiment runs a reduced budget (about a minute on 2 cores); `full`
 is the source's budget. The output folder:
-- the usual records: `summary.json` and `curves.csv` (compare's formats) and, for trained
-  runs, the store `sweep.sqlite` (running the same experiment into the same folder
-  resumes: finished runs are not trained again);
+- the usual records: `summary.json` (compare's format) and, for trained runs, the store
+  `sweep.sqlite`, which keeps their curves (`optimlab export csv` writes curves.csv;
+  running the same experiment into the same folder resumes: finished runs are not
+  trained again);
 - `reproduction.json`: experiment, source, what it reports, budget, data, protocol (each
   setting with where it comes from), checks, verdict, the numbers behind the checks,
   command, date and environment;
@@ -144,7 +145,7 @@ def experiment(name: str) -> Experiment:
 
 def train(ctx: Context, configs: Sequence[TrainConfig], dataset: Any) -> list[dict[str, Any]]:
     """Train `configs` one after another into the folder's store (finished runs are kept
-    and not trained again) and rewrite summary.json and curves.csv; returns the stored runs
+    and not trained again) and rewrite summary.json; returns the stored runs
     of `configs` (see `Store.runs`), in their order."""
     store = Store(ctx.out)
     try:

@@ -1,9 +1,10 @@
 """The sweep's run store: one SQLite file, one row per configuration.
 
 Table `runs`: key (a hash of the config), name, status ("pending", "running", "done"),
-config, summary (the `summary_record`), curves (rows of `CurvePoint`, non-finite values
-as null), updated (unix time). Table `roles`: (key, role) — why a run exists ("grid",
-"one-shot", "tuned"). Table `meta`: settings of the last invocation.
+config, summary (the `summary_record`), curves (binary float32 arrays per series, see
+`optimlab.analysis.store`; JSON text in stores of earlier versions, still read), updated
+(unix time). Table `roles`: (key, role) — why a run exists ("grid", "one-shot",
+"tuned"). Table `meta`: settings of the last invocation.
 
 A finished run is written in one transaction (summary, curves and status together), so
 a crash or `kill -9` loses at most the runs in flight; those stay "pending"/"running"
@@ -14,17 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.store import FILENAME, encode_curves, stored_meta, stored_runs
 from optimlab.lab.experiment import output_folder
 from optimlab.train import CurvePoint, TrainConfig
 
-FILENAME = "sweep.sqlite"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
@@ -47,17 +47,6 @@ def run_name(config: TrainConfig) -> str:
         text = ",".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{v:g}"
         parts.append(f"{k}{text}")
     return "-".join([*parts, f"seed{config.seed}"])
-
-
-def _curves_json(curves: Iterable[CurvePoint]) -> str:
-    rows = [[p.step, p.train_seconds, p.split, p.metric,
-             p.value if math.isfinite(p.value) else None] for p in curves]
-    return json.dumps(rows, allow_nan=False)
-
-
-def _curves_from_json(text: str) -> list[CurvePoint]:
-    return [CurvePoint(s, t, sp, m, math.nan if v is None else v)
-            for s, t, sp, m, v in json.loads(text)]
 
 
 class Store:
@@ -105,7 +94,7 @@ class Store:
         with self.conn:
             cur = self.conn.execute(
                 "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
-                "WHERE key = ?", (json.dumps(record, allow_nan=False), _curves_json(curves),
+                "WHERE key = ?", (json.dumps(record, allow_nan=False), encode_curves(curves),
                                   time.time(), config_key(config)))
             if cur.rowcount != 1:
                 raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
@@ -116,19 +105,8 @@ class Store:
                               (name, json.dumps(value, allow_nan=False)))
 
     def meta(self) -> dict[str, Any]:
-        return {n: json.loads(v) for n, v in self.conn.execute("SELECT name, value FROM meta")}
+        return stored_meta(self.conn)
 
     def runs(self, *, done_only: bool = True) -> list[dict[str, Any]]:
-        """Stored runs in planning order: {"key", "run", "status", "roles", "config",
-        "summary" (record with "run" first), "curves" (list of CurvePoint)}."""
-        roles: dict[str, list[str]] = {}
-        for key, role in self.conn.execute("SELECT key, role FROM roles ORDER BY role"):
-            roles.setdefault(key, []).append(role)
-        where = "WHERE status = 'done'" if done_only else ""
-        rows = self.conn.execute(
-            f"SELECT key, name, status, config, summary, curves FROM runs {where} ORDER BY rowid")
-        return [{"key": k, "run": n, "status": s, "roles": roles.get(k, []),
-                 "config": json.loads(c),
-                 "summary": {"run": n, **json.loads(r)} if r else None,
-                 "curves": _curves_from_json(cv) if cv else []}
-                for k, n, s, c, r, cv in rows]
+        """Stored runs in planning order (see `optimlab.analysis.store.stored_runs`)."""
+        return stored_runs(self.conn, done_only=done_only)

@@ -5,8 +5,9 @@ The output folder:
   after every finished run; re-running the identical sweep skips finished runs and
   re-runs unfinished ones. Other settings are refused, naming what differs; a grid that
   adds points to the stored one is accepted with `extend=True` (`--extend`);
-- `summary.json`, `curves.csv`: as `compare` writes them, for all finished runs
-  (rewritten from the store after each batch of runs).
+- `summary.json`: as `compare` writes it, for all finished runs (rewritten from the
+  store after each batch of runs); `curves.csv` (compare's format) on demand:
+  `optimlab export csv DIR` writes it from the store.
 
 Protocol with `select="val"` (DeepOBS): the grid runs under seed 0; per optimizer the
 configuration with the best final validation accuracy (ties: lower validation loss;
@@ -17,23 +18,21 @@ under seeds 0..N-1.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.records import family
+from optimlab.analysis.selection import best_per_optimizer, edges
 from optimlab.data.dataset import describe
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import Progress, run_processes, run_sequential, run_vectorized
 from optimlab.lab.experiment import (
-    CURVE_COLUMNS,
     Experiment,
     check_resume,
     differences,
@@ -46,14 +45,12 @@ from optimlab.lab.grid import (
     SweepConfig,
     beyond,
     check_points,
-    edges,
     hyperparameter_sets,
     one_shot,
     parse_values,
 )
 from optimlab.lab.store import Store, config_key
-from optimlab.train import CurvePoint, RunResult, TrainConfig
-from optimlab.train.record import family
+from optimlab.train import RunResult, TrainConfig
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
 ROLES = ("grid", "one-shot", "tuned")
@@ -78,28 +75,6 @@ def grid_configs(cfg: SweepConfig, n_train: int) -> list[TrainConfig]:
             for c in make_configs(cfg, name, hyperparameter_sets(cfg, name), seeds, n_train)]
 
 
-def final_value(curves: list[CurvePoint], split: str, metric: str) -> float | None:
-    """The last evaluation of `split`/`metric` (None when never evaluated or non-finite)."""
-    values = [p.value for p in curves if p.split == split and p.metric == metric]
-    return values[-1] if values and math.isfinite(values[-1]) else None
-
-
-def best_per_optimizer(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """label -> the stored run (see Store.runs) with the best validation result: the
-    highest accuracy, ties to the lower loss (regression: the lowest loss)."""
-    best: dict[str, tuple[tuple[float, float], dict[str, Any]]] = {}
-    for run in runs:
-        s = run["summary"]
-        acc, loss = s["final_val_acc"], final_value(run["curves"], "val", "loss")
-        regression = s.get("task") == "regression"
-        if s["diverged"] or loss is None or (acc is None and not regression):
-            continue
-        score = (-loss, 0.0) if regression else (acc, -loss)
-        if family(s) not in best or score > best[family(s)][0]:
-            best[family(s)] = (score, run)
-    return {name: run for name, (_, run) in best.items()}
-
-
 def select(cfg: SweepConfig, runs: list[dict[str, Any]],
            grids: dict[str, dict[str, tuple[float, ...]]]) -> dict[str, dict[str, Any]]:
     """Per optimizer of `cfg`, what selection on validation makes of `runs` (its grid
@@ -120,19 +95,14 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
                   runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """summary.json and curves.csv of every finished run (`runs`: the store's, when already
-    read), each replaced atomically.
+    """summary.json of every finished run (`runs`: the store's, when already read),
+    replaced atomically. The curves stay in the store: `optimlab export csv` writes
+    curves.csv on demand; one an older version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
     winner and its re-runs), None for every other run."""
     runs = store.runs() if runs is None else runs
-    tmp = store.out / "curves.csv.tmp"
-    with tmp.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CURVE_COLUMNS)
-        for run in runs:
-            w.writerows((run["run"], *p) for p in run["curves"])
-    os.replace(tmp, store.out / "curves.csv")
+    (store.out / "curves.csv").unlink(missing_ok=True)
     chosen = {(name, json.dumps(c["hyperparameters"], sort_keys=True)): c["edge"]
                for name, c in (selection or {}).items() if c["hyperparameters"] is not None}
     records = [run["summary"] | ({"edge": chosen.get((family(run["config"]), json.dumps(
@@ -242,12 +212,15 @@ class Sweep:
         runs = self.store.runs() if runs is None else runs
         return select(self.cfg, [r for r in runs if r["key"] in keys], self.grids())
 
-    def _extend_edges(self) -> None:
+    def _extend_edges(self, names: Collection[str] | None = None) -> None:
         """While a best point lies on an edge of its grid, add the next value past that
-        edge and train it (at most MAX_EXTENSIONS times per optimizer and key)."""
+        edge and train it (at most MAX_EXTENSIONS times per optimizer and key); `names`:
+        only these optimizers' grids (None: all)."""
         for _ in range(MAX_EXTENSIONS):
             added = False
             for name, chosen in self.selection().items():
+                if names is not None and name not in names:
+                    continue
                 for key, side in chosen["edge"].items():
                     new = beyond(key, self.grids()[name][key], side)
                     if new is None or not _accepted(self.cfg.entry(name), key, new, chosen):
@@ -346,6 +319,11 @@ def tune(cfg: CompareConfig, sweep: Sweep, on_progress: Callable[[Any], None] | 
     "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}.
     `on_progress`: the sweep's steps as it goes (see `Sweep.run`)."""
     sweep.run(on_progress=on_progress)
+    # a tuned η on an edge of its grid may not be the best: widen the grid there first, as
+    # sweep --extend-edges does (the η given in cfg.lr are kept, their grids left alone)
+    sweep._extend_edges([name for name in cfg.labels if name not in cfg.lr])
+    if sweep.extra:
+        sweep.write_outputs()
     found, grids = sweep.selected, sweep.grids()
     lr, record = dict(cfg.lr), {}
     for name, chosen in found.items():

@@ -2,7 +2,8 @@
 
 Every function maps a float64 tensor ``w`` of shape (..., 2) to its values of
 shape (...), so one call evaluates many points (the runs of an η grid), and is
-differentiated by autograd: the optimizers see what a network parameter would.
+differentiated by autograd: the optimizers see what a network parameter would. The same
+functions take a NumPy array, so that a report draws the contours without torch.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 Point = tuple[float, float]
+Array: TypeAlias = "torch.Tensor | np.ndarray"
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class TestFunction:
 
     name: str
     formula: str  # shown in plot titles and paths.json
-    f: Callable[[torch.Tensor], torch.Tensor]
+    f: Callable[[Array], Array]
     minimum: Point | None
     start: Point
     bounds: tuple[float, float, float, float]  # xmin, xmax, ymin, ymax of the plot
@@ -34,6 +39,8 @@ class TestFunction:
     __test__ = False  # not a pytest test class, despite the name
 
     def value(self, x: float, y: float) -> float:
+        import torch  # as the paths are computed: the same arithmetic as theirs
+
         return float(self.f(torch.tensor([x, y], dtype=torch.float64)))
 
     def in_domain(self, x: float, y: float) -> bool:
@@ -52,35 +59,40 @@ class TestFunction:
         return None if self.minimum is None else self.value(*self.minimum)
 
 
-def _ravine(w: torch.Tensor) -> torch.Tensor:
+def _ravine(w: Array) -> Array:
     # curvatures 0.2 (along the valley floor) and 10 (across it): condition number 50
     return 0.5 * (0.2 * w[..., 0] ** 2 + 10.0 * w[..., 1] ** 2)
 
 
-def _rosenbrock(w: torch.Tensor) -> torch.Tensor:
+def _rosenbrock(w: Array) -> Array:
     x, y = w[..., 0], w[..., 1]
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
-def _beale(w: torch.Tensor) -> torch.Tensor:
+def _beale(w: Array) -> Array:
     x, y = w[..., 0], w[..., 1]
     return ((1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2
             + (2.625 - x + x * y**3) ** 2)
 
 
-def _saddle(w: torch.Tensor) -> torch.Tensor:
+def _saddle(w: Array) -> Array:
     return w[..., 0] ** 2 - w[..., 1] ** 2
 
 
-def _bumpy(w: torch.Tensor) -> torch.Tensor:
+def _cos(w: Array) -> Array:
+    """cos of a tensor (autograd follows it) or of an array (the report's contours)."""
+    return np.cos(w) if isinstance(w, np.ndarray) else w.cos()
+
+
+def _bumpy(w: Array) -> Array:
     # a wide bowl plus shallow ripples: the ripples make local minima only where
     # the bowl is flatter than they are steep, i.e. on the way in, not far out
-    ripple = (1 - torch.cos(BUMP_FREQ * w)).sum(-1)
+    ripple = (1 - _cos(BUMP_FREQ * w)).sum(-1)
     return 0.5 * (w**2).sum(-1) + BUMP_HEIGHT * ripple
 
 
-def _rastrigin(w: torch.Tensor) -> torch.Tensor:
-    return 20 + (w**2 - 10 * torch.cos(2 * math.pi * w)).sum(-1)
+def _rastrigin(w: Array) -> Array:
+    return 20 + (w**2 - 10 * _cos(2 * math.pi * w)).sum(-1)
 
 
 # ripples 2·0.4 high, 2π/6 ≈ 1 apart: local minima on the way in from the standard start
@@ -108,6 +120,5 @@ def surface(name: str, bounds: Sequence[float], log: bool, points: int
     ymax), for contours: (xs, ys, z); with `log`, z is log10(z − min + 1e-3)."""
     xmin, xmax, ymin, ymax = bounds
     xs, ys = np.linspace(xmin, xmax, points), np.linspace(ymin, ymax, points)
-    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1), dtype=torch.float64)
-    z = FUNCTIONS[name].f(grid).numpy()
+    z = np.asarray(FUNCTIONS[name].f(np.stack(np.meshgrid(xs, ys), -1)), float)
     return xs, ys, np.log10(z - z.min() + 1e-3) if log else z

@@ -87,8 +87,10 @@ def _suptitle(record: dict[str, Any]) -> str:
 
 
 def animate_html(record: dict[str, Any], out: Path) -> Path:
-    """A self-contained HTML page: the contours as an embedded PNG, the paths drawn step
-    by step over it by a few lines of JavaScript (no network, no external files)."""
+    """A self-contained HTML page: the contours as an embedded PNG, the paths drawn over it
+    by a few lines of JavaScript (no network, no external files), with play/pause, a step
+    slider and a switch per optimizer. The interactive report (report.html) slides over
+    every η of the grid too; this page is the light one, without plotly."""
     fig, axes = _figure(record)
     fig.set_dpi(DPI)
     height = fig.get_size_inches()[1] * DPI
@@ -98,7 +100,7 @@ def animate_html(record: dict[str, Any], out: Path) -> Path:
         for opt, run in rec["runs"].items():
             ax.plot([], [], "-", color=COLORS.get(opt), label=_label(opt, run))
             px = ax.transData.transform(np.asarray(run["path"]))
-            runs.append({"color": matplotlib.colors.to_hex(COLORS.get(opt, "k")),
+            runs.append({"name": opt, "color": matplotlib.colors.to_hex(COLORS.get(opt, "k")),
                          "clip": [x0, height - y1, x1 - x0, y1 - y0],
                          "xy": np.round(np.c_[px[:, 0], height - px[:, 1]], 1).tolist()})
         ax.legend(fontsize=7, loc="best", title="η (steps to tol)", title_fontsize=7)
@@ -110,24 +112,53 @@ def animate_html(record: dict[str, Any], out: Path) -> Path:
 
 DPI = 80  # the page's pixel grid; the paths are converted to it in Python
 
-# Frames follow step counts spaced geometrically: the first steps move the most.
+# Playing, the frames follow step counts spaced geometrically: the first steps move the most.
 _PAGE = """<!doctype html><meta charset="utf-8"><title>optimlab landscape</title>
-<body style="margin:0"><div style="position:relative">
+<body style="margin:0;font:14px system-ui,sans-serif">
+<div style="padding:6px 10px;background:#f6f6f6">
+<button id="play" type="button">pause</button>
+<label>step <input id="step" type="range" min="0" value="0" style="vertical-align:middle">
+<span id="step-value">0</span> / <span id="steps"></span></label>
+<span id="toggles"></span></div>
+<div style="position:relative">
 <img id="bg" src="data:image/png;base64,IMAGE" style="position:absolute">
 <canvas id="cv" style="position:absolute"></canvas></div><script>
 const runs = RUNS, bg = document.getElementById("bg"), cv = document.getElementById("cv");
-const n = Math.max(...runs.map(r => r.xy.length)); let k = 1;
-bg.onload = () => { cv.width = bg.naturalWidth; cv.height = bg.naturalHeight; tick(); };
-function tick() {
+const slider = document.getElementById("step"), play = document.getElementById("play");
+const n = Math.max(...runs.map(r => r.xy.length)) - 1, hidden = new Set();
+let step = 0, frame = 0, timer = null;
+slider.max = n; document.getElementById("steps").textContent = n;
+for (const name of new Set(runs.map(r => r.name))) {
+  const label = document.createElement("label"), box = document.createElement("input");
+  box.type = "checkbox"; box.checked = true; box.dataset.name = name;
+  box.addEventListener("change", () => { box.checked ? hidden.delete(name) : hidden.add(name);
+                                         draw(); });
+  const colour = runs.find(r => r.name === name).color;
+  label.append(" ", box, Object.assign(document.createElement("span"),
+    {textContent: "\u25a0 ", style: "color:" + colour}), name);
+  document.getElementById("toggles").append(label);
+}
+function draw() {
   const c = cv.getContext("2d"); c.clearRect(0, 0, cv.width, cv.height);
-  const end = Math.ceil(Math.pow(n, k / 80));
-  for (const r of runs) {
+  for (const r of runs.filter(r => !hidden.has(r.name))) {
     c.save(); c.beginPath(); c.rect(...r.clip); c.clip();
     c.strokeStyle = r.color; c.lineWidth = 1.5; c.beginPath();
-    r.xy.slice(0, end).forEach(([x, y], i) => i ? c.lineTo(x, y) : c.moveTo(x, y));
+    r.xy.slice(0, step + 1).forEach(([x, y], i) => i ? c.lineTo(x, y) : c.moveTo(x, y));
     c.stroke(); c.restore();
   }
-  k = k >= 100 ? 1 : k + 1; setTimeout(tick, 80);
+  slider.value = step; document.getElementById("step-value").textContent = step;
 }
+function pause() { clearInterval(timer); timer = null; play.textContent = "play"; }
+function start() {
+  if (step >= n) frame = 0;
+  play.textContent = "pause";
+  timer = setInterval(() => {
+    frame += 1; step = Math.min(n, Math.ceil(Math.pow(n + 1, frame / 100)) - 1); draw();
+    if (step >= n) pause();
+  }, 80);
+}
+play.addEventListener("click", () => timer ? pause() : start());
+slider.addEventListener("input", () => { pause(); step = +slider.value; draw(); });
+bg.onload = () => { cv.width = bg.naturalWidth; cv.height = bg.naturalHeight; draw(); start(); };
 </script>
 """

@@ -13,6 +13,9 @@ specification, in import order) is the only list of optimizer names.
 
 # ruff: noqa: I001 - the imports register the optimizers: their order is the lecture's
 # ("X as X" re-exports a class: `__all__` lists the classes from the registry)
+import torch
+
+from optimlab._imports import import_object, is_import_path
 from optimlab.optim._spec import OptimizerSpec, registered
 from optimlab.optim.sgd import SGD as SGD, sgd_foreach, sgd_reference
 from optimlab.optim.momentum import Momentum as Momentum, momentum_foreach, momentum_reference
@@ -26,8 +29,25 @@ OPTIMIZERS = {name: spec.cls for name, spec in SPECS.items()}
 # the lecture's optimizers: the default set of compare, sweep, landscape and bench
 LECTURE = tuple(name for name, spec in SPECS.items() if spec.lecture)
 
+
+def optimizer_class(name: str) -> type:
+    """A built-in optimizer's class by name, or any `torch.optim.Optimizer` subclass by
+    import path (`torch.optim:NAdam`); ValueError saying what is wrong."""
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name]
+    if not is_import_path(name):
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)} or "
+                         "module:Class of a torch.optim.Optimizer (e.g. torch.optim:NAdam)")
+    cls = import_object(name)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        what = f"the class {cls.__name__}" if isinstance(cls, type) else \
+            f"a {type(cls).__name__} object"
+        raise ValueError(f"{name} is {what}, not a torch.optim.Optimizer subclass")
+    return cls
+
+
 __all__ = [
-    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec",
+    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec", "optimizer_class",
     *(spec.cls.__name__ for spec in SPECS.values()),
     "sgd_reference", "sgd_foreach", "momentum_reference", "momentum_foreach",
     "rmsprop_reference", "rmsprop_foreach", "adam_reference", "adam_foreach",

@@ -16,9 +16,10 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 import torch.optim.optimizer as torch_optimizer
+from torch.compiler import is_compiling
 
 from optimlab import kernels
-from optimlab.kernels._checks import holds
+from optimlab.kernels._checks import PLAIN, holds
 from optimlab.optim._spec import OptimizerSpec
 
 NONFINITE_MODES = ("apply", "skip", "raise")
@@ -56,6 +57,21 @@ def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize
     if weight_decay != 0:
         grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
     return grads
+
+
+# Dtypes whose CPU ops compute in float32 and round once to the tensor's dtype.
+_REDUCED = (torch.bfloat16, torch.float16)
+
+
+def scale_(tensors: list[torch.Tensor], factor: float) -> None:
+    """tensors ← factor·tensors in place, rounded as each tensor's `mul_(factor)` rounds (the
+    per-tensor loop of the reference and of torch.optim's default CPU path). On CPU,
+    `_foreach_mul_` with a Python number first rounds it to a bfloat16 or float16 list's
+    dtype (0.9 → 0.8984375), where `mul_` keeps it in float32; a 0-d tensor is kept so."""
+    if tensors and tensors[0].is_cpu and any(t.dtype in _REDUCED for t in tensors):
+        torch._foreach_mul_(tensors, torch.tensor(factor, dtype=torch.float64))
+    else:
+        torch._foreach_mul_(tensors, factor)
 
 
 class _StateMap(collections.defaultdict):  # type: ignore[type-arg]
@@ -201,6 +217,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._kept = None
         if type(self.state) is not _StateMap:
             self.state = _StateMap(dict, self.state)
+        for param, state in self.state.items():
+            _lay_out_as(param, state)
 
     # ---- stepping -----------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -210,7 +228,13 @@ class BaseOptimizer(torch.optim.Optimizer):
         torch's profiler; at the lab's model sizes that wrapper costs as much as our
         update. So the wrapper runs only when there is something for it to do: a hook
         registered (on this optimizer or globally) or the profiler on.
+
+        Under torch.compile the step runs outside the graph, as eager code
+        (`_outside_graph`): dynamo cannot trace numba's kernels, and would guard on every
+        hyperparameter (a scheduler's new η each step would recompile).
         """
+        if is_compiling():  # True only while dynamo traces this call
+            return _outside_graph(self, closure)
         if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
                 or _GLOBAL_HOOKS is None or any(_GLOBAL_HOOKS)
                 or torch._C._autograd._profiler_enabled()):
@@ -484,9 +508,31 @@ if None in _GLOBAL_HOOKS:
 _hooked_step = torch.optim.Optimizer.profile_hook_step(BaseOptimizer._step)
 
 
+@torch._disable_dynamo  # torch.optim's own way: torch._dynamo is imported on the first call
+def _outside_graph(optimizer: BaseOptimizer, closure: Callable[[], Any] | None) -> Any:
+    """`optimizer.step(closure)` where torch.compile traced a call to it: dynamo ends the
+    graph before this call, runs it as eager code (where `is_compiling()` is False) and
+    starts a new graph after it."""
+    return optimizer.step(closure)
+
+
 def _holds_tensor(values: Iterable[Any]) -> bool:
     return any(isinstance(x, torch.Tensor) or (isinstance(x, tuple) and _holds_tensor(x))
                for x in values)
+
+
+def _lay_out_as(param: torch.Tensor, state: dict[str, Any]) -> None:
+    """A loaded state's tensors of the parameter's shape, laid out in memory as the
+    parameter (as `_init_state` makes them): a state saved from channels_last parameters
+    and loaded into contiguous ones (or the reverse) would otherwise keep the layout it was
+    saved in, which the fused kernels, walking parameter and state in one order, refuse."""
+    if type(param) not in PLAIN:  # a subclass (FSDP2's DTensor) lays itself out
+        return
+    strides = torch.empty_like(param, device="meta").stride()
+    for key, x in state.items():
+        if (type(x) in PLAIN and x.layout == torch.strided and x.shape == param.shape
+                and x.stride() != strides):
+            state[key] = torch.empty_like(param, dtype=x.dtype, device=x.device).copy_(x)
 
 
 def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:

@@ -6,14 +6,10 @@ from typing import Any
 
 import torch
 
+from optimlab.kernels.scalars import decayed_lr
 from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member
-
-
-def decayed_lr(lr: Any, lr_decay: Any, t: Any) -> Any:
-    """η/(1 + (t−1)·lr_decay): torch's learning-rate decay at step t (counted from 1)."""
-    return lr / (1 + (t - 1) * lr_decay)
 
 
 def adagrad_reference(params: list[torch.Tensor], grads: list[torch.Tensor],

@@ -7,16 +7,12 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
+from optimlab.kernels.scalars import corrections
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, scale_, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, Number, OptimizerSpec, Pair, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 from optimlab.optim.momentum import average_
 from optimlab.optim.rmsprop import average_squares_
-
-
-def corrections(beta1: Any, beta2: Any, t: Any, bias_correction: bool) -> tuple[Any, Any]:
-    """(1−β₁ᵗ, 1−β₂ᵗ), or (1, 1) without bias correction (floats, [K] tensors or arrays)."""
-    return (1 - beta1**t, 1 - beta2**t) if bias_correction else (1.0, 1.0)
 
 
 def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
@@ -50,12 +46,12 @@ def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                  bias_correction: bool = True) -> None:
     """The same update with torch's multi-tensor ops."""
     if decoupled and weight_decay != 0:
-        torch._foreach_mul_(params, 1 - lr * weight_decay)
+        scale_(params, 1 - lr * weight_decay)
     grads = gradients(params, grads, maximize=maximize,
                       weight_decay=0.0 if decoupled else weight_decay)
-    torch._foreach_mul_(vs, beta1)
+    scale_(vs, beta1)
     torch._foreach_add_(vs, grads, alpha=1 - beta1)
-    torch._foreach_mul_(ss, beta2)
+    scale_(ss, beta2)
     torch._foreach_addcmul_(ss, grads, grads, value=1 - beta2)
     if amsgrad:
         maxes = [m for m in s_maxes if m is not None]
@@ -154,7 +150,8 @@ class Adam(BaseOptimizer):
 class AdamW(Adam):
     r"""Adam with decoupled weight decay (Loshchilov & Hutter): w ← w(1 − ηλ) before the
     Adam step, instead of adding λw to the gradient. Defaults as Adam, but
-    weight_decay=1e-2 (torch.optim.AdamW's). Identical to torch.optim.AdamW.
+    weight_decay=1e-2 (torch.optim.AdamW's). The update is torch.optim.AdamW's, up to
+    rounding (as Adam's).
     """
 
     _decoupled = True

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from optimlab.kernels.scalars import corrections, decayed_lr
 from optimlab.optim._base import value
-from optimlab.optim.adagrad import decayed_lr
-from optimlab.optim.adam import corrections
 from optimlab.optim.rmsprop import centered_root
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, scale_, value
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 
@@ -36,7 +36,7 @@ def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                      weight_decay: float, nesterov: bool, maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
     grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
-    torch._foreach_mul_(vs, momentum)
+    scale_(vs, momentum)
     torch._foreach_add_(vs, grads, alpha=1 - momentum)
     if nesterov:
         d = torch._foreach_mul(vs, momentum)

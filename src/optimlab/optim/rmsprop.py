@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, gradient, gradients, scale_, value
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 from optimlab.optim.momentum import average_
@@ -58,11 +58,11 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                     maximize: bool) -> None:
     """The same update with torch's multi-tensor ops."""
     grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
-    torch._foreach_mul_(ss, alpha)
+    scale_(ss, alpha)
     torch._foreach_addcmul_(ss, grads, grads, value=1 - alpha)
     if centered:
         ms = [m for m in gs if m is not None]
-        torch._foreach_mul_(ms, alpha)
+        scale_(ms, alpha)
         torch._foreach_add_(ms, grads, alpha=1 - alpha)
         denom = torch._foreach_addcmul(ss, ms, ms, value=-1)
         torch._foreach_clamp_min_(denom, 0.0)
@@ -72,7 +72,7 @@ def rmsprop_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
     torch._foreach_add_(denom, eps)
     if momentum > 0:
         bs = [b for b in bufs if b is not None]
-        torch._foreach_mul_(bs, momentum)
+        scale_(bs, momentum)
         torch._foreach_addcdiv_(bs, grads, denom)
         torch._foreach_add_(params, bs, alpha=-lr)
     else:

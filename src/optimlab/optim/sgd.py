@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, scale_, value
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
 from optimlab.optim.batched import Tensors, decayed, per_member
 
@@ -38,7 +38,7 @@ def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
     if momentum != 0:
         old = [(b, g) for b, g in zip(bufs, grads) if b is not None]
         if old:
-            torch._foreach_mul_([b for b, _ in old], momentum)
+            scale_([b for b, _ in old], momentum)
             torch._foreach_add_([b for b, _ in old], [g for _, g in old], alpha=1 - dampening)
         for i, b in enumerate(bufs):
             if b is None:
@@ -87,7 +87,8 @@ class SGD(BaseOptimizer):
         w ← w − η d
 
     Defaults: lr=1e-3 (torch's), momentum=0, dampening=0, weight_decay=0.
-    State (torch's name): ``momentum_buffer``. Identical to torch.optim.SGD.
+    State (torch's name): ``momentum_buffer``. Identical to torch.optim.SGD, bfloat16 and
+    float16 on CPU included (bit for bit).
     """
 
     _impls = _IMPLS

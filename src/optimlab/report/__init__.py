@@ -55,6 +55,12 @@ def _tuned(meta: dict[str, Any]) -> bool:
     return any(t.get("source") == "tuned" for t in (meta.get("tuning") or {}).values())
 
 
+def tuned_edges(meta: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The tuned η that lie on an edge of their grid, by label: {"sgd": {"lr": "high"}}."""
+    return {name: t["edge"] for name, t in (meta.get("tuning") or {}).items()
+            if t.get("source") == "tuned" and t.get("edge")}
+
+
 def tuning_rows(meta: dict[str, Any]) -> list[list[str]]:
     """What compare --tune chose per optimizer, and where it could not choose."""
     rows = []
@@ -79,13 +85,14 @@ def render(out_dir: str | Path) -> Path:
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in step_sizes.render(diagnostics, out)]
-    claims = lecture_claims(records, tuned=_tuned(meta), diagnostics=diagnostics)
+    claims = lecture_claims(records, tuned=_tuned(meta), edges=tuned_edges(meta),
+                            diagnostics=diagnostics)
     summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
     tuning = [("η tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
               ] if meta.get("tuning") else []
     tail = [*tuning, (CLAIMS_TITLE, claims_html(claims)),
             ("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
-            *config_sections(meta)]
+            *config_sections(meta, records)]
     if not interactive.available():
         return write_page(out / "report.html", title="optimlab compare", note=interactive.NO_PLOTLY,
                           sections=[summary, ("Curves", "\n".join(figures)), *tail])

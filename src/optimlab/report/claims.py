@@ -10,6 +10,8 @@ anything else is undecided within the seed spread. One seed has no spread, so it
 decides nothing. A claim measured several ways holds when at least one measure holds
 and none contradicts it; it does not hold in the mirror case; mixed measures are
 undecided. A claim the records cannot measure gets no verdict at all, only the reason.
+A claim that compares tuned optimizers is undecided while one of them has a tuned value
+on the edge of its grid: the best value may lie beyond it, and the comparison with it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from optimlab.train.record import family
+from optimlab.analysis.records import family
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 # A spread of effective step sizes below this factor (q_hi/q_lo in one layer) is no contrast.
@@ -77,6 +79,8 @@ def _fmt(x: float, unit: str) -> str:
 def _spread(values: Sequence[float], unit: str) -> str:
     if not values:
         return "(no runs)"
+    if len(values) == 1:  # no spread to show
+        return f"{_fmt(values[0], unit)} (one seed)"
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return f"{_fmt(values[0], unit)} ({len(values)} of {len(values)} seeds)"
@@ -169,12 +173,16 @@ def _accuracy(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Measure]
                     False, "%")]
 
 
-def tuned_sgd_matches_adam(records: Sequence[dict[str, Any]], *, tuned: bool) -> Claim:
-    """"Match or surpass": within Adam's seed range or above it. Only for tuned runs."""
+NOT_TUNED = "this run did not tune η (use compare --tune, or a sweep over several η)"
+
+
+def tuned_sgd_matches_adam(records: Sequence[dict[str, Any]], *, tuned: bool,
+                           not_tuned: str = NOT_TUNED) -> Claim:
+    """"Match or surpass": within Adam's seed range or above it. Only for tuned runs
+    (`not_tuned`: why these were not)."""
     lecture = "Plain SGD or Momentum can match or surpass Adam if carefully tuned."
     if not tuned:
-        return Claim(lecture, None, ("this run did not tune η (use compare --tune or "
-                                     "sweep --select val)",))
+        return Claim(lecture, None, (not_tuned,))
     verdicts, evidence = [], []
     for name in ("sgd", "momentum"):
         for x in groups(records, name):
@@ -260,11 +268,42 @@ def rmsprop_large_gradients_smaller_steps(diagnostics: Sequence[dict[str, Any]])
                                       "to show the effect",))
 
 
+def _edge_text(records: Sequence[dict[str, Any]], name: str, key: str, side: str) -> str:
+    hp = next((r.get("hyperparameters") or {} for r in records if family(r) == name), {})
+    betas = hp.get("betas") or ()
+    value = betas[key == "beta2"] if key in ("beta1", "beta2") and betas else hp.get(key)
+    shown = f"={value:g}" if isinstance(value, (int, float)) else ""
+    symbol = "η" if key == "lr" else key
+    return f"{name}'s tuned {symbol}{shown} lies on the {side} edge of its grid"
+
+
+def unless_on_edge(claim: Claim, names: Sequence[str], records: Sequence[dict[str, Any]],
+                   edges: dict[str, dict[str, str]]) -> Claim:
+    """`claim`, comparing the tuned optimizers `names`; undecided, with the reason first,
+    when one of them has a tuned value on the edge of its grid (`edges`: label -> {key:
+    "low" | "high"}, as compare --tune and the sweep record them)."""
+    labels = dict.fromkeys(family(r) for r in records if r.get("optimizer") in names)
+    found = [_edge_text(records, name, key, side) for name in labels
+             for key, side in sorted((edges.get(name) or {}).items())]
+    if claim.verdict is None or not found:
+        return claim
+    why = ("; ".join(found) + ": a better value may lie past that edge, so the comparison is "
+           "not decided (widen the grid there: sweep --select val --extend-edges)")
+    return Claim(claim.lecture, UNDECIDED, (why, *claim.evidence))
+
+
 def lecture_claims(records: Sequence[dict[str, Any]], *, tuned: bool = False,
+                   not_tuned: str = NOT_TUNED, edges: dict[str, dict[str, str]] | None = None,
                    lr_lines: dict[str, dict[float, list[float | None]]] | None = None,
                    diagnostics: Sequence[dict[str, Any]] = ()) -> list[Claim]:
-    """Every claim, judged on these records (verdict None where they cannot decide it)."""
-    return [adam_faster_than_sgd(records), momentum_faster_than_sgd(records),
-            tuned_sgd_matches_adam(records, tuned=tuned),
+    """Every claim, judged on these records (verdict None where they cannot decide it).
+    `tuned`: the records are of tuned configurations (`not_tuned`: why not, when not);
+    `edges`: their tuned values on the edge of the grid (see `unless_on_edge`)."""
+    compared = [(adam_faster_than_sgd(records), ("adam", "sgd")),
+                (momentum_faster_than_sgd(records), ("momentum", "sgd")),
+                (tuned_sgd_matches_adam(records, tuned=tuned, not_tuned=not_tuned),
+                 ("sgd", "momentum", "adam"))]
+    return [*(unless_on_edge(c, names, records, edges or {}) if tuned else c
+              for c, names in compared),
             learning_rate_is_crucial(lr_lines or {}),
             rmsprop_large_gradients_smaller_steps(diagnostics)]

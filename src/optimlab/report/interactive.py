@@ -28,7 +28,7 @@ import numpy as np
 
 from optimlab.report.plots import seed_rows, x_axes
 from optimlab.report.records import Curves
-from optimlab.report.table import group_runs
+from optimlab.report.table import group_runs, series_label
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
@@ -60,12 +60,12 @@ def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
     """Per (optimizer, hyperparameters): x in steps and in mean training seconds, and
     every seed's values (shorter seeds, e.g. diverged, padded with gaps)."""
     out = []
-    for i, ((optimizer, hp), runs) in enumerate(group_runs(list(records)).items()):
+    for i, ((optimizer, _), runs) in enumerate(group_runs(list(records)).items()):
         parts = [curves[r["run"]][(split, metric)] for r in runs
                  if r["run"] in curves and (split, metric) in curves[r["run"]]]
         if not parts:
             continue
-        label = optimizer + (f" ({hp})" if hp else "")  # group_runs keys by family
+        label = series_label(optimizer, runs[0]["hyperparameters"])
         diverged = sum(bool(r.get("diverged")) for r in runs)
         steps, secs = x_axes(parts)
         out.append({"label": label + (f", {diverged} diverged" if diverged else ""),
@@ -136,7 +136,7 @@ STYLE = """
 .controls input[type=range] { width: 16em; vertical-align: middle; }
 .charts { display: flex; flex-wrap: wrap; }
 .chart { width: 580px; height: 400px; }
-.chart.wide { width: 1160px; height: 460px; }
+.chart.wide { width: 1160px; height: 460px; } .chart.tall { height: 500px; }
 table.sortable th { cursor: pointer; } table.sortable th:after { content: " ⇅"; color: #999; }
 """
 

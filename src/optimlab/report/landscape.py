@@ -10,6 +10,7 @@ functions evaluated here, in Python.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import numpy as np
 
 from optimlab.landscape.functions import surface
 from optimlab.report import interactive
-from optimlab.report.page import inline_png, write_page
+from optimlab.report.landscape_claims import RULE, landscape_claims
+from optimlab.report.page import CLAIMS_TITLE, claims_html, inline_png, write_page
 from optimlab.report.records import DamagedRecords, read_json
 
 CONTOUR_POINTS = 80  # per axis: smooth contours, ~50 KB of numbers per function
@@ -83,18 +85,24 @@ CONTROLS = """<div class="controls">
 </div>"""
 
 
+def prose(text: str) -> str:
+    """Docstring text as HTML: escaped, its ``literals`` as code."""
+    return re.sub(r"``(.+?)``", r"<code>\1</code>", html.escape(text))
+
+
 def render(out_dir: str | Path) -> Path:
     """Write report.html of a landscape folder; returns its path."""
     out = Path(out_dir)
     record = load(out)
     cfg = record["config"]
-    about = (f"<p>{cfg['steps']} steps from the same start. {html.escape(record['criterion'])}"
-             "</p>")
+    about = f"<p>{cfg['steps']} steps from the same start. {prose(record['criterion'])}</p>"
+    claims = (CLAIMS_TITLE, claims_html(landscape_claims(record), RULE))
     if not interactive.available():
         png = out / "landscape.png"
         figure = inline_png(png, "landscape") if png.is_file() else ""
         return write_page(out / "report.html", title="optimlab landscape",
-                          note=interactive.NO_PLOTLY, sections=[("Paths", about + figure)])
+                          note=interactive.NO_PLOTLY,
+                          sections=[("Paths", about + figure), claims])
     data = page_data(record)
     n_lr = len(data["landscape"]["lr_grid"])
     controls = CONTROLS.replace("NLR", str(n_lr)).replace("STEPS", str(cfg["steps"]))
@@ -102,6 +110,6 @@ def render(out_dir: str | Path) -> Path:
                    for f in data["landscape"]["functions"])
     sections = [("Paths (the slider picks η from the grid the protocol ran; click a legend "
                  "entry to hide an optimizer)", about + controls +
-                 f'<div class="charts">{divs}</div>')]
+                 f'<div class="charts">{divs}</div>'), claims]
     return write_page(out / "report.html", title="optimlab landscape", sections=sections,
                       style=interactive.STYLE, scripts=interactive.page_scripts(data))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.report.claims import Claim
+from optimlab.report.table import group_runs
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -18,6 +19,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, td:nth-child(2) { text-align: left; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
+pre.command { white-space: pre-wrap; overflow-wrap: break-word; }
 img { max-width: 100%; }
 .claims td, .claims th { text-align: left; } .claims td:first-child { max-width: 22em; }
 .verdict { font-weight: bold; white-space: nowrap; }
@@ -39,9 +41,15 @@ def inline_png(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _pre(obj: Any) -> str:
+def _pre(obj: Any, css: str = "") -> str:
     text = obj if isinstance(obj, str) else json.dumps(obj, indent=1)
-    return f"<pre>{html.escape(text)}</pre>"
+    attribute = f' class="{css}"' if css else ""
+    return f"<pre{attribute}>{html.escape(text)}</pre>"
+
+
+def command_html(command: str) -> str:
+    """The command line, wrapped at the page's width rather than cut off at its edge."""
+    return _pre(command, "command")
 
 
 def write_page(path: Path, *, title: str, sections: Sequence[tuple[str, str]],
@@ -62,8 +70,13 @@ CLAIMS_TITLE = "What the lecture says, and what this run shows"
 _VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undecided": "undecided"}
 
 
-def claims_html(claims: Sequence[Claim]) -> str:
-    """The claims panel: the claim, its verdict (or "not checked"), the numbers behind it."""
+SEED_RULE = ("<p>A claim holds when every seed of one side beats every seed of the other; "
+             "overlapping seed ranges leave it undecided.</p>")
+
+
+def claims_html(claims: Sequence[Claim], rule: str = SEED_RULE) -> str:
+    """The claims panel: the claim, its verdict (or "not checked"), the numbers behind it;
+    `rule`: how the verdicts are decided, as HTML."""
     rows = []
     for c in claims:
         css = _VERDICT_CLASS.get(c.verdict or "", "unchecked")
@@ -71,16 +84,34 @@ def claims_html(claims: Sequence[Claim]) -> str:
         evidence = "<br>".join(html.escape(e) for e in c.evidence)
         rows.append(f"<tr><td>{html.escape(c.lecture)}</td><td class=\"verdict {css}\">"
                     f"{html.escape(verdict)}</td><td>{evidence}</td></tr>")
-    return ('<p>A claim holds when every seed of one side beats every seed of the other; '
-            'overlapping seed ranges leave it undecided.</p><table class="claims"><thead><tr>'
-            "<th>the lecture says</th><th>this run</th><th>the numbers</th></tr></thead>"
+    return (rule + '<table class="claims"><thead><tr><th>the lecture says</th>'
+            "<th>this run</th><th>the numbers</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def config_sections(meta: dict[str, Any]) -> list[tuple[str, str]]:
-    """The exact command, the configuration and the environment, from config.json."""
+def settings_used(settings: dict[str, Any], records: Sequence[dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """The settings as the runs used them: where config.json keeps a default unresolved
+    ("steps": null beside "epochs", "lr": {} for the default η), the runs' records say
+    which value it became."""
+    out = dict(settings)
+    if out.get("steps") is None and records:
+        steps = sorted({int(r.get("steps_planned") or r["steps"]) for r in records})
+        out["steps"] = steps[0] if len(steps) == 1 else steps
+    if isinstance(out.get("lr"), dict):
+        used = {name: runs[0]["hyperparameters"]["lr"]
+                for (name, _), runs in group_runs(list(records)).items()
+                if isinstance(runs[0]["hyperparameters"].get("lr"), (int, float))}
+        out["lr"] = used | out["lr"]
+    return out
+
+
+def config_sections(meta: dict[str, Any], records: Sequence[dict[str, Any]] = ()
+                    ) -> list[tuple[str, str]]:
+    """The exact command, the configuration (with the values `records` used where the
+    settings hold a default) and the environment, from config.json."""
     env = meta.get("environment", {})
-    return [("Command", _pre(meta.get("command", ""))),
-            ("Configuration", _pre({"settings": meta.get("settings", {}),
-                                    "dataset": meta.get("dataset", "")})),
+    settings = settings_used(meta.get("settings", {}), records)
+    return [("Command", command_html(meta.get("command", ""))),
+            ("Configuration", _pre({"settings": settings, "dataset": meta.get("dataset", "")})),
             ("Environment", html_table(("key", "value"), sorted(env.items())))]

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from optimlab.report.records import Curves
-from optimlab.report.table import group_runs
+from optimlab.report.table import group_runs, series_label
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -77,12 +77,13 @@ def curves_figure(records: list[dict[str, Any]], curves: Curves) -> InlineFigure
     axes = fig.subplots(1, 3)
     colors = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
     window, start_loss, metric = 1, 0.0, "test accuracy (%)"
-    for i, ((optimizer, hp), runs) in enumerate(group_runs(records).items()):
+    for i, ((optimizer, _), runs) in enumerate(group_runs(records).items()):
         series = [curves[r["run"]] for r in runs if r["run"] in curves]
         if not series:
             continue
         diverged = sum(r["diverged"] for r in runs)
-        label = f"{optimizer} ({hp})" + (f", {diverged} diverged" if diverged else "")
+        label = series_label(optimizer, runs[0]["hyperparameters"]) + (
+            f", {diverged} diverged" if diverged else "")
         color = colors[i % len(colors)]
         window = max(1, int(max(r["steps_planned"] for r in runs)) // 50)
         steps, secs, loss = _group_series(series, "batch", "loss", window)
@@ -107,8 +108,15 @@ def curves_figure(records: list[dict[str, Any]], curves: Curves) -> InlineFigure
         ax.set_yscale("log")
         if start_loss > 0:  # a diverging run would squash every other curve flat
             ax.set_ylim(top=3 * start_loss)
-    axes[1].legend(fontsize=8, loc="best")
+    legend(axes[1], fontsize=8, loc="best")
     return fig
+
+
+def legend(ax: Any, **kwargs: Any) -> None:
+    """The axes' legend, when they hold a labelled artist: matplotlib warns on an empty one
+    (a figure whose every run diverged, or a reproduction panel with no finite point)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
 
 
 def plot_curves(records: list[dict[str, Any]], curves: Curves, path: Path) -> Path:

@@ -1,123 +1,36 @@
-"""Reading a run folder's records for the reports, refusing damaged files with a clear reason.
-
-A report is only as honest as its records: a `summary.json` cut short, or a `curves.csv`
-whose last line stops mid-row (a full disk, a copy interrupted), must stop the report
-with a message that names the file and what is wrong, never render half a row.
-"""
+"""The records a report reads: the torch-free readers of `optimlab.analysis.records` under
+the names the report's modules use, and `export_csv`, a folder's curves as curves.csv."""
 
 from __future__ import annotations
 
-import csv
-import json
-import math
-from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from optimlab.analysis.records import (
+    Curves,
+    DamagedRecords,
+    curves_from_rows,
+    curves_of_store_runs,
+    load_compare,
+    read_curves,
+    read_json,
+    read_summary,
+    write_curves_csv,
+)
+from optimlab.analysis.store import FILENAME, read_runs
 
-from optimlab.lab.compare import CURVE_COLUMNS
-
-# run -> (split, metric) -> columns: step, train_seconds, value
-Curves = dict[str, dict[tuple[str, str], dict[str, np.ndarray]]]
-
-SUMMARY_KEYS = ("run", "optimizer", "hyperparameters", "seed")
-
-
-class DamagedRecords(ValueError):
-    """A record file exists but cannot be read as what it should be."""
-
-
-def read_json(path: Path) -> Any:
-    """The JSON in `path`; a DamagedRecords naming the file and the defect otherwise."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DamagedRecords(f"{path} is damaged: not UTF-8 text (byte {e.start})") from None
-    if not text.strip():
-        raise DamagedRecords(f"{path} is damaged: the file is empty")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        # a JSON document ends with its closing bracket; a file that does not was cut short
-        cut = "; the file ends mid-document: it was cut short" if text.rstrip()[-1] not in "]}" \
-            else ""
-        raise DamagedRecords(f"{path} is damaged: not valid JSON at line {e.lineno} column "
-                             f"{e.colno}: {e.msg}{cut}") from None
+__all__ = ["Curves", "DamagedRecords", "curves_from_rows", "curves_of_store_runs",
+           "export_csv", "load_compare", "read_curves", "read_json", "read_summary"]
 
 
-def read_summary(path: Path) -> list[dict[str, Any]]:
-    """summary.json: a list of run records, each with at least SUMMARY_KEYS."""
-    records = read_json(path)
-    if not isinstance(records, list):
-        raise DamagedRecords(f"{path} is damaged: expected a list of run records, found "
-                             f"{type(records).__name__}")
-    for i, r in enumerate(records):
-        missing = [k for k in SUMMARY_KEYS if not isinstance(r, dict) or k not in r]
-        if missing:
-            raise DamagedRecords(f"{path} is damaged: record {i} lacks {', '.join(missing)}")
-    return records
-
-
-def _curve_rows(path: Path) -> Iterable[tuple[int, list[str]]]:
-    """(line number, fields) of every data row, after checking the header and the ending."""
-    raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        last = raw.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")
-        line = raw.count(b"\n") + 1
-        raise DamagedRecords(f"{path} is damaged: line {line} is cut off mid-row ({last!r}, "
-                             "no line break at the end of the file)")
-    rows = csv.reader(raw.decode("utf-8", "replace").splitlines())
-    header = next(rows, None)
-    if header != list(CURVE_COLUMNS):
-        raise DamagedRecords(f"{path} is damaged: header {header}; expected "
-                             f"{','.join(CURVE_COLUMNS)}")
-    for number, fields in enumerate(rows, start=2):
-        if len(fields) != len(CURVE_COLUMNS):
-            raise DamagedRecords(f"{path} is damaged: line {number} has {len(fields)} fields, "
-                                 f"expected {len(CURVE_COLUMNS)}: {','.join(fields)!r}")
-        yield number, fields
-
-
-def read_curves(path: Path) -> Curves:
-    """curves.csv as arrays per run and (split, metric); DamagedRecords on any bad line."""
-    rows: dict[str, dict[tuple[str, str], list[tuple[float, float, float]]]] = defaultdict(
-        lambda: defaultdict(list))
-    for number, (run, step, secs, split, metric, value) in _curve_rows(path):
-        try:
-            point = (float(int(step)), float(secs), float(value))
-        except ValueError:
-            raise DamagedRecords(f"{path} is damaged: line {number} has a non-number in "
-                                 f"step, train_seconds or value: {step!r}, {secs!r}, "
-                                 f"{value!r}") from None
-        rows[run][(split, metric)].append(point)
-    return curves_from_rows(rows)
-
-
-def curves_from_rows(rows: dict[str, dict[tuple[str, str], list[tuple[float, float, float]]]]
-                     ) -> Curves:
-    return {run: {key: dict(zip(("step", "train_seconds", "value"), np.array(v, float).T))
-                  for key, v in series.items()} for run, series in rows.items()}
-
-
-def curves_of_store_runs(runs: list[dict[str, Any]]) -> Curves:
-    """The same arrays from a sweep store's runs (their CurvePoint lists)."""
-    rows: dict[str, dict[tuple[str, str], list[tuple[float, float, float]]]] = defaultdict(
-        lambda: defaultdict(list))
-    for run in runs:
-        for p in run["curves"]:
-            value = p.value if p.value is not None else math.nan
-            rows[run["run"]][(p.split, p.metric)].append((p.step, p.train_seconds, value))
-    return curves_from_rows(rows)
-
-
-def load_compare(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Curves]:
-    """(config.json, summary.json, curves.csv) of a compare folder, each checked."""
-    for name in ("config.json", "summary.json", "curves.csv"):
-        if not (out_dir / name).is_file():
-            raise FileNotFoundError(f"{out_dir} is not a compare folder: {name} is missing")
-    meta = read_json(out_dir / "config.json")
-    if not isinstance(meta, dict):
-        raise DamagedRecords(f"{out_dir / 'config.json'} is damaged: expected an object")
-    return meta, read_summary(out_dir / "summary.json"), read_curves(out_dir / "curves.csv")
+def export_csv(run_dir: str | Path) -> tuple[Path, int]:
+    """RUN_DIR/curves.csv from the store of a sweep or reproduction folder (where the curves
+    are kept compact); a compare folder's is already there. Returns (its path, runs in it)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "curves.csv"
+    if (run_dir / FILENAME).is_file():
+        runs = read_runs(run_dir)
+        return write_curves_csv(path, ((r["run"], r["curves"]) for r in runs)), len(runs)
+    if path.is_file() and (run_dir / "summary.json").is_file():
+        return path, len(read_summary(run_dir / "summary.json"))
+    raise ValueError(f"Invalid RUN_DIR {str(run_dir)!r}: it holds neither {FILENAME} (a sweep "
+                     "or reproduction folder) nor summary.json and curves.csv (a compare folder)")

@@ -5,6 +5,18 @@
 const OPTIMLAB = JSON.parse(document.getElementById("optimlab-data").textContent);
 const PLOT_CONFIG = {displaylogo: false, responsive: true};
 
+// plotly puts its toolbar in the chart's top right corner, where a long title ran under it:
+// the title sits on the plot area's top edge instead, and the top margin above it holds
+// the toolbar alone.
+const TOP_MARGIN = 64;
+function placeTitle(layout) {
+  layout.title = Object.assign({x: 0, xref: "paper", xanchor: "left", y: 1, yref: "paper",
+                                yanchor: "bottom", pad: {b: 8}}, layout.title);
+  layout.margin = Object.assign({}, layout.margin);
+  layout.margin.t = Math.max(layout.margin.t || 0, TOP_MARGIN);
+  return layout;
+}
+
 // Trailing moving average, the definition of optimlab.report.plots.smooth (the browser
 // tests hold this copy against it).
 function smooth(y, w) {
@@ -59,12 +71,12 @@ function drawCurves(spec) {
     if (v !== undefined) t.visible = v;
   });
   const smoothed = spec.smooth && state.w > 1 ? ` (moving average of ${state.w} steps)` : "";
-  const layout = {
-    title: {text: spec.title + smoothed, font: {size: 13}, x: 0.02, xanchor: "left"},
-    margin: {l: 55, r: 10, t: 40, b: 45}, hovermode: "x unified",
+  const layout = placeTitle({
+    title: {text: spec.title + smoothed, font: {size: 13}},
+    margin: {l: 55, r: 10, b: 45}, hovermode: "x unified",
     legend: {font: {size: 10}, orientation: "h", y: -0.22},
     xaxis: {title: {text: state.x === "sec" ? "training seconds" : "step"}},
-    yaxis: {title: {text: spec.ytitle}, type: spec.log && state.log ? "log" : "linear"}};
+    yaxis: {title: {text: spec.ytitle}, type: spec.log && state.log ? "log" : "linear"}});
   Plotly.react(gd, traces, layout, PLOT_CONFIG);
 }
 
@@ -88,8 +100,7 @@ function wireControls() {
 function drawFigures() {
   document.querySelectorAll("div.figure").forEach(d => {
     const f = JSON.parse(d.dataset.figure);
-    if (f.layout.title) Object.assign(f.layout.title, {x: 0.02, xanchor: "left"});
-    Plotly.newPlot(d, f.data, f.layout, PLOT_CONFIG);
+    Plotly.newPlot(d, f.data, f.layout.title ? placeTitle(f.layout) : f.layout, PLOT_CONFIG);
   });
 }
 
@@ -140,10 +151,9 @@ function drawLandscape(first) {
         y: [fn.minimum[1]], name: "minimum", hoverinfo: "name",
         marker: {symbol: "star", size: 14, color: "gold", line: {width: 1}}});
       const [x0, x1, y0, y1] = fn.bounds;
-      Plotly.newPlot(gd, traces, {title: {text: fn.title, font: {size: 12}, x: 0.02,
-        xanchor: "left"}, margin: {l: 40, r: 10, t: 35, b: 30},
-        xaxis: {range: [x0, x1]}, yaxis: {range: [y0, y1]},
-        legend: {font: {size: 10}, orientation: "h", y: -0.12}}, PLOT_CONFIG);
+      Plotly.newPlot(gd, traces, placeTitle({title: {text: fn.title, font: {size: 12}},
+        margin: {l: 40, r: 10, b: 30}, xaxis: {range: [x0, x1]}, yaxis: {range: [y0, y1]},
+        legend: {font: {size: 10}, orientation: "h", y: -0.12}}), PLOT_CONFIG);
     } else {
       const idx = fn.runs.map((_, i) => i + 1);
       Plotly.restyle(gd, {x: paths.map(p => p.x), y: paths.map(p => p.y),

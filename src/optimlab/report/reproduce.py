@@ -13,7 +13,12 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from optimlab.report.page import html_table, inline_png, write_page
+from optimlab.report.page import command_html, html_table, inline_png, write_page
+from optimlab.report.plots import legend
+
+# Series that coincide (GD and SGD both at zero test error in Wilson's figure) stay apart:
+# each has its own dash and marker, the earlier ones drawn wider, underneath.
+STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1)), "v"))
 
 COLOURS = {"reproduced": "#1a7f37", "partly": "#9a6700", "not reproduced": "#cf222e"}
 
@@ -27,17 +32,28 @@ def load(out_dir: str | Path) -> dict[str, Any]:
 
 
 def plot(figure: dict[str, Any], path: Path) -> Path | None:
-    """One panel per entry of figure["panels"]: its series as lines, its hlines dashed."""
+    """One panel per entry of figure["panels"]: its series as lines, its hlines dashed.
+    The panels are a list of {"title", "series", "hlines", ...}, or, as `Outcome` documents
+    them, {panel title: series}."""
     panels = figure.get("panels", [])
+    if isinstance(panels, dict):
+        panels = [{"title": title, "series": series} for title, series in panels.items()]
     if not panels:
         return None
     fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel in zip(axes, panels):
-        for label, points in panel.get("series", {}).items():
+        series = list(panel.get("series", {}).items())
+        for i, (label, points) in enumerate(series):
             if points:
                 x, y = zip(*points)
-                ax.plot(x, y, label=label, lw=1.3)
+                ls, marker = STYLES[i % len(STYLES)]
+                # about 8 markers a line, staggered: those of coinciding lines stay apart
+                every = max(len(series), len(x) // 8)
+                ax.plot(x, y, label=label, ls=ls, marker=marker, ms=4,
+                        markevery=(i * every // len(series), every),
+                        lw=1 + 1.6 * (len(series) - 1 - i) / max(1, len(series) - 1),
+                        zorder=2 + i)
         for label, y in panel.get("hlines", {}).items():
             ax.axhline(y, ls="--", color="k", lw=1, label=label)
         if panel.get("log_y", figure.get("log_y")):
@@ -45,7 +61,7 @@ def plot(figure: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(panel.get("title", ""), fontsize=10)
         ax.set_xlabel(panel.get("xlabel", figure.get("xlabel", "")))
         ax.set_ylabel(panel.get("ylabel", figure.get("ylabel", "")))
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     fig.suptitle(figure.get("title", ""), fontsize=11)
     fig.savefig(path, dpi=110)
     return path
@@ -74,8 +90,8 @@ def render(out_dir: str | Path) -> Path:
     sections = [("Verdict", verdict_panel(rec)),
                 *([("Figure", inline_png(png, "figure"))] if png else []),
                 ("Protocol", html_table(("setting", "value", "from"), protocol)),
-                ("Command", f"<pre>{html.escape(rec.get('command', ''))}</pre>"
-                            f"<p>run on {html.escape(rec.get('date', ''))}</p>"),
+                ("Command", command_html(rec.get("command", ""))
+                 + f"<p>run on {html.escape(rec.get('date', ''))}</p>"),
                 ("Environment", html_table(("key", "value"), env))]
     return write_page(out / "report.html", title=f"optimlab reproduce {rec['experiment']}",
                       sections=sections)

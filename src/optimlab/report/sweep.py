@@ -21,11 +21,17 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from optimlab.lab.grid import APPLIES, edges, point_value
-from optimlab.lab.store import FILENAME, Store
-from optimlab.lab.sweep import best_per_optimizer, final_value
+from optimlab.analysis.records import family
+from optimlab.analysis.selection import (
+    best_per_optimizer,
+    edges,
+    final_value,
+    grid_of,
+    point_value,
+)
+from optimlab.analysis.store import read_meta, read_runs
 from optimlab.report import interactive, sweep_interactive
-from optimlab.report.claims import lecture_claims
+from optimlab.report.claims import Claim, lecture_claims
 from optimlab.report.page import (
     CLAIMS_TITLE,
     claims_html,
@@ -34,11 +40,10 @@ from optimlab.report.page import (
     inline_png,
     write_page,
 )
-from optimlab.report.plots import plot_curves
+from optimlab.report.plots import legend, plot_curves
 from optimlab.report.records import curves_of_store_runs
 from optimlab.report.sweep_interactive import adam_pairs, stats
-from optimlab.report.table import hyperparameters_text, mean_std
-from optimlab.train.record import family
+from optimlab.report.table import hyperparameters_text, pm_text, series_label
 
 BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "on the grid edge", "seeds",
                 "tuned val acc", "tuned test acc", "one-shot hyperparameters",
@@ -83,14 +88,14 @@ def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, 
         for ax, key in zip(axes, keys, strict=True):
             mean, lo, hi = np.array([stats([p[key] for p in line if p["lr"] == lr])
                                      for lr in lrs]).T
-            label = f"{name} ({_others(hp)})" if _others(hp) else name
+            label = series_label(name, {k: v for k, v in hp.items() if k != "lr"})
             ax.plot(lrs, mean, "o-", color=f"C{color}", label=label, ms=3)
             ax.fill_between(lrs, lo, hi, color=f"C{color}", alpha=0.2, lw=0)
     for ax, title in zip(axes, ("final validation loss", "final validation accuracy"),
                          strict=False):
         ax.set(xscale="log", xlabel="learning rate η", title=title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    legend(axes[0], fontsize=8)
     fig.savefig(path, dpi=100)
     return path
 
@@ -120,8 +125,7 @@ def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def _pm(values: list[Any]) -> str:
-    ms = mean_std(values)
-    return "–" if ms is None else f"{100 * ms[0]:.1f} ± {100 * ms[1]:.1f}%"
+    return pm_text(values, 100, unit="%")
 
 
 def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
@@ -131,23 +135,10 @@ def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
             r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
 
 
-def _grid_of(runs: list[dict[str, Any]], name: str) -> dict[str, tuple[float, ...]]:
-    """The grid swept for optimizer `name`, from its grid runs: {grid key: values}."""
-    points = [r["config"]["hyperparameters"] for r in runs
-              if family(r["config"]) == name and "grid" in r["roles"]]
-    grid = {}
-    for key in APPLIES:
-        try:
-            grid[key] = tuple(sorted({point_value(hp, key) for hp in points}))
-        except (KeyError, TypeError, IndexError):  # not a hyperparameter of this optimizer
-            continue
-    return grid
-
-
 def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
     """The best values that are the lowest or highest of their grid (extend the grid there),
     the grid being that of the grid runs stored: the sweep's own selection says the same."""
-    found = edges(_grid_of(runs, name), hp)
+    found = edges(grid_of(runs, name), hp)
     return ", ".join(f"{k}={point_value(hp, k):g} ({side})"
                      for k, side in sorted(found.items())) or "no"
 
@@ -204,23 +195,50 @@ def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
 def load_sweep(out: Path, runs: list[dict[str, Any]] | None = None
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(the store's finished runs, its meta); `runs`: those runs when already read."""
-    if not (out / FILENAME).is_file():
-        raise FileNotFoundError(f"{out} is not a sweep folder: {FILENAME} is missing")
-    store = Store(out)
-    try:
-        runs, meta = store.runs() if runs is None else runs, store.meta()
-    finally:
-        store.close()
+    runs, meta = read_runs(out) if runs is None else runs, read_meta(out)
     if not runs:
         raise ValueError(f"{out} holds no finished runs yet; run the sweep first")
     return runs, meta
 
 
+def sweep_claims(runs: list[dict[str, Any]], points: list[dict[str, Any]],
+                 best: dict[str, dict[str, Any]], best_records: list[dict[str, Any]]
+                 ) -> list[Claim]:
+    """The claims on the best configurations. A sweep tunes η wherever its grid holds
+    several: the best point is selected on validation, whatever `select` says about
+    re-runs; a best value on the edge of its grid leaves the comparisons undecided."""
+    grids = {name: grid_of(runs, name) for name in best}
+    tuned = any(len(g.get("lr", ())) > 1 for g in grids.values())
+    edges_found = {name: edges(grids[name], run["config"]["hyperparameters"])
+                   for name, run in best.items()}
+    return lecture_claims(best_records, tuned=tuned, edges=edges_found,
+                          not_tuned="this sweep's grid holds one η per optimizer: η was "
+                                    "not tuned (give --lr several values)",
+                          lr_lines=lr_lines(points, best))
+
+
+# What the best-configuration table's columns mean (one-shot runs exist with --select val).
+COLUMNS_NOTE = (
+    "<p><b>best hyperparameters</b>: the grid point with the best final validation accuracy; "
+    "<b>on the grid edge</b>: a best value that is the lowest or highest of its grid (the "
+    "best may lie beyond it; <code>--select val --extend-edges</code> widens the grid there); "
+    "<b>tuned</b>: that point under every seed; <b>one-shot</b>: the optimizer's class "
+    "defaults, untuned, under the same seeds (with <code>--select val</code>), the "
+    "baseline tuning is measured against.</p>")
+# What a run's roles say (optimlab.lab.sweep.ROLES); a run can have several.
+ROLES_NOTE = (
+    "<p><b>roles</b>: why a run exists. <b>grid</b>: a point of the grid (with <code>"
+    "--select val</code> under seed 0 only); <b>tuned</b>: the best grid point re-run under "
+    "every seed; <b>one-shot</b>: the class defaults under every seed. A run that is both a "
+    "grid point and the best one's re-run under seed 0 has both roles.</p>")
+
+
 def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
                          ) -> str:
     bp = best_points(points, best)
+    # taller: a legend of many lines (an optimizer per setting of its others) sits below
     divs = [interactive.figure_div(f"lr-{key}", sweep_interactive.sensitivity_figure(
-        points, bp, key)) for key in ("loss", "acc")]
+        points, bp, key)).replace('class="chart', 'class="chart tall') for key in ("loss", "acc")]
     heatmap = sweep_interactive.beta_heatmap(points)
     divs += [interactive.figure_div("betas", heatmap)] if heatmap else []
     divs += [interactive.figure_div(f"parcoords-{name}", fig).replace('class="chart',
@@ -247,20 +265,20 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     if best_records:
         png = plot_curves(best_records, curves, out / "best_curves.png")
         figures.append(inline_png(png, "best configurations' curves"))
-    tuned = (meta.get("settings") or {}).get("select") == "val"
-    claims = lecture_claims(best_records, tuned=tuned, lr_lines=lr_lines(points, best))
+    claims = sweep_claims(runs, points, best, best_records)
     best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
-                  "over seeds)", html_table(BEST_COLUMNS, rows))
+                  "over seeds)", COLUMNS_NOTE + html_table(BEST_COLUMNS, rows))
     tail = [(CLAIMS_TITLE, claims_html(claims)),
-            ("Runs", html_table(("run", "roles", "final val acc", "final test acc",
-                                 "diverged at"), [_run_row(r) for r in runs])),
-            *config_sections(meta)]
+            ("Runs", ROLES_NOTE + html_table(("run", "roles", "final val acc",
+                                              "final test acc", "diverged at"),
+                                             [_run_row(r) for r in runs])),
+            *config_sections(meta, [r["summary"] for r in runs])]
     if not interactive.available():
         return write_page(out / "report.html", title="optimlab sweep", note=interactive.NO_PLOTLY,
                           sections=[best_table, ("Figures", "\n".join(figures)), *tail])
     charts, steps = interactive.compare_charts(best_records, curves, prefix="best-")
     sections = [
-        (best_table[0], interactive.sortable_table(BEST_COLUMNS, rows)),
+        (best_table[0], COLUMNS_NOTE + interactive.sortable_table(BEST_COLUMNS, rows)),
         ("Sensitivity (hover for the numbers; click a legend entry to show or hide a line)",
          _interactive_figures(points, best)),
         ("Best configurations' curves (mean over seeds, band: min…max)",

@@ -3,7 +3,8 @@
 - η-sensitivity: final validation loss and accuracy against η, one line per optimizer and
   setting of its other hyperparameters (the best setting shown, the others one legend
   click away), the seeds' min..max as error bars, the grid's edges as dashed lines and
-  the best η of each optimizer as a star (red when it lies on the edge of the grid);
+  the best η of each optimizer as a star in its line's colour (hollow, and said so in the
+  legend, when it lies on the edge of the grid);
 - Adam's β₁×β₂ heatmap: the best final validation loss over η per pair, η on hover;
 - parallel coordinates per optimizer whose grid varies more than one hyperparameter.
 """
@@ -15,7 +16,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from optimlab.lab.grid import edges
+from optimlab.analysis.selection import edges
 from optimlab.report.interactive import COLORS, rounded
 
 
@@ -75,12 +76,13 @@ def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, A
     for name, run in best.items():
         grid = [p["lr"] for p in points if p["optimizer"] == name]
         edge = on_edge(grid, run["lr"])
+        color = COLORS[names.index(name) % len(COLORS)]
         data.append({"type": "scatter", "mode": "markers", "x": [run["lr"]],
                      "y": rounded([run[key] * scale]), "name": f"{name}: best η"
                      + (" (on the grid edge)" if edge else ""), "legendgroup": name + "-best",
-                     "marker": {"symbol": "star", "size": 14, "line": {"width": 1},
-                                "color": "#d62728" if edge else
-                                COLORS[names.index(name) % len(COLORS)]}})
+                     "marker": {"symbol": "star-open" if edge else "star", "size": 14,
+                                "color": color, "line": {"width": 2 if edge else 1,
+                                                         "color": color if edge else "#222"}}})
     all_lr = [p["lr"] for p in points]
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0,
                "y1": 1, "line": {"dash": "dash", "color": "#999", "width": 1}}
@@ -91,7 +93,7 @@ def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, A
         "xaxis": {"type": "log", "title": {"text": "learning rate η"}},
         "yaxis": {"title": {"text": title}, "type": "log" if key == "loss" else "linear"},
         "shapes": shapes, "margin": {"l": 55, "r": 10, "t": 40, "b": 45},
-        "legend": {"font": {"size": 10}, "orientation": "h", "y": -0.25}}}
+        "legend": {"font": {"size": 10}, "orientation": "h", "y": -0.3, "yanchor": "top"}}}
 
 
 def beta_heatmap(points: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -164,6 +166,6 @@ def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[s
                                               "showscale": True}}],
                            "layout": {"title": {"text": f"{name}: every grid run" + (
                                f" ({dropped} diverged, not shown)" if dropped else ""),
-                               "font": {"size": 13}},
-                               "margin": {"l": 60, "r": 40, "t": 70, "b": 30}}}))
+                               "font": {"size": 13}, "pad": {"b": 50}},  # above the axes' names
+                               "margin": {"l": 60, "r": 40, "t": 120, "b": 30}}}))
     return out

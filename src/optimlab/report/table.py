@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import re
 import statistics
 from typing import Any
 
-from optimlab.train.record import family
+from optimlab.analysis.records import family
 
 COLUMNS = ("optimizer", "hyperparameters", "final test acc", "best test acc",
            "final train loss", "time to target", "steps/s", "optimizer ms/step", "diverged")
@@ -15,6 +17,25 @@ COLUMNS = ("optimizer", "hyperparameters", "final test acc", "best test acc",
 def hyperparameters_text(hp: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in sorted(hp.items()))
+
+
+def _states(label: str, key: str, value: Any) -> bool:
+    """Whether an entry's label already gives `key=value` (e.g. the entry "sgd(lr=0.1)")."""
+    m = re.search(rf"\b{re.escape(key)}\s*=\s*(\([^)]*\)|[^,()]+)", label)
+    if m is None:
+        return False
+    try:
+        given = ast.literal_eval(m.group(1).strip())
+    except (ValueError, SyntaxError):
+        return False
+    as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return bool(as_list(given) == as_list(value))
+
+
+def series_label(name: str, hp: dict[str, Any]) -> str:
+    """A legend entry: the run family, with the hyperparameters its label does not give."""
+    rest = {k: v for k, v in hp.items() if not _states(name, k, v)}
+    return f"{name} ({hyperparameters_text(rest)})" if rest else name
 
 
 def group_runs(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -35,10 +56,13 @@ def mean_std(values: list[Any]) -> tuple[float, float] | None:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def _pm(values: list[Any], scale: float = 1.0, fmt: str = ".1f", unit: str = "") -> str:
+def pm_text(values: list[Any], scale: float = 1.0, fmt: str = ".1f", unit: str = "") -> str:
+    """Mean ± std over seeds; one finite value has no spread, so none is shown."""
     ms = mean_std(values)
     if ms is None:
         return "–"
+    if sum(v is not None and math.isfinite(v) for v in values) < 2:
+        return f"{ms[0] * scale:{fmt}}{unit}"
     return f"{ms[0] * scale:{fmt}} ± {ms[1] * scale:{fmt}}{unit}"
 
 
@@ -70,12 +94,12 @@ def table_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         col = _column(runs)
         rows.append([
             optimizer, hp,
-            _pm(col("final_test_acc"), 100, unit=" %"),
-            _pm(col("best_test_acc"), 100, unit=" %"),
-            _pm(col("final_train_loss"), fmt=".3g"),
+            pm_text(col("final_test_acc"), 100, unit=" %"),
+            pm_text(col("best_test_acc"), 100, unit=" %"),
+            pm_text(col("final_train_loss"), fmt=".3g"),
             _time_to_target(runs),
-            _pm(col("steps_per_s"), fmt=".0f"),
-            _pm(col("optimizer_ms_per_step"), fmt=".3f"),
+            pm_text(col("steps_per_s"), fmt=".0f"),
+            pm_text(col("optimizer_ms_per_step"), fmt=".3f"),
             _diverged(runs),
         ])
     return rows

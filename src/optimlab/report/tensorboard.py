@@ -9,7 +9,8 @@ Each scalar's wall time is the run's training clock (`train_seconds`), so Tensor
 "relative" axis is training time, evaluation excluded, as in the reports.
 
 `export(RUN_DIR)` converts a compare or sweep folder after the fact; `LiveLogger` writes the
-same while training (a callback of `optimlab.train.train_run`).
+same while training (a callback of `optimlab.train.train_run`). Only the event writer
+needs torch; the records are read without the lab (`optimlab.analysis`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from optimlab.train import CurvePoint
-from optimlab.train.record import family
+from optimlab.analysis.records import CurvePoint, family, load_compare
+from optimlab.analysis.store import FILENAME, read_runs
 
 HPARAM_METRICS = ("final_test_acc", "final_val_acc", "best_test_acc", "final_train_loss",
                   "final_test_loss", "time_to_target_s", "train_seconds")
@@ -96,16 +97,11 @@ def _points(curves: dict[tuple[str, str], dict[str, Any]]) -> list[CurvePoint]:
 def export(run_dir: str | Path, logdir: str | Path | None = None) -> tuple[Path, list[Path]]:
     """Event files for every run of a compare or sweep folder (default logdir:
     RUN_DIR/tensorboard); returns the logdir and the runs' folders."""
-    from optimlab.lab.store import FILENAME
-    from optimlab.report.records import load_compare
-
     require()  # before anything is read or written
     run_dir = Path(run_dir)
     logdir = Path(logdir) if logdir is not None else run_dir / "tensorboard"
     if (run_dir / FILENAME).is_file():
-        from optimlab.report.sweep import load_sweep
-
-        runs = [(r["summary"], r["curves"]) for r in load_sweep(run_dir)[0]]
+        runs = [(r["summary"], r["curves"]) for r in read_runs(run_dir)]
     elif (run_dir / "summary.json").is_file():
         _, records, curves = load_compare(run_dir)
         runs = [(r, _points(curves.get(r["run"], {}))) for r in records]

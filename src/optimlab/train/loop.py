@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimlab._imports import optimizer_class
+from optimlab.optim import optimizer_class
 from optimlab.train import schedules
 from optimlab.train.config import TrainConfig
 from optimlab.train.evaluation import evaluate, task_loss
@@ -79,9 +79,22 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return optimizer_class(config.optimizer)(model.parameters(), **config.hyperparameters)
 
 
+def _check_logits(out: torch.Tensor, n: int, dataset: Any) -> None:
+    """Cross-entropy takes logits of any width: more outputs than classes train on logits
+    no label names, fewer fail mid-run at the first larger label."""
+    classes = dataset.num_classes
+    if out.ndim != 2 or out.shape[1] != classes:
+        got = (f"{out.shape[1]} output{'' if out.shape[1] == 1 else 's'} per example"
+               if out.ndim == 2 else f"an output of shape {tuple(out.shape)} for {n} examples")
+        raise ValueError(f"it gives {got} but {dataset.name} has "
+                         f"{classes} classes (labels 0..{classes - 1}); allowed: a model with "
+                         f"{classes} outputs")
+
+
 def check_model(config: TrainConfig, dataset: Any) -> None:
     """Build `config`'s model and run its loss on two training examples: a model that does
-    not fit the data fails here, as a one-line ValueError, before anything trains."""
+    not fit the data (its inputs, or the number of classes) fails here, as a one-line
+    ValueError, before anything trains."""
     if config.device.split(":")[0] == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"Invalid device: {config.device!r}: no CUDA device here; "
                          "allowed: cpu")
@@ -89,7 +102,11 @@ def check_model(config: TrainConfig, dataset: Any) -> None:
     try:
         model = init_model(config.model, data, config.seed, config.torch_dtype)
         model.to(config.device)
-        task_loss(config.task, model(data.x_train[:2]), data.y_train[:2])
+        x, y = data.x_train[:2], data.y_train[:2]
+        out = model(x)
+        if config.task == "classification":
+            _check_logits(out, len(x), data)
+        task_loss(config.task, out, y)
     except ValueError as e:
         raise ValueError(f"Invalid model {config.model!r}: {e}") from None
     except Exception as e:  # the user's forward raised: its message, on one line

@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
+from optimlab.analysis.records import CurvePoint, family, finite_or_none
 from optimlab.train.config import TrainConfig
 
-
-class CurvePoint(NamedTuple):
-    """One row of curves.csv (the lab adds the run's name as a first column)."""
-
-    step: int
-    train_seconds: float  # training wall clock up to this step, evaluation excluded
-    split: str  # "batch" (every step) or "train" / "val" / "test" (every eval_every steps)
-    metric: str  # "loss" (the task's: cross-entropy or squared error) or "acc" (fraction correct)
-    value: float
+# the record types live in the torch-free analysis layer; their names here are kept for
+# the code that imports them from the training package
+__all__ = ["CurvePoint", "RunResult", "Timings", "family", "finite_or_none", "summary_record"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +36,6 @@ class RunResult:
     record: dict[str, Any]  # summary_record(config, curves, timings)
     curves: list[CurvePoint]
     extras: dict[str, Any] = field(default_factory=dict)  # callback name -> callback.result()
-
-
-def finite_or_none(x: float | None) -> float | None:
-    """JSON has no NaN/Inf: a non-finite number is recorded as null."""
-    return x if x is not None and math.isfinite(x) else None
 
 
 def _series(curves: list[CurvePoint], split: str, metric: str) -> list[CurvePoint]:
@@ -67,12 +57,6 @@ def _time_to_target(curves: list[CurvePoint], config: TrainConfig) -> tuple[Any,
         return None, None
     hit = next(hits, None)
     return (hit.step, hit.train_seconds) if hit else (None, None)
-
-
-def family(record: dict[str, Any]) -> str:
-    """The run family (the optimizer entry's label) of a summary record or a stored config;
-    a record without a label (written before entries had labels): its optimizer's name."""
-    return str(record.get("label") or record["optimizer"])
 
 
 def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timings

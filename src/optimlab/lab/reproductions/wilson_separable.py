@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from optimlab.lab.experiment import CURVE_COLUMNS, write_json
+from optimlab.analysis.records import CURVE_COLUMNS
+from optimlab.lab.experiment import write_json
 from optimlab.lab.reproduce import Check, Context, Outcome, Setting
 from optimlab.optim import OPTIMIZERS
 
