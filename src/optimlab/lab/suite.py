@@ -63,7 +63,7 @@ class Workload:
 # The built-in suite, smallest model first. Targets are validation accuracies that compare's
 # η per optimizer reach inside the budget on seed 0 (SGD last, near the end on the CNN), so
 # that the profiles rank speed more than who reaches at all; budgets sized so that the
-# default (7 seeds, 4 optimizers) fits 10 minutes of CPU on 2 cores (docs/suite.md).
+# default (7 seeds, 4 optimizers) fits 10 minutes on 2 cores (measured: docs/suite.md).
 BUILTIN: dict[str, Workload] = {w.name: w for w in (
     Workload("mnist1d-logreg", "logreg", "mnist1d", target_acc=0.28, steps=300),
     Workload("digits-logreg", "logreg", "digits", target_acc=0.93, steps=200, batch_size=50),
