@@ -3,9 +3,8 @@
 Each example is LENGTH digit tokens (0..9) followed by a query token QUERY0 + i that names
 a position i; the label is the digit at position i (ten classes, as every built-in
 dataset). Answering takes attention from the query to one position, which is what a
-transformer's learned positions and dot-product attention do; a model on the flattened
-tokens (logreg, MLP) sees no such structure. Generated with a fixed seed: every machine
-gets the same examples, in milliseconds.
+transformer's learned positions and dot-product attention provide. Generated with a fixed
+seed: every machine gets the same examples, in milliseconds.
 """
 
 from __future__ import annotations
