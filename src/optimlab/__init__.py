@@ -2,12 +2,12 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["compare", "sweep"]
+__all__ = ["compare", "suite", "sweep"]
 
 
 def __getattr__(name: str) -> object:
-    """`optimlab.compare` and `optimlab.sweep` (the Python API), imported on first use so
-    that `import optimlab` stays cheap (no torch)."""
+    """`optimlab.compare`, `optimlab.sweep` and `optimlab.suite` (the Python API), imported
+    on first use so that `import optimlab` stays cheap (no torch)."""
     if name in __all__:
         from optimlab import api
 

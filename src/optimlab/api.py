@@ -1,4 +1,5 @@
-"""The Python API for notebooks: `optimlab.compare(...)` and `optimlab.sweep(...)`.
+"""The Python API for notebooks: `optimlab.compare(...)`, `optimlab.sweep(...)` and
+`optimlab.suite(...)`.
 
 The same experiments as the CLI's, with Python objects where the CLI takes names:
 
@@ -26,7 +27,7 @@ from typing import Any
 
 from optimlab._imports import register_object
 
-__all__ = ["Result", "compare", "sweep"]
+__all__ = ["Result", "compare", "suite", "sweep"]
 
 # Records' curves, long format (as curves.csv): run, step, train_seconds, split, metric, value.
 CurveRow = dict[str, Any]
@@ -249,3 +250,26 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
 
         page = render(folder, run.finished)
     return Result(rows, _store_rows(run.finished), folder, page)
+
+
+def suite(workloads: Sequence[Any] | None = None, optimizers: str | Sequence[Any] | None = None,
+          *, seeds: int | None = None, steps: int | None = None, quick: bool = False,
+          alpha: float | None = None, out: str | Path | None = None,
+          threads: int | None = 1) -> dict[str, Any]:
+    """Every optimizer on a set of workloads (`optimlab suite`); suite.json's content, with
+    profiles.png drawn next to it. `workloads`: built-in names, "module:callable", or
+    `optimlab.lab.suite.Workload` objects (default: the built-in suite)."""
+    from optimlab.lab.experiment import out_path
+    from optimlab.lab.suite import Suite, SuiteConfig
+    from optimlab.report.profiles import write
+
+    specs = None if workloads is None else tuple(
+        w if isinstance(w, str) else register_object(lambda w=w: w) for w in workloads)
+    cfg = SuiteConfig(**_given(workloads=specs, seeds=seeds, steps=steps, alpha=alpha,
+                               optimizers=_optimizer_entries(optimizers)
+                               if optimizers is not None else None), quick=quick)
+    folder = out_path(out, "suite")
+    with _threads(threads):
+        summary = Suite(cfg, folder).run()
+    write(summary, folder / "profiles.png")
+    return summary

@@ -34,6 +34,7 @@ COMMANDS = {
     "sweep-bench": "time a 32-configuration sweep, vectorized vs sequential (JSON)",
     "bench": "time every optimizer implementation against torch.optim, side by side (JSON)",
     "reproduce": "re-run published results (Adam, MNIST-1D, Wilson et al.) with a verdict",
+    "suite": "every optimizer on a set of workloads: performance profiles, size claims",
 }
 
 

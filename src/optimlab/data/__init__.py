@@ -1,7 +1,7 @@
 """Datasets for the lab: MNIST-1D (the offline default), MNIST, Fashion-MNIST,
 CIFAR-10, the real MNIST test set (``mnist-t10k``), scikit-learn's ``digits`` (offline,
-extra ``examples``), the user's ``npz:PATH`` and the user's ``module:callable``
-(see `optimlab.data.user`).
+extra ``examples``), ``lookup`` (a generated sequence task, `optimlab.data.lookup`),
+the user's ``npz:PATH`` and the user's ``module:callable`` (see `optimlab.data.user`).
 
 ``load(spec)`` returns a `Dataset` with float32 normalized inputs, int64 labels,
 and a seeded validation split carved from train. Errors: ``ValueError`` /
@@ -22,6 +22,7 @@ from optimlab.data.digits import load_digits
 from optimlab.data.download import ChecksumError, DownloadError, fetch
 from optimlab.data.files import DATA_DIR_ENV, MIRRORS, Mirror, default_cache_dir
 from optimlab.data.images import load_cifar10, load_idx_dataset, load_mnist_t10k
+from optimlab.data.lookup import load_lookup
 from optimlab.data.mnist1d import load_mnist1d
 from optimlab.data.npz import load_npz
 from optimlab.data.user import for_task, from_objects, load_user
@@ -36,6 +37,7 @@ _SOURCES: dict[str, Source] = {
     "cifar10": load_cifar10,
     "mnist-t10k": load_mnist_t10k,
     "digits": lambda data_dir, download, cache: load_digits(),
+    "lookup": lambda data_dir, download, cache: load_lookup(),
 }
 # Names `load` accepts, besides "npz:PATH"; the first is the default.
 DATASETS: tuple[str, ...] = tuple(_SOURCES)

@@ -1,4 +1,5 @@
-"""Models for any dataset's input shape: logistic regression, MLP, small CNN.
+"""Models for any dataset's input shape: logistic regression, MLP, small CNN; and a small
+transformer for token sequences (`optimlab.models.transformer`).
 
 On MNIST-1D (input shape ``(40,)``) they are the reference architectures of the
 MNIST-1D paper and repository (Greydanus & Kobak, greydanus/mnist1d ``models.py``):
@@ -22,12 +23,14 @@ import torch
 
 from optimlab.models.cnn import ConvNet
 from optimlab.models.mlp import MLP, LogReg
+from optimlab.models.transformer import Transformer
 from optimlab.models.user import build_user, is_user_model, register
 
 _BUILDERS: dict[str, Callable[[tuple[int, ...], int], torch.nn.Module]] = {
     "logreg": LogReg,
     "mlp": MLP,
     "cnn": ConvNet,
+    "transformer": Transformer,
 }
 # Names accepted by `build`, simplest first.
 MODELS: tuple[str, ...] = tuple(_BUILDERS)
@@ -59,4 +62,5 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> torch.nn
     return _BUILDERS[name](shape, num_classes)
 
 
-__all__ = ["MODELS", "build", "is_user_model", "register", "LogReg", "MLP", "ConvNet"]
+__all__ = ["MODELS", "build", "is_user_model", "register", "LogReg", "MLP", "ConvNet",
+           "Transformer"]

@@ -1,0 +1,135 @@
+"""`optimlab suite`: every optimizer on a set of workloads; performance profiles and the
+lecture's claims about problem size (see `optimlab.lab.suite`).
+
+Bad flags stop with exit code 2 and one line naming the flag, its value and what is allowed;
+a workload that fails while it runs is reported as failed and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from optimlab._imports import is_import_path
+from optimlab.commands.compare import _number, _optimizer_list, _positive_int
+from optimlab.lab.experiment import DiskFull, out_path
+from optimlab.lab.suite import BUILTIN, QUICK, TARGET_MEASURE, Suite, SuiteConfig
+from optimlab.report.profiles import write as write_profiles
+
+
+def _workloads(text: str) -> tuple[str, ...]:
+    names = tuple(w.strip() for w in text.split(",") if w.strip())
+    bad = [w for w in names if w not in BUILTIN and not is_import_path(w)]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad) or repr(text)}; allowed: a comma-"
+                                         f"separated list of {', '.join(BUILTIN)} or "
+                                         "module:callable returning a Workload")
+    return names
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = SuiteConfig()
+    p.add_argument("--workloads", type=_workloads, default=d.workloads, metavar="LIST",
+                   help=f"built-in workloads or module:callable (default: all, "
+                        f"{', '.join(BUILTIN)})")
+    p.add_argument("--optimizers", type=_optimizer_list, default=d.optimizers,
+                   metavar="ENTRIES", help="entries as compare takes them (default "
+                                           f"{','.join(d.optimizers)})")
+    p.add_argument("--seeds", type=_positive_int, default=d.seeds,
+                   help=f"seeds per optimizer and workload (default {d.seeds})")
+    p.add_argument("--steps", type=_positive_int, help="every workload's step budget instead "
+                                                       "of its own (default: its own)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK:.0%}% of each workload's budget, at most 2 seeds: a smoke "
+                        "test")  # argparse formats help with %: the sign doubled
+    p.add_argument("--alpha", type=lambda t: _number(t, lambda v: 0 < v < 0.5,
+                                                     "a number in (0, 0.5)"), default=d.alpha,
+                   help=f"level of the paired tests (default {d.alpha:g})")
+    p.add_argument("--out", help="output folder (default runs/suite-<timestamp>)")
+    # One thread, as compare: the models are too small to gain from intra-op threads.
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch CPU threads (default 1)")
+
+
+def _steps(s: float | None, budget: int) -> str:
+    return "not reached" if s is None else f"{s:.0f} / {budget}"
+
+
+def _print_table(console: Console, summary: dict[str, Any]) -> None:
+    """Per workload (smallest first): each optimizer's median steps to target."""
+    done = [w for w in summary["workloads"] if w["status"] == "finished"]
+    names = list(dict.fromkeys(o for w in done for o in w["optimizers"]))
+    table = Table(title="optimlab suite: median steps to the validation target (of budget)")
+    for c in ("workload", "parameters", "target", *names):
+        table.add_column(escape(c), justify="left" if c == "workload" else "right")
+    for w in done:
+        table.add_row(escape(w["name"]), f"{w['parameters']:,}", f"{w['target_acc']:.0%}",
+                      *(_steps(w["optimizers"][o]["median_steps_to_target"], w["steps"])
+                        if o in w["optimizers"] else "—" for o in names))
+    console.print(table)
+    for w in done:
+        console.print(escape(_verdicts(w)))
+    for w in summary["workloads"]:
+        if w["status"] != "finished":
+            console.print(f"{escape(w['name'])}: failed: {escape(w['error'])}")
+    scores = ", ".join(f"{o} {s:.2f}" for o, s in summary["profiles"]["score"].items())
+    console.print(f"profile score (mean share within τ ≤ {summary['profiles']['tau_max']:g}): "
+                  f"{scores or '—'}")
+    for c in summary["claims"]:
+        console.print(f"claim \"{c['claim']}\": {c['verdict']} ({escape(c['why'])})")
+
+
+def _verdicts(w: dict[str, Any]) -> str:
+    """A workload's decided pairs on steps to target, or why none is decided."""
+    rows = [c for c in w["comparisons"] if c["measure"] == TARGET_MEASURE]
+    won = [f"{c['a']} < {c['b']}" if c["verdict"] == "a better" else f"{c['b']} < {c['a']}"
+           for c in rows if c["verdict"] in ("a better", "b better")]
+    if won:
+        return f"{w['name']}: fewer steps to target (paired, Holm): {', '.join(won)}"
+    if rows and all(c["verdict"] == "too few seeds" for c in rows):
+        return f"{w['name']}: too few seeds for a verdict (needs {rows[0]['seeds_needed']})"
+    return f"{w['name']}: no difference in steps to target detected"
+
+
+def _run_line(r: dict[str, Any]) -> str:
+    acc = r["final_test_acc"]
+    return f"  {r['run']}: " + ("diverged" if r["diverged"] else
+                                "test acc —" if acc is None else f"test acc {acc:.1%}")
+
+
+def run(args: argparse.Namespace) -> int:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        console = Console() if sys.stdout.isatty() else Console(width=160)
+        return _suite(args, console)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _suite(args: argparse.Namespace, console: Console) -> int:
+    out = out_path(args.out, "suite")
+    try:
+        cfg = SuiteConfig(workloads=args.workloads, optimizers=args.optimizers,
+                          seeds=args.seeds, steps=args.steps, quick=args.quick,
+                          alpha=args.alpha)
+        suite = Suite(cfg, out)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"optimlab suite: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        summary = suite.run(on_record=lambda r: console.print(escape(_run_line(r))),
+                            on_workload=lambda w: console.print(f"workload {escape(w)}"))
+    except DiskFull as e:
+        print(f"optimlab suite: error: {e}", file=sys.stderr)
+        return 1
+    _print_table(console, summary)
+    console.print(f"suite.json: {out / 'suite.json'}")
+    console.print(f"profiles: {write_profiles(summary, out / 'profiles.png')}")
+    return 0

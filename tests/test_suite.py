@@ -1,0 +1,342 @@
+"""The workload suite: performance profiles against hand-worked examples, the size claims on
+made-up fractions, a suite that goes on past a failing workload, the CLI end to end, and the
+transformer on its sequence task."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+from optimlab.analysis import profiles
+from optimlab.analysis.size_claims import halves, large_claim, small_claim
+from optimlab.cli import main
+
+# Two workloads, three optimizers; c misses w1's target. By hand: w1's best is 100, w2's 150.
+STEPS = {"w1": {"a": 100.0, "b": 200.0, "c": None},
+         "w2": {"a": 300.0, "b": 150.0, "c": 600.0}}
+RATIOS = {"w1": {"a": 1.0, "b": 2.0, "c": None}, "w2": {"a": 2.0, "b": 1.0, "c": 4.0}}
+
+
+@pytest.mark.parametrize("points, target, higher, expected", [
+    ([(0, 0.1), (100, 0.3), (200, 0.7)], 0.5, True, 150.0),  # halfway from 0.3 to 0.7
+    ([(0, 0.1), (100, 0.3), (200, 0.7)], 0.3, True, 100.0),  # reached exactly at an eval
+    ([(0, 0.1), (50, 0.2), (100, 0.4)], 0.25, True, 62.5),
+    ([(0, 0.1), (100, 0.3)], 0.5, True, None),  # never reached
+    ([(0, 2.0), (10, 1.0), (20, 0.5)], 0.75, False, 15.0),  # a loss: lower is better
+    ([(0, 0.1), (100, math.nan), (200, 0.9)], 0.5, True, 200.0),  # after a NaN: that eval
+    ([(0, 0.1), (100, math.nan)], 0.05, False, None),  # a NaN never reaches
+])
+def test_steps_to_target_interpolates_between_evaluations(points, target, higher, expected):
+    assert profiles.steps_to_target(points, target, higher_is_better=higher) == expected
+
+
+@pytest.mark.parametrize("seeds, expected", [
+    ([100.0, 300.0, 200.0], 200.0),
+    ([100.0, 200.0], 150.0),
+    ([100.0, None, 300.0], 300.0),  # the missed seed is the slowest, not the middle
+    ([100.0, None], None),  # the median falls on a seed that did not reach
+    ([None, None, 50.0], None),
+    ([], None),
+])
+def test_median_counts_a_missed_target_as_slowest_and_never_as_a_number(seeds, expected):
+    assert profiles.median_steps(seeds) == expected
+
+
+def test_ratios_profile_and_score_of_a_hand_worked_suite():
+    assert profiles.ratios(STEPS) == RATIOS
+    assert profiles.breakpoints(RATIOS) == [1.0, 2.0, 4.0]
+    assert profiles.profile(RATIOS, [1.0, 1.5, 2.0, 4.0, 1e9]) == {
+        "a": [0.5, 0.5, 1.0, 1.0, 1.0], "b": [0.5, 0.5, 1.0, 1.0, 1.0],
+        "c": [0.0, 0.0, 0.0, 0.5, 0.5]}  # c's missed target never counts, at any tau
+    # a: (4 - 1) / 3 and (4 - 2) / 3 over two workloads; c's ratio 4 adds nothing
+    assert profiles.score(RATIOS) == pytest.approx({"a": 5 / 6, "b": 5 / 6, "c": 0.0})
+
+
+def test_score_is_the_mean_height_of_the_profile_over_one_to_tau_max():
+    ratios = {"w1": {"a": 1.0, "b": 1.3}, "w2": {"a": 2.7, "b": 1.0},
+              "w3": {"a": None, "b": 3.9}, "w4": {"a": 1.0, "b": 7.0}}
+    taus = np.linspace(1.0, 4.0, 300_001)  # a Riemann sum, independent of the closed form
+    heights = profiles.profile(ratios, taus)
+    for name, s in profiles.score(ratios).items():
+        assert s == pytest.approx(np.mean(heights[name]), abs=1e-4)
+
+
+def test_a_target_met_before_training_has_no_ratio():
+    with pytest.raises(ValueError, match="'w1'.*before training"):
+        profiles.ratios({"w1": {"a": 0.0, "b": 10.0}})
+
+
+def test_a_workload_nobody_solves_counts_against_everyone():
+    ratios = profiles.ratios({"w1": {"a": None, "b": None}, "w2": {"a": 10.0, "b": 20.0}})
+    assert ratios["w1"] == {"a": None, "b": None}
+    assert profiles.profile(ratios, [1.0, 2.0]) == {"a": [0.5, 0.5], "b": [0.0, 0.5]}
+
+
+def fractions(workloads, **by_optimizer):
+    """The same per-seed fractions of the budget for every workload."""
+    return {w: dict(by_optimizer) for w in workloads}
+
+
+ORDERED = ["w1", "w2", "w3", "w4", "w5"]  # smallest first
+
+
+def test_halves_leave_out_the_middle_of_an_odd_suite():
+    assert halves(ORDERED) == (["w1", "w2"], ["w4", "w5"])
+    assert halves(["w1", "w2"]) == (["w1"], ["w2"])
+
+
+@pytest.mark.parametrize("adam, sgd, expected", [
+    ([0.1, 0.2, 0.3], [0.5, 0.6, None], "holds"),  # 6 pairs, all for Adam: p = 2/64
+    ([0.5, 0.6, 0.9], [0.1, 0.2, 0.3], "contradicted"),
+    ([0.1, 0.6, 0.3], [0.5, 0.2, 0.35], "not supported"),
+])
+def test_adam_faster_on_large_problems_is_decided_on_the_larger_half(adam, sgd, expected):
+    claim = large_claim(fractions(ORDERED, adam=adam, sgd=sgd), ORDERED, 0.05)
+    assert claim["verdict"] == expected
+    assert claim["workloads"] == ["w4", "w5"] and claim["tests"][0]["n"] == 6
+
+
+def test_two_seeds_on_two_workloads_are_too_few_for_a_verdict():
+    claim = large_claim(fractions(ORDERED, adam=[0.1, 0.1], sgd=[0.9, 0.9]), ORDERED, 0.05)
+    assert claim["verdict"] == "too few seeds"  # 4 pairs: the smallest p is 2/16
+    assert claim["tests"][0]["seeds_needed"] == 6
+
+
+def test_a_claim_without_its_optimizers_is_not_measured():
+    claim = large_claim(fractions(ORDERED, adam=[0.1]), ORDERED, 0.05)
+    assert claim["verdict"] == "not measured" and "sgd" in claim["why"]
+
+
+def test_momentum_suffices_on_small_problems_when_it_reaches_and_is_not_slower():
+    fast = [0.1, 0.2, 0.3]
+    holds = small_claim(fractions(ORDERED, adam=fast, momentum=fast, rmsprop=[None] * 3),
+                        ORDERED, 0.05)
+    assert holds["verdict"] == "holds" and "momentum" in holds["why"]
+    contradicted = small_claim(fractions(ORDERED, adam=[0.1, 0.1, 0.1], momentum=[None] * 3,
+                                         rmsprop=[0.8, 0.9, 0.7]), ORDERED, 0.05)
+    assert contradicted["verdict"] == "contradicted"
+
+
+
+@pytest.mark.parametrize("adam, momentum, rmsprop, expected", [
+    ([0.1, 0.1, 0.1], [0.1, 0.2, None], [None, 0.1, 0.2], "not supported"),  # misses, no test
+    ([None] * 3, [None] * 3, [None] * 3, "undecided"),  # nobody reached: budget too small
+    ([0.1, 0.2], [0.1, 0.2], [0.1, 0.2], "too few seeds"),  # 4 pairs
+])
+def test_small_claim_is_undecided_without_a_test_that_can_tell(adam, momentum, rmsprop,
+                                                               expected):
+    claim = small_claim(fractions(ORDERED, adam=adam, momentum=momentum, rmsprop=rmsprop),
+                        ORDERED, 0.05)
+    assert claim["verdict"] == expected
+
+
+def test_large_claim_is_undecided_when_neither_reaches():
+    claim = large_claim(fractions(ORDERED, adam=[None] * 3, sgd=[None] * 3), ORDERED, 0.05)
+    assert claim["verdict"] == "undecided"
+
+
+USER_WORKLOADS = '''
+    import torch
+
+    def blobs():
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(400, 2, generator=g)
+        y = (x[:, 0] > 0).long()
+        x = x + 1.5 * (2 * y[:, None] - 1)
+        return {"name": "blobs", "model": "logreg", "data": ((x[:300], y[:300]),
+                (x[300:], y[300:])), "target_acc": 0.9, "steps": 30, "batch_size": 20,
+                "eval_every": 5, "lr": {"sgd": 0.5, "rmsprop": 1.0}}
+
+    def broken():
+        raise RuntimeError("the data server is down")
+'''
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_workloads.py").write_text(textwrap.dedent(USER_WORKLOADS))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
+    out = user_module / "out"
+    code = main(["suite", "--workloads", "my_workloads:broken,my_workloads:blobs",
+                 "--optimizers", "sgd,adam", "--seeds", "2", "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "suite.json").read_text())
+    done, failed = summary["workloads"]
+    assert failed == {"name": "my_workloads:broken", "status": "failed",
+                      "error": "RuntimeError: the data server is down"}
+    assert done["name"] == "blobs" and done["status"] == "finished"
+    assert done["parameters"] == 2 * 2 + 2 and done["steps"] == 30
+    assert done["optimizers"]["sgd"]["hyperparameters"]["lr"] == 0.5  # the workload's η
+    for name in ("sgd", "adam"):
+        r = done["optimizers"][name]
+        assert len(r["steps_to_target"]) == 2 and len(r["final_test_acc"]) == 2
+        reached = [s for s in r["steps_to_target"] if s is not None]
+        assert all(0 < s <= 30 for s in reached)
+    assert {c["measure"] for c in done["comparisons"]} >= {"time_to_target_step"}
+    assert set(summary["profiles"]["score"]) == {"sgd", "adam"}
+    assert [c["verdict"] for c in summary["claims"]] == ["not measured"] * 2
+    assert (out / "profiles.png").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "failed: RuntimeError: the data server is down" in printed and "blobs" in printed
+    assert "blobs: too few seeds for a verdict (needs 7)" in printed
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--workloads", "nope"], "--workloads: nope; allowed:"),
+    (["--seeds", "0"], "--seeds: 0; allowed"),
+    (["--alpha", "0.7"], "--alpha: '0.7'; allowed: a number in (0, 0.5)"),
+    (["--steps", "-3"], "--steps"),
+    (["--optimizers", "bogus"], "--optimizers"),
+])
+def test_bad_suite_flags_exit_2_with_one_line(argv, needle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["suite", *argv, "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_transformer_maps_token_sequences_to_logits_and_every_weight_gets_a_gradient():
+    import torch
+
+    from optimlab import models
+    from optimlab.data.lookup import LENGTH, load_lookup
+
+    raw = load_lookup()
+    x = torch.from_numpy(raw.x_train[:8]).float()  # the lab hands tokens over as floats
+    torch.manual_seed(0)
+    model = models.build("transformer", (LENGTH + 1,), 10)
+    out = model(x)
+    assert out.shape == (8, 10)
+    torch.nn.functional.cross_entropy(out, torch.from_numpy(raw.y_train[:8])).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    with pytest.raises(ValueError, match="allowed: \\(L,\\)"):
+        models.build("transformer", (1, 28, 28), 10)
+
+
+def test_transformer_parameter_count_in_closed_form_and_vmap_over_stacked_copies():
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from optimlab import models
+
+    torch.manual_seed(0)
+    copies = [models.build("transformer", (9,), 10).double() for _ in range(3)]
+    d, vocab, length, classes = 32, 32, 9, 10
+    block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    assert sum(p.numel() for p in copies[0].parameters()) == (
+        vocab * d + length * d + 2 * block + 2 * d + d * classes + classes)
+    assert not list(copies[0].buffers()), "buffers would break vmap over stacked copies"
+    params, buffers = stack_module_state(copies)
+    x = torch.randint(0, 18, (4, 9)).double()
+
+    def one(p, b, xb):
+        return functional_call(copies[0], (p, b), (xb,))
+
+    out = vmap(one, in_dims=(0, 0, None))(params, buffers, x)
+    torch.testing.assert_close(out, torch.stack([m(x) for m in copies]), rtol=0, atol=1e-12)
+
+
+def test_lookup_labels_are_the_digit_at_the_queried_position():
+    from optimlab.data.lookup import LENGTH, QUERY0, sequences
+
+    x, y = sequences(500, np.random.default_rng(1))
+    assert x.shape == (500, LENGTH + 1) and x[:, :-1].max() <= 9
+    positions = x[:, -1] - QUERY0
+    assert ((0 <= positions) & (positions < LENGTH)).all()
+    assert (y == x[np.arange(500), positions]).all()
+
+
+@pytest.mark.slow
+def test_compare_trains_the_transformer_on_lookup_far_above_chance(tmp_path):
+    import optimlab
+
+    result = optimlab.compare("transformer", "lookup", ["adam"], steps=300, seeds=1,
+                              eval_every=100, target_acc=None, out=tmp_path / "o",
+                              report=False)
+    (row,) = result.rows
+    assert row["final_test_acc"] > 0.5  # chance: 0.1
+
+
+def test_python_api_takes_workload_objects_and_draws_the_profiles(tmp_path):
+    import torch
+
+    import optimlab
+    from optimlab.lab.suite import Workload
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(200, 3, generator=g)
+    y = (x.sum(1) > 0).long()
+    w = Workload("sum-sign", "logreg", ((x[:150], y[:150]), (x[150:], y[150:])),
+                 target_acc=0.8, steps=40, batch_size=25, eval_every=10)
+    summary = optimlab.suite([w], ["sgd", "adam"], seeds=1, out=tmp_path / "o")
+    (done,) = summary["workloads"]
+    assert done["name"] == "sum-sign" and done["parameters"] == 3 * 2 + 2
+    assert json.loads((tmp_path / "o" / "suite.json").read_text())["workloads"][0]["name"] \
+        == "sum-sign"
+    assert (tmp_path / "o" / "profiles.png").exists()
+
+
+def test_quick_runs_a_tenth_of_each_budget_on_two_seeds_and_steps_overrides_it():
+    from optimlab.lab.suite import BUILTIN, SuiteConfig
+
+    cnn = BUILTIN["mnist1d-cnn"]
+    assert SuiteConfig(quick=True).budget(cnn) == (round(cnn.steps / 10), 2)
+    assert SuiteConfig(quick=True, seeds=1).budget(cnn) == (round(cnn.steps / 10), 1)
+    assert SuiteConfig(steps=7, seeds=4).budget(cnn) == (7, 4)
+    assert SuiteConfig().budget(cnn) == (cnn.steps, 7)
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"seeds": 0}, "Invalid seeds: 0"),
+    ({"steps": 2.5}, "Invalid steps: 2.5"),
+    ({"alpha": 0.5}, "Invalid alpha: 0.5"),
+    ({"workloads": ()}, "Invalid workloads: none"),
+    ({"workloads": ("nope",)}, "Invalid workload 'nope'"),
+])
+def test_bad_suite_settings_from_python_raise_one_line_naming_them(kwargs, needle):
+    from optimlab.lab.suite import SuiteConfig
+
+    with pytest.raises(ValueError, match=needle.replace("(", "\\(")):
+        SuiteConfig(**kwargs)
+
+
+def test_a_full_disk_stops_the_suite_instead_of_failing_every_workload(tmp_path, monkeypatch):
+    from optimlab.lab import suite
+    from optimlab.lab.experiment import DiskFull
+
+    calls = []
+
+    def full(w, cfg, out, *hooks):
+        calls.append(w.name)
+        raise DiskFull("the disk is full")
+
+    monkeypatch.setattr(suite, "run_workload", full)
+    cfg = suite.SuiteConfig(workloads=("mnist1d-logreg", "digits-logreg"))
+    with pytest.raises(DiskFull):
+        suite.Suite(cfg, tmp_path / "o").run()
+    assert calls == ["mnist1d-logreg"]
+
+
+def test_terminal_names_the_pairs_decided_on_steps_to_target():
+    from optimlab.commands.suite import _verdicts
+
+    def row(a, b, verdict, measure="time_to_target_step"):
+        return {"a": a, "b": b, "measure": measure, "verdict": verdict, "seeds_needed": 7}
+
+    w = {"name": "w", "comparisons": [row("sgd", "adam", "b better"),
+                                      row("adam", "rmsprop", "no difference detected"),
+                                      row("sgd", "rmsprop", "a better", "final_test_acc")]}
+    assert _verdicts(w) == "w: fewer steps to target (paired, Holm): adam < sgd"
+    w["comparisons"][0]["verdict"] = "no difference detected"
+    assert _verdicts(w) == "w: no difference in steps to target detected"
