@@ -297,7 +297,8 @@ def test_an_alpha_outside_zero_to_half_is_refused_before_training(npz, tmp_path)
 def record(label, seed, acc, loss, target_step, **extra):
     return {"run": f"{label}-seed{seed}", "optimizer": label, "label": label, "seed": seed,
             "final_test_acc": acc, "final_test_loss": loss, "time_to_target_step": target_step,
-            "steps_planned": 100, "target_acc": 0.8, "target_loss": None, **extra}
+            "steps_planned": 100, "target_acc": 0.8, "target_loss": None,
+            "final_val_loss": loss, **extra}
 
 
 def test_comparisons_pair_runs_by_seed_and_skip_what_the_records_lack():
@@ -314,6 +315,10 @@ def test_comparisons_pair_runs_by_seed_and_skip_what_the_records_lack():
     plain = [record(lbl, s, None, loss, None, target_acc=None) for lbl, loss in
              (("a", 1.0), ("b", 2.0)) for s in range(2)]
     assert [r["measure"] for r in comparisons(plain)] == ["final_test_loss"]
+    # a target but no validation split to reach it on: no time to target, not "not reached"
+    no_val = [record(lbl, s, 0.9, 1.0, None, final_val_loss=None) for lbl in "ab"
+              for s in range(2)]
+    assert "time_to_target_step" not in [r["measure"] for r in comparisons(no_val)]
 
 
 def test_epochs_count_full_batches_of_the_training_set():
@@ -361,7 +366,8 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, m
     assert main(["report", str(out)]) == 0
 
 
-CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s")
+CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s",
+          "time_to_target_optimizer_s")
 
 
 def without_clocks(out: Path) -> tuple[list[dict], list[tuple]]:
