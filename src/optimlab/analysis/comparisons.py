@@ -1,18 +1,20 @@
 """Every pair of a comparison's entries on its measures, from the summary records alone.
 
 Torch-free, so that a report can compute the comparisons of a folder written before they
-were stored. Runs pair by seed (see `optimlab.analysis.stats`); time to target is in steps,
-interpolated between evaluations (`optimlab.train.record`), never on the wall clock: the
-clock measures the machine's load and the evaluation spacing as much as the optimizer.
+were stored (`read_comparisons`). Runs pair by seed (see `optimlab.analysis.stats`); time
+to target is in steps, interpolated between evaluations (`optimlab.train.record`), never
+on the wall clock: the clock measures the machine's load and the evaluation spacing as
+much as the optimizer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
-from optimlab.analysis.records import family
+from optimlab.analysis.records import DamagedRecords, family, read_json
 from optimlab.analysis.stats import ALPHA, PairedMeasure, compare_pair
 
 # What every pair of entries is compared on: (summary record key, lower is better). Time to
@@ -52,3 +54,20 @@ def comparisons(records: Sequence[dict[str, Any]], alpha: float = ALPHA
         runs.setdefault(family(r), {})[r["seed"]] = r
     return [row for a, b in combinations(runs, 2)
             for row in compare_pair(a, b, _measures(runs[a], runs[b]), alpha)]
+
+
+FILENAME = "comparisons.json"
+
+
+def read_comparisons(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The comparisons compare stored in `out_dir` ({"comparisons": [...]}), or, for a folder
+    written before they were stored (or cut short before its last run), computed from its
+    records at the default alpha."""
+    path = out_dir / FILENAME
+    if not path.is_file():
+        return comparisons(records)
+    stored = read_json(path)
+    if not isinstance(stored, dict) or not isinstance(stored.get("comparisons"), list):
+        raise DamagedRecords(f"{path} is damaged: expected an object with a list "
+                             "\"comparisons\"")
+    return stored["comparisons"]
