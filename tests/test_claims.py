@@ -211,6 +211,7 @@ def test_evidence_states_the_seeds_a_side_lacks():
     m = Measure("steps to 80% validation accuracy", "sgd", "adam", (10.0, None, 30.0),
                 (5.0, 6.0, 7.0), True, " steps", cap=100)
     (m, row), = judge([m])
+    # the restricted mean the test compares: (10 + 100 + 30) / 3
     assert evidence(m, row).startswith(
-        "steps to 80% validation accuracy: sgd 20 steps (not reached in 1, counted at the "
-        "100-step budget) vs adam 6 steps — too few seeds: 3 paired seeds")
+        "steps to 80% validation accuracy: sgd 46.7 steps (1 of 3 not reached, counted at "
+        "the 100-step budget) vs adam 6 steps — too few seeds: 3 paired seeds")

@@ -80,7 +80,7 @@ def verdict_of(row: dict[str, Any]) -> str:
 def evidence(m: Measure, row: dict[str, Any]) -> str:
     """The numbers behind one measure's verdict: both sides, the difference with its
     interval, p, the test, alpha and the seed count."""
-    sides = f"{m.name}: {m.a_label} {_side(m.a, m, row)} vs {m.b_label} {_side(m.b, m, row)}"
+    sides = f"{m.name}: {m.a_label} {_side(m.a, m)} vs {m.b_label} {_side(m.b, m)}"
     level, n = f"α = {row['alpha']:g}", row["n"]
     seeds = f"{n} paired seed{'s' if n != 1 else ''}"
     if row["verdict"] == NOT_REACHED:
@@ -111,18 +111,21 @@ def _fmt(x: float, unit: str) -> str:
     return f"{x:.3g}{unit}"
 
 
-def _side(values: Sequence[float | None], m: Measure, row: dict[str, Any]) -> str:
-    """One side's mean over the seeds it has a value in, and what it lacks."""
+def _side(values: Sequence[float | None], m: Measure) -> str:
+    """One side's mean, as the test sees it: a run that did not reach the target counts at
+    the step budget (a restricted mean); a missing value (diverged) is left out."""
+    missing = sum(v is None or not math.isfinite(v) for v in values)
+    if m.cap is not None:
+        if missing == len(values):
+            return "not reached"
+        text = _fmt(statistics.fmean(m.cap if v is None else v for v in values), m.unit)
+        return text + (f" ({missing} of {len(values)} not reached, counted at the {m.cap:g}-"
+                       "step budget)" if missing else "")
     done = [v for v in values if v is not None and math.isfinite(v)]
     if not done:
-        return "not reached" if m.cap is not None else "diverged"
-    text = _fmt(statistics.fmean(done), m.unit)
-    if len(done) < len(values):
-        missing = (f"not reached in {len(values) - len(done)}, counted at the "
-                   f"{m.cap:g}-step budget" if m.cap is not None else
-                   f"diverged in {len(values) - len(done)}, left out")
-        text += f" ({missing})"
-    return text
+        return "diverged"
+    return _fmt(statistics.fmean(done), m.unit) + (f" (diverged in {missing}, left out)"
+                                                   if missing else "")
 
 
 def combine(verdicts: Sequence[str]) -> str:
