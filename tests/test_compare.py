@@ -66,6 +66,30 @@ def test_summary_has_one_complete_record_per_run(compared):
         assert r["time_to_target_s"] is not None and 0 < r["time_to_target_s"] <= r["train_seconds"]
 
 
+def test_time_to_target_is_the_val_curves_crossing_in_steps(compared):
+    """Each run's steps to target: the linear crossing of target_acc between the two
+    evaluations of curves.csv around it; examples seen are those steps x batch size."""
+    rows = read_curves(compared)
+    records = json.loads((compared / "summary.json").read_text())
+    # some crossings fall between evaluations, so the interpolation is exercised
+    assert any(r["time_to_target_step"] is not None and r["time_to_target_step"] % EVAL_EVERY
+               for r in records)
+    for r in records:
+        val = [(int(x["step"]), float(x["value"])) for x in rows if x["run"] == r["run"]
+               and (x["split"], x["metric"]) == ("val", "acc")]
+        i = next((i for i, (_, v) in enumerate(val) if v >= r["target_acc"]), None)
+        if i is None:
+            assert r["time_to_target_step"] is None is r["time_to_target_examples"]
+            continue
+        (s0, v0), (s1, v1) = val[max(i - 1, 0)], val[i]
+        share = 1.0 if i == 0 else (r["target_acc"] - v0) / (v1 - v0)
+        assert r["time_to_target_step"] == pytest.approx(s0 + share * (s1 - s0))
+        assert r["time_to_target_examples"] == pytest.approx(
+            r["time_to_target_step"] * r["batch_size"])
+        assert r["time_to_target_optimizer_s"] == pytest.approx(
+            r["optimizer_ms_per_step"] / 1e3 * r["time_to_target_step"])
+
+
 def test_a_diverging_learning_rate_is_recorded_and_the_comparison_goes_on(compared):
     records = json.loads((compared / "summary.json").read_text())
     sgd = [r for r in records if r["optimizer"] == "sgd"]
@@ -297,7 +321,8 @@ def test_an_alpha_outside_zero_to_half_is_refused_before_training(npz, tmp_path)
 def record(label, seed, acc, loss, target_step, **extra):
     return {"run": f"{label}-seed{seed}", "optimizer": label, "label": label, "seed": seed,
             "final_test_acc": acc, "final_test_loss": loss, "time_to_target_step": target_step,
-            "steps_planned": 100, "target_acc": 0.8, "target_loss": None, **extra}
+            "steps_planned": 100, "target_acc": 0.8, "target_loss": None,
+            "final_val_loss": loss, **extra}
 
 
 def test_comparisons_pair_runs_by_seed_and_skip_what_the_records_lack():
@@ -314,6 +339,10 @@ def test_comparisons_pair_runs_by_seed_and_skip_what_the_records_lack():
     plain = [record(lbl, s, None, loss, None, target_acc=None) for lbl, loss in
              (("a", 1.0), ("b", 2.0)) for s in range(2)]
     assert [r["measure"] for r in comparisons(plain)] == ["final_test_loss"]
+    # a target but no validation split to reach it on: no time to target, not "not reached"
+    no_val = [record(lbl, s, 0.9, 1.0, None, final_val_loss=None) for lbl in "ab"
+              for s in range(2)]
+    assert "time_to_target_step" not in [r["measure"] for r in comparisons(no_val)]
 
 
 def test_epochs_count_full_batches_of_the_training_set():
@@ -336,10 +365,15 @@ def test_table_mean_and_std_over_seeds():
     assert mean_std([0.90, 0.92, 0.97, None]) == pytest.approx((0.93, 0.036055512754639), 1e-12)
     adam, sgd = table_rows(records)
     assert adam[:4] == ["adam", "lr=0.1", "93.0 ± 3.6 %", "93.0 ± 3.6 %"]
-    assert adam[5] == "never (0/3)" and adam[8] == "0/3"
+    assert adam[5] == "not reached (0/3)" and adam[8] == "0/3"
     assert sgd[2] == "–" and sgd[8] == "1/1 (step 7)"
     no_val = [r | {"final_val_acc": None} for r in records[:3]]  # --val-fraction 0
     assert table_rows(no_val)[0][5] == "–"
+    # steps (the ranking's measure) over the seeds that reached, the optimizer's cost beside
+    reached = [r | {"time_to_target_step": t, "time_to_target_examples": 32 * t,
+                    "time_to_target_optimizer_s": t / 1e3} for r, t in zip(records[:2], (10, 20))]
+    assert table_rows([*reached, records[2]])[0][5] == (
+        "15 steps, 480 examples; optimizer 0.015 s (2/3)")
 
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, monkeypatch,
@@ -361,7 +395,8 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, m
     assert main(["report", str(out)]) == 0
 
 
-CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s")
+CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s",
+          "time_to_target_optimizer_s")
 
 
 def without_clocks(out: Path) -> tuple[list[dict], list[tuple]]:

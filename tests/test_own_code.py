@@ -235,6 +235,14 @@ def test_own_model_data_and_optimizer_through_the_python_api(tmp_path):
     assert result.rows[2]["optimizer"] == "test_own_code:SignSGD"
     assert result.out == tmp_path / "api" and result.report == tmp_path / "api" / "report.html"
     assert json.loads((result.out / "summary.json").read_text()) == result.rows
+    # the notebook gets the comparisons the folder and the report hold: 3 pairs, and the
+    # 2 seeds decide nothing
+    assert result.comparisons == json.loads(
+        (result.out / "comparisons.json").read_text())["comparisons"]
+    assert {(c["a"], c["b"]) for c in result.comparisons} == {
+        ("sgd(lr=0.1)", "adam(betas=(0.5, 0.999))"), ("sgd(lr=0.1)", "SignSGD"),
+        ("adam(betas=(0.5, 0.999))", "SignSGD")}
+    assert {c["verdict"] for c in result.comparisons} == {"too few seeds"}
     frame = result.to_pandas()
     assert list(frame["label"]) == [r["label"] for r in result.rows]
     cli = read_curves(result.out)
@@ -265,10 +273,12 @@ def test_the_python_api_refuses_bad_input_before_training(tmp_path):
                          out=tmp_path / "a")
     with pytest.raises(TypeError, match=r"Invalid data of type int"):
         optimlab.compare(model=make_model, data=3, out=tmp_path / "b")
+    with pytest.raises(ValueError, match=r"Invalid alpha: 0.7; allowed: a number in \(0, 0.5\)"):
+        optimlab.compare(model=make_model, data=make_data, alpha=0.7, out=tmp_path / "d")
     with pytest.raises(ValueError, match=r"Invalid executor 'processes' with Python objects"):
         optimlab.sweep(model=make_model, data=make_data, executor="processes",
                        out=tmp_path / "c")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / d).exists() for d in "abd")
 
 
 def test_importing_optimlab_does_not_import_torch():

@@ -114,11 +114,22 @@ class Tiny(reproduce.Experiment):
              "panels": {"adam": {"adam": curve}}})
 
 
+# `import torch` fails as on a machine without it. Not sys.modules["torch"] = None: scipy's
+# array-API helpers take a "torch" key in sys.modules for an imported torch and read it.
+NO_TORCH = """import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
 def without_torch(code: str) -> str:
     """Run `code` in a fresh interpreter where `import torch` fails; its stdout."""
     done = subprocess.run(
-        [sys.executable, "-c", "import sys\nsys.modules['torch'] = None\n"
-         + textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+        [sys.executable, "-c", NO_TORCH + textwrap.dedent(code)], capture_output=True,
+        text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

@@ -96,6 +96,25 @@ def test_an_intact_folder_renders(compare_dir, tmp_path, capsys):
     assert page.count('<div id="train-loss" class="chart">') == 1
 
 
+def test_the_page_shows_the_comparisons_and_an_older_folder_gets_them_computed(
+        compare_dir, tmp_path):
+    """A folder written before comparisons were stored renders the same comparisons, made
+    from its records; its 2 seeds give "too few seeds", in the table and in the claims."""
+    from optimlab.analysis.comparisons import read_comparisons
+    from optimlab.report.table import comparison_rows
+
+    stored = json.loads((compare_dir / "comparisons.json").read_text())["comparisons"]
+    old = copy_of(compare_dir, tmp_path / "old")
+    (old / "comparisons.json").unlink()
+    records = json.loads((old / "summary.json").read_text())
+    assert read_comparisons(old, records) == stored
+    assert main(["report", str(old)]) == 0
+    page = html.unescape((old / "report.html").read_text())
+    assert "Paired comparisons (paired sign-flip permutation test, α = 0.05" in page
+    assert all(cell in page for row in comparison_rows(stored) for cell in row)
+    assert "too few seeds: 2 paired seeds cannot reach α = 0.05" in page
+
+
 def test_importing_the_package_leaves_the_matplotlib_backend_alone():
     """Jupyter's inline backend must survive `import optimlab.report` and the figures."""
     code = ("import matplotlib; matplotlib.use('svg'); import sys\n"

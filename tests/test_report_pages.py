@@ -183,7 +183,8 @@ def test_a_sweep_over_several_eta_tunes_and_its_page_explains_its_columns(sweep_
     page = (sweep_out / "report.html").read_text()
     assert "did not tune" not in page
     row = re.search(r"<tr><td>Plain SGD or Momentum can match.*?</tr>", page).group(0)
-    assert "final test accuracy: sgd" in row and "one seed: no spread" in row
+    assert "final test accuracy: sgd" in row and "undecided" in row
+    assert "too few seeds: 1 paired seed cannot reach α = 0.05" in row
     best = re.search(r"<h2>Best configuration.*?</h2>(.*?</table>)", page, re.S).group(1)
     assert "±" not in best and "%" in best  # one seed: no spread shown
     assert "<b>one-shot</b>: the optimizer&#x27;s class defaults" not in best  # unescaped

@@ -28,7 +28,8 @@ from optimlab.report.records import export_csv
 from optimlab.train import TrainConfig, train_run
 
 # Fields that are clocks: they differ between any two runs of the same configuration.
-CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s")
+CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s",
+          "time_to_target_optimizer_s")
 
 
 def blobs(n_train: int = 240, n_val: int = 60, n_test: int = 60, dim: int = 8,

@@ -87,6 +87,9 @@ def assert_same_as_csv(logdir, out, clock_rtol=1e-12):
             else []
         assert [e.value for e in final] == ([pytest.approx(r["final_train_loss"], rel=1e-6)]
                                            if final else [])
+        if r.get("time_to_target_step") is not None:  # the measure to rank by, in steps
+            (reached,) = ea.Scalars("hparam/time_to_target_step")
+            assert reached.value == pytest.approx(r["time_to_target_step"], rel=1e-6)
 
 
 def test_live_compare_writes_what_curves_csv_holds(compared):
@@ -94,6 +97,7 @@ def test_live_compare_writes_what_curves_csv_holds(compared):
     assert_same_as_csv(live, out)
     records = json.loads((out / "summary.json").read_text())
     assert [r["diverged"] for r in records] == [True, False, True, False]
+    assert all(r["time_to_target_step"] is not None for r in records[1::2])  # adam's
     diverged = read_back(live / "sgd-seed0").Scalars("loss/train_minibatch")
     assert not np.isfinite(diverged[-1].value)  # the step where it diverged, as recorded
     assert diverged[-1].step == records[0]["diverged_step"]

@@ -233,12 +233,38 @@ def test_summary_record_from_hand_made_curves():
                  CurvePoint(step, secs, "train", "loss", loss)]
     r = summary_record(cfg, rows, Timings(train_seconds=1.0, optimizer_seconds=0.002))
     assert (r["final_test_acc"], r["best_test_acc"], r["final_train_loss"]) == (0.6, 0.7, 0.5)
-    assert (r["time_to_target_step"], r["time_to_target_s"]) == (4, 1.0)
+    # val acc 0.55 at step 2 (0.5 s), 0.65 at step 4 (1.0 s): 0.6 is crossed half-way
+    assert r["time_to_target_step"] == pytest.approx(3.0)
+    assert r["time_to_target_s"] == pytest.approx(0.75)
+    assert r["time_to_target_examples"] == pytest.approx(3.0 * cfg.batch_size)
+    assert r["time_to_target_optimizer_s"] == pytest.approx(0.002 / 4 * 3)
     assert (r["steps"], r["steps_per_s"], r["diverged"]) == (4, 4.0, False)
     assert r["optimizer_ms_per_step"] == pytest.approx(0.5)
     assert r["hyperparameters"] == {"lr": 0.1} and r["seed"] == 3
     never = summary_record(config(target_acc=0.99), rows, Timings(1.0, 0.0))
     assert never["time_to_target_step"] is None and never["time_to_target_s"] is None
+    assert never["time_to_target_examples"] is None is never["time_to_target_optimizer_s"]
+
+
+def test_time_to_target_is_interpolated_between_evaluations_in_steps():
+    """Closed form: a crossing of the target between evaluations (s0, v0) and (s1, v1) lies
+    at s0 + (target - v0) / (v1 - v0) (s1 - s0), for accuracy rising and for loss falling;
+    reached at the first evaluation (step 0 included), it is that step."""
+    acc = [CurvePoint(0, 0.0, "val", "acc", 0.1), CurvePoint(10, 2.0, "val", "acc", 0.4),
+           CurvePoint(20, 4.0, "val", "acc", 0.9), CurvePoint(30, 6.0, "val", "acc", 0.95)]
+    batch = [CurvePoint(30, 6.0, "batch", "loss", 1.0)]
+    r = summary_record(config(steps=30, target_acc=0.8, batch_size=8), acc + batch,
+                       Timings(6.0, 0.3))
+    assert r["time_to_target_step"] == pytest.approx(10 + (0.8 - 0.4) / 0.5 * 10)  # 18
+    assert r["time_to_target_examples"] == pytest.approx(18 * 8)
+    assert r["time_to_target_optimizer_s"] == pytest.approx(0.3 / 30 * 18)
+    assert r["time_to_target_s"] == pytest.approx(3.6)
+    loss = [CurvePoint(0, 0.0, "val", "loss", 2.0), CurvePoint(10, 1.0, "val", "loss", 1.0)]
+    r = summary_record(config(steps=30, target_loss=1.25, task="regression"), loss + batch,
+                       Timings(6.0, 0.3))
+    assert r["time_to_target_step"] == pytest.approx(7.5)
+    at_start = summary_record(config(steps=30, target_acc=0.05), acc + batch, Timings(6.0, 0.3))
+    assert (at_start["time_to_target_step"], at_start["time_to_target_s"]) == (0.0, 0.0)
 
 
 # ---- callbacks -------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class Result:
     curves: list[CurveRow] = field(repr=False)  # one dict per row of curves.csv's format
     out: Path = Path(".")  # the output folder
     report: Path | None = None  # its report.html, when one was written
+    # compare's paired comparisons, one object per (a, b, measure), as comparisons.json
+    # holds them and the report shows them (see optimlab.analysis.stats)
+    comparisons: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_pandas(self) -> Any:
         """The rows as a pandas DataFrame (pandas is an optional extra)."""
@@ -169,8 +172,9 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
             eval_every: int | None = None, val_fraction: float | None = None,
             schedule: str | None = None, device: str | None = None,
             out: str | Path | None = None, report: bool = True,
-            threads: int | None = 1) -> Result:
-    """Train each optimizer entry under each seed on `data` with `model`; the `Result`.
+            threads: int | None = 1, alpha: float = 0.05) -> Result:
+    """Train each optimizer entry under each seed on `data` with `model`; the `Result`,
+    with its paired comparisons at level `alpha` in `.comparisons`.
 
     Every argument left None takes `optimlab compare`'s default (`CompareConfig`); `lr`
     maps labels to η; `out` defaults to runs/compare-<timestamp>; `report=False` skips
@@ -189,7 +193,8 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
         val_fraction=val_fraction, schedule=schedule, device=device))
     folder = out_path(out, "compare")
     with _threads(threads):
-        comparison = Comparison(cfg, folder, command="optimlab.compare(...)", dataset=ds)
+        comparison = Comparison(cfg, folder, command="optimlab.compare(...)", dataset=ds,
+                                alpha=alpha)
         comparison.run()
     rows = json.loads((folder / "summary.json").read_text())  # as stored: plain JSON data
     page = None
@@ -197,7 +202,8 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
         from optimlab import report as report_module
 
         page = report_module.render(folder)
-    return Result(rows, _read_curves(folder / "curves.csv"), folder, page)
+    return Result(rows, _read_curves(folder / "curves.csv"), folder, page,
+                  comparison.comparisons)
 
 
 def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] | None = None,

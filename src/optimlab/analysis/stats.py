@@ -149,8 +149,8 @@ def interval(d: np.ndarray, level: float) -> list[float] | None:
     """The t-interval on the mean of the paired differences; None below two pairs."""
     if len(d) < 2:
         return None
-    if np.ptp(d) == 0:  # no spread: the t-interval degenerates to the point
-        return [float(d[0]), float(d[0])]
+    if np.ptp(d) <= 1e-12 * np.max(np.abs(d)):  # no spread (up to rounding): the point
+        return [float(np.mean(d)), float(np.mean(d))]
     from scipy import stats
 
     ci = stats.ttest_1samp(d, 0.0).confidence_interval(level)

@@ -31,7 +31,13 @@ from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.policy import default_threads
 from optimlab.lab.sweep import tune, tuning_sweep
-from optimlab.report.table import COLUMNS, table_rows
+from optimlab.report.table import (
+    COLUMNS,
+    COMPARISON_COLUMNS,
+    comparison_rows,
+    comparisons_caption,
+    table_rows,
+)
 from optimlab.report.tensorboard import LiveLogger
 from optimlab.report.tensorboard import require as require_tensorboard
 from optimlab.train import TASKS, schedules
@@ -220,25 +226,15 @@ def _print_table(console: Console, records: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def _number_or_dash(x: float | None, form: str) -> str:
-    return "—" if x is None else format(x, form)
-
-
-def _print_comparisons(console: Console, rows: list[dict[str, Any]], alpha: float) -> None:
+def _print_comparisons(console: Console, rows: list[dict[str, Any]]) -> None:
     """Each (a vs b, measure): difference [interval], p (Holm-corrected) and the verdict."""
     if not rows:
         return
-    table = Table(title=f"paired comparisons (sign-flip test, α = {alpha:g}, Holm across "
-                        f"measures; {rows[0]['ci_level']:.0%} t-interval)")
-    for c in ("a vs b", "measure", "difference [interval]", "p (Holm)", "verdict"):
+    table = Table(title=escape(f"paired comparisons ({comparisons_caption(rows)})"))
+    for c in COMPARISON_COLUMNS:
         table.add_column(escape(c), justify="right" if c.startswith(("diff", "p ")) else "left")
-    for r in rows:
-        ci = "" if r["ci"] is None else " [{:.3g}, {:.3g}]".format(*r["ci"])
-        p = f"{_number_or_dash(r['p'], '.3g')} ({_number_or_dash(r['p_holm'], '.3g')})"
-        need = f" (needs {r['seeds_needed']})" if r["verdict"] == "too few seeds" else ""
-        table.add_row(escape(f"{r['a']} vs {r['b']}"), r["measure"],
-                      escape(_number_or_dash(r["difference"], "+.3g") + ci), p,
-                      r["verdict"] + need)
+    for row in comparison_rows(rows):
+        table.add_row(*map(escape, row))
     console.print(table)
 
 
@@ -328,7 +324,7 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
         print(f"optimlab compare: error: {e}", file=sys.stderr)
         return 1
     _print_table(console, records)
-    _print_comparisons(console, comparison.comparisons, comparison.alpha)
+    _print_comparisons(console, comparison.comparisons)
     console.print(f"report: {report.render(out)}")
     return 0
 

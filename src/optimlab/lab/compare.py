@@ -9,7 +9,7 @@ The output folder (what `optimlab.report` reads, never retraining):
 - `diagnostics.json`: only when callbacks return results: a list of {"run", "optimizer",
   "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}};
 - `comparisons.json`: once every run has ended, {"comparisons": [...]}: every pair of
-  entries on MEASURES, paired by seed (see `comparisons` and `optimlab.analysis.stats`).
+  entries on its measures, paired by seed (see `optimlab.analysis.comparisons`).
 - `checkpoints/`: the latest checkpoint of the run in flight (`optimlab.train.checkpoint`:
   every 30 s or a tenth of its steps), one file per run, removed when the run ends.
 Each run is written as soon as it ends, so a crash, Ctrl-C or SIGTERM never loses finished
@@ -28,12 +28,12 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.comparisons import comparisons
 from optimlab.analysis.records import CURVE_COLUMNS
-from optimlab.analysis.stats import ALPHA, PairedMeasure, check_alpha, compare_pair
+from optimlab.analysis.stats import ALPHA, check_alpha
 from optimlab.data.dataset import describe
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
@@ -50,12 +50,6 @@ from optimlab.lab.policy import DEFAULT_LR
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
 from optimlab.train.checkpoint import Resume
 from optimlab.train.config import check_targets
-from optimlab.train.record import family
-
-# What every pair of entries is compared on: (summary record key, lower is better). Time to
-# target counts a run that never reached the target at the step budget (analysis.stats).
-MEASURES = (("final_test_acc", False), ("final_test_loss", True), ("time_to_target_step", True))
-TARGET = "time_to_target_step"
 
 
 @dataclass(frozen=True)
@@ -210,37 +204,6 @@ class _Store:
         self.records.append(record)
         self.finished.add(run)
         return record
-
-
-def _measures(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]]
-              ) -> list[PairedMeasure]:
-    """MEASURES that the runs of seeds common to a and b have: time to target only when they
-    had a target; a metric only when some run has a value (accuracy: not in regression)."""
-    seeds = sorted(a.keys() & b.keys())
-    runs = [a[s] for s in seeds] + [b[s] for s in seeds]
-    measures = []
-    for key, lower in MEASURES:
-        if key == TARGET:
-            if all(r.get("target_acc") is None and r.get("target_loss") is None for r in runs):
-                continue
-        elif all(r.get(key) is None for r in runs):
-            continue
-        cap = max(r["steps_planned"] for r in runs) if key == TARGET else None
-        measures.append(PairedMeasure(key, [a[s].get(key) for s in seeds],
-                                      [b[s].get(key) for s in seeds], lower, cap))
-    return measures
-
-
-def comparisons(records: Sequence[dict[str, Any]], alpha: float = ALPHA
-                ) -> list[dict[str, Any]]:
-    """Every pair of entries (a: the one whose runs come first in `records`) on MEASURES,
-    paired by seed and Holm-corrected across the pair's measures: one object per (a, b,
-    measure), as `analysis.stats.compare_pair` makes them."""
-    runs: dict[str, dict[int, dict[str, Any]]] = {}
-    for r in records:
-        runs.setdefault(family(r), {})[r["seed"]] = r
-    return [row for a, b in combinations(runs, 2)
-            for row in compare_pair(a, b, _measures(runs[a], runs[b]), alpha)]
 
 
 # (config, run name) -> callbacks for that run: progress bars, diagnostics recorders.

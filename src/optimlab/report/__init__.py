@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.comparisons import read_comparisons
+from optimlab.analysis.stats import ALPHA
 from optimlab.report import diagnostics as step_sizes
 from optimlab.report import interactive
 from optimlab.report.claims import lecture_claims
@@ -28,10 +30,16 @@ from optimlab.report.page import (
 )
 from optimlab.report.plots import plot_curves
 from optimlab.report.records import load_compare, read_json
-from optimlab.report.table import COLUMNS, table_rows
+from optimlab.report.table import (
+    COLUMNS,
+    COMPARISON_COLUMNS,
+    comparison_rows,
+    comparisons_caption,
+    table_rows,
+)
 
 RUN_COLUMNS = ("run", "steps", "final test acc", "best test acc", "final train loss",
-               "train s", "steps/s", "optimizer ms/step", "time to target", "diverged at")
+               "train s", "steps/s", "optimizer ms/step", "steps to target", "diverged at")
 
 
 def _fmt(x: Any, fmt: str) -> str:
@@ -39,8 +47,9 @@ def _fmt(x: Any, fmt: str) -> str:
 
 
 def _run_row(r: dict[str, Any]) -> list[str]:
-    ttt = (f"{r['time_to_target_s']:.1f} s, step {r['time_to_target_step']}"
-           if r["time_to_target_s"] is not None else "–")
+    ttt = (f"{r['time_to_target_step']:.1f}" if r.get("time_to_target_step") is not None
+           else "not reached" if r.get("target_acc") is not None and
+           r.get("final_val_acc") is not None else "–")
     return [r["run"], str(r["steps"]), _fmt(r["final_test_acc"], ".2%"),
             _fmt(r["best_test_acc"], ".2%"), _fmt(r["final_train_loss"], ".3g"),
             _fmt(r["train_seconds"], ".1f"), _fmt(r["steps_per_s"], ".0f"),
@@ -76,6 +85,14 @@ def tuning_rows(meta: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _comparisons_section(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Every pair of entries on each measure (comparisons.json), or nothing without pairs."""
+    if not rows:
+        return []
+    return [(f"Paired comparisons ({comparisons_caption(rows)})",
+             html_table(COMPARISON_COLUMNS, comparison_rows(rows)))]
+
+
 def render(out_dir: str | Path) -> Path:
     """Rewrite curves.png and report.html of a compare folder; returns report.html's path."""
     out = Path(out_dir)
@@ -85,27 +102,29 @@ def render(out_dir: str | Path) -> Path:
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in step_sizes.render(diagnostics, out)]
+    compared = read_comparisons(out, records)
     claims = lecture_claims(records, tuned=_tuned(meta), edges=tuned_edges(meta),
-                            diagnostics=diagnostics)
+                            diagnostics=diagnostics,
+                            alpha=compared[0]["alpha"] if compared else ALPHA)
     summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
     tuning = [("η tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
               ] if meta.get("tuning") else []
-    tail = [*tuning, (CLAIMS_TITLE, claims_html(claims)),
-            ("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
+    verdicts = [*tuning, *_comparisons_section(compared), (CLAIMS_TITLE, claims_html(claims))]
+    rest = [("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
             *config_sections(meta, records)]
     if not interactive.available():
         return write_page(out / "report.html", title="optimlab compare", note=interactive.NO_PLOTLY,
-                          sections=[summary, ("Curves", "\n".join(figures)), *tail])
+                          sections=[summary, ("Curves", "\n".join(figures)), *verdicts, *rest])
     charts, steps = interactive.compare_charts(records, curves)
     sections = [
         ("Summary (mean ± std over seeds; click a column to sort)",
          interactive.sortable_table(COLUMNS, table_rows(records))),
         ("Curves (mean over seeds, band: min…max; click a legend entry to hide it)",
          interactive.curves_section(charts, steps)),
-        *tail[:1 + len(tuning)],
+        *verdicts,
         ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
          + "\n".join(figures) + "</details>"),
-        *tail[1 + len(tuning):]]
+        *rest]
     return write_page(out / "report.html", title="optimlab compare", sections=sections,
                       style=interactive.STYLE,
                       scripts=interactive.page_scripts({"curves": charts}))

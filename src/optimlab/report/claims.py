@@ -3,13 +3,16 @@
 Everything here is a pure function of plain records (summary records, sweep points,
 diagnostics), so that every verdict can be tested on made-up records.
 
-The rule for one measure (a per-seed value of contender A and of contender B) is the
-most conservative one that seeds allow: A beats B when *every* seed of A is better than
-*every* seed of B (the ranges do not overlap), B beats A the other way round, and
-anything else is undecided within the seed spread. One seed has no spread, so it
-decides nothing. A claim measured several ways holds when at least one measure holds
-and none contradicts it; it does not hold in the mirror case; mixed measures are
-undecided. A claim the records cannot measure gets no verdict at all, only the reason.
+The rule for one measure (a per-seed value of contender A and of contender B, paired by
+seed) is the paired comparison of `optimlab.analysis.stats`: a sign-flip permutation test
+at level alpha, Holm-corrected across every measure the claim uses, with a t-interval on
+the difference. A measure favours A or B only when the test rejects; "too few seeds" when
+no outcome of these seeds could reach alpha (2 seeds never can), and then it decides
+nothing. Speed is measured in steps (time to target, interpolated between evaluations,
+and the train loss after equal steps), never on the wall clock. A claim measured several
+ways holds when at least one measure holds and none contradicts it; it does not hold in
+the mirror case; mixed measures are undecided.
+A claim the records cannot measure gets no verdict at all, only the reason.
 A claim that compares tuned optimizers is undecided while one of them has a tuned value
 on the edge of its grid: the best value may lie beyond it, and the comparison with it.
 """
@@ -23,6 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from optimlab.analysis.records import family
+from optimlab.analysis.stats import (
+    A_BETTER,
+    ALPHA,
+    B_BETTER,
+    NO_DIFFERENCE,
+    NOT_REACHED,
+    TOO_FEW,
+    PairedMeasure,
+    compare_pair,
+)
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
 # A spread of effective step sizes below this factor (q_hi/q_lo in one layer) is no contrast.
@@ -31,34 +44,58 @@ STEP_CONTRAST = 2.0
 
 @dataclass(frozen=True)
 class Measure:
-    """One way of measuring a claim: per-seed values of A and B (inf: never / diverged)."""
+    """One way of measuring a claim: per-seed values of A and B, position i being seed i
+    of both (None: not reached, with `cap` the step budget it counts at; else missing)."""
 
     name: str
     a_label: str
     b_label: str
-    a: tuple[float, ...]
-    b: tuple[float, ...]
+    a: tuple[float | None, ...]
+    b: tuple[float | None, ...]
     lower_is_better: bool
     unit: str = ""
+    cap: float | None = None
 
-    @property
-    def verdict(self) -> str:
-        if len(self.a) < 2 or len(self.b) < 2:
-            return UNDECIDED
-        sign = 1.0 if self.lower_is_better else -1.0
-        a, b = [sign * x for x in self.a], [sign * x for x in self.b]
-        if max(a) < min(b):
-            return HOLDS
-        if max(b) < min(a):
-            return FAILS
-        return UNDECIDED
+    def paired(self) -> PairedMeasure:
+        return PairedMeasure(self.name, self.a, self.b, self.lower_is_better, self.cap)
 
-    def text(self) -> str:
-        why = {HOLDS: f"{self.a_label} better in every seed", FAILS: f"{self.b_label} better "
-               "in every seed", UNDECIDED: "one seed: no spread" if min(len(self.a), len(
-                   self.b)) < 2 else "the seed ranges overlap"}[self.verdict]
-        return (f"{self.name}: {self.a_label} {_spread(self.a, self.unit)} vs {self.b_label} "
-                f"{_spread(self.b, self.unit)} — {why}")
+
+_VERDICTS = {A_BETTER: HOLDS, B_BETTER: FAILS}
+
+
+def judge(measures: Sequence[Measure], alpha: float = ALPHA
+          ) -> list[tuple[Measure, dict[str, Any]]]:
+    """Each measure with its comparison object (`analysis.stats.compare_pair`), Holm-corrected
+    across all of them: the measures of one claim are tested together."""
+    rows = compare_pair("a", "b", [m.paired() for m in measures], alpha)
+    return [(m, r | {"a": m.a_label, "b": m.b_label}) for m, r in zip(measures, rows,
+                                                                        strict=True)]
+
+
+def verdict_of(row: dict[str, Any]) -> str:
+    """HOLDS when the test favours A, FAILS when it favours B, UNDECIDED otherwise."""
+    return _VERDICTS.get(row["verdict"], UNDECIDED)
+
+
+def evidence(m: Measure, row: dict[str, Any]) -> str:
+    """The numbers behind one measure's verdict: both sides, the difference with its
+    interval, p, the test, alpha and the seed count."""
+    sides = f"{m.name}: {m.a_label} {_side(m.a, m)} vs {m.b_label} {_side(m.b, m)}"
+    level, n = f"α = {row['alpha']:g}", row["n"]
+    seeds = f"{n} paired seed{'s' if n != 1 else ''}"
+    if row["verdict"] == NOT_REACHED:
+        return f"{sides} — not reached by any run ({seeds})"
+    if row["verdict"] == TOO_FEW:
+        return (f"{sides} — too few seeds: {seeds} cannot reach {level} with the paired "
+                f"sign-flip test (a verdict needs at least {row['seeds_needed']})")
+    ci = row["ci"]
+    interval = f" [{_fmt(ci[0], m.unit)}, {_fmt(ci[1], m.unit)}]" if ci else ""
+    holm = f", Holm {row['p_holm']:.3g}" if row["p_holm"] != row["p"] else ""
+    outcome = {A_BETTER: f"{m.a_label} better", B_BETTER: f"{m.b_label} better"}.get(
+        row["verdict"], row["verdict"])
+    return (f"{sides}; difference {_fmt(row['difference'], m.unit)}{interval} "
+            f"({100 * row['ci_level']:g}% t-interval), p = {row['p']:.3g}{holm} (paired "
+            f"sign-flip test, {level}, {seeds}) — {outcome}")
 
 
 @dataclass(frozen=True)
@@ -69,25 +106,26 @@ class Claim:
 
 
 def _fmt(x: float, unit: str) -> str:
-    if math.isinf(x):
-        return "never" if unit == " s" else "diverged"
     if unit == "%":
         return f"{100 * x:.1f}%"
     return f"{x:.3g}{unit}"
 
 
-def _spread(values: Sequence[float], unit: str) -> str:
-    if not values:
-        return "(no runs)"
-    if len(values) == 1:  # no spread to show
-        return f"{_fmt(values[0], unit)} (one seed)"
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return f"{_fmt(values[0], unit)} ({len(values)} of {len(values)} seeds)"
-    mean = _fmt(statistics.fmean(finite), unit)
-    if len(finite) < len(values):
-        mean = f"{mean} in {len(finite)} seeds, {_fmt(math.inf, unit)} in the others"
-    return f"{mean} [{_fmt(min(values), unit)}…{_fmt(max(values), unit)}, {len(values)} seeds]"
+def _side(values: Sequence[float | None], m: Measure) -> str:
+    """One side's mean, as the test sees it: a run that did not reach the target counts at
+    the step budget (a restricted mean); a missing value (diverged) is left out."""
+    missing = sum(v is None or not math.isfinite(v) for v in values)
+    if m.cap is not None:
+        if missing == len(values):
+            return "not reached"
+        text = _fmt(statistics.fmean(m.cap if v is None else v for v in values), m.unit)
+        return text + (f" ({missing} of {len(values)} not reached, counted at the {m.cap:g}-"
+                       "step budget)" if missing else "")
+    done = [v for v in values if v is not None and math.isfinite(v)]
+    if not done:
+        return "diverged"
+    return _fmt(statistics.fmean(done), m.unit) + (f" (diverged in {missing}, left out)"
+                                                   if missing else "")
 
 
 def combine(verdicts: Sequence[str]) -> str:
@@ -115,34 +153,34 @@ def groups(records: Sequence[dict[str, Any]], optimizer: str) -> list[list[dict[
     return list(out.values())
 
 
-def _worse_if_none(x: Any, lower_is_better: bool) -> float:
-    if x is None or not math.isfinite(x):
-        return math.inf if lower_is_better else -math.inf
-    return float(x)
+def _by_seed(a: list[dict[str, Any]], b: list[dict[str, Any]], key: str
+             ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """`key` of the runs of a and of b, paired by seed (the seeds both have)."""
+    sa, sb = {r.get("seed"): r for r in a}, {r.get("seed"): r for r in b}
+    seeds = sorted(sa.keys() & sb.keys(), key=str)
+    return tuple(sa[s].get(key) for s in seeds), tuple(sb[s].get(key) for s in seeds)
 
 
 def speed_measures(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Measure]:
-    """Time to target (when the run set one and had a validation split) and the final
-    train loss when both ran the same number of steps. Diverged seeds count as worst."""
+    """Time to target in steps (when the runs set a target and had a validation split; a
+    run that never reached it, diverged ones included, counts at the step budget) and the
+    final train loss when both ran the same number of steps."""
     la, lb, out = _label(a[0]), _label(b[0]), []
     runs = a + b
     if all(r.get("target_acc") is not None and r.get("final_val_acc") is not None or
            r.get("diverged") for r in runs) and any(r.get("target_acc") for r in runs):
         target = next(r["target_acc"] for r in runs if r.get("target_acc"))
-        out.append(Measure(f"time to {target:.0%} validation accuracy", la, lb,
-                           tuple(_worse_if_none(r.get("time_to_target_s"), True) for r in a),
-                           tuple(_worse_if_none(r.get("time_to_target_s"), True) for r in b),
-                           True, " s"))
+        cap = max(r.get("steps_planned") or r.get("steps") or 0 for r in runs)
+        out.append(Measure(f"steps to {target:.0%} validation accuracy", la, lb,
+                           *_by_seed(a, b, "time_to_target_step"), True, " steps", cap))
     if len({r.get("steps_planned") for r in runs}) == 1:
         out.append(Measure(f"train loss after {runs[0].get('steps_planned')} steps", la, lb,
-                           tuple(_worse_if_none(r.get("final_train_loss"), True) for r in a),
-                           tuple(_worse_if_none(r.get("final_train_loss"), True) for r in b),
-                           True))
+                           *_by_seed(a, b, "final_train_loss"), True))
     return out
 
 
 def _pairwise(records: Sequence[dict[str, Any]], a_name: str, b_name: str, lecture: str,
-              measures_of: Any, *, need: str) -> Claim:
+              measures_of: Any, *, need: str, alpha: float) -> Claim:
     """A claim comparing every configuration of `a_name` with every one of `b_name`."""
     ga, gb = groups(records, a_name), groups(records, b_name)
     if not ga or not gb:
@@ -151,54 +189,52 @@ def _pairwise(records: Sequence[dict[str, Any]], a_name: str, b_name: str, lectu
     if not measures:
         return Claim(lecture, None, ("no measure applies (no target accuracy, and the runs "
                                      "differ in length)",))
-    return Claim(lecture, combine([m.verdict for m in measures]),
-                 tuple(m.text() for m in measures))
+    judged = judge(measures, alpha)
+    return Claim(lecture, combine([verdict_of(r) for _, r in judged]),
+                 tuple(evidence(m, r) for m, r in judged))
 
 
-def adam_faster_than_sgd(records: Sequence[dict[str, Any]]) -> Claim:
+def adam_faster_than_sgd(records: Sequence[dict[str, Any]], alpha: float = ALPHA) -> Claim:
     return _pairwise(records, "adam", "sgd", "Adam typically converges faster than SGD.",
-                     speed_measures, need="run compare with both")
+                     speed_measures, need="run compare with both", alpha=alpha)
 
 
-def momentum_faster_than_sgd(records: Sequence[dict[str, Any]]) -> Claim:
+def momentum_faster_than_sgd(records: Sequence[dict[str, Any]], alpha: float = ALPHA
+                             ) -> Claim:
     return _pairwise(records, "momentum", "sgd",
                      "Momentum accelerates SGD (faster, above all in ravines).", speed_measures,
-                     need="run compare with both")
+                     need="run compare with both", alpha=alpha)
 
 
-def _accuracy(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Measure]:
-    return [Measure("final test accuracy", _label(a[0]), _label(b[0]),
-                    tuple(_worse_if_none(r.get("final_test_acc"), False) for r in a),
-                    tuple(_worse_if_none(r.get("final_test_acc"), False) for r in b),
-                    False, "%")]
+def _accuracy(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> Measure:
+    return Measure("final test accuracy", _label(a[0]), _label(b[0]),
+                   *_by_seed(a, b, "final_test_acc"), False, "%")
 
 
 NOT_TUNED = "this run did not tune η (use compare --tune, or a sweep over several η)"
 
 
 def tuned_sgd_matches_adam(records: Sequence[dict[str, Any]], *, tuned: bool,
-                           not_tuned: str = NOT_TUNED) -> Claim:
-    """"Match or surpass": within Adam's seed range or above it. Only for tuned runs
-    (`not_tuned`: why these were not)."""
+                           not_tuned: str = NOT_TUNED, alpha: float = ALPHA) -> Claim:
+    """"Match or surpass": Adam not significantly better. Only for tuned runs (`not_tuned`:
+    why these were not)."""
     lecture = "Plain SGD or Momentum can match or surpass Adam if carefully tuned."
     if not tuned:
         return Claim(lecture, None, (not_tuned,))
-    verdicts, evidence = [], []
-    for name in ("sgd", "momentum"):
-        for x in groups(records, name):
-            for y in groups(records, "adam"):
-                m = _accuracy(x, y)[0]
-                # below Adam in every seed fails to match; overlapping or above matches
-                verdicts.append(UNDECIDED if min(len(m.a), len(m.b)) < 2 else
-                                FAILS if m.verdict == FAILS else HOLDS)
-                evidence.append(m.text().replace("the seed ranges overlap",
-                                                 "matched within the seed spread"))
-    if not verdicts:
+    measures = [_accuracy(x, y) for name in ("sgd", "momentum") for x in groups(records, name)
+                for y in groups(records, "adam")]
+    if not measures:
         return Claim(lecture, None, ("needs tuned runs of adam and of sgd or momentum",))
+    judged = judge(measures, alpha)
+    # below Adam at alpha fails to match; no difference detected, or above, matches
+    verdicts = [FAILS if r["verdict"] == B_BETTER else
+                HOLDS if r["verdict"] in (A_BETTER, NO_DIFFERENCE) else UNDECIDED
+                for _, r in judged]
     # "SGD or Momentum": one of them matching is enough.
     verdict = HOLDS if HOLDS in verdicts else (FAILS if all(v == FAILS for v in verdicts)
                                                else UNDECIDED)
-    return Claim(lecture, verdict, tuple(evidence))
+    return Claim(lecture, verdict, tuple(evidence(m, r).replace(
+        NO_DIFFERENCE, "matched: no difference detected") for m, r in judged))
 
 
 def learning_rate_is_crucial(lines: dict[str, dict[float, list[float | None]]]) -> Claim:
@@ -295,14 +331,16 @@ def unless_on_edge(claim: Claim, names: Sequence[str], records: Sequence[dict[st
 def lecture_claims(records: Sequence[dict[str, Any]], *, tuned: bool = False,
                    not_tuned: str = NOT_TUNED, edges: dict[str, dict[str, str]] | None = None,
                    lr_lines: dict[str, dict[float, list[float | None]]] | None = None,
-                   diagnostics: Sequence[dict[str, Any]] = ()) -> list[Claim]:
+                   diagnostics: Sequence[dict[str, Any]] = (), alpha: float = ALPHA
+                   ) -> list[Claim]:
     """Every claim, judged on these records (verdict None where they cannot decide it).
     `tuned`: the records are of tuned configurations (`not_tuned`: why not, when not);
-    `edges`: their tuned values on the edge of the grid (see `unless_on_edge`)."""
-    compared = [(adam_faster_than_sgd(records), ("adam", "sgd")),
-                (momentum_faster_than_sgd(records), ("momentum", "sgd")),
-                (tuned_sgd_matches_adam(records, tuned=tuned, not_tuned=not_tuned),
-                 ("sgd", "momentum", "adam"))]
+    `edges`: their tuned values on the edge of the grid (see `unless_on_edge`); `alpha`:
+    the level of the tests behind the comparing claims."""
+    compared = [(adam_faster_than_sgd(records, alpha), ("adam", "sgd")),
+                (momentum_faster_than_sgd(records, alpha), ("momentum", "sgd")),
+                (tuned_sgd_matches_adam(records, tuned=tuned, not_tuned=not_tuned,
+                                        alpha=alpha), ("sgd", "momentum", "adam"))]
     return [*(unless_on_edge(c, names, records, edges or {}) if tuned else c
               for c, names in compared),
             learning_rate_is_crucial(lr_lines or {}),

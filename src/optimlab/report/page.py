@@ -70,8 +70,11 @@ CLAIMS_TITLE = "What the lecture says, and what this run shows"
 _VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undecided": "undecided"}
 
 
-SEED_RULE = ("<p>A claim holds when every seed of one side beats every seed of the other; "
-             "overlapping seed ranges leave it undecided.</p>")
+SEED_RULE = ("<p>A measure favours one side when the paired sign-flip test, over the seeds both "
+             "ran, rejects at α (Holm-corrected across the measures of the claim); with too "
+             "few seeds for any p to reach α it decides nothing. Speed is counted in steps, "
+             "not seconds. A claim holds when one measure favours it and none the other side."
+             "</p>")
 
 
 def claims_html(claims: Sequence[Claim], rule: str = SEED_RULE) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from optimlab.analysis.records import family
 
 COLUMNS = ("optimizer", "hyperparameters", "final test acc", "best test acc",
-           "final train loss", "time to target", "steps/s", "optimizer ms/step", "diverged")
+           "final train loss", "steps to target", "steps/s", "optimizer ms/step", "diverged")
 
 
 def hyperparameters_text(hp: dict[str, Any]) -> str:
@@ -67,14 +67,21 @@ def pm_text(values: list[Any], scale: float = 1.0, fmt: str = ".1f", unit: str =
 
 
 def _time_to_target(runs: list[dict[str, Any]]) -> str:
+    """Steps to the target (and examples seen), the measure rankings use, over the seeds
+    that reached it; the optimizer's seconds for those steps beside it, as their cost."""
     if runs[0].get("target_acc") is None or all(r.get("final_val_acc") is None for r in runs):
         return "–"  # not asked for, or no validation split to measure it on
-    hits = [r for r in runs if r["time_to_target_s"] is not None]
+    hits = [r for r in runs if r.get("time_to_target_step") is not None]
     if not hits:
-        return f"never (0/{len(runs)})"
-    secs = statistics.fmean(r["time_to_target_s"] for r in hits)
+        return f"not reached (0/{len(runs)})"
     step = statistics.fmean(r["time_to_target_step"] for r in hits)
-    return f"{secs:.1f} s, step {step:.0f} ({len(hits)}/{len(runs)})"
+    text = f"{step:.0f} steps"
+    if all(r.get("time_to_target_examples") is not None for r in hits):
+        text += f", {statistics.fmean(r['time_to_target_examples'] for r in hits):.0f} examples"
+    cost = [r.get("time_to_target_optimizer_s") for r in hits]
+    if all(c is not None for c in cost):
+        text += f"; optimizer {statistics.fmean(cost):.3g} s"
+    return f"{text} ({len(hits)}/{len(runs)})"
 
 
 def _diverged(runs: list[dict[str, Any]]) -> str:
@@ -103,3 +110,30 @@ def table_rows(records: list[dict[str, Any]]) -> list[list[str]]:
             _diverged(runs),
         ])
     return rows
+
+
+COMPARISON_COLUMNS = ("a vs b", "measure", "difference [interval]", "p (Holm)", "seeds",
+                      "verdict")
+
+
+def _number_or_dash(x: float | None, form: str) -> str:
+    return "—" if x is None else format(x, form)
+
+
+def comparisons_caption(rows: list[dict[str, Any]]) -> str:
+    """How the comparisons were decided: the test, alpha and the interval."""
+    return (f"paired sign-flip permutation test, α = {rows[0]['alpha']:g}, Holm across each "
+            f"pair's measures; {rows[0]['ci_level']:.0%} t-interval; time to target in steps")
+
+
+def comparison_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """One row of strings per comparison object, in COMPARISON_COLUMNS order."""
+    out = []
+    for r in rows:
+        ci = "" if r["ci"] is None else " [{:.3g}, {:.3g}]".format(*r["ci"])
+        p = f"{_number_or_dash(r['p'], '.3g')} ({_number_or_dash(r['p_holm'], '.3g')})"
+        need = f" (needs {r['seeds_needed']})" if r["verdict"] == "too few seeds" else ""
+        out.append([f"{r['a']} vs {r['b']}", r["measure"],
+                    _number_or_dash(r["difference"], "+.3g") + ci, p, str(r["n"]),
+                    r["verdict"] + need])
+    return out

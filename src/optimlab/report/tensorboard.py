@@ -22,8 +22,10 @@ from typing import Any
 from optimlab.analysis.records import CurvePoint, family, load_compare
 from optimlab.analysis.store import FILENAME, read_runs
 
+# time to target in steps first: the measure to rank by (the seconds depend on the machine)
 HPARAM_METRICS = ("final_test_acc", "final_val_acc", "best_test_acc", "final_train_loss",
-                  "final_test_loss", "time_to_target_s", "train_seconds")
+                  "final_test_loss", "time_to_target_step", "time_to_target_examples",
+                  "time_to_target_s", "train_seconds")
 MISSING = ("tensorboard is not installed: pip install 'optimlab[tensorboard]' (it provides "
            "TensorBoard's event writer)")
 

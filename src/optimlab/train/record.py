@@ -5,6 +5,9 @@ which trains K configurations at once, builds records identical to single runs.
 
 Step numbering: step 0 is the initial model; step t is after t optimizer updates.
 A "batch" row at step t holds the loss of minibatch t, computed before update t.
+Time to target is in steps (fractional: interpolated linearly between the evaluations
+around the crossing) and in examples seen (steps x batch size); its wall-clock cost is the
+optimizer's seconds per step times those steps.
 A run whose minibatch loss is NaN/Inf at step t stops there: the record says
 `diverged: true, diverged_step: t`, `steps: t - 1`, and the final evaluation is of
 the model after t - 1 updates.
@@ -46,17 +49,31 @@ def _last(points: list[CurvePoint]) -> float | None:
     return finite_or_none(points[-1].value) if points else None
 
 
+def _crossing(points: list[CurvePoint], target: float, lower_is_better: bool
+              ) -> tuple[Any, Any]:
+    """(step, train_seconds) where the metric first reaches `target`, interpolated linearly
+    between the last evaluation short of it and the first that reaches it: the crossing is
+    placed within the evaluation interval, not rounded up to its end. (None, None): never."""
+    before = None
+    for p in points:
+        if (p.value <= target) if lower_is_better else (p.value >= target):
+            if before is None or not math.isfinite(before.value):
+                return float(p.step), p.train_seconds
+            share = (target - before.value) / (p.value - before.value)
+            return (before.step + share * (p.step - before.step),
+                    before.train_seconds + share * (p.train_seconds - before.train_seconds))
+        before = p
+    return None, None
+
+
 def _time_to_target(curves: list[CurvePoint], config: TrainConfig) -> tuple[Any, Any]:
-    """(step, train_seconds) of the first evaluation with val accuracy >= target_acc
-    (or, given target_loss, val loss <= target_loss)."""
+    """(step, train_seconds) at which val accuracy reaches target_acc (or, given
+    target_loss, val loss reaches target_loss), interpolated between evaluations."""
     if config.target_loss is not None:
-        hits = (p for p in _series(curves, "val", "loss") if p.value <= config.target_loss)
-    elif config.target_acc is not None:
-        hits = (p for p in _series(curves, "val", "acc") if p.value >= config.target_acc)
-    else:
-        return None, None
-    hit = next(hits, None)
-    return (hit.step, hit.train_seconds) if hit else (None, None)
+        return _crossing(_series(curves, "val", "loss"), config.target_loss, True)
+    if config.target_acc is not None:
+        return _crossing(_series(curves, "val", "acc"), config.target_acc, False)
+    return None, None
 
 
 def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timings
@@ -83,6 +100,12 @@ def summary_record(config: TrainConfig, curves: list[CurvePoint], timings: Timin
         "steps_per_s": steps / secs if secs > 0 else None,
         "optimizer_ms_per_step": 1e3 * timings.optimizer_seconds / steps if steps else None,
         "time_to_target_step": target_step,
+        "time_to_target_examples": None if target_step is None else
+        target_step * config.batch_size,
+        # the wall-clock cost of those steps: the optimizer's own time, free of evaluation
+        # spacing and of the model's; the training clock at the crossing is kept beside it
+        "time_to_target_optimizer_s": None if target_step is None or not steps else
+        timings.optimizer_seconds / steps * target_step,
         "time_to_target_s": target_s,
         "diverged": diverged_step is not None,
         "diverged_step": diverged_step,
