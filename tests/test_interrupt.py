@@ -324,7 +324,7 @@ def test_an_interrupted_comparison_goes_on_from_the_checkpoint_of_its_run_in_fli
     assert len(list((tmp_path / "cut" / "checkpoints").iterdir())) == 1  # adam's, at 12
     run_compare(cfg, tmp_path / "cut", dataset=DS)
     assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
-    assert list((tmp_path / "cut" / "checkpoints").iterdir()) == []
+    assert not (tmp_path / "cut" / "checkpoints").exists()  # every run ended
     with (tmp_path / "cut" / "curves.csv").open(newline="") as f:
         clocks = [float(r[2]) for r in csv.reader(f) if r[0] == "adam-seed0"]
     kept_clocks = [p.train_seconds for p in curves_from_state(from_bytes(kept[-1][2])["curves"])]

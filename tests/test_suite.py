@@ -192,7 +192,7 @@ def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--workloads", "nope"], "--workloads: nope; allowed:"),
-    (["--seeds", "0"], "--seeds: 0; allowed"),
+    (["--seeds", "0"], "--seeds: '0'; allowed: an integer >= 1"),
     (["--alpha", "0.7"], "--alpha: '0.7'; allowed: a number in (0, 0.5)"),
     (["--steps", "-3"], "--steps"),
     (["--optimizers", "bogus"], "--optimizers"),

@@ -11,13 +11,13 @@ import argparse
 import sys
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from optimlab._imports import is_import_path
-from optimlab.commands.compare import _number, _optimizer_list, _positive_int
+from optimlab.commands._args import add_threads, capped, positive_int, torch_threads
+from optimlab.commands.compare import _number, _optimizer_list
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.suite import BUILTIN, QUICK, TARGET_MEASURE, Suite, SuiteConfig
 from optimlab.report.profiles import write as write_profiles
@@ -41,9 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizers", type=_optimizer_list, default=d.optimizers,
                    metavar="ENTRIES", help="entries as compare takes them (default "
                                            f"{','.join(d.optimizers)})")
-    p.add_argument("--seeds", type=_positive_int, default=d.seeds,
+    p.add_argument("--seeds", type=positive_int, default=d.seeds,
                    help=f"seeds per optimizer and workload (default {d.seeds})")
-    p.add_argument("--steps", type=_positive_int, help="every workload's step budget instead "
+    p.add_argument("--steps", type=positive_int, help="every workload's step budget instead "
                                                        "of its own (default: its own)")
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK:.0%}% of each workload's budget, at most 2 seeds: a smoke "
@@ -53,8 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"level of the paired tests (default {d.alpha:g})")
     p.add_argument("--out", help="output folder (default runs/suite-<timestamp>)")
     # One thread, as compare: the models are too small to gain from intra-op threads.
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="torch CPU threads (default 1)")
+    add_threads(p, "1")
 
 
 def _steps(s: float | None, budget: int) -> str:
@@ -104,13 +103,9 @@ def _run_line(r: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(capped("suite", args.threads or 1)):
         console = Console() if sys.stdout.isatty() else Console(width=160)
         return _suite(args, console)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _suite(args: argparse.Namespace, console: Console) -> int:

@@ -200,7 +200,10 @@ class _Store:
                                         | {"diagnostics": result.extras})
                 write_json(self.out / "diagnostics.json", self.diagnostics)
             write_json(self.out / "summary.json", [*self.records, record])
-        self._checkpoint(run).unlink(missing_ok=True)
+        path = self._checkpoint(run)
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()  # no run in flight: the folder holds what compare wrote only
         self.records.append(record)
         self.finished.add(run)
         return record
