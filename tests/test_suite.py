@@ -14,6 +14,7 @@ import pytest
 from optimlab.analysis import profiles
 from optimlab.analysis.size_claims import halves, large_claim, small_claim
 from optimlab.cli import main
+from optimlab.train.record import CurvePoint, _crossing
 
 # Two workloads, three optimizers; c misses w1's target. By hand: w1's best is 100, w2's 150.
 STEPS = {"w1": {"a": 100.0, "b": 200.0, "c": None},
@@ -31,7 +32,9 @@ RATIOS = {"w1": {"a": 1.0, "b": 2.0, "c": None}, "w2": {"a": 2.0, "b": 1.0, "c":
     ([(0, 0.1), (100, math.nan)], 0.05, False, None),  # a NaN never reaches
 ])
 def test_steps_to_target_interpolates_between_evaluations(points, target, higher, expected):
-    assert profiles.steps_to_target(points, target, higher_is_better=higher) == expected
+    """The suite reads each run's steps to target from its summary record."""
+    curves = [CurvePoint(step, 0.01 * step, "val", "acc", value) for step, value in points]
+    assert _crossing(curves, target, lower_is_better=not higher)[0] == expected
 
 
 @pytest.mark.parametrize("seeds, expected", [

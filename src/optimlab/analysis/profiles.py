@@ -32,26 +32,6 @@ TAU_MAX = 4.0
 Table = Mapping[str, Mapping[str, float | None]]
 
 
-def steps_to_target(points: Sequence[tuple[float, float]], target: float, *,
-                    higher_is_better: bool = True) -> float | None:
-    """The step at which the evaluated metric first reaches `target`, interpolated linearly
-    between the evaluation before and the one that reached it; None if none did.
-
-    `points` are (step, value) in step order; a non-finite value never reaches (a diverged
-    run); the first evaluation reaching gives its own step (nothing before it to interpolate).
-    """
-    sign = 1.0 if higher_is_better else -1.0
-    previous: tuple[float, float] | None = None
-    for step, value in points:
-        if math.isfinite(value) and sign * value >= sign * target:
-            if previous is None or not math.isfinite(previous[1]):
-                return float(step)
-            (s0, v0) = previous
-            return float(s0 + (target - v0) / (value - v0) * (step - s0))
-        previous = (step, value)
-    return None
-
-
 def median_steps(seeds: Sequence[float | None]) -> float | None:
     """The median over seeds of steps to target, a seed that did not reach counting as
     slower than any that did; None (not reached) when the median falls on such a seed."""

@@ -2,11 +2,11 @@
 
 A workload is a model on a dataset with a validation-accuracy target and a step budget.
 Each workload is one comparison (`lab.compare.Comparison`: every optimizer under every
-seed, paired, resumable) in its own subfolder; the suite reads its records and curves,
-interpolates each run's steps to target between evaluations
-(`analysis.profiles.steps_to_target`), and computes the profiles and the lecture's claims
-about problem size (`analysis.size_claims`). A workload that fails (bad data, a model
-that raises) is recorded as failed, with its error, and the others go on.
+seed, paired, resumable) in its own subfolder; the suite reads its records (each run's
+steps to target, interpolated between evaluations by the run's summary record) and
+computes the profiles and the lecture's claims about problem size (`analysis.size_claims`).
+A workload that fails (bad data, a model that raises) is recorded as failed, with its
+error, and the others go on.
 
 The output folder:
 - `<workload>/`: the comparison's folder (config.json, summary.json, curves.csv, ...);
@@ -18,7 +18,6 @@ The output folder:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
@@ -37,7 +36,7 @@ from optimlab.train.record import family
 
 # Share of each workload's budget that `quick` runs: a smoke test, not a measurement.
 QUICK = 0.1
-TARGET_MEASURE = "time_to_target_step"  # compare's name; here interpolated between evaluations
+TARGET_MEASURE = "time_to_target_step"  # compare's record: interpolated between evaluations
 
 
 @dataclass(frozen=True)
@@ -153,16 +152,6 @@ def _comparison(w: Workload, cfg: SuiteConfig, out: Path) -> Comparison:
                       alpha=cfg.alpha)
 
 
-def _val_accuracy(curves: Path) -> dict[str, list[tuple[float, float]]]:
-    """run -> (step, validation accuracy) in step order, from a comparison's curves.csv."""
-    points: dict[str, list[tuple[float, float]]] = {}
-    with curves.open(newline="") as f:
-        for r in csv.DictReader(f):
-            if r["split"] == "val" and r["metric"] == "acc":
-                points.setdefault(r["run"], []).append((int(r["step"]), float(r["value"])))
-    return {run: sorted(p) for run, p in points.items()}
-
-
 def parameters(comparison: Comparison) -> int:
     """The size of the workload's model: its number of parameters."""
     from optimlab import models
@@ -172,16 +161,12 @@ def parameters(comparison: Comparison) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _results(records: list[dict[str, Any]], curves: Path, w: Workload, alpha: float
+def _results(records: list[dict[str, Any]], alpha: float
              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(per optimizer: hyperparameters, steps to target per seed, their median, final test
     accuracies, diverged runs; the paired comparisons, with time to target interpolated)."""
-    val = _val_accuracy(curves)
-    interpolated = [r | {TARGET_MEASURE: profiles.steps_to_target(val.get(r["run"], []),
-                                                                  w.target_acc)}
-                    for r in records]
     by_label: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(interpolated, key=lambda r: r["seed"]):
+    for r in sorted(records, key=lambda r: r["seed"]):
         by_label.setdefault(family(r), []).append(r)
     results = {label: {"hyperparameters": runs[0]["hyperparameters"],
                        "steps_to_target": [r[TARGET_MEASURE] for r in runs],
@@ -190,7 +175,7 @@ def _results(records: list[dict[str, Any]], curves: Path, w: Workload, alpha: fl
                        "final_test_acc": [r["final_test_acc"] for r in runs],
                        "diverged": sum(bool(r["diverged"]) for r in runs)}
                for label, runs in by_label.items()}
-    return results, comparisons(interpolated, alpha)
+    return results, comparisons(records, alpha)
 
 
 def run_workload(w: Workload, cfg: SuiteConfig, out: Path,
@@ -203,7 +188,7 @@ def run_workload(w: Workload, cfg: SuiteConfig, out: Path,
              "dataset": comparison.configs[0].dataset, "parameters": parameters(comparison),
              "target_acc": w.target_acc, "steps": steps, "seeds": seeds, "folder": out.name}
     records = comparison.run(callbacks, on_record)
-    results, paired = _results(records, comparison.store.out / "curves.csv", w, cfg.alpha)
+    results, paired = _results(records, cfg.alpha)
     if any(s == 0 for r in results.values() for s in r["steps_to_target"]):
         raise ValueError(f"Invalid target_acc {w.target_acc:g} of workload {w.name!r}: the "
                          "initial model reaches it; allowed: a target that takes training")

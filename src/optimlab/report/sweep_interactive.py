@@ -53,7 +53,8 @@ def adam_pairs(points: list[dict[str, Any]]) -> dict[tuple[float, float], dict[f
 def sensitivity_figure(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
                        key: str) -> dict[str, Any]:
     """Final validation `key` ("loss" or "acc") against η (see the module docstring)."""
-    data, scale = [], 100.0 if key == "acc" else 1.0
+    data: list[dict[str, Any]] = []
+    scale = 100.0 if key == "acc" else 1.0
     best_others = {name: run["others"] for name, run in best.items()}
     names = list(dict.fromkeys(p["optimizer"] for p in points))
     for (name, others), per_lr in lines(points).items():

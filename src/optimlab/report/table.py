@@ -80,7 +80,7 @@ def _time_to_target(runs: list[dict[str, Any]]) -> str:
         text += f", {statistics.fmean(r['time_to_target_examples'] for r in hits):.0f} examples"
     cost = [r.get("time_to_target_optimizer_s") for r in hits]
     if all(c is not None for c in cost):
-        text += f"; optimizer {statistics.fmean(cost):.3g} s"
+        text += f"; optimizer {statistics.fmean(float(c) for c in cost if c is not None):.3g} s"
     return f"{text} ({len(hits)}/{len(runs)})"
 
 

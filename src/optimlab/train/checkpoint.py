@@ -90,8 +90,9 @@ def curves_state(curves: list[CurvePoint]) -> dict[str, Any]:
 
 
 def curves_from_state(state: dict[str, Any]) -> list[CurvePoint]:
-    series = [tuple(s) for s in state["series"]]
-    return [CurvePoint(step, seconds, *series[i], value) for i, step, seconds, value in zip(
+    series = [(str(split), str(metric)) for split, metric in state["series"]]
+    return [CurvePoint(step, seconds, series[i][0], series[i][1], value)
+            for i, step, seconds, value in zip(
         state["index"].tolist(), state["step"].tolist(), state["seconds"].tolist(),
         state["value"].tolist(), strict=True)]
 
