@@ -33,12 +33,25 @@ def as_number(name: str, x: Any) -> float:
     return float(x)
 
 
+SCALES = ("log", "log1m", "linear")
+
+
 @dataclass(frozen=True)
 class Number:
-    """A real hyperparameter in [lo, hi) (hi = inf: any finite number >= lo)."""
+    """A real hyperparameter in [lo, hi) (hi = inf: any finite number >= lo).
+
+    scale: how a search spreads its values (random search samples uniformly in it):
+    "log" (log x: η, ε, weight decay span decades), "log1m" (log(1 - x): a decay rate's
+    memory 1/(1 - β) spans decades, 0.9 to 0.999 as far as 0.09 to 0.9), "linear" (x).
+    """
 
     lo: float = 0.0
     hi: float = math.inf
+    scale: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"Invalid scale: {self.scale!r}; allowed: {', '.join(SCALES)}")
 
     def allowed(self, name: str) -> str:
         if math.isinf(self.hi):
@@ -68,7 +81,7 @@ class Pair:
     """Two numbers with their own names (Adam's ``betas`` = (beta1, beta2)), each in `each`."""
 
     names: tuple[str, str]
-    each: Number = Number(0.0, 1.0)
+    each: Number = Number(0.0, 1.0, "log1m")
 
     def allowed(self, name: str) -> str:
         return f"a pair ({', '.join(self.names)}), each in [{self.each.lo:g}, {self.each.hi:g})"
@@ -81,8 +94,8 @@ class Pair:
 
 
 Allowed = Number | Flag | Pair
-NONNEG = Number()           # lr, eps, weight_decay, ...
-UNIT = Number(0.0, 1.0)     # decay rates: momentum, alpha, betas
+NONNEG = Number(scale="log")        # lr, eps, weight_decay, ...
+UNIT = Number(0.0, 1.0, "log1m")    # decay rates: momentum, alpha, betas
 
 
 @dataclass(frozen=True)
@@ -120,7 +133,10 @@ class OptimizerSpec:
     batched: its batched update (None: the vectorized executor cannot run it);
     peer: the torch.optim class and keyword arguments that do the same update with the
         same memory traffic as ``cls()`` at its defaults (what the bench times it against);
-    lecture: one of the lecture's optimizers (the default set of compare, sweep, ...).
+    lecture: one of the lecture's optimizers (the default set of compare, sweep, ...);
+    search: its default search space, {flat key: (lo, hi)} (a `Pair` as its two names),
+        each sampled on its hyperparameter's `Number.scale` (random search, see
+        optimlab.lab.search; the ranges and their source: docs/lab.md, "Random search").
     """
 
     name: str
@@ -130,6 +146,7 @@ class OptimizerSpec:
     batched: Batched | None
     peer: tuple[type[torch.optim.Optimizer], dict[str, Any]]
     lecture: bool = False
+    search: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +157,22 @@ class OptimizerSpec:
             raise TypeError(f"{self.name}: the hyperparameters {sorted(self.hyperparameters)} "
                             f"must be the keywords of {self.cls.__name__}: {sorted(defaults)}")
         object.__setattr__(self, "defaults", defaults)
+        for key, (lo, hi) in self.search.items():
+            if not lo < hi:
+                raise ValueError(f"{self.name}: search range of {key} {lo:g}:{hi:g}; allowed: "
+                                 "lo < hi")
+            self.number(key).check(key, lo)
+            self.number(key).check(key, hi)
+
+    def number(self, key: str) -> Number:
+        """The allowed range of flat key `key` (beta1 and beta2: their `Pair`'s `each`);
+        KeyError when it is no real hyperparameter of this optimizer."""
+        for name, kind in self.hyperparameters.items():
+            if isinstance(kind, Pair) and key in kind.names:
+                return kind.each
+            if name == key and isinstance(kind, Number):
+                return kind
+        raise KeyError(key)
 
     def check(self, kwargs: Mapping[str, Any]) -> None:
         """One-line ValueError/TypeError for an unknown keyword or a value out of its range."""

@@ -170,16 +170,19 @@ _HYPERPARAMETERS: dict[str, Number | Flag | Pair] = dict(
     lr=NONNEG, betas=Pair(("beta1", "beta2")), eps=NONNEG, weight_decay=NONNEG, amsgrad=Flag(),
     maximize=Flag(), bias_correction=Flag())
 _VARIED = ("lr", "betas", "eps", "weight_decay")
+# Adam's and AdamW's default search space (docs/lab.md, "Random search")
+_SEARCH = {"lr": (1e-5, 0.1), "beta1": (0.5, 0.999), "beta2": (0.9, 0.99999),
+           "eps": (1e-10, 1e-2)}
 SPEC = register(OptimizerSpec(
     name="adam", cls=Adam, lecture=True, kernel="adam", hyperparameters=_HYPERPARAMETERS,
     batched=Batched(adam_batched, adam_batched_states, per_member=_VARIED,
                     shared=("bias_correction",)),
-    peer=(torch.optim.Adam, dict(lr=1e-3)),
+    peer=(torch.optim.Adam, dict(lr=1e-3)), search=_SEARCH,
 ))
 SPEC_W = register(OptimizerSpec(
     name="adamw", cls=AdamW, kernel="adam", hyperparameters=_HYPERPARAMETERS,
     batched=Batched(functools.partial(adam_batched, decoupled=True), adam_batched_states,
                     per_member=_VARIED,
                     shared=("bias_correction",)),
-    peer=(torch.optim.AdamW, dict(lr=1e-3)),
+    peer=(torch.optim.AdamW, dict(lr=1e-3)), search=_SEARCH,
 ))

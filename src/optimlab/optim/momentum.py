@@ -119,4 +119,5 @@ SPEC = register(OptimizerSpec(
                     per_member=("lr", "momentum", "weight_decay")),
     # the same bytes per step as ours: torch's heavy ball keeps one buffer too
     peer=(torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
+    search={"lr": (1e-3, 1.0), "momentum": (0.0, 0.999)},
 ))

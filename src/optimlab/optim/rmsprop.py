@@ -171,4 +171,5 @@ SPEC = register(OptimizerSpec(
                     per_member=("lr", "alpha", "eps", "weight_decay"),
                     shared=("centered",)),
     peer=(torch.optim.RMSprop, dict(lr=1e-3, alpha=0.9)),
+    search={"lr": (1e-5, 0.1), "alpha": (0.5, 0.9999), "eps": (1e-10, 1e-2)},
 ))

@@ -145,4 +145,5 @@ SPEC = register(OptimizerSpec(
     batched=Batched(sgd_batched, sgd_batched_states, per_member=("lr", "momentum", "weight_decay"),
                     optional=("momentum", "weight_decay")),
     peer=(torch.optim.SGD, dict(lr=1e-3)),
+    search={"lr": (1e-3, 1.0)},  # η only: momentum would make it another method
 ))
