@@ -21,6 +21,7 @@ from optimlab import models
 from optimlab.commands._args import (
     add_threads,
     capped,
+    natural_int,
     number,
     positive_int,
     torch_threads,
@@ -31,6 +32,7 @@ from optimlab.lab.grid import (
     APPLIES,
     DEFAULT_LR_GRID,
     EXECUTORS,
+    SEARCHES,
     SweepConfig,
     load_settings,
     point_value,
@@ -40,7 +42,7 @@ from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep
 from optimlab.train import TASKS, RunResult, schedules
 
-# Grid flags: --lr, --momentum, … (values: LO:HI:N or a comma-separated list).
+# Grid flags: --lr, --momentum, … (values: LO:HI:N, LO:HI or a comma-separated list).
 GRID_FLAGS = {k: k.replace("_", "-") for k in APPLIES}
 
 
@@ -60,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for key, flag in GRID_FLAGS.items():
         p.add_argument(f"--{flag}", dest=key, metavar="GRID",
                        help=f"{key} values for {', '.join(APPLIES[key])} and any module:Class "
-                            "taking it: LO:HI:N (log-spaced) or V,V,…"
+                            "taking it: LO:HI:N (log-spaced), V,V,… or, with --search random, "
+                            "LO:HI (sampled on its declared scale)"
                             + (f" (default {DEFAULT_LR_GRID})" if key == "lr" else ""))
     for name, help_ in (("seeds", f"seeds per configuration (default {d.seeds})"),
                         ("steps", f"optimizer steps per run (default {d.steps})"),
@@ -88,6 +91,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extend-edges", action="store_true", default=None,
                    help="with --select val: while a best value lies on an edge of its grid, "
                         "extend the grid past it and select again (DeepOBS practice)")
+    p.add_argument("--search", choices=SEARCHES,
+                   help="grid: every point of the lists; random: --trials configurations per "
+                        "optimizer from LO:HI ranges (none given: its declared search space) "
+                        f"(default {d.search})")
+    p.add_argument("--trials", type=positive_int, metavar="N",
+                   help="with --search random: configurations per optimizer; more trials into "
+                        "the same --out keep those done and add the rest")
+    p.add_argument("--search-seed", type=natural_int, metavar="N",
+                   help=f"with --search random: the seed of the sample (default {d.search_seed})")
     p.add_argument("--data-dir", help="folder with the dataset's files")
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
                    "event files into DIR, each run as it finishes (tensorboard extra)")
@@ -104,7 +116,8 @@ def flags(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line (None: not given)."""
     names = ("dataset", "model", "optimizers", "task", "seeds", "steps", "epochs", "batch_size",
              "eval_every", "max_batch", "executor", "dtype", "select", "data_dir", "download",
-             "val_fraction", "device", "schedule", "extend_edges", *APPLIES)
+             "val_fraction", "device", "schedule", "extend_edges", "search", "trials",
+             "search_seed", *APPLIES)
     return {n: getattr(args, n) for n in names}
 
 
@@ -164,9 +177,16 @@ def _run_with_progress(sweep: Sweep, console: Console, tensorboard: Path | None
         return sweep.run(on_result=_on_result(out.print, tensorboard), on_progress=show)
 
 
+# What widens the search past an edge: a grid's extension, or random search's range.
+WIDEN = {"grid": "--select val --extend-edges widens the grid",
+         "random": "a wider LO:HI range samples past it"}
+
+
 def selection_lines(selection: dict[str, dict[str, Any]],
-                    grids: dict[str, dict[str, tuple[float, ...]]]) -> list[str]:
-    """Per optimizer: its selected point, and whether a value lies on an edge of its grid."""
+                    grids: dict[str, dict[str, tuple[float, ...]]],
+                    search: str = "grid") -> list[str]:
+    """Per optimizer: its selected point, and whether a value lies on an edge of its grid
+    (the lowest or highest value sampled, for random search)."""
     lines = []
     for name, chosen in selection.items():
         hp = chosen["hyperparameters"]
@@ -179,8 +199,7 @@ def selection_lines(selection: dict[str, dict[str, Any]],
         edge = "; ".join(f"{k} on the {side} edge of its grid {min(grids[name][k]):g}.."
                          f"{max(grids[name][k]):g}" for k, side in chosen["edge"].items())
         lines.append(f"{name}: best {text} (on val)" + (
-            f"; {edge}: the optimum may lie beyond (--select val --extend-edges widens the "
-            "grid)" if edge else ""))
+            f"; {edge}: the optimum may lie beyond ({WIDEN[search]})" if edge else ""))
     return lines
 
 
@@ -231,7 +250,7 @@ def _sweep_with(args: argparse.Namespace, cfg: SweepConfig, out: Path, console: 
     except stops as e:
         print(f"optimlab sweep: error: {e}", file=sys.stderr)
         return 1
-    for line in selection_lines(sweep.selected, sweep.grids()):
+    for line in selection_lines(sweep.selected, sweep.grids(), cfg.search):
         console.print(line)
     console.print(f"{len(records)} runs in {out}/summary.json, sweep.sqlite (curves as CSV: "
                   f"optimlab export csv {out})")

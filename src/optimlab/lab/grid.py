@@ -26,6 +26,7 @@ from optimlab.lab.entries import (
 )
 from optimlab.lab.experiment import Experiment, read_toml
 from optimlab.lab.policy import APPLIES, DEFAULT_LR_GRID
+from optimlab.lab.search import SEARCHES, Range, parse_range, search_range, trial
 from optimlab.optim import SPECS
 from optimlab.train.config import check_positive_int
 
@@ -42,6 +43,9 @@ def parse_values(key: str, spec: Any) -> tuple[float, ...]:
         values = [_number(key, v) for v in spec]
     elif isinstance(spec, str) and spec.count(":") == 2:
         values = _log_range(key, spec)
+    elif isinstance(spec, str) and spec.count(":") == 1:
+        raise ValueError(f"Invalid {key}: {spec!r}: a grid range needs a count; allowed: "
+                         "LO:HI:N (N log-spaced values), or LO:HI with --search random")
     elif isinstance(spec, str) and spec.strip():
         values = [_number(key, v) for v in spec.split(",")]
     else:
@@ -101,6 +105,13 @@ class SweepConfig(Experiment):
     # with select="val": while a best value lies on an edge of its grid, extend the grid
     # past that edge and select again (DeepOBS; Wilson et al. 2017); off: the grid is as given
     extend_edges: bool = False
+    # "random": `trials` configurations per optimizer entry, sampled from `ranges` (key ->
+    # (LO, HI)) and drawn from the lists in `grid` (see optimlab.lab.search); with neither,
+    # from each optimizer's declared search space (its specification's `search`)
+    search: str = "grid"
+    trials: int | None = None  # random search's configurations per optimizer entry
+    search_seed: int = 0  # the same seed samples the same trials
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     # How the runs are computed, not which: a resume may change them.
     HOW: ClassVar[tuple[str, ...]] = (*Experiment.HOW, "executor", "max_batch")
@@ -117,18 +128,53 @@ class SweepConfig(Experiment):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"Invalid {key}: {getattr(self, key)!r}; allowed: "
                                  f"{', '.join(map(str, allowed))}")
-        for key in (*self.grid, *(k for g in self.per_optimizer.values() for k in g)):
+        for key in (*self.grid, *self.ranges,
+                    *(k for g in self.per_optimizer.values() for k in g)):
             if key not in APPLIES:
                 raise ValueError(f"Invalid grid key: {key!r}; allowed: {', '.join(APPLIES)}")
         if self.extend_edges and self.select != "val":
             raise ValueError("Invalid extend_edges without select 'val': the edges are those "
                              "of the selected point; allowed: --extend-edges with --select val")
+        self._check_search()
         for e in self.entries:  # every value, before anything trains
             check_points(e, hyperparameter_sets(self, e))
+
+    def _check_search(self) -> None:
+        """A ValueError for random-search settings that do not fit together."""
+        check_positive_int("trials", self.trials, optional=True)
+        if self.search not in SEARCHES:
+            raise ValueError(f"Invalid search: {self.search!r}; allowed: {', '.join(SEARCHES)}")
+        if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) \
+                or self.search_seed < 0:
+            raise ValueError(f"Invalid search_seed: {self.search_seed!r}; allowed: an integer "
+                             ">= 0")
+        if self.search == "grid" and (self.trials is not None or self.ranges):
+            what = (f"--trials {self.trials}" if self.trials is not None
+                    else f"the range {next(iter(self.ranges))} LO:HI")
+            raise ValueError(f"Invalid {what} with --search grid: a grid runs each of its "
+                             "points once; allowed: with --search random")
+        if self.search == "random" and self.trials is None:
+            raise ValueError("Invalid --search random without --trials; allowed: --trials N, "
+                             "the configurations to sample per optimizer")
+        if self.search == "random" and self.extend_edges:
+            raise ValueError("Invalid extend_edges with --search random: random samples "
+                             "have no grid to extend; allowed: a wider LO:HI range")
+        for e in self.entries if self.search == "random" else ():
+            if not any(isinstance(v, Range) for v in search_space(self, e).values()):
+                raise ValueError(
+                    f"Invalid --trials {self.trials} for {e.label}: every key it searches is "
+                    f"a list ({', '.join(search_space(self, e))}), which random search would "
+                    "only draw from with repeats; allowed: a range LO:HI for one key at least, "
+                    "or --search grid to run every point of the lists once")
 
     def grid_for(self, entry: Entry | str) -> dict[str, tuple[float, ...]]:
         """The keys and values swept for an optimizer entry (or its label)."""
         entry = self.entry(entry)
+        if self.search == "random":  # the values its trials took
+            points = [trial(self.search_seed, entry.label, i, search_space(self, entry), DIGITS)
+                      for i in range(self.trials or 0)]
+            return {k: tuple(sorted({p[k] for p in points})) for k in points[0]} if points \
+                else {}
         own = {k: v for k, v in self.grid.items() if applies(k, entry)}
         return {**own, **self.per_optimizer.get(entry.label, {})}
 
@@ -149,15 +195,44 @@ def applies(key: str, entry: Entry) -> bool:
     return (key == "lr") if allowed is None else _keyword(key) in allowed
 
 
+# A module:Class entry declares no search space: η over the default η grid's span.
+FALLBACK_SPACE = {"lr": (1e-4, 1.0)}
+
+
+def search_space(cfg: SweepConfig, entry: Entry) -> dict[str, Range | tuple[float, ...]]:
+    """Random search's space for `entry`: the keys given (ranges, lists; an entry's own
+    table wins) that it sweeps, and η's declared range when η is not given; with no key
+    given at all, the optimizer's whole declared space (its specification's `search`)."""
+    spec = SPECS.get(entry.name)
+    declared = dict(spec.search) if spec is not None else FALLBACK_SPACE
+    lists = {**cfg.grid, **cfg.per_optimizer.get(entry.label, {})}
+    ranges = dict(declared) if not (cfg.ranges or lists) else \
+        {**{k: v for k, v in declared.items() if k == "lr"}, **cfg.ranges}
+    space: dict[str, Range | tuple[float, ...]] = {}
+    for key, (lo, hi) in ranges.items():
+        if key not in lists and applies(key, entry):
+            # a module:Class entry's key takes the scale the built-in optimizers declare
+            number = SPECS[entry.name if spec is not None else APPLIES[key][0]].number(key)
+            space[key] = search_range(key, lo, hi, number)
+    return {**space, **{k: v for k, v in lists.items() if applies(k, entry)}}
+
+
 def hyperparameter_sets(cfg: SweepConfig, entry: Entry | str) -> list[dict[str, Any]]:
-    """Every point of the entry's grid as optimizer keyword arguments (the entry's own
-    hyperparameters included); `entry` may be given by its label."""
+    """Every point of the entry's grid, or its random trials, as optimizer keyword arguments
+    (the entry's own hyperparameters included); `entry` may be given by its label."""
     entry = cfg.entry(entry)
-    grid = cfg.grid_for(entry)
-    keys = sorted(grid)
+    if cfg.search == "random":
+        space = search_space(cfg, entry)
+        flat = [trial(cfg.search_seed, entry.label, i, space, DIGITS)
+                for i in range(cfg.trials or 0)]
+    else:
+        grid = cfg.grid_for(entry)
+        keys = sorted(grid)
+        flat = [dict(zip(keys, values, strict=True))
+                for values in itertools.product(*(grid[k] for k in keys))]
     points = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        point: dict[str, Any] = dict(zip(keys, values, strict=True))
+    for values in flat:
+        point: dict[str, Any] = dict(values)
         if "beta1" in point or "beta2" in point:
             b1, b2 = entry.hyperparameters.get(
                 "betas", class_defaults(entry.optimizer_class())["betas"])
@@ -202,7 +277,8 @@ def one_shot(entry: Entry) -> dict[str, Any]:
 
 _SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
             "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
-            "val_fraction", "schedule", "extend_edges", "task", "target_loss")
+            "val_fraction", "schedule", "extend_edges", "task", "target_loss", "search",
+            "trials", "search_seed")
 
 
 def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
@@ -217,7 +293,10 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
         raise ValueError(f"Invalid key(s) in the config file: {', '.join(unknown)}; allowed: "
                          f"{', '.join(allowed)}")
     merged = {**toml, **{k: v for k, v in flags.items() if v is not None}}
-    grid = {k: parse_values(k, merged[k]) for k in APPLIES if k in merged}
+    random = merged.get("search") == "random"
+    ranges = {k: parse_range(k, merged[k]) for k in APPLIES
+              if random and isinstance(merged.get(k), str) and merged[k].count(":") == 1}
+    grid = {k: parse_values(k, merged[k]) for k in APPLIES if k in merged and k not in ranges}
     tables = toml.get("grid", {})
     if not isinstance(tables, dict) or any(not isinstance(t, dict) for t in tables.values()):
         raise ValueError("Invalid [grid] in the config file; allowed: tables [grid.NAME] with "
@@ -230,10 +309,10 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
         kwargs["steps"] = None  # the budget in epochs replaces the default steps
     if "optimizers" in merged:
         kwargs["optimizers"] = merged["optimizers"]  # entries: a string or a list
-    given_keys = tuple(grid)
-    if "lr" not in grid:
+    given_keys = (*grid, *ranges)
+    if "lr" not in grid and not random:  # random search: η's declared range (search_space)
         grid["lr"] = parse_values("lr", DEFAULT_LR_GRID)
-    cfg = SweepConfig(**kwargs, grid=grid, per_optimizer=per_optimizer)
+    cfg = SweepConfig(**kwargs, grid=grid, per_optimizer=per_optimizer, ranges=ranges)
     check_applies(cfg, given_keys)
     return cfg
 
@@ -244,10 +323,22 @@ def check_applies(cfg: SweepConfig, keys: tuple[str, ...]) -> None:
     for key in keys:
         if not any(applies(key, e) for e in cfg.entries):
             raise ValueError(
-                f"Invalid {key} grid {list(cfg.grid[key])}: none of the optimizers "
+                f"Invalid {key} grid {list(cfg.grid.get(key, cfg.ranges.get(key, ())))}: none "
+                f"of the optimizers "
                 f"{', '.join(cfg.labels)} sweeps {key}; allowed: {key} with an optimizer "
                 f"that has it ({', '.join(APPLIES[key])}, or a module:Class taking it) and "
                 "does not fix it in its entry")
+
+
+def grown(stored: dict[str, Any], cfg: SweepConfig) -> dict[str, Any]:
+    """The settings `stored` by a sweep, as `cfg` resumes them: a store written before random
+    search existed holds a grid search; a random search with more trials keeps the stored
+    ones (trial i does not depend on their number) and adds the rest."""
+    before: dict[str, Any] = {"search": "grid", "trials": None, "search_seed": 0, "ranges": {}}
+    stored = {**before, **stored}
+    if stored["search"] == cfg.search == "random" and (cfg.trials or 0) >= stored["trials"]:
+        stored["trials"] = cfg.trials
+    return stored
 
 
 def load_settings(path: str | Path | None, flags: dict[str, Any]) -> SweepConfig:

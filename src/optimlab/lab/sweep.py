@@ -51,6 +51,7 @@ from optimlab.lab.grid import (
     SweepConfig,
     beyond,
     check_points,
+    grown,
     hyperparameter_sets,
     one_shot,
     parse_values,
@@ -140,7 +141,8 @@ class Sweep:
                              "allowed: --val-fraction > 0")
         self.cfg, self.dataset, self.n_train = cfg, ds, len(ds.y_train)
         self.store = Store(out)
-        self._check_resume(self.store.meta().get("settings"), extend)
+        stored = self.store.meta().get("settings")
+        self._check_resume(stored and grown(stored, cfg), extend)
         with self.guard():
             self.store.set_meta("settings", dataclasses.asdict(cfg))
             self.store.set_meta("command", command)
@@ -219,8 +221,10 @@ class Sweep:
 
     def grid(self) -> list[TrainConfig]:
         """The grid runs, edge extensions included."""
-        return grid_configs(dataclasses.replace(self.cfg, per_optimizer=self.grids()),
-                            self.n_train)
+        # random search has no extensions, and its trials are drawn from the settings' lists
+        cfg = dataclasses.replace(self.cfg, per_optimizer=self.grids()) if self.extra \
+            else self.cfg
+        return grid_configs(cfg, self.n_train)
 
     def selection(self, runs: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
         """`select` over the grid runs stored (`runs`: the store's, when already read) for
