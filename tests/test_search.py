@@ -116,6 +116,12 @@ def test_bad_input_exits_2_with_one_line_naming_it(tmp_path, capsys, argv, match
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_a_range_in_a_per_optimizer_table_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"Invalid \[grid.adam\] lr = '1e-4:1e-1'"):
+        settings({"grid": {"adam": {"lr": "1e-4:1e-1"}}},
+                 {"search": "random", "trials": 2, "optimizers": "adam"})
+
+
 def cli(npz: Path, out: Path, *more: str) -> list[str]:
     return ["sweep", "--dataset", f"npz:{npz}", "--model", "logreg", "--optimizers",
             "sgd,adam", "--search", "random", "--lr", "1e-3:1e-1", "--beta1", "0.5:0.99",

@@ -302,6 +302,12 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
         raise ValueError("Invalid [grid] in the config file; allowed: tables [grid.NAME] with "
                          "keys like lr = [1e-3, 1e-2]")
     given = {k for k in APPLIES if flags.get(k) is not None}
+    for name, table in tables.items():
+        ranged = [k for k, v in table.items() if isinstance(v, str) and v.count(":") == 1]
+        if random and ranged:
+            raise ValueError(f"Invalid [grid.{name}] {ranged[0]} = {table[ranged[0]]!r}: a "
+                             "per-optimizer table holds lists; allowed: a list there, or the "
+                             "range LO:HI for every optimizer (a flag or a top-level key)")
     per_optimizer = {name: {k: parse_values(k, v) for k, v in table.items() if k not in given}
                      for name, table in tables.items()}
     kwargs = {k: merged[k] for k in _SCALARS if k in merged}
