@@ -107,7 +107,8 @@ class SweepConfig(Experiment):
     extend_edges: bool = False
     # "random": `trials` configurations per optimizer entry, sampled from `ranges` (key ->
     # (LO, HI)) and drawn from the lists in `grid` (see optimlab.lab.search); with neither,
-    # from each optimizer's declared search space (its specification's `search`)
+    # from each optimizer's declared search space (its specification's `search`); `settings`
+    # leaves the default η grid out of `grid` then, where a list would fix η's values
     search: str = "grid"
     trials: int | None = None  # random search's configurations per optimizer entry
     search_seed: int = 0  # the same seed samples the same trials
