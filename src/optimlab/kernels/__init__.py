@@ -35,19 +35,20 @@ import torch
 BACKENDS = {"cpu": "optimlab.kernels.numba_cpu", "cuda": "optimlab.kernels.triton_cuda"}
 
 
-# device type -> its backend, once fully imported
+# backend module name -> the module, once its import has finished
 _loaded: dict[str, ModuleType] = {}
 
 
 def backend(device_type: str) -> ModuleType:
     """The backend module for a device type; ImportError if its compiler is missing."""
-    # Every step asks: once imported, a dict lookup instead of importlib's machinery. Not
-    # sys.modules: it holds a module from the start of its import, so a second thread (the
-    # sweep's groups side by side) would see a backend without its kernels yet and step
-    # through the torch ops instead, rounding differently from the first.
-    module = _loaded.get(device_type)
-    if module is None:
-        module = _loaded[device_type] = importlib.import_module(BACKENDS[device_type])
+    # Every step asks: once imported, dict lookups instead of importlib's machinery. A module
+    # in sys.modules alone may still be importing in another thread (the sweep's groups side
+    # by side), without its kernels yet: that thread would step through the torch ops and
+    # round otherwise; importlib waits for the import to finish.
+    name = BACKENDS[device_type]
+    module = sys.modules.get(name)
+    if module is None or _loaded.get(name) is not module:
+        module = _loaded[name] = importlib.import_module(name)
     return module
 
 
