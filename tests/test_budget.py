@@ -13,7 +13,9 @@ from test_sweep import DS as BLOBS
 
 from optimlab.analysis.budget import best_at, budget_curves, trial_scores
 from optimlab.cli import main
+from optimlab.lab import reproduce
 from optimlab.lab.grid import SweepConfig
+from optimlab.lab.reproductions import tuning_budget
 from optimlab.lab.sweep import Sweep
 
 # sgd at η = 1e3 diverges on the blobs with the MLP (test_sweep's table of members)
@@ -80,3 +82,54 @@ def test_the_sweep_page_draws_the_budget_figure_also_for_an_older_folder(sweep_o
     assert "expected best validation accuracy vs number of trials" in page
     assert 'id="budget"' in page and "Trials: sgd 4 (2 diverged runs), adam 3" in page
     assert (sweep_out / "expected_best.png").is_file()
+
+
+# --- reproduce tuning-budget -----------------------------------------------------------
+
+@pytest.fixture
+def tiny_budget(monkeypatch, tmp_path):
+    """The reproduction as registered, on the blobs: 8 η per optimizer, 30 steps."""
+    monkeypatch.setattr(tuning_budget.data, "load", lambda name, **kw: BLOBS)
+    monkeypatch.setitem(tuning_budget.TRIALS, False, 8)
+    monkeypatch.setitem(tuning_budget.STEPS, False, 30)
+    out = tmp_path / "budget"
+    assert main(["reproduce", "tuning-budget", "--out", str(out)]) == 0
+    return out
+
+
+def test_tuning_budget_judges_the_stored_curves_and_redraws_as_its_page(tiny_budget, capsys):
+    rec = json.loads((tiny_budget / "reproduction.json").read_text())
+    stored = json.loads((tiny_budget / "expected_best.json").read_text())
+    assert rec["experiment"] == "tuning-budget" and rec["verdict"] in reproduce.VERDICTS
+    assert stored["trials"] == dict.fromkeys(tuning_budget.OPTIMIZERS, 8)
+    at = {k: {n: c[k - 1] for n, c in stored["expected_best"].items()} for k in (1, 4)}
+    assert rec["numbers"]["expected_best_at"] == {str(k): v for k, v in at.items()}
+    first = rec["checks"][0]
+    assert first["holds"] == (max(at[1], key=at[1].get) == "adam"
+                              and sorted(at[1].values())[-2] < at[1]["adam"])
+    spread = {k: max(v.values()) - min(v.values()) for k, v in at.items()}
+    assert rec["checks"][2]["holds"] == (spread[4] < spread[1])
+    # the same η draws for every optimizer, log-uniform within the range
+    lrs = rec["numbers"]["lr_drawn"]
+    assert lrs == tuning_budget.draw_lr(8) and all(1e-4 <= x <= 10 for x in lrs)
+    capsys.readouterr()
+    assert main(["report", str(tiny_budget)]) == 0
+    page = (tiny_budget / "report.html").read_text()
+    assert "<title>optimlab reproduce tuning-budget</title>" in page
+    assert f"<b>{rec['verdict']}</b>" in page and 'alt="figure"' in page
+
+
+def test_tuning_budget_is_listed(capsys):
+    assert main(["reproduce", "--list"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "tuning-budget" in text and "Sivaprasad" in text
+
+
+@pytest.mark.slow
+def test_tuning_budget_reduced_run_gives_a_verdict_at_k_1_4_16_64(tmp_path_factory):
+    from test_reproduce import reproduced
+
+    rec, records, out = reproduced("tuning-budget", tmp_path_factory)
+    assert set(rec["numbers"]["best_at"]) == {"1", "4", "16", "64"}
+    assert len(records) == 4 * tuning_budget.TRIALS[False]
+    assert rec["verdict"] in reproduce.VERDICTS and len(rec["checks"]) == 4
