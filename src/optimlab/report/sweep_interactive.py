@@ -194,8 +194,7 @@ def budget_figure(curves: dict[str, Any]) -> dict[str, Any]:
     what = "accuracy (%)" if acc else "loss"
     return {"data": data, "layout": {
         "title": {"text": f"expected best validation {what.split(' ')[0]} vs number of "
-                          f"trials (band: {curves['level']:.0%} bootstrap)",
-                  "font": {"size": 13}},
+                          "trials", "font": {"size": 13}},
         "xaxis": {"type": "log", "title": {"text": "random trials k"}},
         "yaxis": {"title": {"text": f"expected best validation {what}"}},
         "margin": {"l": 55, "r": 10, "t": 40, "b": 45}}}
