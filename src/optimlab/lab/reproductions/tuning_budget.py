@@ -50,14 +50,16 @@ def protocol(trials: int, steps: int) -> list[Setting]:
                 "source compares Adam, Adagrad and SGD variants)"),
         Setting("hyperparameters", f"η log-uniform over 10^{LOG10_LR[0]:g} … 10^"
                 f"{LOG10_LR[1]:g}, the same draws for every optimizer (seed {SEED}); the "
-                "others at the class defaults (β 0.9; Adam β₁ 0.9, β₂ 0.999, ε 1e-8)",
+                "others at the class defaults (Momentum β 0.9; RMSprop β 0.9, ε 1e-8; Adam "
+                "β₁ 0.9, β₂ 0.999, ε 1e-8)",
                 "choice: the source also samples β and ε from calibrated priors; one common "
                 "η range asks what a user finds who does not know an optimizer's good η"),
         Setting("trials", f"N = {trials} per optimizer, one seed each", "choice: k = 64 "
                 "needs N ≥ 64 (--full: 128)"),
         Setting("estimator", "expected best of k of the N trials, drawn without "
-                "replacement; band: 95 % bootstrap over the trials", "source: Dodge et "
-                "al. 2019's expected maximum, as the source's bootstrap"),
+                "replacement; band: 95 % bootstrap over the trials", "source: the expected "
+                "best of k trials; choice: Dodge et al. 2019's closed form, without "
+                "replacement (optimlab.analysis.budget)"),
         Setting("score", "final validation accuracy; a diverged trial scores 0",
                 "choice: the source reads validation performance"),
         Setting("model and data", f"MNIST-1D MLP, batch 100, {steps} steps, 10 % of "
