@@ -193,6 +193,10 @@ def test_sweep_report_draws_sensitivity_heatmap_parcoords_and_curves(driver, swe
     assert [t["type"] for t in traces(driver, "betas")] == ["heatmap"]
     assert [t["type"] for t in traces(driver, "parcoords-adam")] == ["parcoords"]
     assert driver.find_elements("css selector", "#parcoords-sgd") == []  # one varying value
+    budget = traces(driver, "budget")  # per optimizer its band, then its line
+    assert [t["name"] for t in budget[1::2]] == ["sgd", "adam"]
+    assert all(len(band["x"]) == 2 * len(line["x"]) > 0  # a band goes out and back
+               for band, line in zip(budget[::2], budget[1::2]))
     hidden = next(i for i, t in enumerate(loss) if t["visible"] == "legendonly")
     click_legend(driver, "lr-loss", hidden)
     assert traces(driver, "lr-loss")[hidden]["visible"] is True

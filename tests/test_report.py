@@ -231,8 +231,9 @@ def test_without_plotly_sweep_and_landscape_reports_are_static_with_a_note(tmp_p
     land_dir.mkdir()
     (land_dir / "paths.json").write_text(json.dumps(run_landscape(LandscapeConfig(
         functions=("ravine",), optimizers=("sgd",), steps=5, lr=0.1))))
-    for out, images in ((sweep_dir, 2), (land_dir, 0)):
+    for out, images in ((sweep_dir, 3), (land_dir, 0)):
         assert main(["report", str(out)]) == 0
         page = (out / "report.html").read_text()
         assert html.escape(interactive.NO_PLOTLY) in page and "<script" not in page
-        assert page.count("<img alt=") == images  # η-sensitivity and best curves; no PNG yet
+        # η-sensitivity, best curves and budget curves; the landscape has no PNG yet
+        assert page.count("<img alt=") == images

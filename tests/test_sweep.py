@@ -371,7 +371,7 @@ def test_kill_9_mid_sweep_then_resume_gives_the_uninterrupted_results(tmp_path):
     assert comparable(killed) == comparable(whole)
     assert done_count(killed / "sweep.sqlite") == 6
     page = (killed / "report.html").read_text()
-    assert page.count("<img alt=") == 3  # PNGs: η-sensitivity, β heatmap, best curves
+    assert page.count("<img alt=") == 4  # η-sensitivity, β heatmap, best curves, budget
     assert all(f'id="{div}"' in page for div in ("lr-loss", "lr-acc", "betas", "best-train-loss"))
     assert main(["report", str(killed)]) == 0
 

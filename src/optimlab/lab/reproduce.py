@@ -120,6 +120,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         "AdaGrad, RMSprop and Adam label every test point positive: test error 1 − p, "
         "close to one half",
         "wilson_separable"),
+    Experiment(
+        "tuning-budget",
+        "Sivaprasad, Mai, Vogels, Jaggi & Fleuret, \"Optimizer Benchmarking Needs to Account "
+        "for Hyperparameter Tuning\" (ICML 2020), expected best of k random trials",
+        "with random search, the best optimizer depends on the tuning budget: Adam (adaptive "
+        "methods) is the best choice at small budgets; as the budget grows the differences "
+        "shrink",
+        "tuning_budget"),
 )}
 
 

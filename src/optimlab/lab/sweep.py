@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis import budget
 from optimlab.analysis.records import family
 from optimlab.analysis.selection import best_per_optimizer, edges
 from optimlab.data.dataset import describe
@@ -102,9 +103,10 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
                   runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """summary.json of every finished run (`runs`: the store's, when already read),
-    replaced atomically. The curves stay in the store: `optimlab export csv` writes
-    curves.csv on demand; one an older version wrote here is removed, since it would lag.
+    """summary.json of every finished run (`runs`: the store's, when already read), and
+    expected_best.json (see `optimlab.analysis.budget`), replaced atomically. The curves
+    stay in the store: `optimlab export csv` writes curves.csv on demand; one an older
+    version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
     winner and its re-runs), None for every other run."""
@@ -116,6 +118,11 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
     write_json(store.out / "summary.json", records)
+    curves = budget.budget_curves(runs)
+    if curves is None:
+        (store.out / budget.FILENAME).unlink(missing_ok=True)
+    else:
+        write_json(store.out / budget.FILENAME, curves)
     return records
 
 

@@ -32,7 +32,8 @@ def load(out_dir: str | Path) -> dict[str, Any]:
 
 
 def plot(figure: dict[str, Any], path: Path) -> Path | None:
-    """One panel per entry of figure["panels"]: its series as lines, its hlines dashed.
+    """One panel per entry of figure["panels"]: its series as lines, its bands ({series
+    label: [[x, low, high], ...]}) shaded, its hlines dashed.
     The panels are a list of {"title", "series", "hlines", ...}, or, as `Outcome` documents
     them, {panel title: series}."""
     panels = figure.get("panels", [])
@@ -54,10 +55,18 @@ def plot(figure: dict[str, Any], path: Path) -> Path | None:
                         markevery=(i * every // len(series), every),
                         lw=1 + 1.6 * (len(series) - 1 - i) / max(1, len(series) - 1),
                         zorder=2 + i)
+        labels = [label for label, _ in series]
+        for label, rows in panel.get("bands", {}).items():
+            if rows and label in labels:  # a series' interval, shaded in its colour
+                x, lo, hi = zip(*rows)
+                ax.fill_between(x, lo, hi, color=f"C{labels.index(label) % 10}", alpha=0.2,
+                                lw=0)
         for label, y in panel.get("hlines", {}).items():
             ax.axhline(y, ls="--", color="k", lw=1, label=label)
         if panel.get("log_y", figure.get("log_y")):
             ax.set_yscale("log")
+        if panel.get("log_x", figure.get("log_x")):
+            ax.set_xscale("log")
         ax.set_title(panel.get("title", ""), fontsize=10)
         ax.set_xlabel(panel.get("xlabel", figure.get("xlabel", "")))
         ax.set_ylabel(panel.get("ylabel", figure.get("ylabel", "")))

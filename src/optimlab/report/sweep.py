@@ -8,19 +8,24 @@
 - the best configurations' curves with seed bands (the compare report's figure);
 - a table of the best configuration per optimizer, tuned against one-shot, saying which
   values lie on the edge of their grid;
-- the claims panel (`optimlab.report.claims`).
+- the claims panel (`optimlab.report.claims`);
+- budget curves: each optimizer's expected best validation score over k random trials,
+  with its bootstrap band (`optimlab.analysis.budget`, computed from the store, so that an
+  older sweep's folder gets them too).
 With plotly installed the page is interactive (`optimlab.report.sweep_interactive`), and
 the PNGs are kept next to it; without plotly, the PNGs with a one-line note.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from optimlab.analysis.budget import budget_curves
 from optimlab.analysis.records import family
 from optimlab.analysis.selection import (
     best_per_optimizer,
@@ -122,6 +127,49 @@ def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
     fig.colorbar(im, ax=ax)
     fig.savefig(path, dpi=100)
     return path
+
+
+def plot_budget(curves: dict[str, Any], path: Path) -> Path:
+    """Expected best validation score against k random trials, a line per optimizer."""
+    fig = Figure(figsize=(5.5, 4), layout="constrained")
+    ax = fig.subplots()
+    scale = 100.0 if curves["higher_is_better"] else 1.0
+    for color, (name, mean) in enumerate(curves["expected_best"].items()):
+        k = np.arange(1, len(mean) + 1)
+        band = curves["band"][name]
+        ax.plot(k, scale * np.array(mean), "o-", ms=3, color=f"C{color}", label=name)
+        ax.fill_between(k, scale * np.array(band["low"]), scale * np.array(band["high"]),
+                        color=f"C{color}", alpha=0.2, lw=0)
+    what = "accuracy (%)" if curves["higher_is_better"] else "loss"
+    ax.set(xscale="log", xlabel="random trials k", ylabel=f"expected best validation {what}",
+           title="expected best validation score vs number of trials")
+    ax.grid(alpha=0.3)
+    legend(ax, fontsize=8)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+# How the budget curves are made (optimlab.analysis.budget).
+BUDGET_NOTE = (
+    "<p>Expected best final validation score over k trials drawn at random without "
+    "replacement from this sweep's N trials per optimizer (Dodge et al. 2019), k = 1…N; "
+    "band: a {level:.0%} percentile bootstrap over the trials. A trial is one configuration "
+    "(its score averaged over its seeds); the re-runs of a chosen point or of the defaults "
+    "are not trials. A diverged run scores the worst: accuracy 0 (a loss: the sweep's "
+    "largest). Trials: {trials}. The same numbers are in expected_best.json.</p>")
+
+
+def _budget_section(curves: dict[str, Any] | None, interactive_page: bool) -> list[
+        tuple[str, str]]:
+    if curves is None:
+        return []
+    trials = ", ".join(f"{name} {n} ({curves['diverged'][name]} diverged runs)"
+                       for name, n in curves["trials"].items())
+    note = BUDGET_NOTE.format(level=curves["level"], trials=html.escape(trials))
+    body = interactive.figure_div("budget", sweep_interactive.budget_figure(curves)) \
+        if interactive_page else ""
+    return [("Tuning budget: expected best validation score vs number of trials",
+             note + body)]
 
 
 def _pm(values: list[Any]) -> str:
@@ -265,6 +313,10 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     if best_records:
         png = plot_curves(best_records, curves, out / "best_curves.png")
         figures.append(inline_png(png, "best configurations' curves"))
+    by_budget = budget_curves(runs)
+    if by_budget:
+        figures.append(inline_png(plot_budget(by_budget, out / "expected_best.png"),
+                                  "expected best of k trials"))
     claims = sweep_claims(runs, points, best, best_records)
     best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
                   "over seeds)", COLUMNS_NOTE + html_table(BEST_COLUMNS, rows))
@@ -275,7 +327,8 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
             *config_sections(meta, [r["summary"] for r in runs])]
     if not interactive.available():
         return write_page(out / "report.html", title="optimlab sweep", note=interactive.NO_PLOTLY,
-                          sections=[best_table, ("Figures", "\n".join(figures)), *tail])
+                          sections=[best_table, ("Figures", "\n".join(figures)),
+                                    *_budget_section(by_budget, False), *tail])
     charts, steps = interactive.compare_charts(best_records, curves, prefix="best-")
     sections = [
         (best_table[0], COLUMNS_NOTE + interactive.sortable_table(BEST_COLUMNS, rows)),
@@ -283,6 +336,7 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
          _interactive_figures(points, best)),
         ("Best configurations' curves (mean over seeds, band: min…max)",
          interactive.curves_section(charts, steps) if charts else "<p>no finished best run</p>"),
+        *_budget_section(by_budget, True),
         tail[0],
         ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
          + "\n".join(figures) + "</details>"),

@@ -170,3 +170,31 @@ def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[s
                                "font": {"size": 13}, "pad": {"b": 50}},  # above the axes' names
                                "margin": {"l": 60, "r": 40, "t": 120, "b": 30}}}))
     return out
+
+
+def budget_figure(curves: dict[str, Any]) -> dict[str, Any]:
+    """Expected best validation score against the number of random trials k (see
+    `optimlab.analysis.budget.budget_curves`): a line per optimizer, its bootstrap band
+    shaded in its colour."""
+    acc = curves["higher_is_better"]
+    scale = 100.0 if acc else 1.0
+    data: list[dict[str, Any]] = []
+    for i, (name, mean) in enumerate(curves["expected_best"].items()):
+        color, k = COLORS[i % len(COLORS)], list(range(1, len(mean) + 1))
+        band = curves["band"][name]
+        data.append({"type": "scatter", "mode": "lines", "x": k + k[::-1],
+                     "y": rounded([scale * v for v in band["high"] + band["low"][::-1]]),
+                     "fill": "toself", "fillcolor": color, "opacity": 0.2,
+                     "line": {"width": 0}, "hoverinfo": "skip", "showlegend": False,
+                     "legendgroup": name})
+        data.append({"type": "scatter", "mode": "lines+markers", "name": name,
+                     "legendgroup": name, "x": k, "y": rounded([scale * v for v in mean]),
+                     "line": {"color": color}, "marker": {"size": 4},
+                     "hovertemplate": "k=%{x}: %{y:.4g}<extra>" + name + "</extra>"})
+    what = "accuracy (%)" if acc else "loss"
+    return {"data": data, "layout": {
+        "title": {"text": f"expected best validation {what.split(' ')[0]} vs number of "
+                          "trials", "font": {"size": 13}},
+        "xaxis": {"type": "log", "title": {"text": "random trials k"}},
+        "yaxis": {"title": {"text": f"expected best validation {what}"}},
+        "margin": {"l": 55, "r": 10, "t": 40, "b": 45}}}
