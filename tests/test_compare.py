@@ -12,6 +12,7 @@ import pytest
 
 from optimlab import lab, report
 from optimlab.cli import main
+from optimlab.lab.policy import default_threads
 from optimlab.report.table import mean_std, table_rows
 
 STEPS, EVAL_EVERY, SEEDS = 30, 10, 2
@@ -140,7 +141,8 @@ def test_config_json_holds_the_command_and_environment(compared):
             "rmsprop=rmsprop(lr=0.01), adam=adam(lr=0.05)'") in meta["command"]
     assert meta["settings"]["steps"] == STEPS and meta["settings"]["seeds"] == SEEDS
     assert {"torch", "python", "cpu", "torch_threads"} <= set(meta["environment"])
-    assert meta["environment"]["torch_threads"] == 1
+    assert "--executor vectorized" in meta["command"]
+    assert meta["environment"]["torch_threads"] == default_threads("vectorized")
 
 
 def test_report_html_is_self_contained(compared):
@@ -389,7 +391,8 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, m
 
     monkeypatch.setattr(lab_compare, "train_run", interrupted_second_run)
     out = tmp_path / "ctrl-c"
-    assert main(compare_argv(npz, out, "--optimizers", "adam,sgd")) == 130
+    assert main(compare_argv(npz, out, "--optimizers", "adam,sgd", "--executor",
+                             "sequential")) == 130
     assert f"optimlab report {out}" in capsys.readouterr().out.replace("\n", "")
     assert [r["run"] for r in json.loads((out / "summary.json").read_text())] == ["adam-seed0"]
     assert main(["report", str(out)]) == 0
@@ -421,6 +424,7 @@ def add(self, result):
     return record
 c._Store.add = add
 from optimlab.cli import main
+from optimlab.lab.policy import default_threads
 raise SystemExit(main(sys.argv[2:]))
 """
 
@@ -429,7 +433,8 @@ def test_sigterm_mid_compare_then_the_same_command_resumes_to_the_uninterrupted_
         npz, tmp_path):
     import subprocess
     import sys
-    argv = compare_argv(npz, tmp_path / "term", "--optimizers", "adam,sgd", "--threads", "1")
+    argv = compare_argv(npz, tmp_path / "term", "--optimizers", "adam,sgd", "--threads", "1",
+                        "--executor", "sequential")
     proc = subprocess.run([sys.executable, "-c", TERM_AFTER, "3", *argv],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 143, proc.stderr
@@ -439,7 +444,8 @@ def test_sigterm_mid_compare_then_the_same_command_resumes_to_the_uninterrupted_
     with (tmp_path / "term" / "curves.csv").open("a") as f:
         f.write("sgd-seed1,10,0.01,val,acc")  # a run cut short mid-line: dropped on resume
     assert main(argv) == 0
-    whole = compare_argv(npz, tmp_path / "whole", "--optimizers", "adam,sgd", "--threads", "1")
+    whole = compare_argv(npz, tmp_path / "whole", "--optimizers", "adam,sgd", "--threads", "1",
+                        "--executor", "sequential")
     assert main(whole) == 0
     assert without_clocks(tmp_path / "term") == without_clocks(tmp_path / "whole")
     assert [r["run"] for r in kept] == [r["run"] for r in json.loads(
@@ -516,3 +522,58 @@ def test_compare_tune_records_what_it_chose_in_config_json_and_the_terminal(npz,
     terminal = capsys.readouterr().out
     assert "adam: η 0.05 as given (--lr)" in terminal
     assert f"sgd: tuned η {sgd['lr']:g}" in terminal
+
+
+def test_vectorized_members_equal_their_single_runs_in_float64(npz, tmp_path, monkeypatch):
+    """Every seed and entry as members of one group; each record (steps_per_s and
+    optimizer_ms_per_step aside: the member's share of the group's) is its train_run's."""
+    from dataclasses import replace
+
+    from test_sweep import assert_same_record
+
+    from optimlab import data
+    from optimlab.lab.executors import Group
+    from optimlab.train import train_run
+
+    groups = []
+    monkeypatch.setattr(Group, "run", lambda self, *a, real=Group.run, **kw: (
+        groups.append(len(self.configs)), real(self, *a, **kw))[1])
+    ds = data.load(f"npz:{npz}")
+    comparison = lab.Comparison(small_config(model="mlp", optimizers=OPTIMIZERS, seeds=3,
+                                             steps=40, eval_every=10), tmp_path, dataset=ds)
+    comparison.configs = [replace(c, dtype="float64") for c in comparison.configs]
+    said = []
+    records = {r["run"]: r for r in comparison.run(say=said.append)}
+    assert sum(groups) == 12 and said == []  # one group, or its halves side by side
+    for config in comparison.configs:
+        single = train_run(config, ds).record
+        member = records[lab.compare.run_name(config)]
+        assert member.keys() == {"run", *single}
+        assert_same_record({k: v for k, v in member.items() if k != "run"}, single, rel=1e-9)
+
+
+def test_what_the_vectorized_executor_cannot_take_trains_one_by_one_saying_why(
+        npz, tmp_path):
+    from test_sweep import assert_same_record
+
+    from optimlab import data
+
+    ds = data.load(f"npz:{npz}")
+    cfg = small_config(schedule="cosine")
+    said = []
+    vectorized = lab.Comparison(cfg, tmp_path / "v", dataset=ds).run(say=said.append)
+    sequential = lab.Comparison(cfg, tmp_path / "s", dataset=ds).run(executor="sequential")
+    assert len(said) == 1 and "schedule 'cosine'" in said[0] and "one by one" in said[0]
+    assert [r["run"] for r in vectorized] == [r["run"] for r in sequential]
+    for v, s in zip(vectorized, sequential, strict=True):
+        assert_same_record(v, s)
+
+
+def test_an_unknown_executor_is_refused(npz, tmp_path, capsys):
+    from optimlab import data
+    comparison = lab.Comparison(small_config(), tmp_path / "x", dataset=data.load(f"npz:{npz}"))
+    with pytest.raises(ValueError, match="Invalid executor: 'ray'; allowed: vectorized, "
+                                         "sequential"):
+        comparison.run(executor="ray")
+    assert exit_code(compare_argv(npz, tmp_path / "y", "--executor", "ray")) == 2
+    assert "--executor: invalid choice: 'ray'" in capsys.readouterr().err

@@ -21,7 +21,8 @@ from test_sweep import CLOCKS, DS, comparable, one_thread  # noqa: F401 (autouse
 
 from optimlab.analysis.store import decode_curves, encode_curves
 from optimlab.cli import main
-from optimlab.lab.compare import CompareConfig, _Store, run_compare
+from optimlab.lab.compare import CompareConfig, _Store, run_compare, run_name
+from optimlab.lab.executors import Checkpoints
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep
@@ -303,7 +304,7 @@ def test_an_interrupted_comparison_goes_on_from_the_checkpoint_of_its_run_in_fli
         tmp_path, monkeypatch):
     cfg = CompareConfig(dataset="blobs", model="mlp", optimizers=("sgd", "adam"), seeds=1,
                         steps=60, eval_every=25, batch_size=20)
-    run_compare(cfg, tmp_path / "whole", dataset=DS)
+    run_compare(cfg, tmp_path / "whole", dataset=DS, executor="sequential")
     real, kept = _Store.resume, []
 
     def resume(self, run):
@@ -319,13 +320,55 @@ def test_an_interrupted_comparison_goes_on_from_the_checkpoint_of_its_run_in_fli
 
     monkeypatch.setattr(_Store, "resume", resume)
     with pytest.raises(KeyboardInterrupt):
-        run_compare(cfg, tmp_path / "cut", dataset=DS)
+        run_compare(cfg, tmp_path / "cut", dataset=DS, executor="sequential")
     monkeypatch.undo()
     assert len(list((tmp_path / "cut" / "checkpoints").iterdir())) == 1  # adam's, at 12
-    run_compare(cfg, tmp_path / "cut", dataset=DS)
+    run_compare(cfg, tmp_path / "cut", dataset=DS, executor="sequential")
     assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
     assert not (tmp_path / "cut" / "checkpoints").exists()  # every run ended
     with (tmp_path / "cut" / "curves.csv").open(newline="") as f:
         clocks = [float(r[2]) for r in csv.reader(f) if r[0] == "adam-seed0"]
     kept_clocks = [p.train_seconds for p in curves_from_state(from_bytes(kept[-1][2])["curves"])]
     assert clocks[:len(kept_clocks)] == kept_clocks  # went on from the checkpoint
+
+
+def test_an_interrupted_vectorized_comparison_goes_on_from_its_members_checkpoints(
+        tmp_path, monkeypatch):
+    """Each member's checkpoint goes to its run's file; the resumed group ends where the
+    uninterrupted one does, its curves going on from the checkpoint's clocks."""
+    cfg = CompareConfig(dataset="blobs", model="mlp", optimizers=("sgd", "adam"), seeds=2,
+                        steps=60, eval_every=25, batch_size=20)
+    run_compare(cfg, tmp_path / "whole", dataset=DS)
+    real, kept = _Store.checkpoints, []
+
+    def checkpoints(self, configs):
+        found = real(self, configs)
+        save = found.save
+
+        def saved(batch):  # the group's second checkpoint, then Ctrl-C
+            save(batch)
+            kept.extend(batch)
+            if batch[0][1] == 12:
+                raise KeyboardInterrupt
+        return Checkpoints(found.saved, saved, found.seconds)
+
+    monkeypatch.setattr(_Store, "checkpoints", checkpoints)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(cfg, tmp_path / "cut", dataset=DS)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "cut" / "checkpoints").iterdir())) == 4  # every member's
+    # kill -9 between two members' files leaves members at different steps: they go on
+    # as separate groups (this one from the start)
+    _Store(tmp_path / "cut", cfg)._checkpoint("sgd-seed0").unlink()
+    resumed = []
+    monkeypatch.setattr(_Store, "checkpoints", lambda self, configs: resumed.append(
+        real(self, configs)) or resumed[-1])
+    run_compare(cfg, tmp_path / "cut", dataset=DS)
+    assert sorted(resumed[0].starts().values()) == [12] * 3
+    assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
+    assert not (tmp_path / "cut" / "checkpoints").exists()
+    with (tmp_path / "cut" / "curves.csv").open(newline="") as f:
+        clocks = [float(r[2]) for r in csv.reader(f) if r[0] == "adam-seed1"]
+    last = next(blob for config, _, blob in reversed(kept) if run_name(config) == "adam-seed1")
+    kept_clocks = [p.train_seconds for p in curves_from_state(from_bytes(last)["curves"])]
+    assert clocks[:len(kept_clocks)] == kept_clocks

@@ -540,7 +540,7 @@ def test_compare_tune_training_failure_is_not_a_flag_error(tmp_path, monkeypatch
 @pytest.mark.parametrize("executor", ["vectorized", "sequential"])
 def test_progress_counts_every_planned_step_diverged_runs_included(tmp_path, monkeypatch,
                                                                    executor):
-    monkeypatch.setattr("optimlab.lab.sweep._Steps.REPORT_EVERY_S", 0.0)  # every report
+    monkeypatch.setattr("optimlab.lab.executors.Steps.REPORT_EVERY_S", 0.0)  # every report
     seen = []
     # sgd at η 1e3 diverges within a few steps on the MLP; its skipped steps still count
     cfg = small(tmp_path, model="mlp", optimizers=("sgd", "adam"), executor=executor,

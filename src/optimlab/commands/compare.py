@@ -25,7 +25,7 @@ from optimlab.commands._args import add_threads, capped, positive_int, torch_thr
 from optimlab.commands._progress import steps_display
 from optimlab.data.dataset import describe
 from optimlab.lab import DEFAULT_LR, DEFAULT_STEPS, CompareConfig, Comparison
-from optimlab.lab.compare import ALPHA, load_settings
+from optimlab.lab.compare import ALPHA, EXECUTORS, load_settings
 from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
@@ -141,8 +141,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"share of train held out for validation (default {d.val_fraction}; "
                         "0: train on all, as the MNIST-1D paper)")
     p.add_argument("--out", help="output folder (default runs/compare-<timestamp>)")
-    add_threads(p, "1 for each run, which these small models train fastest on; every core "
-                   "for --tune's vectorized sweep")
+    p.add_argument("--executor", choices=EXECUTORS, default="vectorized",
+                   help="vectorized: every seed and entry as members of one group, what it "
+                        "cannot take (schedules, module:Class optimizers, models that are not "
+                        "functional) one by one; sequential: one run after another; "
+                        "--diagnostics and --tensorboard train one by one (default vectorized)")
+    add_threads(p, "every core for the vectorized executor and --tune's sweep; 1 for runs one "
+                   "by one, which these small models train fastest on")
     p.add_argument("--tune", action="store_true",
                    help="first choose η per optimizer on validation with a vectorized sweep of "
                         "1e-4:1:9 (stored in OUT/tune); --lr values are kept")
@@ -178,16 +183,18 @@ def _lr_table(pairs: list[tuple[str, float]]) -> dict[str, float]:
     return table
 
 
-def command_line(cfg: CompareConfig, out: Path, threads: int | None) -> str:
+def command_line(cfg: CompareConfig, out: Path, threads: int | None,
+                 executor: str = "vectorized") -> str:
     """The exact command, every setting explicit, so it reproduces the runs (`threads`:
-    None when not given, so that the command picks them again where it runs)."""
+    None when not given, so that the command picks them again where it runs; `executor`:
+    in float32 a member's results agree with its single run's within seed-to-seed noise)."""
     families = ", ".join(with_label(e, cfg.hyperparameters(e)) for e in cfg.entries)
     argv = ["optimlab", "compare", "--dataset", cfg.dataset, "--model", cfg.model,
             "--optimizers", families, "--task", cfg.task]
     argv += ["--epochs", str(cfg.epochs)] if cfg.epochs else ["--steps", str(cfg.steps_for(0))]
     argv += ["--batch-size", str(cfg.batch_size),
              "--schedule", cfg.schedule, "--seeds", str(cfg.seeds),
-             "--eval-every", str(cfg.eval_every),
+             "--eval-every", str(cfg.eval_every), "--executor", executor,
              "--val-fraction", f"{cfg.val_fraction:g}", "--device", cfg.device,
              *(["--threads", str(threads)] if threads else []), "--out", str(out)]
     argv += ["--target-acc", f"{cfg.target_acc:g}" if cfg.target_acc else "none"]
@@ -238,6 +245,19 @@ def _print_comparisons(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _executor(args: argparse.Namespace) -> str:
+    """--executor, unless a per-run callback (--diagnostics, --tensorboard) needs runs of
+    their own."""
+    return "sequential" if args.diagnostics or args.tensorboard else args.executor
+
+
+def _train_vectorized(comparison: Comparison, console: Console) -> list[dict[str, Any]]:
+    """One bar for every member-step of the group."""
+    with steps_display(console, "training") as (show, shown):
+        return comparison.run(on_record=lambda r: shown.print(_run_line(r)),
+                              executor="vectorized", on_progress=show, say=shown.print)
+
+
 def _train(comparison: Comparison, console: Console, diagnostics: int | None,
            tensorboard: Path | None = None) -> list[dict[str, Any]]:
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
@@ -259,7 +279,7 @@ def _train(comparison: Comparison, console: Console, diagnostics: int | None,
             if record["run"] in loggers:
                 loggers.pop(record["run"]).finish(record)
 
-        return comparison.run(callbacks=new_bar, on_record=finished)
+        return comparison.run(callbacks=new_bar, on_record=finished, executor="sequential")
 
 
 def tuning_lines(tuning: dict[str, dict[str, Any]]) -> list[str]:
@@ -306,7 +326,8 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
         for line in tuning_lines(tuning):
             console.print(line)
     try:
-        comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads),
+        comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads,
+                                                                 _executor(args)),
                                 tuning=tuning, alpha=args.alpha)
     except (ValueError, TypeError, OSError) as e:
         return _error(e)
@@ -315,10 +336,11 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
     if comparison.store.finished:
         console.print(f"resuming {out}: {len(comparison.store.finished)} finished runs kept")
     try:
-        records = _train(comparison, console, args.diagnostics, args.tensorboard)
+        records = (_train_vectorized(comparison, console) if _executor(args) == "vectorized"
+                   else _train(comparison, console, args.diagnostics, args.tensorboard))
     except KeyboardInterrupt:
-        console.print(f"the same command resumes: finished runs, and the checkpoint of the run "
-                      f"in flight, are kept in {out}; render them: optimlab report {out}")
+        console.print(f"the same command resumes: finished runs, and the checkpoints of the "
+                      f"runs in flight, are kept in {out}; render them: optimlab report {out}")
         raise
     except DiskFull as e:
         print(f"optimlab compare: error: {e}", file=sys.stderr)
@@ -332,7 +354,7 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
 def run(args: argparse.Namespace) -> int:
     args.threads = args.threads and capped("compare", args.threads)
     # before anything records the environment
-    with torch_threads(args.threads or default_threads("sequential")):
+    with torch_threads(args.threads or default_threads(_executor(args))):
         console = Console()
         # Logs and pipes get a table wide enough to read instead of rich's 80 columns.
         return _compare(args, console if console.is_terminal else Console(width=160),

@@ -10,12 +10,14 @@ The output folder (what `optimlab.report` reads, never retraining):
   "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}};
 - `comparisons.json`: once every run has ended, {"comparisons": [...]}: every pair of
   entries on its measures, paired by seed (see `optimlab.analysis.comparisons`).
-- `checkpoints/`: the latest checkpoint of the run in flight (`optimlab.train.checkpoint`:
-  every 30 s or a tenth of its steps), one file per run, removed when the run ends.
-Each run is written as soon as it ends, so a crash, Ctrl-C or SIGTERM never loses finished
-runs, and the same command into the same folder resumes: finished runs are kept and skipped,
-and the run in flight goes on from its checkpoint (a run with callbacks that return results,
-such as `--diagnostics`, starts over: their state is not in the checkpoint).
+- `checkpoints/`: the latest checkpoint of each run in flight (`optimlab.train.checkpoint`:
+  every 30 s or a tenth of its steps; a vectorized group's members each in their run's
+  file), one file per run, removed when the run ends.
+Each run is written as soon as it ends (records and curves put back in seed-major order
+at the end), so a crash, Ctrl-C or SIGTERM never loses finished runs, and the same command
+into the same folder resumes: finished runs are kept and skipped, and the runs in flight go
+on from their checkpoints (a run with callbacks that return results, such as
+`--diagnostics`, starts over: their state is not in the checkpoint).
 A folder holding a comparison with other settings is refused (see `lab.experiment`).
 """
 
@@ -37,6 +39,7 @@ from optimlab.analysis.stats import ALPHA, check_alpha
 from optimlab.data.dataset import describe
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
+from optimlab.lab.executors import Checkpoints, Say, Steps, run_vectorized
 from optimlab.lab.experiment import (
     Experiment,
     check_resume,
@@ -47,8 +50,9 @@ from optimlab.lab.experiment import (
     write_json,
 )
 from optimlab.lab.policy import DEFAULT_LR
+from optimlab.lab.store import Checkpoint, config_key
 from optimlab.train import RunResult, TrainConfig, train_run, warm_up
-from optimlab.train.checkpoint import Resume
+from optimlab.train.checkpoint import Resume, from_bytes
 from optimlab.train.config import check_targets
 
 
@@ -131,17 +135,18 @@ def _append_curves(path: Path, run: str, result: RunResult) -> None:
         w.writerows((run, *p) for p in result.curves)
 
 
-def _keep_curves(path: Path, runs: set[str]) -> None:
-    """Rewrite curves.csv (atomically) with only the rows of `runs`: drops what a run cut
-    short by a crash or a full disk appended before its record was written."""
+def _keep_curves(path: Path, runs: Sequence[str]) -> None:
+    """Rewrite curves.csv (atomically) with only the rows of `runs`, in their order: drops
+    what a run cut short by a crash or a full disk appended before its record was written."""
     if not path.exists():
         return
     with path.open(newline="") as f:
         rows = [r for r in csv.reader(f)]
+    rank = {run: i for i, run in enumerate(runs)}
+    kept = [r for r in rows[1:] if len(r) == len(CURVE_COLUMNS) and r[0] in rank]
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
-        csv.writer(f).writerows([CURVE_COLUMNS] + [
-            r for r in rows[1:] if len(r) == len(CURVE_COLUMNS) and r[0] in runs])
+        csv.writer(f).writerows([CURVE_COLUMNS] + sorted(kept, key=lambda r: rank[r[0]]))
     os.replace(tmp, path)
 
 
@@ -167,7 +172,7 @@ class _Store:
         self.records: list[dict[str, Any]] = _read_json(self.out / "summary.json", [])
         self.diagnostics: list[dict[str, Any]] = _read_json(self.out / "diagnostics.json", [])
         self.finished = {r["run"] for r in self.records}
-        _keep_curves(self.out / "curves.csv", self.finished)
+        _keep_curves(self.out / "curves.csv", [r["run"] for r in self.records])
         for run in self.finished:  # written before a crash removed it
             self._checkpoint(run).unlink(missing_ok=True)
 
@@ -175,19 +180,37 @@ class _Store:
         """The file of `run`'s checkpoint (named by a hash: a label may be module:Class)."""
         return self.out / "checkpoints" / f"{hashlib.sha256(run.encode()).hexdigest()[:16]}.pt"
 
-    def resume(self, run: str) -> Resume:
-        """`train_run`'s checkpointing of `run`: from its file, if there is one; each new
-        checkpoint replaces it atomically (written beside it, then renamed)."""
+    def _keep(self, run: str, blob: bytes) -> None:
+        """`run`'s new checkpoint, replacing its file atomically (written beside it, then
+        renamed)."""
         path = self._checkpoint(run)
+        with guard_disk(self.out, lambda: len(self.finished), "compare"):
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
 
-        def keep(step: int, blob: bytes) -> None:
-            with guard_disk(self.out, lambda: len(self.finished), "compare"):
-                path.parent.mkdir(exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(blob)
-                os.replace(tmp, path)
+    def resume(self, run: str) -> Resume:
+        """`train_run`'s checkpointing of `run`: from its file, if there is one."""
+        path = self._checkpoint(run)
+        return Resume(path.read_bytes() if path.exists() else None,
+                      lambda step, blob: self._keep(run, blob))
 
-        return Resume(path.read_bytes() if path.exists() else None, keep)
+    def checkpoints(self, configs: Sequence[TrainConfig]) -> Checkpoints:
+        """The executors' checkpointing of `configs`, into the same files as `resume`'s: a
+        group's members each into their run's file."""
+        saved = {}
+        for config in configs:
+            path = self._checkpoint(run_name(config))
+            if path.exists():
+                blob = path.read_bytes()
+                saved[config_key(config)] = (int(from_bytes(blob)["step"]), blob)
+
+        def save(found: list[Checkpoint]) -> None:
+            for config, _, blob in found:
+                self._keep(run_name(config), blob)
+
+        return Checkpoints(saved, save)
 
     def add(self, result: RunResult) -> dict[str, Any]:
         run = run_name(result.config)
@@ -208,6 +231,17 @@ class _Store:
         self.finished.add(run)
         return record
 
+    def order(self, runs: Sequence[str]) -> None:
+        """Records and curves in the order of `runs` (groups finish in their own)."""
+        rank = {run: i for i, run in enumerate(runs)}
+        self.records.sort(key=lambda r: rank.get(r["run"], len(rank)))
+        with guard_disk(self.out, lambda: len(self.finished), "compare"):
+            write_json(self.out / "summary.json", self.records)
+            _keep_curves(self.out / "curves.csv", [r["run"] for r in self.records])
+
+
+# How `Comparison.run` trains: see `lab.executors`.
+EXECUTORS = ("vectorized", "sequential")
 
 # (config, run name) -> callbacks for that run: progress bars, diagnostics recorders.
 CallbackFactory = Callable[[TrainConfig, str], Sequence[Any]]
@@ -236,11 +270,42 @@ class Comparison:
                 "environment": environment()})
 
     def run(self, callbacks: CallbackFactory | None = None,
-            on_record: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+            on_record: Callable[[dict[str, Any]], None] | None = None, *,
+            executor: str = "vectorized", on_progress: Callable[[Any], None] | None = None,
+            say: Say | None = None) -> list[dict[str, Any]]:
         """Train every (seed, optimizer) not finished yet, writing each run as it ends, then
         the comparisons; the summary records (those of an earlier, interrupted invocation
-        first)."""
+        first). `executor` "vectorized" trains the runs as members of one group
+        (`lab.executors.run_vectorized`: what it cannot take it says through `say` and
+        trains one by one; `on_progress` gets its steps); runs given `callbacks` need a
+        training loop of their own and train one by one, as with "sequential"."""
+        if executor not in EXECUTORS:
+            raise ValueError(f"Invalid executor: {executor!r}; allowed: {', '.join(EXECUTORS)}")
         todo = [c for c in self.configs if run_name(c) not in self.store.finished]
+        if executor == "vectorized" and callbacks is None:
+            self._vectorized(todo, on_record, on_progress, say)
+        else:
+            self._one_by_one(todo, callbacks, on_record)
+        self.store.order([run_name(c) for c in self.configs])
+        self.comparisons = comparisons(self.store.records, self.alpha)
+        with guard_disk(self.store.out, lambda: len(self.store.finished), "compare"):
+            write_json(self.store.out / "comparisons.json", {"comparisons": self.comparisons})
+        return self.store.records
+
+    def _vectorized(self, todo: list[TrainConfig],
+                    on_record: Callable[[dict[str, Any]], None] | None,
+                    on_progress: Callable[[Any], None] | None, say: Say | None) -> None:
+        def finished(result: RunResult) -> None:
+            record = self.store.add(result)
+            if on_record:
+                on_record(record)
+
+        extra = {"say": say} if say else {}
+        run_vectorized(todo, self.dataset, finished, on_steps=Steps(todo, on_progress).add,
+                       checkpoints=self.store.checkpoints(todo), **extra)
+
+    def _one_by_one(self, todo: list[TrainConfig], callbacks: CallbackFactory | None,
+                    on_record: Callable[[dict[str, Any]], None] | None) -> None:
         first: dict[str, TrainConfig] = {}
         for config in todo:
             first.setdefault(config.label, config)
@@ -256,14 +321,11 @@ class Comparison:
                                               resume=resume))
             if on_record:
                 on_record(record)
-        self.comparisons = comparisons(self.store.records, self.alpha)
-        with guard_disk(self.store.out, lambda: len(self.store.finished), "compare"):
-            write_json(self.store.out / "comparisons.json", {"comparisons": self.comparisons})
-        return self.store.records
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, *, command: str = "", dataset: Any = None,
-                callbacks: CallbackFactory | None = None, alpha: float = ALPHA
-                ) -> list[dict[str, Any]]:
+                callbacks: CallbackFactory | None = None, alpha: float = ALPHA,
+                executor: str = "vectorized") -> list[dict[str, Any]]:
     """Set up and run a comparison in one call (see `Comparison`)."""
-    return Comparison(cfg, out, command=command, dataset=dataset, alpha=alpha).run(callbacks)
+    return Comparison(cfg, out, command=command, dataset=dataset, alpha=alpha).run(
+        callbacks, executor=executor)

@@ -103,6 +103,25 @@ class Progress:
     steps: int
 
 
+class Steps:
+    """Counts the steps of one executor call for `on_progress`, at most every
+    REPORT_EVERY_S seconds (a step of a small model takes well under a millisecond)."""
+
+    REPORT_EVERY_S = 0.25
+
+    def __init__(self, todo: list[TrainConfig], on_progress: Callable[[Any], None] | None):
+        self.total, self.on_progress = sum(c.steps for c in todo), on_progress
+        self.runs, self.done, self.last = len(todo), 0, 0.0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.on_progress and (now - self.last >= self.REPORT_EVERY_S
+                                 or self.done == self.total):
+            self.last = now
+            self.on_progress(Progress(0, 0, self.done, self.total))
+
+
 class Checkpoints:
     """The checkpoints of one executor call: `saved`, config key -> (step, bytes) of those
     to go on from; `save`, called with new ones in the calling thread (the store's

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import (
     Checkpoints,
-    Progress,
+    Steps,
     run_processes,
     run_sequential,
     run_vectorized,
@@ -203,7 +202,7 @@ class Sweep:
         if todo:
             with self.guard():
                 self.store.mark_running(todo)
-            steps = _Steps(todo, self.on_progress)
+            steps = Steps(todo, self.on_progress)
             kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
             if self.cfg.executor == "vectorized":
                 run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch,
@@ -287,25 +286,6 @@ class Sweep:
             selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
             return write_outputs(self.store, selection, runs)
-
-
-class _Steps:
-    """Counts the steps of one executor call for `on_progress`, at most every
-    REPORT_EVERY_S seconds (a step of a small model takes well under a millisecond)."""
-
-    REPORT_EVERY_S = 0.25
-
-    def __init__(self, todo: list[TrainConfig], on_progress: Callable[[Any], None] | None):
-        self.total, self.on_progress = sum(c.steps for c in todo), on_progress
-        self.runs, self.done, self.last = len(todo), 0, 0.0
-
-    def add(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.on_progress and (now - self.last >= self.REPORT_EVERY_S
-                                 or self.done == self.total):
-            self.last = now
-            self.on_progress(Progress(0, 0, self.done, self.total))
 
 
 # Edge extensions per optimizer and key at most: three half-decade steps of the default η
