@@ -169,7 +169,8 @@ def test_compare_diagnostics_flag_records_without_changing_training(tmp_path):
     argv = ["compare", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "mlp",
             "--optimizers", "sgd,adam", "--steps", "20", "--eval-every", "10", "--seeds", "1",
             "--batch-size", "8"]
-    assert main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    # runs with recorders train one by one: the plain run too, to compare like with like
+    assert main([*argv, "--executor", "sequential", "--out", str(tmp_path / "plain")]) == 0
     assert main([*argv, "--diagnostics", "4", "--out", str(tmp_path / "diag")]) == 0
     assert not (tmp_path / "plain" / "diagnostics.json").exists()
     entries = json.loads((tmp_path / "diag" / "diagnostics.json").read_text())
