@@ -161,18 +161,24 @@ def test_sweep_threads(extra, threads, note, two_cores, npz, tmp_path, monkeypat
 
 def test_compare_trains_runs_on_one_thread_and_tunes_on_every_core(two_cores, npz, tmp_path,
                                                                    monkeypatch, capsys):
+    """One by one, a run trains on one thread; the vectorized executor (compare's default)
+    and --tune's sweep take every core."""
     tuning = threads_seen(monkeypatch, "optimlab.commands.compare", "tune")
     argv = ["compare", "--dataset", f"npz:{npz}", "--model", "logreg", "--optimizers", "sgd",
             "--steps", "3", "--eval-every", "3", "--batch-size", "20", "--seeds", "1", "--tune"]
-    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    one_by_one = [*argv, "--executor", "sequential"]
+    assert main([*one_by_one, "--out", str(tmp_path / "a")]) == 0
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert tuning == [2] and config["environment"]["torch_threads"] == 1
     assert "--threads" not in config["command"]  # picked again where the command reruns
-    assert main([*argv, "--threads", "999", "--out", str(tmp_path / "b")]) == 0
+    assert main([*one_by_one, "--threads", "999", "--out", str(tmp_path / "b")]) == 0
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert tuning == [2, 2] and config["environment"]["torch_threads"] == 2
     assert "--threads 2" in config["command"]
     assert capsys.readouterr().err.count("note: --threads 999") == 1
+    assert main([*argv, "--out", str(tmp_path / "c")]) == 0
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert tuning == [2, 2, 2] and config["environment"]["torch_threads"] == 2
 
 
 @pytest.mark.parametrize("dtype,rel", [("float64", 0.0), ("float32", 1e-5)])

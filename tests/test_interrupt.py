@@ -137,8 +137,9 @@ def store_points(out: Path) -> dict[str, tuple]:
 def test_an_interrupted_sweep_resumes_from_its_checkpoints_to_the_uninterrupted_store(
         tmp_path, monkeypatch, executor, threads):
     torch.set_num_threads(threads)  # 2: the vectorized groups train side by side
-    # the processes' runs long enough that checkpoints reach the store before their results
-    cfg = sweep_config(executor, steps=600 if executor == "processes" else 60)
+    # the processes' runs long enough (about a second each, on a quiet machine too) that
+    # checkpoints reach the store before their results
+    cfg = sweep_config(executor, steps=3000 if executor == "processes" else 60)
     Sweep(cfg, tmp_path / "whole", dataset=DS).run()
     stored = interrupted_after(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
