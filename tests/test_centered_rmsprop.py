@@ -84,8 +84,8 @@ def test_negative_s_minus_m2_is_clamped_in_the_batched_sweep(dtype):
                dict(lr=LR / 2, alpha=ALPHA, eps=EPS, centered=True)]
     opt = BatchedOptimizer("rmsprop", params, members)
     opt.step([torch.zeros_like(params[0])])
-    opt.state["ss"][0].fill_(S0)
-    opt.state["ms"][0].fill_(M0)
+    opt.state["s"][0].fill_(S0)
+    opt.state["m"][0].fill_(M0)
     opt.step([torch.full_like(params[0], G)])
     rtol = 1e-12 if dtype == torch.float64 else 1e-6
     for k, kw in enumerate(members):

@@ -66,11 +66,11 @@ def test_a_pair_splits_into_its_names_and_back():
 
 
 def test_a_spec_must_name_every_keyword_of_its_class_and_a_name_once():
-    class Lion(torch.optim.SGD):
+    class Plain(torch.optim.SGD):
         pass
 
-    with pytest.raises(TypeError, match="must be the keywords of Lion"):
-        OptimizerSpec(name="lion", cls=Lion, hyperparameters={}, kernel=None, batched=None,
+    with pytest.raises(TypeError, match="must be the keywords of Plain"):
+        OptimizerSpec(name="plain", cls=Plain, hyperparameters={}, formula=None, batched=None,
                       peer=(torch.optim.SGD, {}))
     with pytest.raises(ValueError, match="'sgd' is registered already"):
         register(SPECS["sgd"])

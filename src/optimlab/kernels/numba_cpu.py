@@ -17,10 +17,11 @@ sweep over stacked tensors, one row of hyperparameters per member (`BatchedStep`
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,9 @@ import numpy as np
 import torch
 
 from optimlab.kernels import _checks
+from optimlab.kernels import _numba_formula as _nf
 from optimlab.kernels import _numba_kernels as k
-from optimlab.kernels.scalars import corrections, decayed_lr
+from optimlab.kernels.formula import FORMULAS, Formula
 
 DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
                                      torch.float64: np.dtype(np.float64)}
@@ -204,166 +206,110 @@ def _unused(lay: Layout) -> np.ndarray:
     return lay.zeros
 
 
-# Each kind's kernel call after the parameters' and gradients' addresses is its state
-# tensors' addresses (`states`, checked in full when they are other tensors than last
-# call's), the terms that change with the step counts (`terms`, per tensor) and
-# its scalars (`scalars`: the hyperparameters as an array of the tensors' dtype, flags),
-# worked out from the reference's keyword arguments `kw`.
-# The drop-in functions below run a kind in one call; `prepare` keeps one group's call
-# between steps for an optimizer that replays its last step.
-States = Callable[[Layout, Sequence[torch.Tensor], list[list[Any]], dict[str, Any]],
-                  tuple[Any, ...]]
-Scalars = Callable[[Layout, dict[str, Any]], tuple[Any, ...]]
-# the terms that change with t, in float64 (floats; per-member arrays for the batched step)
-Terms = Callable[[dict[str, Any], int], tuple[Any, ...]]
-
-
-@dataclass(frozen=True)
 class _Kind:
-    kernel: Callable[..., Any]
-    states: States
-    scalars: Scalars
-    # the arguments that choose which state tensors `states` takes (a prepared call holds
-    # only while they do not change)
-    structure: Callable[[dict[str, Any]], tuple[Any, ...]] = lambda kw: ()
-    # `new_lr(scalars, kw)` writes the η of `kw` into `scalars`, the `hp` array, where
-    # `scalars` put it (rounded to the dtype as np.array rounds it), for a new η alone
-    new_lr: Callable[[tuple[Any, ...], dict[str, Any]], None] = lambda scalars, kw: None
-    # the arguments that change with the step counts t, before the scalars (for the
-    # kernels that take t): per tensor, each of these terms at its t
-    terms: Terms | None = None
+    """A formula's kernels as the calls below use them. A call, after the parameters' and
+    gradients' addresses, passes its state tensors' addresses (`states`, checked in full
+    when they are other tensors than last call's), the terms that change with the step
+    counts (`terms`, per tensor) and `hp` (`scalars`: the sign and the scalars as an
+    array of the tensors' dtype); the flags (`structure`) choose the kernel."""
+
+    def __init__(self, formula: Formula):
+        self.formula = formula
+        self.names: _nf.Names | None = None
+        self.module: Any = None
+
+    def _ready(self, kw: dict[str, Any]) -> _nf.Names:
+        if self.names is None:
+            self.names = _nf.names(self.formula, kw)
+            self.module = _nf.kernels(self.formula, self.names)
+        return self.names
+
+    def structure(self, kw: dict[str, Any]) -> tuple[bool, ...]:
+        """The flags, in the element's order: they choose the kernel and its states."""
+        flags = self.formula.flags(kw)
+        return tuple(bool(flags[f]) for f in self._ready(kw).flags)
+
+    def kernel(self, structure: tuple[bool, ...]) -> Callable[..., Any]:
+        return _nf.kernel(self.module, structure)
+
+    @property
+    def has_terms(self) -> bool:
+        return self.formula.terms is not None
+
+    def states(self, lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
+               structure: tuple[bool, ...]) -> tuple[Any, ...]:
+        """The state tensors' addresses (`_unused` for those the flags leave out); lazy
+        states missing on their first step are made here, zero."""
+        names = self.names
+        assert names is not None
+        used = self.formula.used(dict(zip(names.flags, structure)))
+        out = []
+        for name, ts, on in zip(self.formula.states, lists, used):
+            if not on:
+                out.append(_unused(lay))
+                continue
+            if name in self.formula.lazy:
+                _checks.first_buffers(ts, params, torch.zeros_like)
+            out.append(_addresses(ts, lay, params[0].dtype,
+                                  self.formula.keys.get(name, name)))
+        return tuple(out)
+
+    def scalars(self, lay: Layout, kw: dict[str, Any]) -> tuple[np.ndarray]:
+        """`hp`, one row: the gradient's sign, then the scalars worked out in float64."""
+        names = self._ready(kw)
+        scalars = self.formula.scalars(kw)
+        return (np.array([[-1.0 if kw.get("maximize") else 1.0,
+                           *(scalars[k] for k in names.columns)]], lay.dtype),)
+
+    def terms(self, kw: dict[str, Any], t: Any) -> tuple[Any, ...]:
+        assert self.formula.terms is not None and self.names is not None
+        terms = self.formula.terms(kw, t)
+        return tuple(terms[k] for k in self.names.terms)
 
 
-def _sign(kw: dict[str, Any]) -> int:
-    return -1 if kw["maximize"] else 1
+_KINDS: dict[str, _Kind] = {}
 
 
-def _sgd_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
-                kw: dict[str, Any]) -> tuple[Any, ...]:
-    (bufs,) = lists
-    if kw["momentum"] == 0:
-        return _unused(lay), np.zeros(len(params), np.bool_)
-    # the kernel writes v₁ = g, so a new buffer need not be filled
-    fresh = _checks.first_buffers(bufs, params, torch.empty_like)
-    return _addresses(bufs, lay, params[0].dtype, "momentum_buffer"), fresh
+def _kind(name: str) -> _Kind:
+    kind = _KINDS.get(name)
+    if kind is None or kind.formula is not FORMULAS[name]:
+        kind = _KINDS[name] = _Kind(FORMULAS[name])
+    return kind
 
 
-def _sgd_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    hp = np.array([[-kw["lr"], kw["momentum"], 1 - kw["dampening"], kw["weight_decay"],
-                    _sign(kw)]], lay.dtype)
-    return hp, kw["momentum"] != 0, kw["nesterov"]
-
-
-def _negative_lr_first(scalars: tuple[Any, ...], kw: dict[str, Any]) -> None:
-    scalars[0][0, 0] = -kw["lr"]
-
-
-def _momentum_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
-                     kw: dict[str, Any]) -> tuple[Any, ...]:
-    return (_addresses(lists[0], lay, params[0].dtype, "momentum_buffer"),)
-
-
-def _momentum_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    beta = kw["momentum"]
-    hp = np.array([[-kw["lr"], beta, 1 - beta, kw["weight_decay"], _sign(kw)]], lay.dtype)
-    return hp, kw["nesterov"]
-
-
-def _rmsprop_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
-                    kw: dict[str, Any]) -> tuple[Any, ...]:
-    ss, gs, bufs = lists
-    dtype = params[0].dtype
-    return (_addresses(ss, lay, dtype, "square_avg"),
-            _addresses(gs, lay, dtype, "grad_avg") if kw["centered"] else _unused(lay),
-            _addresses(bufs, lay, dtype, "momentum_buffer") if kw["momentum"] > 0
-            else _unused(lay))
-
-
-def _rmsprop_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    alpha = kw["alpha"]
-    hp = np.array([[-kw["lr"], alpha, 1 - alpha, kw["eps"], kw["weight_decay"], kw["momentum"],
-                    _sign(kw)]], lay.dtype)
-    return hp, kw["centered"], kw["momentum"] > 0
-
-
-def _adam_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
-                 kw: dict[str, Any]) -> tuple[Any, ...]:
-    vs, ss, s_maxes = lists
-    dtype = params[0].dtype
-    return (_addresses(vs, lay, dtype, "exp_avg"), _addresses(ss, lay, dtype, "exp_avg_sq"),
-            _addresses(s_maxes, lay, dtype, "max_exp_avg_sq") if kw["amsgrad"]
-            else _unused(lay))
-
-
-def _adam_terms(kw: dict[str, Any], t: int) -> tuple[Any, ...]:
-    """−η/(1−β₁ᵗ) and 1−β₂ᵗ."""
-    bc1, bc2 = corrections(kw["beta1"], kw["beta2"], t, kw.get("bias_correction", True))
-    return -kw["lr"] / bc1, bc2
-
-
-def _adam_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    beta1, beta2, decoupled = kw["beta1"], kw["beta2"], kw["decoupled"]
-    decay = 1 - kw["lr"] * kw["weight_decay"] if decoupled else 1.0
-    hp = np.array([[beta1, 1 - beta1, beta2, 1 - beta2, kw["eps"], kw["weight_decay"],
-                    _sign(kw), decay]], lay.dtype)
-    return hp, decoupled, kw["amsgrad"]
-
-
-def _adam_new_lr(scalars: tuple[Any, ...], kw: dict[str, Any]) -> None:
-    if kw["decoupled"]:
-        scalars[0][0, 7] = 1 - kw["lr"] * kw["weight_decay"]
-
-
-def _adagrad_states(lay: Layout, params: Sequence[torch.Tensor], lists: list[list[Any]],
-                    kw: dict[str, Any]) -> tuple[Any, ...]:
-    return (_addresses(lists[0], lay, params[0].dtype, "sum"),)
-
-
-def _adagrad_terms(kw: dict[str, Any], t: int) -> tuple[Any, ...]:
-    """The decayed η, negated."""
-    return (-decayed_lr(kw["lr"], kw["lr_decay"], t),)
-
-
-def _per_tensor(terms: Terms, lay: Layout, steps: list[int], kw: dict[str, Any]
+def _per_tensor(kind: _Kind, lay: Layout, steps: list[int], kw: dict[str, Any]
                 ) -> tuple[np.ndarray, ...]:
-    """A kind's `terms` per tensor at its t (`steps[i]`), worked out in float64 and then
+    """A kind's terms per tensor at its t (`steps[i]`), worked out in float64 and then
     rounded to the tensors' dtype."""
     if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one value each
-        values = terms(kw, steps[0])
+        values = kind.terms(kw, steps[0])
         arrays = lay.scratch[:len(values)]
         for a, x in zip(arrays, values):
             a.fill(x)
         return arrays
-    return tuple(np.array(column, lay.dtype) for column in zip(*(terms(kw, t) for t in steps)))
+    return tuple(np.array(column, lay.dtype) for column in zip(*(kind.terms(kw, t)
+                                                                  for t in steps)))
 
 
-def _adagrad_scalars(lay: Layout, kw: dict[str, Any]) -> tuple[Any, ...]:
-    return (np.array([[kw["eps"], kw["weight_decay"], _sign(kw)]], lay.dtype),)
+def _steps(kind: _Kind, lists: list[list[Any]], params: Sequence[torch.Tensor]) -> list[int]:
+    """t per tensor for a formula that keeps no count: 1 where a lazy state is still
+    missing (its first step), else 2."""
+    lazy = [ts for name, ts in zip(kind.formula.states, lists) if name in kind.formula.lazy]
+    return [1 if any(ts[i] is None for ts in lazy) else 2 for i in range(len(params))]
 
 
-_KINDS = {
-    "sgd": _Kind(k.sgd, _sgd_states, _sgd_scalars, lambda kw: (kw["momentum"] != 0,),
-                 _negative_lr_first),
-    "momentum": _Kind(k.momentum, _momentum_states, _momentum_scalars,
-                      new_lr=_negative_lr_first),
-    "rmsprop": _Kind(k.rmsprop, _rmsprop_states, _rmsprop_scalars,
-                     lambda kw: (kw["centered"], kw["momentum"] > 0), _negative_lr_first),
-    "adam": _Kind(k.adam, _adam_states, _adam_scalars, lambda kw: (kw["amsgrad"],),
-                  _adam_new_lr, terms=_adam_terms),
-    "adagrad": _Kind(k.adagrad, _adagrad_states, _adagrad_scalars, terms=_adagrad_terms),
-}
-
-
-def _fused(kind: str, params: list[torch.Tensor], grads: list[torch.Tensor],
+def _fused(name: str, params: list[torch.Tensor], grads: list[torch.Tensor],
            lists: list[list[Any]], steps: list[int] | None, kw: dict[str, Any],
            layout: Layout | None) -> None:
-    """One call of `kind`'s kernel on the group."""
+    """One call of the formula's kernel on the group."""
     lay, g = _group(params, grads, layout)
-    kind_ = _KINDS[kind]
-    per_step = _per_tensor(kind_.terms, lay, steps, kw) \
-        if kind_.terms is not None and steps is not None else ()
-    _run(kind_.kernel, lay, lay.w, g, *kind_.states(lay, params, lists, kw), *per_step,
-         *kind_.scalars(lay, kw))
+    kind = _kind(name)
+    structure = kind.structure(kw)
+    if kind.has_terms and steps is None:
+        steps = _steps(kind, lists, params)
+    per_step = _per_tensor(kind, lay, steps, kw) if kind.has_terms and steps else ()
+    _run(kind.kernel(structure), lay, lay.w, g, *kind.states(lay, params, lists, structure),
+         *per_step, *kind.scalars(lay, kw))
 
 
 class Prepared:
@@ -376,11 +322,12 @@ class Prepared:
     """
 
     __slots__ = ("kind", "layout", "structure", "states", "tensors", "addresses", "kw",
-                 "scalars", "per_step")
+                 "scalars", "per_step", "kernel")
 
     def __init__(self, kind: _Kind, layout: Layout, structure: tuple[Any, ...],
                  states: tuple[Any, ...], tensors: list[torch.Tensor]):
         self.kind, self.layout, self.structure, self.states = kind, layout, structure, states
+        self.kernel = kind.kernel(structure)
         self.tensors, self.addresses = tensors, _checks.addresses(tensors)
         self.kw: dict[str, Any] | None = None
         self.scalars: tuple[Any, ...] = ()
@@ -397,38 +344,36 @@ class Prepared:
             kw: dict[str, Any], only_lr: bool = False) -> None:
         """One update; `only_lr`: `kw` differs from the last call's in η alone."""
         lay, kind = self.layout, self.kind
-        if only_lr and self.kw is not None:
-            kind.new_lr(self.scalars, kw)
-        elif kw is not self.kw:
+        if kw is not self.kw:
             self.scalars = kind.scalars(lay, kw)
         self.kw = kw
-        if kind.terms is not None:
-            assert steps is not None
-            self.per_step = _per_tensor(kind.terms, lay, steps, kw)
+        if kind.has_terms:
+            self.per_step = _per_tensor(kind, lay, steps or [2] * len(lay.params), kw)
         g = np.fromiter(map(torch.Tensor.data_ptr, grads), np.int64, len(grads))
         if lay.total < 2 * MIN_PER_THREAD:  # `_run`'s first case, without the call
-            kind.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.row, lay.w, g,
-                        *self.states, *self.per_step, *self.scalars)
+            self.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.row, lay.w,
+                        g, *self.states, *self.per_step, *self.scalars)
         else:
-            _run(kind.kernel, lay, lay.w, g, *self.states, *self.per_step, *self.scalars)
+            _run(self.kernel, lay, lay.w, g, *self.states, *self.per_step, *self.scalars)
 
 
 def _present(lists: list[list[Any]]) -> list[torch.Tensor]:
     return [t for ts in lists for t in ts if t is not None]
 
 
-def prepare(kind: str, params: Sequence[torch.Tensor], lists: list[list[Any]],
+def prepare(name: str, params: Sequence[torch.Tensor], lists: list[list[Any]],
             kw: dict[str, Any], layout: Layout) -> Prepared | None:
-    """Group `params`' call of `kind` (state tensors `lists`, arguments `kw` as the kernel
-    functions take them) on `layout`, kept for the steps that replay this one; None when
-    the call would first create state (SGD's heavy-ball buffers: the optimizer keeps
+    """Group `params`' call of formula `name` (state tensors `lists`, arguments `kw` as the
+    update functions take them) on `layout`, kept for the steps that replay this one; None
+    when the call would first create state (SGD's heavy-ball buffers: the optimizer keeps
     those, so its full step runs then)."""
-    kind_ = _KINDS[kind]
+    kind = _kind(name)
+    structure = kind.structure(kw)
     copies = [list(ts) for ts in lists]
-    states = kind_.states(layout, params, copies, kw)
+    states = kind.states(layout, params, copies, structure)
     if any(a is not b for ts, cs in zip(lists, copies) for a, b in zip(ts, cs)):
         return None
-    return Prepared(kind_, layout, kind_.structure(kw), states, _present(lists))
+    return Prepared(kind, layout, structure, states, _present(lists))
 
 
 # K members of one optimizer over stacked parameters (every tensor with a leading dim K,
@@ -481,18 +426,15 @@ def _stacked(params: Sequence[torch.Tensor], w: np.ndarray) -> Stacked | str:
 
 
 class BatchedStep:
-    """Kind `kind`'s kernel stepping K members at once: `members[k]` is member k's keyword
-    arguments as the kernel functions take them (its optimizer's own), the same for every
-    step. Terms a member leaves out (SGD's momentum μ = 0 in a batch with momentum) run as
-    zeros there: the kernel's options are those of any member (`structure`)."""
+    """Formula `name`'s kernel stepping K members at once: `members[k]` is member k's
+    keyword arguments as the update functions take them (its optimizer's own), the same
+    for every step. Terms a member leaves out (SGD's momentum μ = 0 in a batch with
+    momentum) run as zeros there: the kernel's flags are on where any member's are."""
 
-    def __init__(self, kind: str, members: Sequence[dict[str, Any]]):
-        self.kind = _KINDS[kind]
+    def __init__(self, name: str, members: Sequence[dict[str, Any]]):
+        self.kind = _kind(name)
         self.members = list(members)
-        # the most of each value over the members: the options and states the kernel takes
-        self.structure = {key: max(kw[key] for kw in members) for key in members[0]}
-        self.columns = {key: np.array([kw[key] for kw in members], np.float64)
-                        for key, x in members[0].items() if type(x) is float}
+        self.structure = tuple(map(any, zip(*(self.kind.structure(kw) for kw in members))))
         self.layout: Stacked | None = None
         self.scalars: tuple[Any, ...] = ()
 
@@ -510,97 +452,57 @@ class BatchedStep:
         if found is not self.layout:
             self.layout = found
             self.scalars = (np.concatenate([self.kind.scalars(found.stacked, kw)[0]
-                                            for kw in self.members]),
-                            *self.kind.scalars(found.stacked, self.structure)[1:])
+                                            for kw in self.members]),)
         return None
 
     def run(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
             lists: list[list[Any]], t: int) -> None:
         """One step of every member (after `unavailable` found nothing): `lists` are the
-        kind's state lists of stacked tensors (created here where the kind does), t counts
-        from 1 for every member."""
+        formula's state lists of stacked tensors, t counts from 1 for every member."""
         lay = self.layout
         assert lay is not None
         g = lay.per_slice(_checks.pointers(grads))
         states = self.kind.states(lay.stacked, params, lists, self.structure)
         per_step: tuple[np.ndarray, ...] = ()
-        if self.kind.terms is not None:  # each term per member (or one for all), per slice
+        if self.kind.has_terms:  # each term per member, per slice
             row, dtype = lay.slices.row, lay.stacked.dtype
             assert row is not None  # a batch's slices always have their member rows
-            per_step = tuple(x.astype(dtype)[row] if isinstance(x, np.ndarray)
-                             else np.full(row.size, x, dtype)
-                             for x in self.kind.terms({**self.structure, **self.columns}, t))
-        _run(self.kind.kernel, lay.slices, lay.slices.w, g, *map(lay.per_slice, states),
-             *per_step, *self.scalars)
+            t_ = t if not self.kind.formula.lazy else min(t, 2)
+            each = np.array([self.kind.terms(kw, t_) for kw in self.members], np.float64)
+            per_step = tuple(each[:, j].astype(dtype)[row] for j in range(each.shape[1]))
+        _run(self.kind.kernel(self.structure), lay.slices, lay.slices.w, g,
+             *map(lay.per_slice, states), *per_step, *self.scalars)
 
 
-def batched(kind: str, members: Sequence[dict[str, Any]]) -> BatchedStep:
-    """Kind `kind`'s batched step for K members with these keyword arguments."""
-    return BatchedStep(kind, members)
+def batched(name: str, members: Sequence[dict[str, Any]]) -> BatchedStep:
+    """Formula `name`'s batched step for K members with these keyword arguments."""
+    return BatchedStep(name, members)
 
 
-# kind -> kernel: every function decorated with `@_kernel`, under its own name
-KERNELS: dict[str, Callable[..., None]] = {}
+class _Kernels(Mapping[str, Callable[..., None]]):
+    """name -> the fused update of every formula made so far (`FORMULAS`): a drop-in for
+    the formula's reference update, ``fn(params, grads, *state_lists, [steps], **kw)``,
+    plus the keyword `layout`."""
+
+    def __getitem__(self, name: str) -> Callable[..., None]:
+        if name not in FORMULAS:
+            raise KeyError(name)
+        return functools.partial(_update, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FORMULAS)
+
+    def __len__(self) -> int:
+        return len(FORMULAS)
 
 
-def _kernel(fn: Callable[..., None]) -> Callable[..., None]:
-    KERNELS[fn.__name__] = fn
-    return fn
+def _update(name: str, params: list[torch.Tensor], grads: list[torch.Tensor], *lists: Any,
+            layout: Layout | None = None, **kw: Any) -> None:
+    formula = FORMULAS[name]
+    states = len(formula.states)
+    steps = list(lists[states]) if len(lists) > states else None
+    _fused(name, params, grads, [ts if isinstance(ts, list) else list(ts)
+                                 for ts in lists[:states]], steps, kw, layout)
 
 
-@_kernel
-def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
-        bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
-        dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
-        layout: Layout | None = None) -> None:
-    """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
-    _fused("sgd", params, grads, [bufs], None, dict(
-        lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-        nesterov=nesterov, maximize=maximize), layout)
-
-
-@_kernel
-def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
-             vs: list[torch.Tensor], *, lr: float, momentum: float,
-             weight_decay: float, nesterov: bool, maximize: bool,
-             layout: Layout | None = None) -> None:
-    """Fused `momentum_reference`."""
-    _fused("momentum", params, grads, [vs], None, dict(
-        lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-        maximize=maximize), layout)
-
-
-@_kernel
-def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
-            ss: list[torch.Tensor], gs: list[torch.Tensor | None],
-            bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
-            weight_decay: float, momentum: float, centered: bool, maximize: bool,
-            layout: Layout | None = None) -> None:
-    """Fused `rmsprop_reference`."""
-    _fused("rmsprop", params, grads, [ss, gs, bufs], None, dict(
-        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-        centered=centered, maximize=maximize), layout)
-
-
-@_kernel
-def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
-         vs: list[torch.Tensor], ss: list[torch.Tensor],
-         s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
-         beta1: float, beta2: float, eps: float, weight_decay: float,
-         decoupled: bool, amsgrad: bool, maximize: bool, bias_correction: bool = True,
-         layout: Layout | None = None) -> None:
-    """Fused `adam_reference` (Adam and AdamW)."""
-    _fused("adam", params, grads, [vs, ss, s_maxes], steps, dict(
-        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-        decoupled=decoupled, amsgrad=amsgrad, maximize=maximize,
-        bias_correction=bias_correction), layout)
-
-
-@_kernel
-def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torch.Tensor],
-            steps: list[int], *, lr: float, lr_decay: float, eps: float, weight_decay: float,
-            maximize: bool, layout: Layout | None = None) -> None:
-    """Fused `adagrad_reference`."""
-    _fused("adagrad", params, grads, [ss], steps, dict(
-        lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay, maximize=maximize),
-        layout)
+KERNELS: Mapping[str, Callable[..., None]] = _Kernels()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from optimlab.kernels.formula import Formula
 
 # Keyword arguments of every class that choose how it runs, not what it computes.
 RUN_OPTIONS = ("foreach", "fused", "nonfinite")
@@ -100,22 +102,16 @@ UNIT = Number(0.0, 1.0, "log1m")    # decay rates: momentum, alpha, betas
 
 @dataclass(frozen=True)
 class Batched:
-    """How K configurations of the optimizer step at once over stacked parameters.
+    """What K configurations of the optimizer may vary when they step at once over stacked
+    parameters (`optimlab.optim.batched`; the update is the formula's element on the
+    stacked tensors).
 
-    `update(params, grads, state, t, tmp, **hyper)`: params and grads have a leading dim K
-    (the members); `state` is a dict the update fills on its first call and keeps its
-    tensors in (lists aligned with params; `BatchedOptimizer.select` indexes them), through
-    `states(params, state, **shared)`, which returns them as the fused kernel's state
-    lists (so that the fused batched step keeps the same state); t
-    counts steps from 1; `tmp` holds scratch tensors like params. Hyperparameters in
-    `per_member` arrive as [K] float64 tensors (a `Pair` as its two names), or None for
-    those in `optional` when every member has 0 there (the term is skipped); those in
-    `shared` as plain values that every member must share. Any other hyperparameter must
+    Hyperparameters in `per_member` may differ between members (a `Pair` as its two
+    names); those in `optional` may be 0 for every member (then the term is skipped);
+    those in `shared` must be one value for every member. Any other hyperparameter must
     keep its default.
     """
 
-    update: Callable[..., None]
-    states: Callable[..., list[list[Any]]]
     per_member: tuple[str, ...]
     optional: tuple[str, ...] = ("weight_decay",)
     shared: tuple[str, ...] = ()
@@ -129,8 +125,10 @@ class OptimizerSpec:
     cls: the ``torch.optim.Optimizer`` class; its signature holds the defaults;
     hyperparameters: each keyword a user may set (every keyword of ``cls`` but
         ``params`` and `RUN_OPTIONS`) and its allowed values; the class validates with it;
-    kernel: the name of its fused kernel in ``optimlab.kernels`` (None: no fused path);
-    batched: its batched update (None: the vectorized executor cannot run it);
+    formula: its update, written once (`optimlab.kernels.formula`), from which every path
+        is derived; its name is the kernel's;
+    batched: what its members may vary when K of them step at once (None: the vectorized
+        executor cannot run it);
     peer: the torch.optim class and keyword arguments that do the same update with the
         same memory traffic as ``cls()`` at its defaults (what the bench times it against);
     lecture: one of the lecture's optimizers (the default set of compare, sweep, ...);
@@ -142,12 +140,17 @@ class OptimizerSpec:
     name: str
     cls: type[torch.optim.Optimizer]
     hyperparameters: Mapping[str, Allowed]
-    kernel: str | None
+    formula: Formula | None
     batched: Batched | None
     peer: tuple[type[torch.optim.Optimizer], dict[str, Any]]
     lecture: bool = False
     search: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(init=False, repr=False)
+
+    @property
+    def kernel(self) -> str | None:
+        """The name of its fused kernel in ``optimlab.kernels`` (None: no fused path)."""
+        return self.formula.name if self.formula is not None else None
 
     def __post_init__(self) -> None:
         sig = inspect.signature(self.cls)

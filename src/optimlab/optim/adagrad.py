@@ -6,58 +6,31 @@ from typing import Any
 
 import torch
 
+from optimlab.kernels.formula import Formula, sqrt
 from optimlab.kernels.scalars import decayed_lr
-from optimlab.optim._base import BaseOptimizer, gradient, gradients, value
+from optimlab.optim._base import BaseOptimizer, value
+from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
-from optimlab.optim.batched import Tensors, decayed, per_member
 
 
-def adagrad_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
-                      ss: list[torch.Tensor], steps: list[int], *, lr: float, lr_decay: float,
-                      eps: float, weight_decay: float, maximize: bool) -> None:
-    """One tensor at a time, the formula line by line. `steps[i]` is t, counted from 1."""
-    for w, g, s, t in zip(params, grads, ss, steps):
-        g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
-        s.addcmul_(g, g)                                     # s ← s + g²
-        denom = s.sqrt().add_(eps)                           # √s + ε
-        w.addcdiv_(g, denom, value=-decayed_lr(lr, lr_decay, t))  # w ← w − η g/(√s+ε)
+def adagrad_element(w, g, s, *, eps, weight_decay, step_size, decay):
+    """One element of AdaGrad; the term of step t: step_size = −η/(1 + (t−1)·lr_decay)."""
+    if decay:
+        g = g + weight_decay * w                             # g ← g + λw
+    s = s + g * g                                            # s ← s + g²
+    w = w + step_size * g / (sqrt(s) + eps)                  # w ← w − η_t g/(√s+ε)
+    return w, s
 
 
-def adagrad_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
-                    ss: list[torch.Tensor], steps: list[int], *, lr: float, lr_decay: float,
-                    eps: float, weight_decay: float, maximize: bool) -> None:
-    """The same update with torch's multi-tensor ops."""
-    grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
-    torch._foreach_addcmul_(ss, grads, grads)
-    denom = torch._foreach_sqrt(ss)
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, grads, denom,
-                            [-decayed_lr(lr, lr_decay, t) for t in steps])
-
-
-def adagrad_batched_states(params: Tensors, state: dict[str, Any], *,
-                           initial_accumulator_value: float, **shared: Any) -> list[Tensors]:
-    """The batched state as the fused kernel's lists: s, initial_accumulator_value at first."""
-    if "ss" not in state:
-        state["ss"] = [torch.full_like(p, initial_accumulator_value) for p in params]
-    return [state["ss"]]
-
-
-def adagrad_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
-                    tmp: Tensors, *, lr: torch.Tensor, lr_decay: torch.Tensor | None,
-                    eps: torch.Tensor, weight_decay: torch.Tensor | None,
-                    initial_accumulator_value: float) -> None:
-    """K members at once (see `Batched`): s ← s + g², w ← w − η g/(√s + ε)."""
-    (ss,) = adagrad_batched_states(params, state,
-                                   initial_accumulator_value=initial_accumulator_value)
-    step = -(lr if lr_decay is None else decayed_lr(lr, lr_decay, t))  # [K]
-    for i, (w, g, s) in enumerate(zip(params, grads, ss, strict=True)):
-        g = decayed(w, g, weight_decay)
-        s.addcmul_(g, g)                                    # s ← s + g²
-        denom = torch.sqrt(s, out=tmp[i]).add_(per_member(eps, s))  # √s + ε
-        w.addcmul_(torch.div(g, denom, out=denom), per_member(step, w))  # w ← w − η g/(√s+ε)
-
-
+FORMULA = Formula(
+    name="adagrad", element=adagrad_element, states=("s",),
+    scalars=lambda kw: dict(eps=kw["eps"], weight_decay=kw["weight_decay"]),
+    flags=lambda kw: dict(decay=kw["weight_decay"] != 0),
+    terms=lambda kw, t: dict(step_size=-decayed_lr(kw["lr"], kw["lr_decay"], t)),
+    initial={"s": "initial_accumulator_value"},
+    keys={"s": "sum"})
+adagrad_reference = reference(FORMULA)
+adagrad_foreach = foreach(FORMULA)
 _IMPLS = {"reference": adagrad_reference, "foreach": adagrad_foreach}
 
 
@@ -105,11 +78,10 @@ class Adagrad(BaseOptimizer):
 
 
 SPEC = register(OptimizerSpec(
-    name="adagrad", cls=Adagrad, kernel="adagrad",
+    name="adagrad", cls=Adagrad, formula=FORMULA,
     hyperparameters=dict(lr=NONNEG, lr_decay=NONNEG, weight_decay=NONNEG,
                          initial_accumulator_value=NONNEG, eps=NONNEG, maximize=Flag()),
-    batched=Batched(adagrad_batched, adagrad_batched_states,
-                    per_member=("lr", "lr_decay", "eps", "weight_decay"),
+    batched=Batched(per_member=("lr", "lr_decay", "eps", "weight_decay"),
                     optional=("lr_decay", "weight_decay"), shared=("initial_accumulator_value",)),
     peer=(torch.optim.Adagrad, dict(lr=1e-2)),
     search={"lr": (1e-4, 1.0), "eps": (1e-10, 1e-2)},

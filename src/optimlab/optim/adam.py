@@ -2,93 +2,55 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 
+from optimlab.kernels.formula import Formula, Kw, maximum, sqrt
 from optimlab.kernels.scalars import corrections
-from optimlab.optim._base import BaseOptimizer, gradient, gradients, scale_, value
+from optimlab.optim._base import BaseOptimizer, value
+from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, Batched, Flag, Number, OptimizerSpec, Pair, register
-from optimlab.optim.batched import Tensors, decayed, per_member, zeros
-from optimlab.optim.momentum import average_
-from optimlab.optim.rmsprop import average_squares_
 
 
-def adam_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
-                   vs: list[torch.Tensor], ss: list[torch.Tensor],
-                   s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
-                   beta1: float, beta2: float, eps: float, weight_decay: float,
-                   decoupled: bool, amsgrad: bool, maximize: bool,
-                   bias_correction: bool = True) -> None:
-    """One tensor at a time, the formula line by line. `steps[i]` is t, counted from 1."""
-    for w, g, v, s, s_max, t in zip(params, grads, vs, ss, s_maxes, steps):
-        if decoupled and weight_decay != 0:
-            w.mul_(1 - lr * weight_decay)                    # w ← w(1 − ηλ)   (AdamW)
-        g = gradient(w, g, maximize=maximize,                # g ← g + λw      (Adam, L2)
-                     weight_decay=0.0 if decoupled else weight_decay)
-        average_(v, g, beta1)                                # v ← β₁v + (1−β₁)g  (momentum)
-        average_squares_(s, g, beta2)                        # s ← β₂s + (1−β₂)g²  (RMSprop)
-        if amsgrad:
-            assert s_max is not None
-            torch.maximum(s_max, s, out=s_max)               # ŝ uses max over time
-            s = s_max
-        bc1, bc2 = corrections(beta1, beta2, t, bias_correction)
-        denom = (s / bc2).sqrt_().add_(eps)                  # √ŝ + ε,  ŝ = s/(1−β₂ᵗ)
-        w.addcdiv_(v, denom, value=-lr / bc1)                # w ← w − η v̂/(√ŝ+ε), v̂ = v/(1−β₁ᵗ)
-
-
-def adam_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
-                 vs: list[torch.Tensor], ss: list[torch.Tensor],
-                 s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
-                 beta1: float, beta2: float, eps: float, weight_decay: float,
-                 decoupled: bool, amsgrad: bool, maximize: bool,
-                 bias_correction: bool = True) -> None:
-    """The same update with torch's multi-tensor ops."""
-    if decoupled and weight_decay != 0:
-        scale_(params, 1 - lr * weight_decay)
-    grads = gradients(params, grads, maximize=maximize,
-                      weight_decay=0.0 if decoupled else weight_decay)
-    scale_(vs, beta1)
-    torch._foreach_add_(vs, grads, alpha=1 - beta1)
-    scale_(ss, beta2)
-    torch._foreach_addcmul_(ss, grads, grads, value=1 - beta2)
+def adam_element(w, g, v, s, s_max, *, beta1, rest1, beta2, rest2, eps, weight_decay, shrink,
+                 step_size, bc2, decoupled, decay, amsgrad):
+    """One element of Adam (AdamW: `decoupled`); the terms of step t: step_size = −η/(1−β₁ᵗ),
+    bc2 = 1−β₂ᵗ (see `corrections`); rest1 = 1−β₁, rest2 = 1−β₂, shrink = 1−ηλ."""
+    if decoupled:
+        w = w * shrink                                       # w ← w(1 − ηλ)   (AdamW)
+    elif decay:
+        g = g + weight_decay * w                             # g ← g + λw      (Adam, L2)
+    v = beta1 * v + rest1 * g                                # v ← β₁v + (1−β₁)g  (momentum)
+    s = beta2 * s + rest2 * g * g                            # s ← β₂s + (1−β₂)g²  (RMSprop)
     if amsgrad:
-        maxes = [m for m in s_maxes if m is not None]
-        torch._foreach_maximum_(maxes, ss)
-        ss = maxes
-    bcs = [corrections(beta1, beta2, t, bias_correction) for t in steps]
-    denom = torch._foreach_div(ss, [bc2 for _, bc2 in bcs])
-    torch._foreach_sqrt_(denom)
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, vs, denom, [-lr / bc1 for bc1, _ in bcs])
+        s_max = maximum(s_max, s)                            # ŝ uses the max over time
+        w = w + step_size * v / (sqrt(s_max / bc2) + eps)
+    else:
+        w = w + step_size * v / (sqrt(s / bc2) + eps)        # w ← w − η v̂/(√ŝ+ε)
+    return w, v, s, s_max
 
 
-def adam_batched_states(params: Tensors, state: dict[str, Any],
-                        **shared: Any) -> list[list[Any]]:
-    """The batched state as the fused kernel's lists: v and s, zero at first (no amsgrad)."""
-    return [zeros(state, "vs", params), zeros(state, "ss", params), [None] * len(params)]
+def _scalars(kw: Kw) -> dict[str, Any]:
+    beta1, beta2, lr, wd = kw["beta1"], kw["beta2"], kw["lr"], kw["weight_decay"]
+    return dict(beta1=beta1, rest1=1 - beta1, beta2=beta2, rest2=1 - beta2, eps=kw["eps"],
+                weight_decay=wd, shrink=1 - lr * wd)
 
 
-def adam_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int, tmp: Tensors,
-                 *, lr: torch.Tensor, beta1: torch.Tensor, beta2: torch.Tensor,
-                 eps: torch.Tensor, weight_decay: torch.Tensor | None,
-                 bias_correction: bool, decoupled: bool = False) -> None:
-    """K members at once (see `Batched`), every member at the same t (AdamW: `decoupled`)."""
-    vs, ss, _ = adam_batched_states(params, state)
-    bc1, bc2 = corrections(beta1, beta2, t, bias_correction)  # [K] tensors, or 1.0
-    for i, (w, g, v, s) in enumerate(zip(params, grads, vs, ss, strict=True)):
-        if weight_decay is not None and decoupled:
-            w.mul_(1 - per_member(lr * weight_decay, w))    # w ← w(1 − ηλ)   (AdamW)
-        elif weight_decay is not None:
-            g = decayed(w, g, weight_decay)                 # g ← g + λw      (Adam, L2)
-        v.mul_(per_member(beta1, v)).addcmul_(g, per_member(1 - beta1, v))  # v ← β₁v + (1−β₁)g
-        u = torch.mul(g, per_member(1 - beta2, s), out=tmp[i])
-        s.mul_(per_member(beta2, s)).addcmul_(u, g)         # s ← β₂s + (1−β₂)g²
-        denom = torch.div(s, per_member(bc2, s), out=u).sqrt_().add_(per_member(eps, s))
-        w.add_(torch.div(v, denom, out=u).mul_(per_member(-lr / bc1, w)))  # w ← w − η v̂/(√ŝ+ε)
+def _terms(kw: Kw, t: Any) -> dict[str, Any]:
+    bc1, bc2 = corrections(kw["beta1"], kw["beta2"], t, kw.get("bias_correction", True))
+    return dict(step_size=-kw["lr"] / bc1, bc2=bc2)
 
 
+FORMULA = Formula(
+    name="adam", element=adam_element, states=("v", "s", "s_max"), scalars=_scalars,
+    flags=lambda kw: dict(decoupled=bool(kw["decoupled"]),
+                          decay=not kw["decoupled"] and kw["weight_decay"] != 0,
+                          amsgrad=bool(kw["amsgrad"])),
+    terms=_terms, uses={"s_max": "amsgrad"},
+    keys={"v": "exp_avg", "s": "exp_avg_sq", "s_max": "max_exp_avg_sq"})
+adam_reference = reference(FORMULA)
+adam_foreach = foreach(FORMULA)
 _IMPLS = {"reference": adam_reference, "foreach": adam_foreach}
 
 
@@ -174,15 +136,12 @@ _VARIED = ("lr", "betas", "eps", "weight_decay")
 _SEARCH = {"lr": (1e-5, 0.1), "beta1": (0.5, 0.999), "beta2": (0.9, 0.99999),
            "eps": (1e-10, 1e-2)}
 SPEC = register(OptimizerSpec(
-    name="adam", cls=Adam, lecture=True, kernel="adam", hyperparameters=_HYPERPARAMETERS,
-    batched=Batched(adam_batched, adam_batched_states, per_member=_VARIED,
-                    shared=("bias_correction",)),
+    name="adam", cls=Adam, lecture=True, formula=FORMULA, hyperparameters=_HYPERPARAMETERS,
+    batched=Batched(per_member=_VARIED, shared=("bias_correction",)),
     peer=(torch.optim.Adam, dict(lr=1e-3)), search=_SEARCH,
 ))
 SPEC_W = register(OptimizerSpec(
-    name="adamw", cls=AdamW, kernel="adam", hyperparameters=_HYPERPARAMETERS,
-    batched=Batched(functools.partial(adam_batched, decoupled=True), adam_batched_states,
-                    per_member=_VARIED,
-                    shared=("bias_correction",)),
+    name="adamw", cls=AdamW, formula=FORMULA, hyperparameters=_HYPERPARAMETERS,
+    batched=Batched(per_member=_VARIED, shared=("bias_correction",)),
     peer=(torch.optim.AdamW, dict(lr=1e-3)), search=_SEARCH,
 ))

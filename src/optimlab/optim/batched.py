@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, overload
 import torch
 
 from optimlab import kernels
+from optimlab.optim._formula import batched_states, batched_update, member_flags, member_scalars
 
 if TYPE_CHECKING:
     from optimlab.optim._spec import OptimizerSpec
@@ -66,7 +67,7 @@ def _spec(name: str) -> OptimizerSpec:
     if name not in SPECS:
         raise ValueError(f"Invalid optimizer: {name!r}; allowed: {', '.join(SPECS)}")
     spec = SPECS[name]
-    if spec.batched is None:
+    if spec.batched is None or spec.formula is None:
         raise ValueError(f"Invalid optimizer: {name!r} has no batched update; use executor "
                          "'sequential'")
     return spec
@@ -152,13 +153,14 @@ class BatchedOptimizer:
         # what the fused kernel takes, built here: a caller that keeps torch._dynamo from
         # being imported by the optimizers it builds (`dynamo_not_imported`) wraps this
         self.kernel_kwargs = [kernel_kwargs(self.spec, kw) for kw in members]
-        self.update = self.spec.batched.update  # type: ignore[union-attr]
+        assert self.spec.formula is not None  # `_spec` refuses a spec without batched update
+        self.formula = self.spec.formula
+        self.flags = member_flags(self.formula, self.kernel_kwargs)
+        self.scalars = member_scalars(self.formula, self.kernel_kwargs)
         self.fused = fused
         self.kernel: Any = None  # the backend's batched step (or why none), made on first use
         self.last_impl: str | None = None
         self.t = 0  # steps taken; Adam's bias correction uses t from 1
-        # scratch, reused every step: a fresh large tensor page-faults on its first write
-        self.tmp = [torch.empty_like(p) for p in self.params]
         self.state: dict[str, list[Any]] = {}  # filled by the update on its first step
 
     def step(self, grads: Tensors) -> None:
@@ -171,9 +173,14 @@ class BatchedOptimizer:
                 return
             if self.fused:
                 raise RuntimeError(f"Invalid fused=True for the batched {self.name}: {reason}")
-        self.update(self.params, grads, self.state, self.t, self.tmp, **self.shared,
-                    **self.hyper)
+        batched_update(self.formula, self.params, grads, self._lists(), self.t,
+                       self.kernel_kwargs, self.flags, self.scalars)
         self.last_impl = "batched"
+
+    def _lists(self) -> list[list[Any]]:
+        """The stacked state lists in the formula's order (made on the first step)."""
+        return batched_states(self.formula, self.params, self.state, self.flags,
+                              {**self.spec.defaults, **self.members[0]})
 
     def _fused_step(self, grads: Tensors) -> str | None:
         """The step through the fused kernel, or why it cannot run (then nothing changed)."""
@@ -186,10 +193,7 @@ class BatchedOptimizer:
             return self.kernel
         reason: str | None = self.kernel.unavailable(self.params, grads)
         if reason is None:
-            batched = self.spec.batched
-            assert batched is not None
-            self.kernel.run(self.params, grads, batched.states(self.params, self.state,
-                                                               **self.shared), self.t)
+            self.kernel.run(self.params, grads, self._lists(), self.t)
         return reason
 
     def select(self, index: torch.Tensor, params: Tensors) -> None:
@@ -200,7 +204,7 @@ class BatchedOptimizer:
         self.members = [self.members[i] for i in rows]
         self.kernel_kwargs = [self.kernel_kwargs[i] for i in rows]
         self.kernel = None
-        self.tmp = [torch.empty_like(p) for p in self.params]
         self.hyper = {k: None if v is None else v[index] for k, v in self.hyper.items()}
+        self.scalars = {k: v[index] for k, v in self.scalars.items()}
         self.state = {k: [None if x is None else x[index] for x in xs]
                       for k, xs in self.state.items()}

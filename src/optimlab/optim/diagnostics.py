@@ -12,7 +12,6 @@ import torch
 
 from optimlab.kernels.scalars import corrections, decayed_lr
 from optimlab.optim._base import value
-from optimlab.optim.rmsprop import centered_root
 
 
 def effective_step_size(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> torch.Tensor | None:
@@ -36,7 +35,8 @@ def effective_step_size(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> to
     lr, eps = value(group["lr"]), value(group.get("eps", 0.0))
     if "square_avg" in state:
         s = _real(state["square_avg"])
-        root = centered_root(s, _real(state["grad_avg"])) if group.get("centered") else s.sqrt()
+        m = _real(state["grad_avg"]) if group.get("centered") else None
+        root = s.sqrt() if m is None else (s - m * m).clamp_min(0).sqrt()
         return lr / (root + eps)
     if "exp_avg_sq" in state:
         t = value(state["step"])

@@ -6,63 +6,32 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, gradient, gradients, scale_, value
+from optimlab.kernels.formula import Formula
+from optimlab.optim._base import BaseOptimizer, value
+from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
-from optimlab.optim.batched import Tensors, decayed, per_member, zeros
 
 
-def average_(v: torch.Tensor, g: torch.Tensor, beta: float) -> torch.Tensor:
-    """v ← βv + (1−β)g, in place: the moving average of the gradient (the lecture's
-    momentum; RMSprop's centered mean and Adam's first moment too)."""
-    return v.mul_(beta).add_(g, alpha=1 - beta)
-
-
-def momentum_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
-                       vs: list[torch.Tensor], *, lr: float, momentum: float,
-                       weight_decay: float, nesterov: bool, maximize: bool) -> None:
-    """One tensor at a time, the formula line by line."""
-    for w, g, v in zip(params, grads, vs):
-        g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
-        average_(v, g, momentum)                           # v ← βv + (1−β)g
-        if nesterov:
-            d = v.mul(momentum).add_(g, alpha=1 - momentum)  # d = βv + (1−β)g
-            w.add_(d, alpha=-lr)
-        else:
-            w.add_(v, alpha=-lr)                           # w ← w − η v
-
-
-def momentum_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
-                     vs: list[torch.Tensor], *, lr: float, momentum: float,
-                     weight_decay: float, nesterov: bool, maximize: bool) -> None:
-    """The same update with torch's multi-tensor ops."""
-    grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
-    scale_(vs, momentum)
-    torch._foreach_add_(vs, grads, alpha=1 - momentum)
+def momentum_element(w, g, v, *, lr, beta, rest, weight_decay, decay, nesterov):
+    """One element of Momentum (β = momentum, rest = 1−β)."""
+    if decay:
+        g = g + weight_decay * w                             # g ← g + λw
+    v = beta * v + rest * g                                  # v ← βv + (1−β)g
     if nesterov:
-        d = torch._foreach_mul(vs, momentum)
-        torch._foreach_add_(d, grads, alpha=1 - momentum)
-        torch._foreach_add_(params, d, alpha=-lr)
+        w = w - lr * (beta * v + rest * g)                   # w ← w − η (βv + (1−β)g)
     else:
-        torch._foreach_add_(params, vs, alpha=-lr)
+        w = w - lr * v                                       # w ← w − η v
+    return w, v
 
 
-def momentum_batched_states(params: Tensors, state: dict[str, Any],
-                            **shared: Any) -> list[Tensors]:
-    """The batched state as the fused kernel's lists: v, zero at first."""
-    return [zeros(state, "vs", params)]
-
-
-def momentum_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int,
-                     tmp: Tensors, *, lr: torch.Tensor, momentum: torch.Tensor,
-                     weight_decay: torch.Tensor | None) -> None:
-    """K members at once (see `Batched`): v ← βv + (1−β)g, w ← w − η v."""
-    (vs,) = momentum_batched_states(params, state)
-    for w, g, v in zip(params, grads, vs, strict=True):
-        g = decayed(w, g, weight_decay)
-        v.mul_(per_member(momentum, v)).addcmul_(g, per_member(1 - momentum, v))  # v ← βv + (1−β)g
-        w.addcmul_(v, per_member(-lr, w))                   # w ← w − η v
-
-
+FORMULA = Formula(
+    name="momentum", element=momentum_element, states=("v",),
+    scalars=lambda kw: dict(lr=kw["lr"], beta=kw["momentum"], rest=1 - kw["momentum"],
+                            weight_decay=kw["weight_decay"]),
+    flags=lambda kw: dict(decay=kw["weight_decay"] != 0, nesterov=bool(kw["nesterov"])),
+    keys={"v": "momentum_buffer"})
+momentum_reference = reference(FORMULA)
+momentum_foreach = foreach(FORMULA)
 _IMPLS = {"reference": momentum_reference, "foreach": momentum_foreach}
 
 
@@ -112,11 +81,10 @@ class Momentum(BaseOptimizer):
 
 
 SPEC = register(OptimizerSpec(
-    name="momentum", cls=Momentum, lecture=True, kernel="momentum",
+    name="momentum", cls=Momentum, lecture=True, formula=FORMULA,
     hyperparameters=dict(lr=NONNEG, momentum=UNIT, weight_decay=NONNEG, nesterov=Flag(),
                          maximize=Flag()),
-    batched=Batched(momentum_batched, momentum_batched_states,
-                    per_member=("lr", "momentum", "weight_decay")),
+    batched=Batched(per_member=("lr", "momentum", "weight_decay")),
     # the same bytes per step as ours: torch's heavy ball keeps one buffer too
     peer=(torch.optim.SGD, dict(lr=1e-3, momentum=0.9)),
     search={"lr": (1e-3, 1.0), "momentum": (0.0, 0.999)},

@@ -7,71 +7,44 @@ from typing import Any
 
 import torch
 
-from optimlab.optim._base import BaseOptimizer, Views, gradient, gradients, scale_, value
+from optimlab.kernels.formula import Formula, Kw
+from optimlab.optim._base import BaseOptimizer, Views, value
+from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
-from optimlab.optim.batched import Tensors, decayed, per_member
 
 
-def sgd_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
-                  bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
-                  dampening: float, weight_decay: float, nesterov: bool,
-                  maximize: bool) -> None:
-    """One tensor at a time, the formula line by line. `bufs[i] is None` on the first step."""
-    for i, (w, g) in enumerate(zip(params, grads)):
-        g = gradient(w, g, maximize=maximize, weight_decay=weight_decay)  # g ← g + λw
-        if momentum != 0:
-            buf = bufs[i]
-            if buf is None:
-                buf = bufs[i] = g.clone()                   # v₁ = g (torch's first step)
-            else:
-                buf.mul_(momentum).add_(g, alpha=1 - dampening)  # v ← μv + (1−τ)g
-            g = g.add(buf, alpha=momentum) if nesterov else buf
-        w.add_(g, alpha=-lr)                                # w ← w − η g
+def sgd_element(w, g, v, *, lr, momentum, weight_decay, carry, damp, decay, heavy_ball,
+                nesterov):
+    """One element of SGD; the terms: carry = μ and damp = 1−τ, but 0 and 1 on the
+    buffer's first step (v₁ = g, as torch)."""
+    if decay:
+        g = g + weight_decay * w                             # g ← g + λw
+    if heavy_ball:
+        v = carry * v + damp * g                             # v ← μv + (1−τ)g
+        if nesterov:
+            g = g + momentum * v                             # d = g + μv
+        else:
+            g = v                                            # d = v
+    w = w - lr * g                                           # w ← w − η d
+    return w, v
 
 
-def sgd_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
-                bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
-                dampening: float, weight_decay: float, nesterov: bool,
-                maximize: bool) -> None:
-    """The same update with torch's multi-tensor ops."""
-    grads = gradients(params, grads, maximize=maximize, weight_decay=weight_decay)
-    if momentum != 0:
-        old = [(b, g) for b, g in zip(bufs, grads) if b is not None]
-        if old:
-            scale_([b for b, _ in old], momentum)
-            torch._foreach_add_([b for b, _ in old], [g for _, g in old], alpha=1 - dampening)
-        for i, b in enumerate(bufs):
-            if b is None:
-                bufs[i] = grads[i].clone()  # v₁ = g
-        full = [b for b in bufs if b is not None]
-        grads = list(torch._foreach_add(grads, full, alpha=momentum)) if nesterov else full
-    torch._foreach_add_(params, grads, alpha=-lr)
+def _terms(kw: Kw, t: Any) -> dict[str, Any]:
+    first = t == 1
+    return dict(carry=0.0 if first else kw["momentum"],
+                damp=1.0 if first else 1 - kw["dampening"])
 
 
-def sgd_batched_states(params: Tensors, state: dict[str, Any], **shared: Any) -> list[Tensors]:
-    """The batched state as the fused kernel's lists: the heavy-ball buffers, made at step 1
-    (v₁ = g)."""
-    return [state.setdefault("bufs", [None] * len(params))]
-
-
-def sgd_batched(params: Tensors, grads: Tensors, state: dict[str, Any], t: int, tmp: Tensors,
-                *, lr: torch.Tensor, momentum: torch.Tensor | None,
-                weight_decay: torch.Tensor | None) -> None:
-    """K members at once (see `Batched`): w ← w − η g; with momentum (heavy ball, v₁ = g):
-    v ← μv + g, w ← w − η v. A member with μ = 0 in a batch with momentum gets v = g."""
-    (bufs,) = sgd_batched_states(params, state)
-    for i, (w, g) in enumerate(zip(params, grads, strict=True)):
-        g = decayed(w, g, weight_decay)
-        if momentum is not None:
-            buf = bufs[i]
-            if buf is None:
-                buf = bufs[i] = torch.empty_like(w).copy_(g)  # v₁ = g (laid out as w)
-            else:
-                buf.mul_(per_member(momentum, buf)).add_(g)  # v ← μv + g
-            g = buf
-        w.addcmul_(g, per_member(-lr, w))                   # w ← w − η g
-
-
+FORMULA = Formula(
+    name="sgd", element=sgd_element, states=("v",),
+    scalars=lambda kw: dict(lr=kw["lr"], momentum=kw["momentum"],
+                            weight_decay=kw["weight_decay"]),
+    flags=lambda kw: dict(decay=kw["weight_decay"] != 0, heavy_ball=kw["momentum"] != 0,
+                          nesterov=bool(kw["nesterov"])),
+    terms=_terms, uses={"v": "heavy_ball"}, lazy=("v",),
+    keys={"v": "momentum_buffer"})
+sgd_reference = reference(FORMULA)
+sgd_foreach = foreach(FORMULA)
 _IMPLS = {"reference": sgd_reference, "foreach": sgd_foreach}
 
 
@@ -139,10 +112,10 @@ class SGD(BaseOptimizer):
 
 
 SPEC = register(OptimizerSpec(
-    name="sgd", cls=SGD, lecture=True, kernel="sgd",
+    name="sgd", cls=SGD, lecture=True, formula=FORMULA,
     hyperparameters=dict(lr=NONNEG, momentum=NONNEG, dampening=NONNEG, weight_decay=NONNEG,
                          nesterov=Flag(), maximize=Flag()),
-    batched=Batched(sgd_batched, sgd_batched_states, per_member=("lr", "momentum", "weight_decay"),
+    batched=Batched(per_member=("lr", "momentum", "weight_decay"),
                     optional=("momentum", "weight_decay")),
     peer=(torch.optim.SGD, dict(lr=1e-3)),
     search={"lr": (1e-3, 1.0)},  # η only: momentum would make it another method
