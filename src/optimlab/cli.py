@@ -20,8 +20,9 @@ from typing import Any, NoReturn
 from optimlab._dynamo import eager_until_dynamo
 
 DESCRIPTION = (
-    "SGD, Momentum, RMSprop and Adam written from scratch, and a lab that trains models "
-    "with each of them to compare curves, speed and accuracy."
+    "The lecture's SGD, Momentum, RMSprop and Adam, and more optimizers, written from "
+    "scratch, and a lab that trains models with each of them to compare curves, speed and "
+    "accuracy."
 )
 
 # name -> one-line help; modules are imported only when their command runs.
