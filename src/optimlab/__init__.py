@@ -1,4 +1,5 @@
-"""optimlab: SGD, Momentum, RMSprop and Adam from scratch for PyTorch, and a lab to compare them."""
+"""optimlab: the lecture's SGD, Momentum, RMSprop and Adam, and more optimizers, from scratch
+for PyTorch, and a lab to compare them."""
 
 __version__ = "0.1.0"
 

@@ -1,14 +1,15 @@
-"""Building optimizers without importing torch._dynamo (≈1 s of CPU per process).
+"""Building optimizers without importing torch._dynamo (a fixed cost of every process).
 
 torch wraps `torch.optim.Optimizer.add_param_group` (and `zero_grad`, `state_dict`, …)
 in `torch._disable_dynamo`, whose first call imports torch._dynamo so as to keep the
 method out of `torch.compile`'s graphs. The lab builds optimizers that never step (the
 class's own validation of an entry's hyperparameters, the batched update's check of each
-member's): for those, the import is a third of a short sweep's start-up. While nothing has
-imported torch._dynamo nothing can be compiling, so disabling it is a no-op:
-`dynamo_not_imported` points the wrapper's own cache slot at the method itself for the
-duration and empties it after, leaving torch as it was. Should torch change the wrapper,
-the slot is ignored and the import happens as before (slower, never wrong).
+member's): for those, the import is a large share of a short sweep's start-up
+(docs/performance.md, 'Fixed costs'). While nothing has imported torch._dynamo nothing
+can be compiling, so disabling it is a no-op: `dynamo_not_imported` points the wrapper's
+own cache slot at the method itself for the duration and empties it after, leaving torch
+as it was. Should torch change the wrapper, the slot is ignored and the import happens as
+before (slower, never wrong).
 
 An `optimlab` command owns its process, and `compare` trains with real optimizers, whose
 first `zero_grad` would import it too: `eager_until_dynamo` (called by the CLI only) has

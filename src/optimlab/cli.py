@@ -20,8 +20,9 @@ from typing import Any, NoReturn
 from optimlab._dynamo import eager_until_dynamo
 
 DESCRIPTION = (
-    "SGD, Momentum, RMSprop and Adam written from scratch, and a lab that trains models "
-    "with each of them to compare curves, speed and accuracy."
+    "The lecture's SGD, Momentum, RMSprop and Adam, and more optimizers, written from "
+    "scratch, and a lab that trains models with each of them to compare curves, speed and "
+    "accuracy."
 )
 
 # name -> one-line help; modules are imported only when their command runs.
@@ -66,11 +67,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def _imports_kept(process: bool) -> Iterator[None]:
     """With `process` (main runs as the process's command): no garbage collection while
     the command's modules import (imports make no garbage; torch's import alone set off
-    three full collections, ≈0.4 s), and what they made (torch: about a million objects,
-    alive until the process ends) moved out of the collector's view after, so that the
-    full collections that a sweep's curves set off scan only what the run made. And
-    torch.optim's first `zero_grad` or `add_param_group` does not import torch._dynamo
-    (≈1 s) unless something else has (`optimlab._dynamo.eager_until_dynamo`)."""
+    three full collections: docs/performance.md, 'Behind the code'), and what they made
+    (torch: about a million objects, alive until the process ends) moved out of the
+    collector's view after, so that the full collections that a sweep's curves set off
+    scan only what the run made. And torch.optim's first `zero_grad` or `add_param_group`
+    does not import torch._dynamo unless something else has
+    (`optimlab._dynamo.eager_until_dynamo`; its cost: docs/performance.md, 'Fixed costs')."""
     if not process:  # called from Python (tests, notebooks): the caller's collector
         yield
         return

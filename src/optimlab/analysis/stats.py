@@ -75,8 +75,8 @@ def sign_flip_p(d: Sequence[float] | np.ndarray) -> np.ndarray:
     d = np.asarray(d, float)
     if d.shape[-1] < 2:  # both patterns of one pair reach |d|; scipy wants two pairs
         return np.ones(d.shape[:-1])
-    # scipy holds batch x d.size flipped values at once: unbounded, 30,000 tests of 7 pairs
-    # ran about 10x slower in fresh memory than at this bound (measured 2026-12-06)
+    # scipy holds batch x d.size flipped values at once: unbounded, many tests at once ran
+    # much slower in fresh memory than at this bound (docs/performance.md, 'Behind the code')
     batch = max(1, 2 ** 20 // max(1, d.size))
     return stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
                                   n_resamples=2 ** EXACT_UP_TO, batch=batch, axis=-1,

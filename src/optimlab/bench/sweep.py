@@ -161,9 +161,9 @@ def flops_per_step(shapes: list[tuple[int, int, int]]) -> int:
 
 # The ways one product C = A·B can be computed, as three letters: A stored as it is (N) or
 # transposed (T, i.e. as Aᵀ contiguous), B likewise, and C written as it is (N) or as Cᵀ,
-# computed as Bᵀ·Aᵀ (T). MKL's speed differs between them by up to 4x on the sweep's narrow
-# shapes (a 100 × 10 output is ~3.7x slower than its 10 × 100 transpose), and a model is
-# free to store its operands and outputs either way.
+# computed as Bᵀ·Aᵀ (T). MKL's speed differs between them severalfold on the sweep's
+# narrow shapes (a 100 × 10 output against its 10 × 100 transpose: docs/performance.md,
+# 'Behind the code'), and a model is free to store its operands and outputs either way.
 LAYOUTS = tuple(a + b + c for a in "NT" for b in "NT" for c in "NT")
 PLAIN = "NNN"  # every operand and output as the product is written: the rate's old layout
 

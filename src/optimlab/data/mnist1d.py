@@ -6,10 +6,11 @@ already centered to mean 0 and std 1 by the generator. The generator seeds
 NumPy's and Python's global RNGs (seed 42); we restore both afterwards so that
 loading data never changes anyone else's random stream. It never downloads.
 
-Generating takes about 2 s of CPU; reading the cache about 10 ms. The cache holds numeric
-arrays only (npz, read with ``allow_pickle=False``) and is replaced atomically; a cache
-file that cannot be read as MNIST-1D's (truncated, another format, other shapes) is
-regenerated, never trusted, and an unwritable cache folder only costs the generation.
+Generating takes seconds, reading the cache a small part of that (docs/data.md). The
+cache holds numeric arrays only (npz, read with ``allow_pickle=False``) and is replaced
+atomically; a cache file that cannot be read as MNIST-1D's (truncated, another format,
+other shapes) is regenerated, never trusted, and an unwritable cache folder only costs the
+generation.
 """
 
 from __future__ import annotations

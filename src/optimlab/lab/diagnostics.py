@@ -105,7 +105,8 @@ DEFINITION = ("update_ratio: ‖w_t − w_(t−1)‖/‖w_(t−1)‖ per tensor 
 
 
 def _quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> list[float]:
-    """torch.quantile's linear interpolation from one sort (torch.quantile cost 10x more)."""
+    """torch.quantile's linear interpolation from one sort (torch.quantile cost far more:
+    docs/diagnostics.md)."""
     s = x.double().sort().values
     pos = torch.tensor(qs, dtype=torch.float64, device=s.device) * (len(s) - 1)
     lo = pos.floor().long()

@@ -31,9 +31,9 @@ from optimlab.train.config import check_positive_int, check_targets
 from optimlab.train.evaluation import TASKS
 
 # Used when a config gives neither `steps` nor `epochs` (compare's default): in 1500 steps
-# the ranking is settled (every optimizer is past the 80% target) and the default 4
-# optimizers x 2 seeds fit in 2 minutes on 2 busy cores, where 2000 steps took 149 s
-# (measured). The MNIST-1D paper's 6000 steps: `--steps 6000`.
+# the ranking is settled (every optimizer is past the 80% target) and the default run
+# stays short on 2 busy cores (docs/lab.md, 'Measured: the default run'). The MNIST-1D
+# paper's 6000 steps: `--steps 6000`.
 DEFAULT_STEPS = 1500
 
 

@@ -43,11 +43,11 @@ def default_threads(executor: str) -> int:
     """torch threads when --threads is not given, for runs trained by `executor`.
 
     The vectorized executor trains its groups side by side, one core and one torch thread
-    each, so every core helps, and a member's result is the same in any group: the lecture's
-    32-configuration MLP sweep trained at 88 GFLOP/s on 2 cores against 41 on one
-    (docs/performance.md). The other executors train one run per torch thread, and these
-    small models lose to a second intra-op thread (the CNN's step: 60 ms on 2 threads, 4.5
-    on one, docs/lab.md), which also changes float32 rounding; `processes` spreads runs
+    each, so every core helps, and a member's result is the same in any group (the
+    lecture's 32-configuration MLP sweep on 2 cores and on one: docs/performance.md,
+    'Behind the code'). The other executors train one run per torch thread, and these
+    small models lose to a second intra-op thread (the CNN's step: docs/lab.md,
+    'Threads'), which also changes float32 rounding; `processes` spreads runs
     over the cores by itself, and a Ray task takes --threads CPUs of its node."""
     return usable_cores() if executor == "vectorized" else 1
 

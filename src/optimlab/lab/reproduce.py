@@ -6,8 +6,8 @@ reason, where the source states none), and turns the recorded numbers into check
 source's claim, the published value or shape, ours, and whether it holds. The verdict is
 "reproduced" when every check holds, "not reproduced" when none does, "partly" otherwise.
 
-Without `full`, an experiment runs a reduced budget (about a minute on 2 cores); `full`
-is the source's budget. The output folder:
+Without `full`, an experiment runs a reduced budget, small enough for the tests to run;
+`full` is the source's budget. The output folder:
 - the usual records: `summary.json` (compare's format) and, for trained runs, the store
   `sweep.sqlite`, which keeps their curves (`optimlab export csv` writes curves.csv;
   running the same experiment into the same folder resumes: finished runs are not

@@ -9,12 +9,12 @@ gradient into `out[name][k]`:
 
 The backward pass is written out as batched matmuls (`torch.baddbmm`/`bmm`), with logits
 kept as [K, classes, B] so that the softmax runs over a middle dimension (torch's CPU
-softmax over a last dimension of 10 is ~15x slower). Every line is the one autograd would
-run (`addmm` for a linear layer, `threshold_backward` for ReLU, softmax − onehot for
-log-softmax + NLL), so results equal autograd's up to rounding (tested in float64).
-The CNN's convolutions are products too: im2col windows times the weights (`cnn_grads`).
-`HAND_WRITTEN` maps a model class to its function; other models have none (the lab then
-uses `vmap`).
+softmax over a last dimension of 10 is much slower: docs/performance.md, 'Behind the
+code'). Every line is the one autograd would run (`addmm` for a linear layer,
+`threshold_backward` for ReLU, softmax − onehot for log-softmax + NLL), so results equal
+autograd's up to rounding (tested in float64). The CNN's convolutions are products too:
+im2col windows times the weights (`cnn_grads`). `HAND_WRITTEN` maps a model class to its
+function; other models have none (the lab then uses `vmap`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class Workspace:
     """Intermediate tensors kept from one step to the next, by name.
 
     A fresh [32, 100, 100] float32 tensor (1.3 MB) comes from mmap and page-faults on its
-    first write: 0.5-0.9 ms per elementwise pass instead of 0.15 ms. Reusing buffers keeps
-    the forward and backward at their memory-bound cost.
+    first write, which makes an elementwise pass several times slower (docs/performance.md,
+    'Behind the code'). Reusing buffers keeps the forward and backward at their
+    memory-bound cost.
     """
 
     def __init__(self) -> None:
@@ -241,7 +242,8 @@ def _cnn_forward(p: Params, x: torch.Tensor, ws: Workspace
 def _weight_grad(dz: torch.Tensor, cols: torch.Tensor, name: str, ws: Workspace
                  ) -> torch.Tensor:
     """dzᵀ · cols: [K, out, kernel·…·C + 1], the weights' gradient and the bias's. Computed
-    in the orientation whose rows are the longer: 3x faster for the first layer's 6 × 25."""
+    in the orientation whose rows are the longer: faster for the first layer's 6 × 25
+    (docs/performance.md, 'Behind the code')."""
     k, _, c_out = dz.shape
     if cols.shape[2] >= c_out:
         return torch.bmm(dz.transpose(1, 2), cols, out=ws(name, (k, c_out, cols.shape[2]), dz))
@@ -300,6 +302,6 @@ HAND_WRITTEN: dict[type[nn.Module], BatchedGrads] = {LogReg: logreg_grads, MLP: 
 BatchedLogits = Callable[[Params, torch.Tensor, Workspace], torch.Tensor]
 # model class -> the K members' logits on one shared input (batched evaluation). Not the
 # CNN's: one forward per member (torch's convolutions, 512 rows) is faster than its
-# written-out forward for all members (CPU, one thread, 32 members: 0.39 s against 0.49 s).
+# written-out forward for all members (docs/performance.md, 'Behind the code').
 HAND_WRITTEN_LOGITS: dict[type[nn.Module], BatchedLogits] = {LogReg: logreg_logits_t,
                                                              MLP: mlp_logits_t}

@@ -298,8 +298,8 @@ def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str,
 def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Path:
     """Rewrite the sweep's figures and report.html; returns report.html's path. `runs`: the
     store's finished runs (`Store.runs`) when the caller has just read them (the sweep,
-    writing its outputs: decoding every run's curves again would cost a quarter second
-    per 64,000 points)."""
+    writing its outputs: decoding every run's curves again would cost time in proportion
+    to their points, docs/performance.md, 'Behind the code')."""
     out = Path(out_dir)
     runs, meta = load_sweep(out, runs)
     points = _points(runs)

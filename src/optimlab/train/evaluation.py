@@ -95,7 +95,8 @@ def evaluate_stacked(logits_t: Callable[[torch.Tensor], torch.Tensor], members: 
             yb = y[i:i + rows].expand(members, -1)
             loss_sum += F.cross_entropy(logits, yb, reduction="none").sum(1).to(torch.float64)
             # the class scores of one example made contiguous first: argmax along rows is
-            # 3x faster than along the strided class dim ([K, classes, N]), same indices
+            # faster than along the strided class dim ([K, classes, N], docs/performance.md,
+            # 'Behind the code'), same indices
             correct += (logits.transpose(1, 2).contiguous().argmax(2) == yb).sum(1)
         for k, (loss, right) in enumerate(zip(loss_sum.tolist(), correct.tolist())):
             out[k][split] = {"loss": loss / len(x), "acc": right / len(x)}
