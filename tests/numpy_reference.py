@@ -119,5 +119,18 @@ class Adagrad:
         return w - lr_t * g / (np.sqrt(self.s) + self.eps)
 
 
+class Lion:
+    """Chen et al. 2023, Algorithm 2: c ← β₁m + (1−β₁)g; w ← w − η(sign(c) + λw);
+    m ← β₂m + (1−β₂)g, m₀ = 0."""
+
+    def __init__(self, lr, betas=(0.9, 0.99), weight_decay=0.0):
+        self.lr, (self.b1, self.b2), self.wd, self.m = lr, betas, weight_decay, 0.0
+
+    def step(self, w, g):
+        c = self.b1 * self.m + (1 - self.b1) * g
+        self.m = self.b2 * self.m + (1 - self.b2) * g
+        return w - self.lr * (np.sign(c) + self.wd * w)
+
+
 REFERENCES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
-              "adagrad": Adagrad}
+              "adagrad": Adagrad, "lion": Lion}

@@ -173,7 +173,7 @@ def test_spec_defaults_are_the_lecture_defaults():
     ("adam", dict(amsgrad=True), "amsgrad"),
     ("sgd", dict(lr=-1.0), "lr"),
     ("adam", dict(betas=(1.5, 0.9)), "betas"),
-    ("lion", dict(lr=0.1), "optimizer"),
+    ("adafactor", dict(lr=0.1), "optimizer"),
     ("adagrad", dict(lr=0.1, maximize=True), "maximize"),
     *[(name, dict(maximize=True), "maximize") for name in SPECS if SPECS[name].batched],
 ])

@@ -13,8 +13,9 @@ from optimlab.optim._spec import RUN_OPTIONS, Batched, OptimizerSpec, register
 
 
 def test_the_registry_is_in_the_lectures_order_and_derives_the_tables():
-    assert list(SPECS) == ["sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad"]
+    assert list(SPECS)[:4] == ["sgd", "momentum", "rmsprop", "adam"]
     assert LECTURE == ("sgd", "momentum", "rmsprop", "adam")
+    assert len(set(SPECS)) == len(SPECS)
     assert OPTIMIZERS == {name: spec.cls for name, spec in SPECS.items()}
 
 

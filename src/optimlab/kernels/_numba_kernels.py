@@ -1,28 +1,22 @@
-"""The fused CPU kernels: one pass over memory per element, numba, multithreaded.
+"""What every fused CPU kernel shares: the work plan and raw views of tensors.
 
-Each kernel updates a whole param group. Tensors arrive as raw addresses
-(int64) plus element counts, so a step costs one call per thread however many
-tensors there are. The scalars come as rows of a 2-D `hp` array and tensor i
-reads row `row[i]`, once per chunk: a param group passes one row (every
-`row[i]` = 0); K members of a batched sweep pass a row per member, their
-stacked tensors' rows (member k's slice of each) as the tensors, so one copy of
-each formula serves both. `plan` cuts the work into chunks of at most `CHUNK`
-elements and a kernel call updates chunks [lo, hi), so the caller can hand
-equal shares to threads and a few large and many small tensors balance alike.
-The kernels release the GIL (`nogil`) and the caller runs them on a thread
-pool: `parallel=True`/`prange` compiles 3-4x slower (about 4 s per kernel
-and dtype on this machine, against 1 s), which every fresh clone and test
-run would pay.
+The kernels themselves are written from each optimizer's formula (`_numba_formula`).
+Each updates a whole param group. Tensors arrive as raw addresses (int64) plus element
+counts, so a step costs one call per thread however many tensors there are. The scalars
+come as rows of a 2-D `hp` array and tensor i reads row `row[i]`, once per chunk: a param
+group passes one row (every `row[i]` = 0); K members of a batched sweep pass a row per
+member, their stacked tensors' rows (member k's slice of each) as the tensors, so one
+kernel serves both. `plan` cuts the work into chunks of at most `CHUNK` elements and a
+kernel call updates chunks [lo, hi), so the caller can hand equal shares to threads and a
+few large and many small tensors balance alike. The kernels release the GIL (`nogil`) and
+the caller runs them on a thread pool: `parallel=True`/`prange` compiles much slower,
+which every fresh clone and test run would pay (docs/performance.md, "Behind the code").
 
-Arithmetic runs in the tensors' dtype (float32 or float64): every scalar
-comes in `hp` or a per-tensor array of that dtype. No fastmath: NaN
-and Inf propagate exactly as in the reference, and the order of operations
-follows ATen's (`addcdiv` is w + (c·a)/b), so float64 results agree with
-torch to rounding. error_model="numpy": x/0 gives ±Inf or NaN as in torch;
-numba's default raises ZeroDivisionError, and the check it adds for that
-stops the loops from vectorizing.
-
-Compiled lazily on first use per dtype and cached on disk (`cache=True`).
+Arithmetic runs in the tensors' dtype (float32 or float64): every scalar comes in `hp` or
+a per-tensor array of that dtype. No fastmath: NaN and Inf propagate exactly as in the
+reference, and the order of operations is the element's, so float64 results equal the
+torch paths'. error_model="numpy": x/0 gives ±Inf or NaN as in torch; numba's default
+raises ZeroDivisionError, and the check it adds for that stops the loops from vectorizing.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
                                      torch.float64: np.dtype(np.float64)}
 # Complex parameters reach the kernels as real (..., 2) views of these dtypes.
 ACCEPTED = (torch.float32, torch.float64, torch.complex64, torch.complex128)
-# Fewest elements worth a thread: waking one costs ~20-50 µs, about what a
-# core needs to stream this many elements of Adam.
+# Fewest elements worth a thread: waking one costs about what a core needs to stream
+# this many elements of Adam (docs/performance.md, "Behind the code").
 MIN_PER_THREAD = 1 << 17
 SHARES_PER_THREAD = 8
 

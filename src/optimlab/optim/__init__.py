@@ -22,6 +22,7 @@ from optimlab.optim.momentum import Momentum as Momentum, momentum_foreach, mome
 from optimlab.optim.rmsprop import RMSprop as RMSprop, rmsprop_foreach, rmsprop_reference
 from optimlab.optim.adam import Adam as Adam, AdamW as AdamW, adam_foreach, adam_reference
 from optimlab.optim.adagrad import Adagrad as Adagrad
+from optimlab.optim.lion import Lion as Lion
 
 SPECS: dict[str, OptimizerSpec] = {spec.name: spec for spec in registered}
 # name -> class, for the lab and the CLI

@@ -97,6 +97,7 @@ def member_hyperparameters(name: str, members: Sequence[dict[str, Any]]
     assert batched is not None
     full = []
     for kw in members:
+        spec.check(kw)  # an unknown keyword: the one-line message, not the class's TypeError
         spec.cls([torch.zeros(1)], **kw)  # the class's own validation
         for key, val in kw.items():
             if key not in (*batched.per_member, *batched.shared) and val != spec.defaults[key]:
