@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from conftest import GradientField, max_rel_err
 from test_optim_torch import drive, flat
 
