@@ -88,6 +88,9 @@ class BaseOptimizer(torch.optim.Optimizer):
     _sparse: ClassVar[bool] = False  # whether the reference update takes sparse gradients
     _counts: ClassVar[bool] = False  # whether each state counts its steps t (`_advance`)
     _takes_steps: ClassVar[bool] = False  # whether the update takes the t's, after the lists
+    # whether a step may replay the last one (`optimlab.optim._replay`); off, the benchmark
+    # measures what the replay is worth (`optimlab.bench.replay`)
+    _replays: ClassVar[bool] = True
     spec: ClassVar[OptimizerSpec]  # bound by `register`
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
@@ -240,7 +243,7 @@ class BaseOptimizer(torch.optim.Optimizer):
                     and len(params) == len(group["params"])):
                 kept.append(Kept(group, layout, prepare, self.spec.hyperparameters))
         self._layouts = layouts  # only this step's groups: a removed group's tensors go
-        self._kept = kept if len(kept) == len(self.param_groups) else None
+        self._kept = kept if self._replays and len(kept) == len(self.param_groups) else None
         return loss
 
     def _collect(self, group: dict[str, Any]
