@@ -110,3 +110,51 @@ def test_cli_writes_json_and_prints_a_table(tmp_path, capsys):
 def test_bad_input_is_a_clean_cli_error(argv, words, capsys):
     assert exit_code(["bench", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_replay_bench_steps_fully_without_the_replay_to_the_same_values():
+    """`optimlab.bench.replay`'s contender without the replay takes a full step every
+    time, ours one full step and then replays, and both reach the same parameters."""
+    from optimlab.bench.lab_scale import contenders
+    from optimlab.bench.replay import without_replay
+
+    ours = contenders("adam")["ours"]
+    finals, full_steps = [], []
+    for impl in (ours, without_replay(ours)):
+        params = [torch.ones(3, 2, requires_grad=True), torch.ones(2, requires_grad=True)]
+        opt = impl.make(params)
+        count = 0
+        full_step = opt._step_no_grad
+
+        def counted(closure, full_step=full_step):
+            nonlocal count
+            count += 1
+            return full_step(closure)
+
+        opt._step_no_grad = counted
+        for t in range(5):
+            for p in params:
+                p.grad = torch.full_like(p, 0.1 * (t + 1))
+            opt.step()
+        finals.append([p.detach().clone() for p in params])
+        full_steps.append(count)
+    assert full_steps == [1, 5]
+    for a, b in zip(*finals, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_replay_bench_prints_both_ratios_and_refuses_unknown_names(capsys):
+    from optimlab.bench.replay import main as replay_main
+
+    assert replay_main(["--optimizers", "sgd", "--models", "lab-logreg", "--repeats", "1"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| sgd |")]
+    assert [r[2].strip() for r in rows] == ["steady", "training"]
+    for r in rows:
+        replay, no_replay, over = (float(x) for x in r[3:])
+        assert over == pytest.approx(replay / no_replay, rel=0.05, abs=0.01)  # each rounded
+    with pytest.raises(SystemExit) as stop:
+        replay_main(["--models", "lab-vit"])
+    assert stop.value.code == 2
+    assert "Invalid --models: 'lab-vit'; allowed: lab-logreg, lab-cnn, lab-mlp" in \
+        capsys.readouterr().err

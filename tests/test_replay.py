@@ -1,4 +1,4 @@
-"""The fused step's replay (`BaseOptimizer._replay`) against the reference path.
+"""The fused step's replay (`optimlab.optim._replay`) against the reference path.
 
 Between two steps, a training loop, a scheduler or a user may change anything the last
 step settled: η, the gradients' tensors, the options, the parameters' or the states'
@@ -134,16 +134,15 @@ def _run(name: str, kw: dict[str, Any], change: dict[str, Any], impl: dict[str, 
     params = [torch.randn(s, dtype=torch.float64, generator=gen) for s in SHAPES]
     extra = torch.randn(9, dtype=torch.float64, generator=gen)
     opt = OPTIMIZERS[name](params, **kw, **impl)
-    replays = 0
-    replay = opt._replay
+    full_steps = 0
+    full_step = opt._step_no_grad
 
-    def counted(kept: Any) -> bool:
-        nonlocal replays
-        done = replay(kept)
-        replays += done
-        return done
+    def counted(closure: Any) -> Any:
+        nonlocal full_steps
+        full_steps += 1
+        return full_step(closure)
 
-    opt._replay = counted  # type: ignore[method-assign]
+    opt._step_no_grad = counted  # type: ignore[method-assign]
     for t in range(STEPS):
         if t in CHANGES:
             CHANGES[t](opt, params, change)
@@ -163,7 +162,7 @@ def _run(name: str, kw: dict[str, Any], change: dict[str, Any], impl: dict[str, 
                 p.grad = g  # a new tensor, as after zero_grad(set_to_none=True)
         opt.nonfinite = "skip" if t == NAN_STEP else "apply"
         opt.step()
-    return params + [extra], replays
+    return params + [extra], STEPS - full_steps  # a step that is not full replayed
 
 
 @pytest.mark.parametrize(("name", "kw", "change"), CASES, ids=IDS)
@@ -178,27 +177,53 @@ def test_replayed_steps_equal_the_reference_through_every_change(
         torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_tensor_hyperparameters_changed_in_place_are_read_every_step(name: str) -> None:
-    """A tensor η (or β) that a scheduler changes with `fill_` keeps its identity."""
+Between = Callable[[BaseOptimizer, int], None]
+
+
+def _beside_the_reference(name: str, kw: Callable[[], dict[str, Any]], between: Between) -> None:
+    """8 steps of the default path and of the reference, `between(opt, t)` after step t;
+    `kw()` makes each run's own options (a tensor in them may be changed in place)."""
     runs = []
     for impl in ({}, dict(foreach=False)):
         gen = torch.Generator().manual_seed(1)
         params = [torch.randn(s, dtype=torch.float64, generator=gen) for s in SHAPES]
-        kw: dict[str, Any] = dict(lr=torch.tensor(0.05))
-        if name == "adam":
-            kw["betas"] = (torch.tensor(0.9), torch.tensor(0.99))
-        opt = OPTIMIZERS[name](params, **kw, **impl)
+        opt = OPTIMIZERS[name](params, **kw(), **impl)
         for t in range(8):
             for p, g in zip(params, gradients(params, t)):
                 p.grad = g
             opt.step()
-            opt.param_groups[0]["lr"].fill_(0.05 / (t + 2))
-            if name == "adam":
-                opt.param_groups[0]["betas"][0].fill_(0.9 - 0.05 * t)
+            between(opt, t)
         runs.append(params)
     for p, q in zip(*runs, strict=True):
         torch.testing.assert_close(p, q, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_tensor_hyperparameters_changed_in_place_are_read_every_step(name: str) -> None:
+    """A tensor η (or β) that a scheduler changes with `fill_` keeps its identity."""
+    def kw() -> dict[str, Any]:
+        if name == "adam":
+            return dict(lr=torch.tensor(0.05), betas=(torch.tensor(0.9), torch.tensor(0.99)))
+        return dict(lr=torch.tensor(0.05))
+
+    def between(opt: BaseOptimizer, t: int) -> None:
+        opt.param_groups[0]["lr"].fill_(0.05 / (t + 2))
+        if name == "adam":
+            opt.param_groups[0]["betas"][0].fill_(0.9 - 0.05 * t)
+
+    _beside_the_reference(name, kw, between)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_a_float_lr_replaced_by_a_tensor_is_read_every_step_after(name: str) -> None:
+    """A scheduler that swaps a float η for a tensor, then changes it with `fill_`."""
+    def between(opt: BaseOptimizer, t: int) -> None:
+        if t == 2:
+            opt.param_groups[0]["lr"] = torch.tensor(0.05)
+        elif t > 2:
+            opt.param_groups[0]["lr"].fill_(0.01 * t)
+
+    _beside_the_reference(name, lambda: dict(lr=0.1), between)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])

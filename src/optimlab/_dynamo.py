@@ -1,5 +1,16 @@
-"""Building optimizers without importing torch._dynamo (a fixed cost of every process).
+"""torch's private API that optimlab relies on, all of it here (checked on the torch
+versions that `tests/test_torch_private.py` names; where a name is gone, each use falls
+back to torch's public way: slower, never wrong).
 
+**The profiler's switch** (`profiler_check`). torch.optim wraps every optimizer's step to
+run the step hooks and label the step for torch's profiler; at the lab's model sizes the
+label alone (`torch.autograd.profiler.record_function`) costs about as much as our step
+(docs/performance.md).
+So our step takes the wrapper only when it has something to do: a hook registered (found
+through torch's public registration) or the profiler on, which only torch's private
+`torch._C._autograd._profiler_enabled` tells.
+
+**Building optimizers without importing torch._dynamo** (a fixed cost of every process).
 torch wraps `torch.optim.Optimizer.add_param_group` (and `zero_grad`, `state_dict`, …)
 in `torch._disable_dynamo`, whose first call imports torch._dynamo so as to keep the
 method out of `torch.compile`'s graphs. The lab builds optimizers that never step (the
@@ -29,6 +40,16 @@ from typing import Any
 SLOT = "__dynamo_disable"
 # torch.optim.Optimizer's methods that torch wraps in `torch._disable_dynamo`.
 METHODS = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+def profiler_check() -> Callable[[], bool]:
+    """A function telling whether torch's profiler records now (see the module's
+    docstring); where this torch lacks the private switch, one that always says yes."""
+    import torch
+
+    autograd = getattr(torch._C, "_autograd", None)
+    enabled: Callable[[], bool] | None = getattr(autograd, "_profiler_enabled", None)
+    return enabled if enabled is not None else _always
 
 
 @contextmanager
@@ -71,3 +92,7 @@ def _until_dynamo(wrapper: Callable[..., Any], method: Callable[..., Any]
             return wrapper(*args, **kwargs)
         return method(*args, **kwargs)
     return call
+
+
+def _always() -> bool:
+    return True

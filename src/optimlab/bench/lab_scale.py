@@ -84,14 +84,15 @@ def _stepper(opt: torch.optim.Optimizer, params: list[torch.Tensor],
 
 
 def run_lab_case(optimizer: str, model: str, dtype: torch.dtype, repeats: int, warmup: int,
-                 sample_s: float) -> dict[str, Any]:
-    """Ours and torch's fastest, in both variants, timed in the same interleaved rounds."""
+                 sample_s: float, impls: dict[str, Impl] | None = None) -> dict[str, Any]:
+    """Ours and torch's fastest (or `impls`: `contenders` and more of ours), in both
+    variants, timed in the same interleaved rounds."""
     gen = torch.Generator().manual_seed(0)
     shapes = lab_shapes(model)
     params = [torch.randn(s, generator=gen, dtype=dtype).requires_grad_() for s in shapes]
     grad_sets = [[torch.randn(s, generator=gen, dtype=dtype) for s in shapes] for _ in range(2)]
-    impls = contenders(optimizer)
-    peer = next(name for name in impls if name != "ours")
+    impls = contenders(optimizer) if impls is None else impls
+    peer = next(name for name in impls if name.startswith("torch-"))
     runs: dict[str, Callable[[int], float]] = {}
     opts: dict[str, torch.optim.Optimizer] = {}
     for variant in VARIANTS:

@@ -7,7 +7,6 @@ implementation ("reference", "foreach" or "fused") for every param group.
 
 from __future__ import annotations
 
-import collections
 import functools
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -16,10 +15,11 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 import torch.optim.optimizer as torch_optimizer
-from torch.compiler import is_compiling
 
 from optimlab import kernels
-from optimlab.kernels._checks import PLAIN, holds
+from optimlab._dynamo import profiler_check
+from optimlab.kernels._checks import PLAIN
+from optimlab.optim._replay import Kept, StateMap, replay
 from optimlab.optim._spec import OptimizerSpec
 
 NONFINITE_MODES = ("apply", "skip", "raise")
@@ -39,111 +39,23 @@ def check_choice(name: str, x: Any, allowed: Iterable[Any]) -> None:
         raise ValueError(f"Invalid {name}: {x!r}; allowed: {', '.join(map(repr, allowed))}")
 
 
-def gradient(w: torch.Tensor, g: torch.Tensor, *, maximize: bool,
-             weight_decay: float) -> torch.Tensor:
-    """The gradient an update uses: g ← −g when maximizing; g ← g + λw (L2 weight decay)."""
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        g = g.add(w, alpha=weight_decay)
-    return g
-
-
-def gradients(params: list[torch.Tensor], grads: list[torch.Tensor], *, maximize: bool,
-              weight_decay: float) -> list[torch.Tensor]:
-    """`gradient` for a list of tensors, with torch's multi-tensor ops."""
-    if maximize:
-        grads = list(torch._foreach_neg(grads))
-    if weight_decay != 0:
-        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
-    return grads
-
-
-# Dtypes whose CPU ops compute in float32 and round once to the tensor's dtype.
-_REDUCED = (torch.bfloat16, torch.float16)
-
-
-def scale_(tensors: list[torch.Tensor], factor: float) -> None:
-    """tensors ← factor·tensors in place, rounded as each tensor's `mul_(factor)` rounds (the
-    per-tensor loop of the reference and of torch.optim's default CPU path). On CPU,
-    `_foreach_mul_` with a Python number first rounds it to a bfloat16 or float16 list's
-    dtype (0.9 → 0.8984375), where `mul_` keeps it in float32; a 0-d tensor is kept so."""
-    if tensors and tensors[0].is_cpu and any(t.dtype in _REDUCED for t in tensors):
-        torch._foreach_mul_(tensors, torch.tensor(factor, dtype=torch.float64))
-    else:
-        torch._foreach_mul_(tensors, factor)
-
-
-class _StateMap(collections.defaultdict):  # type: ignore[type-arg]
-    """`Optimizer.state` (a defaultdict(dict), as torch's), counting in `version` every
-    change of which dict a parameter maps to, so that a replayed step may keep the dicts
-    it found last step while the count stands (`update`, `|=`, `pop`, … included: the
-    dict's own C methods do not go through `__setitem__`)."""
-
-    version = 0
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.version += 1
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.version += 1
-        super().__delitem__(key)
-
-    def __ior__(self, other: Any) -> Any:  # type: ignore[misc]
-        self.version += 1
-        return super().__ior__(other)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.version += 1
-        super().update(*args, **kwargs)
-
-    def pop(self, *args: Any) -> Any:
-        self.version += 1
-        return super().pop(*args)
-
-    def popitem(self) -> Any:
-        self.version += 1
-        return super().popitem()
-
-    def clear(self) -> None:
-        self.version += 1
-        super().clear()
-
-
-class _Kept:
-    """A group's fused step as the last full step settled it (`BaseOptimizer._replay`)."""
-
-    __slots__ = ("group", "layout", "prepare", "call", "snapshot", "lr", "kw", "tensors",
-                 "states", "version")
-
-    def __init__(self, group: dict[str, Any], layout: Any, prepare: Callable[..., Any]):
-        self.group, self.layout, self.prepare = group, layout, prepare
-        self.call: Any = None  # the backend's prepared call, made on the first replay
-        # the group's hyperparameters but η, and η, when `kw` was made
-        self.snapshot: list[Any] = []
-        self.lr: Any = None
-        self.kw: dict[str, Any] = {}
-        self.tensors = False  # whether a hyperparameter is a tensor
-        # the group's state dicts last step, and the optimizer's state map's version then
-        self.states: list[dict[str, Any]] | None = None
-        self.version = -1
-
-
 class BaseOptimizer(torch.optim.Optimizer):
     """torch.optim.Optimizer with lazy state and a per-group implementation choice.
 
     Subclasses define `_init_state(p)`, `_lists(group, params, states)` and
     `_kwargs(group)` (the update's state lists and keyword arguments), `_impls`, their
-    "reference" and "foreach" update functions, and optionally `_validate(group)`;
-    `spec` (bound by `register`) gives their hyperparameters' ranges and the name of
-    their fused kernel.
+    "reference" and "foreach" updates (derived from their formula, `optim._formula`), and
+    optionally `_validate(group)`; `spec` (bound by `register`) gives their
+    hyperparameters' ranges and their formula, whose name is their fused kernel's.
     """
 
     _impls: ClassVar[dict[str, Callable[..., None]]] = {}
     _sparse: ClassVar[bool] = False  # whether the reference update takes sparse gradients
     _counts: ClassVar[bool] = False  # whether each state counts its steps t (`_advance`)
     _takes_steps: ClassVar[bool] = False  # whether the update takes the t's, after the lists
+    # whether a step may replay the last one (`optimlab.optim._replay`); off, the benchmark
+    # measures what the replay is worth (`optimlab.bench.replay`)
+    _replays: ClassVar[bool] = True
     spec: ClassVar[OptimizerSpec]  # bound by `register`
 
     def __init__(self, params: Any, defaults: dict[str, Any], *, nonfinite: str = "apply"):
@@ -162,11 +74,11 @@ class BaseOptimizer(torch.optim.Optimizer):
         # that tensor's memory as a numpy array)
         self._counters: dict[int, tuple[dict[str, Any], list[torch.Tensor], torch.Tensor,
                                         np.ndarray]] = {}
-        # what the last full step settled per group for `_replay`, or None: it did not
-        # take the fused path with every parameter in every group
-        self._kept: list[_Kept] | None = None
+        # what the last full step settled per group for `replay` (`optimlab.optim._replay`),
+        # or None: it did not take the fused path with every parameter in every group
+        self._kept: list[Kept] | None = None
         super().__init__(params, defaults)
-        self.state = _StateMap(dict, self.state)
+        self.state = StateMap(dict, self.state)
         # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
         # and `found_inf` on the optimizer for step(), which the CUDA kernels unscale in-kernel
         self._step_supports_amp_scaling = True
@@ -215,8 +127,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._layouts = {}
         self._counters = {}
         self._kept = None
-        if type(self.state) is not _StateMap:
-            self.state = _StateMap(dict, self.state)
+        if type(self.state) is not StateMap:
+            self.state = StateMap(dict, self.state)
         for param, state in self.state.items():
             _lay_out_as(param, state)
 
@@ -230,30 +142,34 @@ class BaseOptimizer(torch.optim.Optimizer):
         registered (on this optimizer or globally) or the profiler on.
 
         Under torch.compile the step runs outside the graph, as eager code
-        (`_outside_graph`): dynamo cannot trace numba's kernels, and would guard on every
-        hyperparameter (a scheduler's new η each step would recompile).
+        (`optimlab.optim._compiled`): dynamo cannot trace numba's kernels, and would guard
+        on every hyperparameter (a scheduler's new η each step would recompile).
         """
-        if is_compiling():  # True only while dynamo traces this call
-            return _outside_graph(self, closure)
+        # True only while dynamo traces this call. Named through the module `torch`: dynamo
+        # traces a frame that names a torch module, and skips one with no tensor in sight
+        # (our step), tracing the frames that it calls instead
+        if torch.compiler.is_compiling():
+            from optimlab.optim._compiled import eager_step
+
+            return eager_step(self, closure)
         if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
-                or _GLOBAL_HOOKS is None or any(_GLOBAL_HOOKS)
-                or torch._C._autograd._profiler_enabled()):
+                or any(_GLOBAL_HOOKS) or _profiler_enabled()):
             return _hooked_step(self, *(() if closure is None else (closure,)))
         return self._step(closure)
 
     step.hooked = True  # type: ignore[attr-defined]  # torch.optim: do not wrap it again
 
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """`step` itself, without grad (as torch's `@torch.no_grad()`, for less); a replay
-        of the last step makes no autograd op, so it runs as it is."""
-        if closure is None and self._kept is not None and self._replay(self._kept):
+        """`step` itself, without grad; a replay of the last step makes no autograd op, so
+        it runs as it is."""
+        if closure is None and self._kept is not None and replay(self, self._kept):
             return None
         enabled = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)
+        torch.set_grad_enabled(False)  # as a function: lighter than a `no_grad` context
         try:
             return self._step_no_grad(closure)
         finally:
-            torch._C._set_grad_enabled(enabled)
+            torch.set_grad_enabled(enabled)
 
     def _step_no_grad(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
@@ -268,7 +184,7 @@ class BaseOptimizer(torch.optim.Optimizer):
             return loss
         self.last_impl = []
         layouts: dict[int, tuple[dict[str, Any], Any]] = {}
-        kept: list[_Kept] = []
+        kept: list[Kept] = []
         for group in self.param_groups:
             params, grads, sparse = self._collect(group)
             if not params:
@@ -290,76 +206,10 @@ class BaseOptimizer(torch.optim.Optimizer):
                 if impl == "fused" else None
             if (prepare is not None and grad_scale is None and not is_complex
                     and len(params) == len(group["params"])):
-                kept.append(_Kept(group, layout, prepare))
+                kept.append(Kept(group, layout, prepare, self.spec.hyperparameters))
         self._layouts = layouts  # only this step's groups: a removed group's tensors go
-        self._kept = kept if len(kept) == len(self.param_groups) else None
+        self._kept = kept if self._replays and len(kept) == len(self.param_groups) else None
         return loss
-
-    def _replay(self, kept: list[_Kept]) -> bool:
-        """The step of `_step_no_grad` when every group is as the last full step left it
-        (False, having changed nothing, when one is not: then the full step runs).
-
-        The same kernel runs with the same arguments: what the full step works out again
-        every time (which parameters have a gradient, whether any is sparse, the
-        implementation, the layout, the state tensors' checks, the keyword arguments) is
-        the backend's prepared call, and what can change between steps is checked as the
-        full step checks it: the group and its tensors by identity, the flags that choose
-        the path, the non-finite and GradScaler settings, every gradient present, plain
-        and contiguous, the layout's and the state tensors' addresses and contiguity, and
-        the hyperparameters (by identity: a scheduler's new η makes new arguments).
-        """
-        groups, attributes = self.param_groups, self.__dict__
-        if (len(kept) != len(groups) or self.nonfinite != "apply"
-                or attributes.get("found_inf") is not None
-                or attributes.get("grad_scale") is not None):
-            return False
-        keys = self._others
-        ready: list[tuple[_Kept, dict[str, Any], list[Any], list[Any], bool]] = []
-        for k, group in zip(kept, groups):
-            params = group["params"]
-            if (k.group is not group or group["fused"] is False or group["foreach"]
-                    or not isinstance(params, list)):
-                return False
-            grads = [p.grad for p in params]
-            if not holds(k.layout, params, grads):
-                return False
-            snapshot, lr = [*map(group.__getitem__, keys)], group["lr"]
-            same = len(snapshot) == len(k.snapshot) and all(
-                map(operator.is_, snapshot, k.snapshot)) and not k.tensors
-            only_lr = False
-            if not same:
-                k.snapshot, k.lr, k.kw = snapshot, lr, self._kwargs(group)
-                # a tensor may change in place (a scheduler's `fill_`): read them every step
-                k.tensors = _holds_tensor([*snapshot, lr])
-            elif lr is not k.lr:  # a scheduler's η, as a rule every step: only η changes
-                k.lr, k.kw, only_lr = lr, {**k.kw, "lr": value(lr)}, True
-            if k.call is not None and not k.call.tensors and not self._counts:
-                if not same and not k.call.holds([], k.kw):  # it would need state now
-                    return False
-                ready.append((k, group, grads, [], only_lr))
-                continue
-            state = self.state
-            if k.states is not None and isinstance(state, _StateMap) \
-                    and state.version == k.version:
-                states = k.states  # every parameter still maps to the same dict
-                if not all(states):  # one emptied in place: the full step fills it again
-                    return False
-            else:
-                states = self._states(params) if self._needs_state(group) else []
-                k.states = states
-                k.version = state.version if isinstance(state, _StateMap) else -1
-            lists = self._lists(group, params, states)
-            if k.call is None:
-                k.call = k.prepare(self.spec.kernel, params, lists, k.kw, k.layout)
-                if k.call is None:
-                    return False
-            elif not k.call.holds(lists, k.kw):
-                return False
-            ready.append((k, group, grads, states, only_lr))
-        for k, group, grads, states, only_lr in ready:
-            steps = self._advance(group, states) if self._counts else None
-            k.call.run(grads, steps if self._takes_steps else None, k.kw, only_lr)
-        return True
 
     def _collect(self, group: dict[str, Any]
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], bool]:
@@ -435,11 +285,6 @@ class BaseOptimizer(torch.optim.Optimizer):
         """The update's keyword arguments for this group (η as `lr`, a float)."""
         raise NotImplementedError
 
-    @functools.cached_property
-    def _others(self) -> tuple[str, ...]:
-        """The hyperparameters but η (a replayed step compares η on its own)."""
-        return tuple(key for key in self.spec.hyperparameters if key != "lr")
-
     def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
                 params: list[torch.Tensor], grads: list[torch.Tensor],
                 states: list[dict[str, Any]]) -> None:
@@ -498,27 +343,22 @@ class BaseOptimizer(torch.optim.Optimizer):
         return "foreach", None
 
 
-# torch.optim's global step hooks (`register_optimizer_step_pre_hook`, ...); None where
-# this torch keeps them elsewhere: then every step goes through torch's wrapper
-_GLOBAL_HOOKS = tuple(getattr(torch_optimizer, name, None) for name in (
-    "_global_optimizer_pre_hooks", "_global_optimizer_post_hooks"))
-if None in _GLOBAL_HOOKS:
-    _GLOBAL_HOOKS = None  # type: ignore[assignment]
+def _global_step_hooks() -> tuple[dict[int, Any], ...]:
+    """torch.optim's registries of the step hooks of every optimizer, as their public
+    registration gives them: a hook's handle refers to the registry it was added to."""
+    registries: list[dict[int, Any]] = []
+    for register in (torch_optimizer.register_optimizer_step_pre_hook,
+                     torch_optimizer.register_optimizer_step_post_hook):
+        handle = register(lambda *args: None)
+        registries.append(cast(dict[int, Any], handle.hooks_dict_ref()))
+        handle.remove()
+    return tuple(registries)
+
+
+_GLOBAL_HOOKS = _global_step_hooks()
+_profiler_enabled = profiler_check()
 # torch's wrapper (hooks, profiler label "Optimizer.step#<class>.step") around our step
 _hooked_step = torch.optim.Optimizer.profile_hook_step(BaseOptimizer._step)
-
-
-@torch._disable_dynamo  # torch.optim's own way: torch._dynamo is imported on the first call
-def _outside_graph(optimizer: BaseOptimizer, closure: Callable[[], Any] | None) -> Any:
-    """`optimizer.step(closure)` where torch.compile traced a call to it: dynamo ends the
-    graph before this call, runs it as eager code (where `is_compiling()` is False) and
-    starts a new graph after it."""
-    return optimizer.step(closure)
-
-
-def _holds_tensor(values: Iterable[Any]) -> bool:
-    return any(isinstance(x, torch.Tensor) or (isinstance(x, tuple) and _holds_tensor(x))
-               for x in values)
 
 
 def _lay_out_as(param: torch.Tensor, state: dict[str, Any]) -> None:

@@ -1,24 +1,23 @@
 """Batched updates: K configurations of one optimizer stepped at once.
 
 Parameters are stacked over K model copies (every tensor has a leading dim K) and each
-hyperparameter a member may vary is a tensor of shape [K], one value per member,
-broadcast over the stacked dims. Each optimizer's batched update lives next to its class
-(``sgd_batched`` in ``sgd.py``, …) and is named by its specification (`Batched`); its
-math is the reference's, line by line, so a member's trajectory equals the reference run
-with that member's hyperparameters up to rounding (≤ 1e-12 relative in float64: fused
-multiply-adds may round differently). A sweep that keeps all K members' parameters in one
-flat [K, P] tensor does each line as one large tensor op.
+hyperparameter a member may vary has one value per member. The update is the optimizer's
+element (its `Formula`) on the stacked tensors, each scalar worked out per member from its
+own arguments, as its single run's are, then broadcast over the stacked dims: a member's
+trajectory equals its single run's up to rounding (float64 ≤ 1e-9 in the tests). A sweep
+that keeps all K members' parameters in one flat [K, P] tensor does each line as one
+large tensor op.
 
-On CPU `BatchedOptimizer` steps with the optimizer's fused kernel instead, where it runs
+On CPU `BatchedOptimizer` steps with the formula's fused kernel instead, where it runs
 (`optimlab.kernels.batched`): one pass over memory for every line, each member reading its
-own row of hyperparameters, worked out from its keyword arguments as its single run's are.
-The torch-op update stays the path everywhere else, and both keep the same state.
+own row of scalars. The element on stacked tensors stays the path everywhere else, and
+both keep the same state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,36 +28,6 @@ if TYPE_CHECKING:
     from optimlab.optim._spec import OptimizerSpec
 
 Tensors = list[torch.Tensor]
-
-
-@overload
-def per_member(h: torch.Tensor, like: torch.Tensor) -> torch.Tensor: ...
-@overload
-def per_member(h: float, like: torch.Tensor) -> float: ...
-@overload
-def per_member(h: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float: ...
-def per_member(h: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor | float:
-    """A [K] hyperparameter shaped [K, 1, …, 1] to broadcast over a stacked tensor (a float
-    stays a float).
-
-    Terms like 1−β are formed in float64 before this cast, as the reference forms them
-    from Python floats: 1 − float32(0.999) would lose four digits.
-    """
-    if not isinstance(h, torch.Tensor):
-        return h
-    return h.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def decayed(w: torch.Tensor, g: torch.Tensor, weight_decay: torch.Tensor | None) -> torch.Tensor:
-    """g + λw (L2 weight decay); None means λ = 0 for every member."""
-    return g if weight_decay is None else g + per_member(weight_decay, w) * w
-
-
-def zeros(state: dict[str, Any], key: str, params: Tensors) -> Tensors:
-    """`state[key]`: a zero tensor like each of `params`, created on first use."""
-    if key not in state:
-        state[key] = [torch.zeros_like(p) for p in params]
-    return state[key]
 
 
 def _spec(name: str) -> OptimizerSpec:
