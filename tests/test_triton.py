@@ -417,6 +417,24 @@ def test_a_new_formula_gets_its_kernel_from_its_element(toy, track, maximize):
         assert runs[0][1][0, 0] == start(torch.float32)[1][0, 0]
 
 
+def sign_element(w, g, *, lr):
+    """signSGD: no state, no flag, no term."""
+    return (w - lr * sign(g),)
+
+
+def test_a_formula_with_no_state_flag_or_term_gets_its_kernel():
+    formula = Formula(name="toy_signsgd", element=sign_element, states=(),
+                      scalars=lambda kw: dict(lr=kw["lr"]))
+    try:
+        params, grads = start(torch.float32), gradients(torch.float32, 1)[0]
+        ref = [p.double() for p in params]
+        triton_cuda.KERNELS["toy_signsgd"](params, grads, lr=0.5, maximize=True)
+        reference(formula)(ref, [g.double() for g in grads], lr=0.5, maximize=True)
+    finally:
+        del FORMULAS[formula.name]
+    assert_close(params, ref, torch.float32)
+
+
 def test_dispatch_registers_the_cuda_backend_and_reports_the_path():
     assert kernels.BACKENDS["cuda"] == "optimlab.kernels.triton_cuda"
     params = start(torch.float32)

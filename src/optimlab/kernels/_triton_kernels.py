@@ -162,7 +162,7 @@ def _block(formula: Formula, n: Names) -> str:
         lines += _when(formula, on, t, load.format(t), f"x_{t} = x_g")
     args = [f"x_{t}" for t in ("w", "g", *formula.states)]
     args += [on[k] if k in on else f"k_{k}" for k in formula.keywords()]
-    lines.append(f"    {', '.join(f'o_{t}' for t in tensors)} = "
+    lines.append(f"    {''.join(f'o_{t}, ' for t in tensors)}= "  # a tuple, of one too
                  f"{formula.element.__name__}({', '.join(args)})")
     for t in tensors:
         lines += _when(formula, on, t, store.format(t))
