@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from optimlab import kernels
+from optimlab.kernels.formula import FORMULAS, Formula, maximum, sign, sqrt
 from optimlab.optim import OPTIMIZERS
+from optimlab.optim._formula import reference
 
 triton_cuda = importlib.import_module("optimlab.kernels.triton_cuda")
 BLOCK = 64
@@ -32,7 +34,7 @@ def interpreted():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRITON_INTERPRET", "1")
         importlib.reload(triton_cuda.k)
-        assert isinstance(triton_cuda.k.adam, InterpretedFunction)
+        assert isinstance(triton_cuda.k.sqrt, InterpretedFunction)
         yield
     importlib.reload(triton_cuda.k)
 
@@ -222,24 +224,23 @@ def test_centered_rmsprop_clamps_s_minus_m_squared_at_zero():
 
 
 class Launches:
-    """Records the kernel launches of a backend call (grid and keyword arguments)."""
+    """Records the kernel launches (grid and arguments) of the interpreter."""
 
-    def __init__(self, monkeypatch, name):
+    def __init__(self, monkeypatch):
+        from triton.runtime.interpreter import InterpretedFunction
+
         self.calls: list[tuple[tuple, tuple, dict]] = []
-        kernel = getattr(triton_cuda.k, name)
+        run = InterpretedFunction.run
 
-        class Recorder:
-            def __getitem__(_, grid):
-                def launch(*args, **kw):
-                    self.calls.append((grid, args, kw))
-                    return kernel[grid](*args, **kw)
-                return launch
+        def launch(kernel, *args, grid, warmup, **kw):
+            self.calls.append((grid, args, kw))
+            return run(kernel, *args, grid=grid, warmup=warmup, **kw)
 
-        monkeypatch.setattr(triton_cuda.k, name, Recorder())
+        monkeypatch.setattr(InterpretedFunction, "run", launch)
 
 
 def test_one_launch_per_group_covering_every_element_once(monkeypatch):
-    launches = Launches(monkeypatch, "sgd")
+    launches = Launches(monkeypatch)
     params = start(torch.float32)
     opt = OPTIMIZERS["sgd"](params, lr=1.0)
     for p in params:
@@ -258,7 +259,7 @@ def test_one_launch_per_group_covering_every_element_once(monkeypatch):
 def test_hyperparameters_are_data_so_a_new_lr_does_not_recompile(monkeypatch):
     """Only tensors and compile-time options reach the kernel: the values of η, β, t
     travel in the uploaded table, so the compiled kernel's key does not change."""
-    launches = Launches(monkeypatch, "adam")
+    launches = Launches(monkeypatch)
     params = start(torch.float32)
     opt = OPTIMIZERS["adam"](params, lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
@@ -313,8 +314,8 @@ def test_kernels_skip_in_kernel_on_found_inf(found):
     kw = dict(lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.0, decoupled=False,
               amsgrad=True, maximize=False)
     scale = torch.tensor(4.0)
-    triton_cuda.adam(params, [g * 4 for g in grads], *states, [1] * len(params), **kw,
-                     grad_scale=scale, found_inf=torch.tensor(found))
+    triton_cuda.KERNELS["adam"](params, [g * 4 for g in grads], *states, [1] * len(params),
+                                **kw, grad_scale=scale, found_inf=torch.tensor(found))
     if found:
         assert all(torch.equal(p, q) for p, q in zip(params, start(torch.float32)))
         assert all(not s.any() for st in states for s in st)
@@ -360,6 +361,78 @@ def test_torch_grad_scaler_drives_every_path(impl, monkeypatch):
 
 def choice_path(impl: str) -> str:
     return "fused" if impl in ("triton", "numba") else impl
+
+
+# ---- a formula made here: its kernel is written with no change to the backend -----------
+def toy_element(w, g, m, peak, *, lr, beta1, rest1, beta2, rest2, warm, track):
+    """Lion's sign step, warmed by t/(t+1); with `track`, a step scaled by the largest g²
+    so far (at least 0.25) instead."""
+    c = beta1 * m + rest1 * g
+    if track:
+        peak = maximum(peak, g * g)
+        w = w - lr * c / sqrt(maximum(peak, 0.25))
+    else:
+        w = w - lr * warm * sign(c)
+    m = beta2 * m + rest2 * g
+    return w, m, peak
+
+
+@pytest.fixture
+def toy():
+    """The formula, registered as an optimizer's file registers its own, and then removed."""
+    formula = Formula(
+        name="toy_sign", element=toy_element, states=("m", "peak"),
+        scalars=lambda kw: dict(lr=kw["lr"], beta1=kw["beta1"], rest1=1 - kw["beta1"],
+                                beta2=kw["beta2"], rest2=1 - kw["beta2"]),
+        flags=lambda kw: dict(track=bool(kw["track"])),
+        terms=lambda kw, t: dict(warm=t / (t + 1.0)), uses={"peak": "track"},
+        keys={"m": "exp_avg"})
+    yield formula
+    del FORMULAS[formula.name]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy on NaN, as meant
+@pytest.mark.parametrize("track,maximize", [(False, False), (True, True)])
+def test_a_new_formula_gets_its_kernel_from_its_element(toy, track, maximize):
+    """Scalars, a per-tensor term (each tensor at its own t), a flag and the state it
+    uses, `sign`, `maximum` with a tensor and with a number, `sqrt`: the kernel written
+    from the element against the formula's float64 reference path; a NaN gradient gives
+    sign 0 (w stays), as torch.sign."""
+    assert "toy_sign" in triton_cuda.KERNELS
+    kw = dict(lr=0.1, beta1=0.9, beta2=0.99, track=track, maximize=maximize)
+    steps = [[t + i % 3 for i in range(len(SHAPES))] for t in (1, 2, 3)]
+    grads = gradients(torch.float32)
+    grads[0][1][0, 0] = float("nan")
+    runs = []
+    for dtype, update in ((torch.float32, triton_cuda.KERNELS["toy_sign"]),
+                          (torch.float64, reference(toy))):
+        params = [p.to(dtype) for p in start(torch.float32)]
+        states = [[torch.zeros_like(p) for p in params] if on else [None] * len(params)
+                  for on in (True, track)]
+        for step, t in zip(grads, steps):
+            update(params, [g.to(dtype) for g in step], *states, t, **kw)
+        runs.append([*params, *(s for ts in states for s in ts if s is not None)])
+    assert_close(runs[0], runs[1], torch.float32)
+    if not track:  # sign(NaN) = 0 from then on
+        assert runs[0][1][0, 0] == start(torch.float32)[1][0, 0]
+
+
+def sign_element(w, g, *, lr):
+    """signSGD: no state, no flag, no term."""
+    return (w - lr * sign(g),)
+
+
+def test_a_formula_with_no_state_flag_or_term_gets_its_kernel():
+    formula = Formula(name="toy_signsgd", element=sign_element, states=(),
+                      scalars=lambda kw: dict(lr=kw["lr"]))
+    try:
+        params, grads = start(torch.float32), gradients(torch.float32, 1)[0]
+        ref = [p.double() for p in params]
+        triton_cuda.KERNELS["toy_signsgd"](params, grads, lr=0.5, maximize=True)
+        reference(formula)(ref, [g.double() for g in grads], lr=0.5, maximize=True)
+    finally:
+        del FORMULAS[formula.name]
+    assert_close(params, ref, torch.float32)
 
 
 def test_dispatch_registers_the_cuda_backend_and_reports_the_path():

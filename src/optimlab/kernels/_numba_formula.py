@@ -17,19 +17,13 @@ their machine code between processes.
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import importlib.util
 import itertools
-import os
-import sys
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from optimlab.kernels.formula import Formula, Kw
+# `names` is the CPU backend's too, through this module
+from optimlab.kernels._generate import Names, names, positional, written  # noqa: F401
+from optimlab.kernels.formula import Formula
 
 _PREAMBLE = '''\
 # Written by optimlab from the formula of {name}; rewritten when the formula changes.
@@ -79,30 +73,6 @@ def _sign(x):
 '''
 
 
-@dataclass(frozen=True)
-class Names:
-    """The element's keyword arguments by kind, in its order."""
-
-    columns: tuple[str, ...]  # scalars: hp's columns after the sign
-    terms: tuple[str, ...]
-    flags: tuple[str, ...]
-
-
-def names(formula: Formula, kw: Kw) -> Names:
-    """Which keyword arguments are scalars, terms and flags, from what the formula gives for
-    `kw`; TypeError unless they are exactly the element's keyword arguments."""
-    scalars, flags = set(formula.scalars(kw)), set(formula.flags(kw))
-    terms = set(formula.terms(kw, 1)) if formula.terms is not None else set()
-    keywords = formula.keywords()
-    if set(keywords) != scalars | flags | terms or len(keywords) != len(scalars) + len(
-            flags) + len(terms):
-        raise TypeError(f"{formula.name}: scalars, terms and flags must be the element's "
-                        f"keyword arguments {list(keywords)}")
-    return Names(tuple(k for k in keywords if k in scalars),
-                 tuple(k for k in keywords if k in terms),
-                 tuple(k for k in keywords if k in flags))
-
-
 def source(formula: Formula, n: Names) -> str:
     """The module: the element, then one kernel per combination of the flags."""
     parts = [_PREAMBLE.format(name=formula.name), '@njit(inline="always")\n',
@@ -110,16 +80,6 @@ def source(formula: Formula, n: Names) -> str:
     for combo in itertools.product((False, True), repeat=len(n.flags)):
         parts.append("\n\n" + _kernel(formula, n, combo))
     return "".join(parts)
-
-
-def positional(source: str) -> str:
-    """The element's source with its keyword-only arguments made positional, in their
-    order (numba inlines only positional calls)."""
-    fn = ast.parse(source).body[0]
-    assert isinstance(fn, ast.FunctionDef)
-    fn.args.args += fn.args.kwonlyargs
-    fn.args.kwonlyargs, fn.args.kw_defaults = [], []
-    return ast.unparse(fn) + "\n"
 
 
 def kernel_name(combo: tuple[bool, ...]) -> str:
@@ -161,45 +121,17 @@ def _check_order(formula: Formula, n: Names) -> None:
                         f"{[*n.columns, *n.terms, *n.flags]}")
 
 
+# source -> its module: one per formula's source and process
 _modules: dict[str, ModuleType] = {}
 
 
 def kernels(formula: Formula, n: Names) -> ModuleType:
     """The module of `formula`'s kernels, written (once per source) and imported."""
     text = source(formula, n)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    name = f"optimlab_fused_{formula.name}_{digest}"
-    module = _modules.get(name)
+    module = _modules.get(text)
     if module is None:
-        path = _folder() / f"{name}.py"
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)  # whole or absent, whatever runs beside
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        _modules[name] = module
+        module = _modules[text] = written("optimlab_fused", formula, text)
     return module
-
-
-def _folder() -> Path:
-    """Where the kernels' modules live: $OPTIMLAB_KERNEL_DIR, else the user's cache."""
-    base = os.environ.get("OPTIMLAB_KERNEL_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optimlab",
-        "kernels")
-    path = Path(base)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe.{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError:
-        path = Path(tempfile.gettempdir()) / f"optimlab-kernels-{os.getuid()}"
-        path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def kernel(module: ModuleType, combo: tuple[bool, ...]) -> Any:

@@ -1,22 +1,29 @@
-"""The fused CUDA kernels, in Triton: one launch per param group, one pass over memory.
+"""The fused CUDA kernels, in Triton, written from each optimizer's formula.
 
-A launch covers a whole param group through two tables (built by `triton_cuda`):
+For a `Formula`, `kernels(formula, kw)` writes a module holding a copy of the element's
+source under `@triton.jit` (with this module's `sqrt`, `maximum` and `sign`) and one
+kernel, `kernel`, that updates a whole param group in one launch and one pass over
+memory, each element by one call of the element. The formula's flags are the kernel's
+`tl.constexpr` arguments, upper-cased (`AMSGRAD`): each combination compiles to its own
+program, and a state its flags leave out is neither loaded nor stored.
+
+A launch covers a param group through two tables (built by `triton_cuda`):
 - `chunks` (int64, [C, 2], kept on the device while the group's tensors stay):
   per program, the tensor index and the first element of its BLOCK elements;
-- `table` (int64, uploaded once per step): the group's hyperparameters, then one
-  row per tensor: the data addresses of its tensors (parameter, gradient, state
-  buffers), its element count, and its own hyperparameters (Adam's bias corrections,
-  SGD's first-step flag). Floats travel as float64 bit patterns.
+- `table` (int64, uploaded once per step): the hyperparameters (the gradient's sign,
+  −1 under `maximize`, then the element's scalars in its order: `Names.columns`), then
+  one row per tensor: the data addresses of its parameter, gradient and states (0 for a
+  state left out), its element count, and its terms (the scalars of its own step t:
+  Adam's bias corrections, SGD's first step). Floats travel as float64 bit patterns.
 A program loads its row, turns the addresses into typed pointers
 (`int64 → tl.pointer_type`) and updates its block. Addresses as integers work the
 same compiled (an `inttoptr`) and in Triton's interpreter (where a pointer is a
 host address), so the tests run these kernels on CPU tensors.
 
 Every hyperparameter is read from `table` at run time, so a scheduler changing η
-(or the bias corrections changing every step) never recompiles; only the options
-that change the program's shape (Nesterov, centered, AMSGrad, the dtype) are
-`tl.constexpr`. Arithmetic is float32 whatever the storage dtype (float32, bfloat16,
-float16); state is stored in the parameters' dtype, as torch's fused kernels do.
+(or the bias corrections changing every step) never recompiles; only the flags and the
+dtype are `tl.constexpr`. Arithmetic is float32 whatever the storage dtype (float32,
+bfloat16, float16); state is stored in the parameters' dtype, as torch's fused kernels do.
 
 GradScaler: with HAS_SCALE the gradient is divided by `*grad_scale` and written
 back unscaled; with HAS_INF a program leaves everything untouched when
@@ -30,8 +37,32 @@ the step 16-byte aligned, checked on the host) the pointers are hinted so.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import triton
 import triton.language as tl
+
+from optimlab.kernels._generate import Names, names, positional, written
+from optimlab.kernels.formula import Formula, Kw
+
+
+@triton.jit
+def sqrt(x):
+    """√x as Triton's `tl.sqrt` (what the hand-written kernels used)."""
+    return tl.sqrt(x)
+
+
+@triton.jit
+def maximum(a, b):
+    """The larger of a and b; NaN in either gives NaN, as torch.maximum. b may be a number."""
+    return tl.where((a != a) | (a >= b), a, b)
+
+
+@triton.jit
+def sign(x):
+    """−1, 0 or 1 by the sign of x; 0 for NaN, as torch.sign."""
+    return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
 
 
 @triton.jit
@@ -80,193 +111,115 @@ def _grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE: tl.constexpr):
     return g * sign
 
 
-@triton.jit
-def _decay(g, w, wd):
-    """g + λw; λ = 0 leaves g exactly as it is (even where w is Inf), as the reference does."""
-    return tl.where(wd != 0, g + wd * w, g)
+# The kernel's own compile-time arguments, which no flag may take as its name.
+FIXED = ("DTYPE", "BLOCK", "ALIGNED", "HAS_SCALE", "HAS_INF")
 
+_PREAMBLE = '''\
+# Written by optimlab from the formula of {name}; rewritten when the formula changes.
+import triton
+import triton.language as tl
 
-# ---- SGD: table = [η, μ, 1−τ, λ, sign]; row = [w, g, v, n, fresh] ------------------------
-@triton.jit
-def _sgd_block(w_ptr, g_ptr, v_ptr, offs, mask, table, fresh, grad_scale,
-               HAS_SCALE: tl.constexpr, HEAVY_BALL: tl.constexpr, NESTEROV: tl.constexpr):
-    lr, mu, one_minus_tau = _hp(table, 0), _hp(table, 1), _hp(table, 2)
-    wd, sign = _hp(table, 3), _hp(table, 4)
-    w = tl.load(w_ptr + offs, mask=mask).to(tl.float32)
-    g = _decay(_grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE), w, wd)
-    if HEAVY_BALL:
-        v = tl.load(v_ptr + offs, mask=mask).to(tl.float32)
-        v = tl.where(fresh != 0, g, v * mu + one_minus_tau * g)   # v₁ = g, then μv + (1−τ)g
-        tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
-        if NESTEROV:
-            g = g + mu * v
-        else:
-            g = v
-    tl.store(w_ptr + offs, (w - lr * g).to(w_ptr.dtype.element_ty), mask=mask)
+from optimlab.kernels._triton_kernels import _chunk, _go, _grad, _hp, _ptr, maximum, sign, sqrt
 
 
 @triton.jit
-def sgd(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-        ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
-        HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
-        HEAVY_BALL: tl.constexpr, NESTEROV: tl.constexpr):
-    row, offs, full, n = _chunk(chunks, table, NHP, ROW, 3, BLOCK)
-    if _go(found_inf, HAS_INF):
-        w = _ptr(row, 0, DTYPE, ALIGNED)
-        g = _ptr(row, 1, DTYPE, ALIGNED)
-        v = _ptr(row, 2, DTYPE, ALIGNED)
-        fresh = tl.load(row + 4)
-        if full:
-            _sgd_block(w, g, v, offs, None, table, fresh, grad_scale, HAS_SCALE, HEAVY_BALL,
-                       NESTEROV)
-        else:
-            _sgd_block(w, g, v, offs, offs < n, table, fresh, grad_scale, HAS_SCALE,
-                       HEAVY_BALL, NESTEROV)
+'''
 
 
-# ---- Momentum (EMA): table = [η, β, 1−β, λ, sign]; row = [w, g, v, n] --------------------
-@triton.jit
-def _momentum_block(w_ptr, g_ptr, v_ptr, offs, mask, table, grad_scale,
-                    HAS_SCALE: tl.constexpr, NESTEROV: tl.constexpr):
-    lr, beta, one_minus_beta = _hp(table, 0), _hp(table, 1), _hp(table, 2)
-    wd, sign = _hp(table, 3), _hp(table, 4)
-    w = tl.load(w_ptr + offs, mask=mask).to(tl.float32)
-    g = _decay(_grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE), w, wd)
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32) * beta + one_minus_beta * g
-    tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
-    if NESTEROV:
-        v = v * beta + one_minus_beta * g
-    tl.store(w_ptr + offs, (w - lr * v).to(w_ptr.dtype.element_ty), mask=mask)
+def flag_names(formula: Formula, n: Names) -> tuple[str, ...]:
+    """The kernel's compile-time arguments for the formula's flags."""
+    upper = tuple(f.upper() for f in n.flags)
+    clash = sorted(set(upper) & set(FIXED)) or len(set(upper)) != len(upper)
+    if clash:
+        raise TypeError(f"{formula.name}: the flags {list(n.flags)} upper-cased must differ "
+                        f"from each other and from {list(FIXED)}")
+    return upper
 
 
-@triton.jit
-def momentum(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-             ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
-             HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr, NESTEROV: tl.constexpr):
-    row, offs, full, n = _chunk(chunks, table, NHP, ROW, 3, BLOCK)
-    if _go(found_inf, HAS_INF):
-        w = _ptr(row, 0, DTYPE, ALIGNED)
-        g = _ptr(row, 1, DTYPE, ALIGNED)
-        v = _ptr(row, 2, DTYPE, ALIGNED)
-        if full:
-            _momentum_block(w, g, v, offs, None, table, grad_scale, HAS_SCALE, NESTEROV)
-        else:
-            _momentum_block(w, g, v, offs, offs < n, table, grad_scale, HAS_SCALE, NESTEROV)
+def source(formula: Formula, n: Names) -> str:
+    """The module: the element, the update of one block, the kernel."""
+    return "".join([_PREAMBLE.format(name=formula.name), positional(formula.source()),
+                    "\n\n", _block(formula, n), "\n\n", _kernel(formula, n)])
 
 
-# ---- RMSprop: table = [η, β, 1−β, ε, λ, μ, sign]; row = [w, g, s, m, b, n] ---------------
-@triton.jit
-def _rmsprop_block(w_ptr, g_ptr, s_ptr, m_ptr, b_ptr, offs, mask, table, grad_scale,
-                   HAS_SCALE: tl.constexpr, CENTERED: tl.constexpr, HEAVY_BALL: tl.constexpr):
-    lr, beta, one_minus_beta, eps = _hp(table, 0), _hp(table, 1), _hp(table, 2), _hp(table, 3)
-    wd, mu, sign = _hp(table, 4), _hp(table, 5), _hp(table, 6)
-    w = tl.load(w_ptr + offs, mask=mask).to(tl.float32)
-    g = _decay(_grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE), w, wd)
-    s = tl.load(s_ptr + offs, mask=mask).to(tl.float32) * beta + one_minus_beta * g * g
-    tl.store(s_ptr + offs, s.to(s_ptr.dtype.element_ty), mask=mask)
-    if CENTERED:
-        m = tl.load(m_ptr + offs, mask=mask).to(tl.float32) * beta + one_minus_beta * g
-        tl.store(m_ptr + offs, m.to(m_ptr.dtype.element_ty), mask=mask)
-        s = s - m * m
-        s = tl.where(s < 0, 0.0, s)  # rounding can make s − m² negative; NaN stays NaN
-    step = g / (tl.sqrt(s) + eps)
-    if HEAVY_BALL:
-        step = tl.load(b_ptr + offs, mask=mask).to(tl.float32) * mu + step
-        tl.store(b_ptr + offs, step.to(b_ptr.dtype.element_ty), mask=mask)
-    tl.store(w_ptr + offs, (w - lr * step).to(w_ptr.dtype.element_ty), mask=mask)
+def _block(formula: Formula, n: Names) -> str:
+    """`_block`: one block of one tensor, loaded (masked by `mask`), updated, stored."""
+    flags = flag_names(formula, n)
+    on = dict(zip(n.flags, flags))
+    tensors = ("w", *formula.states)
+    terms_at = 3 + len(formula.states)  # a row: w, g, the states, n, then the terms
+    lines = ["@triton.jit",
+             f"def _block({', '.join(f'p_{t}' for t in ('w', 'g', *formula.states))}, offs, "
+             "mask, table, row, grad_scale, HAS_SCALE: tl.constexpr"
+             + "".join(f", {f}: tl.constexpr" for f in flags) + "):",
+             "    g_sign = _hp(table, 0)"]
+    lines += [f"    k_{c} = _hp(table, {j + 1})" for j, c in enumerate(n.columns)]
+    lines += [f"    k_{t} = _hp(row, {terms_at + j})" for j, t in enumerate(n.terms)]
+    lines.append("    x_g = _grad(p_g, offs, mask, grad_scale, g_sign, HAS_SCALE)")
+    load = "x_{0} = tl.load(p_{0} + offs, mask=mask).to(tl.float32)"
+    store = "tl.store(p_{0} + offs, o_{0}.to(p_{0}.dtype.element_ty), mask=mask)"
+    for t in tensors:
+        lines += _when(formula, on, t, load.format(t), f"x_{t} = x_g")
+    args = [f"x_{t}" for t in ("w", "g", *formula.states)]
+    args += [on[k] if k in on else f"k_{k}" for k in formula.keywords()]
+    lines.append(f"    {''.join(f'o_{t}, ' for t in tensors)}= "  # a tuple, of one too
+                 f"{formula.element.__name__}({', '.join(args)})")
+    for t in tensors:
+        lines += _when(formula, on, t, store.format(t))
+    return "\n".join(lines) + "\n"
 
 
-@triton.jit
-def rmsprop(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-            ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
-            HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
-            CENTERED: tl.constexpr, HEAVY_BALL: tl.constexpr):
-    row, offs, full, n = _chunk(chunks, table, NHP, ROW, 5, BLOCK)
-    if _go(found_inf, HAS_INF):
-        w = _ptr(row, 0, DTYPE, ALIGNED)
-        g = _ptr(row, 1, DTYPE, ALIGNED)
-        s = _ptr(row, 2, DTYPE, ALIGNED)
-        m = _ptr(row, 3, DTYPE, ALIGNED)
-        b = _ptr(row, 4, DTYPE, ALIGNED)
-        if full:
-            _rmsprop_block(w, g, s, m, b, offs, None, table, grad_scale, HAS_SCALE, CENTERED,
-                           HEAVY_BALL)
-        else:
-            _rmsprop_block(w, g, s, m, b, offs, offs < n, table, grad_scale, HAS_SCALE,
-                           CENTERED, HEAVY_BALL)
+def _when(formula: Formula, on: dict[str, str], state: str, line: str,
+          otherwise: str | None = None) -> list[str]:
+    """`line` for a state every program uses; under its flag for one the flags choose
+    (then `otherwise`, the stand-in of a state left out: never stored)."""
+    if state not in formula.uses:
+        return [f"    {line}"]
+    lines = [f"    if {on[formula.uses[state]]}:", f"        {line}"]
+    return lines + (["    else:", f"        {otherwise}"] if otherwise else [])
 
 
-# ---- Adam/AdamW: table = [β₁, 1−β₁, β₂, 1−β₂, ε, λ, sign, 1−ηλ];
-#      row = [w, g, v, s, s_max, n, −η/(1−β₁ᵗ), 1−β₂ᵗ] ------------------------------------
-@triton.jit
-def _adam_block(w_ptr, g_ptr, v_ptr, s_ptr, x_ptr, offs, mask, table, row, grad_scale,
-                HAS_SCALE: tl.constexpr, DECOUPLED: tl.constexpr, AMSGRAD: tl.constexpr):
-    beta1, one_minus_beta1 = _hp(table, 0), _hp(table, 1)
-    beta2, one_minus_beta2 = _hp(table, 2), _hp(table, 3)
-    eps, wd, sign, decay = _hp(table, 4), _hp(table, 5), _hp(table, 6), _hp(table, 7)
-    step_size, bc2 = _hp(row, 6), _hp(row, 7)
-    w = tl.load(w_ptr + offs, mask=mask).to(tl.float32)
-    g = _grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE)
-    if DECOUPLED:
-        w = w * decay                                   # w ← w(1 − ηλ)
-    else:
-        g = _decay(g, w, wd)                            # g ← g + λw
-    v = tl.load(v_ptr + offs, mask=mask).to(tl.float32) * beta1 + one_minus_beta1 * g
-    s = tl.load(s_ptr + offs, mask=mask).to(tl.float32) * beta2 + one_minus_beta2 * g * g
-    tl.store(v_ptr + offs, v.to(v_ptr.dtype.element_ty), mask=mask)
-    tl.store(s_ptr + offs, s.to(s_ptr.dtype.element_ty), mask=mask)
-    if AMSGRAD:
-        s_max = tl.load(x_ptr + offs, mask=mask).to(tl.float32)
-        s = tl.where((s != s) | (s > s_max), s, s_max)  # torch.maximum: NaN wins
-        tl.store(x_ptr + offs, s.to(x_ptr.dtype.element_ty), mask=mask)
-    w = w + step_size * v / (tl.sqrt(s / bc2) + eps)
-    tl.store(w_ptr + offs, w.to(w_ptr.dtype.element_ty), mask=mask)
+def _kernel(formula: Formula, n: Names) -> str:
+    """`kernel`: the launch's entry, one program per chunk."""
+    flags = flag_names(formula, n)
+    tensors = ("w", "g", *formula.states)
+    nhp, row = 1 + len(n.columns), len(tensors) + 1 + len(n.terms)
+    call = (f"_block({', '.join(f'p_{t}' for t in tensors)}, offs, {{mask}}, table, row, "
+            f"grad_scale, HAS_SCALE{''.join(', ' + f for f in flags)})")
+    lines = ["@triton.jit",
+             "def kernel(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, "
+             "BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_SCALE: tl.constexpr, "
+             "HAS_INF: tl.constexpr" + "".join(f", {f}: tl.constexpr" for f in flags) + "):",
+             f"    row, offs, full, n = _chunk(chunks, table, {nhp}, {row}, {len(tensors)}, "
+             "BLOCK)",
+             "    if _go(found_inf, HAS_INF):"]
+    lines += [f"        p_{t} = _ptr(row, {j}, DTYPE, ALIGNED)" for j, t in enumerate(tensors)]
+    lines += ["        if full:", f"            {call.format(mask='None')}",
+              "        else:", f"            {call.format(mask='offs < n')}"]
+    return "\n".join(lines) + "\n"
 
 
-@triton.jit
-def adam(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-         ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
-         HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr,
-         DECOUPLED: tl.constexpr, AMSGRAD: tl.constexpr):
-    row, offs, full, n = _chunk(chunks, table, NHP, ROW, 5, BLOCK)
-    if _go(found_inf, HAS_INF):
-        w = _ptr(row, 0, DTYPE, ALIGNED)
-        g = _ptr(row, 1, DTYPE, ALIGNED)
-        v = _ptr(row, 2, DTYPE, ALIGNED)
-        s = _ptr(row, 3, DTYPE, ALIGNED)
-        x = _ptr(row, 4, DTYPE, ALIGNED)
-        if full:
-            _adam_block(w, g, v, s, x, offs, None, table, row, grad_scale, HAS_SCALE,
-                        DECOUPLED, AMSGRAD)
-        else:
-            _adam_block(w, g, v, s, x, offs, offs < n, table, row, grad_scale, HAS_SCALE,
-                        DECOUPLED, AMSGRAD)
+@dataclass(frozen=True)
+class Written:
+    """A formula's kernel, written and imported, and what its launches need to know."""
+
+    formula: Formula
+    names: Names
+    flags: tuple[str, ...]  # the kernel's compile-time argument for each of `names.flags`
+    kernel: Any
 
 
-# ---- AdaGrad: table = [ε, λ, sign]; row = [w, g, s, n, −η/(1 + (t−1)·lr_decay)] ----------
-@triton.jit
-def _adagrad_block(w_ptr, g_ptr, s_ptr, offs, mask, table, row, grad_scale,
-                   HAS_SCALE: tl.constexpr):
-    eps, wd, sign = _hp(table, 0), _hp(table, 1), _hp(table, 2)
-    step_size = _hp(row, 4)
-    w = tl.load(w_ptr + offs, mask=mask).to(tl.float32)
-    g = _decay(_grad(g_ptr, offs, mask, grad_scale, sign, HAS_SCALE), w, wd)
-    s = tl.load(s_ptr + offs, mask=mask).to(tl.float32) + g * g     # s ← s + g²
-    tl.store(s_ptr + offs, s.to(s_ptr.dtype.element_ty), mask=mask)
-    tl.store(w_ptr + offs, (w + step_size * (g / (tl.sqrt(s) + eps))).to(w_ptr.dtype.element_ty),
-             mask=mask)
+# formula name -> its kernel, for the formulas made so far
+_written: dict[str, Written] = {}
 
 
-@triton.jit
-def adagrad(chunks, table, grad_scale, found_inf, DTYPE: tl.constexpr, NHP: tl.constexpr,
-            ROW: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr,
-            HAS_SCALE: tl.constexpr, HAS_INF: tl.constexpr):
-    row, offs, full, n = _chunk(chunks, table, NHP, ROW, 3, BLOCK)
-    if _go(found_inf, HAS_INF):
-        w = _ptr(row, 0, DTYPE, ALIGNED)
-        g = _ptr(row, 1, DTYPE, ALIGNED)
-        s = _ptr(row, 2, DTYPE, ALIGNED)
-        if full:
-            _adagrad_block(w, g, s, offs, None, table, row, grad_scale, HAS_SCALE)
-        else:
-            _adagrad_block(w, g, s, offs, offs < n, table, row, grad_scale, HAS_SCALE)
+def kernels(formula: Formula, kw: Kw) -> Written:
+    """The formula's kernel (its names from its update's keyword arguments `kw`), written
+    and imported on first use (again for another formula of that name)."""
+    found = _written.get(formula.name)
+    if found is None or found.formula is not formula:
+        n = names(formula, kw)
+        module = written("optimlab_triton", formula, source(formula, n))
+        found = _written[formula.name] = Written(formula, n, flag_names(formula, n),
+                                                 module.kernel)
+    return found

@@ -17,11 +17,10 @@ sweep over stacked tensors, one row of hyperparameters per member (`BatchedStep`
 
 from __future__ import annotations
 
-import functools
 import itertools
 import operator
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ import torch
 from optimlab.kernels import _checks
 from optimlab.kernels import _numba_formula as _nf
 from optimlab.kernels import _numba_kernels as k
+from optimlab.kernels._generate import Kernels
 from optimlab.kernels.formula import FORMULAS, Formula
 
 DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
@@ -479,23 +479,6 @@ def batched(name: str, members: Sequence[dict[str, Any]]) -> BatchedStep:
     return BatchedStep(name, members)
 
 
-class _Kernels(Mapping[str, Callable[..., None]]):
-    """name -> the fused update of every formula made so far (`FORMULAS`): a drop-in for
-    the formula's reference update, ``fn(params, grads, *state_lists, [steps], **kw)``,
-    plus the keyword `layout`."""
-
-    def __getitem__(self, name: str) -> Callable[..., None]:
-        if name not in FORMULAS:
-            raise KeyError(name)
-        return functools.partial(_update, name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(FORMULAS)
-
-    def __len__(self) -> int:
-        return len(FORMULAS)
-
-
 def _update(name: str, params: list[torch.Tensor], grads: list[torch.Tensor], *lists: Any,
             layout: Layout | None = None, **kw: Any) -> None:
     formula = FORMULAS[name]
@@ -505,4 +488,6 @@ def _update(name: str, params: list[torch.Tensor], grads: list[torch.Tensor], *l
                                  for ts in lists[:states]], steps, kw, layout)
 
 
-KERNELS: Mapping[str, Callable[..., None]] = _Kernels()
+# name -> the fused update of formula `name`, with the keyword `layout` besides the
+# reference update's
+KERNELS: Mapping[str, Callable[..., None]] = Kernels(_update)

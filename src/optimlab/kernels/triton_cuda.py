@@ -1,12 +1,13 @@
 """The CUDA backend: the Triton kernels behind the reference updates' exact signatures.
 
-Each function here is a drop-in for `optimlab.optim.<kind>_reference` (same
-arguments, same in-place effect) that updates the whole param group in one kernel
-launch and one pass over memory. Per step the host builds one small int64 table
-(the hyperparameters, and per tensor its addresses, size and own hyperparameters;
-see `_triton_kernels`) and uploads it with one copy; the chunk plan (which tensor
-and which elements each program updates) is kept on the device in a `Layout` while
-the group's tensors stay where they are.
+`KERNELS[name]`, for every formula made so far (`FORMULAS`), is a drop-in for the
+formula's reference update (same arguments, same in-place effect) that updates the whole
+param group in one launch of the kernel written from the formula (`_triton_kernels`) and
+one pass over memory. Per step the host builds one small int64 table (the
+hyperparameters, placed by name, and per tensor its addresses, size and terms; see
+`_triton_kernels`) and uploads it with one copy; the chunk plan (which tensor and which
+elements each program updates) is kept on the device in a `Layout` while the group's
+tensors stay where they are.
 
 Extra keywords `grad_scale` and `found_inf` (0-d or 1-element float tensors on the
 device, as `torch.amp.GradScaler` makes them) unscale the gradients and skip a
@@ -19,7 +20,7 @@ tensors by setting `DEVICE_TYPE = "cpu"`; nothing else changes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 
 from optimlab.kernels import _checks
-from optimlab.kernels.scalars import corrections, decayed_lr
+from optimlab.kernels._generate import Kernels, Names
+from optimlab.kernels.formula import FORMULAS, Formula
 
 try:
     import triton.language as tl
@@ -121,8 +123,9 @@ def _bits(values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def _launch(kernel: Any, lay: Layout, hp: Sequence[float], addresses: list[np.ndarray],
             extra: list[np.ndarray], grad_scale: torch.Tensor | None,
-            found_inf: torch.Tensor | None, **options: Any) -> None:
-    """Upload [hp, per tensor: `addresses` then `extra`] and run `kernel` over the chunk plan."""
+            found_inf: torch.Tensor | None, **flags: bool) -> None:
+    """Upload [hp, per tensor: `addresses` then `extra`] and run `kernel` over the chunk plan
+    with these flags."""
     if lay.chunks.shape[0] == 0:  # only empty tensors
         return
     device = lay.chunks.device
@@ -135,9 +138,9 @@ def _launch(kernel: Any, lay: Layout, hp: Sequence[float], addresses: list[np.nd
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         kernel[(lay.chunks.shape[0],)](
             lay.chunks, table, table if scale is None else scale, table if inf is None else inf,
-            DTYPE=TL_DTYPES[lay.dtype], NHP=len(hp), ROW=len(columns), BLOCK=lay.block,
+            DTYPE=TL_DTYPES[lay.dtype], BLOCK=lay.block,
             ALIGNED=not any((a % 16).any() for a in addresses), HAS_SCALE=scale is not None,
-            HAS_INF=inf is not None, num_warps=NUM_WARPS, enable_fp_fusion=True, **options)
+            HAS_INF=inf is not None, num_warps=NUM_WARPS, enable_fp_fusion=True, **flags)
 
 
 def _amp_tensor(x: torch.Tensor | None, device: torch.device,
@@ -151,91 +154,68 @@ def _amp_tensor(x: torch.Tensor | None, device: torch.device,
 
 
 def _unused(n: int) -> np.ndarray:
-    """Addresses of a state the options leave out: never dereferenced."""
+    """Addresses of a state the flags leave out: never dereferenced."""
     return np.zeros(n, np.int64)
 
 
-def sgd(params: list[torch.Tensor], grads: list[torch.Tensor],
-        bufs: list[torch.Tensor | None], *, lr: float, momentum: float,
-        dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
-        layout: Layout | None = None, grad_scale: torch.Tensor | None = None,
-        found_inf: torch.Tensor | None = None) -> None:
-    """Fused `sgd_reference`. `bufs[i] is None` on the first step: created here (v₁ = g)."""
-    lay, g = _group(params, grads, layout)
-    heavy_ball = momentum != 0
-    # a new buffer is loaded but unused (v₁ = g): zeros keep that load harmless
-    fresh = (_checks.first_buffers(bufs, params, torch.zeros_like) if heavy_ball
-             else np.zeros(len(params), np.bool_)).astype(np.int64)
-    v = _addresses(bufs, lay, "momentum_buffer") if heavy_ball else _unused(len(params))
-    hp = [lr, momentum, 1 - dampening, weight_decay, -1 if maximize else 1]
-    _launch(k.sgd, lay, hp, [lay.w, g, v], [lay.sizes, fresh], grad_scale, found_inf,
-            HEAVY_BALL=heavy_ball, NESTEROV=bool(nesterov))
-
-
-def momentum(params: list[torch.Tensor], grads: list[torch.Tensor],
-             vs: list[torch.Tensor], *, lr: float, momentum: float,
-             weight_decay: float, nesterov: bool, maximize: bool,
-             layout: Layout | None = None, grad_scale: torch.Tensor | None = None,
-             found_inf: torch.Tensor | None = None) -> None:
-    """Fused `momentum_reference`."""
-    lay, g = _group(params, grads, layout)
-    v = _addresses(vs, lay, "momentum_buffer")
-    hp = [lr, momentum, 1 - momentum, weight_decay, -1 if maximize else 1]
-    _launch(k.momentum, lay, hp, [lay.w, g, v], [lay.sizes], grad_scale, found_inf,
-            NESTEROV=bool(nesterov))
-
-
-def rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
-            ss: list[torch.Tensor], gs: list[torch.Tensor | None],
-            bufs: list[torch.Tensor | None], *, lr: float, alpha: float, eps: float,
-            weight_decay: float, momentum: float, centered: bool, maximize: bool,
+def _update(name: str, params: list[torch.Tensor], grads: list[torch.Tensor], *lists: Any,
             layout: Layout | None = None, grad_scale: torch.Tensor | None = None,
-            found_inf: torch.Tensor | None = None) -> None:
-    """Fused `rmsprop_reference`."""
+            found_inf: torch.Tensor | None = None, **kw: Any) -> None:
+    """Formula `name`'s update of one param group, in one launch of its kernel."""
+    formula = FORMULAS[name]
+    fused = k.kernels(formula, kw)
     lay, g = _group(params, grads, layout)
-    n = len(params)
-    s = _addresses(ss, lay, "square_avg")
-    m = _addresses(gs, lay, "grad_avg") if centered else _unused(n)
-    b = _addresses(bufs, lay, "momentum_buffer") if momentum > 0 else _unused(n)
-    hp = [lr, alpha, 1 - alpha, eps, weight_decay, momentum, -1 if maximize else 1]
-    _launch(k.rmsprop, lay, hp, [lay.w, g, s, m, b], [lay.sizes], grad_scale, found_inf,
-            CENTERED=bool(centered), HEAVY_BALL=momentum > 0)
+    count = len(formula.states)
+    states = [ts if isinstance(ts, list) else list(ts) for ts in lists[:count]]
+    steps = list(lists[count]) if len(lists) > count else None
+    if steps is None and formula.terms is not None:  # before the lazy states are made
+        steps = _first_steps(formula, states, len(params))
+    terms = _terms(formula, fused.names, kw, steps)
+    flags, scalars = formula.flags(kw), formula.scalars(kw)
+    hp = [-1.0 if kw.get("maximize") else 1.0, *(scalars[c] for c in fused.names.columns)]
+    _launch(fused.kernel, lay, hp, [lay.w, g, *_states(formula, lay, params, states, flags)],
+            [lay.sizes, *terms], grad_scale, found_inf,
+            **{arg: bool(flags[flag]) for arg, flag in zip(fused.flags, fused.names.flags)})
 
 
-def adam(params: list[torch.Tensor], grads: list[torch.Tensor],
-         vs: list[torch.Tensor], ss: list[torch.Tensor],
-         s_maxes: list[torch.Tensor | None], steps: list[int], *, lr: float,
-         beta1: float, beta2: float, eps: float, weight_decay: float,
-         decoupled: bool, amsgrad: bool, maximize: bool, bias_correction: bool = True,
-         layout: Layout | None = None, grad_scale: torch.Tensor | None = None,
-         found_inf: torch.Tensor | None = None) -> None:
-    """Fused `adam_reference` (Adam and AdamW); bias corrections per tensor, in float64."""
-    lay, g = _group(params, grads, layout)
-    v = _addresses(vs, lay, "exp_avg")
-    s = _addresses(ss, lay, "exp_avg_sq")
-    s_max = _addresses(s_maxes, lay, "max_exp_avg_sq") if amsgrad else _unused(len(params))
-    t = np.asarray(steps, np.float64)
-    bc1, bc2 = corrections(beta1, beta2, t, bias_correction)  # arrays, or 1.0 without
-    step_size = _bits(-lr / (bc1 * np.ones_like(t)))
-    bc2 = _bits(bc2 * np.ones_like(t))
-    decay = 1 - lr * weight_decay if decoupled else 1.0
-    hp = [beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, -1 if maximize else 1, decay]
-    _launch(k.adam, lay, hp, [lay.w, g, v, s, s_max], [lay.sizes, step_size, bc2],
-            grad_scale, found_inf, DECOUPLED=bool(decoupled), AMSGRAD=bool(amsgrad))
+def _first_steps(formula: Formula, states: list[list[Any]], count: int) -> list[int]:
+    """t per tensor for a formula that keeps no count: 1 where a lazy state is still
+    missing (its first step), else 2."""
+    first = [False] * count
+    for name, ts in zip(formula.states, states):
+        if name in formula.lazy:
+            first = [f or t is None for f, t in zip(first, ts)]
+    return [1 if f else 2 for f in first]
 
 
-def adagrad(params: list[torch.Tensor], grads: list[torch.Tensor], ss: list[torch.Tensor],
-            steps: list[int], *, lr: float, lr_decay: float, eps: float, weight_decay: float,
-            maximize: bool, layout: Layout | None = None,
-            grad_scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None
-            ) -> None:
-    """Fused `adagrad_reference`; the decayed η per tensor, in float64."""
-    lay, g = _group(params, grads, layout)
-    s = _addresses(ss, lay, "sum")
-    step_size = _bits([-decayed_lr(lr, lr_decay, t) for t in steps])
-    hp = [eps, weight_decay, -1 if maximize else 1]
-    _launch(k.adagrad, lay, hp, [lay.w, g, s], [lay.sizes, step_size], grad_scale, found_inf)
+def _states(formula: Formula, lay: Layout, params: Sequence[torch.Tensor],
+            states: list[list[Any]], flags: dict[str, bool]) -> list[np.ndarray]:
+    """The state tensors' addresses, checked (`_unused` for those the flags leave out); lazy
+    states missing on their first step are made here, zero."""
+    out = []
+    for name, ts, on in zip(formula.states, states, formula.used(flags)):
+        if not on:
+            out.append(_unused(len(params)))
+            continue
+        if name in formula.lazy:
+            _checks.first_buffers(ts, params, torch.zeros_like)
+        out.append(_addresses(ts, lay, formula.keys.get(name, name)))
+    return out
 
 
-# kind -> kernel, each under its own name (the name a specification gives as `kernel`)
-KERNELS = {fn.__name__: fn for fn in (sgd, momentum, rmsprop, adam, adagrad)}
+def _terms(formula: Formula, n: Names, kw: dict[str, Any], steps: list[Any] | None
+           ) -> list[np.ndarray]:
+    """Per term, its value at each tensor's t, worked out in float64 once per distinct t,
+    as the table carries it."""
+    if formula.terms is None or steps is None:
+        return []
+    if steps.count(steps[0]) == len(steps):  # as usual, one t for the group
+        at = formula.terms(kw, steps[0])
+        return [np.full(len(steps), b) for b in _bits([float(at[term]) for term in n.terms])]
+    each = {t: formula.terms(kw, t) for t in set(steps)}
+    return [_bits([float(each[t][term]) for t in steps]) for term in n.terms]
+
+
+# name -> the fused update of formula `name`, with the keywords `layout`, `grad_scale` and
+# `found_inf` besides the reference update's
+KERNELS: Mapping[str, Callable[..., None]] = Kernels(_update)
