@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from optimlab import kernels
+from optimlab.kernels import numba_cpu
 from optimlab.kernels.formula import FORMULAS, Formula, maximum, sign, sqrt
 from optimlab.optim import OPTIMIZERS
 from optimlab.optim._formula import reference
@@ -391,20 +392,27 @@ def toy():
     del FORMULAS[formula.name]
 
 
+def backend_kernels(backend: str):
+    """The fused kernels of a backend: Triton (here in its interpreter), or numba's on CPU,
+    written from the same formulas."""
+    return triton_cuda.KERNELS if backend == "triton" else numba_cpu.KERNELS
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy on NaN, as meant
+@pytest.mark.parametrize("backend", ["triton", "numba"])
 @pytest.mark.parametrize("track,maximize", [(False, False), (True, True)])
-def test_a_new_formula_gets_its_kernel_from_its_element(toy, track, maximize):
+def test_a_new_formula_gets_its_kernel_from_its_element(toy, track, maximize, backend):
     """Scalars, a per-tensor term (each tensor at its own t), a flag and the state it
     uses, `sign`, `maximum` with a tensor and with a number, `sqrt`: the kernel written
     from the element against the formula's float64 reference path; a NaN gradient gives
     sign 0 (w stays), as torch.sign."""
-    assert "toy_sign" in triton_cuda.KERNELS
+    assert "toy_sign" in backend_kernels(backend)
     kw = dict(lr=0.1, beta1=0.9, beta2=0.99, track=track, maximize=maximize)
     steps = [[t + i % 3 for i in range(len(SHAPES))] for t in (1, 2, 3)]
     grads = gradients(torch.float32)
     grads[0][1][0, 0] = float("nan")
     runs = []
-    for dtype, update in ((torch.float32, triton_cuda.KERNELS["toy_sign"]),
+    for dtype, update in ((torch.float32, backend_kernels(backend)["toy_sign"]),
                           (torch.float64, reference(toy))):
         params = [p.to(dtype) for p in start(torch.float32)]
         states = [[torch.zeros_like(p) for p in params] if on else [None] * len(params)
@@ -422,13 +430,14 @@ def sign_element(w, g, *, lr):
     return (w - lr * sign(g),)
 
 
-def test_a_formula_with_no_state_flag_or_term_gets_its_kernel():
+@pytest.mark.parametrize("backend", ["triton", "numba"])
+def test_a_formula_with_no_state_flag_or_term_gets_its_kernel(backend):
     formula = Formula(name="toy_signsgd", element=sign_element, states=(),
                       scalars=lambda kw: dict(lr=kw["lr"]))
     try:
         params, grads = start(torch.float32), gradients(torch.float32, 1)[0]
         ref = [p.double() for p in params]
-        triton_cuda.KERNELS["toy_signsgd"](params, grads, lr=0.5, maximize=True)
+        backend_kernels(backend)["toy_signsgd"](params, grads, lr=0.5, maximize=True)
         reference(formula)(ref, [g.double() for g in grads], lr=0.5, maximize=True)
     finally:
         del FORMULAS[formula.name]

@@ -107,7 +107,7 @@ def _kernel(formula: Formula, n: Names, combo: tuple[bool, ...]) -> str:
     outs = ["o_w", *(f"o_{s}" if on else "_" for s, on in zip(formula.states, used))]
     _check_order(formula, n)
     lines += ["        for j in range(n):",
-              f"            {', '.join(outs)} = element({', '.join(call)})"]
+              f"            {', '.join(outs)}, = element({', '.join(call)})"]
     lines += [f"            x_{s}[j] = o_{s}" for s in ("w", *states)]
     lines.append("    return 0")
     return "\n".join(lines).replace("element(", f"{formula.element.__name__}(") + "\n"
