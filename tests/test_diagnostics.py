@@ -34,6 +34,9 @@ def _reference(kind: str, grads: list[np.ndarray], **hp) -> np.ndarray:
         s_max = np.maximum(s_max, s)
     if kind == "rmsprop":
         return LR / (np.sqrt(s - m * m if hp.get("centered") else s) + EPS)
+    if kind == "adagrad":  # s = Σg², η_t = η/(1 + (t−1)·lr_decay)
+        total = sum(g * g for g in grads)
+        return LR / (1 + (len(grads) - 1) * hp.get("lr_decay", 0.0)) / (np.sqrt(total) + EPS)
     s_hat = (s_max if hp.get("amsgrad") else s) / (1 - beta ** len(grads))
     return LR / (np.sqrt(s_hat) + EPS)
 
@@ -41,8 +44,10 @@ def _reference(kind: str, grads: list[np.ndarray], **hp) -> np.ndarray:
 # alpha always given: torch.optim.RMSprop's default (0.99) is not the lecture's (0.9)
 CASES = [("rmsprop", {"alpha": 0.9}), ("rmsprop", {"alpha": 0.9, "centered": True}),
          ("rmsprop", {"alpha": 0.99}), ("rmsprop", {"alpha": 0.9, "momentum": 0.5}),
-         ("adam", {}), ("adam", {"amsgrad": True}), ("adamw", {"betas": (0.8, 0.99)})]
-TORCH = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+         ("adam", {}), ("adam", {"amsgrad": True}), ("adamw", {"betas": (0.8, 0.99)}),
+         ("adagrad", {}), ("adagrad", {"lr_decay": 0.1})]
+TORCH = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+         "adagrad": torch.optim.Adagrad}
 
 
 def _run(cls, grads: list[np.ndarray], **hp) -> tuple[torch.optim.Optimizer, torch.Tensor]:
@@ -80,7 +85,7 @@ def test_effective_step_is_the_factor_of_the_update():
 
 def test_effective_step_is_none_without_second_moment():
     p = torch.zeros(3, requires_grad=True)
-    for name in ("sgd", "momentum"):
+    for name in ("sgd", "momentum", "lion"):
         opt, q = _run(OPTIMIZERS[name], _grads(2, 3))
         assert effective_step_size(opt, q) is None
     fresh = OPTIMIZERS["adam"]([p])

@@ -15,6 +15,7 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import inspect
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from optimlab.kernels.formula import FORMULAS, Formula, Kw
 
@@ -50,14 +52,28 @@ def names(formula: Formula, kw: Kw) -> Names:
                  tuple(k for k in keywords if k in flags))
 
 
-def positional(source: str) -> str:
-    """The element's source with its keyword-only arguments made positional, in their
-    order."""
+def positional(source: str, helper: Callable[..., Any] | None = None) -> str:
+    """A part's source with its keyword-only arguments made positional, in their order,
+    and its calls of `helper` (the formula's denominator) made positional too."""
     fn = ast.parse(source).body[0]
     assert isinstance(fn, ast.FunctionDef)
     fn.args.args += fn.args.kwonlyargs
     fn.args.kwonlyargs, fn.args.kw_defaults = [], []
+    if helper is not None:
+        order = list(inspect.signature(helper).parameters)
+        for call in ast.walk(fn):
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                    and call.func.id == helper.__name__):
+                given = {k.arg: k.value for k in call.keywords}
+                call.args = [*call.args, *(given[k] for k in order[len(call.args):])]
+                call.keywords = []
     return ast.unparse(fn) + "\n"
+
+
+def parts(formula: Formula, decorator: str) -> str:
+    """The formula's parts (denominator, element), positional, each under `decorator`."""
+    return "\n\n".join(decorator + positional(formula.source(fn), formula.denominator)
+                        for fn in formula.parts())
 
 
 def written(prefix: str, formula: Formula, text: str) -> ModuleType:

@@ -22,7 +22,8 @@ from types import ModuleType
 from typing import Any
 
 # `names` is the CPU backend's too, through this module
-from optimlab.kernels._generate import Names, names, positional, written  # noqa: F401
+from optimlab.kernels._generate import Names, names, written  # noqa: F401
+from optimlab.kernels._generate import parts as _parts
 from optimlab.kernels.formula import Formula
 
 _PREAMBLE = '''\
@@ -75,8 +76,7 @@ def _sign(x):
 
 def source(formula: Formula, n: Names) -> str:
     """The module: the element, then one kernel per combination of the flags."""
-    parts = [_PREAMBLE.format(name=formula.name), '@njit(inline="always")\n',
-             positional(formula.source())]
+    parts = [_PREAMBLE.format(name=formula.name), _parts(formula, '@njit(inline="always")\n')]
     for combo in itertools.product((False, True), repeat=len(n.flags)):
         parts.append("\n\n" + _kernel(formula, n, combo))
     return "".join(parts)

@@ -43,7 +43,7 @@ from typing import Any
 import triton
 import triton.language as tl
 
-from optimlab.kernels._generate import Names, names, positional, written
+from optimlab.kernels._generate import Names, names, parts, written
 from optimlab.kernels.formula import Formula, Kw
 
 
@@ -122,7 +122,6 @@ import triton.language as tl
 from optimlab.kernels._triton_kernels import _chunk, _go, _grad, _hp, _ptr, maximum, sign, sqrt
 
 
-@triton.jit
 '''
 
 
@@ -138,7 +137,7 @@ def flag_names(formula: Formula, n: Names) -> tuple[str, ...]:
 
 def source(formula: Formula, n: Names) -> str:
     """The module: the element, the update of one block, the kernel."""
-    return "".join([_PREAMBLE.format(name=formula.name), positional(formula.source()),
+    return "".join([_PREAMBLE.format(name=formula.name), parts(formula, "@triton.jit\n"),
                     "\n\n", _block(formula, n), "\n\n", _kernel(formula, n)])
 
 

@@ -70,7 +70,12 @@ class Formula:
     lazy: the states created on their first step (zero), not with the optimizer's state;
     initial: {state: key of kw}: a state that starts at that value instead of zero;
     keys: {state: its key in the optimizer's state} (torch's names: `exp_avg`), for
-        messages.
+        messages and the diagnostics;
+    denominator: a part of the update the element calls by name (with its keyword
+        arguments by name): √ŝ + ε, what the step of an adaptive method divides by. Its
+        arguments are state elements (positional) and the element's keyword arguments;
+        the step-size diagnostics evaluate it on the optimizer's state
+        (`optimlab.optim.diagnostics`), and the kernels compile it with the element.
     """
 
     name: str
@@ -83,6 +88,7 @@ class Formula:
     lazy: tuple[str, ...] = ()
     initial: Mapping[str, str] = field(default_factory=dict)
     keys: Mapping[str, str] = field(default_factory=dict)
+    denominator: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         check(self)
@@ -99,9 +105,13 @@ class Formula:
         params = inspect.signature(self.element).parameters.values()
         return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
-    def source(self) -> str:
-        """The element's source, undecorated and dedented (what the kernels compile)."""
-        lines = textwrap.dedent(inspect.getsource(self.element)).splitlines()
+    def parts(self) -> tuple[Callable[..., Any], ...]:
+        """The functions the kernels compile: the denominator if any, then the element."""
+        return (*((self.denominator,) if self.denominator else ()), self.element)
+
+    def source(self, fn: Callable[..., Any] | None = None) -> str:
+        """The source of a part (the element by default), undecorated and dedented."""
+        lines = textwrap.dedent(inspect.getsource(fn or self.element)).splitlines()
         start = next(i for i, line in enumerate(lines) if line.startswith("def "))
         return "\n".join(lines[start:]) + "\n"
 
@@ -114,8 +124,11 @@ def check(formula: Formula) -> None:
     if positional != ["w", "g", *formula.states]:
         raise TypeError(f"{formula.name}: the element's positional arguments are {positional}; "
                         f"needed: ['w', 'g', {', '.join(map(repr, formula.states))}]")
-    code = formula.element.__code__
-    outside = set(code.co_names) - ALLOWED - set(code.co_varnames)
-    if outside:
-        raise TypeError(f"{formula.name}: the element uses {sorted(outside)}; allowed: its "
-                        f"arguments and {', '.join(sorted(ALLOWED))}")
+    helper = formula.denominator
+    for fn, allowed in ((formula.element, ALLOWED | {helper.__name__} if helper else ALLOWED),
+                        *(((helper, ALLOWED),) if helper else ())):
+        code = fn.__code__
+        outside = set(code.co_names) - allowed - set(code.co_varnames)
+        if outside:
+            raise TypeError(f"{formula.name}: {fn.__name__} uses {sorted(outside)}; allowed: "
+                            f"its arguments and {', '.join(sorted(allowed))}")

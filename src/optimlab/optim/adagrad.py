@@ -13,12 +13,17 @@ from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, register
 
 
+def adagrad_denominator(s, *, eps):
+    """√s + ε."""
+    return sqrt(s) + eps
+
+
 def adagrad_element(w, g, s, *, eps, weight_decay, step_size, decay):
     """One element of AdaGrad; the term of step t: step_size = −η/(1 + (t−1)·lr_decay)."""
     if decay:
         g = g + weight_decay * w                             # g ← g + λw
     s = s + g * g                                            # s ← s + g²
-    w = w + step_size * g / (sqrt(s) + eps)                  # w ← w − η_t g/(√s+ε)
+    w = w + step_size * g / adagrad_denominator(s, eps=eps)  # w ← w − η_t g/(√s+ε)
     return w, s
 
 
@@ -27,7 +32,7 @@ FORMULA = Formula(
     scalars=lambda kw: dict(eps=kw["eps"], weight_decay=kw["weight_decay"]),
     flags=lambda kw: dict(decay=kw["weight_decay"] != 0),
     terms=lambda kw, t: dict(step_size=-decayed_lr(kw["lr"], kw["lr_decay"], t)),
-    initial={"s": "initial_accumulator_value"},
+    initial={"s": "initial_accumulator_value"}, denominator=adagrad_denominator,
     keys={"s": "sum"})
 adagrad_reference = reference(FORMULA)
 adagrad_foreach = foreach(FORMULA)

@@ -13,6 +13,13 @@ from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, Batched, Flag, Number, OptimizerSpec, Pair, register
 
 
+def adam_denominator(s, s_max, *, eps, bc2, amsgrad):
+    """√ŝ + ε, ŝ = s/(1−β₂ᵗ) (amsgrad: of the running max of s)."""
+    if amsgrad:
+        return sqrt(s_max / bc2) + eps
+    return sqrt(s / bc2) + eps
+
+
 def adam_element(w, g, v, s, s_max, *, beta1, rest1, beta2, rest2, eps, weight_decay, shrink,
                  step_size, bc2, decoupled, decay, amsgrad):
     """One element of Adam (AdamW: `decoupled`); the terms of step t: step_size = −η/(1−β₁ᵗ),
@@ -25,10 +32,8 @@ def adam_element(w, g, v, s, s_max, *, beta1, rest1, beta2, rest2, eps, weight_d
     s = beta2 * s + rest2 * g * g                            # s ← β₂s + (1−β₂)g²  (RMSprop)
     if amsgrad:
         s_max = maximum(s_max, s)                            # ŝ uses the max over time
-        w = w + step_size * v / (sqrt(s_max / bc2) + eps)
-    else:
-        w = w + step_size * v / (sqrt(s / bc2) + eps)        # w ← w − η v̂/(√ŝ+ε)
-    return w, v, s, s_max
+    w = w + step_size * v / adam_denominator(s, s_max, eps=eps, bc2=bc2, amsgrad=amsgrad)
+    return w, v, s, s_max                                    # w ← w − η v̂/(√ŝ+ε)
 
 
 def _scalars(kw: Kw) -> dict[str, Any]:
@@ -47,7 +52,7 @@ FORMULA = Formula(
     flags=lambda kw: dict(decoupled=bool(kw["decoupled"]),
                           decay=not kw["decoupled"] and kw["weight_decay"] != 0,
                           amsgrad=bool(kw["amsgrad"])),
-    terms=_terms, uses={"s_max": "amsgrad"},
+    terms=_terms, uses={"s_max": "amsgrad"}, denominator=adam_denominator,
     keys={"v": "exp_avg", "s": "exp_avg_sq", "s_max": "max_exp_avg_sq"})
 adam_reference = reference(FORMULA)
 adam_foreach = foreach(FORMULA)

@@ -12,6 +12,14 @@ from optimlab.optim._formula import foreach, reference
 from optimlab.optim._spec import NONNEG, UNIT, Batched, Flag, OptimizerSpec, register
 
 
+def rmsprop_denominator(s, m, *, eps, centered):
+    """√s + ε; centered: √max(s − m², 0) + ε (s ≥ m² in exact arithmetic; the clamp catches
+    rounding)."""
+    if centered:
+        return sqrt(maximum(s - m * m, 0.0)) + eps
+    return sqrt(s) + eps
+
+
 def rmsprop_element(w, g, s, m, b, *, lr, beta, rest, eps, weight_decay, momentum, decay,
                     centered, heavy_ball):
     """One element of RMSprop (β = alpha, rest = 1−β); m only when centered, b only with
@@ -21,10 +29,7 @@ def rmsprop_element(w, g, s, m, b, *, lr, beta, rest, eps, weight_decay, momentu
     s = beta * s + rest * g * g                              # s ← βs + (1−β)g²
     if centered:
         m = beta * m + rest * g                              # m ← βm + (1−β)g
-        # √max(s − m², 0): s ≥ m² in exact arithmetic; the clamp catches rounding
-        denom = sqrt(maximum(s - m * m, 0.0)) + eps
-    else:
-        denom = sqrt(s) + eps                                # √s + ε
+    denom = rmsprop_denominator(s, m, eps=eps, centered=centered)  # √s + ε
     if heavy_ball:
         b = momentum * b + g / denom                         # b ← μb + g/(√s+ε)
         w = w - lr * b                                       # w ← w − η b
@@ -39,7 +44,7 @@ FORMULA = Formula(
                             weight_decay=kw["weight_decay"], momentum=kw["momentum"]),
     flags=lambda kw: dict(decay=kw["weight_decay"] != 0, centered=bool(kw["centered"]),
                           heavy_ball=kw["momentum"] > 0),
-    uses={"m": "centered", "b": "heavy_ball"},
+    uses={"m": "centered", "b": "heavy_ball"}, denominator=rmsprop_denominator,
     keys={"s": "square_avg", "m": "grad_avg", "b": "momentum_buffer"})
 rmsprop_reference = reference(FORMULA)
 rmsprop_foreach = foreach(FORMULA)
