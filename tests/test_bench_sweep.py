@@ -123,7 +123,7 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
 @pytest.mark.parametrize("argv,words", [
     (["--rows", "loop,spark"], "Invalid rows: spark"),
     (["--repeats", "0"], "argument --repeats: '0'; allowed: an integer >= 1"),
-    (["--optimizers", "lion"], "Invalid optimizer 'lion'"),
+    (["--optimizers", "adafactor"], "Invalid optimizer 'adafactor'"),
     (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
     (["--step-times", "-1"], "argument --step-times: '-1'; allowed: an integer >= 0"),
 ])

@@ -44,9 +44,9 @@ def test_text_parses_back_to_the_same_entry(text):
                                  r"weight_decay, momentum_decay"),
     ("adam(betas=(1.5, 0.999))", r"Invalid 'adam\(betas=\(1\.5, 0\.999\)\)': .*1\.5"),
     ("torch.optim:SGD(lr=-1.0)", r"Invalid 'torch\.optim:SGD\(lr=-1\.0\)': .*-1\.0"),
-    ("torch.optim:Lion", r"Invalid optimizer 'torch\.optim:Lion': module 'torch\.optim' has "
-                         r"no attribute 'Lion'"),
-    ("no_such_pkg.opt:Lion(lr=1.0)", r"no module named 'no_such_pkg'"),
+    ("torch.optim:Sophia", r"Invalid optimizer 'torch\.optim:Sophia': module 'torch\.optim' has "
+                         r"no attribute 'Sophia'"),
+    ("no_such_pkg.opt:Sophia(lr=1.0)", r"no module named 'no_such_pkg'"),
     ("torch.nn:Linear", r"the class Linear, not a torch\.optim\.Optimizer subclass"),
     ("torch:pi", r"an object of type float, not a torch\.optim\.Optimizer subclass"),
     ("adagrad2", r"^Invalid optimizer 'adagrad2': no such built-in optimizer; allowed: sgd, .* "
@@ -71,7 +71,7 @@ def test_a_module_that_fails_to_import_is_named_with_its_error(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"importing 'broken_opt' failed: .*"
                                          r"not_installed_dependency"):
-        parse_list("broken_opt:Lion")
+        parse_list("broken_opt:Sophia")
 
 
 def test_the_current_directory_is_searched_for_the_users_module(tmp_path, monkeypatch):

@@ -258,7 +258,7 @@ def test_grids_apply_to_the_optimizers_that_have_the_key_and_flags_win():
 @pytest.mark.parametrize("toml,match", [
     ({"learning_rate": [0.1]}, "learning_rate"),
     ({"executor": "gpu"}, "executor"),
-    ({"optimizers": "sgd,lion"}, "lion"),
+    ({"optimizers": "sgd,adafactor"}, "adafactor"),
     ({"grid": {"adam": {"gamma": [1]}}}, "gamma"),
     ({"seeds": 0}, "seeds"),
 ])

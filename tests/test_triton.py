@@ -366,7 +366,7 @@ def choice_path(impl: str) -> str:
 
 # ---- a formula made here: its kernel is written with no change to the backend -----------
 def toy_element(w, g, m, peak, *, lr, beta1, rest1, beta2, rest2, warm, track):
-    """Lion's sign step, warmed by t/(t+1); with `track`, a step scaled by the largest g²
+    """A sign step, warmed by t/(t+1); with `track`, a step scaled by the largest g²
     so far (at least 0.25) instead."""
     c = beta1 * m + rest1 * g
     if track:

@@ -1,7 +1,7 @@
 """Optimizer entries: `[LABEL=]NAME[(key=value, ...)]`, one run family each.
 
 - `NAME`: a built-in optimizer (`adam`) or the import path `module:Class` of any
-  `torch.optim.Optimizer` subclass (`torch.optim:NAdam`, `mypkg.opt:Lion`);
+  `torch.optim.Optimizer` subclass (`torch.optim:NAdam`, `mypkg.opt:Sophia`);
 - `key=value`: hyperparameters (a built-in's: those of its specification, `optimlab.optim.
   SPECS`; another class's: its keyword arguments), values as Python literals
   (`betas=(0.5, 0.999)`, `nesterov=True`), read with `ast.literal_eval`;

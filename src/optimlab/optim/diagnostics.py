@@ -29,7 +29,7 @@ def effective_step_size(optimizer: torch.optim.Optimizer, p: torch.Tensor) -> to
       comes on top. Without bias correction ŝ = s.
     - AdaGrad: η_t/(√s + ε) with s the sum of squared gradients, η_t = η/(1 + (t−1)·lr_decay).
 
-    None when the optimizer's formula has no denominator (SGD, Momentum, Lion) or it is
+    None when the optimizer's formula has no denominator (SGD, Momentum, ...) or it is
     not one of ours or their torch.optim twins, when `p` has no state yet (before its
     first step) or is not in the optimizer. Returns a new float tensor shaped like `p`
     (complex `p`: its real view).
