@@ -48,7 +48,8 @@ BAD = [
     ("report {missing}", ["DIR", "no such folder"]),
     ("export tensorboard {missing}", ["RUN_DIR", "no such folder"]),
     ("compare --optimizers 3x=adam,=sgd", ["label", "''"]),
-    ("compare --optimizers sgd,adafactor", ["--optimizers", "Invalid optimizer 'adafactor': no such"]),
+    ("compare --optimizers sgd,adafactor",
+     ["--optimizers", "Invalid optimizer 'adafactor': no such"]),
     ("sweep --optimizers torch:pi", ["optimizer", "'torch:pi'", "type float"]),
     # argparse's types: the flag, the value and what is allowed
     ("sweep --steps 1.5", ["--steps", "'1.5'", "integer"]),
