@@ -10,6 +10,7 @@ ops), or the stacked tensors with one row of scalars per member.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,8 +26,8 @@ def reference(formula: Formula) -> Update:
 
     def update(params: list[torch.Tensor], grads: list[torch.Tensor], *lists: Any,
                **kw: Any) -> None:
-        states, steps = _split(formula, params, lists)
         flags, scalars = formula.flags(kw), formula.scalars(kw)
+        states, steps = _split(formula, params, lists, flags)
         used = formula.used(flags)
         for i, (w, g) in enumerate(zip(params, grads)):
             terms = formula.terms(kw, steps[i]) if formula.terms is not None else {}
@@ -41,37 +42,58 @@ def reference(formula: Formula) -> Update:
 
 
 def foreach(formula: Formula) -> Update:
-    """The update on whole lists with torch's multi-tensor ops."""
+    """The update on lists of tensors with torch's multi-tensor ops."""
 
     def update(params: list[torch.Tensor], grads: list[torch.Tensor], *lists: Any,
                **kw: Any) -> None:
         if not params:
             return
-        states, steps = _split(formula, params, lists)
         flags, scalars = formula.flags(kw), formula.scalars(kw)
-        terms = _list_terms(formula, kw, steps)
-        olds = [params, *(ts if on else None for ts, on in zip(states, formula.used(flags)))]
-        wide = [None if ts is None else Many(_wides(ts)) for ts in olds]
-        g = Many(_wides(grads))
-        out = formula.element(wide[0], -g if kw.get("maximize") else g, *wide[1:],
-                              **scalars, **terms, **flags)
-        for old, new in zip(olds, out, strict=True):
-            if old is not None and new is not None and new.tensors is not old:
-                torch._foreach_copy_(old, new.tensors)
+        states, steps = _split(formula, params, lists, flags)
+        used = formula.used(flags)
+        for lo, hi in _batches(params):
+            olds = [params[lo:hi], *(ts[lo:hi] if on else None for ts, on in zip(states, used))]
+            wide = [None if ts is None else Many(_wides(ts)) for ts in olds]
+            g = Many(_wides(grads[lo:hi]))
+            out = formula.element(wide[0], -g if kw.get("maximize") else g, *wide[1:],
+                                  **scalars, **_list_terms(formula, kw, steps[lo:hi]), **flags)
+            for old, new in zip(olds, out, strict=True):
+                if old is not None and new is not None and new.tensors is not old:
+                    torch._foreach_copy_(old, new.tensors)
 
     update.__name__ = update.__qualname__ = f"{formula.name}_foreach"
     update.__doc__ = f"{formula.name}'s element with torch's multi-tensor ops."
     return update
 
 
-def _split(formula: Formula, params: Sequence[torch.Tensor], lists: tuple[Any, ...]
-           ) -> tuple[list[list[Any]], list[Any]]:
-    """The state lists and each tensor's t; lazy states made here (zero) on first use."""
+# Elements per batch of tensors on CPU: each multi-tensor op makes a list of temporaries
+# as large as its batch, and a batch this size keeps them in cache between the ops.
+CPU_BATCH = 1 << 16
+
+
+def _batches(params: Sequence[torch.Tensor]) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of the tensors, one op per range: all of them off CPU (one launch
+    per op), on CPU runs of about `CPU_BATCH` elements (a larger tensor alone)."""
+    if not params[0].is_cpu:
+        return [(0, len(params))]
+    ranges, lo, size = [], 0, 0
+    for i, p in enumerate(params):
+        if size and size + p.numel() > CPU_BATCH:
+            ranges.append((lo, i))
+            lo, size = i, 0
+        size += p.numel()
+    return [*ranges, (lo, len(params))]
+
+
+def _split(formula: Formula, params: Sequence[torch.Tensor], lists: tuple[Any, ...],
+           flags: dict[str, bool]) -> tuple[list[list[Any]], list[Any]]:
+    """The state lists and each tensor's t; lazy states the flags use made here (zero) on
+    their first step."""
     states = [list(ts) if not isinstance(ts, list) else ts for ts in lists[:len(formula.states)]]
     steps = list(lists[len(formula.states)]) if len(lists) > len(formula.states) else None
     fresh = [False] * len(params)
-    for name, ts in zip(formula.states, states):
-        if name in formula.lazy:
+    for name, ts, on in zip(formula.states, states, formula.used(flags)):
+        if on and name in formula.lazy:
             for i, t in enumerate(ts):
                 if t is None:
                     ts[i] = torch.zeros_like(params[i])
@@ -119,9 +141,33 @@ def _list_terms(formula: Formula, kw: Kw, steps: list[Any]) -> dict[str, Any]:
     return {k: [p[k] for p in per] for k in per[0]}
 
 
+class _Probe:
+    """Measures the reference count an operand has inside an operator method: for a
+    temporary (the result of a subexpression) and for a name's value."""
+
+    def __add__(self, other: Any) -> int:
+        return sys.getrefcount(self)
+
+    def __mul__(self, other: Any) -> _Probe:
+        return _Probe()
+
+
+def _temporary_count() -> int:
+    named = _Probe()
+    temporary, bound = (named * 1) + 0, named + 0
+    return temporary if temporary < bound else 0  # 0: never reuse (another interpreter)
+
+
+# The most references a temporary has inside an operator method: an operand with no more
+# is referenced by nothing else, so its memory can take the result (as NumPy elides
+# temporaries): `beta1 * v + rest1 * g` allocates two lists, not three.
+_TEMPORARY = _temporary_count()
+
+
 class Many:
     """A list of tensors whose operators are torch's multi-tensor (`_foreach_*`) ops; the
-    other operand is a `Many`, a float or a list of floats (one per tensor)."""
+    other operand is a `Many`, a float or a list of floats (one per tensor). An operand
+    that is a temporary takes the result in place."""
 
     __slots__ = ("tensors",)
 
@@ -131,42 +177,59 @@ class Many:
     def _other(self, x: Any) -> Any:
         return x.tensors if isinstance(x, Many) else x
 
+    def _apply(self, x: Any, op: Callable[..., Any], op_: Callable[..., Any],
+               commutes: bool) -> Many:
+        """self op x, in the memory of whichever operand is a temporary."""
+        if sys.getrefcount(self) <= _TEMPORARY + 1:  # + 1: the reference `_apply` holds
+            op_(self.tensors, self._other(x))
+            return self
+        if commutes and isinstance(x, Many) and sys.getrefcount(x) <= _TEMPORARY + 1:
+            op_(x.tensors, self.tensors)
+            return x
+        return Many(op(self.tensors, self._other(x)))
+
     def __add__(self, x: Any) -> Many:
-        return Many(torch._foreach_add(self.tensors, self._other(x)))
+        return self._apply(x, torch._foreach_add, torch._foreach_add_, True)
 
     __radd__ = __add__
 
     def __mul__(self, x: Any) -> Many:
-        return Many(torch._foreach_mul(self.tensors, self._other(x)))
+        return self._apply(x, torch._foreach_mul, torch._foreach_mul_, True)
 
     __rmul__ = __mul__
 
     def __sub__(self, x: Any) -> Many:
-        return Many(torch._foreach_sub(self.tensors, self._other(x)))
+        return self._apply(x, torch._foreach_sub, torch._foreach_sub_, False)
 
     def __rsub__(self, x: Any) -> Many:
         return (-self) + x
 
     def __truediv__(self, x: Any) -> Many:
-        return Many(torch._foreach_div(self.tensors, self._other(x)))
+        return self._apply(x, torch._foreach_div, torch._foreach_div_, False)
 
     def __rtruediv__(self, x: Any) -> Many:
-        return Many(torch._foreach_reciprocal(self.tensors)) * x
+        return self._unary(torch._foreach_reciprocal, torch._foreach_reciprocal_) * x
+
+    def _unary(self, op: Callable[..., Any], op_: Callable[..., Any]) -> Many:
+        if sys.getrefcount(self) <= _TEMPORARY + 1:
+            op_(self.tensors)
+            return self
+        return Many(op(self.tensors))
 
     def __neg__(self) -> Many:
-        return Many(torch._foreach_neg(self.tensors))
+        return self._unary(torch._foreach_neg, torch._foreach_neg_)
 
     def sqrt(self) -> Many:
-        return Many(torch._foreach_sqrt(self.tensors))
+        return self._unary(torch._foreach_sqrt, torch._foreach_sqrt_)
 
     def sign(self) -> Many:
-        return Many(torch._foreach_sign(self.tensors))
+        return self._unary(torch._foreach_sign, torch._foreach_sign_)
 
     def maximum(self, x: Many) -> Many:
-        return Many(torch._foreach_maximum(self.tensors, x.tensors))
+        return self._apply(x, torch._foreach_maximum, torch._foreach_maximum_, True)
 
     def clamp_min(self, x: float) -> Many:
-        return Many(torch._foreach_clamp_min(self.tensors, x))
+        return self._apply(x, torch._foreach_clamp_min, torch._foreach_clamp_min_, False)
 
 
 def member_flags(formula: Formula, members: Sequence[Kw]) -> dict[str, bool]:
