@@ -16,10 +16,12 @@ import torch
 from conftest import exit_code
 
 from optimlab.cli import main
+from optimlab.lab.entries import parse
 from optimlab.landscape import FUNCTIONS, LandscapeConfig, TestFunction, run_landscape, run_paths
 from optimlab.landscape.run import best_run, diverged
 from optimlab.optim import Adam, RMSprop
 from optimlab.optim.diagnostics import effective_step_size
+from optimlab.report.landscape_claims import Overshoot, momentum_overshoots, overshoot
 
 # Published values: Rosenbrock at its classic start, Beale at the origin, all minima 0.
 KNOWN_VALUES = [("rosenbrock", (-1.2, 1.0), 24.2), ("rosenbrock", (1.0, 1.0), 0.0),
@@ -226,3 +228,125 @@ def test_cli_bad_input_is_a_clean_error(tmp_path, capsys, argv, needle):
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not (tmp_path / "paths.json").exists()
+
+
+@pytest.mark.parametrize("lr", [1.2, 1.5, 1.9])
+def test_gradient_descent_overshoot_past_a_steep_minimum_in_closed_form(lr):
+    # ½(x² + 0.1y²), a = 1: x_{t+1} = (1 − ηa) x_t passes 0 at every step for 1 < ηa < 2,
+    # furthest after step 1, by (ηa − 1)·|x₀|
+    steps = 12
+    path = run_paths(_scaled_ravine(1.0, 0.1), "sgd", [lr], steps)[0]["path"]
+    got = overshoot(path, (0.0, 0.0), (1.0, 0.0))
+    assert got.share == pytest.approx(lr - 1, rel=1e-12)
+    assert got.crossings == steps and got.start == 1.0
+
+
+def test_overshoot_is_signed_from_the_start_and_scaled_by_its_distance():
+    # minimum (2, 5), axis given backwards and unnormalised: d = 1, 0, 0.5, −0.25, −1, 0.5;
+    # touching the minimum (d = 0) and turning back is no crossing
+    path = [[3.0, 5.0], [2.0, 7.0], [2.5, 5.0], [1.75, 4.0], [1.0, 5.0], [2.5, 5.0]]
+    assert overshoot(path, (2.0, 5.0), (-4.0, 0.0)) == Overshoot(1.0, 2, 1.0)
+    assert overshoot([[2.0, 9.0], [1.0, 9.0]], (2.0, 5.0), (1.0, 0.0)) is None
+
+
+def _ema_momentum_floor(lr: float, steps: int, beta: float = 0.9, a: float = 0.2,
+                        x0: float = -10.0) -> list[float]:
+    """x along the ravine's floor under v ← βv + (1−β)g, x ← x − ηv, g = a·x: its own loop."""
+    xs, v = [x0], 0.0
+    for _ in range(steps):
+        v = beta * v + (1 - beta) * a * xs[-1]
+        xs.append(xs[-1] - lr * v)
+    return xs
+
+
+@pytest.mark.parametrize("lr,beta", [(1.0, 0.9), (3.0, 0.9), (1.0, 0.8)])
+def test_momentum_overshoot_on_the_ravine_floor_follows_its_recurrence(lr, beta):
+    steps = 300
+    entry = parse(f"momentum(momentum={beta})")
+    path = run_paths(FUNCTIONS["ravine"], entry, [lr], steps)[0]["path"]
+    xs = _ema_momentum_floor(lr, steps, beta)
+    first_pass = next(t for t, x in enumerate(xs) if x > 0)
+    back = next(t for t in range(first_pass, steps) if xs[t] <= 0)
+    first_peak = max(xs[first_pass:back]) / 10.0
+    crossings = sum((x > 0) != (y > 0) for x, y in zip(xs, xs[1:]))
+    got = overshoot(path, FUNCTIONS["ravine"].minimum, FUNCTIONS["ravine"].valley)
+    # the oscillation decays (|roots| = √β < 1): the first overshoot is the largest
+    assert got.share == pytest.approx(first_peak, rel=1e-9) and got.share > 0.1
+    assert got.crossings == crossings >= 2
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("momentum", 0.01)])
+def test_a_path_that_never_passes_the_minimum_has_no_overshoot(optimizer, lr):
+    # SGD: x_t = −10(1 − 0.2η)ᵗ; Momentum at η(1−β)a = 2e-4 < (1 − √β)²: real roots, no swing
+    fn = FUNCTIONS["ravine"]
+    path = run_paths(fn, optimizer, [lr], 500)[0]["path"]
+    assert all(x < 0 for x, _ in path)
+    assert overshoot(path, fn.minimum, fn.valley) == Overshoot(0.0, 0, 10.0)
+    if optimizer == "momentum":
+        assert max(_ema_momentum_floor(lr, 500)) < 0
+
+
+def _ravine_record(runs: dict, valley=(1.0, 0.0)) -> dict:
+    """A made-up paths.json with the ravine only: per optimizer (η, its path, its grid)."""
+    return {"functions": {"ravine": {"minimum": [0.0, 0.0], "valley": valley, "runs": {
+        opt: {"lr": lr, "path": path, "grid": grid} for opt, (lr, path, grid) in runs.items()}}}}
+
+
+STAYS = [[-10.0, 0.0], [-5.0, 0.0], [-1.0, 0.0]]
+PASSES_BY = {share: [[-10.0, 0.0], [-2.0, 0.0], [10 * share, 0.0], [-0.1, 0.0]]
+             for share in (0.005, 0.1, 0.2)}
+
+
+@pytest.mark.parametrize("momentum,sgd,expected", [
+    (PASSES_BY[0.1], STAYS, "holds"),  # 10 % past, SGD never past
+    (PASSES_BY[0.1], PASSES_BY[0.2], "undecided"),  # past, but SGD at that η further
+    (PASSES_BY[0.005], STAYS, "does not hold"),  # a 0.5 % pass is hovering, not overshoot
+    (STAYS, STAYS, "does not hold")])
+def test_momentum_overshoot_claim_verdicts(momentum, sgd, expected):
+    claim = momentum_overshoots(_ravine_record({"momentum": (1.0, momentum, None),
+                                                "sgd": (1.0, sgd, None)}))
+    assert claim.verdict == expected
+    assert "momentum η=1: " in claim.evidence[1] and "sgd η=1: " in claim.evidence[1]
+
+
+def test_momentum_overshoot_claim_compares_sgd_at_momentums_lr_from_its_grid():
+    grid = [{"lr": 0.1, "path": STAYS}, {"lr": 1.0, "path": PASSES_BY[0.2],
+                                         "stop": "left_domain"}]
+    record = _ravine_record({"momentum": (1.0, PASSES_BY[0.1], None),
+                             "sgd": (0.1, STAYS, grid)})
+    claim = momentum_overshoots(record)
+    assert claim.verdict == "undecided"
+    assert "sgd η=1: 20% (2 crossings, left the domain after 3 steps)" in claim.evidence[1]
+    assert "sgd η=0.1: 0% (0 crossings)" in claim.evidence[2]
+
+
+@pytest.mark.parametrize("record", [
+    _ravine_record({"sgd": (1.0, STAYS, None)}),
+    _ravine_record({"momentum": (1.0, PASSES_BY[0.1], None)}),
+    _ravine_record({"momentum": (1.0, PASSES_BY[0.1], None), "sgd": (1.0, STAYS, None)},
+                   valley=None),
+    _ravine_record({"momentum": (1.0, PASSES_BY[0.1], None), "sgd": (0.1, STAYS, None)}),
+    _ravine_record({"momentum": (1.0, [[0.0, 1.0], [1.0, 0.0]], None),
+                    "sgd": (1.0, [[0.0, 1.0], [0.0, 0.5]], None)}),  # nothing to cover
+    {"functions": {"bumpy": _ravine_record({"momentum": (1.0, STAYS, None), "sgd": (
+        1.0, STAYS, None)})["functions"]["ravine"]}}])
+def test_momentum_overshoot_claim_not_measured_without_its_runs(record):
+    claim = momentum_overshoots(record)
+    assert claim.verdict is None and claim.evidence[0].startswith("needs ")
+
+
+def test_cli_decides_momentum_overshoot_on_the_ravine(tmp_path, capsys):
+    out, steps = tmp_path / "land", 60
+    assert main(["landscape", "--function", "ravine", "--optimizers", "sgd,momentum",
+                 "--steps", str(steps), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    runs = json.loads((out / "paths.json").read_text())["functions"]["ravine"]["runs"]
+    lr = runs["momentum"]["lr"]
+    share = max(0.0, max(_ema_momentum_floor(lr, steps))) / 10.0
+    # SGD's floor factor 1 − 0.2η > 0 on the whole grid: it never passes along the floor
+    assert share > 0.01 and 1 - 0.2 * max(LandscapeConfig().lr_grid) > 0
+    assert 'claim "Momentum may overshoot.": holds' in printed
+    shown = f"momentum η={lr:g}: {100 * share:.3g}%"
+    assert f"{shown} (" in printed and f"sgd η={lr:g}: 0% (0 crossings" in printed
+    page = (out / "report.html").read_text()
+    assert "Momentum may overshoot." in page and shown in page

@@ -228,9 +228,10 @@ def test_landscape_speed_claims_compare_steps_to_the_target(momentum, sgd, expec
     from optimlab.report.landscape_claims import landscape_claims
 
     record = landscape_record({"ravine": {"momentum": (momentum, STILL), "sgd": (sgd, STILL)}})
-    ravine, bumps, adam, first = landscape_claims(record)
+    ravine, bumps, adam, first, overshoot = landscape_claims(record)
     assert ravine.verdict == expected and ravine.evidence[0].startswith("ravine (distance")
     assert bumps.verdict is adam.verdict is first.verdict is None  # no bumpy bowl, no Adam
+    assert overshoot.verdict is None  # this record gives no direction of the floor
 
 
 def test_adams_first_step_is_eta_in_each_coordinate_on_the_real_ravine():

@@ -48,10 +48,14 @@ def run(args: argparse.Namespace) -> int:
     write_json(out / "paths.json", record)
     from optimlab.landscape.plot import animate_html, plot_landscape
     from optimlab.report.landscape import render
+    from optimlab.report.landscape_claims import landscape_claims
 
     written = [out / "paths.json", plot_landscape(record, out / "landscape.png"),
                animate_html(record, out / "landscape.html"), render(out)]
     _summary(record)
+    for c in landscape_claims(record):
+        print(f"claim \"{c.lecture}\": {c.verdict or 'not checked by this run'}")
+        print("".join(f"  {e}\n" for e in c.evidence), end="")
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

@@ -35,6 +35,7 @@ class TestFunction:
     tol: float  # the target: distance to the minimum <= tol (no minimum: f <= −tol, escaped)
     log_contours: bool = False  # steep functions read better on log-spaced contour levels
     domain: float = 10.0  # a run leaving the plot box grown this many times has diverged
+    valley: Point | None = None  # a ravine's floor direction: where an overshoot is measured
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -100,7 +101,7 @@ BUMP_HEIGHT, BUMP_FREQ = 0.4, 6.0
 
 FUNCTIONS: dict[str, TestFunction] = {fn.name: fn for fn in (
     TestFunction("ravine", "½(0.2x² + 10y²)", _ravine, (0.0, 0.0), (-10.0, 1.0),
-                 (-11.0, 11.0, -2.5, 2.5), tol=1e-2),
+                 (-11.0, 11.0, -2.5, 2.5), tol=1e-2, valley=(1.0, 0.0)),
     TestFunction("rosenbrock", "(1−x)² + 100(y−x²)²", _rosenbrock, (1.0, 1.0), (-1.2, 1.0),
                  (-2.0, 2.0, -1.0, 3.0), tol=1e-2, log_contours=True),
     TestFunction("beale", "Beale", _beale, (3.0, 0.5), (1.0, 1.5),

@@ -142,7 +142,7 @@ def function_record(fn: TestFunction) -> dict[str, Any]:
               else f"f <= {-fn.tol:g} (escaped the saddle)")
     return {"formula": fn.formula, "minimum": fn.minimum, "f_min": fn.f_min,
             "start": list(fn.start), "bounds": list(fn.bounds), "tol": fn.tol,
-            "target": target, "log_contours": fn.log_contours, "runs": {}}
+            "target": target, "log_contours": fn.log_contours, "valley": fn.valley, "runs": {}}
 
 
 def run_landscape(cfg: LandscapeConfig) -> dict[str, Any]:
