@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
 import pytest
 import torch
 from conftest import GradientField, max_rel_err
-from numpy_reference import Momentum as NumpyMomentum
+from optim_db import DB, PATHS, peer_cases, rich
 
 from optimlab.optim import OPTIMIZERS
 
-# (ours, torch class, hyperparameters that make the semantics coincide, gradient field)
-PARITY = [
-    ("adam", torch.optim.Adam, dict(lr=1e-3), "bowl"),
-    ("adam", torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), amsgrad=True,
-                                    weight_decay=0.05), "bowl"),
-    ("adam", torch.optim.Adam, dict(lr=1e-2, maximize=True), "bowl"),
-    ("adamw", torch.optim.AdamW, dict(lr=1e-2), "bowl"),
-    ("adamw", torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.2, amsgrad=True), "bowl"),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99), "slope"),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, centered=True, momentum=0.5,
-                                          weight_decay=0.01), "slope"),
-    ("sgd", torch.optim.SGD, dict(lr=0.05), "bowl"),
-    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9), "bowl"),
-    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, dampening=0.3), "bowl"),
-    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=1e-2),
-     "bowl"),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.1), "bowl"),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.5,
-                                          weight_decay=0.05, eps=1e-6), "bowl"),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.1, initial_accumulator_value=0.1, maximize=True),
-     "bowl"),
-]
-IDS = [f"{p[0]}-{i}" for i, p in enumerate(PARITY)]
+PARITY, IDS = peer_cases()
+# every path of the class, and its default
+PARITY_PATHS = [(name, kw, path) for name, kw in PARITY for path in (*DB[name].paths, "default")]
+PARITY_PATH_IDS = [f"{i}-{path}" for (name, _), i in zip(PARITY, IDS)
+                   for path in (*DB[name].paths, "default")]
+
+
+def peer(name: str, params: list[torch.Tensor], kw: dict) -> torch.optim.Optimizer:
+    """The torch.optim peer of optimizer `name`, given our keyword arguments."""
+    return DB[name].peer_cls(params, **DB[name].peer.translate(kw))
 
 
 def drive(opt, params, field, steps, start=1):
@@ -47,41 +35,33 @@ def flat(params) -> np.ndarray:
     return np.concatenate([p.detach().numpy().reshape(-1) for p in params])
 
 
-def field_for(kind, kw):
-    return GradientField(sign=-1.0 if kw.get("maximize") else 1.0, kind=kind)
-
-
-@pytest.mark.parametrize("impl", [dict(foreach=False), dict(foreach=True), {}],
-                         ids=["reference", "foreach", "default"])
-@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
-def test_parity_with_torch_500_steps(name, torch_cls, kw, kind, impl):
-    field = field_for(kind, kw)
+@pytest.mark.parametrize("name,kw,path", PARITY_PATHS, ids=PARITY_PATH_IDS)
+def test_parity_with_torch_500_steps(name, kw, path):
+    field = DB[name].field(kw)
     ours, theirs = field.torch_params(), field.torch_params()
-    drive(OPTIMIZERS[name](ours, **kw, **impl), ours, field, 500)
-    drive(torch_cls(theirs, **kw), theirs, field, 500)
+    opt = OPTIMIZERS[name](ours, **kw, **PATHS.get(path, {}))
+    drive(opt, ours, field, 500)
+    drive(peer(name, theirs, kw), theirs, field, 500)
+    assert path == "default" or opt.last_impl == [path]
     assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
     assert np.abs(flat(ours) - np.concatenate(field.w0)).max() > 1e-3
 
 
-# The rows where ours does torch.optim's operations in torch's order: in bfloat16 and
-# float16 too the results are torch's bit for bit (the README's claim). Adam and AdamW
-# take ŝ = s/(1−β₂ᵗ) as the lecture does; centered RMSprop clamps s − m².
-SAME_ORDER = [row for row in PARITY
-              if row[0] not in ("adam", "adamw") and not row[2].get("centered")]
+# The cases where ours does torch.optim's operations in torch's order: in bfloat16 and
+# float16 too the results are torch's bit for bit (the README's claim).
+SAME_ORDER, SAME_ORDER_IDS = peer_cases(lambda row, kw: row.peer.same_rounding(kw))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("impl", [dict(foreach=False), dict(foreach=True), {}],
                          ids=["reference", "foreach", "default"])
-@pytest.mark.parametrize("name,torch_cls,kw,kind", SAME_ORDER,
-                         ids=[f"{p[0]}-{PARITY.index(p)}" for p in SAME_ORDER])
-def test_low_precision_equals_torch_bit_for_bit_100_steps(name, torch_cls, kw, kind, impl,
-                                                          dtype):
+@pytest.mark.parametrize("name,kw", SAME_ORDER, ids=SAME_ORDER_IDS)
+def test_low_precision_equals_torch_bit_for_bit_100_steps(name, kw, impl, dtype):
     """torch.optim's default CPU path is a per-tensor loop, whose scalars stay float32."""
-    field = field_for(kind, kw)
+    field = DB[name].field(kw)
     ours, theirs = field.torch_params(dtype), field.torch_params(dtype)
     drive(OPTIMIZERS[name](ours, **kw, **impl), ours, field, 100)
-    drive(torch_cls(theirs, **kw), theirs, field, 100)
+    drive(peer(name, theirs, kw), theirs, field, 100)
     for a, b in zip(ours, theirs):
         assert torch.equal(a, b)
     assert not all(map(torch.equal, ours, field.torch_params(dtype)))
@@ -94,18 +74,21 @@ def roundtrip(state_dict):
     return torch.load(buf, weights_only=True)
 
 
+LOADS, LOADS_IDS = peer_cases(lambda row, kw: row.peer.state_loads)
+
+
 @pytest.mark.parametrize("direction", ["torch->ours", "ours->torch"])
-@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
-def test_state_dict_loads_across_and_training_continues(name, torch_cls, kw, kind, direction):
-    field = field_for(kind, kw)
-    first_cls, second_cls = ((torch_cls, OPTIMIZERS[name]) if direction == "torch->ours"
-                             else (OPTIMIZERS[name], torch_cls))
+@pytest.mark.parametrize("name,kw", LOADS, ids=LOADS_IDS)
+def test_state_dict_loads_across_and_training_continues(name, kw, direction):
+    field = DB[name].field(kw)
+    ours, theirs = functools.partial(OPTIMIZERS[name], **kw), functools.partial(peer, name, kw=kw)
+    first_cls, second_cls = (theirs, ours) if direction == "torch->ours" else (ours, theirs)
     params = field.torch_params()
-    first = first_cls(params, **kw)
+    first = first_cls(params)
     drive(first, params, field, 100)
     saved = roundtrip(first.state_dict())
     resumed = [p.detach().clone().requires_grad_() for p in params]
-    second = second_cls(resumed, **kw)
+    second = second_cls(resumed)
     second.load_state_dict(saved)
     drive(first, params, field, 100, start=101)
     drive(second, resumed, field, 100, start=101)
@@ -126,13 +109,10 @@ def _train(model, opt, x, y, steps):
         opt.step()
 
 
-RESUME = [("sgd", dict(lr=0.1, momentum=0.9)), ("momentum", dict(lr=0.1)),
-          ("rmsprop", dict(lr=1e-2, centered=True, momentum=0.5)),
-          ("adam", dict(lr=1e-2, amsgrad=True)), ("adamw", dict(lr=1e-2)),
-          ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1))]
+RESUME, RESUME_IDS = rich()
 
 
-@pytest.mark.parametrize("name,kw", RESUME, ids=[r[0] for r in RESUME])
+@pytest.mark.parametrize("name,kw", RESUME, ids=RESUME_IDS)
 def test_resume_from_checkpoint_is_bit_identical(name, kw, tmp_path):
     model, x, y = _mlp_and_data()
     opt = OPTIMIZERS[name](model.parameters(), **kw)
@@ -179,7 +159,7 @@ def test_one_cycle_lr_on_ema_momentum_uses_the_scheduled_beta():
     params = field.torch_params()
     opt = OPTIMIZERS["momentum"](params, lr=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=200)
-    ref, w = NumpyMomentum(lr=0.05), field.w0[0]
+    ref, w = DB["momentum"].reference(lr=0.05), field.w0[0]
     for t in range(1, 201):
         ref.lr, ref.beta = opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
         w = ref.step(w, field.grad(0, w, t))
