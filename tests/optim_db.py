@@ -71,6 +71,8 @@ class OptimizerInfo:
     peer: the torch.optim peer (None: no torch.optim class does our update);
     converges: problem -> (keyword arguments, steps) that reach its minimum;
     hyper: a hypothesis strategy of keyword arguments;
+    bytes_per_param: the fewest bytes a step at the defaults moves per float32 parameter (w
+        read and written, g read, each state tensor read and written: DESIGN.md's table);
     chaotic: the options whose dynamics near a minimum part any two correct float64
         implementations (RMSprop's g/(√s + ε) flips with a vanishing g): they run on the
         slope field, which has no minimum;
@@ -86,6 +88,7 @@ class OptimizerInfo:
     peer: TorchPeer | None
     converges: dict[str, tuple[Kw, int]]
     hyper: st.SearchStrategy
+    bytes_per_param: int
     chaotic: Callable[[Kw], bool] = never
     ill_conditioned: Callable[[Kw], bool] = never
 
@@ -158,6 +161,7 @@ ROWS = [
                    dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=1e-2)),
             same_rounding=always, differences="none: torch.optim.SGD's update"),
         converges={"quadratic": (dict(lr=0.05), 400), "rosenbrock": (dict(lr=1e-3), 20000)},
+        bytes_per_param=12,
         hyper=st.fixed_dictionaries({
             "lr": st.floats(1e-4, 0.5), "momentum": st.sampled_from([0.0, 0.5, 0.9]),
             "weight_decay": st.floats(0, 0.1), "maximize": st.booleans()}),
@@ -179,6 +183,7 @@ ROWS = [
                         "same trajectory at torch's η(1−β), its momentum_buffer 1/(1−β) times "
                         "ours"),
         converges={"quadratic": (dict(lr=0.05), 400), "rosenbrock": (dict(lr=2e-3), 10000)},
+        bytes_per_param=20,
         hyper=st.fixed_dictionaries({
             "lr": st.floats(1e-4, 0.5), "momentum": st.floats(0, 0.99), "nesterov": st.booleans(),
         }).map(lambda kw: {**kw, "nesterov": kw["nesterov"] and kw["momentum"] > 0}),
@@ -201,6 +206,7 @@ ROWS = [
             differences="centered: ours clamps s − m² at 0 where torch's gives NaN "
                         "(test_centered_rmsprop.py); defaults lr=1e-3, alpha=0.9"),
         converges={"quadratic": (dict(lr=1e-3), 5000), "rosenbrock": (dict(lr=1e-3), 10000)},
+        bytes_per_param=20,
         hyper=st.fixed_dictionaries({
             "lr": st.floats(1e-4, 0.1), "alpha": st.floats(0, 0.999),
             "eps": st.floats(1e-8, 1e-2), "centered": st.booleans(),
@@ -230,6 +236,7 @@ ROWS = [
                         "equal to rounding, not bit for bit; bias_correction=False is ours"),
         converges={"quadratic": (dict(lr=_PROBLEM_LR), 2000),
                    "rosenbrock": (dict(lr=_PROBLEM_LR), 6000)},
+        bytes_per_param=28,
         hyper=_ADAM_HYPER,
         # without bias correction Adam is an RMSprop with momentum
         chaotic=lambda kw: kw.get("bias_correction") is False,
@@ -247,6 +254,7 @@ ROWS = [
             differences="as Adam's"),
         converges={"quadratic": (dict(lr=_PROBLEM_LR), 2000),
                    "rosenbrock": (dict(lr=_PROBLEM_LR, weight_decay=0.0), 6000)},
+        bytes_per_param=28,
         hyper=_ADAM_HYPER,
         chaotic=lambda kw: kw.get("bias_correction") is False,
     ),
@@ -271,6 +279,7 @@ ROWS = [
             same_rounding=always,
             differences="dense gradients only (torch's takes sparse ones too)"),
         converges={"quadratic": (dict(lr=0.5), 2000), "rosenbrock": (dict(lr=0.3), 12000)},
+        bytes_per_param=20,
         hyper=st.fixed_dictionaries({
             "lr": st.floats(1e-4, 0.5), "lr_decay": st.floats(0, 0.1),
             "initial_accumulator_value": st.floats(0, 1), "eps": st.floats(1e-10, 1e-2),

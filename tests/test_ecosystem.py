@@ -1,9 +1,9 @@
 """What the training ecosystem does to an optimizer: torch.compile around its step, low
 precision, checkpoints moved between memory layouts.
 
-Every test runs over the registry (`SPECS`): a new optimizer gets them as it registers.
-Where a test needs options that give the optimizer state (SGD's momentum), it takes the
-optimizer's defaults and its rows in the NumPy reference's table.
+Every test runs over the table of optimizers (optim_db.py): a new optimizer gets them with
+its row. Where a test needs options that give the optimizer state (SGD's momentum), it takes
+the optimizer's defaults and its row's cases.
 """
 
 from __future__ import annotations
@@ -18,23 +18,19 @@ import numpy as np
 import pytest
 import torch
 from conftest import GradientField, max_rel_err
-from test_optim_reference import CASES
+from optim_db import DB, NAMES
 
 from optimlab.optim import SPECS
 
-NAMES = list(SPECS)
-
 
 def configs(name: str) -> list[dict[str, Any]]:
-    """The optimizer's defaults, then its rows of the reference's table."""
-    return [{}, *(kw for n, kw in CASES if n == name)]
+    """The optimizer's defaults, then its row's cases."""
+    return [{}, *DB[name].cases]
 
 
 def field_for(name: str, kw: dict[str, Any], shapes: list[tuple[int, ...]] | None = None
               ) -> GradientField:
-    return GradientField(shapes=shapes or [(4, 3), (5,), (2, 2, 2)],
-                         sign=-1.0 if kw.get("maximize") else 1.0,
-                         kind="slope" if name == "rmsprop" else "bowl")
+    return DB[name].field(kw, shapes)
 
 
 # ---- low precision -----------------------------------------------------------------
