@@ -131,15 +131,17 @@ def test_resume_from_checkpoint_is_bit_identical(name, kw, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name,torch_cls,kw", [
-    ("adam", torch.optim.Adam, dict(lr=1e-2)),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, momentum=0.9)),
-    ("sgd", torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
-])
-def test_one_cycle_lr_cycles_momentum_like_torch(name, torch_cls, kw):
-    field = GradientField()
+# The shared cases of the optimizers whose param groups hold a momentum for OneCycleLR to
+# cycle (`momentum` or `betas`), with the peer taking our arguments as they are.
+CYCLED, CYCLED_IDS = peer_cases(lambda row, kw: row.peer.translate is dict and bool(
+    {"momentum", "betas"} & set(row.spec.hyperparameters)))
+
+
+@pytest.mark.parametrize("name,kw", CYCLED, ids=CYCLED_IDS)
+def test_one_cycle_lr_cycles_momentum_like_torch(name, kw):
+    field = DB[name].field(kw)
     ours, theirs = field.torch_params(), field.torch_params()
-    opts = [OPTIMIZERS[name](ours, **kw), torch_cls(theirs, **kw)]
+    opts = [OPTIMIZERS[name](ours, **kw), peer(name, theirs, kw)]
     scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=300,
                                                   cycle_momentum=True) for o in opts]
     seen = set()
