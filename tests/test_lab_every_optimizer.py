@@ -12,7 +12,7 @@ import pytest
 import torch
 from optim_db import DB, NAMES
 
-from optimlab.bench.cases import BYTES_PER_PARAM, implementations
+from optimlab.bench.cases import implementations
 from optimlab.cli import main
 from optimlab.lab.policy import APPLIES, COMPARE_LR, DEFAULT_LR
 
@@ -27,7 +27,6 @@ def test_the_lab_derives_its_settings_from_the_specification(name):
         assert DEFAULT_LR[name] == spec.defaults["lr"]
     swept = {k for k, names in APPLIES.items() if name in names}
     assert {"lr", "weight_decay"} <= swept <= {*spec.flat_keys(tuple(spec.hyperparameters))}
-    assert BYTES_PER_PARAM[name] == DB[name].bytes_per_param
     impls = [i.name for i in implementations(name)]
     assert impls[:2] == ["ours-reference", "ours-foreach"]
     assert ("ours-fused" in impls) == bool(spec.kernel)
