@@ -1,7 +1,7 @@
 """Run by `torchrun --nproc_per_node=2` (tests/test_distributed.py): every optimizer under
 FSDP2 (`fully_shard` on each Linear and on the model: parameters are DTensors) and under
 DDP, against the torch.optim method with the same semantics, on gloo. Rank 0 writes
-{mode: {case: [[ours losses], [torch losses], [ours last_impl]]}} to argv[1]."""
+{mode: {optimizer: [[ours losses], [torch losses], [ours last_impl]]}} to argv[1]."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ import sys
 
 import torch
 import torch.distributed as dist
-from optim_db import DB, peer_cases
+from optim_db import ROWS
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
 STEPS = 30
-# Each case a torch.optim peer shares (optim_db.py) that trains downhill: id -> (the class,
-# our keyword arguments, the peer's class and keyword arguments).
-CASES, IDS = peer_cases(lambda row, kw: not kw.get("maximize"))
-PEERS = {i: (DB[name].cls, kw, DB[name].peer_cls, DB[name].peer.translate(kw))
-         for (name, kw), i in zip(CASES, IDS)}
+# Each optimizer with a torch.optim peer (optim_db.py), in the case they share with the
+# most options on that trains downhill: name -> (the class, our keyword arguments, the
+# peer's class and keyword arguments).
+PEERS = {}
+for row in ROWS:
+    if row.peer:
+        kw = max((kw for kw in row.peer.cases if not kw.get("maximize")), key=len)
+        PEERS[row.name] = (row.cls, kw, row.peer_cls, row.peer.translate(kw))
 
 
 def model(mode: str) -> torch.nn.Module:
@@ -57,10 +60,10 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     results: dict[str, dict[str, list]] = {}
     for mode in ("fsdp2", "ddp"):
-        for case, (cls, ours_kw, torch_cls, torch_kw) in PEERS.items():
+        for name, (cls, ours_kw, torch_cls, torch_kw) in PEERS.items():
             ours, impl = train(mode, functools.partial(cls, **ours_kw))
             theirs, _ = train(mode, functools.partial(torch_cls, **torch_kw))
-            results.setdefault(mode, {})[case] = [ours, theirs, impl]
+            results.setdefault(mode, {})[name] = [ours, theirs, impl]
     if dist.get_rank() == 0:
         with open(out, "w") as f:
             json.dump(results, f)
