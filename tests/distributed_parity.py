@@ -5,31 +5,26 @@ DDP, against the torch.optim method with the same semantics, on gloo. Rank 0 wri
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 
 import torch
 import torch.distributed as dist
+from optim_db import ROWS
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from optimlab.optim import SPECS
-
 STEPS = 30
-BETA = 0.9
-# ours (keyword arguments) -> the torch.optim class and arguments with the same update.
-# The lecture's EMA momentum with η equals torch's heavy ball with η(1−β) (v = (1−β)v').
-PEERS = {
-    "sgd": (dict(lr=0.1, momentum=0.9), torch.optim.SGD, dict(lr=0.1, momentum=0.9)),
-    "momentum": (dict(lr=0.1, momentum=BETA), torch.optim.SGD,
-                 dict(lr=0.1 * (1 - BETA), momentum=BETA)),
-    "rmsprop": (dict(lr=1e-2, alpha=0.99, centered=True), torch.optim.RMSprop,
-                dict(lr=1e-2, alpha=0.99, centered=True)),
-    "adam": (dict(lr=1e-2), torch.optim.Adam, dict(lr=1e-2)),
-    "adamw": (dict(lr=1e-2), torch.optim.AdamW, dict(lr=1e-2)),
-    "adagrad": (dict(lr=0.1), torch.optim.Adagrad, dict(lr=0.1)),
-}
+# Each optimizer with a torch.optim peer (optim_db.py), in the case they share with the
+# most options on that trains downhill: name -> (the class, our keyword arguments, the
+# peer's class and keyword arguments).
+PEERS = {}
+for row in ROWS:
+    if row.peer:
+        kw = max((kw for kw in row.peer.cases if not kw.get("maximize")), key=len)
+        PEERS[row.name] = (row.cls, kw, row.peer_cls, row.peer.translate(kw))
 
 
 def model(mode: str) -> torch.nn.Module:
@@ -65,10 +60,9 @@ def main(out: str) -> None:
     dist.init_process_group("gloo")
     results: dict[str, dict[str, list]] = {}
     for mode in ("fsdp2", "ddp"):
-        for name, spec in SPECS.items():
-            ours_kw, torch_cls, torch_kw = PEERS[name]
-            ours, impl = train(mode, lambda ps, s=spec, kw=ours_kw: s.cls(ps, **kw))
-            theirs, _ = train(mode, lambda ps, c=torch_cls, kw=torch_kw: c(ps, **kw))
+        for name, (cls, ours_kw, torch_cls, torch_kw) in PEERS.items():
+            ours, impl = train(mode, functools.partial(cls, **ours_kw))
+            theirs, _ = train(mode, functools.partial(torch_cls, **torch_kw))
             results.setdefault(mode, {})[name] = [ours, theirs, impl]
     if dist.get_rank() == 0:
         with open(out, "w") as f:

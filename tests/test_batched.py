@@ -1,5 +1,6 @@
-"""Batched updates (K members stacked) against each member run alone with the reference,
-through both paths: the fused batched kernel (the default on CPU) and the torch ops."""
+"""Batched updates (K members stacked) against each member run alone with the reference
+(and the NumPy one), through both paths: the fused batched kernel (the default on CPU) and
+the torch ops."""
 
 from __future__ import annotations
 
@@ -7,39 +8,23 @@ import numpy as np
 import pytest
 import torch
 from conftest import GradientField, max_rel_err
+from optim_db import DB, member_lists
 
 from optimlab.optim import OPTIMIZERS, SPECS
 from optimlab.optim.batched import BatchedOptimizer
 
-# One table: an optimizer and its K members' keyword arguments (mixing zero and non-zero
-# terms, so a skipped term in one member cannot leak into another).
-CASES = [
-    ("sgd", [dict(lr=0.05), dict(lr=0.02, weight_decay=0.1), dict(lr=0.01)]),
-    ("sgd", [dict(lr=0.02, momentum=0.9), dict(lr=0.05), dict(lr=0.01, momentum=0.5,
-                                                                weight_decay=0.01)]),
-    ("momentum", [dict(lr=0.05), dict(lr=0.1, momentum=0.0), dict(lr=0.02, momentum=0.95)]),
-    ("momentum", [dict(lr=0.05, weight_decay=0.1), dict(lr=0.03, momentum=0.5)]),
-    ("rmsprop", [dict(lr=1e-2), dict(lr=1e-3, alpha=0.99), dict(lr=3e-3, eps=1e-3)]),
-    ("rmsprop", [dict(lr=1e-2, weight_decay=0.01), dict(lr=1e-2, alpha=0.5)]),
-    ("adam", [dict(lr=1e-2), dict(lr=1e-3, betas=(0.5, 0.9)), dict(lr=3e-2, eps=1e-4)]),
-    ("adam", [dict(lr=1e-2, weight_decay=0.1), dict(lr=1e-2, betas=(0.0, 0.99))]),
-    ("adamw", [dict(lr=1e-2), dict(lr=1e-2, weight_decay=0.3), dict(lr=1e-3, weight_decay=0)]),
-    ("rmsprop", [dict(lr=1e-2, centered=True), dict(lr=1e-3, alpha=0.99, centered=True)]),
-    ("adam", [dict(lr=1e-2, bias_correction=False), dict(lr=1e-3, betas=(0.5, 0.99),
-                                                         bias_correction=False)]),
-    ("adagrad", [dict(lr=0.1), dict(lr=0.05, lr_decay=0.01, weight_decay=0.1),
-                 dict(lr=0.2, eps=1e-3)]),
-    ("adagrad", [dict(lr=0.1, initial_accumulator_value=0.5),
-                 dict(lr=0.05, initial_accumulator_value=0.5, lr_decay=0.1)]),
-]
+# Every row's lists of members (optim_db.py).
+CASES, IDS = member_lists()
 STEPS = 60
 # `BatchedOptimizer(fused=...)` and the path its steps then take (`last_impl`)
 PATHS = {"fused": (None, "fused"), "torch-ops": (False, "batched")}
 
 
-def field_for(name: str) -> GradientField:
-    # RMSprop near a minimum is chaotic (see GradientField): use the field without one.
-    return GradientField(kind="slope" if name == "rmsprop" else "bowl")
+def field_for(name: str, members: tuple[dict, ...]) -> GradientField:
+    """The row's field (RMSprop near a minimum is chaotic: the field without one)."""
+    chaotic = [DB[name].chaotic(kw) for kw in members]
+    assert len(set(chaotic)) == 1, "one field for all the members"
+    return DB[name].field(members[0])
 
 
 def run_alone(name: str, kw: dict, field: GradientField, steps: int,
@@ -84,24 +69,23 @@ def run_batched(name: str, members: list[dict], field: GradientField, steps: int
     return params, alive
 
 
-IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
-
-
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name,members", CASES, ids=IDS)
 def test_each_member_equals_its_reference_run(name, members, path):
-    field = field_for(name)
+    field = field_for(name, members)
     params, alive = run_batched(name, members, field, STEPS, path=path)
     for k in alive:
         ref = run_alone(name, members[k], field, STEPS)
-        for p, r in zip(params, ref, strict=True):
+        numpy = DB[name].run_reference(members[k], field, STEPS)
+        for p, r, n in zip(params, ref, numpy, strict=True):
             assert max_rel_err(p[k].reshape(-1).numpy(), r) <= 1e-12, (name, members[k])
+            assert max_rel_err(p[k].reshape(-1).numpy(), n) <= 1e-9, (name, members[k])
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name,members", CASES, ids=IDS)
 def test_dropping_a_member_leaves_the_others_unchanged(name, members, path):
-    field = field_for(name)
+    field = field_for(name, members)
     params, alive = run_batched(name, members, field, STEPS, drop_at=STEPS // 2, path=path)
     assert alive == list(range(1, len(members)))
     for row, k in enumerate(alive):
@@ -113,7 +97,7 @@ def test_dropping_a_member_leaves_the_others_unchanged(name, members, path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name,members", CASES, ids=IDS)
 def test_float32_members_track_their_float32_runs(name, members, path):
-    field = field_for(name)
+    field = field_for(name, members)
     params, alive = run_batched(name, members, field, 20, drop_at=10, path=path,
                                 dtype=torch.float32)
     for row, k in enumerate(alive):
@@ -123,12 +107,11 @@ def test_float32_members_track_their_float32_runs(name, members, path):
             assert max_rel_err(p[row].reshape(-1).numpy(), r) <= 1e-5, (name, members[k])
 
 
-@pytest.mark.parametrize("name,members", [CASES[1], CASES[9], CASES[11]],
-                         ids=["sgd", "rms", "adagrad"])
+@pytest.mark.parametrize("name,members", CASES, ids=IDS)
 def test_steps_may_switch_between_the_paths_and_keep_one_state(name, members):
     """A step whose gradients the kernel cannot take (not contiguous) runs the torch ops on
     the state the kernel left, and the kernel carries on from theirs."""
-    field = field_for(name)
+    field = field_for(name, members)
     k = len(members)
     params = [p.detach().unsqueeze(0).repeat(k, *([1] * p.dim())) for p in field.torch_params()]
     opt = BatchedOptimizer(name, params, members)
@@ -192,8 +175,7 @@ def test_params_must_be_stacked_over_the_members():
         BatchedOptimizer("sgd", [torch.zeros(3, 4)], [dict(lr=0.1), dict(lr=0.2)])
 
 
-@pytest.mark.parametrize("name,members", [CASES[1], CASES[7], CASES[11]],
-                         ids=["sgd", "adam", "adagrad"])
+@pytest.mark.parametrize("name,members", CASES, ids=IDS)
 def test_members_spanning_many_chunks_and_threads_equal_their_reference_runs(
         name, members, monkeypatch):
     """Rows of 40,000 and 7 elements (several kernel chunks, and a short one), cut into

@@ -8,6 +8,7 @@ import statistics
 import pytest
 import torch
 from conftest import exit_code
+from optim_db import DB, NAMES
 
 from optimlab.bench import BYTES_PER_PARAM, BenchConfig, format_table, goals, run_bench
 from optimlab.cli import main
@@ -27,10 +28,12 @@ def minimum_bytes_per_param(optimizer: str, itemsize: int = 4) -> int:
     return itemsize * (3 + 2 * len(per_element))
 
 
-@pytest.mark.parametrize("optimizer", list(BYTES_PER_PARAM))
+@pytest.mark.parametrize("optimizer", NAMES)
 def test_bytes_per_parameter_match_an_independent_count(optimizer):
-    # the design's table: SGD 12, Momentum 20, RMSprop 20, Adam 28 bytes per fp32 parameter
+    # the design's table (SGD 12, Momentum 20, RMSprop 20, Adam 28 bytes per fp32
+    # parameter), each optimizer's in its row
     assert BYTES_PER_PARAM[optimizer] == minimum_bytes_per_param(optimizer)
+    assert BYTES_PER_PARAM[optimizer] == DB[optimizer].bytes_per_param
 
 TINY = BenchConfig(optimizers=("momentum", "rmsprop"), models=("3x700",), repeats=3,
                    warmup=1, sample_s=1e-4, memory=False)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from numpy_reference import RMSprop as NumpyRMSprop
+from optim_db import DB, PATHS
 
 from optimlab.optim import RMSprop
 from optimlab.optim.batched import BatchedOptimizer
 from optimlab.optim.diagnostics import effective_step_size
 
-IMPLS = {"reference": dict(foreach=False), "foreach": dict(foreach=True),
-         "fused": dict(fused=True)}
+IMPLS = {path: PATHS[path] for path in DB["rmsprop"].paths}
 DTYPES = [torch.float32, torch.float64]
 
 
@@ -44,7 +43,7 @@ def test_constant_gradient_for_1000_steps_gives_no_nan(impl, dtype):
 def _expected(w0: float, g: float, s0: float, m0: float, lr: float, alpha: float,
               eps: float) -> float:
     """One step of the NumPy reference from the state (s0, m0)."""
-    ref = NumpyRMSprop(lr, alpha=alpha, eps=eps, centered=True)
+    ref = DB["rmsprop"].reference(lr, alpha=alpha, eps=eps, centered=True)
     ref.s, ref.m = s0, m0
     return float(ref.step(np.float64(w0), np.float64(g)))
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from optim_db import DB
 
 from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.optim import OPTIMIZERS, SPECS
@@ -46,8 +47,6 @@ CASES = [("rmsprop", {"alpha": 0.9}), ("rmsprop", {"alpha": 0.9, "centered": Tru
          ("rmsprop", {"alpha": 0.99}), ("rmsprop", {"alpha": 0.9, "momentum": 0.5}),
          ("adam", {}), ("adam", {"amsgrad": True}), ("adamw", {"betas": (0.8, 0.99)}),
          ("adagrad", {}), ("adagrad", {"lr_decay": 0.1})]
-TORCH = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-         "adagrad": torch.optim.Adagrad}
 
 
 def _run(cls, grads: list[np.ndarray], **hp) -> tuple[torch.optim.Optimizer, torch.Tensor]:
@@ -63,7 +62,7 @@ def _run(cls, grads: list[np.ndarray], **hp) -> tuple[torch.optim.Optimizer, tor
 @pytest.mark.parametrize("impl", ["ours", "torch"])
 def test_effective_step_matches_reference(kind, hp, impl):
     grads = _grads(7)
-    opt, p = _run(OPTIMIZERS[kind] if impl == "ours" else TORCH[kind], grads, eps=EPS, **hp)
+    opt, p = _run(OPTIMIZERS[kind] if impl == "ours" else DB[kind].peer_cls, grads, eps=EPS, **hp)
     np.testing.assert_allclose(effective_step_size(opt, p).numpy(), _reference(kind, grads, **hp),
                                rtol=1e-10)
 

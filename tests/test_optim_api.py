@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from numpy_reference import REFERENCES
+from optim_db import DB, NAMES, PATHS
 
 from optimlab.optim import OPTIMIZERS, SGD, Adam, AdamW, Momentum, RMSprop
 
@@ -69,18 +69,17 @@ def test_sparse_gradient_is_refused_with_a_clear_error():
         Adam(emb.parameters()).step()
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype,steps,rtol", [(torch.float32, 50, 1e-4),
                                               (torch.bfloat16, 5, 5e-2),
                                               (torch.float16, 5, 1e-2)])
 def test_low_precision_dtypes_follow_the_float64_reference(name, dtype, steps, rtol):
-    kw = {"sgd": dict(lr=0.05), "momentum": dict(lr=0.05), "rmsprop": dict(lr=1e-2),
-          "adam": dict(lr=1e-2), "adamw": dict(lr=1e-2), "adagrad": dict(lr=0.05)}[name]
+    kw = DB[name].cases[0]
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal(64).astype(np.float32)
     p = torch.tensor(w0, dtype=dtype, requires_grad=True)
     opt = OPTIMIZERS[name]([p], **kw)
-    ref, w = REFERENCES[name](**kw), p.detach().double().numpy()
+    ref, w = DB[name].reference(**kw), p.detach().double().numpy()
     for _ in range(steps):
         g = np.sin(3 * w) + w  # rounded to the dtype for ours, exact for the reference
         p.grad = torch.tensor(g, dtype=dtype)
@@ -92,12 +91,15 @@ def test_low_precision_dtypes_follow_the_float64_reference(name, dtype, steps, r
     assert np.abs(got - w0).max() > 1e-3  # it trained
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+# A known defect, its test kept (strict: it fails once fixed, and the mark must go): torch's
+# Adagrad starts a complex sum at v + vj, ours at v + 0j, so the imaginary halves start
+# without initial_accumulator_value.
+@pytest.mark.parametrize("name", NAMES)
 def test_complex_parameters_update_as_real_pairs(name):
     torch.manual_seed(0)
     z = torch.randn(5, dtype=torch.complex128, requires_grad=True)
     r = torch.view_as_real(z.detach()).clone().requires_grad_()
-    kw = dict(lr=1e-2) if name != "sgd" else dict(lr=1e-2, momentum=0.9)
+    kw = DB[name].rich
     oz, orr = OPTIMIZERS[name]([z], **kw), OPTIMIZERS[name]([r], **kw)
     for _ in range(30):
         g = torch.randn(5, dtype=torch.complex128)
@@ -127,40 +129,59 @@ def _nan_step(opt, params):
     opt.step()
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_nonfinite_skip_leaves_weights_and_state_untouched(name):
+NAME_PATHS = [(name, path) for name in NAMES for path in DB[name].paths]
+
+
+@pytest.mark.parametrize("name,path", NAME_PATHS, ids=[f"{n}-{p}" for n, p in NAME_PATHS])
+def test_nonfinite_skip_leaves_weights_and_state_untouched(name, path):
     params = [torch.randn(4, requires_grad=True), torch.randn(3, requires_grad=True)]
     twin = [p.detach().clone().requires_grad_() for p in params]
-    opt = OPTIMIZERS[name](params, lr=0.1, nonfinite="skip")
-    clean = OPTIMIZERS[name](twin, lr=0.1)
+    kw = DB[name].rich
+    opt = OPTIMIZERS[name](params, **kw, nonfinite="skip", **PATHS[path])
+    clean = OPTIMIZERS[name](twin, **kw, **PATHS[path])
     for ps, o in ((params, opt), (twin, clean)):
         for p in ps:
             p.grad = torch.full_like(p, 0.5)
         o.step()
     before = [p.detach().clone() for p in params]
+    state = [{k: v.clone() for k, v in opt.state[p].items()} for p in params]
     _nan_step(opt, params)
     assert opt.skipped_steps == 1
     assert all(torch.equal(a, b) for a, b in zip(before, params))
+    assert all(torch.equal(v, s[k]) for p, s in zip(params, state) for k, v in opt.state[p].items())
     for ps, o in ((params, opt), (twin, clean)):  # later steps as if the bad one never happened
         for p in ps:
             p.grad = torch.full_like(p, -0.25)
         o.step()
+    assert opt.last_impl == [path]
     assert all(torch.equal(a, b) for a, b in zip(params, twin))
 
 
-def test_nonfinite_raise_names_the_parameter():
+@pytest.mark.parametrize("name", NAMES)
+def test_nonfinite_raise_names_the_parameter(name):
     model = torch.nn.Linear(3, 2)
-    opt = Adam(model.named_parameters(), nonfinite="raise")
+    opt = OPTIMIZERS[name](model.named_parameters(), nonfinite="raise")
     model.weight.grad = torch.zeros(2, 3)
     model.bias.grad = torch.tensor([0.0, float("inf")])
+    weight = model.weight.detach().clone()
     with pytest.raises(FloatingPointError, match="in bias .*shape \\(2,\\)"):
         opt.step()
+    assert torch.equal(model.weight, weight)
 
 
-def test_nonfinite_apply_is_torchs_behaviour():
+@pytest.mark.parametrize("name", NAMES)
+def test_nonfinite_apply_is_torchs_behaviour(name):
+    """The NaN reaches its own tensor only, as in torch.optim: its weights, or (Lion, whose
+    step is sign(c), 0 for NaN as torch.sign) its state."""
     params = [torch.zeros(4, requires_grad=True), torch.zeros(3, requires_grad=True)]
-    _nan_step(Adam(params), params)
-    assert torch.isnan(params[1]).any() and not torch.isnan(params[0]).any()
+    opt = OPTIMIZERS[name](params, **DB[name].cases[0])
+    _nan_step(opt, params)
+
+    def nan(p):
+        return torch.isnan(p).any() or any(torch.isnan(v).any() for v in opt.state[p].values()
+                                           if v.is_floating_point())
+
+    assert nan(params[1]) and not nan(params[0])
 
 
 def rosenbrock(p):
@@ -173,25 +194,14 @@ def quadratic(p):
 
 PROBLEMS = {"quadratic": (quadratic, (3.0, -2.0), (0.0, 0.0)),
             "rosenbrock": (rosenbrock, (-1.2, 1.0), (1.0, 1.0))}
-# (optimizer, problem) -> (hyperparameters, steps); stable learning rates found by hand
-CONVERGENCE = {
-    ("sgd", "quadratic"): (dict(lr=0.05), 400), ("sgd", "rosenbrock"): (dict(lr=1e-3), 20000),
-    ("momentum", "quadratic"): (dict(lr=0.05), 400),
-    ("momentum", "rosenbrock"): (dict(lr=2e-3), 10000),
-    ("rmsprop", "quadratic"): (dict(lr=1e-3), 5000),
-    ("rmsprop", "rosenbrock"): (dict(lr=1e-3), 10000),
-    ("adam", "quadratic"): (dict(lr=1e-2), 2000), ("adam", "rosenbrock"): (dict(lr=1e-2), 6000),
-    ("adamw", "quadratic"): (dict(lr=1e-2), 2000),
-    ("adamw", "rosenbrock"): (dict(lr=1e-2, weight_decay=0.0), 6000),
-    ("adagrad", "quadratic"): (dict(lr=0.5), 2000),
-    ("adagrad", "rosenbrock"): (dict(lr=0.3), 12000),
-}
+# (optimizer, problem): the row's hyperparameters and steps, stable learning rates found by hand
+CONVERGENCE = [(name, problem) for name in NAMES for problem in DB[name].converges]
 
 
-@pytest.mark.parametrize("name,problem", list(CONVERGENCE), ids=lambda x: str(x))
+@pytest.mark.parametrize("name,problem", CONVERGENCE, ids=[f"{n}-{p}" for n, p in CONVERGENCE])
 def test_reaches_the_minimum(name, problem):
     f, start, minimum = PROBLEMS[problem]
-    kw, steps = CONVERGENCE[(name, problem)]
+    kw, steps = DB[name].converges[problem]
     p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     opt = OPTIMIZERS[name]([p], **kw)
     for _ in range(steps):
@@ -201,42 +211,21 @@ def test_reaches_the_minimum(name, problem):
     assert math.dist(p.tolist(), minimum) < 2e-3
 
 
-HYPER = {
-    "sgd": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.5), "momentum": st.sampled_from(
-        [0.0, 0.5, 0.9]), "weight_decay": st.floats(0, 0.1), "maximize": st.booleans()}),
-    "momentum": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.5), "momentum": st.floats(0, 0.99),
-                                       "nesterov": st.booleans()}),
-    "rmsprop": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.1), "alpha": st.floats(0, 0.999),
-                                      "eps": st.floats(1e-8, 1e-2), "centered": st.booleans(),
-                                      "momentum": st.sampled_from([0.0, 0.9])}),
-    "adam": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.1), "betas": st.tuples(
-        st.floats(0, 0.99), st.floats(0.5, 0.9999)), "amsgrad": st.booleans(),
-        "weight_decay": st.floats(0, 0.1), "bias_correction": st.booleans()}),
-    "adagrad": st.fixed_dictionaries({"lr": st.floats(1e-4, 0.5), "lr_decay": st.floats(0, 0.1),
-                                      "initial_accumulator_value": st.floats(0, 1),
-                                      "eps": st.floats(1e-10, 1e-2),
-                                      "weight_decay": st.floats(0, 0.1)}),
-}
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), name=st.sampled_from(list(HYPER)),
+@given(data=st.data(), name=st.sampled_from(NAMES),
        shapes=st.lists(st.lists(st.integers(1, 5), min_size=0, max_size=3), min_size=1,
                        max_size=4),
        dtype=st.sampled_from([torch.float32, torch.float64]),
        impl=st.sampled_from([dict(foreach=False), dict(foreach=True), {}]))
 def test_random_shapes_dtypes_and_hyperparameters_match_the_reference(data, name, shapes, dtype,
                                                                       impl):
-    kw = data.draw(HYPER[name])
-    if name == "momentum" and kw["momentum"] == 0:
-        kw["nesterov"] = False
-    # centered with small alpha estimates a variance from ~1 sample: s − m² is mostly
-    # rounding, whose root differs between any two dtypes or orders of operations. There the
-    # check is that no path turns it into NaN (the clamp at 0); elsewhere, agreement.
-    conditioned = not (name == "rmsprop" and kw["centered"] and kw["alpha"] < 0.5)
+    kw = data.draw(DB[name].hyper)
+    # where the update is mostly rounding, the check is that no path turns it into NaN (the
+    # clamp at 0); elsewhere, agreement
+    conditioned = not DB[name].ill_conditioned(kw)
     rng = np.random.default_rng(len(shapes))
     params = [torch.tensor(rng.standard_normal(s), dtype=dtype, requires_grad=True) for s in shapes]
-    refs = [REFERENCES[name](**kw) for _ in shapes]
+    refs = [DB[name].reference(**kw) for _ in shapes]
     ws = [p.detach().double().numpy() for p in params]
     opt = OPTIMIZERS[name](params, **kw, **impl)
     for _ in range(5):

@@ -1,4 +1,5 @@
-"""Every optimizer and option against the independent NumPy float64 reference, 1000 steps."""
+"""Every optimizer, option and path against the independent NumPy float64 reference: 1000
+steps, zero gradients, 0/0."""
 
 from __future__ import annotations
 
@@ -6,74 +7,89 @@ import numpy as np
 import pytest
 import torch
 from conftest import GradientField, max_rel_err
-from numpy_reference import REFERENCES
+from optim_db import DB, NAMES, PATHS, cases
 
 from optimlab.optim import OPTIMIZERS
 
-# One table of optimizers × options; lr chosen so the field's dynamics stay bounded.
-CASES = [
-    ("sgd", dict(lr=0.05)),
-    ("sgd", dict(lr=0.05, weight_decay=0.1)),
-    ("sgd", dict(lr=0.02, momentum=0.9)),
-    ("sgd", dict(lr=0.02, momentum=0.9, dampening=0.5)),
-    ("sgd", dict(lr=0.02, momentum=0.8, nesterov=True, weight_decay=0.01)),
-    ("sgd", dict(lr=0.05, maximize=True)),
-    ("momentum", dict(lr=0.05)),
-    ("momentum", dict(lr=0.05, momentum=0.0)),
-    ("momentum", dict(lr=0.05, momentum=0.95, nesterov=True)),
-    ("momentum", dict(lr=0.05, weight_decay=0.1, maximize=True)),
-    ("rmsprop", dict(lr=1e-2)),
-    ("rmsprop", dict(lr=1e-2, alpha=0.99, centered=True)),
-    ("rmsprop", dict(lr=1e-3, momentum=0.9)),
-    ("rmsprop", dict(lr=1e-3, momentum=0.5, centered=True, weight_decay=0.01)),
-    ("rmsprop", dict(lr=1e-2, eps=1e-3, maximize=True)),
-    ("adam", dict(lr=1e-2)),
-    ("adam", dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-6, amsgrad=True)),
-    ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
-    ("adamw", dict(lr=1e-2)),
-    ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
-    ("adam", dict(lr=1e-2, bias_correction=False)),
-    ("adam", dict(lr=1e-2, betas=(0.5, 0.9), amsgrad=True, bias_correction=False)),
-    ("adamw", dict(lr=1e-2, weight_decay=0.3, bias_correction=False)),
-    ("adagrad", dict(lr=0.1)),
-    ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps=1e-6)),
-    ("adagrad", dict(lr=0.05, weight_decay=0.1, maximize=True)),
-]
-IMPLS = {"reference": dict(foreach=False), "foreach": dict(foreach=True), "default": {}}
+# Every case of every row on every path the class has (its default is one of them: the
+# fused path where it applies, test_fused.py).
+RUNS = [(name, kw, path) for name, kw in cases()[0] for path in DB[name].paths]
+RUN_IDS = [f"{i}-{path}" for (name, _), i in zip(*cases()) for path in DB[name].paths]
+_numpy_runs: dict[tuple[str, str], list[np.ndarray]] = {}
 
 
-def run_ours(name: str, kw: dict, impl: str, field: GradientField, steps: int) -> list[np.ndarray]:
+def run_ours(name: str, kw: dict, path: str, field: GradientField, steps: int,
+             grad=None) -> list[np.ndarray]:
     params = field.torch_params()
-    opt = OPTIMIZERS[name](params, **kw, **IMPLS[impl])
+    opt = OPTIMIZERS[name](params, **kw, **PATHS[path])
     for t in range(1, steps + 1):
-        field.set_torch_grads(params, t)
+        if grad is None:
+            field.set_torch_grads(params, t)
+        else:
+            for i, p in enumerate(params):
+                w = p.detach().reshape(-1).numpy()
+                p.grad = torch.tensor(grad(i, w, t).reshape(p.shape), dtype=p.dtype)
         opt.step()
-    assert opt.last_impl and (impl == "default" or opt.last_impl == [impl])
+    assert opt.last_impl == [path]
     return [p.detach().numpy().reshape(-1) for p in params]
 
 
-def run_numpy(name: str, kw: dict, field: GradientField, steps: int) -> list[np.ndarray]:
-    out = []
-    for i, w in enumerate(field.w0):
-        ref = REFERENCES[name](**kw)
-        for t in range(1, steps + 1):
-            w = ref.step(w, field.grad(i, w, t))
-        out.append(w)
-    return out
+def numpy_1000_steps(name: str, kw: dict, field: GradientField) -> list[np.ndarray]:
+    """The reference's run, once per case for all the paths."""
+    key = (name, repr(kw))
+    if key not in _numpy_runs:
+        _numpy_runs[key] = DB[name].run_reference(kw, field, 1000)
+    return _numpy_runs[key]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_matches_numpy_reference_1000_steps(name, kw, impl):
-    field = GradientField(sign=-1.0 if kw.get("maximize") else 1.0,
-                          kind="slope" if name == "rmsprop" else "bowl")
-    ours = run_ours(name, kw, impl, field, 1000)
-    ref = run_numpy(name, kw, field, 1000)
+@pytest.mark.parametrize("name,kw,path", RUNS, ids=RUN_IDS)
+def test_matches_numpy_reference_1000_steps(name, kw, path):
+    field = DB[name].field(kw)
+    ours = run_ours(name, kw, path, field, 1000)
+    ref = numpy_1000_steps(name, kw, field)
     for a, b in zip(ours, ref):
         assert np.all(np.isfinite(b))
         assert max_rel_err(a, b) <= 1e-9
     # the run really moved: a broken step that did nothing would fail here
     assert max(float(np.abs(a - w0).max()) for a, w0 in zip(ours, field.w0)) > 1e-2
+
+
+@pytest.mark.parametrize("name,kw,path", RUNS, ids=RUN_IDS)
+def test_zero_gradients_match_the_reference(name, kw, path):
+    """Steps 1-3 see g = 0 everywhere (from the zero state: 0/(√0 + ε), v₁ = 0), later
+    steps g = 0 on every other element: every state starts and stays at exact zeros there."""
+    field = DB[name].field(kw)
+
+    def grad(i: int, w: np.ndarray, t: int) -> np.ndarray:
+        g = field.grad(i, w, t)
+        return g * 0.0 if t <= 3 else np.where(np.arange(g.size) % 2 == 0, 0.0, g)
+
+    ours = run_ours(name, kw, path, field, 30, grad)
+    ref = DB[name].run_reference(kw, field, 30, grad)
+    for a, b in zip(ours, ref):
+        assert np.all(np.isfinite(b))
+        assert max_rel_err(a, b) <= 1e-9
+
+
+EPS_ROWS = [(name, path) for name in NAMES if "eps" in DB[name].spec.hyperparameters
+            for path in DB[name].paths]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy's 0/0, as meant
+@pytest.mark.parametrize("name,path", EPS_ROWS, ids=[f"{n}-{p}" for n, p in EPS_ROWS])
+def test_zero_over_zero_is_nan_as_in_the_reference(name, path):
+    """eps=0 with a zero gradient divides 0 by 0: NaN in torch and NumPy, so NaN here (IEEE,
+    not a Python exception)."""
+    kw = {**DB[name].cases[0], "eps": 0.0}
+    p = torch.ones(5, dtype=torch.float64, requires_grad=True)
+    g = np.array([0.0, 1.0, 0.0, -2.0, 0.0])
+    p.grad = torch.tensor(g)
+    opt = OPTIMIZERS[name]([p], **kw, **PATHS[path])
+    opt.step()
+    assert opt.last_impl == [path]
+    expected = DB[name].reference(**kw).step(np.ones(5), g)
+    assert int(np.isnan(expected).sum()) == 3
+    np.testing.assert_allclose(p.detach().numpy(), expected, rtol=1e-12, equal_nan=True)
 
 
 def test_momentum_with_beta_zero_is_sgd(field):

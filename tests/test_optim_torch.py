@@ -2,39 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
 import pytest
 import torch
 from conftest import GradientField, max_rel_err
-from numpy_reference import Momentum as NumpyMomentum
+from optim_db import DB, PATHS, cases, peer_cases, rich
 
 from optimlab.optim import OPTIMIZERS
 
-# (ours, torch class, hyperparameters that make the semantics coincide, gradient field)
-PARITY = [
-    ("adam", torch.optim.Adam, dict(lr=1e-3), "bowl"),
-    ("adam", torch.optim.Adam, dict(lr=1e-2, betas=(0.8, 0.99), amsgrad=True,
-                                    weight_decay=0.05), "bowl"),
-    ("adam", torch.optim.Adam, dict(lr=1e-2, maximize=True), "bowl"),
-    ("adamw", torch.optim.AdamW, dict(lr=1e-2), "bowl"),
-    ("adamw", torch.optim.AdamW, dict(lr=1e-2, weight_decay=0.2, amsgrad=True), "bowl"),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99), "slope"),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, centered=True, momentum=0.5,
-                                          weight_decay=0.01), "slope"),
-    ("sgd", torch.optim.SGD, dict(lr=0.05), "bowl"),
-    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9), "bowl"),
-    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, dampening=0.3), "bowl"),
-    ("sgd", torch.optim.SGD, dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=1e-2),
-     "bowl"),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.1), "bowl"),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.5,
-                                          weight_decay=0.05, eps=1e-6), "bowl"),
-    ("adagrad", torch.optim.Adagrad, dict(lr=0.1, initial_accumulator_value=0.1, maximize=True),
-     "bowl"),
-]
-IDS = [f"{p[0]}-{i}" for i, p in enumerate(PARITY)]
+PARITY, IDS = peer_cases()
+ALL, ALL_IDS = cases()
+# every path of the class (its default is one of them: the fused path where it applies)
+PARITY_PATHS = [(name, kw, path) for name, kw in PARITY for path in DB[name].paths]
+PARITY_PATH_IDS = [f"{i}-{path}" for (name, _), i in zip(PARITY, IDS) for path in DB[name].paths]
+
+
+def peer(name: str, params: list[torch.Tensor], kw: dict) -> torch.optim.Optimizer:
+    """The torch.optim peer of optimizer `name`, given our keyword arguments."""
+    return DB[name].peer_cls(params, **DB[name].peer.translate(kw))
 
 
 def drive(opt, params, field, steps, start=1):
@@ -47,19 +35,15 @@ def flat(params) -> np.ndarray:
     return np.concatenate([p.detach().numpy().reshape(-1) for p in params])
 
 
-def field_for(kind, kw):
-    return GradientField(sign=-1.0 if kw.get("maximize") else 1.0, kind=kind)
-
-
-@pytest.mark.parametrize("impl", [dict(foreach=False), dict(foreach=True), {}],
-                         ids=["reference", "foreach", "default"])
-@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
-def test_parity_with_torch_500_steps(name, torch_cls, kw, kind, impl):
-    field = field_for(kind, kw)
+@pytest.mark.parametrize("name,kw,path", PARITY_PATHS, ids=PARITY_PATH_IDS)
+def test_parity_with_torch_500_steps(name, kw, path):
+    field = DB[name].field(kw)
     ours, theirs = field.torch_params(), field.torch_params()
-    drive(OPTIMIZERS[name](ours, **kw, **impl), ours, field, 500)
-    drive(torch_cls(theirs, **kw), theirs, field, 500)
-    assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
+    opt = OPTIMIZERS[name](ours, **kw, **PATHS[path])
+    drive(opt, ours, field, 500)
+    drive(peer(name, theirs, kw), theirs, field, 500)
+    assert opt.last_impl == [path]
+    assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9, DB[name].peer.differences
     assert np.abs(flat(ours) - np.concatenate(field.w0)).max() > 1e-3
 
 
@@ -73,13 +57,13 @@ def _as_double(state_dict):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("impl", [dict(foreach=False), dict(foreach=True), {}],
                          ids=["reference", "foreach", "default"])
-@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
-def test_low_precision_steps_round_once(name, torch_cls, kw, kind, impl, dtype):
+@pytest.mark.parametrize("name,kw", ALL, ids=ALL_IDS)
+def test_low_precision_steps_round_once(name, kw, impl, dtype):
     """In bfloat16 and float16 a step computes in float32 and rounds once where it stores,
     as torch's fused kernels do (torch's default CPU path rounds after every op): from any
     state, the new weights are within one unit in the last place of the float64 step from
     the same state."""
-    field = field_for(kind, kw)
+    field = DB[name].field(kw)
     ours = field.torch_params(dtype)
     opt = OPTIMIZERS[name](ours, **kw, **impl)
     drive(opt, ours, field, 20)
@@ -104,18 +88,21 @@ def roundtrip(state_dict):
     return torch.load(buf, weights_only=True)
 
 
+LOADS, LOADS_IDS = peer_cases(lambda row, kw: row.peer.state_loads)
+
+
 @pytest.mark.parametrize("direction", ["torch->ours", "ours->torch"])
-@pytest.mark.parametrize("name,torch_cls,kw,kind", PARITY, ids=IDS)
-def test_state_dict_loads_across_and_training_continues(name, torch_cls, kw, kind, direction):
-    field = field_for(kind, kw)
-    first_cls, second_cls = ((torch_cls, OPTIMIZERS[name]) if direction == "torch->ours"
-                             else (OPTIMIZERS[name], torch_cls))
+@pytest.mark.parametrize("name,kw", LOADS, ids=LOADS_IDS)
+def test_state_dict_loads_across_and_training_continues(name, kw, direction):
+    field = DB[name].field(kw)
+    ours, theirs = functools.partial(OPTIMIZERS[name], **kw), functools.partial(peer, name, kw=kw)
+    first_cls, second_cls = (theirs, ours) if direction == "torch->ours" else (ours, theirs)
     params = field.torch_params()
-    first = first_cls(params, **kw)
+    first = first_cls(params)
     drive(first, params, field, 100)
     saved = roundtrip(first.state_dict())
     resumed = [p.detach().clone().requires_grad_() for p in params]
-    second = second_cls(resumed, **kw)
+    second = second_cls(resumed)
     second.load_state_dict(saved)
     drive(first, params, field, 100, start=101)
     drive(second, resumed, field, 100, start=101)
@@ -136,13 +123,10 @@ def _train(model, opt, x, y, steps):
         opt.step()
 
 
-RESUME = [("sgd", dict(lr=0.1, momentum=0.9)), ("momentum", dict(lr=0.1)),
-          ("rmsprop", dict(lr=1e-2, centered=True, momentum=0.5)),
-          ("adam", dict(lr=1e-2, amsgrad=True)), ("adamw", dict(lr=1e-2)),
-          ("adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1))]
+RESUME, RESUME_IDS = rich()
 
 
-@pytest.mark.parametrize("name,kw", RESUME, ids=[r[0] for r in RESUME])
+@pytest.mark.parametrize("name,kw", RESUME, ids=RESUME_IDS)
 def test_resume_from_checkpoint_is_bit_identical(name, kw, tmp_path):
     model, x, y = _mlp_and_data()
     opt = OPTIMIZERS[name](model.parameters(), **kw)
@@ -161,15 +145,17 @@ def test_resume_from_checkpoint_is_bit_identical(name, kw, tmp_path):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name,torch_cls,kw", [
-    ("adam", torch.optim.Adam, dict(lr=1e-2)),
-    ("rmsprop", torch.optim.RMSprop, dict(lr=1e-2, alpha=0.99, momentum=0.9)),
-    ("sgd", torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
-])
-def test_one_cycle_lr_cycles_momentum_like_torch(name, torch_cls, kw):
-    field = GradientField()
+# The shared cases of the optimizers whose param groups hold a momentum for OneCycleLR to
+# cycle (`momentum` or `betas`), with the peer taking our arguments as they are.
+CYCLED, CYCLED_IDS = peer_cases(lambda row, kw: row.peer.translate is dict and bool(
+    {"momentum", "betas"} & set(row.spec.hyperparameters)))
+
+
+@pytest.mark.parametrize("name,kw", CYCLED, ids=CYCLED_IDS)
+def test_one_cycle_lr_cycles_momentum_like_torch(name, kw):
+    field = DB[name].field(kw)
     ours, theirs = field.torch_params(), field.torch_params()
-    opts = [OPTIMIZERS[name](ours, **kw), torch_cls(theirs, **kw)]
+    opts = [OPTIMIZERS[name](ours, **kw), peer(name, theirs, kw)]
     scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=300,
                                                   cycle_momentum=True) for o in opts]
     seen = set()
@@ -189,7 +175,7 @@ def test_one_cycle_lr_on_ema_momentum_uses_the_scheduled_beta():
     params = field.torch_params()
     opt = OPTIMIZERS["momentum"](params, lr=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=200)
-    ref, w = NumpyMomentum(lr=0.05), field.w0[0]
+    ref, w = DB["momentum"].reference(lr=0.05), field.w0[0]
     for t in range(1, 201):
         ref.lr, ref.beta = opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
         w = ref.step(w, field.grad(0, w, t))

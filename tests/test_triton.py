@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import torch
+from optim_db import DB, cases, rich
 
 from optimlab import kernels
 from optimlab.kernels import numba_cpu
@@ -48,30 +49,8 @@ def triton_on_cpu(interpreted, monkeypatch):
     monkeypatch.setitem(kernels.BACKENDS, "cpu", "optimlab.kernels.triton_cuda")
 
 
-# One table: every optimizer and every option the kernels implement.
-CASES = [
-    ("sgd", dict(lr=0.1)),
-    ("sgd", dict(lr=0.1, weight_decay=0.1, maximize=True)),
-    ("sgd", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.05)),
-    ("sgd", dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True)),
-    ("momentum", dict(lr=0.1)),
-    ("momentum", dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.05)),
-    ("momentum", dict(lr=0.1, weight_decay=0.1, maximize=True)),
-    ("rmsprop", dict(lr=1e-2)),
-    ("rmsprop", dict(lr=1e-2, alpha=0.99, centered=True, maximize=True)),
-    ("rmsprop", dict(lr=1e-2, momentum=0.9, weight_decay=0.05)),
-    ("rmsprop", dict(lr=1e-2, momentum=0.5, centered=True, weight_decay=0.01)),
-    ("adam", dict(lr=1e-2)),
-    ("adam", dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-6, amsgrad=True)),
-    ("adam", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
-    ("adamw", dict(lr=1e-2, weight_decay=0.3, amsgrad=True)),
-    ("adamw", dict(lr=1e-2, weight_decay=0.1, maximize=True)),
-    ("adam", dict(lr=1e-2, betas=(0.8, 0.99), bias_correction=False)),
-    ("adagrad", dict(lr=0.1)),
-    ("adagrad", dict(lr=0.1, lr_decay=0.5, weight_decay=0.05, initial_accumulator_value=0.2,
-                     eps=1e-6, maximize=True)),
-]
-IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
+# Every case of every optimizer with a kernel (optim_db.py).
+CASES, IDS = cases(lambda row: bool(row.spec.kernel))
 # Storage dtypes: float32 against the float64 reference; bfloat16 and float16 against the
 # reference rounded to that dtype after every step (what storing in it does).
 # Tolerances: float32 rounding; for the low dtypes four units of the last place (2^-8
@@ -110,6 +89,18 @@ def rounded_reference(name, kw, dtype, grads):
     return history, opt
 
 
+def numpy_reference(name, kw, grads):
+    """The independent NumPy float64 reference from the same start with the same gradients:
+    its last weights."""
+    out = []
+    for i, w in enumerate(start(torch.float32)):
+        ref, w = DB[name].reference(**kw), w.double().numpy()
+        for step in grads:
+            w = ref.step(w, step[i].double().numpy())
+        out.append(torch.from_numpy(w))
+    return out
+
+
 def fused(name, kw, dtype, grads, device="cpu"):
     params = start(dtype, device=device)
     opt = OPTIMIZERS[name](params, **kw, fused=True)
@@ -136,14 +127,15 @@ def test_every_option_matches_the_float64_reference(name, kw):
     ref, ref_opt = rounded_reference(name, kw, torch.float32, grads)
     for step_ours, step_ref in zip(ours, ref):
         assert_close(step_ours, step_ref, torch.float32)
+    assert_close(ours[-1], numpy_reference(name, kw, grads), torch.float32)
     for p, q in zip(opt.param_groups[0]["params"], ref_opt.param_groups[0]["params"]):
         for key, value in ref_opt.state[q].items():
             got = opt.state[p][key]
             torch.testing.assert_close(got.double(), value.double(), rtol=2e-5, atol=1e-6)
 
 
-# One case per kernel with many options on, in each low-precision storage dtype.
-LOW = [CASES[i] for i in (2, 5, 10, 14, 18)]
+# One case per optimizer with many options on, in each low-precision storage dtype.
+LOW = [(name, kw) for name, kw in rich()[0] if DB[name].spec.kernel]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
@@ -190,8 +182,7 @@ def test_a_parameter_that_joins_later_gets_its_own_first_step():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy on NaN, as meant
-@pytest.mark.parametrize("name,kw", [CASES[3], CASES[6], CASES[10], CASES[12], CASES[18]],
-                         ids=["sgd", "momentum", "rmsprop", "adam", "adagrad"])
+@pytest.mark.parametrize("name,kw", LOW, ids=[n for n, _ in LOW])
 def test_nan_and_inf_propagate_as_in_the_reference(name, kw):
     bad = gradients(torch.float32, steps=2)
     bad[0][1][0, 0], bad[0][1][1, 3], bad[1][3][5] = float("nan"), float("inf"), -float("inf")

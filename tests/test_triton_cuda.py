@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_triton import CASES, IDS, LOW, assert_close, fused, gradients, rounded_reference
+from test_triton import (
+    CASES,
+    IDS,
+    LOW,
+    assert_close,
+    fused,
+    gradients,
+    numpy_reference,
+    rounded_reference,
+)
 
 from optimlab.kernels import triton_cuda
 from optimlab.optim import OPTIMIZERS
@@ -27,6 +36,7 @@ def test_compiled_kernels_match_the_float64_reference(name, kw, small_blocks):
     ref, _ = rounded_reference(name, kw, torch.float32, grads)
     for step_ours, step_ref in zip(ours, ref):
         assert_close(step_ours, step_ref, torch.float32)
+    assert_close(ours[-1], numpy_reference(name, kw, grads), torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)

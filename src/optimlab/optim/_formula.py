@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from optimlab.kernels._checks import PLAIN
 from optimlab.kernels.formula import Formula, Kw
 
 Update = Callable[..., None]
@@ -59,11 +60,21 @@ def foreach(formula: Formula) -> Update:
                                   **scalars, **_list_terms(formula, kw, steps[lo:hi]), **flags)
             for old, new in zip(olds, out, strict=True):
                 if old is not None and new is not None and new.tensors is not old:
-                    torch._foreach_copy_(old, new.tensors)
+                    _copy(old, new.tensors)
 
     update.__name__ = update.__qualname__ = f"{formula.name}_foreach"
     update.__doc__ = f"{formula.name}'s element with torch's multi-tensor ops."
     return update
+
+
+def _copy(old: list[torch.Tensor], new: Sequence[torch.Tensor]) -> None:
+    """old ← new; one op for plain tensors, tensor by tensor for a subclass (FSDP2's DTensor
+    has no sharding rule for the multi-tensor copy)."""
+    if all(type(t) in PLAIN for t in old):
+        torch._foreach_copy_(old, new)
+    else:
+        for o, n in zip(old, new, strict=True):
+            o.copy_(n)
 
 
 # Elements per batch of tensors on CPU: each multi-tensor op makes a list of temporaries

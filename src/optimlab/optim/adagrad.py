@@ -72,7 +72,9 @@ class Adagrad(BaseOptimizer):
                states: list[dict[str, Any]]) -> list[list[Any]]:
         for p, st in zip(params, states):
             if "sum" not in st:
-                st["sum"] = torch.full_like(p, value(group["initial_accumulator_value"]),
+                v = value(group["initial_accumulator_value"])
+                # a complex weight is a pair of reals, each with its sum (torch's too)
+                st["sum"] = torch.full_like(p, complex(v, v) if p.is_complex() else v,
                                             memory_format=torch.preserve_format)
         return [[st["sum"] for st in states]]
 
