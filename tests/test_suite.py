@@ -343,3 +343,74 @@ def test_terminal_names_the_pairs_decided_on_steps_to_target():
     assert _verdicts(w) == "w: fewer steps to target (paired, Holm): adam < sgd"
     w["comparisons"][0]["verdict"] = "no difference detected"
     assert _verdicts(w) == "w: no difference in steps to target detected"
+
+
+# Rankings over training, by hand. Three seeds each; c's seed 1 diverged at step 20 (NaN).
+SERIES = {"a": [{0: 0.1, 10: 0.5, 20: 0.9}, {0: 0.1, 10: 0.6, 20: 0.8}, {0: 0.1, 10: 0.4, 20: 0.7}],
+          "b": [{0: 0.1, 10: 0.7, 20: 0.6}, {0: 0.1, 10: 0.8, 20: 0.5}, {0: 0.1, 10: 0.9, 20: 0.7}],
+          "c": [{0: 0.1, 10: 0.5, 20: 0.8}, {0: 0.1, 10: 0.5, 20: math.nan},
+                {0: 0.1, 10: 0.3, 20: 0.9}]}
+
+
+def test_ranking_over_training_orders_the_seeds_medians_and_ties_share_a_rank():
+    from optimlab.analysis.rankings import ranking_over_training
+
+    checkpoints = ranking_over_training(SERIES)
+    assert [c["step"] for c in checkpoints] == [0, 10, 20]
+    # step 0: the same initial weights, all tied; step 10: medians a .5, b .8, c .5;
+    # step 20: a .8, b .6, c .8 (the NaN seed is the worst of c's three: the median is .8)
+    assert [c["rank"] for c in checkpoints] == [{"a": 1, "b": 1, "c": 1},
+                                                {"a": 2, "b": 1, "c": 2},
+                                                {"a": 1, "b": 3, "c": 1}]
+    assert [c["order"] for c in checkpoints] == [["a", "b", "c"], ["b", "a", "c"],
+                                                 ["a", "c", "b"]]
+    assert checkpoints[2]["value"] == {"a": 0.8, "b": 0.6, "c": 0.8}
+
+
+def test_a_designed_flip_is_found_and_a_tie_at_the_end_is_no_flip():
+    from optimlab.analysis.rankings import flips, ranking_over_training
+
+    # b led a and c at step 10 and is last at the end; a and c end tied: no flip between them
+    assert flips(ranking_over_training(SERIES)) == [
+        {"ahead": "a", "behind": "b", "steps": [10]}, {"ahead": "c", "behind": "b", "steps": [10]}]
+    held = {"sgd": [{5: 0.2, 10: 0.3, 15: 0.4}], "adam": [{5: 0.5, 10: 0.6, 15: 0.7}]}
+    assert flips(ranking_over_training(held)) == []
+    # adam leads at 5 and 10, sgd overtakes it at 15 and 20
+    late = {"sgd": [{5: 0.2, 10: 0.3, 15: 0.8, 20: 0.9}],
+            "adam": [{5: 0.5, 10: 0.6, 15: 0.7, 20: 0.7}]}
+    assert flips(ranking_over_training(late)) == [
+        {"ahead": "sgd", "behind": "adam", "steps": [5, 10]}]
+    assert flips([]) == []
+
+
+@pytest.mark.parametrize("seeds, expected", [
+    ([0.3, 0.6], 0.45),  # (0.3 + 0.6) / 2 is 0.44999999999999996: still 0.45's tie below
+    ([0.9, None, 0.2], 0.2),  # a seed with no value is the worst, not the middle
+    ([0.9, math.nan], None),  # the median falls on the seed without a finite value
+    ([0.9, 0.8, 0.7, None], 0.75),
+])
+def test_median_at_a_step_counts_a_seed_without_a_value_as_the_worst(seeds, expected):
+    from optimlab.analysis.rankings import median_at, rank
+
+    seeds = [{} if v is None else {10: v} for v in seeds]  # None: no evaluation at step 10
+    median = median_at(seeds, 10)
+    assert median == pytest.approx(expected) if expected is not None else median is None
+    if expected is not None:  # a float's last bits never break a tie
+        assert rank({"x": median, "y": expected, "z": None}) == {"x": 1, "y": 1, "z": 3}
+
+
+def test_validation_series_groups_runs_by_entry_in_seed_order():
+    from optimlab.analysis.rankings import validation_series
+    from optimlab.analysis.records import curves_from_rows
+
+    records = [{"run": f"{o}-seed{s}", "label": o, "optimizer": o, "seed": s}
+               for s in (1, 0) for o in ("sgd", "adam")]
+    rows = {f"{o}-seed{s}": {("val", "acc"): [(0, 0.0, 0.1), (5, 0.2, 0.1 * s + (o == "adam"))],
+                             ("val", "loss"): [(0, 0.0, 9.0)]}
+            for s in (0, 1) for o in ("sgd", "adam")}
+    del rows["adam-seed1"][("val", "acc")]  # a run without the curve has no steps
+    series = validation_series(records, curves_from_rows(rows))
+    assert series == {"sgd": [{0: 0.1, 5: 0.0}, {0: 0.1, 5: 0.1}],
+                      "adam": [{0: 0.1, 5: 1.0}, {}]}
+    assert all(isinstance(s, int) for seeds in series.values() for seed in seeds for s in seed)
+
