@@ -4,9 +4,12 @@ transformer on its sequence task."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import shutil
 import textwrap
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -188,7 +191,9 @@ def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
     assert set(summary["profiles"]["score"]) == {"sgd", "adam"}
     assert [c["verdict"] for c in summary["claims"]] == ["not measured"] * 2
     assert (out / "profiles.png").stat().st_size > 0
+    assert Page((out / "report.html").read_text()).table("workload")[1][0] == "blobs"
     printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed
     assert "failed: RuntimeError: the data server is down" in printed and "blobs" in printed
     assert "blobs: too few seeds for a verdict (needs 7)" in printed
 
@@ -414,3 +419,175 @@ def test_validation_series_groups_runs_by_entry_in_seed_order():
                       "adam": [{0: 0.1, 5: 1.0}, {}]}
     assert all(isinstance(s, int) for seeds in series.values() for seed in seeds for s in seed)
 
+
+def sign_workload(name, features, steps, seed):
+    """A linearly separable task small enough for a suite of seconds."""
+    import torch
+
+    from optimlab.lab.suite import Workload
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(240, features, generator=g)
+    y = (x.sum(1) > 0).long()
+    return Workload(name, "logreg", ((x[:180], y[:180]), (x[180:], y[180:])), target_acc=0.8,
+                    steps=steps, batch_size=20, eval_every=5)
+
+
+SUITE_OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@pytest.fixture(scope="module")
+def suite_folder(tmp_path_factory):
+    """A finished suite of two workloads and one that fails, with its report."""
+    import optimlab
+    from optimlab.lab.suite import Workload
+
+    broken = Workload("broken", "logreg", ("one part",), target_acc=0.5, steps=10)
+    out = tmp_path_factory.mktemp("suite") / "o"
+    optimlab.suite([sign_workload("small", 3, 30, 1), sign_workload("wide", 20, 40, 2), broken],
+                   SUITE_OPTIMIZERS, seeds=2, out=out)
+    return out
+
+
+def test_suite_json_ranks_each_workload_by_its_curves_at_every_evaluation(suite_folder):
+    summary = json.loads((suite_folder / "suite.json").read_text())
+    for w in summary["workloads"][:2]:
+        ranking = w["ranking_over_training"]
+        # the reference: curves.csv read as text, the median over the two seeds by hand
+        acc = {}
+        with (suite_folder / w["folder"] / "curves.csv").open() as f:
+            for row in csv.DictReader(f):
+                if (row["split"], row["metric"]) == ("val", "acc"):
+                    label = row["run"].rsplit("-seed", 1)[0]
+                    acc.setdefault(int(row["step"]), {}).setdefault(label, []).append(
+                        float(row["value"]))
+        assert [c["step"] for c in ranking["checkpoints"]] == sorted(acc) == list(
+            range(0, w["steps"] + 1, 5))
+        for c in ranking["checkpoints"]:
+            median = {o: sum(v) / 2 for o, v in acc[c["step"]].items()}
+            assert c["value"] == pytest.approx(median)
+            for o in SUITE_OPTIMIZERS:
+                assert c["rank"][o] == 1 + sum(m > median[o] + 1e-9 for m in median.values())
+        assert all(f["ahead"] in SUITE_OPTIMIZERS and f["steps"] for f in ranking["flips"])
+        assert ranking["checkpoints"][0]["rank"] == dict.fromkeys(SUITE_OPTIMIZERS, 1)
+
+
+class Page(HTMLParser):
+    """report.html as a reader sees it: headings, tables (rows of cell texts), figures."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.headings, self.tables, self.figures = [], [], {}
+        self._text, self._cell = None, None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("h2", "h3"):
+            self._text = []
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "div" and "data-figure" in attrs:
+            self.figures[attrs["id"]] = json.loads(attrs["data-figure"])
+
+    def handle_endtag(self, tag):
+        if tag in ("h2", "h3"):
+            self.headings.append((tag, "".join(self._text)))
+            self._text = None
+        elif tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        for part in (self._text, self._cell):
+            if part is not None:
+                part.append(data)
+
+    def table(self, first_header):
+        return next(t for t in self.tables if t[0][0] == first_header)
+
+
+def test_report_page_holds_profiles_steps_rankings_verdicts_and_failures(suite_folder):
+    summary = json.loads((suite_folder / "suite.json").read_text())
+    page = Page((suite_folder / "report.html").read_text())
+    assert [h for tag, h in page.headings if tag == "h2"] == [
+        "Performance profiles", "Median steps to the validation target (of the budget; a seed "
+        "that missed counts as the slowest)", "Ranking over training",
+        "Paired comparisons per workload", "The lecture's claims about problem size",
+        "Failed workloads", "Settings"]
+    profile = page.figures["profiles"]["data"]
+    assert [t["name"].split()[0] for t in profile] == list(SUITE_OPTIMIZERS)
+    assert [t["y"][:-1] for t in profile] == list(summary["profiles"]["fraction"].values())
+    steps = page.table("workload")
+    assert steps[0][4:] == list(SUITE_OPTIMIZERS)
+    for row, name in zip(steps[1:], ("small", "wide")):
+        # independent of suite.json: the workload's own summary.json, median of two seeds
+        records = json.loads((suite_folder / name / "summary.json").read_text())
+        for o, cell in zip(SUITE_OPTIMIZERS, row[4:]):
+            seeds = [r["time_to_target_step"] for r in records if r["label"] == o]
+            reached = [s for s in seeds if s is not None]
+            # of two seeds, a missed one is the slower: the median is then not reached
+            median = f"{sum(reached) / 2:.0f}" if len(reached) == 2 else "not reached"
+            budget = 30 if name == "small" else 40
+            assert cell == f"{median} of {budget} ({len(reached)}/2 seeds reached)"
+        w = next(w for w in summary["workloads"] if w["name"] == name)
+        chart = page.figures[f"ranking-{name}"]["data"]
+        assert {t["name"]: t["y"] for t in chart} == {
+            o: [c["rank"][o] for c in w["ranking_over_training"]["checkpoints"]]
+            for o in SUITE_OPTIMIZERS}
+    assert [h for tag, h in page.headings if tag == "h3"] == ["small", "wide"] * 2
+    changes = [t for t in page.tables if t[0][:2] == ["step", "ranking (best first)"]]
+    assert [row[1] for row in changes[0][1:2]] == ["sgd = momentum = adam"]  # step 0: tied
+    verdicts = [t for t in page.tables if t[0][0] == "a vs b"]
+    assert [len(t) - 1 for t in verdicts] == [3 * 3, 3 * 3]  # 3 pairs x 3 measures
+    claims = page.table("the lecture says")
+    assert [row[1] for row in claims[1:]] == [c["verdict"] for c in summary["claims"]]
+    assert "α = 0.05" in claims[1][2] and "2 (workload, seed) pairs" in claims[1][2]
+    failed = [t for t in page.tables if t[0] == ["workload", "error"]]
+    assert failed[0][1][1].startswith("TypeError: Invalid data of workload 'broken'")
+
+
+def test_report_rerenders_a_suite_folder_with_torch_not_importable(suite_folder):
+    from test_records import without_torch
+
+    before = (suite_folder / "report.html").read_text()
+    for name in ("report.html", "profiles.png"):
+        (suite_folder / name).unlink()
+    out = without_torch(f"""
+        from optimlab.cli import main
+        print("code", main(["report", {str(suite_folder)!r}]))
+        """)
+    assert out.splitlines()[-1] == "code 0"
+    assert (suite_folder / "report.html").read_text() == before
+    assert (suite_folder / "profiles.png").stat().st_size > 0
+
+
+def test_suite_report_without_plotly_shows_the_png_and_the_tables(suite_folder, tmp_path,
+                                                                   monkeypatch):
+    from optimlab.report import interactive
+    from optimlab.report.suite import render
+
+    monkeypatch.setattr(interactive, "available", lambda: False)
+    folder = tmp_path / "copy"
+    shutil.copytree(suite_folder, folder)
+    text = render(folder).read_text()
+    page = Page(text)
+    assert page.figures == {} and '<img alt="performance profiles"' in text
+    assert len([t for t in page.tables if t[0][:2] == ["step", "ranking (best first)"]]) == 2
+    assert "plotly is not installed" in text
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{}", "expected an object with settings, workloads, profiles, claims"),
+    ('{"settings": {', "the file ends mid-document"),
+])
+def test_report_refuses_a_damaged_suite_json_in_one_line(content, needle, tmp_path, capsys):
+    (tmp_path / "suite.json").write_text(content)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and str(tmp_path / "suite.json") in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "report.html").exists()

@@ -14,7 +14,9 @@ The output folder:
   budget, status (and error), per optimizer the steps to target of each seed, their median
   and the final test accuracies, the paired comparisons, and the ranking over training:
   the optimizers' order at each evaluation and its flips], "profiles", "claims"};
-  written after every workload, so an interrupted suite keeps what finished.
+  written after every workload, so an interrupted suite keeps what finished;
+- `report.html`, `profiles.png`: drawn from suite.json by `optimlab.report.suite` (the
+  command and the Python API call it; the lab never draws).
 """
 
 from __future__ import annotations
