@@ -196,6 +196,7 @@ def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
     assert f"report: {out / 'report.html'}" in printed
     assert "failed: RuntimeError: the data server is down" in printed and "blobs" in printed
     assert "blobs: too few seeds for a verdict (needs 7)" in printed
+    assert "blobs: ranking over training: " in printed
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -531,9 +532,9 @@ def test_report_page_holds_profiles_steps_rankings_verdicts_and_failures(suite_f
             seeds = [r["time_to_target_step"] for r in records if r["label"] == o]
             reached = [s for s in seeds if s is not None]
             # of two seeds, a missed one is the slower: the median is then not reached
-            median = f"{sum(reached) / 2:.0f}" if len(reached) == 2 else "not reached"
             budget = 30 if name == "small" else 40
-            assert cell == f"{median} of {budget} ({len(reached)}/2 seeds reached)"
+            median = f"{sum(reached) / 2:.0f} of" if len(reached) == 2 else "not reached in"
+            assert cell == f"{median} {budget} ({len(reached)}/2 seeds reached)"
         w = next(w for w in summary["workloads"] if w["name"] == name)
         chart = page.figures[f"ranking-{name}"]["data"]
         assert {t["name"]: t["y"] for t in chart} == {
@@ -579,6 +580,21 @@ def test_suite_report_without_plotly_shows_the_png_and_the_tables(suite_folder, 
     assert page.figures == {} and '<img alt="performance profiles"' in text
     assert len([t for t in page.tables if t[0][:2] == ["step", "ranking (best first)"]]) == 2
     assert "plotly is not installed" in text
+
+
+def test_suite_report_of_a_suite_json_without_rankings_says_so(suite_folder, tmp_path):
+    from optimlab.report.suite import render
+
+    folder = tmp_path / "older"
+    shutil.copytree(suite_folder, folder)
+    summary = json.loads((folder / "suite.json").read_text())
+    for w in summary["workloads"]:
+        w.pop("ranking_over_training", None)
+    (folder / "suite.json").write_text(json.dumps(summary))
+    page = Page(render(folder).read_text())
+    assert not [f for f in page.figures if f.startswith("ranking-")]
+    assert "Ranking over training" in [h for _, h in page.headings]
+    assert "not recorded" in (folder / "report.html").read_text()
 
 
 @pytest.mark.parametrize("content, needle", [

@@ -41,8 +41,8 @@ def _optimizers(summary: dict[str, Any]) -> list[str]:
 def _steps_cell(r: dict[str, Any], budget: int) -> str:
     reached = sum(s is not None for s in r["steps_to_target"])
     median = r["median_steps_to_target"]
-    text = "not reached" if median is None else f"{median:.0f}"
-    return f"{text} of {budget} ({reached}/{len(r['steps_to_target'])} seeds reached)"
+    text = f"not reached in {budget}" if median is None else f"{median:.0f} of {budget}"
+    return f"{text} ({reached}/{len(r['steps_to_target'])} seeds reached)"
 
 
 def steps_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -97,11 +97,14 @@ def _ranking_html(w: dict[str, Any], chart: bool) -> str:
 
 def _rankings_html(summary: dict[str, Any], chart: bool) -> str:
     done = _finished(summary)
-    if not done:
-        return "<p>no finished workload</p>"
-    return (f"<p>Ranked by the {html.escape(done[0]['ranking_over_training']['measure'])}; "
+    # a suite.json written before rankings over training were recorded has none to show
+    ranked = [w for w in done if "ranking_over_training" in w]
+    if not ranked:
+        return ("<p>not recorded: no finished workload has its ranking over training (run "
+                "the suite again into this folder: finished runs are kept)</p>")
+    return (f"<p>Ranked by the {html.escape(ranked[0]['ranking_over_training']['measure'])}; "
             "ties share a rank. Each table lists the first evaluation and those where the "
-            "order changed.</p>" + "".join(_ranking_html(w, chart) for w in done))
+            "order changed.</p>" + "".join(_ranking_html(w, chart) for w in ranked))
 
 
 def ranking_figure(w: dict[str, Any]) -> dict[str, Any]:
