@@ -103,8 +103,10 @@ def _rankings_html(summary: dict[str, Any], chart: bool) -> str:
         return ("<p>not recorded: no finished workload has its ranking over training (run "
                 "the suite again into this folder: finished runs are kept)</p>")
     return (f"<p>Ranked by the {html.escape(ranked[0]['ranking_over_training']['measure'])}; "
-            "ties share a rank. Each table lists the first evaluation and those where the "
-            "order changed.</p>" + "".join(_ranking_html(w, chart) for w in ranked))
+            "ties share a rank. A description, not a test: a flip says that the medians' "
+            "order changed, not that either order is significant. Each table lists the first "
+            "evaluation and those where the order changed.</p>"
+            + "".join(_ranking_html(w, chart) for w in ranked))
 
 
 def ranking_figure(w: dict[str, Any]) -> dict[str, Any]:
