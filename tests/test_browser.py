@@ -84,6 +84,18 @@ def landscape_page(tmp_path_factory):
     return landscape_report.render(out), record
 
 
+@pytest.fixture(scope="module")
+def suite_page(tmp_path_factory):
+    import optimlab
+    from optimlab.lab.suite import Workload
+
+    out = tmp_path_factory.mktemp("browser") / "suite"
+    w = Workload("tiny", "logreg", tiny(), target_acc=0.6, steps=20, batch_size=10,
+                 eval_every=5)
+    summary = optimlab.suite([w], ["sgd", "adam"], seeds=2, out=out)  # writes report.html
+    return out / "report.html", summary
+
+
 def opened(driver, page) -> None:
     """Open the page; it must raise no JavaScript error and request nothing but itself."""
     browser.load(driver, page)
@@ -281,3 +293,19 @@ def test_landscape_html_plays_steps_and_hides_an_optimizer(driver, landscape_pag
         assert time.monotonic() < deadline, "play did not reach the last step"
         time.sleep(0.05)
     assert driver.find_element("css selector", "#play").text == "play"  # stops at the end
+
+
+def test_suite_report_draws_the_profiles_and_each_workloads_ranking(driver, suite_page):
+    page, summary = suite_page
+    opened(driver, page)
+    profiles = traces(driver, "profiles")
+    assert [t["name"].split()[0] for t in profiles] == ["sgd", "adam"]
+    assert [t["y"][:-1] for t in profiles] == list(summary["profiles"]["fraction"].values())
+    checkpoints = summary["workloads"][0]["ranking_over_training"]["checkpoints"]
+    ranking = traces(driver, "ranking-tiny")
+    assert {t["name"]: t["y"] for t in ranking} == {
+        o: [c["rank"][o] for c in checkpoints] for o in ("sgd", "adam")}
+    assert drawn(driver, "ranking-tiny") == 2
+    reversed_axis = "return document.getElementById('ranking-tiny')._fullLayout.yaxis.range"
+    low, high = driver.execute_script(reversed_axis)
+    assert low > high  # rank 1 at the top

@@ -4,9 +4,12 @@ transformer on its sequence task."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import shutil
 import textwrap
+from html.parser import HTMLParser
 
 import numpy as np
 import pytest
@@ -188,9 +191,12 @@ def test_cli_runs_a_suite_past_a_failing_workload(user_module, capsys):
     assert set(summary["profiles"]["score"]) == {"sgd", "adam"}
     assert [c["verdict"] for c in summary["claims"]] == ["not measured"] * 2
     assert (out / "profiles.png").stat().st_size > 0
+    assert Page((out / "report.html").read_text()).table("workload")[1][0] == "blobs"
     printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed
     assert "failed: RuntimeError: the data server is down" in printed and "blobs" in printed
     assert "blobs: too few seeds for a verdict (needs 7)" in printed
+    assert "blobs: ranking over training: " in printed
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -343,3 +349,261 @@ def test_terminal_names_the_pairs_decided_on_steps_to_target():
     assert _verdicts(w) == "w: fewer steps to target (paired, Holm): adam < sgd"
     w["comparisons"][0]["verdict"] = "no difference detected"
     assert _verdicts(w) == "w: no difference in steps to target detected"
+
+
+# Rankings over training, by hand. Three seeds each; c's seed 1 diverged at step 20 (NaN).
+SERIES = {"a": [{0: 0.1, 10: 0.5, 20: 0.9}, {0: 0.1, 10: 0.6, 20: 0.8}, {0: 0.1, 10: 0.4, 20: 0.7}],
+          "b": [{0: 0.1, 10: 0.7, 20: 0.6}, {0: 0.1, 10: 0.8, 20: 0.5}, {0: 0.1, 10: 0.9, 20: 0.7}],
+          "c": [{0: 0.1, 10: 0.5, 20: 0.8}, {0: 0.1, 10: 0.5, 20: math.nan},
+                {0: 0.1, 10: 0.3, 20: 0.9}]}
+
+
+def test_ranking_over_training_orders_the_seeds_medians_and_ties_share_a_rank():
+    from optimlab.analysis.rankings import ranking_over_training
+
+    checkpoints = ranking_over_training(SERIES)
+    assert [c["step"] for c in checkpoints] == [0, 10, 20]
+    # step 0: the same initial weights, all tied; step 10: medians a .5, b .8, c .5;
+    # step 20: a .8, b .6, c .8 (the NaN seed is the worst of c's three: the median is .8)
+    assert [c["rank"] for c in checkpoints] == [{"a": 1, "b": 1, "c": 1},
+                                                {"a": 2, "b": 1, "c": 2},
+                                                {"a": 1, "b": 3, "c": 1}]
+    assert [c["order"] for c in checkpoints] == [["a", "b", "c"], ["b", "a", "c"],
+                                                 ["a", "c", "b"]]
+    assert checkpoints[2]["value"] == {"a": 0.8, "b": 0.6, "c": 0.8}
+
+
+def test_a_designed_flip_is_found_and_a_tie_at_the_end_is_no_flip():
+    from optimlab.analysis.rankings import flips, ranking_over_training
+
+    # b led a and c at step 10 and is last at the end; a and c end tied: no flip between them
+    assert flips(ranking_over_training(SERIES)) == [
+        {"ahead": "a", "behind": "b", "steps": [10]}, {"ahead": "c", "behind": "b", "steps": [10]}]
+    held = {"sgd": [{5: 0.2, 10: 0.3, 15: 0.4}], "adam": [{5: 0.5, 10: 0.6, 15: 0.7}]}
+    assert flips(ranking_over_training(held)) == []
+    # adam leads at 5 and 10, sgd overtakes it at 15 and 20
+    late = {"sgd": [{5: 0.2, 10: 0.3, 15: 0.8, 20: 0.9}],
+            "adam": [{5: 0.5, 10: 0.6, 15: 0.7, 20: 0.7}]}
+    assert flips(ranking_over_training(late)) == [
+        {"ahead": "sgd", "behind": "adam", "steps": [5, 10]}]
+    assert flips([]) == []
+
+
+@pytest.mark.parametrize("seeds, expected", [
+    ([0.3, 0.6], 0.45),  # (0.3 + 0.6) / 2 is 0.44999999999999996: still 0.45's tie below
+    ([0.9, None, 0.2], 0.2),  # a seed with no value is the worst, not the middle
+    ([0.9, math.nan], None),  # the median falls on the seed without a finite value
+    ([0.9, 0.8, 0.7, None], 0.75),
+])
+def test_median_at_a_step_counts_a_seed_without_a_value_as_the_worst(seeds, expected):
+    from optimlab.analysis.rankings import median_at, rank
+
+    seeds = [{} if v is None else {10: v} for v in seeds]  # None: no evaluation at step 10
+    median = median_at(seeds, 10)
+    assert median == pytest.approx(expected) if expected is not None else median is None
+    if expected is not None:  # a float's last bits never break a tie
+        assert rank({"x": median, "y": expected, "z": None}) == {"x": 1, "y": 1, "z": 3}
+
+
+def test_validation_series_groups_runs_by_entry_in_seed_order():
+    from optimlab.analysis.rankings import validation_series
+    from optimlab.analysis.records import curves_from_rows
+
+    records = [{"run": f"{o}-seed{s}", "label": o, "optimizer": o, "seed": s}
+               for s in (1, 0) for o in ("sgd", "adam")]
+    rows = {f"{o}-seed{s}": {("val", "acc"): [(0, 0.0, 0.1), (5, 0.2, 0.1 * s + (o == "adam"))],
+                             ("val", "loss"): [(0, 0.0, 9.0)]}
+            for s in (0, 1) for o in ("sgd", "adam")}
+    del rows["adam-seed1"][("val", "acc")]  # a run without the curve has no steps
+    series = validation_series(records, curves_from_rows(rows))
+    assert series == {"sgd": [{0: 0.1, 5: 0.0}, {0: 0.1, 5: 0.1}],
+                      "adam": [{0: 0.1, 5: 1.0}, {}]}
+    assert all(isinstance(s, int) for seeds in series.values() for seed in seeds for s in seed)
+
+
+def sign_workload(name, features, steps, seed):
+    """A linearly separable task small enough for a suite of seconds."""
+    import torch
+
+    from optimlab.lab.suite import Workload
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(240, features, generator=g)
+    y = (x.sum(1) > 0).long()
+    return Workload(name, "logreg", ((x[:180], y[:180]), (x[180:], y[180:])), target_acc=0.8,
+                    steps=steps, batch_size=20, eval_every=5)
+
+
+SUITE_OPTIMIZERS = ("sgd", "momentum", "adam")
+
+
+@pytest.fixture(scope="module")
+def suite_folder(tmp_path_factory):
+    """A finished suite of two workloads and one that fails, with its report."""
+    import optimlab
+    from optimlab.lab.suite import Workload
+
+    broken = Workload("broken", "logreg", ("one part",), target_acc=0.5, steps=10)
+    out = tmp_path_factory.mktemp("suite") / "o"
+    optimlab.suite([sign_workload("small", 3, 30, 1), sign_workload("wide", 20, 40, 2), broken],
+                   SUITE_OPTIMIZERS, seeds=2, out=out)
+    return out
+
+
+def test_suite_json_ranks_each_workload_by_its_curves_at_every_evaluation(suite_folder):
+    summary = json.loads((suite_folder / "suite.json").read_text())
+    for w in summary["workloads"][:2]:
+        ranking = w["ranking_over_training"]
+        # the reference: curves.csv read as text, the median over the two seeds by hand
+        acc = {}
+        with (suite_folder / w["folder"] / "curves.csv").open() as f:
+            for row in csv.DictReader(f):
+                if (row["split"], row["metric"]) == ("val", "acc"):
+                    label = row["run"].rsplit("-seed", 1)[0]
+                    acc.setdefault(int(row["step"]), {}).setdefault(label, []).append(
+                        float(row["value"]))
+        assert [c["step"] for c in ranking["checkpoints"]] == sorted(acc) == list(
+            range(0, w["steps"] + 1, 5))
+        for c in ranking["checkpoints"]:
+            median = {o: sum(v) / 2 for o, v in acc[c["step"]].items()}
+            assert c["value"] == pytest.approx(median)
+            for o in SUITE_OPTIMIZERS:
+                assert c["rank"][o] == 1 + sum(m > median[o] + 1e-9 for m in median.values())
+        assert all(f["ahead"] in SUITE_OPTIMIZERS and f["steps"] for f in ranking["flips"])
+        assert ranking["checkpoints"][0]["rank"] == dict.fromkeys(SUITE_OPTIMIZERS, 1)
+
+
+class Page(HTMLParser):
+    """report.html as a reader sees it: headings, tables (rows of cell texts), figures."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.headings, self.tables, self.figures = [], [], {}
+        self._text, self._cell = None, None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("h2", "h3"):
+            self._text = []
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "div" and "data-figure" in attrs:
+            self.figures[attrs["id"]] = json.loads(attrs["data-figure"])
+
+    def handle_endtag(self, tag):
+        if tag in ("h2", "h3"):
+            self.headings.append((tag, "".join(self._text)))
+            self._text = None
+        elif tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        for part in (self._text, self._cell):
+            if part is not None:
+                part.append(data)
+
+    def table(self, first_header):
+        return next(t for t in self.tables if t[0][0] == first_header)
+
+
+def test_report_page_holds_profiles_steps_rankings_verdicts_and_failures(suite_folder):
+    summary = json.loads((suite_folder / "suite.json").read_text())
+    page = Page((suite_folder / "report.html").read_text())
+    assert [h for tag, h in page.headings if tag == "h2"] == [
+        "Performance profiles", "Median steps to the validation target (of the budget; a seed "
+        "that missed counts as the slowest)", "Ranking over training",
+        "Paired comparisons per workload", "The lecture's claims about problem size",
+        "Failed workloads", "Settings"]
+    profile = page.figures["profiles"]["data"]
+    assert [t["name"].split()[0] for t in profile] == list(SUITE_OPTIMIZERS)
+    assert [t["y"][:-1] for t in profile] == list(summary["profiles"]["fraction"].values())
+    steps = page.table("workload")
+    assert steps[0][4:] == list(SUITE_OPTIMIZERS)
+    for row, name in zip(steps[1:], ("small", "wide")):
+        # independent of suite.json: the workload's own summary.json, median of two seeds
+        records = json.loads((suite_folder / name / "summary.json").read_text())
+        for o, cell in zip(SUITE_OPTIMIZERS, row[4:]):
+            seeds = [r["time_to_target_step"] for r in records if r["label"] == o]
+            reached = [s for s in seeds if s is not None]
+            # of two seeds, a missed one is the slower: the median is then not reached
+            budget = 30 if name == "small" else 40
+            median = f"{sum(reached) / 2:.0f} of" if len(reached) == 2 else "not reached in"
+            assert cell == f"{median} {budget} ({len(reached)}/2 seeds reached)"
+        w = next(w for w in summary["workloads"] if w["name"] == name)
+        chart = page.figures[f"ranking-{name}"]["data"]
+        assert {t["name"]: t["y"] for t in chart} == {
+            o: [c["rank"][o] for c in w["ranking_over_training"]["checkpoints"]]
+            for o in SUITE_OPTIMIZERS}
+    assert [h for tag, h in page.headings if tag == "h3"] == ["small", "wide"] * 2
+    changes = [t for t in page.tables if t[0][:2] == ["step", "ranking (best first)"]]
+    assert [row[1] for row in changes[0][1:2]] == ["sgd = momentum = adam"]  # step 0: tied
+    verdicts = [t for t in page.tables if t[0][0] == "a vs b"]
+    assert [len(t) - 1 for t in verdicts] == [3 * 3, 3 * 3]  # 3 pairs x 3 measures
+    claims = page.table("the lecture says")
+    assert [row[1] for row in claims[1:]] == [c["verdict"] for c in summary["claims"]]
+    assert "α = 0.05" in claims[1][2] and "2 (workload, seed) pairs" in claims[1][2]
+    failed = [t for t in page.tables if t[0] == ["workload", "error"]]
+    assert failed[0][1][1].startswith("TypeError: Invalid data of workload 'broken'")
+
+
+def test_report_rerenders_a_suite_folder_with_torch_not_importable(suite_folder):
+    from test_records import without_torch
+
+    before = (suite_folder / "report.html").read_text()
+    for name in ("report.html", "profiles.png"):
+        (suite_folder / name).unlink()
+    out = without_torch(f"""
+        from optimlab.cli import main
+        print("code", main(["report", {str(suite_folder)!r}]))
+        """)
+    assert out.splitlines()[-1] == "code 0"
+    assert (suite_folder / "report.html").read_text() == before
+    assert (suite_folder / "profiles.png").stat().st_size > 0
+
+
+def test_suite_report_without_plotly_shows_the_png_and_the_tables(suite_folder, tmp_path,
+                                                                   monkeypatch):
+    from optimlab.report import interactive
+    from optimlab.report.suite import render
+
+    monkeypatch.setattr(interactive, "available", lambda: False)
+    folder = tmp_path / "copy"
+    shutil.copytree(suite_folder, folder)
+    text = render(folder).read_text()
+    page = Page(text)
+    assert page.figures == {} and '<img alt="performance profiles"' in text
+    assert len([t for t in page.tables if t[0][:2] == ["step", "ranking (best first)"]]) == 2
+    assert "plotly is not installed" in text
+
+
+def test_suite_report_of_a_suite_json_without_rankings_says_so(suite_folder, tmp_path):
+    from optimlab.report.suite import render
+
+    folder = tmp_path / "older"
+    shutil.copytree(suite_folder, folder)
+    summary = json.loads((folder / "suite.json").read_text())
+    for w in summary["workloads"]:
+        w.pop("ranking_over_training", None)
+    (folder / "suite.json").write_text(json.dumps(summary))
+    page = Page(render(folder).read_text())
+    assert not [f for f in page.figures if f.startswith("ranking-")]
+    assert "Ranking over training" in [h for _, h in page.headings]
+    assert "not recorded" in (folder / "report.html").read_text()
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{}", "expected an object with settings, workloads, profiles, claims"),
+    ('{"settings": {', "the file ends mid-document"),
+])
+def test_report_refuses_a_damaged_suite_json_in_one_line(content, needle, tmp_path, capsys):
+    (tmp_path / "suite.json").write_text(content)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and str(tmp_path / "suite.json") in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "report.html").exists()

@@ -268,11 +268,12 @@ def suite(workloads: Sequence[Any] | None = None, optimizers: str | Sequence[Any
           alpha: float | None = None, out: str | Path | None = None,
           threads: int | None = 1) -> dict[str, Any]:
     """Every optimizer on a set of workloads (`optimlab suite`); suite.json's content, with
-    profiles.png drawn next to it. `workloads`: built-in names, "module:callable", or
-    `optimlab.lab.suite.Workload` objects (default: the built-in suite)."""
+    report.html and profiles.png drawn next to it. `workloads`: built-in names,
+    "module:callable", or `optimlab.lab.suite.Workload` objects (default: the built-in
+    suite)."""
     from optimlab.lab.experiment import out_path
     from optimlab.lab.suite import Suite, SuiteConfig
-    from optimlab.report.profiles import write
+    from optimlab.report.suite import render
 
     specs = None if workloads is None else tuple(
         w if isinstance(w, str) else register_object(lambda w=w: w) for w in workloads)
@@ -282,5 +283,5 @@ def suite(workloads: Sequence[Any] | None = None, optimizers: str | Sequence[Any
     folder = out_path(out, "suite")
     with _threads(threads):
         summary = Suite(cfg, folder).run()
-    write(summary, folder / "profiles.png")
+    render(folder)
     return summary

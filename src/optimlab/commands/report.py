@@ -2,9 +2,9 @@
 
 Dispatch on what the folder holds, so that each folder re-renders as the page its command
 wrote: a reproduction (`reproduction.json`; it also holds the records of its runs, the
-store and summary.json), a sweep (`sweep.sqlite`), a comparison (`summary.json`) or
-landscape paths (`paths.json`). A damaged record file (cut short,
-half a line) is refused with a message naming the file and the defect.
+store and summary.json), a suite (`suite.json`), a sweep (`sweep.sqlite`), a comparison
+(`summary.json`) or landscape paths (`paths.json`). A damaged record file (cut short, half a
+line) is refused with a message naming the file and the defect.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 
 # file that marks the folder -> the module whose render(DIR) draws it; the first that the
 # folder holds decides (a sweep folder holds summary.json too)
-KINDS = {"reproduction.json": "optimlab.report.reproduce",
+KINDS = {"reproduction.json": "optimlab.report.reproduce", "suite.json": "optimlab.report.suite",
          "sweep.sqlite": "optimlab.report.sweep", "summary.json": "optimlab.report",
          "paths.json": "optimlab.report.landscape"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", type=Path,
-                   help="a folder written by compare, sweep, landscape or reproduce")
+                   help="a folder written by compare, sweep, suite, landscape or reproduce")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if marker is None:
         found = "it holds no records" if out.is_dir() else "no such folder"
         print(f"optimlab report: error: Invalid DIR {str(out)!r}: {found}; allowed: a folder "
-              "with reproduction.json (written by reproduce), summary.json (by compare), "
-              "sweep.sqlite (by sweep) or paths.json (by landscape)", file=sys.stderr)
+              "with reproduction.json (written by reproduce), suite.json (by suite), "
+              "summary.json (by compare), sweep.sqlite (by sweep) or paths.json (by "
+              "landscape)", file=sys.stderr)
         return 2
     try:
         path = importlib.import_module(KINDS[marker]).render(out)

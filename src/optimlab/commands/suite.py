@@ -20,7 +20,7 @@ from optimlab.commands._args import add_threads, capped, positive_int, torch_thr
 from optimlab.commands.compare import _number, _optimizer_list
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.suite import BUILTIN, QUICK, TARGET_MEASURE, Suite, SuiteConfig
-from optimlab.report.profiles import write as write_profiles
+from optimlab.report.suite import flips_text, render
 
 
 def _workloads(text: str) -> tuple[str, ...]:
@@ -74,6 +74,8 @@ def _print_table(console: Console, summary: dict[str, Any]) -> None:
     console.print(table)
     for w in done:
         console.print(escape(_verdicts(w)))
+        console.print(escape(f"{w['name']}: ranking over training: "
+                             f"{flips_text(w['ranking_over_training'])}"))
     for w in summary["workloads"]:
         if w["status"] != "finished":
             console.print(f"{escape(w['name'])}: failed: {escape(w['error'])}")
@@ -126,5 +128,5 @@ def _suite(args: argparse.Namespace, console: Console) -> int:
         return 1
     _print_table(console, summary)
     console.print(f"suite.json: {out / 'suite.json'}")
-    console.print(f"profiles: {write_profiles(summary, out / 'profiles.png')}")
+    console.print(f"report: {render(out)} (profiles.png beside it)")
     return 0

@@ -12,8 +12,11 @@ The output folder:
 - `<workload>/`: the comparison's folder (config.json, summary.json, curves.csv, ...);
 - `suite.json`: {"settings", "workloads": [per workload, smallest first: its size, target,
   budget, status (and error), per optimizer the steps to target of each seed, their median
-  and the final test accuracies, and the paired comparisons], "profiles", "claims"};
-  written after every workload, so an interrupted suite keeps what finished.
+  and the final test accuracies, the paired comparisons, and the ranking over training:
+  the optimizers' order at each evaluation and its flips], "profiles", "claims"};
+  written after every workload, so an interrupted suite keeps what finished;
+- `report.html`, `profiles.png`: drawn from suite.json by `optimlab.report.suite` (the
+  command and the Python API call it; the lab never draws).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optimlab.analysis import profiles
+from optimlab.analysis import profiles, rankings
+from optimlab.analysis.records import read_curves
 from optimlab.analysis.size_claims import size_claims
 from optimlab.analysis.stats import ALPHA, check_alpha
 from optimlab.lab.compare import CallbackFactory, CompareConfig, Comparison, comparisons
@@ -192,7 +196,17 @@ def run_workload(w: Workload, cfg: SuiteConfig, out: Path,
     if any(s == 0 for r in results.values() for s in r["steps_to_target"]):
         raise ValueError(f"Invalid target_acc {w.target_acc:g} of workload {w.name!r}: the "
                          "initial model reaches it; allowed: a target that takes training")
-    return entry | {"status": "finished", "optimizers": results, "comparisons": paired}
+    return entry | {"status": "finished", "optimizers": results, "comparisons": paired,
+                    "ranking_over_training": _ranking(records, out)}
+
+
+def _ranking(records: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """The optimizers' order at each evaluation, from the comparison's curves.csv, and the
+    pairs whose final order an earlier evaluation reversed (`analysis.rankings`)."""
+    series = rankings.validation_series(records, read_curves(out / "curves.csv"))
+    checkpoints = rankings.ranking_over_training(series)
+    return {"measure": rankings.MEASURE, "checkpoints": checkpoints,
+            "flips": rankings.flips(checkpoints)}
 
 
 def _failed(spec: str, err: BaseException) -> dict[str, Any]:

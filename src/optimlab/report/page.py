@@ -67,7 +67,10 @@ def write_page(path: Path, *, title: str, sections: Sequence[tuple[str, str]],
 
 
 CLAIMS_TITLE = "What the lecture says, and what this run shows"
-_VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undecided": "undecided"}
+# the compare claims' verdicts, then the suite's size claims' (analysis.size_claims)
+_VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "undecided": "undecided",
+                  "contradicted": "fails", "not supported": "undecided",
+                  "too few seeds": "undecided"}
 
 
 SEED_RULE = ("<p>A measure favours one side when the paired sign-flip test, over the seeds both "
