@@ -62,7 +62,8 @@ class Formula:
         float64 from `kw`, the keyword arguments of the optimizer's update functions (or
         with [K] float64 tensors in `kw`, for K members at once): terms like 1 − β are
         formed here, before the kernels round them to the parameters' dtype;
-    flags: `flags(kw)`: the options that change the program (constants in the kernels);
+    flags: `flags(kw)`: the options that change the program (constants in the kernels),
+        never of η alone (a new η from a scheduler keeps the kernel);
     terms: `terms(kw, t)`: the scalars that change with a tensor's step count t (from 1);
         None when nothing does. An optimizer that keeps no count (SGD, as torch's) gets
         t = 1 on the first step of its `lazy` states and t = 2 after;

@@ -222,6 +222,7 @@ class _Kind:
         if self.names is None:
             self.names = _nf.names(self.formula, kw)
             self.module = _nf.kernels(self.formula, self.names)
+            self._terms = operator.itemgetter(*self.names.terms, "")
         return self.names
 
     def structure(self, kw: dict[str, Any]) -> tuple[bool, ...]:
@@ -261,10 +262,23 @@ class _Kind:
         return (np.array([[-1.0 if kw.get("maximize") else 1.0,
                            *(scalars[k] for k in names.columns)]], lay.dtype),)
 
+    def lr_columns(self, kw: dict[str, Any]) -> tuple[tuple[int, str], ...]:
+        """(column of `hp`, scalar) of the scalars that η moves, at these other arguments."""
+        assert self.names is not None
+        now, moved = self.formula.scalars(kw), self.formula.scalars({**kw, "lr": 2 * kw["lr"] + 1})
+        return tuple((j + 1, name) for j, name in enumerate(self.names.columns)
+                     if moved[name] != now[name])
+
+    def refill(self, hp: np.ndarray, kw: dict[str, Any],
+               columns: tuple[tuple[int, str], ...]) -> None:
+        """A new η (a scheduler's) written into `hp` in place: the `lr_columns` only."""
+        scalars = self.formula.scalars(kw)
+        for j, name in columns:
+            hp[0, j] = scalars[name]
+
     def terms(self, kw: dict[str, Any], t: Any) -> tuple[Any, ...]:
-        assert self.formula.terms is not None and self.names is not None
-        terms = self.formula.terms(kw, t)
-        return tuple(terms[k] for k in self.names.terms)
+        assert self.formula.terms is not None
+        return self._terms({**self.formula.terms(kw, t), "": 0})[:-1]  # type: ignore[no-any-return]
 
 
 _KINDS: dict[str, _Kind] = {}
@@ -322,7 +336,7 @@ class Prepared:
     """
 
     __slots__ = ("kind", "layout", "structure", "states", "tensors", "addresses", "kw",
-                 "scalars", "per_step", "kernel")
+                 "scalars", "per_step", "kernel", "last", "lr_columns")
 
     def __init__(self, kind: _Kind, layout: Layout, structure: tuple[Any, ...],
                  states: tuple[Any, ...], tensors: list[torch.Tensor]):
@@ -332,23 +346,36 @@ class Prepared:
         self.kw: dict[str, Any] | None = None
         self.scalars: tuple[Any, ...] = ()
         self.per_step: tuple[Any, ...] = ()
+        self.last: tuple[Any, ...] = ()  # the terms in `per_step`, for a formula without counts
+        self.lr_columns: tuple[tuple[int, str], ...] = ()  # what a new η alone rewrites
 
-    def holds(self, lists: list[list[Any]], kw: dict[str, Any]) -> bool:
+    def holds(self, lists: list[list[Any]], kw: dict[str, Any], only_lr: bool = False) -> bool:
+        """`only_lr`: `kw` differs from the last call's in η alone, which no flag reads."""
         tensors = _present(lists)
         return (len(tensors) == len(self.tensors) and all(map(operator.is_, tensors, self.tensors))
                 and _checks.addresses(tensors) == self.addresses
                 and all(map(torch.Tensor.is_contiguous, tensors))
-                and (kw is self.kw or self.kind.structure(kw) == self.structure))
+                and (kw is self.kw or only_lr or self.kind.structure(kw) == self.structure))
 
     def run(self, grads: Sequence[torch.Tensor], steps: list[int] | None,
             kw: dict[str, Any], only_lr: bool = False) -> None:
         """One update; `only_lr`: `kw` differs from the last call's in η alone."""
         lay, kind = self.layout, self.kind
         if kw is not self.kw:
-            self.scalars = kind.scalars(lay, kw)
+            if only_lr and self.kw is not None:
+                kind.refill(self.scalars[0], kw, self.lr_columns)
+            else:
+                self.scalars = kind.scalars(lay, kw)
+                self.lr_columns = kind.lr_columns(kw)
         self.kw = kw
-        if kind.has_terms:
-            self.per_step = _per_tensor(kind, lay, steps or [2] * len(lay.params), kw)
+        if kind.has_terms and steps is not None:
+            self.per_step = _per_tensor(kind, lay, steps, kw)
+        elif kind.has_terms:  # a formula that keeps no count replays at t = 2
+            values = kind.terms(kw, 2)
+            if values != self.last:  # its own arrays: the layout's scratch is shared
+                n = len(lay.params)
+                self.per_step = tuple(np.full(n, x, lay.dtype) for x in values)
+                self.last = values
         g = np.fromiter(map(torch.Tensor.data_ptr, grads), np.int64, len(grads))
         if lay.total < 2 * MIN_PER_THREAD:  # `_run`'s first case, without the call
             self.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.row, lay.w,

@@ -67,7 +67,7 @@ def foreach(formula: Formula) -> Update:
     return update
 
 
-def _copy(old: list[torch.Tensor], new: Sequence[torch.Tensor]) -> None:
+def _copy(old: list[torch.Tensor], new: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
     """old ← new; one op for plain tensors, tensor by tensor for a subclass (FSDP2's DTensor
     has no sharding rule for the multi-tensor copy)."""
     if all(type(t) in PLAIN for t in old):

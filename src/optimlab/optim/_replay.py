@@ -148,7 +148,7 @@ def _ready(opt: BaseOptimizer, k: Kept, group: dict[str, Any]
     same, only_lr = k.arguments(opt, group)
     if k.call is not None and not k.call.tensors and not opt._counts:
         # a call without state tensors: it holds while it would not need state now
-        return (grads, [], only_lr) if same or k.call.holds([], k.kw) else None
+        return (grads, [], only_lr) if same or k.call.holds([], k.kw, only_lr) else None
     states = k.state_dicts(opt, params)
     if states is None:
         return None
@@ -157,7 +157,7 @@ def _ready(opt: BaseOptimizer, k: Kept, group: dict[str, Any]
         k.call = k.prepare(opt.spec.kernel, params, lists, k.kw, k.layout)
         if k.call is None:
             return None
-    elif not k.call.holds(lists, k.kw):
+    elif not k.call.holds(lists, k.kw, only_lr):
         return None
     return grads, states, only_lr
 
