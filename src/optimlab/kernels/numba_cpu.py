@@ -336,7 +336,7 @@ class Prepared:
     """
 
     __slots__ = ("kind", "layout", "structure", "states", "tensors", "addresses", "kw",
-                 "scalars", "per_step", "kernel", "last", "lr_columns")
+                 "scalars", "per_step", "kernel", "terms_move", "lr_columns")
 
     def __init__(self, kind: _Kind, layout: Layout, structure: tuple[Any, ...],
                  states: tuple[Any, ...], tensors: list[torch.Tensor]):
@@ -346,7 +346,7 @@ class Prepared:
         self.kw: dict[str, Any] | None = None
         self.scalars: tuple[Any, ...] = ()
         self.per_step: tuple[Any, ...] = ()
-        self.last: tuple[Any, ...] = ()  # the terms in `per_step`, for a formula without counts
+        self.terms_move = True  # whether a new η alone changes the terms (without counts)
         self.lr_columns: tuple[tuple[int, str], ...] = ()  # what a new η alone rewrites
 
     def holds(self, lists: list[list[Any]], kw: dict[str, Any], only_lr: bool = False) -> bool:
@@ -361,21 +361,21 @@ class Prepared:
             kw: dict[str, Any], only_lr: bool = False) -> None:
         """One update; `only_lr`: `kw` differs from the last call's in η alone."""
         lay, kind = self.layout, self.kind
-        if kw is not self.kw:
-            if only_lr and self.kw is not None:
-                kind.refill(self.scalars[0], kw, self.lr_columns)
-            else:
-                self.scalars = kind.scalars(lay, kw)
-                self.lr_columns = kind.lr_columns(kw)
+        renew = kw is not self.kw  # the terms of a formula without counts may change
+        if renew and only_lr and self.kw is not None:
+            kind.refill(self.scalars[0], kw, self.lr_columns)
+            renew = self.terms_move
+        elif renew:
+            self.scalars = kind.scalars(lay, kw)
+            self.lr_columns = kind.lr_columns(kw)
+            self.terms_move = kind.has_terms and kind.terms(kw, 2) != kind.terms(
+                {**kw, "lr": 2 * kw["lr"] + 1}, 2)
         self.kw = kw
         if kind.has_terms and steps is not None:
             self.per_step = _per_tensor(kind, lay, steps, kw)
-        elif kind.has_terms:  # a formula that keeps no count replays at t = 2
-            values = kind.terms(kw, 2)
-            if values != self.last:  # its own arrays: the layout's scratch is shared
-                n = len(lay.params)
-                self.per_step = tuple(np.full(n, x, lay.dtype) for x in values)
-                self.last = values
+        elif kind.has_terms and renew:  # no counts: it replays at t = 2
+            n = len(lay.params)  # its own arrays: the layout's scratch is shared
+            self.per_step = tuple(np.full(n, x, lay.dtype) for x in kind.terms(kw, 2))
         g = np.fromiter(map(torch.Tensor.data_ptr, grads), np.int64, len(grads))
         if lay.total < 2 * MIN_PER_THREAD:  # `_run`'s first case, without the call
             self.kernel(0, lay.tensor.size, lay.tensor, lay.first, lay.sizes, lay.row, lay.w,
