@@ -50,7 +50,7 @@ def test_every_path_rounds_as_the_reference_in_low_precision(name, dtype):
             runs[opt.last_impl[0] if impl else "default"] = params
         ref = runs.pop("reference")
         # it moved (the row's cases do; a default η may be below the dtype's resolution:
-        # Lion's 1e-4 steps leave bfloat16 weights near 1 where they are)
+        # steps of ±1e-4 leave bfloat16 weights near 1 where they are)
         assert not kw or any(not torch.equal(w, p.detach().to(dtype))
                              for w, p in zip(ref, field.torch_params(dtype)))
         for impl, params in runs.items():

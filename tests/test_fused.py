@@ -172,8 +172,8 @@ def test_nan_and_inf_propagate_as_in_the_reference(name, kw):
             opt.step()
         state = [v for v in opt.state[params[0]].values() if v.is_floating_point()]
         out.append(torch.cat([params[0].detach(), *(v.reshape(-1) for v in state)]))
-    # the case is not vacuous: NaN or Inf reached the weights or the state (Lion's weights
-    # stay finite: sign(NaN) is 0)
+    # the case is not vacuous: NaN or Inf reached the weights or the state (a step of
+    # sign(·) keeps the weights finite: sign(NaN) is 0)
     assert not bool(torch.isfinite(out[1]).all())
     torch.testing.assert_close(out[0], out[1], equal_nan=True, rtol=1e-6, atol=1e-7)
 

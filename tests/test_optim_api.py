@@ -171,8 +171,8 @@ def test_nonfinite_raise_names_the_parameter(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_nonfinite_apply_is_torchs_behaviour(name):
-    """The NaN reaches its own tensor only, as in torch.optim: its weights, or (Lion, whose
-    step is sign(c), 0 for NaN as torch.sign) its state."""
+    """The NaN reaches its own tensor only, as in torch.optim: its weights, or (a step of
+    sign(·), 0 for NaN as torch.sign) its state."""
     params = [torch.zeros(4, requires_grad=True), torch.zeros(3, requires_grad=True)]
     opt = OPTIMIZERS[name](params, **DB[name].cases[0])
     _nan_step(opt, params)
