@@ -158,15 +158,19 @@ def _shortest(x: float) -> str | float:
     return str(f) if float(f) == x else x
 
 
-def write_curves_csv(path: Path, runs: Iterable[tuple[str, Iterable[CurvePoint]]]) -> Path:
+def write_curves_csv(path: Path, runs: Iterable[tuple[str, Iterable[CurvePoint]]],
+                     append: bool = False) -> Path:
     """curves.csv at `path` from (run name, points) pairs, replaced atomically (a reader
-    never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    never sees half a file), or with `append` added at its end (a new file gets the header)."""
+    target = path if append else path.with_name(path.name + ".tmp")
+    header = not (append and path.is_file())
+    with target.open("a" if append else "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(CURVE_COLUMNS)
+        if header:
+            w.writerow(CURVE_COLUMNS)
         for run, points in runs:
             w.writerows((run, p.step, _shortest(p.train_seconds), p.split, p.metric,
                          _shortest(p.value)) for p in points)
-    os.replace(tmp, path)
+    if not append:
+        os.replace(target, path)
     return path
