@@ -148,9 +148,12 @@ class _Store:
         with self.guard():
             self.db.set_meta("settings", dataclasses.asdict(cfg))
             self._rewrite()
-        # a run's diagnostics are kept before the run: a crash between them reruns it
+        # a run's diagnostics are stored before the run: a crash between them reruns it
         self.diagnostics = [d for d in self.db.meta().get("diagnostics", [])
                             if d["run"] in self.finished]
+        if self.diagnostics:
+            with self.guard():
+                write_json(self.out / "diagnostics.json", self.diagnostics)
 
     def guard(self) -> Any:
         """Writes to the store: a full disk becomes `DiskFull` (runs safe, how to resume)."""
