@@ -120,12 +120,8 @@ run_name = partial(run_name_of, point=False)
 
 def train_configs(cfg: CompareConfig, n_train: int) -> list[TrainConfig]:
     """Seed-major order, so an interrupted comparison has every optimizer for the first seeds."""
-    classify = cfg.task == "classification"
-    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=e.name, label=e.label,
-                        hyperparameters=cfg.hyperparameters(e), steps=cfg.steps_for(n_train),
-                        batch_size=cfg.batch_size, seed=seed, eval_every=cfg.eval_every,
-                        target_acc=cfg.target_acc if classify else None, device=cfg.device,
-                        schedule=cfg.schedule, task=cfg.task, target_loss=cfg.target_loss)
+    target = cfg.target_acc if cfg.task == "classification" else None
+    return [cfg.run_config(e, cfg.hyperparameters(e), seed, n_train, target_acc=target)
             for seed in range(cfg.seeds) for e in cfg.entries]
 
 
@@ -189,7 +185,6 @@ class _Store:
                                         | {"diagnostics": result.extras})
                 self.db.set_meta("diagnostics", self.diagnostics)
             self.db.finish(result.config, result.record, result.curves)
-            self.db.drop_checkpoint(result.config)
             if result.extras:
                 write_json(self.out / "diagnostics.json", self.diagnostics)
             write_curves_csv(self.out / "curves.csv", [(run, result.curves)], append=True)

@@ -104,14 +104,17 @@ class Store:
 
     def finish(self, config: TrainConfig, record: dict[str, Any],
                curves: Iterable[CurvePoint]) -> None:
-        """Store a finished run: summary, curves and status in one transaction."""
+        """Store a finished run: summary, curves and status, and drop its checkpoint, in one
+        transaction (one commit: each waits for the disk)."""
+        key = config_key(config)
         with self.conn:
             cur = self.conn.execute(
                 "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
                 "WHERE key = ?", (json.dumps(record, allow_nan=False), encode_curves(curves),
-                                  time.time(), config_key(config)))
+                                  time.time(), key))
             if cur.rowcount != 1:
                 raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
+            self.conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
 
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:

@@ -62,11 +62,7 @@ def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str
                  seeds: range, n_train: int) -> list[TrainConfig]:
     """The runs of one optimizer entry (or its label) at `points` under `seeds`."""
     entry = cfg.entry(optimizer)
-    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=entry.name,
-                        label=entry.label, hyperparameters=hp, steps=cfg.steps_for(n_train),
-                        task=cfg.task, target_loss=cfg.target_loss,
-                        batch_size=cfg.batch_size, seed=seed, eval_every=cfg.eval_every,
-                        device=cfg.device, dtype=cfg.dtype, schedule=cfg.schedule)
+    return [cfg.run_config(entry, hp, seed, n_train, dtype=cfg.dtype)
             for seed in seeds for hp in points]
 
 
@@ -176,7 +172,6 @@ class Sweep:
     def _finished(self, result: RunResult) -> None:
         with self.guard():
             self.store.finish(result.config, result.record, result.curves)
-            self.store.drop_checkpoint(result.config)
         if self.on_result:
             self.on_result(result)
 
