@@ -1,6 +1,9 @@
-"""Executors: how a sweep's configurations are trained. All produce `RunResult`s.
+"""Executors: how the configurations of a sweep or a comparison are trained. All produce
+`RunResult`s. `EXECUTORS` maps each name to its executor: compare and sweep train through
+`execute(name, Job(...))`.
 
-- `sequential`: one `optimlab.train.train_run` per configuration (the baseline);
+- `sequential`: one `optimlab.train.train_run` per configuration (the baseline; runs
+  with callbacks of their own, such as compare's `--diagnostics`, always train so);
 - `processes`: the same, spread over CPU cores (one torch thread per process);
 - `vectorized`: configurations that share dataset, model, steps, batch size and dtype
   train together, K at a time. Parameters are stacked over the K members;
