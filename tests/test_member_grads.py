@@ -96,32 +96,3 @@ def test_batched_logits_equal_each_members_forward(name, shape, classes):
     logits_t = HAND_WRITTEN_LOGITS[type(copies[0])](views(flat, shapes), x, Workspace())
     for k, model in enumerate(copies):
         torch.testing.assert_close(logits_t[k].T, model(x), rtol=1e-13, atol=1e-15)
-
-
-def test_members_evaluated_one_at_a_time_take_a_split_in_one_pass_as_a_single_run():
-    """Without a batched forward (the CNN) a pass holds one member's intermediates: its
-    rows are `evaluate`'s (EVAL_CHUNK), twice as fast on the CNN as STACKED_CHUNK's."""
-    from types import SimpleNamespace
-
-    from optimlab.lab.member_grads import logits_rows, member_logits
-    from optimlab.train.evaluation import EVAL_CHUNK, STACKED_CHUNK, evaluate, evaluate_stacked
-
-    copies, shapes, flat = stacked("cnn", (40,), 10)
-    assert logits_rows(copies[0]) == EVAL_CHUNK
-    assert logits_rows(stacked("mlp", (8,), 4)[0][0]) == STACKED_CHUNK  # K-fold intermediates
-    g = torch.Generator().manual_seed(2)
-    sizes = {"train": STACKED_CHUNK + 100, "val": 0, "test": 30}
-    data = SimpleNamespace(**{f"{xy}_{split}": torch.randn(n, 40, generator=g,
-                                                           dtype=torch.float64)
-                              if xy == "x" else torch.randint(0, 10, (n,), generator=g)
-                              for split, n in sizes.items() for xy in "xy"})
-    logits, passes = member_logits(copies[0], K), []
-    results = evaluate_stacked(lambda x: passes.append(len(x)) or logits(views(flat, shapes), x),
-                               K, data, logits_rows(copies[0]))
-    assert passes == [sizes["train"], sizes["test"]]
-    for k, model in enumerate(copies):
-        single = evaluate(model, data)
-        assert results[k].keys() == single.keys() == {"train", "test"}
-        for split, metrics in single.items():
-            assert results[k][split]["acc"] == metrics["acc"]
-            assert results[k][split]["loss"] == pytest.approx(metrics["loss"], rel=1e-13)

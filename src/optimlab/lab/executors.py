@@ -54,13 +54,7 @@ import torch
 from torch.func import functional_call
 
 from optimlab._dynamo import dynamo_not_imported
-from optimlab.lab.member_grads import (
-    is_hand_written,
-    logits_rows,
-    member_grads,
-    member_logits,
-    views,
-)
+from optimlab.lab.member_grads import is_hand_written, member_grads, member_logits, views
 from optimlab.lab.store import Checkpoint, config_key
 from optimlab.optim import OPTIMIZERS
 from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters, segment
@@ -624,7 +618,7 @@ class Group:
             params = self.params if index is None else {n: p[index] for n, p in
                                                         self.params.items()}
             results = evaluate_stacked(lambda x: self.logits(params, x), len(rows),
-                                       self.data, logits_rows(self.module))
+                                       self.data)
         else:
             results = [evaluate(self._member_forward(row), self.data, task) for row in rows]
         for row, metrics in zip(rows, results, strict=True):

@@ -22,7 +22,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from optimlab.models.batched import HAND_WRITTEN, HAND_WRITTEN_LOGITS, Workspace
-from optimlab.train.evaluation import EVAL_CHUNK, STACKED_CHUNK, task_loss
+from optimlab.train.evaluation import task_loss
 
 Params = dict[str, torch.Tensor]
 GradFn = Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -71,12 +71,6 @@ def member_grads(module: nn.Module, hand_written: bool = True,
             ) -> torch.Tensor:
         return manual(params, x, y, views(out, shapes), ws)
     return run
-
-
-def logits_rows(module: nn.Module) -> int:
-    """Rows per pass of `member_logits` in an evaluation: a batched forward's intermediates
-    are K-fold, one forward per member's are one member's (as `evaluate`'s)."""
-    return STACKED_CHUNK if type(module) in HAND_WRITTEN_LOGITS else EVAL_CHUNK
 
 
 def member_logits(module: nn.Module, members: int) -> Callable[[Params, torch.Tensor],

@@ -79,13 +79,11 @@ def evaluate(model_or_fn: nn.Module | Callable[[torch.Tensor], torch.Tensor],
 
 @torch.no_grad()
 def evaluate_stacked(logits_t: Callable[[torch.Tensor], torch.Tensor], members: int,
-                     dataset: Any, rows: int = STACKED_CHUNK
-                     ) -> list[dict[str, dict[str, float]]]:
+                     dataset: Any) -> list[dict[str, dict[str, float]]]:
     """`evaluate` for K stacked models at once: `logits_t(x)` maps a batch of inputs [N, …]
-    to every member's logits, [K, classes, N]. One entry per member, as `evaluate`'s.
-    `rows` per pass: the same for any K, so that a member's sums do not depend on K
-    (EVAL_CHUNK where `logits_t` runs one member at a time: no K-fold intermediates)."""
+    to every member's logits, [K, classes, N]. One entry per member, as `evaluate`'s."""
     out: list[dict[str, dict[str, float]]] = [{} for _ in range(members)]
+    rows = STACKED_CHUNK  # the same for any K: a member's sums do not depend on K
     for split in SPLITS:
         x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
         if len(y) == 0:
