@@ -13,6 +13,7 @@ import pytest
 from optimlab import lab, report
 from optimlab.cli import main
 from optimlab.lab.policy import default_threads
+from optimlab.lab.store import Store
 from optimlab.report.table import mean_std, table_rows
 
 STEPS, EVAL_EVERY, SEEDS = 30, 10, 2
@@ -175,7 +176,7 @@ def test_report_rerenders_from_the_saved_records_without_training(compared, tmp_
     def no_training(*args, **kwargs):
         raise AssertionError("report must not train")
 
-    monkeypatch.setattr("optimlab.lab.compare.train_run", no_training)
+    monkeypatch.setattr("optimlab.lab.executors.train_run", no_training)
     monkeypatch.setattr("optimlab.train.loop.train_run", no_training)
     assert main(["report", str(out)]) == 0
     assert str(out / "report.html") in capsys.readouterr().out
@@ -380,8 +381,8 @@ def test_table_mean_and_std_over_seeds():
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, monkeypatch,
                                                                 capsys):
-    import optimlab.lab.compare as lab_compare
-    real, calls = lab_compare.train_run, []
+    import optimlab.lab.executors as executors
+    real, calls = executors.train_run, []
 
     def interrupted_second_run(*args, **kwargs):
         calls.append(1)
@@ -389,7 +390,7 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, m
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lab_compare, "train_run", interrupted_second_run)
+    monkeypatch.setattr(executors, "train_run", interrupted_second_run)
     out = tmp_path / "ctrl-c"
     assert main(compare_argv(npz, out, "--optimizers", "adam,sgd", "--executor",
                              "sequential")) == 130
@@ -425,6 +426,7 @@ def add(self, result):
 c._Store.add = add
 from optimlab.cli import main
 from optimlab.lab.policy import default_threads
+from optimlab.lab.store import Store
 raise SystemExit(main(sys.argv[2:]))
 """
 
@@ -488,10 +490,12 @@ def test_a_full_disk_while_writing_records_says_what_is_safe_and_resumes(npz, tm
     argv = compare_argv(npz, out, "--optimizers", "adam,sgd")
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"optimlab compare: error: the disk is full while writing {out}: 2 "
+    # the third run is in the store before its summary.json could be written
+    assert err == (f"optimlab compare: error: the disk is full while writing {out}: 3 "
                    "finished runs are safe there; free space and run the same compare command "
                    "again to resume")
     assert len(json.loads((out / "summary.json").read_text())) == 2
+    assert Store(out).finished_count() == 3
     assert not list(out.glob("*.tmp"))
     monkeypatch.setattr(experiment.os, "replace", real)
     assert main(argv) == 0
@@ -577,3 +581,49 @@ def test_an_unknown_executor_is_refused(npz, tmp_path, capsys):
         comparison.run(executor="ray")
     assert exit_code(compare_argv(npz, tmp_path / "y", "--executor", "ray")) == 2
     assert "--executor: invalid choice: 'ray'" in capsys.readouterr().err
+
+
+def test_compare_keeps_its_runs_in_the_run_store_and_writes_the_files_from_it(compared):
+    """One store for compare and sweep: every finished run is a row of sweep.sqlite (named
+    as compare names it), and summary.json and curves.csv hold exactly what it holds."""
+    from optimlab.analysis.store import read_meta, read_runs
+
+    runs = read_runs(compared)
+    assert [r["run"] for r in runs] == [f"{o}-seed{s}" for s in range(SEEDS) for o in OPTIMIZERS]
+    assert all(r["roles"] == ["compare"] for r in runs)
+    assert json.loads((compared / "summary.json").read_text()) == [r["summary"] for r in runs]
+    stored = [(r["run"], p.step, np.float32(p.train_seconds), p.split, p.metric,
+               np.float32(p.value)) for r in runs for p in r["curves"]]
+    written = [(c["run"], int(c["step"]), np.float32(c["train_seconds"]), c["split"],
+                c["metric"], np.float32(c["value"])) for c in read_curves(compared)]
+    assert [s[:5] for s in written] == [s[:5] for s in stored]
+    assert np.array_equal([s[5] for s in written], [s[5] for s in stored], equal_nan=True)
+    assert read_meta(compared)["settings"]["seeds"] == SEEDS  # what a resume must match
+
+
+def test_a_compare_folder_of_an_earlier_version_is_refused_not_overwritten(npz, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "summary.json").write_text("[]\n")  # records without a store beside them
+    assert main(compare_argv(npz, out)) == 2
+    err = capsys.readouterr().err
+    assert f"Invalid --out {str(out)!r}: its runs are in no run store (sweep.sqlite)" in err
+    assert not (out / "sweep.sqlite").exists()
+
+
+def test_compare_and_sweep_train_through_one_registry_of_executors(npz, tmp_path, monkeypatch):
+    from optimlab import data
+    from optimlab.lab import executors
+    from optimlab.lab.grid import SweepConfig
+
+    assert set(lab.compare.EXECUTORS) <= set(executors.EXECUTORS)
+    with pytest.raises(ValueError, match="allowed: vectorized, sequential, processes, ray"):
+        SweepConfig(executor="threads")
+    jobs = []
+    real = executors.EXECUTORS["sequential"]
+    monkeypatch.setitem(executors.EXECUTORS, "sequential",
+                        lambda job: jobs.append(len(job.configs)) or real(job))
+    records = lab.run_compare(small_config(), tmp_path, dataset=data.load(f"npz:{npz}"),
+                              executor="sequential")
+    assert jobs == [4] and len(records) == 4

@@ -301,42 +301,50 @@ def test_checkpoints_in_flight_are_read_back_without_unpickling_code(tmp_path, m
     assert loads and all(kw.get("weights_only") is True for kw in loads)
 
 
+def in_flight(out: Path) -> dict[str, int]:
+    """run -> the step of its stored checkpoint, for every run in flight in `out`'s store."""
+    return Store(out).checkpoint_steps()
+
+
 def test_an_interrupted_comparison_goes_on_from_the_checkpoint_of_its_run_in_flight(
         tmp_path, monkeypatch):
     cfg = CompareConfig(dataset="blobs", model="mlp", optimizers=("sgd", "adam"), seeds=1,
                         steps=60, eval_every=25, batch_size=20)
     run_compare(cfg, tmp_path / "whole", dataset=DS, executor="sequential")
-    real, kept = _Store.resume, []
+    real, kept = _Store.checkpoints, []
 
-    def resume(self, run):
-        found = real(self, run)
+    def checkpoints(self, configs):
+        found = real(self, configs)
         save = found.save
 
-        def saved(step, blob):  # the second run's second checkpoint, then Ctrl-C
-            save(step, blob)
-            kept.append((run, step, blob))
-            if run == "adam-seed0" and step == 12:
+        def saved(batch):  # the second run's second checkpoint, then Ctrl-C
+            save(batch)
+            kept.extend(batch)
+            (config, step, _), = batch
+            if run_name(config) == "adam-seed0" and step == 12:
                 raise KeyboardInterrupt
-        return Resume(found.blob, saved)
+        return Checkpoints(found.saved, saved, found.seconds)
 
-    monkeypatch.setattr(_Store, "resume", resume)
+    monkeypatch.setattr(_Store, "checkpoints", checkpoints)
     with pytest.raises(KeyboardInterrupt):
         run_compare(cfg, tmp_path / "cut", dataset=DS, executor="sequential")
     monkeypatch.undo()
-    assert len(list((tmp_path / "cut" / "checkpoints").iterdir())) == 1  # adam's, at 12
+    assert in_flight(tmp_path / "cut") == {"adam-seed0": 12}
+    assert not (tmp_path / "cut" / "checkpoints").exists()  # in the store, not in files
     run_compare(cfg, tmp_path / "cut", dataset=DS, executor="sequential")
     assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
-    assert not (tmp_path / "cut" / "checkpoints").exists()  # every run ended
+    assert in_flight(tmp_path / "cut") == {}  # every run ended
     with (tmp_path / "cut" / "curves.csv").open(newline="") as f:
         clocks = [float(r[2]) for r in csv.reader(f) if r[0] == "adam-seed0"]
     kept_clocks = [p.train_seconds for p in curves_from_state(from_bytes(kept[-1][2])["curves"])]
-    assert clocks[:len(kept_clocks)] == kept_clocks  # went on from the checkpoint
+    # went on from the checkpoint (its clocks as the store keeps them: float32)
+    assert np.float32(clocks[:len(kept_clocks)]).tolist() == np.float32(kept_clocks).tolist()
 
 
 def test_an_interrupted_vectorized_comparison_goes_on_from_its_members_checkpoints(
         tmp_path, monkeypatch):
-    """Each member's checkpoint goes to its run's file; the resumed group ends where the
-    uninterrupted one does, its curves going on from the checkpoint's clocks."""
+    """Each member's checkpoint goes to its run's row of the store; the resumed group ends
+    where the uninterrupted one does, its curves going on from the checkpoint's clocks."""
     cfg = CompareConfig(dataset="blobs", model="mlp", optimizers=("sgd", "adam"), seeds=2,
                         steps=60, eval_every=25, batch_size=20)
     run_compare(cfg, tmp_path / "whole", dataset=DS)
@@ -357,19 +365,21 @@ def test_an_interrupted_vectorized_comparison_goes_on_from_its_members_checkpoin
     with pytest.raises(KeyboardInterrupt):
         run_compare(cfg, tmp_path / "cut", dataset=DS)
     monkeypatch.undo()
-    assert len(list((tmp_path / "cut" / "checkpoints").iterdir())) == 4  # every member's
-    # kill -9 between two members' files leaves members at different steps: they go on
-    # as separate groups (this one from the start)
-    _Store(tmp_path / "cut", cfg)._checkpoint("sgd-seed0").unlink()
+    assert in_flight(tmp_path / "cut") == dict.fromkeys(
+        ("sgd-seed0", "adam-seed0", "sgd-seed1", "adam-seed1"), 12)  # every member's
+    # members at different steps (one checkpoint lost) go on as separate groups (this one
+    # from the start)
+    Store(tmp_path / "cut").drop_checkpoint(next(c for c, _, _ in kept
+                                                 if run_name(c) == "sgd-seed0"))
     resumed = []
     monkeypatch.setattr(_Store, "checkpoints", lambda self, configs: resumed.append(
         real(self, configs)) or resumed[-1])
     run_compare(cfg, tmp_path / "cut", dataset=DS)
     assert sorted(resumed[0].starts().values()) == [12] * 3
     assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
-    assert not (tmp_path / "cut" / "checkpoints").exists()
+    assert in_flight(tmp_path / "cut") == {}
     with (tmp_path / "cut" / "curves.csv").open(newline="") as f:
         clocks = [float(r[2]) for r in csv.reader(f) if r[0] == "adam-seed1"]
     last = next(blob for config, _, blob in reversed(kept) if run_name(config) == "adam-seed1")
     kept_clocks = [p.train_seconds for p in curves_from_state(from_bytes(last)["curves"])]
-    assert clocks[:len(kept_clocks)] == kept_clocks
+    assert np.float32(clocks[:len(kept_clocks)]).tolist() == np.float32(kept_clocks).tolist()

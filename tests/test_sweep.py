@@ -529,7 +529,7 @@ def test_compare_tune_training_failure_is_not_a_flag_error(tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("a bug while training")
 
-    monkeypatch.setattr("optimlab.lab.sweep.run_vectorized", broken)
+    monkeypatch.setitem(executors.EXECUTORS, "vectorized", broken)
     with pytest.raises(RuntimeError, match="a bug while training"):
         main(["compare", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "logreg",
               "--optimizers", "sgd", "--steps", "20", "--batch-size", "20", "--tune",
@@ -570,3 +570,20 @@ def test_members_with_different_shared_options_train_in_their_own_segments(tmp_p
     for k, loss in records[0].items():
         assert loss == pytest.approx(records[1][k], rel=1e-9)
     assert len(set(records[0].values())) == 2  # the correction changes the run
+
+
+@pytest.mark.parametrize("text,flat,betas", [
+    ("adam(betas=(0.5, 0.99))", {"beta2": 0.9}, [0.5, 0.9]),   # the entry's other half
+    ("adam", {"beta1": 0.8}, [0.8, 0.999]),                   # the class default
+    ("torch.optim:Adam", {"beta2": 0.95}, [0.9, 0.95]),       # a module:Class's default
+    ("adam", {"lr": 0.1}, None)])                             # no pair: betas untouched
+def test_a_grid_point_sets_one_half_of_a_pair_and_keeps_the_other(text, flat, betas):
+    from optimlab.lab.entries import parse_list
+    from optimlab.lab.grid import with_values
+
+    (entry,) = parse_list(text)
+    point = with_values(entry, flat)
+    assert point.get("betas") == betas
+    assert {k: v for k, v in point.items() if k != "betas"} == {
+        k: v for k, v in {**entry.hyperparameters, **flat}.items()
+        if k not in ("betas", "beta1", "beta2")}

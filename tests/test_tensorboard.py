@@ -94,7 +94,7 @@ def assert_same_as_csv(logdir, out, clock_rtol=1e-12):
 
 def test_live_compare_writes_what_curves_csv_holds(compared):
     out, live = compared
-    assert_same_as_csv(live, out)
+    assert_same_as_csv(live, out, clock_rtol=2**-23)  # curves.csv: the store's float32 clocks
     records = json.loads((out / "summary.json").read_text())
     assert [r["diverged"] for r in records] == [True, False, True, False]
     assert all(r["time_to_target_step"] is not None for r in records[1::2])  # adam's
@@ -107,7 +107,7 @@ def test_export_of_a_compare_folder_round_trips(compared, tmp_path, capsys):
     out, _ = compared
     assert main(["export", "tensorboard", str(out), "--logdir", str(tmp_path / "tb")]) == 0
     assert f"4 runs written to {tmp_path / 'tb'}" in capsys.readouterr().out
-    assert_same_as_csv(tmp_path / "tb", out)
+    assert_same_as_csv(tmp_path / "tb", out, clock_rtol=2**-23)  # the store's float32 clocks
 
 
 def test_export_and_live_of_a_sweep_round_trip(npz, tmp_path):

@@ -17,7 +17,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -150,23 +150,33 @@ def load_compare(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], C
     return meta, read_summary(out_dir / "summary.json"), read_curves(out_dir / "curves.csv")
 
 
-def _shortest(x: float) -> str | float:
-    """`x` with the fewest digits that give it back: a float32's (a clock, a float32 run's
-    loss) as float32, any other as Python writes it."""
+def _shortest(xs: Sequence[float]) -> list[str | float]:
+    """Each of `xs` with the fewest digits that give it back: a float32's (a clock, a float32
+    run's loss) as float32, any other as Python writes it. Vectorized: a run's curves hold
+    thousands of points (one numpy scalar per value took 3x as long)."""
+    x = np.array(xs, float)
     with np.errstate(over="ignore"):
-        f = np.float32(x)
-    return str(f) if float(f) == x else x
+        f = x.astype(np.float32)
+    exact = (f.astype(float) == x).tolist()
+    return [t if e else v for v, t, e in zip(xs, f.astype(str).tolist(), exact, strict=True)]
 
 
-def write_curves_csv(path: Path, runs: Iterable[tuple[str, Iterable[CurvePoint]]]) -> Path:
+def write_curves_csv(path: Path, runs: Iterable[tuple[str, Iterable[CurvePoint]]],
+                     append: bool = False) -> Path:
     """curves.csv at `path` from (run name, points) pairs, replaced atomically (a reader
-    never sees half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    never sees half a file), or with `append` added at its end (a new file gets the header)."""
+    target = path if append else path.with_name(path.name + ".tmp")
+    header = not (append and path.is_file())
+    with target.open("a" if append else "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(CURVE_COLUMNS)
+        if header:
+            w.writerow(CURVE_COLUMNS)
         for run, points in runs:
-            w.writerows((run, p.step, _shortest(p.train_seconds), p.split, p.metric,
-                         _shortest(p.value)) for p in points)
-    os.replace(tmp, path)
+            points = list(points)
+            clocks = _shortest([p.train_seconds for p in points])
+            values = _shortest([p.value for p in points])
+            w.writerows((run, p.step, t, p.split, p.metric, v)
+                        for p, t, v in zip(points, clocks, values, strict=True))
+    if not append:
+        os.replace(target, path)
     return path

@@ -2,9 +2,10 @@
 
 Dispatch on what the folder holds, so that each folder re-renders as the page its command
 wrote: a reproduction (`reproduction.json`; it also holds the records of its runs, the
-store and summary.json), a suite (`suite.json`), a sweep (`sweep.sqlite`), a comparison
-(`summary.json`) or landscape paths (`paths.json`). A damaged record file (cut short, half a
-line) is refused with a message naming the file and the defect.
+store and summary.json), a suite (`suite.json`), a comparison (`config.json`; the store and
+summary.json too), a sweep (`sweep.sqlite`), a comparison of an earlier version
+(`summary.json`) or landscape paths (`paths.json`). A damaged record file (cut short, half
+a line) is refused with a message naming the file and the defect.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import sys
 from pathlib import Path
 
 # file that marks the folder -> the module whose render(DIR) draws it; the first that the
-# folder holds decides (a sweep folder holds summary.json too)
+# folder holds decides (a comparison holds the run store too, a sweep summary.json)
 KINDS = {"reproduction.json": "optimlab.report.reproduce", "suite.json": "optimlab.report.suite",
+         "config.json": "optimlab.report",
          "sweep.sqlite": "optimlab.report.sweep", "summary.json": "optimlab.report",
          "paths.json": "optimlab.report.landscape"}
 

@@ -1,6 +1,9 @@
-"""Executors: how a sweep's configurations are trained. All produce `RunResult`s.
+"""Executors: how the configurations of a sweep or a comparison are trained. All produce
+`RunResult`s. `EXECUTORS` maps each name to its executor: compare and sweep train through
+`execute(name, Job(...))`.
 
-- `sequential`: one `optimlab.train.train_run` per configuration (the baseline);
+- `sequential`: one `optimlab.train.train_run` per configuration (the baseline; runs
+  with callbacks of their own, such as compare's `--diagnostics`, always train so);
 - `processes`: the same, spread over CPU cores (one torch thread per process);
 - `vectorized`: configurations that share dataset, model, steps, batch size and dtype
   train together, K at a time. Parameters are stacked over the K members;
@@ -67,6 +70,7 @@ from optimlab.train import (
     on_device,
     summary_record,
     train_run,
+    warm_up,
 )
 from optimlab.train.checkpoint import (
     Cadence,
@@ -159,16 +163,32 @@ class _StepCounter:
         self.on_steps(1)
 
 
+# A run's callbacks (see `optimlab.train.loop`): progress bars, diagnostics recorders.
+CallbacksFor = Callable[[TrainConfig], Sequence[Any]]
+
+
 def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                    on_steps: OnSteps | None = None,
-                   checkpoints: Checkpoints | None = None) -> None:
-    """One `train_run` after another, in the given order."""
+                   checkpoints: Checkpoints | None = None,
+                   callbacks: CallbacksFor | None = None) -> None:
+    """One `train_run` after another, in the given order, each optimizer warmed up once
+    first (`warm_up`: one-time costs are not charged to its first timed run). A run whose
+    `callbacks` return results (recorders) neither takes nor resumes a checkpoint: their
+    state is not in it."""
+    first: dict[str, TrainConfig] = {}
     for config in configs:
-        counter = [_StepCounter(on_steps)] if on_steps else []
-        resume = checkpoints.resume(config) if checkpoints else None
-        result = train_run(config, dataset, callbacks=counter, resume=resume)
-        if on_steps:
-            on_steps(config.steps - counter[0].taken)  # a diverged run's steps not taken
+        first.setdefault(config.label, config)
+    for config in first.values():
+        warm_up(config, dataset)
+    for config in configs:
+        cbs = list(callbacks(config)) if callbacks else []
+        counter = _StepCounter(on_steps) if on_steps else None
+        recorded = any(hasattr(cb, "result") for cb in cbs)
+        resume = checkpoints.resume(config) if checkpoints and not recorded else None
+        result = train_run(config, dataset, callbacks=[*cbs, *([counter] if counter else [])],
+                           resume=resume)
+        if on_steps and counter:
+            on_steps(config.steps - counter.taken)  # a diverged run's steps not taken
         on_finish(result)
 
 
@@ -416,6 +436,49 @@ def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | 
         for w in workers:
             w.join()
         torch.set_num_threads(previous)
+
+
+@dataclass
+class Job:
+    """One executor call: the runs, where results, step counts and checkpoints go."""
+
+    configs: Sequence[TrainConfig]
+    dataset: Any
+    on_finish: OnFinish
+    on_steps: OnSteps | None = None
+    on_progress: Callable[[Any], None] | None = None  # the Ray executor's counts
+    checkpoints: Checkpoints | None = None
+    max_batch: int = 64  # members trained together (vectorized, Ray shards)
+    say: Say = _stderr  # what the vectorized executor cannot take
+    callbacks: CallbacksFor | None = None  # per run; such runs train one by one
+
+
+def _ray(job: Job) -> None:
+    from optimlab.lab.ray_executor import run_ray  # the optional extra
+
+    run_ray(job.configs, job.dataset, job.on_finish, job.max_batch,
+            on_progress=job.on_progress, checkpoints=job.checkpoints)
+
+
+# The executors by name: compare and sweep (`--executor`) train through this table.
+EXECUTORS: dict[str, Callable[[Job], None]] = {
+    "vectorized": lambda job: run_vectorized(job.configs, job.dataset, job.on_finish,
+                                             job.max_batch, job.say, job.on_steps,
+                                             job.checkpoints),
+    "sequential": lambda job: run_sequential(job.configs, job.dataset, job.on_finish,
+                                             job.on_steps, job.checkpoints, job.callbacks),
+    "processes": lambda job: run_processes(job.configs, job.dataset, job.on_finish,
+                                           on_steps=job.on_steps, checkpoints=job.checkpoints),
+    "ray": _ray,
+}
+
+
+def execute(executor: str, job: Job) -> None:
+    """Train `job` with the executor named `executor`; runs given callbacks need a training
+    loop of their own and train one by one (`run_sequential`) whatever the executor."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"Invalid executor: {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    EXECUTORS["sequential" if job.callbacks else executor](job)
 
 
 def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,

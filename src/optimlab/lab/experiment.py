@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from optimlab.lab.entries import Entry, parse_list, texts
 from optimlab.optim import LECTURE
-from optimlab.train import schedules
+from optimlab.train import TrainConfig, schedules
 from optimlab.train.config import check_positive_int, check_targets
 from optimlab.train.evaluation import TASKS
 
@@ -108,6 +108,17 @@ class Experiment:
             return self.epochs * (n_train // self.batch_size)
         return DEFAULT_STEPS
 
+    def run_config(self, entry: Entry, hyperparameters: dict[str, Any], seed: int,
+                   n_train: int, **extra: Any) -> TrainConfig:
+        """The TrainConfig of `entry` at `hyperparameters` under `seed`, with these
+        settings' data, model and budget; `extra`: the fields an experiment adds (dtype)."""
+        return TrainConfig(dataset=self.dataset, model=self.model, optimizer=entry.name,
+                           label=entry.label, hyperparameters=hyperparameters,
+                           steps=self.steps_for(n_train), batch_size=self.batch_size,
+                           seed=seed, eval_every=self.eval_every, device=self.device,
+                           schedule=self.schedule, task=self.task,
+                           target_loss=self.target_loss, **extra)
+
     def identity(self) -> dict[str, Any]:
         """The settings that define which runs exist (what a resume must match), as JSON."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)
@@ -144,7 +155,7 @@ def load_dataset(cfg: Experiment, dataset: Any = None) -> Any:
     batch size, the task and the model (which must take its inputs and give the task's
     outputs). Raises ValueError/TypeError/OSError for bad settings."""
     from optimlab import data, models
-    from optimlab.train import TrainConfig, check_model
+    from optimlab.train import check_model
 
     if cfg.model not in models.MODELS and not models.is_user_model(cfg.model):
         raise ValueError(f"Invalid model: {cfg.model!r}; allowed: {', '.join(models.MODELS)} "

@@ -24,6 +24,7 @@ from optimlab.lab.entries import (
     class_defaults,
     learning_rate,
 )
+from optimlab.lab.executors import EXECUTORS
 from optimlab.lab.experiment import Experiment, read_toml
 from optimlab.lab.policy import APPLIES, DEFAULT_LR_GRID
 from optimlab.lab.search import SEARCHES, Range, parse_range, search_range, trial
@@ -80,7 +81,6 @@ def _log_range(key: str, spec: str) -> list[float]:
     return [10 ** (math.log10(lo) + i * step) for i in range(n)]
 
 
-EXECUTORS = ("vectorized", "sequential", "processes", "ray")
 SELECT = (None, "val")
 
 
@@ -231,15 +231,19 @@ def hyperparameter_sets(cfg: SweepConfig, entry: Entry | str) -> list[dict[str, 
         keys = sorted(grid)
         flat = [dict(zip(keys, values, strict=True))
                 for values in itertools.product(*(grid[k] for k in keys))]
-    points = []
-    for values in flat:
-        point: dict[str, Any] = dict(values)
-        if "beta1" in point or "beta2" in point:
-            b1, b2 = entry.hyperparameters.get(
-                "betas", class_defaults(entry.optimizer_class())["betas"])
-            point["betas"] = [point.pop("beta1", b1), point.pop("beta2", b2)]
-        points.append({**entry.hyperparameters, **point})
-    return points
+    return [with_values(entry, values) for values in flat]
+
+
+def with_values(entry: Entry, flat: dict[str, Any]) -> dict[str, Any]:
+    """The entry's keyword arguments with grid keys `flat` set: a pair's half (beta1) by the
+    specification's `unflatten`, its other half the entry's or the class default. A
+    module:Class entry's pairs are named as the built-in optimizers name them."""
+    spec = SPECS.get(entry.name) or SPECS[APPLIES["beta1"][0]]
+    pairs = [k for k in spec.hyperparameters if spec.flat_keys((k,)) != (k,)
+             and set(spec.flat_keys((k,))) & set(flat)]
+    given = {k: entry.hyperparameters.get(k, class_defaults(entry.optimizer_class())[k])
+             for k in pairs}
+    return {**entry.hyperparameters, **spec.unflatten({**spec.flatten(given), **flat})}
 
 
 def check_points(entry: Entry, points: list[dict[str, Any]]) -> None:

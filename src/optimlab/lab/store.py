@@ -1,10 +1,10 @@
-"""The sweep's run store: one SQLite file, one row per configuration.
+"""The run store of sweep, compare and reproduce: one SQLite file, one row per configuration.
 
 Table `runs`: key (a hash of the config), name, status ("pending", "running", "done"),
 config, summary (the `summary_record`), curves (binary float32 arrays per series, see
 `optimlab.analysis.store`; JSON text in stores of earlier versions, still read), updated
-(unix time). Table `roles`: (key, role) — why a run exists ("grid", "one-shot",
-"tuned"). Table `meta`: settings of the last invocation. Table `checkpoints`: key, step,
+(unix time). Table `roles`: (key, role) — why a run exists ("grid", "one-shot", "tuned";
+"compare"). Table `meta`: settings of the last invocation. Table `checkpoints`: key, step,
 state (the bytes of `optimlab.train.checkpoint`), updated — the latest checkpoint of each
 run in flight, removed when the run finishes.
 
@@ -51,10 +51,11 @@ def config_key(config: TrainConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def run_name(config: TrainConfig) -> str:
-    """E.g. `adam-lr0.001-betas0.9,0.999-seed0`: readable, unique within a sweep."""
+def run_name(config: TrainConfig, point: bool = True) -> str:
+    """E.g. `adam-lr0.001-betas0.9,0.999-seed0`: readable, unique within a sweep; without
+    the `point` (`adam-seed0`), unique where a label fixes the hyperparameters (compare)."""
     parts = [config.label]
-    for k, v in sorted(config.hyperparameters.items()):
+    for k, v in sorted(config.hyperparameters.items()) if point else ():
         text = ",".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{v:g}"
         parts.append(f"{k}{text}")
     return "-".join([*parts, f"seed{config.seed}"])
@@ -77,8 +78,9 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
-    def plan(self, configs: Iterable[TrainConfig], role: str) -> None:
-        """Add configurations not yet stored (as pending) and tag them with `role`."""
+    def plan(self, configs: Iterable[TrainConfig], role: str, point: bool = True) -> None:
+        """Add configurations not yet stored (as pending) and tag them with `role`; `point`:
+        their names hold their hyperparameters (see `run_name`)."""
         now = time.time()
         with self.conn:
             for c in configs:
@@ -86,7 +88,7 @@ class Store:
                 self.conn.execute(
                     "INSERT OR IGNORE INTO runs (key, name, status, config, updated) "
                     "VALUES (?, ?, 'pending', ?, ?)",
-                    (key, run_name(c), json.dumps(c.to_dict(), allow_nan=False), now))
+                    (key, run_name(c, point), json.dumps(c.to_dict(), allow_nan=False), now))
                 self.conn.execute("INSERT OR IGNORE INTO roles VALUES (?, ?)", (key, role))
 
     def unfinished(self, configs: Iterable[TrainConfig]) -> list[TrainConfig]:
@@ -102,14 +104,17 @@ class Store:
 
     def finish(self, config: TrainConfig, record: dict[str, Any],
                curves: Iterable[CurvePoint]) -> None:
-        """Store a finished run: summary, curves and status in one transaction."""
+        """Store a finished run: summary, curves and status, and drop its checkpoint, in one
+        transaction (one commit: each waits for the disk)."""
+        key = config_key(config)
         with self.conn:
             cur = self.conn.execute(
                 "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
                 "WHERE key = ?", (json.dumps(record, allow_nan=False), encode_curves(curves),
-                                  time.time(), config_key(config)))
+                                  time.time(), key))
             if cur.rowcount != 1:
                 raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
+            self.conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
 
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:

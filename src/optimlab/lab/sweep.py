@@ -31,13 +31,7 @@ from optimlab.data.dataset import describe
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
-from optimlab.lab.executors import (
-    Checkpoints,
-    Steps,
-    run_processes,
-    run_sequential,
-    run_vectorized,
-)
+from optimlab.lab.executors import Checkpoints, Job, Steps, execute
 from optimlab.lab.experiment import (
     Experiment,
     check_resume,
@@ -55,6 +49,7 @@ from optimlab.lab.grid import (
     hyperparameter_sets,
     one_shot,
     parse_values,
+    with_values,
 )
 from optimlab.lab.store import Checkpoint, Store, config_key
 from optimlab.train import RunResult, TrainConfig
@@ -67,11 +62,7 @@ def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str
                  seeds: range, n_train: int) -> list[TrainConfig]:
     """The runs of one optimizer entry (or its label) at `points` under `seeds`."""
     entry = cfg.entry(optimizer)
-    return [TrainConfig(dataset=cfg.dataset, model=cfg.model, optimizer=entry.name,
-                        label=entry.label, hyperparameters=hp, steps=cfg.steps_for(n_train),
-                        task=cfg.task, target_loss=cfg.target_loss,
-                        batch_size=cfg.batch_size, seed=seed, eval_every=cfg.eval_every,
-                        device=cfg.device, dtype=cfg.dtype, schedule=cfg.schedule)
+    return [cfg.run_config(entry, hp, seed, n_train, dtype=cfg.dtype)
             for seed in seeds for hp in points]
 
 
@@ -181,7 +172,6 @@ class Sweep:
     def _finished(self, result: RunResult) -> None:
         with self.guard():
             self.store.finish(result.config, result.record, result.curves)
-            self.store.drop_checkpoint(result.config)
         if self.on_result:
             self.on_result(result)
 
@@ -202,21 +192,10 @@ class Sweep:
         if todo:
             with self.guard():
                 self.store.mark_running(todo)
-            steps = Steps(todo, self.on_progress)
             kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
-            if self.cfg.executor == "vectorized":
-                run_vectorized(todo, self.dataset, self._finished, self.cfg.max_batch,
-                               on_steps=steps.add, checkpoints=kept)
-            elif self.cfg.executor == "ray":
-                from optimlab.lab.ray_executor import run_ray  # the optional extra
-                run_ray(todo, self.dataset, self._finished, self.cfg.max_batch,
-                        on_progress=self.on_progress, checkpoints=kept)
-            elif self.cfg.executor == "processes":
-                run_processes(todo, self.dataset, self._finished, on_steps=steps.add,
-                              checkpoints=kept)
-            else:
-                run_sequential(todo, self.dataset, self._finished, on_steps=steps.add,
-                               checkpoints=kept)
+            execute(self.cfg.executor, Job(
+                todo, self.dataset, self._finished, Steps(todo, self.on_progress).add,
+                self.on_progress, kept, self.cfg.max_batch))
         return len(todo)
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
@@ -295,12 +274,8 @@ MAX_EXTENSIONS = 3
 
 def _accepted(entry: Entry, key: str, value: float, chosen: dict[str, Any]) -> bool:
     """Whether the optimizer's class accepts the best point with `key` set to `value`."""
-    point = dict(chosen["hyperparameters"])
-    if key in ("beta1", "beta2"):
-        point["betas"] = list(point["betas"])
-        point["betas"][key == "beta2"] = value
-    else:
-        point[key] = value
+    point = with_values(Entry(entry.name, chosen["hyperparameters"], entry.label),
+                        {key: value})
     try:
         check_points(entry, [point])
     except ValueError:
