@@ -49,16 +49,21 @@ def open_chromium(width: int = 1300, height: int = 1000) -> Any:
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+# Loaded, and drawn where the page carries plotly.js (it unpacks it first, then marks body).
+DRAWN = ("return document.readyState === 'complete' && (!document.getElementById("
+         "'optimlab-plotly') || document.body.dataset.drawn === '1')")
+
+
 def load(driver: Any, page: Path) -> None:
-    """Open a file and wait until its scripts have run (plotly draws synchronously)."""
+    """Open a file and wait until its charts are drawn."""
     driver.get_log("browser")  # drop what an earlier page left
     driver.get_log("performance")
     driver.get(page.resolve().as_uri())
     deadline = time.monotonic() + 30
-    while driver.execute_script("return document.readyState") != "complete":
+    while not driver.execute_script(DRAWN):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{page} did not finish loading in 30 s")
-        time.sleep(0.05)
+            raise TimeoutError(f"{page} did not finish drawing in 30 s")
+        time.sleep(0.02)
 
 
 def console_errors(driver: Any) -> list[str]:

@@ -196,14 +196,20 @@ def test_compare_report_axes_switch_and_table_sorts(driver, compare_page):
     assert "What the lecture says, and what this run shows" in driver.page_source
 
 
-def test_sweep_report_draws_sensitivity_heatmap_parcoords_and_curves(driver, sweep_page):
+def test_sweep_report_draws_sensitivity_heatmap_parallel_coordinates_and_curves(driver, sweep_page):
     opened(driver, sweep_page)
     loss = traces(driver, "lr-loss")
     # sgd: one line; adam: one line per (β₁, β₂); plus a best-η star per optimizer
     assert len(loss) == 1 + 4 + 2
     assert sum(t["visible"] is True for t in loss) == 1 + 1 + 2  # the best lines and stars
     assert [t["type"] for t in traces(driver, "betas")] == ["heatmap"]
-    assert [t["type"] for t in traces(driver, "parcoords-adam")] == ["parcoords"]
+    par = traces(driver, "parcoords-adam")  # polylines by accuracy bin, then the run points
+    assert {t["type"] for t in par} == {"scatter"} and par[-1]["name"] == "runs"
+    axes = driver.execute_script(
+        "return document.getElementById('parcoords-adam').layout.xaxis.ticktext")
+    assert axes == ["betas[0]", "betas[1]", "log10 lr", "val acc (%)"]
+    # a polyline per run: the grid under seed 0, and the best point again under seed 1
+    assert sum(t["x"].count(None) for t in par[:-1]) == len(par[-1]["y"]) == 3 * 2 * 2 + 1
     assert driver.find_elements("css selector", "#parcoords-sgd") == []  # one varying value
     budget = traces(driver, "budget")  # per optimizer its band, then its line
     assert [t["name"] for t in budget[1::2]] == ["sgd", "adam"]
