@@ -192,7 +192,7 @@ def parallel_figure(name: str, axes: list[tuple[str, list[float]]], dropped: int
                  "marker": {"color": rounded(acc, 4), "colorscale": "Viridis", "size": 7,
                             "showscale": True, "colorbar": {"title": {"text": "val acc (%)"}}}})
     ends = [{"x": k, "y": y, "yanchor": anchor, "showarrow": False, "font": {"size": 10},
-             "text": f"{f(a[1]):.3g}"} for k, a in enumerate(axes)
+             "text": f"{f(a[1]):.4g}"} for k, a in enumerate(axes)
             for y, anchor, f in ((0, "top", min), (1, "bottom", max))]
     return {"data": data, "layout": {
         "title": {"text": f"{name}: every grid run" + (
