@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 
@@ -141,6 +142,22 @@ def test_the_console_and_network_checks_can_fail(driver, tmp_path):
     browser.load(driver, page)
     assert any("undefinedFunction" in e for e in browser.console_errors(driver))
     assert "http://192.0.2.1/x.png" in browser.requested_urls(driver)
+
+
+def test_a_page_whose_chart_library_cannot_be_unpacked_says_so(driver, compare_page,
+                                                              tmp_path):
+    page = tmp_path / "broken.html"  # as a browser without gzip in DecompressionStream
+    page.write_text(re.sub(r'(id="optimlab-plotly">)[A-Za-z0-9+/=]+', r"\1AAAA",
+                           compare_page.read_text()))
+    driver.get(page.as_uri())
+    deadline = time.monotonic() + 10
+    while not driver.find_elements("css selector", "body > p.note"):
+        assert time.monotonic() < deadline, "no note after 10 s"
+        time.sleep(0.05)
+    note = driver.find_element("css selector", "body > p.note").text
+    assert note.startswith("The interactive charts could not be drawn in this browser (")
+    assert driver.execute_script("return typeof Plotly") == "undefined"
+    assert drawn(driver, "train-loss") == 0
 
 
 def expected_smoothed_mean(out, run_names, window):
