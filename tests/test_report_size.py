@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from test_browser import tiny
 
@@ -14,6 +15,7 @@ from optimlab import lab
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.sweep import Sweep
 from optimlab.report import render as render_compare
+from optimlab.report.interactive import MAX_POINTS, bucketed
 from optimlab.report.sweep import render as render_sweep
 from optimlab.report.sweep_interactive import VIRIDIS, parallel_coordinates
 
@@ -68,3 +70,28 @@ def test_a_sweep_page_of_a_thousand_runs_stays_under_the_limit(tmp_path):
     page = render_sweep(tmp_path)
     assert page.read_text().count("<tr><td>adam-") == 1000  # a row per run
     assert page.stat().st_size <= PAGE_LIMIT
+
+
+def test_a_long_curve_is_sent_as_means_of_whole_buckets():
+    # 4,500 points: 3 a bucket (the fewest that fit in MAX_POINTS = 2,000), the last
+    # bucket short, and a seed that stopped after 4,000 points (gaps after it)
+    steps, secs = np.arange(1, 4501.0), np.arange(1, 4501.0) / 10
+    rows = np.stack([np.arange(4500.0), np.where(np.arange(4500) < 4000, 1.0, np.nan)])
+    b_steps, b_secs, b_rows, per = bucketed(steps, secs, rows)
+    assert per == 3 and b_rows.shape == (2, 1500)
+    i = np.arange(1500)
+    np.testing.assert_array_equal(b_steps, 3 * i + 3)
+    np.testing.assert_allclose(b_secs, (3 * i + 3) / 10)
+    np.testing.assert_allclose(b_rows[0], 3 * i + 1)  # mean of 3i, 3i+1, 3i+2
+    # bucket 1333 holds points 3999..4001: one value, two gaps
+    assert np.all(b_rows[1, :1334] == 1.0) and np.isnan(b_rows[1, 1334:]).all()
+    short = np.arange(float(MAX_POINTS))
+    assert bucketed(short, short, short[None])[3] == 1  # up to MAX_POINTS: as recorded
+
+
+@pytest.mark.slow
+def test_a_compare_of_twenty_thousand_steps_stays_under_the_limit(tmp_path):
+    cfg = lab.CompareConfig(model="logreg", optimizers=("sgd", "momentum", "rmsprop", "adam"),
+                            steps=20000, eval_every=500, seeds=2, batch_size=10)
+    lab.run_compare(cfg, tmp_path, dataset=tiny())
+    assert render_compare(tmp_path).stat().st_size <= PAGE_LIMIT

@@ -24,6 +24,7 @@ import gzip
 import html
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,9 @@ from optimlab.report.table import group_runs, series_label
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
 PLOTLY_GZ = Path(__file__).with_name("vendor") / "plotly-cartesian.min.js.gz"
+# Points per curve on the page: more than a chart's width in pixels, so that a long run's
+# per-step minibatch loss (20,000 steps × 8 runs: a 1.7 MB page) is sent as bucket means.
+MAX_POINTS = 2000
 NO_PLOTLY = (f"the chart library ({PLOTLY_GZ.name}) is missing from this installation: "
              "static figures only (reinstall optimlab for the interactive report)")
 
@@ -60,10 +64,31 @@ def rounded(values: Any, digits: int = 5) -> list[float | None]:
     return out
 
 
+def bucketed(steps: np.ndarray, secs: np.ndarray, rows: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A curve of more than MAX_POINTS points as the means of `per` consecutive points
+    (x: each bucket's last step and seconds), `per` the fewest that fit; gaps are left out
+    of a mean, an all-gap bucket stays a gap."""
+    n = rows.shape[-1]
+    per = -(-n // MAX_POINTS)
+    if per == 1:
+        return steps, secs, rows, 1
+    pad = -n % per
+
+    def buckets(a: np.ndarray) -> np.ndarray:
+        filled = np.concatenate([a, np.full((*a.shape[:-1], pad), np.nan)], -1)
+        return filled.reshape(*a.shape[:-1], -1, per)
+
+    with warnings.catch_warnings():  # all-gap buckets after a divergence are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (np.nanmax(buckets(steps), -1), np.nanmax(buckets(secs), -1),
+                np.nanmean(buckets(rows), -1), per)
+
+
 def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
                  metric: str) -> list[dict[str, Any]]:
     """Per (optimizer, hyperparameters): x in steps and in mean training seconds, and
-    every seed's values (shorter seeds, e.g. diverged, padded with gaps)."""
+    every seed's values (shorter seeds, e.g. diverged, padded with gaps), `bucketed`."""
     out = []
     for i, ((optimizer, _), runs) in enumerate(group_runs(list(records)).items()):
         parts = [curves[r["run"]][(split, metric)] for r in runs
@@ -72,11 +97,11 @@ def curve_groups(records: Sequence[dict[str, Any]], curves: Curves, split: str,
             continue
         label = series_label(optimizer, runs[0]["hyperparameters"])
         diverged = sum(bool(r.get("diverged")) for r in runs)
-        steps, secs = x_axes(parts)
+        steps, secs, rows, per = bucketed(*x_axes(parts), seed_rows([p["value"] for p in parts]))
         out.append({"label": label + (f", {diverged} diverged" if diverged else ""),
                     "color": COLORS[i % len(COLORS)], "step": rounded(steps),
-                    "sec": rounded(secs, 4), "seeds": [rounded(row) for row in
-                                                       seed_rows([p["value"] for p in parts])]})
+                    "sec": rounded(secs, 4), "per": per,
+                    "seeds": [rounded(row) for row in rows]})
     return out
 
 

@@ -43,10 +43,13 @@ function seedStats(rows) {
 
 const state = {w: 1, log: true, x: "step"};
 
+// A long curve arrives as means of g.per steps (interactive.bucketed): the window, in
+// steps, then spans whole buckets.
 function curveTraces(spec) {
-  const traces = [], w = spec.smooth ? state.w : 1, k = spec.percent ? 100 : 1;
+  const traces = [], k = spec.percent ? 100 : 1;
   const scale = a => a.map(v => v === null ? null : k * v);
   for (const g of spec.groups) {
+    const w = spec.smooth ? Math.max(1, Math.round(state.w / g.per)) : 1;
     const [mean, lo, hi] = seedStats(g.seeds.map(s => smooth(s, w)));
     const x = state.x === "sec" ? g.sec : g.step;
     const band = {x: x, legendgroup: g.label, mode: "lines", hoverinfo: "skip",
@@ -71,7 +74,10 @@ function drawCurves(spec) {
     const v = visible[t.legendgroup + "/" + t.name];
     if (v !== undefined) t.visible = v;
   });
-  const smoothed = spec.smooth && state.w > 1 ? ` (moving average of ${state.w} steps)` : "";
+  const per = Math.max(...spec.groups.map(g => g.per));
+  const window = Math.max(1, Math.round(state.w / per)) * per;
+  const smoothed = (per > 1 ? `, means of ${per} steps` : "") +
+    (spec.smooth && window > per ? ` (moving average of ${window} steps)` : "");
   const layout = placeTitle({
     title: {text: spec.title + smoothed, font: {size: 13}},
     margin: {l: 55, r: 10, b: 45}, hovermode: "x unified",
