@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 
@@ -143,6 +144,22 @@ def test_the_console_and_network_checks_can_fail(driver, tmp_path):
     assert "http://192.0.2.1/x.png" in browser.requested_urls(driver)
 
 
+def test_a_page_whose_chart_library_cannot_be_unpacked_says_so(driver, compare_page,
+                                                              tmp_path):
+    page = tmp_path / "broken.html"  # as a browser without gzip in DecompressionStream
+    page.write_text(re.sub(r'(id="optimlab-plotly">)[A-Za-z0-9+/=]+', r"\1AAAA",
+                           compare_page.read_text()))
+    driver.get(page.as_uri())
+    deadline = time.monotonic() + 10
+    while not driver.find_elements("css selector", "body > p.note"):
+        assert time.monotonic() < deadline, "no note after 10 s"
+        time.sleep(0.05)
+    note = driver.find_element("css selector", "body > p.note").text
+    assert note.startswith("The interactive charts could not be drawn in this browser (")
+    assert driver.execute_script("return typeof Plotly") == "undefined"
+    assert drawn(driver, "train-loss") == 0
+
+
 def expected_smoothed_mean(out, run_names, window):
     """The reference: optimlab.report.plots.smooth per seed, then the mean over seeds, on
     the numbers the page holds (5 significant digits)."""
@@ -196,14 +213,20 @@ def test_compare_report_axes_switch_and_table_sorts(driver, compare_page):
     assert "What the lecture says, and what this run shows" in driver.page_source
 
 
-def test_sweep_report_draws_sensitivity_heatmap_parcoords_and_curves(driver, sweep_page):
+def test_sweep_report_draws_sensitivity_heatmap_parallel_coordinates_and_curves(driver, sweep_page):
     opened(driver, sweep_page)
     loss = traces(driver, "lr-loss")
     # sgd: one line; adam: one line per (β₁, β₂); plus a best-η star per optimizer
     assert len(loss) == 1 + 4 + 2
     assert sum(t["visible"] is True for t in loss) == 1 + 1 + 2  # the best lines and stars
     assert [t["type"] for t in traces(driver, "betas")] == ["heatmap"]
-    assert [t["type"] for t in traces(driver, "parcoords-adam")] == ["parcoords"]
+    par = traces(driver, "parcoords-adam")  # polylines by accuracy bin, then the run points
+    assert {t["type"] for t in par} == {"scatter"} and par[-1]["name"] == "runs"
+    axes = driver.execute_script(
+        "return document.getElementById('parcoords-adam').layout.xaxis.ticktext")
+    assert axes == ["betas[0]", "betas[1]", "log10 lr", "val acc (%)"]
+    # a polyline per run: the grid under seed 0, and the best point again under seed 1
+    assert sum(t["x"].count(None) for t in par[:-1]) == len(par[-1]["y"]) == 3 * 2 * 2 + 1
     assert driver.find_elements("css selector", "#parcoords-sgd") == []  # one varying value
     budget = traces(driver, "budget")  # per optimizer its band, then its line
     assert [t["name"] for t in budget[1::2]] == ["sgd", "adam"]

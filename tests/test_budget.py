@@ -9,6 +9,7 @@ import json
 import statistics
 
 import pytest
+from pages import unpacked
 from test_sweep import DS as BLOBS
 
 from optimlab.analysis.budget import best_at, budget_curves, trial_scores
@@ -78,7 +79,7 @@ def test_reruns_are_not_trials_and_a_sweep_without_validation_has_no_curve():
 def test_the_sweep_page_draws_the_budget_figure_also_for_an_older_folder(sweep_out, capsys):
     (sweep_out / "expected_best.json").unlink()  # as a sweep written before it existed
     assert main(["report", str(sweep_out)]) == 0
-    page = (sweep_out / "report.html").read_text()
+    page = unpacked((sweep_out / "report.html").read_text())
     assert "expected best validation accuracy vs number of trials" in page
     assert 'id="budget"' in page and "Trials: sgd 4 (2 diverged runs), adam 3" in page
     assert (sweep_out / "expected_best.png").is_file()

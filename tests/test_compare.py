@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import gzip
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -146,20 +149,31 @@ def test_config_json_holds_the_command_and_environment(compared):
     assert meta["environment"]["torch_threads"] == default_threads("vectorized")
 
 
-def test_report_html_is_self_contained(compared):
-    from plotly.offline import get_plotlyjs
+# sha256 of plotly-cartesian.min.js in the npm package plotly.js-cartesian-dist-min 4.1.1,
+# whose tarball matches the registry's integrity hash (src/optimlab/report/vendor/README.md)
+PLOTLY_CARTESIAN_SHA256 = "79542150855a52c567260e3137095dbe2b744e6d702a5cabe67da246942fba7a"
+PACKED = r'<script type="application/gzip;base64" id="optimlab-(\w+)">([A-Za-z0-9+/=]+)</script>'
 
+
+def test_report_html_is_self_contained(compared):
     page = (compared / "report.html").read_text()
     assert "optimlab compare --dataset" in page and "Environment" in page
     assert (compared / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # plotly.js embedded whole, once; every script inline; then nothing refers elsewhere
-    assert page.count(get_plotlyjs()) == 1
+    # plotly's cartesian bundle embedded once, compressed, byte for byte the npm release's;
+    # the data beside it; every script inline; then nothing refers elsewhere
+    packed = {name: gzip.decompress(base64.b64decode(blob))
+              for name, blob in re.findall(PACKED, page)}
+    assert sorted(packed) == ["data", "plotly"]
+    assert hashlib.sha256(packed["plotly"]).hexdigest() == PLOTLY_CARTESIAN_SHA256
+    assert {c["div"] for c in json.loads(packed["data"])["curves"]} == {
+        "train-loss", "test-loss", "test-acc"}
     assert all("src" not in tag for tag in re.findall(r"<script[^>]*>", page))
-    ours = page.replace(get_plotlyjs(), "")
+    ours = re.sub(PACKED, "", page)
     assert all(s.startswith("data:") for s in re.findall(r'src="([^"]*)"', ours))
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", ours)
     assert text.count("<img ") == 1  # curves.png, in the static figures
     assert not re.search(r"https?:|//[a-z]|<link|@import|url\(", text, re.I)
+    assert not re.search(rb"https?:", packed["data"])
 
 
 def test_report_rerenders_from_the_saved_records_without_training(compared, tmp_path, monkeypatch,

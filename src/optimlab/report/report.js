@@ -1,8 +1,9 @@
-// The report page's script: draws the curve charts from the records' numbers and the
-// static figures, and wires the controls and the sortable tables. No network, no library
-// but the embedded plotly.js. Display only: every number of the runs comes from the records.
+// The report page's script: unpacks the embedded plotly.js, draws the curve charts from the
+// records' numbers and the static figures, and wires the controls and the sortable tables.
+// No network, no library but the embedded plotly.js. Display only: every number of the runs
+// comes from the records.
 "use strict";
-const OPTIMLAB = JSON.parse(document.getElementById("optimlab-data").textContent);
+let OPTIMLAB;  // the page's data, once unpacked (see the end of this script)
 const PLOT_CONFIG = {displaylogo: false, responsive: true};
 
 // plotly puts its toolbar in the chart's top right corner, where a long title ran under it:
@@ -42,10 +43,13 @@ function seedStats(rows) {
 
 const state = {w: 1, log: true, x: "step"};
 
+// A long curve arrives as means of g.per steps (interactive.bucketed): the window, in
+// steps, then spans whole buckets.
 function curveTraces(spec) {
-  const traces = [], w = spec.smooth ? state.w : 1, k = spec.percent ? 100 : 1;
+  const traces = [], k = spec.percent ? 100 : 1;
   const scale = a => a.map(v => v === null ? null : k * v);
   for (const g of spec.groups) {
+    const w = spec.smooth ? Math.max(1, Math.round(state.w / g.per)) : 1;
     const [mean, lo, hi] = seedStats(g.seeds.map(s => smooth(s, w)));
     const x = state.x === "sec" ? g.sec : g.step;
     const band = {x: x, legendgroup: g.label, mode: "lines", hoverinfo: "skip",
@@ -70,7 +74,10 @@ function drawCurves(spec) {
     const v = visible[t.legendgroup + "/" + t.name];
     if (v !== undefined) t.visible = v;
   });
-  const smoothed = spec.smooth && state.w > 1 ? ` (moving average of ${state.w} steps)` : "";
+  const per = Math.max(...spec.groups.map(g => g.per));
+  const window = Math.max(1, Math.round(state.w / per)) * per;
+  const smoothed = (per > 1 ? `, means of ${per} steps` : "") +
+    (spec.smooth && window > per ? ` (moving average of ${window} steps)` : "");
   const layout = placeTitle({
     title: {text: spec.title + smoothed, font: {size: 13}},
     margin: {l: 55, r: 10, b: 45}, hovermode: "x unified",
@@ -98,10 +105,10 @@ function wireControls() {
 }
 
 function drawFigures() {
-  document.querySelectorAll("div.figure").forEach(d => {
-    const f = JSON.parse(d.dataset.figure);
+  return Promise.all(Array.from(document.querySelectorAll("div.figure"), async d => {
+    const f = JSON.parse(await unpack(d.dataset.figure));
     Plotly.newPlot(d, f.data, f.layout.title ? placeTitle(f.layout) : f.layout, PLOT_CONFIG);
-  });
+  }));
 }
 
 // Sort a table by the clicked column: numbers (the text's leading number) before text.
@@ -192,8 +199,35 @@ function wireLandscape() {
   });
 }
 
-if (OPTIMLAB.landscape) { wireLandscape(); drawLandscape(true); }
-wireControls();
-drawAll();
-drawFigures();
-wireTables();
+// plotly.js and the page's data travel gzip-compressed in base64 (a third of their size);
+// the browser unpacks them, runs plotly.js as a global script, and the page draws. body's
+// data-drawn and the "optimlab-drawn" mark say when (tests and the opening-time measurement
+// wait for them).
+async function unpack(packed) {
+  const bytes = Uint8Array.from(atob(packed), c => c.charCodeAt(0));
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Response(stream).text();
+}
+
+function noLibrary(error) {
+  const note = document.createElement("p");
+  note.className = "note";
+  note.textContent = "The interactive charts could not be drawn in this browser (" + error +
+    "); the PNG figures next to this file show the same results.";
+  document.body.prepend(note);
+  throw error;
+}
+
+const packedText = id => document.getElementById(id).textContent;
+Promise.all([unpack(packedText("optimlab-plotly")), unpack(packedText("optimlab-data"))]).then(
+  async ([library, data]) => {
+    (0, eval)(library);
+    OPTIMLAB = JSON.parse(data);
+    if (OPTIMLAB.landscape) { wireLandscape(); drawLandscape(true); }
+    wireControls();
+    drawAll();
+    await drawFigures();
+    wireTables();
+    document.body.dataset.drawn = "1";
+    performance.mark("optimlab-drawn");
+  }, noLibrary);

@@ -6,7 +6,8 @@
   the best η of each optimizer as a star in its line's colour (hollow, and said so in the
   legend, when it lies on the edge of the grid);
 - Adam's β₁×β₂ heatmap: the best final validation loss over η per pair, η on hover;
-- parallel coordinates per optimizer whose grid varies more than one hyperparameter.
+- parallel coordinates per optimizer whose grid varies more than one hyperparameter, drawn
+  with scatter lines (plotly's parcoords trace is not in the embedded cartesian bundle).
 """
 
 from __future__ import annotations
@@ -140,6 +141,68 @@ def _columns(rows: list[dict[str, Any]], key: str) -> list[tuple[str, list[float
     return [(key, [float(v) for v in values])]
 
 
+# Viridis at 8 evenly spaced points: a parallel-coordinates line takes the colour of its
+# run's accuracy bin (a plotly line trace has one colour; 8 traces stay cheap at 1,000 runs).
+VIRIDIS = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39",
+           "#fde725")
+
+
+def _axes(kept: list[dict[str, Any]], varying: list[str]) -> list[tuple[str, list[float]]]:
+    """The axes of the parallel coordinates: each varying hyperparameter (log10 where its
+    values span more than a factor 100, or for η), then the validation accuracy."""
+    axes = []
+    for key in varying:
+        for label, values in _columns(kept, key):
+            log = key == "lr" or (min(values) > 0 and max(values) / min(values) > 100)
+            axes.append((f"log10 {label}" if log else label,
+                         [math.log10(v) for v in values] if log else values))
+    return axes + [("val acc (%)", [100 * r["acc"] for r in kept])]
+
+
+def _unit(values: list[float]) -> list[float]:
+    """Values mapped onto [0, 1] by their range (0.5 for a constant axis)."""
+    lo, hi = min(values), max(values)
+    return [0.5 if hi == lo else (v - lo) / (hi - lo) for v in values]
+
+
+def parallel_figure(name: str, axes: list[tuple[str, list[float]]], dropped: int
+                    ) -> dict[str, Any]:
+    """Parallel coordinates drawn with scatter lines: axis k at x = k, each axis scaled to
+    its range (ends labelled), one polyline per run coloured by its accuracy's bin (worst
+    drawn first), and the runs as points on the accuracy axis with every value on hover."""
+    labels, unit = [a[0] for a in axes], [_unit(a[1]) for a in axes]
+    acc, n = axes[-1][1], len(axes)
+    lo, hi = min(acc), max(acc)
+    bins = [min(len(VIRIDIS) - 1, int((a - lo) / (hi - lo) * len(VIRIDIS))) if hi > lo else 0
+            for a in acc]
+    data: list[dict[str, Any]] = []
+    for b, color in enumerate(VIRIDIS):
+        runs = [i for i, rb in enumerate(bins) if rb == b]
+        if runs:
+            data.append({"type": "scatter", "mode": "lines", "hoverinfo": "skip",
+                         "showlegend": False, "line": {"color": color, "width": 1},
+                         "opacity": 0.6, "x": [k for _ in runs for k in [*range(n), None]],
+                         "y": [v for i in runs for v in [*rounded([u[i] for u in unit], 4),
+                                                         None]]})
+    text = ["<br>".join(f"{lab} = {a[1][i]:.4g}" for lab, a in zip(labels, axes))
+            for i in range(len(acc))]
+    data.append({"type": "scatter", "mode": "markers", "name": "runs", "showlegend": False,
+                 "x": [n - 1] * len(acc), "y": rounded(unit[-1], 4), "text": text,
+                 "hovertemplate": "%{text}<extra></extra>",
+                 "marker": {"color": rounded(acc, 4), "colorscale": "Viridis", "size": 7,
+                            "showscale": True, "colorbar": {"title": {"text": "val acc (%)"}}}})
+    ends = [{"x": k, "y": y, "yanchor": anchor, "showarrow": False, "font": {"size": 10},
+             "text": f"{f(a[1]):.4g}"} for k, a in enumerate(axes)
+            for y, anchor, f in ((0, "top", min), (1, "bottom", max))]
+    return {"data": data, "layout": {
+        "title": {"text": f"{name}: every grid run" + (
+            f" ({dropped} diverged, not shown)" if dropped else ""), "font": {"size": 13}},
+        "xaxis": {"tickvals": list(range(n)), "ticktext": labels, "zeroline": False,
+                  "range": [-0.3, n - 0.7], "gridcolor": "#888"},
+        "yaxis": {"visible": False, "range": [-0.1, 1.1]}, "annotations": ends,
+        "hovermode": "closest", "margin": {"l": 30, "r": 10, "t": 40, "b": 40}}}
+
+
 def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(optimizer, figure) for each optimizer whose grid varies two or more hyperparameters;
     diverged runs have no final accuracy and are left out (their count is in the title)."""
@@ -147,28 +210,10 @@ def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[s
     for name in dict.fromkeys(p["optimizer"] for p in points):
         rows = [p for p in points if p["optimizer"] == name]
         varying = _varying(rows)
-        if len(varying) < 2:
-            continue
         kept = [r for r in rows if math.isfinite(r["acc"])]
-        if not kept:
-            continue
-        dims = []
-        for key in varying:
-            for label, values in _columns(kept, key):
-                log = key == "lr" or (min(values) > 0 and max(values) / min(values) > 100)
-                dims.append({"label": f"log10 {label}" if log else label,
-                             "values": rounded([math.log10(v) for v in values] if log
-                                               else values)})
-        acc = rounded([100 * r["acc"] for r in kept])
-        dims.append({"label": "val acc (%)", "values": acc})
-        dropped = len(rows) - len(kept)
-        out.append((name, {"data": [{"type": "parcoords", "dimensions": dims,
-                                     "line": {"color": acc, "colorscale": "Viridis",
-                                              "showscale": True}}],
-                           "layout": {"title": {"text": f"{name}: every grid run" + (
-                               f" ({dropped} diverged, not shown)" if dropped else ""),
-                               "font": {"size": 13}, "pad": {"b": 50}},  # above the axes' names
-                               "margin": {"l": 60, "r": 40, "t": 120, "b": 30}}}))
+        if len(varying) >= 2 and kept:
+            out.append((name, parallel_figure(name, _axes(kept, varying),
+                                              len(rows) - len(kept))))
     return out
 
 
