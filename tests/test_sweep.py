@@ -233,6 +233,12 @@ def test_grid_values(spec, expected):
     assert list(parse_values("lr", spec)) == expected
 
 
+def test_a_decay_rate_is_rounded_in_one_minus_it_and_never_reaches_one():
+    """0.9999 to 3 significant digits would be 1.0, which no β may be."""
+    assert parse_values("beta2", "0.9999,0.99995,0.95") == (0.9999, 0.99995, 0.95)
+    assert parse_values("momentum", "0.123456") == (0.123,)
+
+
 @pytest.mark.parametrize("spec", ["1e-1:1e-4:3", "1e-4:1:0", "0:1:3", "a,b", "", [], "1:2:x",
                                   "-1,2"])
 def test_bad_grid_values_name_the_key(spec):

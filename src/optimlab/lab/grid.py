@@ -52,10 +52,18 @@ def parse_values(key: str, spec: Any) -> tuple[float, ...]:
     else:
         raise ValueError(f"Invalid {key}: {spec!r}; allowed: LO:HI:N, a comma-separated "
                          "list of numbers, or a TOML list")
-    rounded = tuple(dict.fromkeys(float(f"{v:.{DIGITS}g}") for v in values))
+    rounded = tuple(dict.fromkeys(rounded_value(key, v) for v in values))
     if any(not math.isfinite(v) or v < 0 for v in rounded):
         raise ValueError(f"Invalid {key}: {spec!r}; allowed: finite values >= 0")
     return rounded
+
+
+def rounded_value(key: str, v: float) -> float:
+    """`v` to `DIGITS` significant digits; a decay rate (UNIT_KEYS) in 1 − v, so that 0.9999
+    stays 0.9999 and never becomes the excluded 1."""
+    if key in UNIT_KEYS and 0 < v < 1:
+        return float(f"{1 - float(f'{1 - v:.{DIGITS}g}'):.15g}")
+    return float(f"{v:.{DIGITS}g}")
 
 
 def _number(key: str, v: Any) -> float:
@@ -270,7 +278,7 @@ def beyond(key: str, values: tuple[float, ...], side: str) -> float | None:
         new = None if a <= 0 or b <= 0 else a * a / b
     if new is None or not math.isfinite(new):
         return None
-    new = float(f"{new:.{DIGITS}g}")
+    new = rounded_value(key, new)
     return new if new not in values and (key not in UNIT_KEYS or new < 1) else None
 
 
