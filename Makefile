@@ -1,10 +1,10 @@
 # Every target sets up .venv on first use; the stamps make later calls instant.
 PY          := .venv/bin/python
 PIP         := $(PY) -m pip install --disable-pip-version-check -q
-# `make demo` needs the package and its report; `make test` every extra the tests exercise.
+# `make demo` needs the package alone; `make test` every extra the tests exercise.
 DEMO_STAMP  := .venv/.installed-demo
 TEST_STAMP  := .venv/.installed-test
-TEST_EXTRAS := dev,report,tensorboard,ray,triton,examples,pandas,peers
+TEST_EXTRAS := dev,tensorboard,ray,triton,examples,pandas,peers
 # The torch wheel's index. Empty: pip's default index (the CPU wheel on this project's
 # machines; on a stock Linux machine a CUDA build of several GB). For the CPU wheel
 # from PyTorch's own index: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu make demo
@@ -22,7 +22,7 @@ setup: $(DEMO_STAMP)
 	touch $@
 
 $(DEMO_STAMP): pyproject.toml .venv/.torch
-	$(PIP) -e '.[report]'
+	$(PIP) -e .
 	touch $@
 
 $(TEST_STAMP): pyproject.toml .venv/.torch
