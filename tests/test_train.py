@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from optimlab.optim import OPTIMIZERS
 from optimlab.train import (
     CurvePoint,
     Timings,
@@ -292,8 +293,7 @@ def test_callbacks_see_every_step_and_their_results_are_kept():
 # ---- configuration errors ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw, message", [
-    ({"optimizer": "lbfgs"}, "optimizer: 'lbfgs'; allowed: adagrad, adam, adamw, momentum, "
-                             "rmsprop, sgd"),
+    ({"optimizer": "lbfgs"}, f"optimizer: 'lbfgs'; allowed: {', '.join(sorted(OPTIMIZERS))}"),
     ({"steps": 0}, "steps: 0; allowed: an integer >= 1"),
     ({"batch_size": 2.5}, "batch_size: 2.5"),
     ({"seed": -1}, "seed: -1"),
