@@ -29,7 +29,7 @@ def test_a_spec_agrees_with_its_class(name):
     assert spec.cls.spec is spec  # the class validates with it
     assert spec.kernel in numba_cpu.KERNELS
     assert isinstance(spec.batched, Batched)
-    for key in (*spec.batched.per_member, *spec.batched.optional, *spec.batched.shared):
+    for key in (*spec.batched.per_member, *spec.batched.shared):
         assert key in spec.hyperparameters
     peer_cls, peer_kw = spec.peer
     assert issubclass(peer_cls, torch.optim.Optimizer)

@@ -97,7 +97,7 @@ def validation_series(records: Sequence[Mapping[str, Any]], curves: Curves,
     out: dict[str, list[dict[float, float | None]]] = {}
     for r in sorted(records, key=lambda r: r["seed"]):
         curve = curves.get(r["run"], {}).get((split, metric))
-        points = {} if curve is None else {int(s): v for s, v in zip(curve["step"].tolist(),
-                                                                     curve["value"].tolist())}
-        out.setdefault(family(r), []).append(points)
+        points: dict[float, float | None] = {} if curve is None else {
+            int(s): v for s, v in zip(curve["step"].tolist(), curve["value"].tolist())}
+        out.setdefault(family(dict(r)), []).append(points)
     return out

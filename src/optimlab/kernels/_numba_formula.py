@@ -21,8 +21,7 @@ import itertools
 from types import ModuleType
 from typing import Any
 
-# `names` is the CPU backend's too, through this module
-from optimlab.kernels._generate import Names, names, written  # noqa: F401
+from optimlab.kernels._generate import Names, written
 from optimlab.kernels._generate import parts as _parts
 from optimlab.kernels.formula import Formula
 

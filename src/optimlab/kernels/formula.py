@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,17 @@ class Formula:
     def used(self, flags: Mapping[str, bool]) -> tuple[bool, ...]:
         """Per state: whether these flags use it."""
         return tuple(s not in self.uses or bool(flags[self.uses[s]]) for s in self.states)
+
+    def first_steps(self, states: Sequence[Sequence[Any]], count: int) -> list[int]:
+        """t per tensor for a formula that keeps no count (`lazy` states): 1 where a lazy
+        state is still missing (its first step), else 2."""
+        lazy = [ts for name, ts in zip(self.states, states) if name in self.lazy]
+        return [1 if any(ts[i] is None for ts in lazy) else 2 for i in range(count)]
+
+    def step_of(self, t: int) -> int:
+        """The t the terms of K members at step t take (members of a batch all start
+        together): a formula with lazy states sees 1, then 2."""
+        return min(t, 2) if self.lazy else t
 
     def keywords(self) -> tuple[str, ...]:
         """The element's keyword-only arguments, in its order."""

@@ -31,7 +31,7 @@ import torch
 from optimlab.kernels import _checks
 from optimlab.kernels import _numba_formula as _nf
 from optimlab.kernels import _numba_kernels as k
-from optimlab.kernels._generate import Kernels
+from optimlab.kernels._generate import Kernels, Names, names
 from optimlab.kernels.formula import FORMULAS, Formula
 
 DTYPES: dict[torch.dtype, np.dtype] = {torch.float32: np.dtype(np.float32),
@@ -215,14 +215,13 @@ class _Kind:
 
     def __init__(self, formula: Formula):
         self.formula = formula
-        self.names: _nf.Names | None = None
+        self.names: Names | None = None
         self.module: Any = None
 
-    def _ready(self, kw: dict[str, Any]) -> _nf.Names:
+    def _ready(self, kw: dict[str, Any]) -> Names:
         if self.names is None:
-            self.names = _nf.names(self.formula, kw)
+            self.names = names(self.formula, kw)
             self.module = _nf.kernels(self.formula, self.names)
-            self._terms = operator.itemgetter(*self.names.terms, "")
         return self.names
 
     def structure(self, kw: dict[str, Any]) -> tuple[bool, ...]:
@@ -277,8 +276,8 @@ class _Kind:
             hp[0, j] = scalars[name]
 
     def terms(self, kw: dict[str, Any], t: Any) -> tuple[Any, ...]:
-        assert self.formula.terms is not None
-        return self._terms({**self.formula.terms(kw, t), "": 0})[:-1]  # type: ignore[no-any-return]
+        assert self.formula.terms is not None and self.names is not None
+        return tuple(map(self.formula.terms(kw, t).__getitem__, self.names.terms))
 
 
 _KINDS: dict[str, _Kind] = {}
@@ -305,13 +304,6 @@ def _per_tensor(kind: _Kind, lay: Layout, steps: list[int], kw: dict[str, Any]
                                                                   for t in steps)))
 
 
-def _steps(kind: _Kind, lists: list[list[Any]], params: Sequence[torch.Tensor]) -> list[int]:
-    """t per tensor for a formula that keeps no count: 1 where a lazy state is still
-    missing (its first step), else 2."""
-    lazy = [ts for name, ts in zip(kind.formula.states, lists) if name in kind.formula.lazy]
-    return [1 if any(ts[i] is None for ts in lazy) else 2 for i in range(len(params))]
-
-
 def _fused(name: str, params: list[torch.Tensor], grads: list[torch.Tensor],
            lists: list[list[Any]], steps: list[int] | None, kw: dict[str, Any],
            layout: Layout | None) -> None:
@@ -320,7 +312,7 @@ def _fused(name: str, params: list[torch.Tensor], grads: list[torch.Tensor],
     kind = _kind(name)
     structure = kind.structure(kw)
     if kind.has_terms and steps is None:
-        steps = _steps(kind, lists, params)
+        steps = kind.formula.first_steps(lists, len(params))
     per_step = _per_tensor(kind, lay, steps, kw) if kind.has_terms and steps else ()
     _run(kind.kernel(structure), lay, lay.w, g, *kind.states(lay, params, lists, structure),
          *per_step, *kind.scalars(lay, kw))
@@ -494,7 +486,7 @@ class BatchedStep:
         if self.kind.has_terms:  # each term per member, per slice
             row, dtype = lay.slices.row, lay.stacked.dtype
             assert row is not None  # a batch's slices always have their member rows
-            t_ = t if not self.kind.formula.lazy else min(t, 2)
+            t_ = self.kind.formula.step_of(t)
             each = np.array([self.kind.terms(kw, t_) for kw in self.members], np.float64)
             per_step = tuple(each[:, j].astype(dtype)[row] for j in range(each.shape[1]))
         _run(self.kind.kernel(self.structure), lay.slices, lay.slices.w, g,

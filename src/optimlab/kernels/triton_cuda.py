@@ -169,23 +169,13 @@ def _update(name: str, params: list[torch.Tensor], grads: list[torch.Tensor], *l
     states = [ts if isinstance(ts, list) else list(ts) for ts in lists[:count]]
     steps = list(lists[count]) if len(lists) > count else None
     if steps is None and formula.terms is not None:  # before the lazy states are made
-        steps = _first_steps(formula, states, len(params))
+        steps = formula.first_steps(states, len(params))
     terms = _terms(formula, fused.names, kw, steps)
     flags, scalars = formula.flags(kw), formula.scalars(kw)
     hp = [-1.0 if kw.get("maximize") else 1.0, *(scalars[c] for c in fused.names.columns)]
     _launch(fused.kernel, lay, hp, [lay.w, g, *_states(formula, lay, params, states, flags)],
             [lay.sizes, *terms], grad_scale, found_inf,
             **{arg: bool(flags[flag]) for arg, flag in zip(fused.flags, fused.names.flags)})
-
-
-def _first_steps(formula: Formula, states: list[list[Any]], count: int) -> list[int]:
-    """t per tensor for a formula that keeps no count: 1 where a lazy state is still
-    missing (its first step), else 2."""
-    first = [False] * count
-    for name, ts in zip(formula.states, states):
-        if name in formula.lazy:
-            first = [f or t is None for f, t in zip(first, ts)]
-    return [1 if f else 2 for f in first]
 
 
 def _states(formula: Formula, lay: Layout, params: Sequence[torch.Tensor],

@@ -256,7 +256,7 @@ class Comparison:
         if todo:
             execute(executor, Job(
                 todo, self.dataset, finished, Steps(todo, on_progress).add, on_progress,
-                self.store.checkpoints(todo), **({"say": say} if say else {}),
+                self.store.checkpoints(todo), say=say,
                 callbacks=(lambda c: callbacks(c, run_name(c))) if callbacks else None))
         self.store.order()
         self.comparisons = comparisons(self.store.records, self.alpha)

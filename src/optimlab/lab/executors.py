@@ -57,7 +57,7 @@ from optimlab._dynamo import dynamo_not_imported
 from optimlab.lab.member_grads import is_hand_written, member_grads, member_logits, views
 from optimlab.lab.store import Checkpoint, config_key
 from optimlab.optim import OPTIMIZERS
-from optimlab.optim.batched import BatchedOptimizer, member_hyperparameters, segment
+from optimlab.optim.batched import BatchedOptimizer, check_members, segment
 from optimlab.train import (
     CurvePoint,
     RunResult,
@@ -293,7 +293,7 @@ def member_refusal(config: TrainConfig) -> str | None:
         return f"{config.optimizer} has no batched update"
     try:
         with dynamo_not_imported():  # the check builds an optimizer that never steps
-            member_hyperparameters(config.optimizer, [config.hyperparameters])
+            check_members(config.optimizer, [config.hyperparameters])
     except ValueError as e:
         return str(e)
     return None
@@ -449,7 +449,7 @@ class Job:
     on_progress: Callable[[Any], None] | None = None  # the Ray executor's counts
     checkpoints: Checkpoints | None = None
     max_batch: int = 64  # members trained together (vectorized, Ray shards)
-    say: Say = _stderr  # what the vectorized executor cannot take
+    say: Say | None = None  # what the vectorized executor cannot take (None: stderr)
     callbacks: CallbacksFor | None = None  # per run; such runs train one by one
 
 
@@ -463,7 +463,7 @@ def _ray(job: Job) -> None:
 # The executors by name: compare and sweep (`--executor`) train through this table.
 EXECUTORS: dict[str, Callable[[Job], None]] = {
     "vectorized": lambda job: run_vectorized(job.configs, job.dataset, job.on_finish,
-                                             job.max_batch, job.say, job.on_steps,
+                                             job.max_batch, job.say or _stderr, job.on_steps,
                                              job.checkpoints),
     "sequential": lambda job: run_sequential(job.configs, job.dataset, job.on_finish,
                                              job.on_steps, job.checkpoints, job.callbacks),

@@ -102,15 +102,13 @@ def _split(formula: Formula, params: Sequence[torch.Tensor], lists: tuple[Any, .
     their first step."""
     states = [list(ts) if not isinstance(ts, list) else ts for ts in lists[:len(formula.states)]]
     steps = list(lists[len(formula.states)]) if len(lists) > len(formula.states) else None
-    fresh = [False] * len(params)
+    if steps is None:  # before the lazy states are made
+        steps = formula.first_steps(states, len(params))
     for name, ts, on in zip(formula.states, states, formula.used(flags)):
         if on and name in formula.lazy:
             for i, t in enumerate(ts):
                 if t is None:
                     ts[i] = torch.zeros_like(params[i])
-                    fresh[i] = True
-    if steps is None:
-        steps = [1 if f else 2 for f in fresh]
     return states, steps
 
 
@@ -279,12 +277,15 @@ def batched_update(formula: Formula, params: list[torch.Tensor], grads: list[tor
     `scalars` are `member_scalars`; the terms are worked out per member the same way."""
     terms: dict[str, torch.Tensor] = {}
     if formula.terms is not None:
-        t_ = t if not formula.lazy else (1 if t == 1 else 2)
-        each = [formula.terms(kw, t_) for kw in members]
+        each = [formula.terms(kw, formula.step_of(t)) for kw in members]
         terms = {k: torch.tensor([float(x[k]) for x in each], dtype=torch.float64)
                  for k in each[0]}
+    shaped: dict[tuple[torch.dtype, int], dict[str, torch.Tensor]] = {}
     for i, (w, g) in enumerate(zip(params, grads, strict=True)):
-        rows = {k: _per_member(v, w) for k, v in {**scalars, **terms}.items()}
+        rows = shaped.get((w.dtype, w.dim()))
+        if rows is None:  # the same for every tensor of this dtype and rank
+            rows = shaped[w.dtype, w.dim()] = {k: _per_member(v, w)
+                                               for k, v in {**scalars, **terms}.items()}
         mine = [ts[i] for ts in lists]
         out = formula.element(w, g, *mine, **rows, **flags)
         _store([w, *mine], out)

@@ -107,13 +107,12 @@ class Batched:
     stacked tensors).
 
     Hyperparameters in `per_member` may differ between members (a `Pair` as its two
-    names); those in `optional` may be 0 for every member (then the term is skipped);
+    names); a term zero for every member is skipped by the formula's flags;
     those in `shared` must be one value for every member. Any other hyperparameter must
     keep its default.
     """
 
     per_member: tuple[str, ...]
-    optional: tuple[str, ...] = ("weight_decay",)
     shared: tuple[str, ...] = ()
 
 

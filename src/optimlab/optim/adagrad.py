@@ -89,7 +89,7 @@ SPEC = register(OptimizerSpec(
     hyperparameters=dict(lr=NONNEG, lr_decay=NONNEG, weight_decay=NONNEG,
                          initial_accumulator_value=NONNEG, eps=NONNEG, maximize=Flag()),
     batched=Batched(per_member=("lr", "lr_decay", "eps", "weight_decay"),
-                    optional=("lr_decay", "weight_decay"), shared=("initial_accumulator_value",)),
+                    shared=("initial_accumulator_value",)),
     peer=(torch.optim.Adagrad, dict(lr=1e-2)),
     search={"lr": (1e-4, 1.0), "eps": (1e-10, 1e-2)},
 ))

@@ -52,15 +52,11 @@ def segment(name: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
     return (name, *(repr(kwargs.get(k, SPECS[name].defaults[k])) for k in shared))
 
 
-def member_hyperparameters(name: str, members: Sequence[dict[str, Any]]
-                           ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per-member kwargs → ({key: [K] float64 tensor or None}, {shared key: value}).
-
-    A `Pair` becomes its two names (betas → beta1, beta2); an optional term that is zero
-    for every member becomes None. Each member's kwargs are checked by the optimizer class
-    itself, so the messages are the single runs' ones; options the batched update cannot
-    take are refused.
-    """
+def check_members(name: str, members: Sequence[dict[str, Any]]) -> None:
+    """ValueError unless K members of optimizer `name` can step as one batch. Each member's
+    kwargs are checked by the optimizer class itself, so the messages are the single runs'
+    ones; options the batched update cannot vary are refused, and the `shared` ones must
+    be one value for every member."""
     spec = _spec(name)
     batched = spec.batched
     assert batched is not None
@@ -74,20 +70,10 @@ def member_hyperparameters(name: str, members: Sequence[dict[str, Any]]
                                  f"only {', '.join(batched.per_member)}; use executor "
                                  "'sequential'")
         full.append({**spec.defaults, **kw})
-    shared = {key: full[0][key] for key in batched.shared}
     for key in batched.shared:
-        if any(kw[key] != shared[key] for kw in full):
+        if any(kw[key] != full[0][key] for kw in full):
             raise ValueError(f"Invalid {key}: {sorted({kw[key] for kw in full})} in one batch "
                              f"of {name}; allowed: one value shared by every member")
-    cols: dict[str, list[float]] = {}
-    for kw in full:
-        for sub, val in spec.flatten({k: kw[k] for k in batched.per_member}).items():
-            cols.setdefault(sub, []).append(float(val))
-    hyper: dict[str, Any] = {k: torch.tensor(v, dtype=torch.float64) for k, v in cols.items()}
-    for key in batched.optional:
-        if not bool(hyper[key].ne(0).any()):
-            hyper[key] = None  # zero for every member: skip the term (and SGD's buffer)
-    return hyper, shared
 
 
 def kernel_kwargs(spec: OptimizerSpec, kw: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +104,7 @@ class BatchedOptimizer:
                 raise ValueError(f"Invalid params: tensor {i} has shape {tuple(p.shape)}; "
                                  f"allowed: a leading dim of K = {len(members)} (the members)")
         self.name, self.params, self.members = name, list(params), list(members)
-        self.hyper, self.shared = member_hyperparameters(name, members)
+        check_members(name, members)
         self.spec = _spec(name)
         # what the fused kernel takes, built here: a caller that keeps torch._dynamo from
         # being imported by the optimizers it builds (`dynamo_not_imported`) wraps this
@@ -174,7 +160,6 @@ class BatchedOptimizer:
         self.members = [self.members[i] for i in rows]
         self.kernel_kwargs = [self.kernel_kwargs[i] for i in rows]
         self.kernel = None
-        self.hyper = {k: None if v is None else v[index] for k, v in self.hyper.items()}
         self.scalars = {k: v[index] for k, v in self.scalars.items()}
         self.state = {k: [None if x is None else x[index] for x in xs]
                       for k, xs in self.state.items()}

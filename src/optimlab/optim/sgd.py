@@ -115,8 +115,7 @@ SPEC = register(OptimizerSpec(
     name="sgd", cls=SGD, lecture=True, formula=FORMULA,
     hyperparameters=dict(lr=NONNEG, momentum=NONNEG, dampening=NONNEG, weight_decay=NONNEG,
                          nesterov=Flag(), maximize=Flag()),
-    batched=Batched(per_member=("lr", "momentum", "weight_decay"),
-                    optional=("momentum", "weight_decay")),
+    batched=Batched(per_member=("lr", "momentum", "weight_decay")),
     peer=(torch.optim.SGD, dict(lr=1e-3)),
     search={"lr": (1e-3, 1.0)},  # η only: momentum would make it another method
 ))
