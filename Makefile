@@ -4,7 +4,7 @@ PIP         := $(PY) -m pip install --disable-pip-version-check -q
 # `make demo` needs the package alone; `make test` every extra the tests exercise.
 DEMO_STAMP  := .venv/.installed-demo
 TEST_STAMP  := .venv/.installed-test
-TEST_EXTRAS := dev,tensorboard,ray,triton,examples,pandas,peers
+TEST_EXTRAS := dev,tensorboard,ray,triton,examples,pandas,optuna,peers
 # The torch wheel's index. Empty: pip's default index (the CPU wheel on this project's
 # machines; on a stock Linux machine a CUDA build of several GB). For the CPU wheel
 # from PyTorch's own index: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu make demo
