@@ -132,5 +132,44 @@ class Lion:
         return w - self.lr * (np.sign(c) + self.wd * w)
 
 
+class Muon:
+    """Jordan et al. 2024 (torch.optim.Muon's update) on a 2-D w, AdamW on any other:
+    B ← μB + (1−μ)g; D = μB + (1−μ)g (nesterov) or B; X = D/max(‖D‖_F, ε) (wide side
+    up), then ns_steps× X ← aX + (bXXᵀ + c(XXᵀ)²)X; w ← w(1 − ηλ) − η√max(1, A/B) X
+    (match_rms_adamw: 0.2η√max(A, B)). NS runs in float64 (`ns_dtype` is the code's
+    precision option). `adamw_ends` sends a list's first and last matrix to AdamW; the
+    tests' fields hold one matrix, which it then sends to AdamW."""
+
+    def __init__(self, lr, weight_decay=0.1, momentum=0.95, nesterov=True,
+                 ns_coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7, ns_steps=5,
+                 adjust_lr_fn=None, ns_dtype=None, adamw_lr=1e-3, adamw_betas=(0.9, 0.999),
+                 adamw_eps=1e-8, adamw_weight_decay=1e-2, adamw_ends=False):
+        self.lr, self.wd, self.mu, self.nesterov = lr, weight_decay, momentum, nesterov
+        self.abc, self.eps, self.steps, self.adjust = ns_coefficients, eps, ns_steps, adjust_lr_fn
+        self.ends, self.b = adamw_ends, 0.0
+        self.adamw = Adam(adamw_lr, betas=adamw_betas, eps=adamw_eps,
+                          weight_decay=adamw_weight_decay, decoupled=True)
+
+    def orthogonalize(self, d):
+        a, b, c = self.abc
+        x = d.T if d.shape[0] > d.shape[1] else d
+        x = x / max(np.sqrt(np.sum(x * x)), self.eps)
+        for _ in range(self.steps):
+            s = x @ x.T
+            x = a * x + (b * s + c * s @ s) @ x
+        return x.T if d.shape[0] > d.shape[1] else x
+
+    def step(self, w, g):
+        if w.ndim != 2 or self.ends:
+            return self.adamw.step(w, g)
+        self.b = self.mu * self.b + (1 - self.mu) * g
+        d = self.mu * self.b + (1 - self.mu) * g if self.nesterov else self.b
+        rows, cols = w.shape
+        scale = 0.2 * np.sqrt(max(rows, cols)) if self.adjust == "match_rms_adamw" \
+            else np.sqrt(max(1.0, rows / cols))
+        return w * (1 - self.lr * self.wd) - self.lr * scale * self.orthogonalize(d)
+
+
 REFERENCES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
-              "adagrad": Adagrad, "lion": Lion}
+              "adagrad": Adagrad, "lion": Lion,
+              "muon": Muon}

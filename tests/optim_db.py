@@ -113,10 +113,10 @@ class OptimizerInfo:
         field's), each tensor on its own: the flat weights."""
         grad = grad or field.grad
         out = []
-        for i, w in enumerate(field.w0):
+        for i, (w, shape) in enumerate(zip(field.w0, field.shapes)):
             opt = self.reference(**kw)
-            for t in range(1, steps + 1):
-                w = opt.step(w, grad(i, w, t))
+            for t in range(1, steps + 1):  # in its shape: Muon's update is per matrix
+                w = opt.step(w.reshape(shape), grad(i, w, t).reshape(shape)).reshape(-1)
             out.append(w)
         return out
 
@@ -295,6 +295,34 @@ ROWS = [
         # sign(c) near a minimum, where c → 0, flips with any rounding
         chaotic=always,
     ),
+    OptimizerInfo(
+        name="muon", reference=ref.Muon,
+        cases=(dict(lr=0.02),
+               dict(lr=0.02, momentum=0.9, nesterov=False, weight_decay=0.0,
+                    adjust_lr_fn="match_rms_adamw", adamw_lr=3e-3, adamw_betas=(0.8, 0.99),
+                    adamw_eps=1e-6, adamw_weight_decay=0.1),
+               # the quintic that converges (Björck & Bowie's), in more steps
+               dict(lr=0.01, ns_coefficients=(1.875, -1.25, 0.375), ns_steps=8, eps=1e-5,
+                    ns_dtype="float64"),
+               dict(lr=0.02, adamw_ends=True, adamw_lr=1e-2)),
+        rich=dict(lr=0.02, momentum=0.9, nesterov=False, weight_decay=0.0,
+                  adjust_lr_fn="match_rms_adamw", adamw_lr=3e-3, adamw_betas=(0.8, 0.99),
+                  adamw_eps=1e-6, adamw_weight_decay=0.1),
+        batched=((dict(lr=0.02), dict(lr=0.01, momentum=0.9, weight_decay=0.0, adamw_lr=3e-3),
+                  dict(lr=0.05, weight_decay=0.2, adamw_betas=(0.8, 0.99), adamw_eps=1e-6,
+                       adamw_weight_decay=0.0)),),
+        peer=None,  # torch.optim.Muon with torch.optim.AdamW: tests/test_muon.py
+        # the problems are vectors: AdamW's part (Muon's matrices converge in test_muon.py)
+        converges={"quadratic": (dict(lr=0.02, adamw_lr=1e-2), 2000),
+                   "rosenbrock": (dict(lr=0.02, adamw_lr=1e-2, adamw_weight_decay=0.0), 6000)},
+        bytes_per_param=28,  # a vector's, AdamW's; a matrix's step is compute, not traffic
+        hyper=st.fixed_dictionaries({
+            "lr": st.floats(1e-4, 0.1), "momentum": st.floats(0, 0.99),
+            "nesterov": st.booleans(), "weight_decay": st.floats(0, 0.3),
+            "adamw_lr": st.floats(1e-4, 0.1)}),
+        # the orthogonalized step keeps its size near a minimum, as Lion's sign does
+        chaotic=always,
+    ),
 ]
 DB = {row.name: row for row in ROWS}
 NAMES = list(DB)
@@ -321,9 +349,10 @@ def peer_cases(where: Callable[[OptimizerInfo, Kw], bool] = lambda row, kw: True
     return [out[i] for i in kept], [out_ids[i] for i in kept]
 
 
-def member_lists() -> tuple[list[tuple[str, tuple[Kw, ...]]], list[str]]:
-    """(name, members) of every row the batched update runs, and ids."""
-    return _listed((row.name, row.batched) for row in ROWS if row.spec.batched)
+def member_lists(where: Callable[[OptimizerInfo], bool] = always
+                 ) -> tuple[list[tuple[str, tuple[Kw, ...]]], list[str]]:
+    """(name, members) of every row the batched update runs where `where` holds, and ids."""
+    return _listed((row.name, row.batched) for row in ROWS if row.spec.batched and where(row))
 
 
 def _listed(rows) -> tuple[list[tuple[str, Any]], list[str]]:

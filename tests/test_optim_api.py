@@ -94,7 +94,8 @@ def test_low_precision_dtypes_follow_the_float64_reference(name, dtype, steps, r
 # A known defect, its test kept (strict: it fails once fixed, and the mark must go): torch's
 # Adagrad starts a complex sum at v + vj, ours at v + 0j, so the imaginary halves start
 # without initial_accumulator_value.
-@pytest.mark.parametrize("name", NAMES)
+# element-wise updates only: Muon takes a real (n, 2) view as a matrix, a complex vector not
+@pytest.mark.parametrize("name", [name for name in NAMES if DB[name].spec.formula])
 def test_complex_parameters_update_as_real_pairs(name):
     torch.manual_seed(0)
     z = torch.randn(5, dtype=torch.complex128, requires_grad=True)
@@ -153,7 +154,7 @@ def test_nonfinite_skip_leaves_weights_and_state_untouched(name, path):
         for p in ps:
             p.grad = torch.full_like(p, -0.25)
         o.step()
-    assert opt.last_impl == [path]
+    assert set(opt.last_impl) == {path}  # Muon: a group per part
     assert all(torch.equal(a, b) for a, b in zip(params, twin))
 
 

@@ -30,7 +30,7 @@ def run_ours(name: str, kw: dict, path: str, field: GradientField, steps: int,
                 w = p.detach().reshape(-1).numpy()
                 p.grad = torch.tensor(grad(i, w, t).reshape(p.shape), dtype=p.dtype)
         opt.step()
-    assert opt.last_impl == [path]
+    assert set(opt.last_impl) == {path}  # Muon: a group per part
     return [p.detach().numpy().reshape(-1) for p in params]
 
 
@@ -71,8 +71,9 @@ def test_zero_gradients_match_the_reference(name, kw, path):
         assert max_rel_err(a, b) <= 1e-9
 
 
+# ε in a denominator (Muon's ε bounds the norm that Newton–Schulz divides by, never 0/0)
 EPS_ROWS = [(name, path) for name in NAMES if "eps" in DB[name].spec.hyperparameters
-            for path in DB[name].paths]
+            and DB[name].spec.formula is not None for path in DB[name].paths]
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy's 0/0, as meant

@@ -27,7 +27,8 @@ def test_a_spec_agrees_with_its_class(name):
     assert spec.defaults == {k: sig[k].default for k in spec.hyperparameters}
     spec.check(spec.defaults)  # the defaults are allowed values
     assert spec.cls.spec is spec  # the class validates with it
-    assert spec.kernel in numba_cpu.KERNELS
+    # a kernel, or (no element: Muon) its own batched update
+    assert spec.kernel in numba_cpu.KERNELS or (spec.formula is None and spec.batched.update)
     assert isinstance(spec.batched, Batched)
     for key in (*spec.batched.per_member, *spec.batched.shared):
         assert key in spec.hyperparameters
@@ -44,6 +45,13 @@ def test_a_spec_agrees_with_its_class(name):
     ("adagrad", dict(initial_accumulator_value=-1.0), "Invalid initial_accumulator_value: -1.0"),
     ("sgd", dict(nesterov="yes"), "Invalid nesterov: 'yes'; allowed: True or False"),
     ("adam", dict(bias_correction=0), "Invalid bias_correction: 0; allowed: True or False"),
+    ("muon", dict(ns_steps=2.0), "Invalid ns_steps: 2.0; allowed: an integer, 0 <= ns_steps < 100"),
+    ("muon", dict(ns_coefficients=(1.0, 2.0)),
+     "Invalid ns_coefficients: (1.0, 2.0); allowed: a tuple of 3 finite numbers"),
+    ("muon", dict(ns_coefficients=(1.0, 2.0, float("nan"))), "Invalid ns_coefficients[2]: nan"),
+    ("muon", dict(adjust_lr_fn="rms"),
+     "Invalid adjust_lr_fn: 'rms'; allowed: None, 'original', 'match_rms_adamw'"),
+    ("muon", dict(ns_dtype="half"), "Invalid ns_dtype: 'half'; allowed: None, 'bfloat16'"),
 ])
 def test_the_class_and_the_spec_give_the_same_one_line_error(name, kw, message):
     with pytest.raises(ValueError) as raised:

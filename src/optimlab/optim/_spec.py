@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,53 @@ class Pair:
             self.each.check(f"{name}[{i}]", v)
 
 
-Allowed = Number | Flag | Pair
+@dataclass(frozen=True)
+class Integer:
+    """A whole number in [lo, hi) (an iteration count: Muon's ``ns_steps``)."""
+
+    lo: int
+    hi: int
+
+    def allowed(self, name: str) -> str:
+        return f"an integer, {self.lo} <= {name} < {self.hi}"
+
+    def check(self, name: str, x: Any) -> None:
+        if isinstance(x, bool) or not isinstance(x, int) or not self.lo <= x < self.hi:
+            raise ValueError(f"Invalid {name}: {x!r}; allowed: {self.allowed(name)}")
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A fixed count of finite numbers that only make sense together (Muon's
+    ``ns_coefficients`` (a, b, c)): one option, never searched."""
+
+    count: int
+
+    def allowed(self, name: str) -> str:
+        return f"a tuple of {self.count} finite numbers"
+
+    def check(self, name: str, x: Any) -> None:
+        if not isinstance(x, (tuple, list)) or len(x) != self.count:
+            raise ValueError(f"Invalid {name}: {x!r}; allowed: {self.allowed(name)}")
+        for i, v in enumerate(x):
+            Number(-math.inf).check(f"{name}[{i}]", v)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few values (names, or None)."""
+
+    values: tuple[Any, ...]
+
+    def allowed(self, name: str) -> str:
+        return ", ".join(map(repr, self.values))
+
+    def check(self, name: str, x: Any) -> None:
+        if not any(type(x) is type(v) and x == v for v in self.values):
+            raise ValueError(f"Invalid {name}: {x!r}; allowed: {self.allowed(name)}")
+
+
+Allowed = Number | Flag | Pair | Integer | Numbers | Choice
 NONNEG = Number(scale="log")        # lr, eps, weight_decay, ...
 UNIT = Number(0.0, 1.0, "log1m")    # decay rates: momentum, alpha, betas
 
@@ -109,11 +155,14 @@ class Batched:
     Hyperparameters in `per_member` may differ between members (a `Pair` as its two
     names); a term zero for every member is skipped by the formula's flags;
     those in `shared` must be one value for every member. Any other hyperparameter must
-    keep its default.
+    keep its default. An optimizer without a formula brings its own `update`.
     """
 
     per_member: tuple[str, ...]
     shared: tuple[str, ...] = ()
+    # the step of K members of an optimizer whose update is no formula (Muon's matrices):
+    # update(params, grads, state, t, members), members[k] all of member k's options
+    update: Callable[..., None] | None = None
 
 
 @dataclass(frozen=True)

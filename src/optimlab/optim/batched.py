@@ -11,7 +11,8 @@ large tensor op.
 On CPU `BatchedOptimizer` steps with the formula's fused kernel instead, where it runs
 (`optimlab.kernels.batched`): one pass over memory for every line, each member reading its
 own row of scalars. The element on stacked tensors stays the path everywhere else, and
-both keep the same state.
+both keep the same state. An optimizer whose update is no element (Muon) brings its own
+batched step (`Batched.update`), given every member's options.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _spec(name: str) -> OptimizerSpec:
     if name not in SPECS:
         raise ValueError(f"Invalid optimizer: {name!r}; allowed: {', '.join(SPECS)}")
     spec = SPECS[name]
-    if spec.batched is None or spec.formula is None:
+    if spec.batched is None or (spec.formula is None and spec.batched.update is None):
         raise ValueError(f"Invalid optimizer: {name!r} has no batched update; use executor "
                          "'sequential'")
     return spec
@@ -108,11 +109,13 @@ class BatchedOptimizer:
         self.spec = _spec(name)
         # what the fused kernel takes, built here: a caller that keeps torch._dynamo from
         # being imported by the optimizers it builds (`dynamo_not_imported`) wraps this
-        self.kernel_kwargs = [kernel_kwargs(self.spec, kw) for kw in members]
-        assert self.spec.formula is not None  # `_spec` refuses a spec without batched update
         self.formula = self.spec.formula
-        self.flags = member_flags(self.formula, self.kernel_kwargs)
-        self.scalars = member_scalars(self.formula, self.kernel_kwargs)
+        if self.formula is None:  # its own batched update takes every member's options
+            self.kernel_kwargs = [{**self.spec.defaults, **kw} for kw in members]
+        else:
+            self.kernel_kwargs = [kernel_kwargs(self.spec, kw) for kw in members]
+        self.flags = member_flags(self.formula, self.kernel_kwargs) if self.formula else {}
+        self.scalars = member_scalars(self.formula, self.kernel_kwargs) if self.formula else {}
         self.fused = fused
         self.kernel: Any = None  # the backend's batched step (or why none), made on first use
         self.last_impl: str | None = None
@@ -129,8 +132,12 @@ class BatchedOptimizer:
                 return
             if self.fused:
                 raise RuntimeError(f"Invalid fused=True for the batched {self.name}: {reason}")
-        batched_update(self.formula, self.params, grads, self._lists(), self.t,
-                       self.kernel_kwargs, self.flags, self.scalars)
+        if self.formula is None:
+            assert self.spec.batched is not None and self.spec.batched.update is not None
+            self.spec.batched.update(self.params, grads, self.state, self.t, self.kernel_kwargs)
+        else:
+            batched_update(self.formula, self.params, grads, self._lists(), self.t,
+                           self.kernel_kwargs, self.flags, self.scalars)
         self.last_impl = "batched"
 
     def _lists(self) -> list[list[Any]]:
