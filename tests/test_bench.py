@@ -11,6 +11,7 @@ from conftest import exit_code
 from optim_db import DB, NAMES
 
 from optimlab.bench import BYTES_PER_PARAM, BenchConfig, format_table, goals, run_bench
+from optimlab.bench.run import model_shapes
 from optimlab.cli import main
 from optimlab.optim import OPTIMIZERS
 
@@ -89,6 +90,21 @@ def test_goals_are_ratios_of_the_right_rows():
     assert got["rmsprop fused ≥ 3× torch's fastest RMSprop (25M)"] == (2.5, False)
     assert got["adam fused ≥ 90% of roofline (25M)"] == (0.5, False)
     assert got["sgd fused step ≤ torch foreach step (small200)"] == (0.5, False)
+
+
+def test_an_optimizer_without_a_fused_path_is_judged_against_its_peers_fastest():
+    cases = [_case("muon", "matrices25M", {"ours-reference": 900.0, "ours-foreach": 800.0,
+                                           "torch-single": 1000.0, "torch-fused": 960.0}),
+             _case("muon", "25M", {"ours-foreach": 30.0, "torch-fused": 15.0})]
+    got = {g["goal"]: (g["value"], g["met"]) for g in goals(cases)}
+    assert got == {"muon foreach ≥ its peer's fastest (matrices25M)": (1.2, True),
+                   "muon foreach ≥ its peer's fastest (25M)": (0.5, False)}
+
+
+def test_the_matrix_model_is_25m_parameters_of_hidden_matrices():
+    _, shapes = model_shapes("matrices25M")
+    assert all(len(s) == 2 for s in shapes)
+    assert sum(a * b for a, b in shapes) == 8 * 12 * 512 ** 2 == 25_165_824
 
 
 def test_cli_writes_json_and_prints_a_table(tmp_path, capsys):

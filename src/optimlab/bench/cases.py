@@ -45,14 +45,22 @@ def _transformer(layers: int, width: int, vocab: int) -> list[tuple[int, ...]]:
     return shapes + [(width,), (width,)]
 
 
+def _hidden(layers: int, width: int) -> list[tuple[int, ...]]:
+    """A GPT's hidden matrices only (attention in and out, MLP in and out): what Muon takes."""
+    return [(3 * width, width), (width, width), (4 * width, width),
+            (width, 4 * width)] * layers
+
+
 # name -> (description, shapes): 1M and 25M parameters in 63 tensors,
-# a realistic list (a few large, many small) and 200 small tensors for per-step overhead.
+# a realistic list (a few large, many small), 200 small tensors for per-step overhead, and
+# 25M parameters in matrices (where a step of Muon is matrix products, not memory traffic).
 MODELS: dict[str, tuple[str, Callable[[], list[tuple[int, ...]]]]] = {
     "1M": ("1M parameters in 63 tensors", lambda: _even(1_000_000, 63)),
     "25M": ("25M parameters in 63 tensors", lambda: _even(25_000_000, 63)),
     "mixed": ("GPT-like: 12 layers, width 256, vocab 32000",
               lambda: _transformer(12, 256, 32000)),
     "small200": ("200 tensors of 512 parameters", lambda: _even(200 * 512, 200)),
+    "matrices25M": ("GPT-like hidden matrices: 8 layers, width 512", lambda: _hidden(8, 512)),
 }
 
 

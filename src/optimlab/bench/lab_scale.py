@@ -49,11 +49,11 @@ def lab_shapes(name: str) -> list[tuple[int, ...]]:
 
 
 def contenders(optimizer: str) -> dict[str, Impl]:
-    """Our fused path (the default on CPU) and torch's fastest path for the same update:
-    fused where torch has one, else foreach."""
+    """Our default path on CPU (fused, or foreach where there is no kernel: Muon) and
+    torch's fastest path for the same update: fused where torch has one, else foreach."""
     impls = {impl.name: impl for impl in implementations(optimizer)}
     peer = "torch-fused" if "torch-fused" in impls else "torch-foreach"
-    return {"ours": impls["ours-fused"], peer: impls[peer]}
+    return {"ours": impls.get("ours-fused", impls["ours-foreach"]), peer: impls[peer]}
 
 
 def _stepper(opt: torch.optim.Optimizer, params: list[torch.Tensor],

@@ -8,6 +8,9 @@ from optimlab.bench.lab_scale import format_lab_case, lab_goals
 
 # The model at which throughput goals are judged, and the per-step-overhead model.
 LARGE, SMALL = "25M", "small200"
+# Where an optimizer without a fused path (Muon: its step is matrix products) is judged
+# against its peer's fastest path.
+MATRICES = "matrices25M"
 # Roofline fraction every fused path must reach at LARGE.
 ROOFLINE_GOAL = 0.9
 # On a GPU: the throughput goals at 25M and at the GPT-like list, and their roofline fraction.
@@ -42,6 +45,17 @@ def _speed_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
                   None if torch_fused is None else torch_fused / fused, 1.0)]
 
 
+def _peer_goal(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our default path (foreach) against the peer's fastest, as a speed ratio."""
+    ours = _ms(case, "ours-foreach")
+    theirs = [ms for impl in ("torch-single", "torch-foreach", "torch-fused")
+              if (ms := _ms(case, impl)) is not None]
+    if ours is None or not theirs:
+        return []
+    return [_goal(f"{case['optimizer']} foreach ≥ its peer's fastest ({case['model']})",
+                  min(theirs) / ours, 1.0)]
+
+
 def goals(cases: list[dict[str, Any]], device: str = "cpu") -> list[dict[str, Any]]:
     """The project's speed goals, each with the measured value (a ratio) and whether it is met."""
     large, roofline = (GPU_LARGE, GPU_ROOFLINE_GOAL) if device == "cuda" \
@@ -57,6 +71,8 @@ def goals(cases: list[dict[str, Any]], device: str = "cpu") -> list[dict[str, An
             if fused is not None:
                 out.append(_goal(f"{case['optimizer']} fused ≥ {roofline:.0%} of roofline "
                                  f"({case['model']})", fused["roofline"], roofline))
+        if fused is None and case["model"] in (*large, MATRICES):
+            out += _peer_goal(case)
         if case["model"] == SMALL and fused is not None:
             foreach = _ms(case, "torch-foreach")
             out.append(_goal(f"{case['optimizer']} fused step ≤ torch foreach step ({SMALL})",
