@@ -12,6 +12,8 @@ import pytest
 import torch
 from conftest import max_rel_err
 
+from optimlab.analysis.records import read_summary
+from optimlab.cli import main
 from optimlab.optim import Muon
 from optimlab.optim.batched import BatchedOptimizer
 from optimlab.optim.muon import TorchMuonAdamW, newton_schulz
@@ -186,3 +188,19 @@ def test_batched_members_equal_their_single_runs(shared):
         single = run(Muon(alone[j], **members[j]), alone[j], 100)
         for p, q in zip(stacked, single, strict=True):
             assert max_rel_err(p[j].numpy(), q.detach().numpy()) <= 1e-9
+
+
+def test_a_vectorized_sweep_steps_the_matrices_as_matrices(tmp_path):
+    """The vectorized executor keeps a model's K copies in one [K, P] tensor: Muon gets
+    them back in their shapes (as one flat vector each member would be AdamW's alone), so
+    its members equal the runs trained one by one (float64)."""
+    argv = ["sweep", "--optimizers", "muon", "--search", "random", "--trials", "2",
+            "--model", "mlp", "--steps", "20", "--eval-every", "10", "--dtype", "float64"]
+    assert main([*argv, "--out", str(tmp_path / "vec")]) == 0
+    assert main([*argv, "--executor", "sequential", "--out", str(tmp_path / "seq")]) == 0
+    vectorized, sequential = (read_summary(tmp_path / f / "summary.json")
+                              for f in ("vec", "seq"))
+    losses = {r["run"]: r["final_train_loss"] for r in sequential}
+    assert len(vectorized) == 2
+    for r in vectorized:
+        assert r["final_train_loss"] == pytest.approx(losses[r["run"]], rel=1e-9)

@@ -18,6 +18,7 @@ from test_sweep import DS as BLOBS
 from optimlab.analysis.store import read_runs
 from optimlab.cli import main
 from optimlab.lab import reproduce
+from optimlab.lab.reproductions import muon_transformer
 from optimlab.lab.reproductions import wilson_separable as wilson
 from optimlab.optim import Adam
 from optimlab.report.reproduce import render
@@ -281,3 +282,27 @@ def test_bias_correction_reduced_large_first_steps_and_instability_at_large_alph
              best[2] and best[1] >= 0.999, True]
     assert [c["holds"] for c in rec["checks"]] == holds
     assert rec["verdict"] == reproduce.verdict([reproduce.Check("", "", "", h) for h in holds])
+
+
+def test_muon_checks_count_a_run_that_never_reaches_the_target_as_the_budget():
+    """Paired ratios AdamW/Muon per seed, a missed target capped at the 400-step budget:
+    (200, 100), (400, 160), (100, 100) give 2, 2.5, 1; median 2."""
+    checks, ratio = muon_transformer._checks([200.0, None, 100.0], [100.0, 160.0, 100.0])
+    assert ratio == 2.0
+    assert [c.holds for c in checks] == [True, True]
+    checks, ratio = muon_transformer._checks([100.0, 120.0, 90.0], [110.0, 100.0, 95.0])
+    assert ratio == pytest.approx(statistics.median([100 / 110, 1.2, 90 / 95]))
+    assert [c.holds for c in checks] == [False, False]
+
+
+@pytest.mark.slow
+def test_muon_transformer_reduced_steps_to_target_read_back_from_the_records(tmp_path_factory):
+    rec, runs, _ = reproduced("muon-transformer", tmp_path_factory)
+    by_seed = sorted(runs, key=lambda r: r["seed"])
+    steps = {name: [r["time_to_target_step"] for r in by_seed if r["optimizer"] == name]
+             for name in ("adamw", "muon")}
+    assert len(steps["adamw"]) == len(steps["muon"]) == 3
+    assert rec["numbers"]["steps_to_target"] == steps
+    assert all(r["hyperparameters"]["adamw_ends"] for r in runs if r["optimizer"] == "muon")
+    checks, _ = muon_transformer._checks(steps["adamw"], steps["muon"])
+    assert rec["verdict"] == reproduce.verdict(checks)

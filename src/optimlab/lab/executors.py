@@ -56,7 +56,7 @@ from torch.func import functional_call
 from optimlab._dynamo import dynamo_not_imported
 from optimlab.lab.member_grads import is_hand_written, member_grads, member_logits, views
 from optimlab.lab.store import Checkpoint, config_key
-from optimlab.optim import OPTIMIZERS
+from optimlab.optim import OPTIMIZERS, SPECS
 from optimlab.optim.batched import BatchedOptimizer, check_members, segment
 from optimlab.train import (
     CurvePoint,
@@ -586,7 +586,8 @@ class Group:
             n = len(list(rows))
             members = [self.configs[i].hyperparameters for i in self.alive[start:start + n]]
             with dynamo_not_imported():  # its check of each member builds a torch Optimizer
-                opt = BatchedOptimizer(name, self._slice(start, start + n), members)
+                opt = BatchedOptimizer(name, self._shaped(name, self.flat[start:start + n]),
+                                       members)
             self.segments.append((opt, start, start + n))
             start += n
 
@@ -597,8 +598,13 @@ class Group:
         self.grads = torch.empty_like(self.flat)
         self.logits = member_logits(self.module, len(self.flat))
 
-    def _slice(self, a: int, b: int) -> list[torch.Tensor]:
-        return [self.flat[a:b]]
+    def _shaped(self, name: str, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Rows of a [K, P] tensor as optimizer `name` steps them: whole, for an element-wise
+        update (each line one large op); as the parameters, [K, *shape] each, for an update
+        that is not element-wise (Muon's matrices)."""
+        if SPECS[name].formula is not None:
+            return [rows]
+        return list(views(rows, self.shapes).values())
 
     def _member_forward(self, row: int) -> Callable[[torch.Tensor], torch.Tensor]:
         member = {n: p[row] for n, p in self.params.items()}
@@ -651,7 +657,8 @@ class Group:
         for opt, a, b in self.segments:
             local = [r - a for r in keep if a <= r < b]
             if local:
-                opt.select(torch.tensor(local), self._slice(start, start + len(local)))
+                opt.select(torch.tensor(local),
+                           self._shaped(opt.name, self.flat[start:start + len(local)]))
                 segments.append((opt, start, start + len(local)))
                 start += len(local)
         self.segments, self.alive = segments, [self.alive[r] for r in keep]
@@ -692,7 +699,7 @@ class Group:
             values = [v for row, v in enumerate(values) if row not in bad]
         t1 = time.perf_counter()
         for opt, a, b in self.segments:
-            opt.step([grads[a:b]])
+            opt.step(self._shaped(opt.name, grads[a:b]))
         t2 = time.perf_counter()
         self._charge(t2 - t1, t2 - t1)
         for row, i in enumerate(self.alive):
