@@ -308,9 +308,13 @@ ROWS = [
         rich=dict(lr=0.02, momentum=0.9, nesterov=False, weight_decay=0.0,
                   adjust_lr_fn="match_rms_adamw", adamw_lr=3e-3, adamw_betas=(0.8, 0.99),
                   adamw_eps=1e-6, adamw_weight_decay=0.1),
-        batched=((dict(lr=0.02), dict(lr=0.01, momentum=0.9, weight_decay=0.0, adamw_lr=3e-3),
+        # Newton–Schulz in float64 whatever the parameters (float32 runs default to
+        # bfloat16's, where a batched matmul rounds apart from K single ones)
+        batched=((dict(lr=0.02, ns_dtype="float64"),
+                  dict(lr=0.01, momentum=0.9, weight_decay=0.0, adamw_lr=3e-3,
+                       ns_dtype="float64"),
                   dict(lr=0.05, weight_decay=0.2, adamw_betas=(0.8, 0.99), adamw_eps=1e-6,
-                       adamw_weight_decay=0.0)),),
+                       adamw_weight_decay=0.0, ns_dtype="float64")),),
         peer=None,  # torch.optim.Muon with torch.optim.AdamW: tests/test_muon.py
         # the problems are vectors: AdamW's part (Muon's matrices converge in test_muon.py)
         converges={"quadratic": (dict(lr=0.02, adamw_lr=1e-2), 2000),
@@ -319,7 +323,7 @@ ROWS = [
         hyper=st.fixed_dictionaries({
             "lr": st.floats(1e-4, 0.1), "momentum": st.floats(0, 0.99),
             "nesterov": st.booleans(), "weight_decay": st.floats(0, 0.3),
-            "adamw_lr": st.floats(1e-4, 0.1)}),
+            "adamw_lr": st.floats(1e-4, 0.1), "ns_dtype": st.just("float64")}),
         # the orthogonalized step keeps its size near a minimum, as Lion's sign does
         chaotic=always,
     ),

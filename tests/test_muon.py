@@ -73,7 +73,16 @@ def test_foreach_stacks_equal_shapes_and_equals_the_reference_path(kw):
         assert max_rel_err(x.detach().numpy(), y.detach().numpy()) <= 1e-9
 
 
-def test_the_default_newton_schulz_runs_in_the_parameters_dtype():
+def test_float32_runs_torchs_bfloat16_newton_schulz_by_default():
+    """A drop-in: at the defaults, float32 weights take torch's steps exactly."""
+    ours, theirs = params(torch.float32), params(torch.float32)
+    run(Muon(ours, lr=0.02, foreach=False), ours, 30)
+    run(TorchMuonAdamW(theirs, lr=0.02), theirs, 30)
+    for a, b in zip(ours, theirs, strict=True):
+        assert max_rel_err(a.detach().double().numpy(), b.detach().double().numpy()) <= 1e-6
+
+
+def test_float64_parameters_run_newton_schulz_in_float64():
     """float64 Newton–Schulz parts from torch's bfloat16 one by bfloat16's rounding."""
     ours, theirs = params(), params()
     run(Muon(ours, lr=0.02), ours, 20)

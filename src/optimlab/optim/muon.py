@@ -83,6 +83,15 @@ def adjusted_lr(lr: Any, adjust_lr_fn: str | None, shape: Sequence[int]) -> Any:
     return lr * math.sqrt(max(1, rows / cols))
 
 
+def ns_precision(ns_dtype: str | None, dtype: torch.dtype) -> torch.dtype:
+    """The dtype Newton–Schulz runs in: `ns_dtype`'s, else bfloat16 as torch's (its
+    matmuls are the step's cost, and bfloat16's run up to twice as fast on CPU as float32's)
+    but for float64 parameters, which ask for precision (the tests' references): float64."""
+    if ns_dtype is not None:
+        return NS_DTYPES[ns_dtype]
+    return torch.float64 if dtype == torch.float64 else torch.bfloat16
+
+
 def muon_matrix(w: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, *, lr: Any,
                 weight_decay: Any, momentum: Any, nesterov: bool, ns_coefficients: Any,
                 ns_steps: int, eps: float, ns_dtype: str | None,
@@ -96,7 +105,7 @@ def muon_matrix(w: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, *, lr: Any,
         shrink, rest, momentum, step = (x.to(w.dtype) for x in (shrink, rest, momentum, step))
     direction = muon_momentum(g, buf, momentum=momentum, rest=rest, nesterov=nesterov)
     o = newton_schulz(direction, coefficients=ns_coefficients, steps=ns_steps, eps=eps,
-                      dtype=NS_DTYPES.get(ns_dtype) if ns_dtype else None)
+                      dtype=ns_precision(ns_dtype, w.dtype))
     w.mul_(shrink)
     if isinstance(step, torch.Tensor):
         w.sub_(step * o)
@@ -178,10 +187,11 @@ class Muon(BaseOptimizer):
     Defaults: torch.optim.Muon's for the matrices (lr=1e-3, weight_decay=0.1,
     momentum=0.95, nesterov=True, ns_coefficients=(3.4445, −4.7750, 2.0315), eps=1e-7,
     ns_steps=5, adjust_lr_fn=None: "original"), torch.optim.AdamW's for the rest.
-    The update is torch.optim.Muon's, but NS runs in the parameters' dtype where torch's
-    always runs in bfloat16 (Jordan's choice for GPU tensor cores): ``ns_dtype="bfloat16"``
-    gives torch's numbers. State (torch's names): ``momentum_buffer`` (B) for the
-    matrices; AdamW's ``step``, ``exp_avg``, ``exp_avg_sq`` for the rest.
+    The update is torch.optim.Muon's; NS runs in bfloat16 as torch's, but in float64 for
+    float64 parameters (``ns_dtype`` chooses: "bfloat16", "float32", "float64"), so
+    ``ns_dtype="bfloat16"`` gives torch's numbers in float64 too. State (torch's names):
+    ``momentum_buffer`` (B) for the matrices; AdamW's ``step``, ``exp_avg``, ``exp_avg_sq``
+    for the rest.
     """
 
     _impls = {"reference": Paths(muon_reference, adam_reference),  # type: ignore[dict-item]
