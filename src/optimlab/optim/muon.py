@@ -84,12 +84,16 @@ def adjusted_lr(lr: Any, adjust_lr_fn: str | None, shape: Sequence[int]) -> Any:
 
 
 def ns_precision(ns_dtype: str | None, dtype: torch.dtype) -> torch.dtype:
-    """The dtype Newton–Schulz runs in: `ns_dtype`'s, else bfloat16 as torch's (its
-    matmuls are the step's cost, and bfloat16's run up to twice as fast on CPU as float32's)
-    but for float64 parameters, which ask for precision (the tests' references): float64."""
+    """The dtype Newton–Schulz runs in: `ns_dtype`'s; else, for float32 parameters,
+    bfloat16 as torch's (its matmuls are the step's cost, and bfloat16's run up to twice as
+    fast on CPU as float32's); float64 for float64 parameters, which ask for precision (the
+    tests' references); float32 for bfloat16 and float16 ones, as every path computes
+    there (a step then rounds once, where it stores)."""
     if ns_dtype is not None:
         return NS_DTYPES[ns_dtype]
-    return torch.float64 if dtype == torch.float64 else torch.bfloat16
+    if dtype == torch.float32:
+        return torch.bfloat16
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def muon_matrix(w: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, *, lr: Any,
@@ -187,9 +191,10 @@ class Muon(BaseOptimizer):
     Defaults: torch.optim.Muon's for the matrices (lr=1e-3, weight_decay=0.1,
     momentum=0.95, nesterov=True, ns_coefficients=(3.4445, −4.7750, 2.0315), eps=1e-7,
     ns_steps=5, adjust_lr_fn=None: "original"), torch.optim.AdamW's for the rest.
-    The update is torch.optim.Muon's; NS runs in bfloat16 as torch's, but in float64 for
-    float64 parameters (``ns_dtype`` chooses: "bfloat16", "float32", "float64"), so
-    ``ns_dtype="bfloat16"`` gives torch's numbers in float64 too. State (torch's names):
+    The update is torch.optim.Muon's; NS runs in bfloat16 for float32 parameters, as
+    torch's, in float64 for float64 ones and in float32 for narrower ones (`ns_precision`;
+    ``ns_dtype`` chooses: "bfloat16", "float32", "float64"), so ``ns_dtype="bfloat16"``
+    gives torch's numbers in any dtype. State (torch's names):
     ``momentum_buffer`` (B) for the matrices; AdamW's ``step``, ``exp_avg``, ``exp_avg_sq``
     for the rest.
     """
