@@ -20,6 +20,7 @@ import torch
 
 from optimlab.optim._base import BaseOptimizer, value
 from optimlab.optim._formula import (
+    CPU_BATCH,
     Update,
     batched_states,
     batched_update,
@@ -126,10 +127,13 @@ def muon_reference(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 def muon_foreach(params: list[torch.Tensor], grads: list[torch.Tensor],
                  bufs: list[torch.Tensor], **kw: Any) -> None:
-    """Muon with the matrices of one shape and dtype stacked: one batched matmul each."""
+    """Muon with the matrices of one shape and dtype stacked: one batched matmul each. On
+    CPU only the small ones (up to `CPU_BATCH` elements), whose products cost less than
+    their calls: a large one's products run as fast alone, without the stacking copies."""
     same: dict[tuple[Any, ...], list[int]] = {}
     for i, w in enumerate(params):
-        same.setdefault((w.shape, w.dtype, w.device), []).append(i)
+        alone = w.is_cpu and w.numel() > CPU_BATCH
+        same.setdefault((w.shape, w.dtype, w.device, i if alone else -1), []).append(i)
     for rows in same.values():
         if len(rows) == 1:
             muon_matrix(params[rows[0]], grads[rows[0]], bufs[rows[0]], **kw)
