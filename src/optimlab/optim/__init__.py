@@ -23,6 +23,8 @@ from optimlab.optim.rmsprop import RMSprop as RMSprop, rmsprop_foreach, rmsprop_
 from optimlab.optim.adam import Adam as Adam, AdamW as AdamW, adam_foreach, adam_reference
 from optimlab.optim.adagrad import Adagrad as Adagrad
 from optimlab.optim.lion import Lion as Lion
+from optimlab.optim.nadam import NAdam as NAdam
+from optimlab.optim.schedulefree import AdamWScheduleFree as AdamWScheduleFree
 
 SPECS: dict[str, OptimizerSpec] = {spec.name: spec for spec in registered}
 # name -> class, for the lab and the CLI
