@@ -1,0 +1,93 @@
+"""Optimizers that train at one point and are evaluated at another (Schedule-Free's y and
+x): every training path evaluates with `optimizer.eval()` and trains on after `train()`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from test_train import DS, config, values
+
+from optimlab.lab.executors import run_vectorized
+from optimlab.train import loop, train_run
+
+
+class ZeroAtEval(torch.optim.SGD):
+    """torch's SGD whose eval() zeroes the weights (kept aside) and train() restores them;
+    a step in eval mode is refused, as schedulefree's."""
+
+    def __init__(self, params, lr=0.1):
+        super().__init__(params, lr=lr)
+        self.kept: list[torch.Tensor] | None = None
+        self.training = False
+
+    @torch.no_grad()
+    def eval(self):
+        if self.training:
+            params = [p for g in self.param_groups for p in g["params"]]
+            self.kept = [p.clone() for p in params]
+            for p in params:
+                p.zero_()
+        self.training = False
+
+    @torch.no_grad()
+    def train(self):
+        if not self.training and self.kept is not None:
+            params = [p for g in self.param_groups for p in g["params"]]
+            for p, k in zip(params, self.kept):
+                p.copy_(k)
+        self.training = True
+
+    def step(self, closure=None):
+        if not self.training:
+            raise RuntimeError("step() in eval mode")
+        return super().step(closure)
+
+
+def test_a_user_optimizer_is_evaluated_in_its_eval_mode_and_trains_in_its_train_mode():
+    """Every evaluation sees zero weights (logistic regression: uniform logits, a loss of
+    ln 3 on 3 classes); training goes on from the restored weights, as torch's SGD."""
+    ours = train_run(config(optimizer="test_modes:ZeroAtEval", hyperparameters={"lr": 0.1}), DS)
+    plain = train_run(config(optimizer="torch.optim:SGD", hyperparameters={"lr": 0.1}), DS)
+    assert np.array_equal(values(ours.curves, "batch", "loss"),
+                          values(plain.curves, "batch", "loss"))
+    for split in ("train", "val", "test"):
+        evaluated = values(ours.curves, split, "loss")
+        assert len(evaluated) == 4  # steps 0, 8, 16, 24
+        np.testing.assert_allclose(evaluated, math.log(3), rtol=1e-6)
+        assert values(plain.curves, split, "loss")[-1] < math.log(3) - 0.05
+
+
+def test_the_package_through_its_import_path_gives_our_curves(monkeypatch):
+    """schedulefree's AdamWScheduleFree as `module:Class` and ours, float64: the same
+    curves, the evaluations at the averaged x included (not at y, where it trains)."""
+    pytest.importorskip("schedulefree")
+    hp = {"lr": 0.05, "warmup_steps": 5, "weight_decay": 0.01}
+    runs = [train_run(config(optimizer=name, hyperparameters=hp, dtype="float64"), DS)
+            for name in ("schedulefree:AdamWScheduleFree", "adamw-schedulefree")]
+    for split in ("batch", "train", "test"):
+        theirs, ours = (values(r.curves, split, "loss") for r in runs)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+    monkeypatch.setattr(loop, "_modes", lambda optimizer: None)  # evaluated where it trains
+    at_y = train_run(config(optimizer="adamw-schedulefree", hyperparameters=hp,
+                            dtype="float64"), DS)
+    assert abs(values(at_y.curves, "test", "loss")[-1]
+               - values(runs[1].curves, "test", "loss")[-1]) > 1e-6
+
+
+MEMBERS = [{"lr": 0.05}, {"lr": 0.02, "warmup_steps": 10, "betas": [0.8, 0.99]},
+           {"lr": 0.1, "weight_decay": 0.1, "r": 1.0}]
+
+
+def test_vectorized_members_are_evaluated_at_x_as_their_single_runs():
+    cfgs = [config(optimizer="adamw-schedulefree", hyperparameters=hp, dtype="float64",
+                   model="mlp") for hp in MEMBERS]
+    batched = {}
+    run_vectorized(cfgs, DS, lambda r: batched.__setitem__(r.config.to_dict().__repr__(), r))
+    for c in cfgs:
+        single, member = train_run(c, DS), batched[c.to_dict().__repr__()]
+        for split in ("batch", "train", "val", "test"):
+            np.testing.assert_allclose(values(member.curves, split, "loss"),
+                                       values(single.curves, split, "loss"), rtol=1e-9)
