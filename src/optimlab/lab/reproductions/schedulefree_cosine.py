@@ -63,6 +63,31 @@ def _best(losses: dict[str, dict[float, list[float]]]) -> tuple[dict[str, float]
     return best, {k: mean[k][best[k]] for k in losses}
 
 
+def _checks(best: dict[str, float], top: dict[str, float], best_train: dict[str, float],
+            top_train: dict[str, float]) -> list[Check]:
+    """The claims against each entry's best η and mean loss there: validation (`best`,
+    `top`) and training (`best_train`, `top_train`)."""
+    cos, sf, const = (top[k] for k in ENTRIES)
+    return [
+        Check("Schedule-Free AdamW matches AdamW under a tuned cosine schedule",
+              f"best validation loss within {MATCH:.0%} of cosine's, or lower",
+              f"{sf:.4g} against {cos:.4g} ({(sf - cos) / cos:+.1%}; best η "
+              f"{best['Schedule-Free AdamW']:.2g} and {best['AdamW, cosine']:.2g})",
+              sf <= cos * (1 + MATCH)),
+        Check("both beat AdamW at a tuned constant η", "lower best validation loss",
+              f"constant η: {const:.4g} (best η {best['AdamW, constant η']:.2g})",
+              sf < const and cos < const),
+        # Added after the first reduced run: the MLP overfits MNIST-1D's 3600 examples, so
+        # the best final validation loss sits at the smallest η that has not yet overfit;
+        # the training loss is where a schedule's effect on the optimization shows.
+        Check("Schedule-Free AdamW matches the tuned cosine schedule in training loss",
+              f"best final training loss within {MATCH:.0%} of cosine's, or lower",
+              " against ".join(f"{top_train[k]:.3g} (η {best_train[k]:.2g})"
+                               for k in list(ENTRIES)[1::-1]),
+              top_train["Schedule-Free AdamW"] <= top_train["AdamW, cosine"] * (1 + MATCH)),
+    ]
+
+
 def run(ctx: Context) -> Outcome:
     dataset = data.load("mnist1d")
     steps = STEPS[ctx.full]
@@ -87,25 +112,7 @@ def run(ctx: Context) -> Outcome:
                                if p.split == "val" and p.metric == "loss"]
     best, top = _best(losses["val"])
     best_train, top_train = _best(losses["train"])
-    cos, sf, const = (top[k] for k in ENTRIES)
-    checks = [
-        Check("Schedule-Free AdamW matches AdamW under a tuned cosine schedule",
-              f"best validation loss within {MATCH:.0%} of cosine's, or lower",
-              f"{sf:.4g} against {cos:.4g} ({(sf - cos) / cos:+.1%}; best η "
-              f"{best['Schedule-Free AdamW']:.2g} and {best['AdamW, cosine']:.2g})",
-              sf <= cos * (1 + MATCH)),
-        Check("both beat AdamW at a tuned constant η", "lower best validation loss",
-              f"constant η: {const:.4g} (best η {best['AdamW, constant η']:.2g})",
-              sf < const and cos < const),
-        # Added after the first reduced run: the MLP overfits MNIST-1D's 3600 examples, so
-        # the best final validation loss sits at the smallest η that has not yet overfit;
-        # the training loss is where a schedule's effect on the optimization shows.
-        Check("Schedule-Free AdamW matches the tuned cosine schedule in training loss",
-              f"best final training loss within {MATCH:.0%} of cosine's, or lower",
-              " against ".join(f"{top_train[k]:.3g} (η {best_train[k]:.2g})"
-                               for k in list(ENTRIES)[1::-1]),
-              top_train["Schedule-Free AdamW"] <= top_train["AdamW, cosine"] * (1 + MATCH)),
-    ]
+    checks = _checks(best, top, best_train, top_train)
     numbers = {f"mean_final_{split}_loss": {
                    k: {f"{lr:.2g}": (statistics.fmean(x) if all(map(math.isfinite, x))
                                      else None) for lr, x in by.items()}
