@@ -299,7 +299,7 @@ def _per_tensor(kind: _Kind, lay: Layout, steps: list[int], kw: dict[str, Any]
         values = kind.terms(kw, steps[0])
         lay.scratch += [np.empty(len(lay.params), lay.dtype)
                         for _ in range(len(values) - len(lay.scratch))]
-        arrays = lay.scratch[:len(values)]
+        arrays = tuple(lay.scratch[:len(values)])
         for a, x in zip(arrays, values):
             a.fill(x)
         return arrays

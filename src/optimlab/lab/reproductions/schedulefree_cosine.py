@@ -113,7 +113,7 @@ def run(ctx: Context) -> Outcome:
     best, top = _best(losses["val"])
     best_train, top_train = _best(losses["train"])
     checks = _checks(best, top, best_train, top_train)
-    numbers = {f"mean_final_{split}_loss": {
+    numbers: dict[str, Any] = {f"mean_final_{split}_loss": {
                    k: {f"{lr:.2g}": (statistics.fmean(x) if all(map(math.isfinite, x))
                                      else None) for lr, x in by.items()}
                    for k, by in losses[split].items()} for split in losses}
