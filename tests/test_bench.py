@@ -10,7 +10,7 @@ import torch
 from conftest import exit_code
 from optim_db import DB, NAMES
 
-from optimlab.bench import BYTES_PER_PARAM, BenchConfig, format_table, goals, run_bench
+from optimlab.bench import BYTES_PER_PARAM, BenchConfig, cases, format_table, goals, run_bench
 from optimlab.cli import main
 from optimlab.optim import OPTIMIZERS
 
@@ -113,6 +113,19 @@ def test_cli_writes_json_and_prints_a_table(tmp_path, capsys):
 def test_bad_input_is_a_clean_cli_error(argv, words, capsys):
     assert exit_code(["bench", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_peer_package_not_installed_is_a_clean_cli_error(monkeypatch, capsys):
+    """Schedule-Free's peer is the schedulefree package's class, an optional dependency:
+    without it the bench says so in one line, before timing anything."""
+    def missing(path):
+        raise ValueError(f"no module named {path.split(':')[0]!r}")
+
+    monkeypatch.setattr(cases, "import_object", missing)
+    assert exit_code(["bench", "--optimizers", "adamw-schedulefree", "--models", "2x300"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid optimizer 'adamw-schedulefree' for the bench" in err
+    assert "schedulefree:AdamWScheduleFree" in err and len(err.strip().splitlines()) == 1
 
 
 def test_replay_bench_steps_fully_without_the_replay_to_the_same_values():
