@@ -83,8 +83,11 @@ def test_goals_are_ratios_of_the_right_rows():
                                    "torch-foreach": 100.0}),
              _case("rmsprop", "25M", {"ours-fused": 20.0, "torch-single": 50.0,
                                       "torch-foreach": 80.0}),
-             _case("sgd", "small200", {"ours-fused": 2.0, "torch-foreach": 1.0})]
+             _case("sgd", "small200", {"ours-fused": 2.0, "torch-foreach": 1.0}),
+             _case("nadam", "25M", {"ours-fused": 20.0, "torch-single": 70.0,
+                                    "torch-foreach": 50.0})]
     got = {g["goal"]: (g["value"], g["met"]) for g in goals(cases)}
+    assert got["nadam fused ≥ its peer's fastest step (25M)"] == (2.5, True)
     assert got["adam fused ≥ torch's fused Adam (25M)"] == (1.25, True)
     assert got["rmsprop fused ≥ 3× torch's fastest RMSprop (25M)"] == (2.5, False)
     assert got["adam fused ≥ 90% of roofline (25M)"] == (0.5, False)
