@@ -3,6 +3,7 @@ x): every training path evaluates with `optimizer.eval()` and trains on after `t
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 from test_train import DS, config, values
 
 from optimlab.lab.executors import run_vectorized
+from optimlab.landscape.functions import FUNCTIONS
+from optimlab.landscape.run import run_paths
+from optimlab.optim import AdamWScheduleFree
 from optimlab.train import loop, train_run
 
 
@@ -70,7 +74,7 @@ def test_the_package_through_its_import_path_gives_our_curves(monkeypatch):
     for split in ("batch", "train", "test"):
         theirs, ours = (values(r.curves, split, "loss") for r in runs)
         np.testing.assert_allclose(ours, theirs, rtol=1e-9)
-    monkeypatch.setattr(loop, "_modes", lambda optimizer: None)  # evaluated where it trains
+    monkeypatch.setattr(loop, "modes", lambda optimizer: None)  # evaluated where it trains
     at_y = train_run(config(optimizer="adamw-schedulefree", hyperparameters=hp,
                             dtype="float64"), DS)
     assert abs(values(at_y.curves, "test", "loss")[-1]
@@ -91,3 +95,23 @@ def test_vectorized_members_are_evaluated_at_x_as_their_single_runs():
         for split in ("batch", "train", "val", "test"):
             np.testing.assert_allclose(values(member.curves, split, "loss"),
                                        values(single.curves, split, "loss"), rtol=1e-9)
+
+
+def test_a_landscape_path_is_the_evaluated_point_of_a_schedule_free_optimizer():
+    """The path's points are x, where the optimizer is evaluated (our class, stepped by
+    hand, then `eval()`); the package's class through its import path draws the same."""
+    fn = FUNCTIONS["ravine"]
+    (run,) = run_paths(fn, "adamw-schedulefree", [0.05], 30)
+    w = torch.nn.Parameter(torch.tensor(fn.start, dtype=torch.float64))
+    opt = AdamWScheduleFree([w], lr=0.05)
+    for _ in range(30):
+        opt.zero_grad()
+        fn.f(w[None]).sum().backward()
+        opt.step()
+    y = w.detach().tolist()
+    opt.eval()
+    np.testing.assert_allclose(run["path"][-1], w.detach().tolist(), rtol=1e-12)
+    assert max(abs(a - b) for a, b in zip(y, run["path"][-1])) > 1e-6  # x, not y
+    if importlib.util.find_spec("schedulefree") is not None:
+        (theirs,) = run_paths(fn, "schedulefree:AdamWScheduleFree", [0.05], 30)
+        np.testing.assert_allclose(theirs["path"], run["path"], rtol=1e-9)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimlab.optim import optimizer_class
+from optimlab.optim import modes, optimizer_class
 from optimlab.train import schedules
 from optimlab.train.checkpoint import (
     Cadence,
@@ -75,24 +75,17 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return value, t2 - t0, t2 - t1
 
 
-def _modes(optimizer: Any) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
-    """The optimizer's `eval` and `train`, where it has both (a schedule-free optimizer
-    trains at one point and is evaluated at another: its averaged weights)."""
-    to_eval, to_train = getattr(optimizer, "eval", None), getattr(optimizer, "train", None)
-    return (to_eval, to_train) if callable(to_eval) and callable(to_train) else None
-
-
 def _record_eval(curves: list[CurvePoint], model: nn.Module, optimizer: Any, data: Any,
                  step: int, seconds: float, task: str) -> None:
     """Evaluate with the optimizer in its eval mode, if it has one, then back to train."""
-    modes = _modes(optimizer)
-    if modes is not None:
-        modes[0]()
+    found = modes(optimizer)
+    if found is not None:
+        found[0]()
     try:
         results = evaluate(model, data, task)
     finally:
-        if modes is not None:
-            modes[1]()
+        if found is not None:
+            found[1]()
     for split, metrics in results.items():
         for metric, value in metrics.items():
             curves.append(CurvePoint(step, seconds, split, metric, value))
@@ -102,9 +95,9 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     """`config.optimizer`'s class (built-in or module:Class) over the model's parameters,
     in its train mode where it has one (schedulefree's refuses a step before `train()`)."""
     optimizer = optimizer_class(config.optimizer)(model.parameters(), **config.hyperparameters)
-    modes = _modes(optimizer)
-    if modes is not None:
-        modes[1]()
+    found = modes(optimizer)
+    if found is not None:
+        found[1]()
     return optimizer
 
 
