@@ -115,3 +115,26 @@ def test_a_landscape_path_is_the_evaluated_point_of_a_schedule_free_optimizer():
     if importlib.util.find_spec("schedulefree") is not None:
         (theirs,) = run_paths(fn, "schedulefree:AdamWScheduleFree", [0.05], 30)
         np.testing.assert_allclose(theirs["path"], run["path"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(betas=(0.0, 0.999)), "Invalid betas[0]: 0.0; allowed: 0 < betas[0] < 1"),
+    (dict(warmup_steps=2.5), "Invalid warmup_steps: 2.5; allowed: a whole number >= 0"),
+])
+def test_schedule_free_refuses_what_it_cannot_run_in_one_line(kw, message):
+    with pytest.raises(ValueError) as raised:
+        AdamWScheduleFree([torch.zeros(1, requires_grad=True)], **kw)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_step_in_eval_mode_is_refused_and_train_mode_steps_again():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = AdamWScheduleFree([w], lr=0.1)
+    w.grad = torch.ones(3)
+    opt.step()
+    opt.eval()
+    with pytest.raises(RuntimeError, match=r"eval mode; call optimizer\.train\(\)"):
+        opt.step()
+    opt.train()
+    opt.step()
+    assert opt.state[w]["step"].item() == 2
