@@ -44,7 +44,8 @@ class TorchPeer:
 
     cases: our keyword arguments where the two coincide (float64, ≤ 1e-9 over 500 steps);
     translate: our keyword arguments -> the peer's (the known differences, in code);
-    state_loads: the state_dicts load across both ways and training goes on as one run;
+    state_loads: the directions a state_dict loads across ("torch->ours", "ours->torch")
+        and training goes on as one run;
     cycles: a momentum cycled by OneCycleLR gives the peer's update;
     float64_state: the peer keeps a scalar state in float32 unless torch's default dtype
         is float64 (NAdam's mu_product): its float64 runs set that default;
@@ -53,7 +54,7 @@ class TorchPeer:
 
     cases: tuple[Kw, ...]
     translate: Callable[[Kw], Kw] = dict
-    state_loads: bool = True
+    state_loads: tuple[str, ...] = ("torch->ours", "ours->torch")
     cycles: bool = True
     float64_state: bool = False
     differences: str = ""
@@ -179,7 +180,7 @@ ROWS = [
         peer=TorchPeer(
             cases=(dict(lr=0.05), dict(lr=0.05, momentum=0.95, nesterov=True, weight_decay=0.05),
                    dict(lr=0.05, weight_decay=0.1, maximize=True)),
-            translate=_ema_momentum_as_heavy_ball, state_loads=False,
+            translate=_ema_momentum_as_heavy_ball, state_loads=(),
             differences="EMA v ← βv + (1−β)g where torch's heavy ball sums (v ← βv + g): the "
                         "same trajectory at torch's η(1−β), its momentum_buffer 1/(1−β) times "
                         "ours"),
@@ -314,7 +315,7 @@ ROWS = [
             cases=(dict(lr=1e-2), dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.05),
                    dict(lr=1e-2, weight_decay=0.2, decoupled_weight_decay=True),
                    dict(lr=1e-2, maximize=True, momentum_decay=0.01)),
-            state_loads=False, cycles=False, float64_state=True,
+            state_loads=("torch->ours",), cycles=False, float64_state=True,
             differences="μ's product Πₜ from t (at today's β₁), in float64, not kept in the "
                         "state (torch's mu_product): torch's state loads into ours, not back"),
         converges={"quadratic": (dict(lr=1e-2), 2000), "rosenbrock": (dict(lr=3e-3), 10000)},

@@ -102,24 +102,32 @@ def roundtrip(state_dict):
     return torch.load(buf, weights_only=True)
 
 
-LOADS, LOADS_IDS = peer_cases(lambda row, kw: row.peer.state_loads)
+def _loads() -> tuple[list[tuple[str, dict, str]], list[str]]:
+    """(name, kw, direction) of each shared case and each direction its row loads, and ids."""
+    found, ids = peer_cases(lambda row, kw: bool(row.peer.state_loads))
+    pairs = [((name, kw, way), f"{case_id}-{way}") for (name, kw), case_id in zip(found, ids)
+             for way in DB[name].peer.state_loads]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-@pytest.mark.parametrize("direction", ["torch->ours", "ours->torch"])
-@pytest.mark.parametrize("name,kw", LOADS, ids=LOADS_IDS)
+LOADS, LOADS_IDS = _loads()
+
+
+@pytest.mark.parametrize("name,kw,direction", LOADS, ids=LOADS_IDS)
 def test_state_dict_loads_across_and_training_continues(name, kw, direction):
     field = DB[name].field(kw)
     ours, theirs = functools.partial(OPTIMIZERS[name], **kw), functools.partial(peer, name, kw=kw)
     first_cls, second_cls = (theirs, ours) if direction == "torch->ours" else (ours, theirs)
     params = field.torch_params()
-    first = first_cls(params)
-    drive(first, params, field, 100)
-    saved = roundtrip(first.state_dict())
-    resumed = [p.detach().clone().requires_grad_() for p in params]
-    second = second_cls(resumed)
-    second.load_state_dict(saved)
-    drive(first, params, field, 100, start=101)
-    drive(second, resumed, field, 100, start=101)
+    with peer_precision(name):
+        first = first_cls(params)
+        drive(first, params, field, 100)
+        saved = roundtrip(first.state_dict())
+        resumed = [p.detach().clone().requires_grad_() for p in params]
+        second = second_cls(resumed)
+        second.load_state_dict(saved)
+        drive(first, params, field, 100, start=101)
+        drive(second, resumed, field, 100, start=101)
     assert max_rel_err(flat(resumed), flat(params)) <= 1e-9
 
 
