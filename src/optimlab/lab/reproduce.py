@@ -129,6 +129,18 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         "shrink",
         "tuning_budget"),
     Experiment(
+        "lion-lr",
+        "Chen et al., \"Symbolic Discovery of Optimization Algorithms\" (NeurIPS 2023), §5",
+        "Lion's learning rate is typically 3–10× smaller than AdamW's for the same result "
+        "(its update, a sign, has a larger norm)",
+        "lion_lr"),
+    Experiment(
+        "schedulefree-cosine",
+        "Defazio et al., \"The Road Less Scheduled\" (NeurIPS 2024), §4",
+        "Schedule-Free AdamW, without a schedule, matches or beats AdamW under a tuned "
+        "cosine schedule; AdamW at a constant η falls behind both",
+        "schedulefree_cosine"),
+    Experiment(
         "muon-transformer",
         "Jordan, Jin, Boza, You, Cesista, Newhouse & Bernstein, \"Muon: An optimizer for "
         "hidden layers in neural networks\" (2024), the NanoGPT speedrun",
