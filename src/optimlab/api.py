@@ -215,7 +215,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
           dtype: str | None = None, max_batch: int | None = None,
           schedule: str | None = None, device: str | None = None,
           search: str | None = None, trials: int | None = None,
-          search_seed: int | None = None,
+          search_seed: int | None = None, batch: int | None = None,
           out: str | Path | None = None, report: bool = True,
           threads: int | None = 1) -> Result:
     """Sweep hyperparameter grids per optimizer entry; the `Result` (its rows: every run).
@@ -223,7 +223,8 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     `grid` maps keys (lr, momentum, alpha, beta1, beta2, eps, weight_decay) to values:
     "LO:HI:N" (log-spaced), "a,b,c" or a list; default η grid 1e-4:1:9. With
     search="random", `trials` configurations per entry are sampled from "LO:HI" ranges
-    (none given: each optimizer's declared search space), seeded by `search_seed`. `per_optimizer`
+    (none given: each optimizer's declared search space), seeded by `search_seed`; with
+    search="tpe", Optuna's TPE asks them, `batch` per job. `per_optimizer`
     maps a label to its own grid. Other arguments as `optimlab sweep`'s flags (None: the
     default). Python models and data run in this process: executor "vectorized" (default)
     or "sequential".
@@ -249,7 +250,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
                    task=task, target_loss=target_loss, eval_every=eval_every,
                    val_fraction=val_fraction, executor=executor, dtype=dtype,
                    max_batch=max_batch, schedule=schedule, device=device, search=search,
-                   trials=trials, search_seed=search_seed)
+                   trials=trials, search_seed=search_seed, batch=batch)
     cfg = settings(toml, flags)
     folder = out_path(out, "sweep")
     with _threads(threads):

@@ -28,6 +28,7 @@ from optimlab.analysis import budget
 from optimlab.analysis.records import family
 from optimlab.analysis.selection import best_per_optimizer, edges
 from optimlab.data.dataset import describe
+from optimlab.lab import tpe
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
@@ -42,6 +43,7 @@ from optimlab.lab.experiment import (
 )
 from optimlab.lab.grid import (
     DEFAULT_LR_GRID,
+    DIGITS,
     SweepConfig,
     beyond,
     check_points,
@@ -49,6 +51,8 @@ from optimlab.lab.grid import (
     hyperparameter_sets,
     one_shot,
     parse_values,
+    search_space,
+    values_taken,
     with_values,
 )
 from optimlab.lab.store import Checkpoint, Store, config_key
@@ -66,11 +70,21 @@ def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str
             for seed in seeds for hp in points]
 
 
+def grid_seeds(cfg: SweepConfig) -> range:
+    """The seeds of each grid point: seed 0 only with `select` (the re-runs come after)."""
+    return range(1) if cfg.select else range(cfg.seeds)
+
+
 def grid_configs(cfg: SweepConfig, n_train: int) -> list[TrainConfig]:
-    """The grid runs of `cfg`: seed 0 only with `select` (the re-runs come after)."""
-    seeds = range(1) if cfg.select else range(cfg.seeds)
-    return [c for name in cfg.labels
-            for c in make_configs(cfg, name, hyperparameter_sets(cfg, name), seeds, n_train)]
+    """The grid runs of `cfg` (none for TPE: its trials are asked as the sweep runs)."""
+    return [c for name in cfg.labels for c in make_configs(
+        cfg, name, hyperparameter_sets(cfg, name), grid_seeds(cfg), n_train)]
+
+
+def trial_configs(cfg: SweepConfig, points: tpe.Points, n_train: int) -> list[TrainConfig]:
+    """The runs of TPE's trials `points` (label -> flat points), each under `grid_seeds`."""
+    return [c for label, flat in points.items() for c in make_configs(
+        cfg, label, [with_values(cfg.entry(label), p) for p in flat], grid_seeds(cfg), n_train)]
 
 
 def select(cfg: SweepConfig, runs: list[dict[str, Any]],
@@ -133,8 +147,9 @@ class Sweep:
         # the store's finished runs as the last `write_outputs` read them (for the report)
         self.finished: list[dict[str, Any]] = []
         ds = load_dataset(cfg, dataset)
-        if cfg.select == "val" and len(ds.y_val) == 0:
-            raise ValueError(f"Invalid --select val: {cfg.dataset} has no validation split; "
+        if (cfg.select == "val" or cfg.search == "tpe") and len(ds.y_val) == 0:
+            what = "--select val" if cfg.select == "val" else "--search tpe"
+            raise ValueError(f"Invalid {what}: {cfg.dataset} has no validation split; "
                              "allowed: --val-fraction > 0")
         self.cfg, self.dataset, self.n_train = cfg, ds, len(ds.y_train)
         self.store = Store(out)
@@ -147,6 +162,8 @@ class Sweep:
             self.store.set_meta("environment", environment())
         self.on_result: Callable[[RunResult], None] | None = None
         self.on_progress: Callable[[Any], None] | None = None  # the Ray executor's counts
+        # TPE's trials so far, label -> points in the order asked (see optimlab.lab.tpe)
+        self.points: tpe.Points = self.store.meta().get("tpe_trials", {})
 
     def _check_resume(self, stored: dict[str, Any] | None, extend: bool) -> None:
         """Only the identical sweep resumes; `extend` also accepts a grid with more points."""
@@ -199,13 +216,18 @@ class Sweep:
         return len(todo)
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
-        """Per optimizer, its grid as swept: the settings' plus the edge extensions."""
+        """Per optimizer, its grid as swept: the settings' plus the edge extensions (TPE:
+        the values its trials took)."""
+        if self.cfg.search == "tpe":
+            return {name: values_taken(self.points.get(name, [])) for name in self.cfg.labels}
         return {name: {k: tuple(dict.fromkeys((*v, *self.extra.get(name, {}).get(k, ()))))
                        for k, v in self.cfg.grid_for(name).items()}
                 for name in self.cfg.labels}
 
     def grid(self) -> list[TrainConfig]:
-        """The grid runs, edge extensions included."""
+        """The grid runs, edge extensions included (TPE: its trials so far)."""
+        if self.cfg.search == "tpe":
+            return trial_configs(self.cfg, self.points, self.n_train)
         # random search has no extensions, and its trials are drawn from the settings' lists
         cfg = dataclasses.replace(self.cfg, per_optimizer=self.grids()) if self.extra \
             else self.cfg
@@ -245,10 +267,10 @@ class Sweep:
         self.on_result, self.on_progress = on_result, on_progress
         cfg, n = self.cfg, self.n_train
         if not cfg.select:
-            self.execute({"grid": self.grid()})
+            self._search({})
             return self.write_outputs()
         seeds = range(cfg.seeds)
-        self.execute({"grid": self.grid(), "one-shot": [
+        self._search({"one-shot": [
             c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]})
         if cfg.extend_edges:
             self._extend_edges()
@@ -257,6 +279,31 @@ class Sweep:
                                 for c in make_configs(cfg, name, [sel["hyperparameters"]],
                                                       seeds, n)]})
         return self.write_outputs()
+
+    def _search(self, also: dict[str, list[TrainConfig]]) -> None:
+        """Train the grid (or the random trials) with the runs `also` ({role: configs}) in
+        one executor call; TPE: its trials, K per call, `also` in the first."""
+        if self.cfg.search != "tpe":
+            self.execute({"grid": self.grid(), **also})
+            return
+        cfg = self.cfg
+        studies = tpe.Studies(cfg.entries, {e.label: search_space(cfg, e) for e in cfg.entries},
+                              cfg.search_seed, DIGITS)
+
+        def save(points: tpe.Points) -> None:
+            self.points = points
+            with self.guard():
+                self.store.set_meta("tpe_trials", points)
+
+        def train(asked: tpe.Points) -> dict[str, list[float]]:
+            self.execute({"grid": trial_configs(cfg, asked, self.n_train), **also})
+            also.clear()
+            summaries = {r["key"]: r["summary"] for r in self.store.runs()}
+            return {label: [tpe.score([summaries[config_key(c)] for c in trial_configs(
+                cfg, {label: [p]}, self.n_train)]) for p in points]
+                for label, points in asked.items()}
+
+        self.points = tpe.search(studies, cfg.trials or 0, cfg.batch, self.points, save, train)
 
     def write_outputs(self) -> list[dict[str, Any]]:
         """summary.json and curves.csv from the store, each record with its "edge"."""
