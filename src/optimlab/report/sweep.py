@@ -75,7 +75,9 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"optimizer": family(s), "lr": hp["lr"], "others": _others(hp), "hp": hp,
                     "betas": tuple(hp.get("betas", (0.9, 0.999))),
                     "seed": s["seed"], "loss": np.nan if loss is None else loss,
-                    "acc": np.nan if acc is None else acc})
+                    "acc": np.nan if acc is None else acc, "run": run["run"],
+                    "curve": [(p.step, p.value) for p in run["curves"]
+                              if p.split == "val" and p.metric == "acc"]})
     return out
 
 
@@ -289,9 +291,10 @@ def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str,
         points, bp, key)).replace('class="chart', 'class="chart tall') for key in ("loss", "acc")]
     heatmap = sweep_interactive.beta_heatmap(points)
     divs += [interactive.figure_div("betas", heatmap)] if heatmap else []
-    divs += [interactive.figure_div(f"parcoords-{name}", fig).replace('class="chart',
-                                                                      'class="chart wide')
-             for name, fig in sweep_interactive.parallel_coordinates(points)]
+    for name, parcoords, curves in sweep_interactive.parallel_coordinates(points):
+        divs += [interactive.figure_div(f"parcoords-{name}", parcoords).replace(
+            'class="chart', 'class="chart wide'), interactive.figure_div(
+            f"runcurves-{name}", curves).replace('class="chart', 'class="chart wide')]
     return f'<div class="charts">{"".join(divs)}</div>'
 
 
