@@ -12,10 +12,10 @@ Rows, on the same data, model, steps and torch threads, one optimizer entry, N t
   that computes our update, `zero_grad`, forward, loss, `backward`, `step`) that reports
   the validation accuracy at every evaluation step and stops when `trial.should_prune()`.
 
-Each row's clock starts after the data is loaded. A trial counts when it has trained to
-the last step (a pruned one never reaches the target), at the moment its result is known
-(the vectorized executor's: when its job ends). Per row: the wall time, the best score by
-trial, and the time and trials to reach the target.
+Each row's clock starts after the data is loaded and an untimed warm-up trial. A trial
+counts when it has trained to the last step (a pruned one never reaches the target), at
+the moment its result is known (the vectorized executor's: when its job ends). Per row:
+the wall time, the best score by trial, and the time and trials to reach the target.
 """
 
 from __future__ import annotations
@@ -184,6 +184,12 @@ def run_race(cfg: RaceConfig, dataset: Any, progress: Callable[[str], None] | No
     cfg.validate()
     runs: dict[str, tuple[float, Trace]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        # untimed: one short trial, so that the first row pays no one-time costs (imports,
+        # the kernels' cache) that the rows after it would not
+        full = cfg.configs()["full"]
+        steps = min(full.steps_for(len(dataset.y_train)), 10)
+        race_ours(dataclasses.replace(full, trials=1, steps=steps, epochs=None), dataset,
+                  Path(tmp) / "warm-up")
         for name, sweep in cfg.configs().items():
             if progress:
                 progress(name)
