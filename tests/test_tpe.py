@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 
+import numpy as np
 import pytest
 from conftest import exit_code
-from test_sweep import DS, one_thread  # noqa: F401 - the fixture: one torch thread
+from test_interrupt import signal_when_checkpointed
+from test_sweep import DS, comparable, one_thread  # noqa: F401 - the fixture: one torch thread
 
 import optimlab
 from optimlab.lab import tpe
@@ -133,6 +136,25 @@ def test_an_interrupted_sweep_resumes_to_the_trials_of_one_never_stopped(tmp_pat
     runs = resumed.run()
     assert resumed.points == whole.points
     assert sorted(r["run"] for r in runs) == sorted(r["run"] for r in whole.finished)
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_9_resumes_to_the_trials_and_results_of_one_never_stopped(tmp_path):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+
+    def argv(out):
+        return ["sweep", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "mlp",
+                "--optimizers", "adam", "--search", "tpe", "--lr", "1e-3:1e-1", "--trials", "4",
+                "--batch", "2", "--steps", "200", "--batch-size", "20", "--eval-every", "50",
+                "--threads", "1", "--out", str(out)]
+
+    cut = tmp_path / "cut"
+    done = signal_when_checkpointed(argv(cut), cut / "sweep.sqlite", signal.SIGKILL)
+    assert done.returncode == -signal.SIGKILL
+    assert Store(cut).finished_count() < 4
+    assert exit_code(argv(cut)) == 0 and exit_code(argv(tmp_path / "whole")) == 0
+    assert Store(cut).meta()["tpe_trials"] == Store(tmp_path / "whole").meta()["tpe_trials"]
+    assert comparable(cut) == comparable(tmp_path / "whole")
 
 
 def test_python_tpe_sweep_selects_on_val(tmp_path):

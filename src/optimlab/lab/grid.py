@@ -119,9 +119,10 @@ class SweepConfig(Experiment):
     # "random": `trials` configurations per optimizer entry, sampled from `ranges` (key ->
     # (LO, HI)) and drawn from the lists in `grid` (see optimlab.lab.search); with neither,
     # from each optimizer's declared search space (its specification's `search`); `settings`
-    # leaves the default η grid out of `grid` then, where a list would fix η's values
+    # leaves the default η grid out of `grid` then, where a list would fix η's values;
+    # "tpe": the same space, its trials asked of Optuna's TPE (see optimlab.lab.tpe)
     search: str = "grid"
-    trials: int | None = None  # random search's configurations per optimizer entry
+    trials: int | None = None  # random or TPE search's configurations per optimizer entry
     search_seed: int = 0  # the same seed samples the same trials
     # with search="tpe": trials asked per entry before any is told, trained as one job;
     # 1 is TPE as Optuna runs it, trial by trial (see docs/lab.md, "Model-based search")
