@@ -3,7 +3,6 @@ seed, the anytime prefix, resume after an interrupt, the missing extra and bad i
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
@@ -15,6 +14,7 @@ from test_interrupt import signal_when_checkpointed
 from test_sweep import DS, comparable, one_thread  # noqa: F401 - the fixture: one torch thread
 
 import optimlab
+from optimlab.analysis.records import read_summary
 from optimlab.lab import tpe
 from optimlab.lab.grid import DIGITS, search_space, settings
 from optimlab.lab.store import Store
@@ -176,7 +176,7 @@ def cli(npz, out, *more):
 def test_cli_tpe_sweep_and_a_resume_with_another_batch_is_refused(npz, tmp_path, capsys):
     out = tmp_path / "o"
     assert exit_code(cli(npz, out, "--trials", "2", "--batch", "2")) == 0
-    assert len(json.loads((out / "summary.json").read_text())) == 2
+    assert len(read_summary(out / "summary.json")) == 2
     assert (out / "report.html").exists()
     capsys.readouterr()
     assert exit_code(cli(npz, out, "--trials", "2", "--batch", "1")) == 2
