@@ -280,13 +280,26 @@ class Sweep:
 
     def _search(self, also: dict[str, list[TrainConfig]]) -> None:
         """Train the grid (or the random trials) with the runs `also` ({role: configs}) in
-        one executor call; TPE: its trials, K per call, `also` in the first."""
-        if self.cfg.search != "tpe":
+        one executor call; TPE: see `_search_tpe`."""
+        if self.cfg.search == "tpe":
+            self._search_tpe(also)
+        else:
             self.execute({"grid": self.grid(), **also})
-            return
-        cfg = self.cfg
+
+    def _search_tpe(self, also: dict[str, list[TrainConfig]]) -> None:
+        """TPE's trials, K per executor call (`also` in the first), each round told its
+        scores (see `optimlab.lab.tpe`)."""
+        cfg, user = self.cfg, self.on_result
         studies = tpe.Studies(cfg.entries, {e.label: search_space(cfg, e) for e in cfg.entries},
                               cfg.search_seed, DIGITS)
+        # finished runs' records by key: the store's once, then each as it finishes, so that
+        # a round decodes no stored curves
+        records = {r["key"]: r["summary"] for r in self.store.runs()}
+
+        def finished(result: RunResult) -> None:
+            records[config_key(result.config)] = result.record
+            if user:
+                user(result)
 
         def save(points: tpe.Points) -> None:
             self.points = points
@@ -296,12 +309,16 @@ class Sweep:
         def train(asked: tpe.Points) -> dict[str, list[float]]:
             self.execute({"grid": trial_configs(cfg, asked, self.n_train), **also})
             also.clear()
-            summaries = {r["key"]: r["summary"] for r in self.store.runs()}
-            return {label: [tpe.score([summaries[config_key(c)] for c in trial_configs(
+            return {label: [tpe.score([records[config_key(c)] for c in trial_configs(
                 cfg, {label: [p]}, self.n_train)]) for p in points]
                 for label, points in asked.items()}
 
-        self.points = tpe.search(studies, cfg.trials or 0, cfg.batch, self.points, save, train)
+        self.on_result = finished
+        try:
+            self.points = tpe.search(studies, cfg.trials or 0, cfg.batch, self.points, save,
+                                     train)
+        finally:
+            self.on_result = user
 
     def write_outputs(self) -> list[dict[str, Any]]:
         """summary.json and curves.csv from the store, each record with its "edge"."""
