@@ -16,7 +16,7 @@ from test_sweep import DS, comparable, one_thread  # noqa: F401 - the fixture: o
 import optimlab
 from optimlab.analysis.records import read_summary
 from optimlab.lab import tpe
-from optimlab.lab.grid import DIGITS, search_space, settings
+from optimlab.lab.grid import DIGITS, TPE_BATCH, SweepConfig, search_space, settings
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep
 
@@ -202,10 +202,14 @@ def test_bad_input_exits_2_with_one_line_naming_it(npz, tmp_path, capsys, argv, 
     assert not out.exists()
 
 
-def test_batch_without_tpe_is_refused(tmp_path, capsys):
-    assert exit_code(["sweep", "--search", "random", "--trials", "2", "--batch", "3",
-                      "--out", str(tmp_path / "o")]) == 2
-    assert "Invalid --batch 3 with --search random" in capsys.readouterr().err
+@pytest.mark.parametrize("argv,search", [(["--search", "random", "--trials", "2"], "random"),
+                                         ([], "grid")])
+def test_batch_without_tpe_is_refused_even_at_its_default(tmp_path, capsys, argv, search):
+    for k in ("3", str(TPE_BATCH)):
+        assert exit_code(["sweep", *argv, "--batch", k, "--out", str(tmp_path / "o")]) == 2
+        assert f"Invalid --batch {k} with --search {search}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="Invalid --batch 3 with --search random"):
+        SweepConfig(search="random", trials=2, batch=3)
 
 
 def test_without_optuna_tpe_names_the_extra(tmp_path, capsys, monkeypatch):

@@ -163,9 +163,8 @@ class SweepConfig(Experiment):
         check_positive_int("batch", self.batch)
         if self.search not in SEARCHES:
             raise ValueError(f"Invalid search: {self.search!r}; allowed: {', '.join(SEARCHES)}")
-        if self.search != "tpe" and self.batch != TPE_BATCH:
-            raise ValueError(f"Invalid --batch {self.batch} with --search {self.search}: only "
-                             "TPE asks for trials in batches; allowed: with --search tpe")
+        if self.batch != TPE_BATCH:
+            check_batch(self.search, self.batch)
         if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) \
                 or self.search_seed < 0:
             raise ValueError(f"Invalid search_seed: {self.search_seed!r}; allowed: an integer "
@@ -204,6 +203,13 @@ class SweepConfig(Experiment):
             return {}
         own = {k: v for k, v in self.grid.items() if applies(k, entry)}
         return {**own, **self.per_optimizer.get(entry.label, {})}
+
+
+def check_batch(search: str, batch: int) -> None:
+    """A ValueError for a TPE batch size given to another search."""
+    if search != "tpe":
+        raise ValueError(f"Invalid --batch {batch} with --search {search}: only TPE asks for "
+                         "trials in batches; allowed: with --search tpe")
 
 
 def values_taken(points: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
@@ -333,6 +339,8 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
                          f"{', '.join(allowed)}")
     merged = {**toml, **{k: v for k, v in flags.items() if v is not None}}
     random = merged.get("search") in ("random", "tpe")
+    if merged.get("batch") is not None:  # given, even at its default
+        check_batch(merged.get("search", "grid"), merged["batch"])
     ranges = {k: parse_range(k, merged[k]) for k in APPLIES
               if random and isinstance(merged.get(k), str) and merged[k].count(":") == 1}
     grid = {k: parse_values(k, merged[k]) for k in APPLIES if k in merged and k not in ranges}
