@@ -29,7 +29,7 @@ from optimlab.bench.sweep import (
 )
 from optimlab.commands._args import capped, natural_int, positive_int, torch_threads
 from optimlab.lab.experiment import load_dataset
-from optimlab.lab.grid import settings
+from optimlab.lab.grid import TPE_BATCH, settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--race-rows", default=",".join(RACE_ROWS),
                    help=f"with --race: comma-separated from {', '.join(RACE_ROWS)} (default: "
                         "all; full sets the target)")
-    p.add_argument("--batches", default="4", help="with --race: the tpe rows' K, comma-separated")
+    p.add_argument("--batches", default=str(TPE_BATCH),
+                   help=f"with --race: the tpe rows' K, comma-separated (default {TPE_BATCH})")
     p.add_argument("--search-seed", type=natural_int, default=0,
                    help="with --race: the seed of every search (default 0)")
     p.add_argument("--sweep-setting", action="append", default=[], metavar="KEY=VALUE",
