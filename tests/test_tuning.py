@@ -20,6 +20,7 @@ from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep
 from optimlab.optim import SPECS
 from optimlab.report.claims import UNDECIDED, lecture_claims
+from optimlab.report.sweep import render as render_sweep
 
 STEPS = 20
 
@@ -165,7 +166,9 @@ def test_sweep_select_val_states_each_budget_and_flags_unequal_ones(tmp_path):
                                 for n, k in grid.items()}
     assert found["findings"][0].get("unequal") and found["seeds"] == {"sgd": 2, "adam": 2}
     edges = [f["entries"][0] for f in found["findings"] if f["kind"] == "edge"]
-    assert edges == [n for n, c in sweep.selected.items() if c["edge"]]
+    assert edges == [n for n, c in sweep.selected.items() for _ in c["edge"]]
+    page = render_sweep(tmp_path, sweep.finished).read_text()
+    assert all(html.escape(f["text"]) in page for f in found["findings"])
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -176,3 +179,47 @@ def test_bad_tune_trials_are_refused_before_training(npz, tmp_path, capsys, extr
     assert exit_code(argv(npz, tmp_path / "o", *extra)) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_the_notebook_api_tunes_and_reads_the_comparisons_and_audit_summary_json_holds(
+        tmp_path):
+    from test_sweep import DS
+
+    import optimlab
+
+    result = optimlab.compare("logreg", DS, "sgd,adam", steps=STEPS, eval_every=10,
+                              batch_size=20, seeds=2, target_acc=None, tune_trials=2,
+                              out=tmp_path, report=False)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert result.comparisons == summary["comparisons"] and result.audit == summary["audit"]
+    assert result.audit["budgets"]["sgd"] == {"trials": 2, "steps_per_trial": STEPS,
+                                              "budget": 2 * STEPS}
+    assert len(trials_of(tmp_path / "tune", "adam")) == 2
+
+
+def test_a_suite_with_tune_trials_tunes_every_optimizer_with_equal_budgets_and_says_so(
+        tmp_path):
+    from test_suite import sign_workload
+
+    import optimlab
+
+    summary = optimlab.suite([sign_workload("small", 3, 20, 1)], ["sgd", "adam"], seeds=2,
+                             tune_trials=2, out=tmp_path)
+    (w,) = summary["workloads"]
+    assert w["status"] == "finished" and w["tuned"]
+    trials = {n: trials_of(tmp_path / "small" / "tune", n) for n in ("sgd", "adam")}
+    assert {n: len(t) for n, t in trials.items()} == {"sgd": 2, "adam": 2}
+    assert w["audit"]["budgets"] == {n: {"trials": 2, "steps_per_trial": 20, "budget": 40}
+                                     for n in ("sgd", "adam")}
+    # the comparison ran each optimizer's best trial, and its verdicts are the audited ones
+    best = best_per_optimizer(trials["sgd"] + trials["adam"])
+    assert {n: r["hyperparameters"] for n, r in w["optimizers"].items()} == {
+        n: best[n]["config"]["hyperparameters"] for n in ("sgd", "adam")}
+    stored = json.loads((tmp_path / "small" / "summary.json").read_text())
+    assert w["comparisons"] == stored["comparisons"]
+    page = (tmp_path / "report.html").read_text()
+    assert "tuned on every workload by 2 random-search trials" in page
+    untuned = optimlab.suite([sign_workload("small", 3, 20, 1)], ["sgd", "adam"], seeds=2,
+                             out=tmp_path / "plain")
+    assert not untuned["workloads"][0]["tuned"] and "Not tuned" in (
+        tmp_path / "plain" / "report.html").read_text()

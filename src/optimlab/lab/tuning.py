@@ -27,8 +27,9 @@ from optimlab.lab.experiment import Experiment
 from optimlab.lab.grid import SweepConfig, applies
 from optimlab.lab.sweep import Sweep
 
-# Trials per optimizer: 8 of the default CNN's 1500 steps each take four optimizers about
-# as long as the η grid of 9 values that tuning swept before (docs/lab.md, 'Tuning').
+# Trials per optimizer: 8 runs of the comparison's length, fewer than the 9-value η grid
+# that tuning swept before (32 runs against 36 for the four lecture optimizers, as one
+# vectorized job), so `compare --tune` takes no longer than it did.
 DEFAULT_TUNE_TRIALS = 8
 
 
@@ -43,11 +44,12 @@ def searchable(entry: Entry) -> bool:
     return any(applies(k, entry) for k in declared_keys(entry))
 
 
-def tuning_sweep(cfg: CompareConfig, out: str | Path, trials: int = DEFAULT_TUNE_TRIALS
-                 ) -> Sweep | None:
+def tuning_sweep(cfg: CompareConfig, out: str | Path, trials: int = DEFAULT_TUNE_TRIALS, *,
+                 dataset: Any = None) -> Sweep | None:
     """`compare --tune`'s sweep, set up and checked (nothing trained): `trials` random
-    trials per entry with something to tune, with the comparison's data, model and steps,
-    stored in `out`; None when no entry has anything left to tune."""
+    trials per entry with something to tune, with the comparison's data (`dataset`: already
+    loaded), model and steps, stored in `out`; None when no entry has anything left to
+    tune."""
     if cfg.val_fraction == 0:
         raise ValueError(f"Invalid --tune with --val-fraction {cfg.val_fraction:g}: tuning "
                          "selects on the validation split; allowed: --val-fraction > 0")
@@ -59,7 +61,7 @@ def tuning_sweep(cfg: CompareConfig, out: str | Path, trials: int = DEFAULT_TUNE
     common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Experiment)}
     return Sweep(SweepConfig(**common | {"seeds": 1, "optimizers": tuple(
         with_label(e, e.hyperparameters) for e in entries)}, grid={}, search="random",
-        trials=trials), out, command=f"compare --tune --tune-trials {trials}")
+        trials=trials), out, command=f"compare --tune --tune-trials {trials}", dataset=dataset)
 
 
 def tune(cfg: CompareConfig, sweep: Sweep | None,
