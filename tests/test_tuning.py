@@ -13,6 +13,7 @@ from optimlab.analysis.audit import audit, audit_lines, undecide
 from optimlab.analysis.comparisons import comparisons
 from optimlab.analysis.selection import best_per_optimizer
 from optimlab.cli import main
+from optimlab.commands.compare import tuning_lines
 from optimlab.lab.audit import decays
 from optimlab.lab.entries import parse_list
 from optimlab.lab.grid import SweepConfig
@@ -69,9 +70,23 @@ def test_compare_tune_gives_every_optimizer_the_same_budget_over_its_declared_sp
     assert "η tuned for one of sgd, adam and held fixed for the other" in pair["reasons"]
     # printed, stored and shown: the same audit
     terminal = capsys.readouterr().out
+    assert f"sgd: tuned η {tuning['sgd']['values']['lr']:g} (3 trials × {STEPS} steps)" \
+        in terminal
+    assert f"adam: η 0.05 as given, tuned beta1 {tuning['adam']['values']['beta1']:g}" in terminal
     assert all(line in terminal for line in audit_lines(found))
     page = (out / "report.html").read_text()
     assert all(html.escape(f["text"]) in page for f in found["findings"])
+
+
+def test_tuning_lines_say_what_was_fixed_and_when_every_trial_diverged():
+    given = {"lr": 0.1, "source": "given", "trials": 0, "steps_per_trial": None,
+             "values": {}, "all_diverged": False}
+    diverged = given | {"source": "default", "lr": 0.2, "trials": 4, "steps_per_trial": 50,
+                        "all_diverged": True}
+    assert tuning_lines({"sgd": given, "momentum": diverged}) == [
+        "sgd: η 0.1 as given, not tuned (budget 0)",
+        "momentum: every trial diverged (4 trials × 50 steps); the comparison uses η 0.2 "
+        "(default)"]
 
 
 def test_the_default_comparison_audit_says_eta_is_untuned_for_all_and_keeps_verdicts(

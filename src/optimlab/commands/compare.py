@@ -293,17 +293,16 @@ def tuning_lines(tuning: dict[str, dict[str, Any]]) -> list[str]:
     edges: see the audit)."""
     lines = []
     for name, t in tuning.items():
-        budget = (f"{t['trials']} trials × {t['steps_per_trial']} steps" if t["trials"]
-                  else "not tuned")
+        budget = f"{t['trials']} trials × {t['steps_per_trial']} steps"
         if t["all_diverged"]:
             lines.append(f"{name}: every trial diverged ({budget}); the comparison uses η "
                          f"{t['lr']:g} ({t['source']})")
             continue
         values = ", ".join(f"{'η' if k == 'lr' else k} {v:g}" for k, v in t["values"].items())
         fixed = "" if t["source"] == "tuned" else \
-            f"η {t['lr']:g} {'as given' if t['source'] == 'given' else 'the lab default'}; "
-        lines.append(f"{name}: {fixed}{'tuned ' + values if values else 'nothing tuned'} "
-                     f"({budget})")
+            f"η {t['lr']:g} {'as given' if t['source'] == 'given' else 'the lab default'}, "
+        lines.append(f"{name}: {fixed}tuned {values} ({budget})" if values else
+                     f"{name}: {fixed}not tuned (budget 0)")
     return lines
 
 

@@ -46,7 +46,9 @@ def tuned_row(entry: Entry, runs: list[dict[str, Any]], chosen: dict[str, Any],
     """The row of an entry tuned by the grid runs `runs` (the stored ones of this entry;
     see `Store.runs`) whose selection is `chosen` (see `optimlab.lab.sweep.select`);
     `lr_source`: where η came from when it was not among the keys searched."""
-    grid = {k: v for k, v in grid_of(runs, entry.label).items() if len(v) > 1}
+    found = grid_of(runs, entry.label)  # η first, then by name: how lines and tables list them
+    grid = {k: found[k] for k in sorted(found, key=lambda k: (k != "lr", k))
+            if len(found[k]) > 1}
     steps = [r["config"]["steps"] for r in runs]
     hp = chosen["hyperparameters"]
     return {"lr": float(hp["lr"]) if hp else None,
