@@ -217,10 +217,14 @@ def test_a_suite_with_tune_trials_tunes_every_optimizer_with_equal_budgets_and_s
     from test_suite import sign_workload
 
     import optimlab
+    from optimlab.lab.suite import Workload
 
-    summary = optimlab.suite([sign_workload("small", 3, 20, 1)], ["sgd", "adam"], seeds=2,
-                             tune_trials=2, out=tmp_path)
-    (w,) = summary["workloads"]
+    broken = Workload("broken", "logreg", ("one part",), target_acc=0.5, steps=10)
+    summary = optimlab.suite([broken, sign_workload("small", 3, 20, 1)], ["sgd", "adam"],
+                             seeds=2, tune_trials=2, out=tmp_path)
+    w, failed = summary["workloads"]  # a workload that fails is reported; the rest go on
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("TypeError: Invalid data of workload 'broken'")
     assert w["status"] == "finished" and w["tuned"]
     trials = {n: trials_of(tmp_path / "small" / "tune", n) for n in ("sgd", "adam")}
     assert {n: len(t) for n, t in trials.items()} == {"sgd": 2, "adam": 2}
