@@ -71,7 +71,7 @@ def _edge_text(label: str, t: dict[str, Any], key: str, side: str) -> str:
     value = t.get("values", {}).get(key)
     shown = f"={value:g}" if isinstance(value, (int, float)) else ""
     return (f"{label}'s tuned {_symbol(key)}{shown} lies on the {side} edge of its range"
-            f"{span}: the optimum may lie beyond")
+            f"{span}: the optimum may lie beyond (more trials or a wider range can tell)")
 
 
 def _mixed_keys(ta: dict[str, Any], tb: dict[str, Any]) -> list[str]:

@@ -231,9 +231,10 @@ class Comparison:
                  dataset: Any = None, tuning: dict[str, Any] | None = None,
                  alpha: float = ALPHA) -> None:
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
-        `data.load(cfg.dataset)`; `alpha`: the level of the comparisons. Bad settings raise
-        ValueError/TypeError/OSError here, before any training; so does a folder holding a
-        comparison with other settings."""
+        `data.load(cfg.dataset)`; `alpha`: the level of the comparisons; `tuning`: the
+        tuning table of `optimlab.lab.tuning.tune` (None: nothing tuned), which the fairness
+        audit judges. Bad settings raise ValueError/TypeError/OSError here, before any
+        training; so does a folder holding a comparison with other settings."""
         self.alpha = check_alpha(alpha)
         self.comparisons: list[dict[str, Any]] = []  # filled when every run has ended
         self.audit: dict[str, Any] = {}  # likewise (see `optimlab.analysis.audit`)

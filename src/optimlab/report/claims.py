@@ -13,8 +13,11 @@ and the train loss after equal steps), never on the wall clock. A claim measured
 ways holds when at least one measure holds and none contradicts it; it does not hold in
 the mirror case; mixed measures are undecided.
 A claim the records cannot measure gets no verdict at all, only the reason.
-A claim that compares tuned optimizers is undecided while one of them has a tuned value
-on the edge of its grid: the best value may lie beyond it, and the comparison with it.
+A claim is undecided while the comparison's fairness audit (`optimlab.analysis.audit`)
+leaves a pair of its optimizers undecided: a tuned value on the edge of its range (the best
+value may lie beyond it, and the comparison with it), unequal budgets or steps, or a
+hyperparameter tuned for one side only. A folder written before audits were stored is
+judged on the tuned values' edges alone.
 """
 
 from __future__ import annotations
