@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from optimlab import models
+from optimlab.analysis.audit import audit_lines
 from optimlab.commands._args import (
     add_threads,
     capped,
@@ -258,6 +260,8 @@ def _sweep_with(args: argparse.Namespace, cfg: SweepConfig, out: Path, console: 
         return 1
     for line in selection_lines(sweep.selected, sweep.grids(), cfg.search):
         console.print(line)
+    for line in audit_lines(sweep.audit):  # with --select val: budgets, edges, seeds
+        console.print(escape(line), soft_wrap=True)
     console.print(f"{len(records)} runs in {out}/summary.json, sweep.sqlite (curves as CSV: "
                   f"optimlab export csv {out})")
     from optimlab.report.sweep import render  # the report reads the store, never trains

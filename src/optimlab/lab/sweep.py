@@ -25,16 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.analysis import budget
+from optimlab.analysis.audit import audit
 from optimlab.analysis.records import family
 from optimlab.analysis.selection import best_per_optimizer, edges
 from optimlab.data.dataset import describe
 from optimlab.lab import tpe
-from optimlab.lab.compare import DEFAULT_LR, CompareConfig
-from optimlab.lab.entries import Entry, learning_rate
+from optimlab.lab.audit import decays, grid_runs, tuned_row
+from optimlab.lab.entries import Entry
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import Checkpoints, Job, Steps, execute
 from optimlab.lab.experiment import (
-    Experiment,
     check_resume,
     differences,
     guard_disk,
@@ -42,7 +42,6 @@ from optimlab.lab.experiment import (
     write_json,
 )
 from optimlab.lab.grid import (
-    DEFAULT_LR_GRID,
     DIGITS,
     SweepConfig,
     beyond,
@@ -50,7 +49,6 @@ from optimlab.lab.grid import (
     grown,
     hyperparameter_sets,
     one_shot,
-    parse_values,
     search_space,
     values_taken,
     with_values,
@@ -106,10 +104,11 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
 
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
-                  runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                  runs: list[dict[str, Any]] | None = None,
+                  audit: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """summary.json, replaced atomically: {"runs": every finished run's record (`runs`: the
     store's, when already read), and "expected_best" and "budget", its budget curves (see
-    `optimlab.analysis.budget.summary_sections`)}. The curves
+    `optimlab.analysis.budget.summary_sections`), and with an `audit`, "audit"}. The curves
     stay in the store: `optimlab export csv` writes curves.csv on demand; one an older
     version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
@@ -123,7 +122,8 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
     write_json(store.out / "summary.json",
-               {"runs": records, **budget.summary_sections(budget.budget_curves(runs))})
+               {"runs": records, **budget.summary_sections(budget.budget_curves(runs)),
+                **({"audit": audit} if audit else {})})
     (store.out / "expected_best.json").unlink(missing_ok=True)  # an earlier version's
     return records
 
@@ -144,6 +144,8 @@ class Sweep:
         self.selected: dict[str, dict[str, Any]] = {}
         # the store's finished runs as the last `write_outputs` read them (for the report)
         self.finished: list[dict[str, Any]] = []
+        # with select="val": the fairness audit the last `write_outputs` stored
+        self.audit: dict[str, Any] = {}
         ds = load_dataset(cfg, dataset)
         if (cfg.select == "val" or cfg.search == "tpe") and len(ds.y_val) == 0:
             what = "--select val" if cfg.select == "val" else "--search tpe"
@@ -326,7 +328,18 @@ class Sweep:
             runs = self.finished = self.store.runs()  # read once: every run's curves
             selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
-            return write_outputs(self.store, selection, runs)
+            self.audit = self._audit(runs, selection) if self.cfg.select == "val" else {}
+            return write_outputs(self.store, selection, runs, self.audit)
+
+    def _audit(self, runs: list[dict[str, Any]], selection: dict[str, dict[str, Any]]
+               ) -> dict[str, Any]:
+        """The fairness audit of the selection (`optimlab.analysis.audit`): each entry's
+        budget counted from its stored grid runs, judged on the re-runs of the best."""
+        table = {e.label: tuned_row(e, grid_runs(runs, e.label), selection[e.label],
+                                    "given" if "lr" in e.hyperparameters else "default")
+                 for e in self.cfg.entries}
+        return audit(table, [r["summary"] for r in runs if "tuned" in r["roles"]],
+                     schedule=self.cfg.schedule, decays=decays(self.cfg.entries))
 
 
 # Edge extensions per optimizer and key at most: three half-decade steps of the default η
@@ -344,45 +357,3 @@ def _accepted(entry: Entry, key: str, value: float, chosen: dict[str, Any]) -> b
         return False
     return True
 
-
-def tuning_sweep(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> Sweep:
-    """`compare --tune`'s sweep, set up and checked (nothing trained): `lr_grid` per
-    optimizer under seed 0, with the comparison's data, model and budget, stored in `out`."""
-    if cfg.val_fraction == 0:
-        raise ValueError(f"Invalid --tune with --val-fraction {cfg.val_fraction:g}: tuning "
-                         "selects on the validation split; allowed: --val-fraction > 0")
-    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Experiment)}
-    return Sweep(SweepConfig(**common | {"seeds": 1}, grid={"lr": parse_values("lr", lr_grid)}),
-                 out, command=f"compare --tune (lr grid {lr_grid})")
-
-
-def tune(cfg: CompareConfig, sweep: Sweep, on_progress: Callable[[Any], None] | None = None
-         ) -> tuple[CompareConfig, dict[str, dict[str, Any]]]:
-    """Run `sweep` (see `tuning_sweep`); `cfg` with η per optimizer chosen on validation
-    (η given in `cfg.lr` is kept), and what tuning found, per optimizer: {"lr": the η the
-    comparison uses, "source": "tuned" | "given" | "default" (every η diverged), "grid",
-    "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}.
-    `on_progress`: the sweep's steps as it goes (see `Sweep.run`)."""
-    sweep.run(on_progress=on_progress)
-    # a tuned η on an edge of its grid may not be the best: widen the grid there first, as
-    # sweep --extend-edges does (the η given in cfg.lr are kept, their grids left alone)
-    sweep._extend_edges([name for name in cfg.labels if name not in cfg.lr])
-    if sweep.extra:
-        sweep.write_outputs()
-    found, grids = sweep.selected, sweep.grids()
-    lr, record = dict(cfg.lr), {}
-    for name, chosen in found.items():
-        hp = chosen["hyperparameters"]
-        if name not in lr and hp is not None:
-            lr[name] = hp["lr"]
-        source = "given" if name in cfg.lr else "tuned" if hp is not None else "default"
-        default = learning_rate(cfg.entry(name), {}, DEFAULT_LR)
-        record[name] = {"lr": lr.get(name, default), "source": source,
-                        "grid": list(grids[name]["lr"]), "all_diverged": chosen["all_diverged"],
-                        "edge": chosen["edge"] if source == "tuned" else {}}
-    return dataclasses.replace(cfg, lr=lr), record
-
-
-def tuned(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> CompareConfig:
-    """`cfg` with η per optimizer chosen on validation (`tuning_sweep`, then `tune`)."""
-    return tune(cfg, tuning_sweep(cfg, out, lr_grid))[0]
