@@ -212,11 +212,13 @@ def _first_time(marker: str) -> bool:
 def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             max_batch: int = 64, *, address: str | None = None,
             on_progress: Callable[[Progress], None] | None = None,
-            checkpoints: Checkpoints | None = None) -> None:
+            checkpoints: Checkpoints | None = None,
+            on_wait: Callable[[], None] | None = None) -> None:
     """Train `configs` as vectorized shards of at most `max_batch` members on the Ray
     cluster (see `connect`); `on_finish` gets each result in this process, shard by
     shard as they end; `on_progress` the counts about every REPORT_EVERY_S seconds;
-    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on)."""
+    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on);
+    `on_wait` is called as often (the driver's batched commits wait no longer)."""
     ray = require_ray()
     for device in {c.device for c in configs}:
         check_device(device)
@@ -256,6 +258,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             if taken is not None and checkpoints and ray.wait([taken], timeout=0)[0]:
                 checkpoints.save(ray.get(taken))  # those of finished runs are not kept
                 taken = sink.take.remote()
+            if on_wait:
+                on_wait()
         if on_progress:
             on_progress(_progress(shards, finished, reported))
     finally:

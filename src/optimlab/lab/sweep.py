@@ -56,6 +56,11 @@ from optimlab.train import RunResult, TrainConfig
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
 ROLES = ("grid", "one-shot", "tuned")
+# Finished runs committed together (see `optimlab.lab.store.Store`): one commit per run kept
+# the driver near 450 runs/s, a batch of 256 reaches ~1,000 (docs/distributed.md); a
+# `kill -9` loses at most one batch, none of whose runs was reported finished.
+BATCH_RUNS = 256
+BATCH_SECONDS = 1.0  # nor does a finished run wait longer than this for its commit
 
 
 def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str, Any]],
@@ -137,7 +142,7 @@ class Sweep:
             raise ValueError(f"Invalid --select val: {cfg.dataset} has no validation split; "
                              "allowed: --val-fraction > 0")
         self.cfg, self.dataset, self.n_train = cfg, ds, len(ds.y_train)
-        self.store = Store(out)
+        self.store = Store(out, BATCH_RUNS, BATCH_SECONDS)
         stored = self.store.meta().get("settings")
         self._check_resume(stored and grown(stored, cfg), extend)
         with self.guard():
@@ -170,10 +175,20 @@ class Sweep:
         return guard_disk(self.store.path, lambda: len(self.store.runs()), "sweep")
 
     def _finished(self, result: RunResult) -> None:
+        report = self.on_result
         with self.guard():
-            self.store.finish(result.config, result.record, result.curves)
-        if self.on_result:
-            self.on_result(result)
+            self.store.finish(result.config, result.record, result.curves,
+                              (lambda: report(result)) if report else None)
+
+    def _steps(self, counter: Steps) -> Callable[[int], None]:
+        """The executors' step count: the progress `counter`, and, between steps, the
+        commit of finished runs that have waited their time."""
+        def steps(n: int) -> None:
+            counter.add(n)
+            if self.store.due():
+                with self.guard():
+                    self.store.flush()
+        return steps
 
     def _checkpointed(self, checkpoints: list[Checkpoint]) -> None:
         if checkpoints:
@@ -193,9 +208,12 @@ class Sweep:
             with self.guard():
                 self.store.mark_running(todo)
             kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
+            steps = self._steps(Steps(todo, self.on_progress))
             execute(self.cfg.executor, Job(
-                todo, self.dataset, self._finished, Steps(todo, self.on_progress).add,
-                self.on_progress, kept, self.cfg.max_batch))
+                todo, self.dataset, self._finished, steps, self.on_progress, kept,
+                self.cfg.max_batch, on_wait=lambda: steps(0)))
+            with self.guard():
+                self.store.flush()
         return len(todo)
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
