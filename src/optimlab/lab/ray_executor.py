@@ -18,7 +18,8 @@
   shard run again (its worker died) goes on from its latest instead of from its start.
 - Progress: each task reports its shard's member-steps to a small actor about twice a
   second; the driver reads it between arrivals (shards and steps done, across the
-  cluster), never waiting on it.
+  cluster), never waiting on it. Both actors live on the driver's node: a worker node
+  may die mid-sweep, and its shards run again elsewhere.
 
 Ray is an optional extra (`pip install optimlab[ray]`), imported only here and only
 when this executor runs.
@@ -229,8 +230,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)
-    steps: Any = ray.remote(num_cpus=0)(_Steps).remote() if on_progress else None
-    sink: Any = ray.remote(num_cpus=0)(_Checkpoints).remote() if checkpoints else None
+    steps: Any = _here(ray, _Steps).remote() if on_progress else None
+    sink: Any = _here(ray, _Checkpoints).remote() if checkpoints else None
     data = ray.put(dataset)
     kill_once = os.environ.get(KILL_ONCE_ENV)
     pending = {task.remote(i, shard, data, threads, steps, kill_once,
@@ -268,6 +269,16 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
         for actor in (steps, sink):
             if actor is not None:
                 ray.kill(actor)
+
+
+def _here(ray: Any, cls: type) -> Any:
+    """`cls` as an actor on the driver's node: placed on another node, it would die with
+    that node and take the sweep with it, while the driver's node outlives every worker."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return ray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node, soft=False))(cls)
 
 
 def _saved(checkpoints: Checkpoints | None, shard: list[TrainConfig]
