@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from optimlab.analysis.stats import (
     A_BETTER,
@@ -23,6 +24,7 @@ from optimlab.analysis.stats import (
     NOT_REACHED,
     TOO_FEW,
     PairedMeasure,
+    _order_weights,
     compare_pair,
     expected_best,
     expected_best_band,
@@ -287,6 +289,38 @@ def test_expected_best_band_brackets_the_curve_and_is_seeded():
     flat_low, flat_high = expected_best_band([0.5] * 5)
     assert np.allclose(flat_low, 0.5) and np.allclose(flat_high, 0.5)
     assert [list(x) for x in expected_best_band([0.7])] == [[0.7], [0.7]]  # one trial
+
+
+def test_best_of_k_weights_are_the_binomial_ratios():
+    n = 40
+    w = _order_weights(n)
+    exact = [[math.comb(i - 1, k - 1) / math.comb(n, k) for i in range(1, n + 1)]
+             for k in range(1, n + 1)]
+    assert np.allclose(w, exact, rtol=1e-12, atol=0)
+    assert np.allclose(w.sum(axis=1), 1.0, rtol=1e-12)  # the best of k is one of them
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_expected_best_band_is_scipys_percentile_bootstrap_and_needs_no_scipy(higher):
+    """The same band as scipy.stats.bootstrap(method="percentile"), within the Monte Carlo
+    error of 20,000 resamples each (their random draws differ)."""
+    scores = np.random.default_rng(7).normal(size=15)
+    sign = 1.0 if higher else -1.0
+    weights = _order_weights(len(scores))
+
+    def curves(x, axis):
+        ordered = np.sort(sign * np.moveaxis(x, axis, -1), axis=-1)
+        return np.moveaxis(sign * (ordered @ weights.T), -1, 0)
+
+    ref = scipy.stats.bootstrap((scores,), curves, vectorized=True, method="percentile",
+                                n_resamples=20000, rng=1).confidence_interval
+    low, high = expected_best_band(scores, higher_is_better=higher, resamples=20000)
+    assert np.allclose(low, ref.low, atol=0.03) and np.allclose(high, ref.high, atol=0.03)
+    code = ("import sys; from optimlab.analysis import stats as s; "
+            "s.expected_best_band([0.1, 0.4, 0.3]); print('scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("scores", [[], [0.5, float("nan")], [[0.1, 0.2]]])
