@@ -180,14 +180,18 @@ class Sweep:
             self.store.finish(result.config, result.record, result.curves,
                               (lambda: report(result)) if report else None)
 
+    def _commit_due(self) -> None:
+        """Commit the finished runs that have waited their time (between steps, and
+        between Ray's arrivals)."""
+        if self.store.due():
+            with self.guard():
+                self.store.flush()
+
     def _steps(self, counter: Steps) -> Callable[[int], None]:
-        """The executors' step count: the progress `counter`, and, between steps, the
-        commit of finished runs that have waited their time."""
+        """The executors' step count: the progress `counter`, then `_commit_due`."""
         def steps(n: int) -> None:
             counter.add(n)
-            if self.store.due():
-                with self.guard():
-                    self.store.flush()
+            self._commit_due()
         return steps
 
     def _checkpointed(self, checkpoints: list[Checkpoint]) -> None:
@@ -211,7 +215,7 @@ class Sweep:
             steps = self._steps(Steps(todo, self.on_progress))
             execute(self.cfg.executor, Job(
                 todo, self.dataset, self._finished, steps, self.on_progress, kept,
-                self.cfg.max_batch, on_wait=lambda: steps(0)))
+                self.cfg.max_batch, on_wait=self._commit_due))
             with self.guard():
                 self.store.flush()
         return len(todo)
