@@ -98,8 +98,9 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
                   runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """summary.json of every finished run (`runs`: the store's, when already read), and
-    expected_best.json (see `optimlab.analysis.budget`), replaced atomically. The curves
+    """summary.json, replaced atomically: {"runs": every finished run's record (`runs`: the
+    store's, when already read), and "expected_best" and "budget", its budget curves (see
+    `optimlab.analysis.budget.summary_sections`)}. The curves
     stay in the store: `optimlab export csv` writes curves.csv on demand; one an older
     version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
@@ -112,12 +113,9 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     records = [run["summary"] | ({"edge": chosen.get((family(run["config"]), json.dumps(
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
-    write_json(store.out / "summary.json", records)
-    curves = budget.budget_curves(runs)
-    if curves is None:
-        (store.out / budget.FILENAME).unlink(missing_ok=True)
-    else:
-        write_json(store.out / budget.FILENAME, curves)
+    write_json(store.out / "summary.json",
+               {"runs": records, **budget.summary_sections(budget.budget_curves(runs))})
+    (store.out / "expected_best.json").unlink(missing_ok=True)  # an earlier version's
     return records
 
 
