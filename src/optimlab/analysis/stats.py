@@ -70,17 +70,38 @@ def sign_flip_p(d: Sequence[float] | np.ndarray) -> np.ndarray:
     """Two-sided p of the paired sign-flip test of mean(d) = 0 over the last axis of `d`
     (leading axes: independent tests); exact up to EXACT_UP_TO pairs, seeded Monte Carlo
     with 2^EXACT_UP_TO sign patterns beyond."""
-    from scipy import stats
-
     d = np.asarray(d, float)
     if d.shape[-1] < 2:  # both patterns of one pair reach |d|; scipy wants two pairs
         return np.ones(d.shape[:-1])
+    if d.shape[-1] <= EXACT_UP_TO:
+        return _enumerated_p(d)
+    from scipy import stats
+
     # scipy holds batch x d.size flipped values at once: unbounded, many tests at once ran
     # much slower in fresh memory than at this bound (docs/performance.md, 'Behind the code')
     batch = max(1, 2 ** 20 // max(1, d.size))
     return stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
                                   n_resamples=2 ** EXACT_UP_TO, batch=batch, axis=-1,
                                   rng=0).pvalue
+
+
+def _enumerated_p(d: np.ndarray) -> np.ndarray:
+    """`sign_flip_p` over all 2^n sign patterns, as scipy.stats.permutation_test computes
+    it (its tolerance for ties included), in NumPy: importing scipy.stats cost every
+    sweep's report a second, for a handful of pairs."""
+    n = d.shape[-1]
+    signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    rows = d.reshape(-1, n)
+    out = np.empty(len(rows))
+    step = max(1, 2 ** 20 // 2 ** n)  # tests at once, so that the null stays ~8 MB
+    for a in range(0, len(rows), step):
+        x = rows[a:a + step]
+        observed = x.mean(axis=1, keepdims=True)
+        null = x @ signs.T / n
+        tie = np.abs(100 * np.finfo(float).eps * observed)
+        less, greater = (null <= observed + tie).mean(1), (null >= observed - tie).mean(1)
+        out[a:a + step] = np.minimum(1.0, 2 * np.minimum(less, greater))
+    return out.reshape(d.shape[:-1])
 
 
 def smallest_p(n: int) -> float:
@@ -151,10 +172,10 @@ def interval(d: np.ndarray, level: float) -> list[float] | None:
         return None
     if np.ptp(d) <= 1e-12 * np.max(np.abs(d)):  # no spread (up to rounding): the point
         return [float(np.mean(d)), float(np.mean(d))]
-    from scipy import stats
+    from scipy import special  # not scipy.stats: its import costs a report a second
 
-    ci = stats.ttest_1samp(d, 0.0).confidence_interval(level)
-    return [float(ci.low), float(ci.high)]
+    half = special.stdtrit(len(d) - 1, (1 + level) / 2) * np.std(d, ddof=1) / np.sqrt(len(d))
+    return [float(np.mean(d) - half), float(np.mean(d) + half)]
 
 
 def _test_name(n: int) -> str:
