@@ -140,6 +140,7 @@ def test_store_bench_curves_are_a_training_runs_and_its_rows_store_them(tmp_path
     assert (per_run["batch_runs"], len(batched["seconds"])) == (1, 2)
     for row in (per_run, batched):
         assert row["runs_per_s"] == pytest.approx(12 / statistics.median(row["seconds"]))
+        assert row["runs_per_cpu_s"] == pytest.approx(12 / statistics.median(row["cpu_seconds"]))
     assert r["batched_vs_per_run"] == pytest.approx(batched["runs_per_s"] / per_run["runs_per_s"])
 
 

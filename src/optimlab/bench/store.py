@@ -5,7 +5,9 @@ Rows, in one process, order alternating round by round, each into a new store:
 - `batched`: the sweep's batches (`Store(out, BATCH_RUNS, BATCH_SECONDS)`).
 
 Each round plans RUNS configurations (not timed), then times `Store.finish` of each and the
-last `flush`: encoding, the JSON summary, the transactions. A run's curves are those of the
+last `flush`: encoding, the JSON summary, the transactions; in wall time, and in this
+process's CPU time (which the load of a shared machine inflates less: the rate one free
+core would reach, the disk's waits aside). A run's curves are those of the
 training loop at `steps` and `eval_every`: a float32 minibatch loss every step, and at step
 0 and every `eval_every` steps loss and accuracy of train, val and test (float64: averaged);
 2,054 points at the sweep's reference 2000 steps, evaluation every 250. The values are
@@ -48,16 +50,16 @@ def curves(steps: int, eval_every: int, seed: int = 0) -> list[CurvePoint]:
 
 
 def _round(batch: tuple[int, float], configs: list[TrainConfig], record: dict[str, Any],
-           points: list[CurvePoint]) -> float:
-    """Seconds to store `configs` finished, each with `record` and `points`."""
+           points: list[CurvePoint]) -> tuple[float, float]:
+    """(wall, CPU) seconds to store `configs` finished, each with `record` and `points`."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp, *batch)
         store.plan(configs, "grid")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for c in configs:
             store.finish(c, record, points)
         store.flush()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0, time.process_time() - c0
         store.close()
     return seconds
 
@@ -71,12 +73,15 @@ def store_rate(runs: int, steps: int = 2000, eval_every: int = 250, repeats: int
     configs = [dataclasses.replace(base, seed=s) for s in range(runs)]
     record = {k: 0.5 + i / 100 for i, k in enumerate(_RECORD_KEYS)}
     points = curves(steps, eval_every)
-    seconds: dict[str, list[float]] = {name: [] for name in ROWS}
+    seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in ROWS}
     for rnd in range(repeats):
         for name in list(ROWS)[::-1 if rnd % 2 else 1]:
             seconds[name].append(_round(ROWS[name], configs, record, points))
-    rows = {name: {"batch_runs": ROWS[name][0], "runs_per_s": runs / statistics.median(s),
-                   "seconds": s} for name, s in seconds.items()}
+    rows = {name: {"batch_runs": ROWS[name][0],
+                   "runs_per_s": runs / statistics.median(w for w, _ in s),
+                   "runs_per_cpu_s": runs / statistics.median(c for _, c in s),
+                   "seconds": [w for w, _ in s], "cpu_seconds": [c for _, c in s]}
+            for name, s in seconds.items()}
     return {"settings": {"runs": runs, "steps": steps, "eval_every": eval_every,
                          "curve_points": len(points), "repeats": repeats},
             "rows": rows,
@@ -87,7 +92,7 @@ def format_store_rate(result: dict[str, Any]) -> str:
     s = result["settings"]
     lines = [f"store: {s['runs']} runs of {s['steps']} steps ({s['curve_points']} curve points "
              f"each), medians of {s['repeats']} rounds"]
-    lines += [f"  {name:<8} {r['runs_per_s']:>8.0f} runs/s  (commits of {r['batch_runs']})"
-              for name, r in result["rows"].items()]
+    lines += [f"  {name:<8} {r['runs_per_s']:>8.0f} runs/s, {r['runs_per_cpu_s']:>6.0f} per CPU "
+              f"second  (commits of {r['batch_runs']})" for name, r in result["rows"].items()]
     lines.append(f"  batched ÷ per run: {result['batched_vs_per_run']:.1f}×")
     return "\n".join(lines)
