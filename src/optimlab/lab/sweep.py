@@ -1,10 +1,11 @@
 """`sweep`: hyperparameter grids per optimizer, many configurations as one job, resumable.
 
 The output folder:
-- `sweep.sqlite`: every run (see `optimlab.lab.store`): the source of truth, written
-  after every finished run; re-running the identical sweep skips finished runs and
-  re-runs unfinished ones. Other settings are refused, naming what differs; a grid that
-  adds points to the stored one is accepted with `extend=True` (`--extend`);
+- `sweep.sqlite`: every run (see `optimlab.lab.store`): the source of truth, finished
+  runs committed in batches (`BATCH_RUNS`, `BATCH_SECONDS`); re-running the identical
+  sweep skips finished runs and re-runs unfinished ones. Other settings are refused,
+  naming what differs; a grid that adds points to the stored one is accepted with
+  `extend=True` (`--extend`);
 - `summary.json`: as `compare` writes it, for all finished runs (rewritten from the
   store after each batch of runs); `curves.csv` (compare's format) on demand:
   `optimlab export csv DIR` writes it from the store.
