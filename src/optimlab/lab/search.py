@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from optimlab.optim._spec import Number
 
-SEARCHES = ("grid", "random")
+SEARCHES = ("grid", "random", "tpe")  # tpe: optimlab.lab.tpe
 
 
 @dataclass(frozen=True)
