@@ -6,8 +6,9 @@ test can build it from made-up records.
 
 What it checks, for every entry (Choi et al. 2019; Sivaprasad et al. 2020):
 - the tuning budget, trials × steps per trial, and whether it is equal for all entries;
-- hyperparameters at the edge of their range (a grid's edge, or the lowest or highest
-  value random search sampled): the optimum may lie beyond, and the comparison with it;
+- hyperparameters at the edge of their range (a grid's edge, or within 5 % of a sampled
+  range's ends, `optimlab.lab.search.EDGE_BAND`): the optimum may lie beyond, and the
+  comparison with it;
 - hyperparameters of an entry's declared search space that one entry tuned and another
   held fixed;
 - runs of unequal length;

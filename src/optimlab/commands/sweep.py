@@ -194,7 +194,7 @@ def selection_lines(selection: dict[str, dict[str, Any]],
                     grids: dict[str, dict[str, tuple[float, ...]]],
                     search: str = "grid") -> list[str]:
     """Per optimizer: its selected point, and whether a value lies on an edge of its grid
-    (the lowest or highest value sampled, for random search)."""
+    (for random search and TPE: of its range, see `optimlab.lab.search.EDGE_BAND`)."""
     lines = []
     for name, chosen in selection.items():
         hp = chosen["hyperparameters"]

@@ -28,7 +28,7 @@ from typing import Any
 from optimlab.analysis import budget
 from optimlab.analysis.audit import audit
 from optimlab.analysis.records import family
-from optimlab.analysis.selection import best_per_optimizer, edges
+from optimlab.analysis.selection import best_per_optimizer, edges, point_value
 from optimlab.data.dataset import describe
 from optimlab.lab import tpe
 from optimlab.lab.audit import decays, grid_runs, tuned_row
@@ -54,6 +54,7 @@ from optimlab.lab.grid import (
     values_taken,
     with_values,
 )
+from optimlab.lab.search import Range
 from optimlab.lab.store import Checkpoint, Store, config_key
 from optimlab.train import RunResult, TrainConfig
 
@@ -96,7 +97,9 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
     """Per optimizer of `cfg`, what selection on validation makes of `runs` (its grid
     points): {"hyperparameters": the best point, or None when every point diverged,
     "run": the best run's name, "all_diverged": bool, "edge": {key: "low" | "high"} for
-    each swept key whose best value is the smallest or largest of `grids[optimizer]`}."""
+    each swept key whose best value is the smallest or largest of `grids[optimizer]`, or,
+    for a key sampled from a range (random search, TPE), lies within `EDGE_BAND` of an end
+    of the range}."""
     best = best_per_optimizer(runs)
     out = {}
     for name in cfg.labels:
@@ -105,8 +108,23 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
         out[name] = {"hyperparameters": hp, "run": run["run"] if run else None,
                      "all_diverged": run is None and any(
                          family(r["summary"]) == name for r in runs),
-                     "edge": edges(grids[name], hp) if hp else {}}
+                     "edge": _edges(cfg, name, grids[name], hp) if hp else {}}
     return out
+
+
+def _edges(cfg: SweepConfig, name: str, grid: dict[str, tuple[float, ...]],
+           hp: dict[str, Any]) -> dict[str, str]:
+    """The edges of the point `hp` of entry `name` (see `select`)."""
+    found = edges(grid, hp)
+    if cfg.search == "grid":
+        return found
+    for key, values in search_space(cfg, cfg.entry(name)).items():
+        if isinstance(values, Range):
+            side = values.side(point_value(hp, key))
+            found.pop(key, None)
+            if side:
+                found[key] = side
+    return found
 
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
