@@ -95,33 +95,48 @@ def done_count(db: Path) -> int:
     return store_count(db, "SELECT count(*) FROM runs WHERE status = 'done'")
 
 
-# The child of `kill_9_after_a_finished_run`: the CLI, with the store's `finish` patched to
-# announce (a file appears) and then wait, once `after` runs are committed.
+# The child of `kill_9_after_a_finished_run`: the CLI, with the sweep's batches of
+# BATCH runs, and the store's commit patched to announce (a file appears) and then wait:
+# after the commit that holds the `after`-th finished run, or ("during") inside the
+# transaction of the `after`-th batch, before its commit.
 _KILL_AFTER = """
 import sys, time
 from pathlib import Path
 import optimlab.lab.store as store
-real, done = store.Store.finish, []
-def finish(self, *args):
-    real(self, *args)
-    done.append(1)
-    if len(done) == int(sys.argv[1]):
-        Path(sys.argv[2]).touch()
-        time.sleep(600)
-store.Store.finish = finish
+import optimlab.lab.sweep as sweep
+after, flag, batch, when = int(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sweep.BATCH_RUNS = batch
+write, flush, writes = store.Store._write, store.Store.flush, []
+def wait():
+    flag.touch()
+    time.sleep(600)
+def patched_write(self, rows):
+    write(self, rows)
+    writes.append(len(rows))
+    if when == "during" and len(writes) == after:
+        wait()
+def patched_flush(self):
+    flush(self)
+    if when == "after" and sum(writes) >= after:
+        wait()
+store.Store._write, store.Store.flush = patched_write, patched_flush
 from optimlab.cli import main
-raise SystemExit(main(sys.argv[3:]))
+raise SystemExit(main(sys.argv[5:]))
 """
 
 
 def kill_9_after_a_finished_run(argv: list[str], db: Path, timeout: float = 120,
-                                after: int = 1) -> int:
-    """Run `optimlab ARGV` and SIGKILL it right after the store `db` committed its `after`-th
-    finished run (the child waits there, so the kill lands at the same place every time);
-    the number of finished runs it left."""
+                                after: int = 1, batch: int = 1, when: str = "after",
+                                stdout: Path | None = None) -> int:
+    """Run `optimlab ARGV` (the sweep committing `batch` runs at a time) and SIGKILL it right
+    after the store `db` committed its `after`-th finished run, or with `when="during"`
+    inside the transaction of its `after`-th batch (the child waits there, so the kill
+    lands at the same place every time); the number of finished runs it left. `stdout`:
+    a file that receives what the child printed, unbuffered."""
     flag = db.parent.with_name(db.parent.name + ".killed-here")
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_AFTER, str(after), str(flag), *argv],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out = stdout.open("w") if stdout else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-u", "-c", _KILL_AFTER, str(after), str(flag),
+                             str(batch), when, *argv], stdout=out, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while not flag.exists():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -129,6 +144,8 @@ def kill_9_after_a_finished_run(argv: list[str], db: Path, timeout: float = 120,
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    if stdout:
+        out.close()
     return done_count(db)
 
 

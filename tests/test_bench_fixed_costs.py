@@ -27,3 +27,12 @@ def test_every_base_is_an_earlier_case():
     names = [c.name for c in fixed_costs.CASES]
     for i, case in enumerate(fixed_costs.CASES):
         assert case.base is None or case.base in names[:i], case.name
+
+
+def test_the_goal_line_is_the_one_step_sweep_against_two_seconds():
+    rows = [{"case": "import torch", "cpu_s": 1.5}, {"case": fixed_costs.FIXED, "cpu_s": 2.25}]
+    assert fixed_costs.goal_line(rows) == ("fixed costs of sweep: 2.25 s CPU (import torch "
+                                           "1.50, the rest 0.75); goal <= 2 s: not met")
+    rows[1]["cpu_s"] = 1.9
+    assert fixed_costs.goal_line(rows).endswith("the rest 0.40); goal <= 2 s: met")
+    assert fixed_costs.goal_line(rows[:1]) is None

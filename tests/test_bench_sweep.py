@@ -9,11 +9,13 @@ import statistics
 import pytest
 import torch
 from conftest import exit_code
+from test_sweep import DS
 from torch.utils.flop_counter import FlopCounterMode
 
 from optimlab import models
 from optimlab.bench.lab_scale import LAB_MODELS, lab_shapes, run_lab_case
 from optimlab.bench.report import goals
+from optimlab.bench.store import curves
 from optimlab.bench.sweep import (
     LAYOUTS,
     PLAIN,
@@ -29,6 +31,7 @@ from optimlab.cli import main
 from optimlab.data import Dataset
 from optimlab.lab.grid import settings
 from optimlab.optim import OPTIMIZERS
+from optimlab.train import TrainConfig, train_run
 
 PEER_CASES = [("sgd", {"lr": 0.1}), ("momentum", {"lr": 0.1}),
               ("momentum", {"lr": 0.05, "momentum": 0.5}), ("rmsprop", {"lr": 1e-3}),
@@ -120,12 +123,34 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
     assert agree["same_diverged"] and 0 <= agree["max_abs_diff_final_test_acc"] < 0.2
 
 
+def test_store_bench_curves_are_a_training_runs_and_its_rows_store_them(tmp_path):
+    """The made-up curves have the points a run of the same steps has; each row stores
+    every run; the JSON has both rates and their ratio."""
+    cfg = TrainConfig(dataset="blobs", model="mlp", optimizer="sgd", steps=20,
+                      batch_size=20, eval_every=8)
+    run = train_run(cfg, DS)
+    assert [(p.step, p.split, p.metric) for p in curves(20, 8)] == [
+        (p.step, p.split, p.metric) for p in run.curves]
+    out = tmp_path / "store.json"
+    assert main(["sweep-bench", "--store", "12", "--steps", "20", "--eval-every", "8",
+                 "--repeats", "2", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["settings"]["curve_points"] == 20 + 4 * 6  # evaluations at 0, 8, 16, 20
+    per_run, batched = r["rows"]["per_run"], r["rows"]["batched"]
+    assert (per_run["batch_runs"], len(batched["seconds"])) == (1, 2)
+    for row in (per_run, batched):
+        assert row["runs_per_s"] == pytest.approx(12 / statistics.median(row["seconds"]))
+        assert row["runs_per_cpu_s"] == pytest.approx(12 / statistics.median(row["cpu_seconds"]))
+    assert r["batched_vs_per_run"] == pytest.approx(batched["runs_per_s"] / per_run["runs_per_s"])
+
+
 @pytest.mark.parametrize("argv,words", [
     (["--rows", "loop,spark"], "Invalid rows: spark"),
     (["--repeats", "0"], "argument --repeats: '0'; allowed: an integer >= 1"),
     (["--optimizers", "adafactor"], "Invalid optimizer 'adafactor'"),
     (["--json", "/nonexistent-dir/x.json"], "directory /nonexistent-dir does not exist"),
     (["--step-times", "-1"], "argument --step-times: '-1'; allowed: an integer >= 0"),
+    (["--store", "x"], "argument --store: 'x'; allowed: an integer >= 0"),
 ])
 def test_sweep_bench_bad_input_is_a_clean_cli_error(argv, words, capsys):
     assert exit_code(["sweep-bench", *argv]) == 2

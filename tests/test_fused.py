@@ -437,3 +437,39 @@ print(whole)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_two_threads_first_using_a_kind_both_get_its_kernel(monkeypatch):
+    """Two vectorized groups side by side take their first fused step at once; loading
+    the kernels' module is slow, and the second thread must wait for it, not find the
+    names without the module (a crash in a Ray worker did)."""
+    import threading
+    import time
+
+    from optimlab.kernels import _numba_formula
+    from optimlab.kernels.formula import FORMULAS
+
+    load = _numba_formula.kernels
+
+    def slow(formula, n):
+        time.sleep(0.3)
+        return load(formula, n)
+
+    monkeypatch.setattr(_numba_formula, "kernels", slow)
+    kind = numba_cpu._Kind(FORMULAS["sgd"])
+    kw = OPTIMIZERS["sgd"]([torch.zeros(3, requires_grad=True)], lr=0.1).param_groups[0]
+    got, errors = [], []
+
+    def first_step():
+        try:
+            got.append(kind.kernel(kind.structure(kw)))
+        except Exception as e:  # collected: an assert in a thread would go unseen
+            errors.append(e)
+
+    threads = [threading.Thread(target=first_step) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert errors == [] and len(got) == 2 and got[0] is got[1]

@@ -210,7 +210,8 @@ def test_the_address_comes_from_ray_address_when_no_flag_gives_one(tmp_path, cap
     assert "Invalid Ray address '127.0.0.1:1': cannot reach it" in capsys.readouterr().err
 
 
-def test_sweep_bench_has_a_ray_row_with_its_overhead_and_the_same_results(cluster, tmp_path):
+def test_sweep_bench_has_a_ray_row_with_its_overhead_and_the_same_results(cluster, tmp_path,
+                                                                          capsys):
     np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
     assert main(["sweep-bench", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--optimizers",
                  "sgd,adam", "--lr", "0.01,0.1", "--steps", "30", "--batch-size", "20",
@@ -222,6 +223,8 @@ def test_sweep_bench_has_a_ray_row_with_its_overhead_and_the_same_results(cluste
     overhead = ray_row["overhead_vs_vectorized"]
     assert overhead["wall_s"] == pytest.approx(ray_row["wall_s"] - local["wall_s"])
     assert overhead["ratio"] == pytest.approx(ray_row["wall_s"] / local["wall_s"])
+    assert f"ray ÷ vectorized: {overhead['ratio']:.2f}× the wall time (goal <= 1.2×)" in (
+        capsys.readouterr().out)
     agreement = overhead["agreement"]
     assert agreement["same_diverged"]
     for key in ("final_val_acc", "final_test_acc", "final_train_loss"):

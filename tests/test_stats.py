@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from optimlab.analysis.stats import (
     A_BETTER,
@@ -23,6 +24,7 @@ from optimlab.analysis.stats import (
     NOT_REACHED,
     TOO_FEW,
     PairedMeasure,
+    _order_weights,
     compare_pair,
     expected_best,
     expected_best_band,
@@ -43,13 +45,20 @@ def enumerated_p(d: list[float]) -> float:
     return hits / 2 ** len(d)
 
 
-def test_the_analysis_layer_needs_no_torch():
-    code = ("import sys; from optimlab.analysis import stats as s; "
-            "s.compare_pair('a', 'b', [s.PairedMeasure('m', [1, 2, 3], [2, 2, 5], True)]); "
-            "s.expected_best_band([0.1, 0.4]); print('torch' in sys.modules)")
+def imported(calls: str, module: str) -> bool:
+    """Whether a fresh process that runs `calls` (on `s`, the stats module) imports
+    `module`."""
+    code = (f"import sys; from optimlab.analysis import stats as s; {calls}; "
+            f"print({module!r} in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
-    assert done.stdout.strip() == "False", done.stderr[-2000:]
+    assert done.stdout.strip() in ("True", "False"), done.stderr[-2000:]
+    return done.stdout.strip() == "True"
+
+
+def test_the_analysis_layer_needs_no_torch():
+    assert not imported("s.compare_pair('a', 'b', [s.PairedMeasure('m', [1, 2, 3], [2, 2, 5], "
+                        "True)]); s.expected_best_band([0.1, 0.4])", "torch")
 
 
 @pytest.mark.parametrize("d, by_hand", [
@@ -287,6 +296,49 @@ def test_expected_best_band_brackets_the_curve_and_is_seeded():
     flat_low, flat_high = expected_best_band([0.5] * 5)
     assert np.allclose(flat_low, 0.5) and np.allclose(flat_high, 0.5)
     assert [list(x) for x in expected_best_band([0.7])] == [[0.7], [0.7]]  # one trial
+
+
+def test_enumerated_p_and_the_interval_are_scipys_without_importing_scipy_stats():
+    rng = np.random.default_rng(11)
+    d = np.concatenate([rng.normal(0.3, 1, (5, 9)), [[1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 0, 0, 1]]])
+    ref = scipy.stats.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis),
+                                       permutation_type="samples", vectorized=True,
+                                       n_resamples=np.inf, axis=-1).pvalue
+    assert np.allclose(sign_flip_p(d), ref, rtol=1e-12, atol=0)  # ties included: last row
+    row = d[0]
+    ci = scipy.stats.ttest_1samp(row, 0.0).confidence_interval(0.95)
+    got = compare_pair("a", "b", [PairedMeasure("m", list(row), [0.0] * 9, True)])[0]
+    assert got["ci"] == pytest.approx([ci.low, ci.high], rel=1e-12)
+    assert not imported("s.compare_pair('a', 'b', [s.PairedMeasure('m', [1, 2, 3, 5], "
+                        "[2, 2, 5, 3], True)])", "scipy.stats")
+
+
+def test_best_of_k_weights_are_the_binomial_ratios():
+    n = 40
+    w = _order_weights(n)
+    exact = [[math.comb(i - 1, k - 1) / math.comb(n, k) for i in range(1, n + 1)]
+             for k in range(1, n + 1)]
+    assert np.allclose(w, exact, rtol=1e-12, atol=0)
+    assert np.allclose(w.sum(axis=1), 1.0, rtol=1e-12)  # the best of k is one of them
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_expected_best_band_is_scipys_percentile_bootstrap_and_needs_no_scipy(higher):
+    """The same band as scipy.stats.bootstrap(method="percentile"), within the Monte Carlo
+    error of 20,000 resamples each (their random draws differ)."""
+    scores = np.random.default_rng(7).normal(size=15)
+    sign = 1.0 if higher else -1.0
+    weights = _order_weights(len(scores))
+
+    def curves(x, axis):
+        ordered = np.sort(sign * np.moveaxis(x, axis, -1), axis=-1)
+        return np.moveaxis(sign * (ordered @ weights.T), -1, 0)
+
+    ref = scipy.stats.bootstrap((scores,), curves, vectorized=True, method="percentile",
+                                n_resamples=20000, rng=1).confidence_interval
+    low, high = expected_best_band(scores, higher_is_better=higher, resamples=20000)
+    assert np.allclose(low, ref.low, atol=0.03) and np.allclose(high, ref.high, atol=0.03)
+    assert not imported("s.expected_best_band([0.1, 0.4, 0.3])", "scipy")
 
 
 @pytest.mark.parametrize("scores", [[], [0.5, float("nan")], [[0.1, 0.2]]])

@@ -18,13 +18,15 @@ from summaries import runs as summary_runs
 from optimlab.cli import main
 from optimlab.data import Dataset
 from optimlab.lab import executors
+from optimlab.lab import store as sweep_store
+from optimlab.lab import sweep as sweep_module
 from optimlab.lab.executors import run_processes, run_vectorized
 from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep
 from optimlab.optim.batched import BatchedOptimizer
 from optimlab.report.records import export_csv
-from optimlab.train import TrainConfig, train_run
+from optimlab.train import CurvePoint, TrainConfig, train_run
 
 # Fields that are clocks: they differ between any two runs of the same configuration.
 CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_target_s",
@@ -381,6 +383,60 @@ def test_kill_9_mid_sweep_then_resume_gives_the_uninterrupted_results(tmp_path):
     assert main(["report", str(killed)]) == 0
 
 
+def test_a_batched_store_commits_when_full_when_due_or_before_a_read(tmp_path, monkeypatch):
+    cfgs = [TrainConfig(optimizer="sgd", seed=s) for s in range(4)]
+    store, told = Store(tmp_path, batch_runs=3, batch_seconds=1.0), []
+    store.plan(cfgs, "grid")
+    curve = [CurvePoint(1, 0.5, "batch", "loss", 2.0), CurvePoint(1, 0.5, "val", "acc", 0.25)]
+
+    def then(name: str):  # a run is reported only once committed, seen from another reader
+        return lambda: told.append((name, done_count(tmp_path / "sweep.sqlite")))
+
+    clock = iter([100.0, 100.5, 101.0])
+    monkeypatch.setattr(sweep_store.time, "monotonic", lambda: next(clock))
+    store.finish(cfgs[0], {"a": 1}, curve, then("0"))  # waits from t = 100
+    assert not store.due() and store.due()  # at 100.5, then at 101.0
+    assert done_count(tmp_path / "sweep.sqlite") == 0 and told == []
+    monkeypatch.undo()
+    store.finish(cfgs[1], {"a": 2}, curve, then("1"))
+    store.finish(cfgs[2], {"a": 3}, curve, then("2"))  # the third: the batch is full
+    assert told == [("0", 3), ("1", 3), ("2", 3)]
+    store.finish(cfgs[3], {"a": 4}, curve)
+    assert store.finished_count() == 4  # a read commits the pending first
+    runs = Store(tmp_path).runs()
+    assert [r["summary"]["a"] for r in runs] == [1, 2, 3, 4]
+    assert all(r["curves"] == curve for r in runs)
+
+
+def reported(text: str) -> list[str]:
+    """The runs the sweep printed as finished (`NAME: val acc ...`), in order."""
+    return re.findall(r"^(\S+): val acc", text, re.M)
+
+
+def test_kill_9_during_a_batched_commit_loses_only_unreported_runs_and_resumes_once(
+        tmp_path, capsys):
+    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
+    killed, printed = tmp_path / "killed", tmp_path / "printed.txt"
+    # batches of 2 (a group's members finish together): the kill lands inside the second
+    # batch's transaction, once the first is committed and reported
+    at_kill = kill_9_after_a_finished_run(sweep_args(tmp_path / "blobs.npz", killed),
+                                          killed / "sweep.sqlite", after=2, batch=2,
+                                          when="during", stdout=printed)
+    before = reported(printed.read_text())
+    with sqlite3.connect(killed / "sweep.sqlite") as conn:
+        done = [n for (n,) in conn.execute("SELECT name FROM runs WHERE status = 'done'")]
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert at_kill == 2 and sorted(before) == sorted(done)  # reported exactly the committed
+    capsys.readouterr()
+    assert main(sweep_args(tmp_path / "blobs.npz", killed)) == 0  # resume
+    again = reported(capsys.readouterr().out)
+    assert sorted(again + before) == sorted(r["run"] for r in Store(killed).runs())
+    assert len(again) == 4  # each unfinished run once, no finished one again
+    whole = tmp_path / "whole"
+    assert main(sweep_args(tmp_path / "blobs.npz", whole)) == 0
+    assert comparable(killed) == comparable(whole)
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--lr", "1:0.1:3"], "Invalid lr"),
     (["--beta1", "x"], "Invalid beta1"),
@@ -404,27 +460,28 @@ def test_a_full_store_says_what_is_safe_and_the_same_command_resumes(tmp_path, m
     argv = ["sweep", "--dataset", f"npz:{tmp_path / 'blobs.npz'}", "--model", "logreg",
             "--optimizers", "sgd,adam", "--lr", "0.03,0.3", "--steps", "200", "--batch-size",
             "20", "--eval-every", "100", "--executor", "sequential", "--out", str(tmp_path / "o")]
-    real, calls = Store.finish, []
+    real, calls = Store._write, []
+    monkeypatch.setattr(sweep_module, "BATCH_RUNS", 2)
 
     # 200 steps: a run's row (about 4 KB) needs a new page, which the limit refuses
-    def finish(self, *args):  # the 3rd run finds the database at its size limit
+    def write(self, batch):  # the 2nd batch finds the database at its size limit
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 2:
             pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
             self.conn.execute(f"PRAGMA max_page_count = {pages}")
-        return real(self, *args)
+        return real(self, batch)
 
-    monkeypatch.setattr(Store, "finish", finish)
+    monkeypatch.setattr(Store, "_write", write)
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     safe = done_count(tmp_path / "o" / "sweep.sqlite")
-    assert 2 <= safe < 4
+    assert safe == 2  # the first batch; none of the second
     assert err == (f"optimlab sweep: error: the disk is full while writing "
                    f"{tmp_path / 'o' / 'sweep.sqlite'}: {safe} finished runs are safe there; "
                    "free space and run the same sweep command again to resume")
     with sqlite3.connect(tmp_path / "o" / "sweep.sqlite") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    monkeypatch.setattr(Store, "finish", real)
+    monkeypatch.setattr(Store, "_write", real)
     assert main(argv) == 0
     assert done_count(tmp_path / "o" / "sweep.sqlite") == 4
 

@@ -70,17 +70,38 @@ def sign_flip_p(d: Sequence[float] | np.ndarray) -> np.ndarray:
     """Two-sided p of the paired sign-flip test of mean(d) = 0 over the last axis of `d`
     (leading axes: independent tests); exact up to EXACT_UP_TO pairs, seeded Monte Carlo
     with 2^EXACT_UP_TO sign patterns beyond."""
-    from scipy import stats
-
     d = np.asarray(d, float)
     if d.shape[-1] < 2:  # both patterns of one pair reach |d|; scipy wants two pairs
         return np.ones(d.shape[:-1])
+    if d.shape[-1] <= EXACT_UP_TO:
+        return _enumerated_p(d)
+    from scipy import stats
+
     # scipy holds batch x d.size flipped values at once: unbounded, many tests at once ran
     # much slower in fresh memory than at this bound (docs/performance.md, 'Behind the code')
     batch = max(1, 2 ** 20 // max(1, d.size))
     return stats.permutation_test((d,), _mean, permutation_type="samples", vectorized=True,
                                   n_resamples=2 ** EXACT_UP_TO, batch=batch, axis=-1,
                                   rng=0).pvalue
+
+
+def _enumerated_p(d: np.ndarray) -> np.ndarray:
+    """`sign_flip_p` over all 2^n sign patterns, as scipy.stats.permutation_test computes
+    it (its tolerance for ties included), in NumPy: importing scipy.stats cost every
+    sweep's report a second, for a handful of pairs."""
+    n = d.shape[-1]
+    signs = 1.0 - 2.0 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    rows = d.reshape(-1, n)
+    out = np.empty(len(rows))
+    step = max(1, 2 ** 20 // 2 ** n)  # tests at once, so that the null stays ~8 MB
+    for a in range(0, len(rows), step):
+        x = rows[a:a + step]
+        observed = x.mean(axis=1, keepdims=True)
+        null = x @ signs.T / n
+        tie = np.abs(100 * np.finfo(float).eps * observed)
+        less, greater = (null <= observed + tie).mean(1), (null >= observed - tie).mean(1)
+        out[a:a + step] = np.minimum(1.0, 2 * np.minimum(less, greater))
+    return out.reshape(d.shape[:-1])
 
 
 def smallest_p(n: int) -> float:
@@ -151,10 +172,10 @@ def interval(d: np.ndarray, level: float) -> list[float] | None:
         return None
     if np.ptp(d) <= 1e-12 * np.max(np.abs(d)):  # no spread (up to rounding): the point
         return [float(np.mean(d)), float(np.mean(d))]
-    from scipy import stats
+    from scipy import special  # not scipy.stats: its import costs a report a second
 
-    ci = stats.ttest_1samp(d, 0.0).confidence_interval(level)
-    return [float(ci.low), float(ci.high)]
+    half = special.stdtrit(len(d) - 1, (1 + level) / 2) * np.std(d, ddof=1) / np.sqrt(len(d))
+    return [float(np.mean(d) - half), float(np.mean(d) + half)]
 
 
 def _test_name(n: int) -> str:
@@ -217,12 +238,13 @@ def expected_best(scores: Sequence[float], *, higher_is_better: bool = True) -> 
 
 def _order_weights(n: int) -> np.ndarray:
     """W[k-1, i-1] = C(i-1, k-1) / C(n, k): the chance that x_(i) is the best of k draws."""
-    from scipy import special
-
+    # log m! for m = 0..n as a running sum: a sweep's outputs then need no scipy (its
+    # special functions, imported with scipy.stats, cost the command a second)
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
     k = np.arange(1, n + 1)[:, None]
     i = np.arange(1, n + 1)[None, :]
-    log_w = (special.gammaln(i) - special.gammaln(k) - special.gammaln(np.maximum(i - k, 0) + 1)
-             - special.gammaln(n + 1) + special.gammaln(k + 1) + special.gammaln(n - k + 1))
+    log_w = (log_fact[i - 1] - log_fact[k - 1] - log_fact[np.maximum(i - k, 0)]
+             - log_fact[n] + log_fact[k] + log_fact[n - k])
     return np.where(i >= k, np.exp(log_w), 0.0)
 
 
@@ -230,20 +252,16 @@ def expected_best_band(scores: Sequence[float], *, higher_is_better: bool = True
                        level: float = 0.95, resamples: int = 2000
                        ) -> tuple[np.ndarray, np.ndarray]:
     """A percentile bootstrap band (low, high) around `expected_best`, resampling the
-    trials with replacement (seeded: the same scores give the same band)."""
-    from scipy import stats
-
+    trials with replacement (seeded: the same scores give the same band). Written out in
+    NumPy, as scipy.stats.bootstrap's percentile method computes it (the tests hold the
+    two together): importing scipy.stats cost every sweep a second, for this band."""
     observed = expected_best(scores, higher_is_better=higher_is_better)
-    if len(observed) == 1:  # every resample of one trial is that trial; scipy wants two
+    if len(observed) == 1:  # every resample of one trial is that trial
         return observed, observed
-    weights = _order_weights(len(observed))
+    x = np.asarray(scores, float)
     sign = 1.0 if higher_is_better else -1.0
-
-    def curves(x: np.ndarray, axis: int) -> np.ndarray:  # bootstrap wants outputs first
-        ordered = np.sort(sign * np.moveaxis(x, axis, -1), axis=-1)
-        return np.moveaxis(sign * (ordered @ weights.T), -1, 0)
-
-    band = stats.bootstrap((np.asarray(scores, float),), curves, vectorized=True,
-                           method="percentile", confidence_level=level,
-                           n_resamples=resamples, rng=0).confidence_interval
-    return band.low, band.high
+    draws = np.random.default_rng(0).integers(0, len(x), (resamples, len(x)))
+    curves = sign * (np.sort(sign * x[draws], axis=-1) @ _order_weights(len(x)).T)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(curves, [tail, 100 - tail], axis=0)
+    return low, high

@@ -29,16 +29,28 @@ from pathlib import Path
 from typing import Any
 
 PY = sys.executable
-# The goal's sweep (4 optimizers × 8 η, MNIST-1D MLP, batch 100), a few steps, one thread:
-# training is then a small part and the rest is fixed cost.
-SWEEP = ["-m", "optimlab", "sweep", "--optimizers", "sgd,momentum,rmsprop,adam",
-         "--lr", "1e-4:1e-1:8", "--steps", "50", "--batch-size", "100", "--model", "mlp",
-         "--dataset", "mnist1d", "--threads", "1"]
+
+
+def sweep_argv(steps: int) -> list[str]:
+    """The goal's sweep (4 optimizers × 8 η, MNIST-1D MLP, batch 100), `steps` steps, one
+    thread: with few steps, training is a small part and the rest is fixed cost."""
+    return ["-m", "optimlab", "sweep", "--optimizers", "sgd,momentum,rmsprop,adam",
+            "--lr", "1e-4:1e-1:8", "--steps", str(steps), "--batch-size", "100", "--model",
+            "mlp", "--dataset", "mnist1d", "--threads", "1"]
+
+
+SWEEP = sweep_argv(50)
 COMPARE = ["-m", "optimlab", "compare", "--steps", "50", "--model", "mlp", "--threads", "1"]
 # One Adam step on a tiny tensor: `foreach` pays torch.optim's machinery (its first
 # add_param_group imports torch._dynamo), `fused` that and numba's import and kernel load.
 STEP = ("import torch; from optimlab.optim import Adam; p = torch.zeros(10, "
         "requires_grad=True); p.grad = torch.ones(10); Adam([p], {}=True).step()")
+
+
+# The sweep of one step: its cost is the command's fixed cost (training is ~10 ms of it)
+FIXED = "optimlab sweep, 1 step"
+# The goal: a sweep's fixed costs within 2 s of CPU, `import torch` the only large part
+GOAL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ CASES: tuple[Case, ...] = (
          env=lambda tmp: {"NUMBA_CACHE_DIR": str(tmp / "numba")}),
     Case("optimlab sweep, 50 steps", lambda tmp: [PY, *SWEEP, "--out", str(tmp / "out")],
          "import torch"),
+    Case(FIXED, lambda tmp: [PY, *sweep_argv(1), "--out", str(tmp / "out")], "import torch"),
     Case("optimlab report of that sweep",
          lambda tmp: [PY, "-m", "optimlab", "report", str(tmp / "out")], "import torch",
          prepare=_sweep_out),
@@ -126,6 +139,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def goal_line(rows: list[dict[str, Any]]) -> str | None:
+    """The sweep's fixed costs against GOAL_S (None when that case did not run)."""
+    by = {r["case"]: r for r in rows}
+    if FIXED not in by:
+        return None
+    cost, torch_s = by[FIXED]["cpu_s"], by["import torch"]["cpu_s"]
+    met = "met" if cost <= GOAL_S else "not met"
+    return (f"fixed costs of sweep: {cost:.2f} s CPU (import torch {torch_s:.2f}, the rest "
+            f"{cost - torch_s:.2f}); goal <= {GOAL_S:g} s: {met}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m optimlab.bench.fixed_costs",
                                 description=__doc__.splitlines()[0])
@@ -147,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     rows = run(cases, args.repeats)
     print(format_table(rows))
+    goal = goal_line(rows)
+    if goal:
+        print(goal)
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -55,6 +55,8 @@ from optimlab.optim.batched import BatchedOptimizer
 from optimlab.train import TrainConfig, evaluate, init_model, on_device
 from optimlab.train.config import DTYPES
 
+# Ray's wall time over the local vectorized executor's, at most (2 CPUs, the same sweep)
+RAY_GOAL = 1.2
 # The rows that are not executors of ours.
 PEERS = ("loop", "command")
 ROWS = (*PEERS, *EXECUTORS)
@@ -526,6 +528,10 @@ def format_summary(result: dict[str, Any]) -> str:
                      f"{r.get('speedup_vs_loop', float('nan')):>8.2f}×"
                      f"{r['train_gflops']:>9.1f}{r['fraction_of_matmul']:>11.0%}"
                      f"{r['fraction_of_plain_matmul']:>10.0%}")
+    overhead = result["rows"].get("ray", {}).get("overhead_vs_vectorized")
+    if overhead:
+        lines.append(f"  ray ÷ vectorized: {overhead['ratio']:.2f}× the wall time "
+                     f"(goal <= {RAY_GOAL:g}×)")
     return "\n".join(lines)
 
 

@@ -62,6 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "vectorized group's through its written-out backward and through vmap, "
                         "its optimizer part fused and through the torch ops, the matrix "
                         "products alone — medians of ROUNDS interleaved rounds")
+    p.add_argument("--store", type=natural_int, default=0, metavar="RUNS",
+                   help="instead of the rows: the driver's store, finished runs of --steps "
+                        "steps written per second, one commit per run and in the sweep's "
+                        "batches, medians of --repeats interleaved rounds of RUNS runs")
     p.add_argument("--race", type=natural_int, default=0, metavar="TRIALS",
                    help="instead of the rows: the time each search of TRIALS configurations "
                         "takes to reach the best validation score of the full random sweep "
@@ -148,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
         return 2
-    if args.step_times:
+    if args.store:
+        from optimlab.bench.store import format_store_rate, store_rate
+
+        result = store_rate(args.store, cfg.sweep.steps_for(0), cfg.sweep.eval_every,
+                            args.repeats)
+        summary = format_store_rate(result)
+    elif args.step_times:
         result = step_times(cfg.sweep, dataset, rounds=args.step_times, threads=cfg.threads)
         summary = format_step_times(result)
     else:

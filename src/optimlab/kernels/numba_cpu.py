@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import operator
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -218,11 +219,17 @@ class _Kind:
         self.formula = formula
         self.names: Names | None = None
         self.module: Any = None
+        # two vectorized groups side by side take their first step at once: the second
+        # must not see the names before the module is loaded
+        self._loading = threading.Lock()
 
     def _ready(self, kw: dict[str, Any]) -> Names:
         if self.names is None:
-            self.names = names(self.formula, kw)
-            self.module = _nf.kernels(self.formula, self.names)
+            with self._loading:
+                if self.names is None:
+                    found = names(self.formula, kw)
+                    self.module = _nf.kernels(self.formula, found)
+                    self.names = found
         return self.names
 
     def structure(self, kw: dict[str, Any]) -> tuple[bool, ...]:

@@ -451,13 +451,14 @@ class Job:
     max_batch: int = 64  # members trained together (vectorized, Ray shards)
     say: Say | None = None  # what the vectorized executor cannot take (None: stderr)
     callbacks: CallbacksFor | None = None  # per run; such runs train one by one
+    on_wait: Callable[[], None] | None = None  # Ray's driver, between arrivals (~2 per second)
 
 
 def _ray(job: Job) -> None:
     from optimlab.lab.ray_executor import run_ray  # the optional extra
 
     run_ray(job.configs, job.dataset, job.on_finish, job.max_batch,
-            on_progress=job.on_progress, checkpoints=job.checkpoints)
+            on_progress=job.on_progress, checkpoints=job.checkpoints, on_wait=job.on_wait)
 
 
 # The executors by name: compare and sweep (`--executor`) train through this table.

@@ -18,7 +18,8 @@
   shard run again (its worker died) goes on from its latest instead of from its start.
 - Progress: each task reports its shard's member-steps to a small actor about twice a
   second; the driver reads it between arrivals (shards and steps done, across the
-  cluster), never waiting on it.
+  cluster), never waiting on it. Both actors live on the driver's node: a worker node
+  may die mid-sweep, and its shards run again elsewhere.
 
 Ray is an optional extra (`pip install optimlab[ray]`), imported only here and only
 when this executor runs.
@@ -212,11 +213,13 @@ def _first_time(marker: str) -> bool:
 def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             max_batch: int = 64, *, address: str | None = None,
             on_progress: Callable[[Progress], None] | None = None,
-            checkpoints: Checkpoints | None = None) -> None:
+            checkpoints: Checkpoints | None = None,
+            on_wait: Callable[[], None] | None = None) -> None:
     """Train `configs` as vectorized shards of at most `max_batch` members on the Ray
     cluster (see `connect`); `on_finish` gets each result in this process, shard by
     shard as they end; `on_progress` the counts about every REPORT_EVERY_S seconds;
-    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on)."""
+    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on);
+    `on_wait` is called as often (the driver's batched commits wait no longer)."""
     ray = require_ray()
     for device in {c.device for c in configs}:
         check_device(device)
@@ -227,8 +230,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)
-    steps: Any = ray.remote(num_cpus=0)(_Steps).remote() if on_progress else None
-    sink: Any = ray.remote(num_cpus=0)(_Checkpoints).remote() if checkpoints else None
+    steps: Any = _here(ray, _Steps).remote() if on_progress else None
+    sink: Any = _here(ray, _Checkpoints).remote() if checkpoints else None
     data = ray.put(dataset)
     kill_once = os.environ.get(KILL_ONCE_ENV)
     pending = {task.remote(i, shard, data, threads, steps, kill_once,
@@ -256,6 +259,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             if taken is not None and checkpoints and ray.wait([taken], timeout=0)[0]:
                 checkpoints.save(ray.get(taken))  # those of finished runs are not kept
                 taken = sink.take.remote()
+            if on_wait:
+                on_wait()
         if on_progress:
             on_progress(_progress(shards, finished, reported))
     finally:
@@ -264,6 +269,16 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
         for actor in (steps, sink):
             if actor is not None:
                 ray.kill(actor)
+
+
+def _here(ray: Any, cls: type) -> Any:
+    """`cls` as an actor on the driver's node: placed on another node, it would die with
+    that node and take the sweep with it, while the driver's node outlives every worker."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return ray.remote(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+        node, soft=False))(cls)
 
 
 def _saved(checkpoints: Checkpoints | None, shard: list[TrainConfig]

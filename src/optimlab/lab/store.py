@@ -11,7 +11,13 @@ run in flight, removed when the run finishes.
 A finished run is written in one transaction (summary, curves and status together), so
 a crash or `kill -9` loses at most the runs in flight; those stay "pending"/"running"
 and run again on resume, from their checkpoint when they have one (the checkpoints of a
-group of runs are written in one transaction too).
+group of runs are written in one transaction too). A store opened with `batch_runs > 1`
+(the sweep's) commits finished runs in batches, one transaction each: a commit waits for
+the disk, and one per run capped the driver near its rate. A batch is written when it
+holds `batch_runs` runs, when its oldest has waited `batch_seconds` (`due`, asked by the
+caller between steps), and before any read; each run's `then` (its report) comes after its
+commit, so a `kill -9` loses only runs that were never reported finished, and they run
+again on resume.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,9 @@ DELETE FROM checkpoints WHERE key IN (SELECT key FROM runs WHERE status = 'done'
 """
 # A checkpoint: the configuration, the step it was taken after, its bytes.
 Checkpoint = tuple[TrainConfig, int, bytes]
+# A finished run waiting for its batch's commit: key, name, summary (JSON), curves (encoded),
+# and what to call once it is committed.
+_Pending = tuple[str, str, str, bytes, Callable[[], None] | None]
 
 
 def config_key(config: TrainConfig) -> str:
@@ -64,9 +73,14 @@ def run_name(config: TrainConfig, point: bool = True) -> str:
 class Store:
     """The SQLite file `out/sweep.sqlite` (created on first use, reopened to resume)."""
 
-    def __init__(self, out: str | Path) -> None:
+    def __init__(self, out: str | Path, batch_runs: int = 1, batch_seconds: float = 1.0) -> None:
+        """`batch_runs`: finished runs committed together at most (1: each at once);
+        `batch_seconds`: how long the oldest of them waits at most (see `due`)."""
         self.out = output_folder(out, "sweep")
         self.path = self.out / FILENAME
+        self.batch_runs, self.batch_seconds = batch_runs, batch_seconds
+        self.pending: list[_Pending] = []
+        self.since = 0.0  # when the oldest pending run finished (time.monotonic)
         try:
             self.conn = sqlite3.connect(self.path)
             self.conn.executescript(_SCHEMA)
@@ -76,6 +90,7 @@ class Store:
                              f"sweep store ({e})") from None
 
     def close(self) -> None:
+        self.flush()
         self.conn.close()
 
     def plan(self, configs: Iterable[TrainConfig], role: str, point: bool = True) -> None:
@@ -93,6 +108,7 @@ class Store:
 
     def unfinished(self, configs: Iterable[TrainConfig]) -> list[TrainConfig]:
         """The configurations among `configs` that have no finished run yet."""
+        self.flush()
         done = {k for (k,) in self.conn.execute("SELECT key FROM runs WHERE status = 'done'")}
         return [c for c in configs if config_key(c) not in done]
 
@@ -103,18 +119,43 @@ class Store:
                 [(time.time(), config_key(c)) for c in configs])
 
     def finish(self, config: TrainConfig, record: dict[str, Any],
-               curves: Iterable[CurvePoint]) -> None:
+               curves: Iterable[CurvePoint], then: Callable[[], None] | None = None) -> None:
         """Store a finished run: summary, curves and status, and drop its checkpoint, in one
-        transaction (one commit: each waits for the disk)."""
-        key = config_key(config)
+        transaction, with the rest of its batch; `then` is called once it is committed."""
+        if not self.pending:
+            self.since = time.monotonic()
+        self.pending.append((config_key(config), run_name(config),
+                             json.dumps(record, allow_nan=False), encode_curves(curves), then))
+        if len(self.pending) >= self.batch_runs:
+            self.flush()
+
+    def due(self) -> bool:
+        """Whether the pending runs have waited `batch_seconds` (time to `flush`)."""
+        return bool(self.pending) and time.monotonic() - self.since >= self.batch_seconds
+
+    def flush(self) -> None:
+        """Commit the pending runs in one transaction, then call their `then`s. A failed
+        commit leaves them unfinished in the store (they run again on resume)."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
         with self.conn:
-            cur = self.conn.execute(
-                "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
-                "WHERE key = ?", (json.dumps(record, allow_nan=False), encode_curves(curves),
-                                  time.time(), key))
-            if cur.rowcount != 1:
-                raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
-            self.conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+            self._write(batch)
+        for *_, then in batch:
+            if then is not None:
+                then()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        now = time.time()
+        cur = self.conn.executemany(
+            "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
+            "WHERE key = ?", [(summary, blob, now, key) for key, _, summary, blob, _ in batch])
+        if cur.rowcount != len(batch):
+            planned = {k for (k,) in self.conn.execute("SELECT key FROM runs")}
+            names = ", ".join(name for key, name, *_ in batch if key not in planned)
+            raise KeyError(f"run {names} was not planned in {self.path}")
+        self.conn.executemany("DELETE FROM checkpoints WHERE key = ?",
+                              [(key,) for key, *_ in batch])
 
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:
@@ -126,6 +167,7 @@ class Store:
 
     def runs(self, *, done_only: bool = True) -> list[dict[str, Any]]:
         """Stored runs in planning order (see `optimlab.analysis.store.stored_runs`)."""
+        self.flush()
         return stored_runs(self.conn, done_only=done_only)
 
     def save_checkpoints(self, checkpoints: Iterable[Checkpoint]) -> None:
@@ -146,11 +188,13 @@ class Store:
         return {k: (step, blob) for k, step, blob in rows if k in keys}
 
     def finished_count(self) -> int:
+        self.flush()
         return int(self.conn.execute(
             "SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0])
 
     def checkpoint_steps(self) -> dict[str, int]:
         """run name -> the step of its checkpoint, for every run that has one."""
+        self.flush()
         return dict(self.conn.execute("SELECT name, step FROM checkpoints JOIN runs "
                                       "USING (key) ORDER BY runs.rowid"))
 

@@ -1,10 +1,11 @@
 """`sweep`: hyperparameter grids per optimizer, many configurations as one job, resumable.
 
 The output folder:
-- `sweep.sqlite`: every run (see `optimlab.lab.store`): the source of truth, written
-  after every finished run; re-running the identical sweep skips finished runs and
-  re-runs unfinished ones. Other settings are refused, naming what differs; a grid that
-  adds points to the stored one is accepted with `extend=True` (`--extend`);
+- `sweep.sqlite`: every run (see `optimlab.lab.store`): the source of truth, finished
+  runs committed in batches (`BATCH_RUNS`, `BATCH_SECONDS`); re-running the identical
+  sweep skips finished runs and re-runs unfinished ones. Other settings are refused,
+  naming what differs; a grid that adds points to the stored one is accepted with
+  `extend=True` (`--extend`);
 - `summary.json`: as `compare` writes it, for all finished runs (rewritten from the
   store after each batch of runs); `curves.csv` (compare's format) on demand:
   `optimlab export csv DIR` writes it from the store.
@@ -59,6 +60,11 @@ from optimlab.train import RunResult, TrainConfig
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
 ROLES = ("grid", "one-shot", "tuned")
+# Finished runs committed together (see `optimlab.lab.store.Store`): one commit per run kept
+# the driver near 450 runs/s, a batch of 256 reaches ~1,000 (docs/distributed.md); a
+# `kill -9` loses at most one batch, none of whose runs was reported finished.
+BATCH_RUNS = 256
+BATCH_SECONDS = 1.0  # nor does a finished run wait longer than this for its commit
 
 
 def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str, Any]],
@@ -170,7 +176,7 @@ class Sweep:
             raise ValueError(f"Invalid {what}: {cfg.dataset} has no validation split; "
                              "allowed: --val-fraction > 0")
         self.cfg, self.dataset, self.n_train = cfg, ds, len(ds.y_train)
-        self.store = Store(out)
+        self.store = Store(out, BATCH_RUNS, BATCH_SECONDS)
         stored = self.store.meta().get("settings")
         self._check_resume(stored and grown(stored, cfg), extend)
         with self.guard():
@@ -205,10 +211,24 @@ class Sweep:
         return guard_disk(self.store.path, lambda: len(self.store.runs()), "sweep")
 
     def _finished(self, result: RunResult) -> None:
+        report = self.on_result
         with self.guard():
-            self.store.finish(result.config, result.record, result.curves)
-        if self.on_result:
-            self.on_result(result)
+            self.store.finish(result.config, result.record, result.curves,
+                              (lambda: report(result)) if report else None)
+
+    def _commit_due(self) -> None:
+        """Commit the finished runs that have waited their time (between steps, and
+        between Ray's arrivals)."""
+        if self.store.due():
+            with self.guard():
+                self.store.flush()
+
+    def _steps(self, counter: Steps) -> Callable[[int], None]:
+        """The executors' step count: the progress `counter`, then `_commit_due`."""
+        def steps(n: int) -> None:
+            counter.add(n)
+            self._commit_due()
+        return steps
 
     def _checkpointed(self, checkpoints: list[Checkpoint]) -> None:
         if checkpoints:
@@ -228,9 +248,12 @@ class Sweep:
             with self.guard():
                 self.store.mark_running(todo)
             kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
+            steps = self._steps(Steps(todo, self.on_progress))
             execute(self.cfg.executor, Job(
-                todo, self.dataset, self._finished, Steps(todo, self.on_progress).add,
-                self.on_progress, kept, self.cfg.max_batch))
+                todo, self.dataset, self._finished, steps, self.on_progress, kept,
+                self.cfg.max_batch, on_wait=self._commit_due))
+            with self.guard():
+                self.store.flush()
         return len(todo)
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
