@@ -6,12 +6,14 @@ config, summary (the `summary_record`), curves (binary float32 arrays per series
 (unix time). Table `roles`: (key, role) — why a run exists ("grid", "one-shot", "tuned";
 "compare"). Table `meta`: settings of the last invocation. Table `checkpoints`: key, step,
 state (the bytes of `optimlab.train.checkpoint`), updated — the latest checkpoint of each
-run in flight, removed when the run finishes.
+run in flight, removed when the run finishes. Table `rungs`: successive halving's
+decisions (see `optimlab.lab.halving.decide`), one row per rung and configuration.
 
 A finished run is written in one transaction (summary, curves and status together), so
 a crash or `kill -9` loses at most the runs in flight; those stay "pending"/"running"
 and run again on resume, from their checkpoint when they have one (the checkpoints of a
-group of runs are written in one transaction too).
+group of runs are written in one transaction too). A rung's decision is one transaction
+as well: its rows, the stopped runs finished as pruned, the others' checkpoints at the rung.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     key TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL, updated REAL NOT NULL);
 -- a run stored as finished by a process killed before it dropped its checkpoint
 DELETE FROM checkpoints WHERE key IN (SELECT key FROM runs WHERE status = 'done');
+CREATE TABLE IF NOT EXISTS rungs (
+    rung INTEGER NOT NULL, optimizer TEXT NOT NULL, point TEXT NOT NULL, decision TEXT NOT NULL,
+    PRIMARY KEY (rung, optimizer, point));
 """
 # A checkpoint: the configuration, the step it was taken after, its bytes.
 Checkpoint = tuple[TrainConfig, int, bytes]
@@ -106,15 +111,40 @@ class Store:
                curves: Iterable[CurvePoint]) -> None:
         """Store a finished run: summary, curves and status, and drop its checkpoint, in one
         transaction (one commit: each waits for the disk)."""
-        key = config_key(config)
         with self.conn:
-            cur = self.conn.execute(
-                "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
-                "WHERE key = ?", (json.dumps(record, allow_nan=False), encode_curves(curves),
-                                  time.time(), key))
-            if cur.rowcount != 1:
-                raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
-            self.conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+            self._finish(config, record, curves)
+
+    def _finish(self, config: TrainConfig, record: dict[str, Any],
+                curves: Iterable[CurvePoint]) -> None:
+        key = config_key(config)
+        cur = self.conn.execute(
+            "UPDATE runs SET status = 'done', summary = ?, curves = ?, updated = ? "
+            "WHERE key = ?", (json.dumps(record, allow_nan=False), encode_curves(curves),
+                              time.time(), key))
+        if cur.rowcount != 1:
+            raise KeyError(f"run {run_name(config)} was not planned in {self.path}")
+        self.conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+
+    def record_rung(self, decisions: list[dict[str, Any]], kept: Iterable[Checkpoint],
+                    pruned: Iterable[tuple[TrainConfig, dict[str, Any], list[CurvePoint]]]
+                    ) -> None:
+        """A rung's decision in one transaction: its rows, the checkpoints at the rung of
+        the runs that go on (`kept`), and the runs stopped there finished (`pruned`: config,
+        record, curves). A crash leaves the rung decided in full or not at all."""
+        now = time.time()
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO rungs VALUES (?, ?, ?, ?)", [
+                (d["rung"], d["optimizer"], json.dumps(d["hyperparameters"], sort_keys=True),
+                 json.dumps(d, allow_nan=False)) for d in decisions])
+            self.conn.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                                  [(config_key(c), step, blob, now) for c, step, blob in kept])
+            for config, record, curves in pruned:
+                self._finish(config, record, curves)
+
+    def rungs(self) -> list[dict[str, Any]]:
+        """Every decision recorded, by rung, optimizer and rank."""
+        rows = [json.loads(d) for (d,) in self.conn.execute("SELECT decision FROM rungs")]
+        return sorted(rows, key=lambda d: (d["rung"], d["optimizer"], d["rank"]))
 
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:

@@ -14,12 +14,22 @@ configuration with the best final validation accuracy (ties: lower validation lo
 diverged runs never win) is re-run under seeds 0..N-1 ("tuned"), and the class
 defaults run under the same seeds ("one-shot"). Without it, every grid point runs
 under seeds 0..N-1.
+
+With `halving` (successive halving, see `optimlab.lab.halving`) the grid runs stop at the
+rungs unless their configuration ranks in the best 1/η there: each rung's decision is
+taken here, from the checkpoints of the runs at the rung, and stored in one transaction
+with the stopped runs (finished as pruned: their records carry "pruned_at", the rung) and
+the others' checkpoints, so a resume after a crash takes the same decisions. Every record
+carries "steps_trained" and "pruned_at" (null: it reached its end or diverged), and
+summary.json the sweep's "member_steps" and every decision ("rungs"). A pruned run never
+wins the selection.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -28,10 +38,11 @@ from optimlab.analysis import budget
 from optimlab.analysis.records import family
 from optimlab.analysis.selection import best_per_optimizer, edges
 from optimlab.data.dataset import describe
+from optimlab.lab import halving
 from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
-from optimlab.lab.executors import Checkpoints, Job, Steps, execute
+from optimlab.lab.executors import Checkpoints, Job, Rungs, Steps, execute
 from optimlab.lab.experiment import (
     Experiment,
     check_resume,
@@ -52,7 +63,8 @@ from optimlab.lab.grid import (
     with_values,
 )
 from optimlab.lab.store import Checkpoint, Store, config_key
-from optimlab.train import RunResult, TrainConfig
+from optimlab.train import CurvePoint, RunResult, Timings, TrainConfig, summary_record
+from optimlab.train.checkpoint import curves_from_state, from_bytes
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
 ROLES = ("grid", "one-shot", "tuned")
@@ -92,14 +104,17 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
 
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
-                  runs: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                  runs: list[dict[str, Any]] | None = None, halved: bool = False
+                  ) -> list[dict[str, Any]]:
     """summary.json of every finished run (`runs`: the store's, when already read), and
     expected_best.json (see `optimlab.analysis.budget`), replaced atomically. The curves
     stay in the store: `optimlab export csv` writes curves.csv on demand; one an older
     version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
-    winner and its re-runs), None for every other run."""
+    winner and its re-runs), None for every other run. `halved` (successive halving): each
+    record has "steps_trained" and "pruned_at", and halving.json the sweep's
+    "member_steps" and its decisions ("rungs", see `optimlab.lab.halving.decide`)."""
     runs = store.runs() if runs is None else runs
     (store.out / "curves.csv").unlink(missing_ok=True)
     chosen = {(name, json.dumps(c["hyperparameters"], sort_keys=True)): c["edge"]
@@ -107,6 +122,11 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     records = [run["summary"] | ({"edge": chosen.get((family(run["config"]), json.dumps(
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
+    if halved:
+        records = [r | {"steps_trained": r["steps"], "pruned_at": r.get("pruned_at")}
+                   for r in records]
+        write_json(store.out / halving.FILENAME, {"member_steps": halving.member_steps(records),
+                                                  "rungs": store.rungs()})
     write_json(store.out / "summary.json", records)
     curves = budget.budget_curves(runs)
     if curves is None:
@@ -180,10 +200,10 @@ class Sweep:
             with self.guard():
                 self.store.save_checkpoints(checkpoints)
 
-    def execute(self, planned: dict[str, list[TrainConfig]]) -> int:
+    def execute(self, planned: dict[str, list[TrainConfig]], halve: bool = False) -> int:
         """Plan configurations under their role ({role: configs}) and train those not
-        finished, all in one executor call, each from its checkpoint if it has one;
-        returns how many ran."""
+        finished, all in one executor call, each from its checkpoint if it has one (`halve`:
+        through the rungs not yet decided); returns how many ran."""
         with self.guard():
             for role, configs in planned.items():
                 self.store.plan(configs, role)
@@ -195,8 +215,45 @@ class Sweep:
             kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
             execute(self.cfg.executor, Job(
                 todo, self.dataset, self._finished, Steps(todo, self.on_progress).add,
-                self.on_progress, kept, self.cfg.max_batch))
+                self.on_progress, kept, self.cfg.max_batch,
+                rungs=self._rungs() if halve else None))
         return len(todo)
+
+    def _rungs(self) -> Rungs | None:
+        """The rungs not yet decided (None: none are left, the runs train to their end)."""
+        cfg = self.cfg
+        assert cfg.halving is not None
+        decided = {d["rung"] for d in self.store.rungs()}
+        steps = tuple(s for s in halving.rung_steps(cfg.first_rung, cfg.halving,
+                                                    cfg.steps_for(self.n_train))
+                      if s not in decided)
+        return Rungs(steps, self._decide) if steps else None
+
+    def _decide(self, step: int, checkpoints: list[Checkpoint]) -> set[str]:
+        """Rank the runs at rung `step` (their checkpoints there), store the decision with
+        the pruned runs and the kept checkpoints; the config keys that go on."""
+        assert self.cfg.halving is not None
+        states = [(c, from_bytes(blob)) for c, _, blob in checkpoints]
+        lost = {(family(r["summary"]), _point(r["config"]["hyperparameters"]))
+                for r in self.store.runs() if r["summary"]["diverged"]}
+        scores = [halving.RungScore(c.label, c.hyperparameters,
+                                    *_val_at(curves_from_state(st["curves"]), step),
+                                    diverged=(c.label, _point(c.hyperparameters)) in lost)
+                  for c, st in states]
+        decisions = halving.decide(step, self.cfg.halving, scores)
+        going = {(d["optimizer"], _point(d["hyperparameters"])) for d in decisions
+                 if d["survives"]}
+        kept = [cp for cp in checkpoints if (cp[0].label, _point(cp[0].hyperparameters)) in going]
+        pruned = []
+        for c, st in states:
+            if (c.label, _point(c.hyperparameters)) not in going:
+                curves = curves_from_state(st["curves"])
+                record = summary_record(c, curves, Timings(st["train_s"], st["opt_s"]))
+                pruned.append((c, record | {"pruned_at": step}, curves))
+        with self.guard():
+            self.store.record_rung(decisions, kept, pruned)
+        self.write_outputs()  # valid at every rung: the best so far, and what still runs
+        return {config_key(c) for c, _, _ in kept}
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
         """Per optimizer, its grid as swept: the settings' plus the edge extensions."""
@@ -244,12 +301,17 @@ class Sweep:
         `on_progress`: the executor's `Progress` (shards and steps) as it goes."""
         self.on_result, self.on_progress = on_result, on_progress
         cfg, n = self.cfg, self.n_train
+        halve = cfg.halving is not None
         if not cfg.select:
-            self.execute({"grid": self.grid()})
+            self.execute({"grid": self.grid()}, halve)
             return self.write_outputs()
         seeds = range(cfg.seeds)
-        self.execute({"grid": self.grid(), "one-shot": [
-            c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]})
+        shots = [c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]
+        if halve:  # the defaults train in full, and first: a grid point equal to them too
+            self.execute({"one-shot": shots})
+            self.execute({"grid": self.grid()}, halve)
+        else:
+            self.execute({"grid": self.grid(), "one-shot": shots})
         if cfg.extend_edges:
             self._extend_edges()
         chosen = self.selection()
@@ -264,7 +326,18 @@ class Sweep:
             runs = self.finished = self.store.runs()  # read once: every run's curves
             selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
-            return write_outputs(self.store, selection, runs)
+            return write_outputs(self.store, selection, runs, self.cfg.halving is not None)
+
+
+def _point(hyperparameters: dict[str, Any]) -> str:
+    return json.dumps(hyperparameters, sort_keys=True)
+
+
+def _val_at(curves: list[CurvePoint], step: int) -> tuple[float | None, float | None]:
+    """The validation accuracy and loss evaluated at `step` (None: not there, or not finite)."""
+    found = {p.metric: p.value for p in curves if p.split == "val" and p.step == step}
+    return tuple(v if v is not None and math.isfinite(v) else None  # type: ignore[return-value]
+                 for v in (found.get("acc"), found.get("loss")))
 
 
 # Edge extensions per optimizer and key at most: three half-decade steps of the default η
