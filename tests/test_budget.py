@@ -1,4 +1,4 @@
-"""Budget curves: a sweep's expected_best.json is the expected best of k of its trials,
+"""Budget curves: a sweep's summary.json's expected_best is the expected best of k of its trials,
 checked against every subset of the trials counted out; the sweep's page draws it; an older
 sweep's folder gets it from its store."""
 
@@ -10,6 +10,8 @@ import statistics
 
 import pytest
 from pages import unpacked
+from summaries import runs as summary_runs
+from summaries import summary
 from test_sweep import DS as BLOBS
 
 from optimlab.analysis.budget import best_at, budget_curves, trial_scores
@@ -46,10 +48,13 @@ def by_hand(records: list[dict]) -> dict[str, list[float]]:
                    for k in range(1, len(x) + 1)] for name, x in trials.items()}
 
 
-def test_expected_best_json_is_the_best_of_k_over_every_subset_of_the_trials(sweep_out):
-    records = json.loads((sweep_out / "summary.json").read_text())
+def test_expected_best_is_the_best_of_k_over_every_subset_of_the_trials(sweep_out):
+    records = summary_runs(sweep_out)
     assert any(r["diverged"] for r in records)  # the worst score is exercised
-    stored = json.loads((sweep_out / "expected_best.json").read_text())
+    found = summary(sweep_out)
+    assert set(found["budget"]) == {"band", "trials", "diverged", "measure",
+                                    "higher_is_better", "level"}
+    stored = found["budget"] | {"expected_best": found["expected_best"]}
     assert stored["measure"] == "final_val_acc" and stored["higher_is_better"] is True
     assert stored["trials"] == {"sgd": 4, "adam": 3} and stored["diverged"]["sgd"] == 2
     expected = by_hand(records)
@@ -77,7 +82,8 @@ def test_reruns_are_not_trials_and_a_sweep_without_validation_has_no_curve():
 
 
 def test_the_sweep_page_draws_the_budget_figure_also_for_an_older_folder(sweep_out, capsys):
-    (sweep_out / "expected_best.json").unlink()  # as a sweep written before it existed
+    # as a sweep written before they were stored: a bare list of run records
+    (sweep_out / "summary.json").write_text(json.dumps(summary_runs(sweep_out)))
     assert main(["report", str(sweep_out)]) == 0
     page = unpacked((sweep_out / "report.html").read_text())
     assert "expected best validation accuracy vs number of trials" in page
@@ -100,7 +106,8 @@ def tiny_budget(monkeypatch, tmp_path):
 
 def test_tuning_budget_judges_the_stored_curves_and_redraws_as_its_page(tiny_budget, capsys):
     rec = json.loads((tiny_budget / "reproduction.json").read_text())
-    stored = json.loads((tiny_budget / "expected_best.json").read_text())
+    found = summary(tiny_budget)
+    stored = found["budget"] | {"expected_best": found["expected_best"]}
     assert rec["experiment"] == "tuning-budget" and rec["verdict"] in reproduce.VERDICTS
     assert stored["trials"] == dict.fromkeys(tuning_budget.OPTIMIZERS, 8)
     at = {k: {n: c[k - 1] for n, c in stored["expected_best"].items()} for k in (1, 4)}

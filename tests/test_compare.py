@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from summaries import runs as summary_runs
+from summaries import summary
 
 from optimlab import lab, report
 from optimlab.cli import main
@@ -57,7 +59,7 @@ def read_curves(out: Path) -> list[dict[str, str]]:
 
 
 def test_summary_has_one_complete_record_per_run(compared):
-    records = json.loads((compared / "summary.json").read_text())
+    records = summary_runs(compared)
     assert [(r["optimizer"], r["seed"]) for r in records] == [
         (o, s) for s in range(SEEDS) for o in OPTIMIZERS]
     assert all(RECORD_KEYS <= set(r) for r in records)
@@ -75,7 +77,7 @@ def test_time_to_target_is_the_val_curves_crossing_in_steps(compared):
     """Each run's steps to target: the linear crossing of target_acc between the two
     evaluations of curves.csv around it; examples seen are those steps x batch size."""
     rows = read_curves(compared)
-    records = json.loads((compared / "summary.json").read_text())
+    records = summary_runs(compared)
     # some crossings fall between evaluations, so the interpolation is exercised
     assert any(r["time_to_target_step"] is not None and r["time_to_target_step"] % EVAL_EVERY
                for r in records)
@@ -96,7 +98,7 @@ def test_time_to_target_is_the_val_curves_crossing_in_steps(compared):
 
 
 def test_a_diverging_learning_rate_is_recorded_and_the_comparison_goes_on(compared):
-    records = json.loads((compared / "summary.json").read_text())
+    records = summary_runs(compared)
     sgd = [r for r in records if r["optimizer"] == "sgd"]
     assert all(r["diverged"] and 1 <= r["diverged_step"] < STEPS for r in sgd)
     assert all(r["steps"] == r["diverged_step"] - 1 for r in sgd)
@@ -106,7 +108,7 @@ def test_a_diverging_learning_rate_is_recorded_and_the_comparison_goes_on(compar
 def test_curves_csv_is_long_format_and_agrees_with_the_summary(compared):
     rows = read_curves(compared)
     assert list(rows[0]) == ["run", "step", "train_seconds", "split", "metric", "value"]
-    for r in json.loads((compared / "summary.json").read_text()):
+    for r in summary_runs(compared):
         mine = [row for row in rows if row["run"] == r["run"]]
         batch = [row for row in mine if row["split"] == "batch"]
         assert len(batch) == (r["diverged_step"] or r["steps"])
@@ -120,8 +122,8 @@ def test_curves_csv_is_long_format_and_agrees_with_the_summary(compared):
         assert secs == sorted(secs) and secs[-1] == pytest.approx(r["train_seconds"])
 
 
-def test_comparisons_json_holds_every_pair_on_each_measure(compared):
-    rows = json.loads((compared / "comparisons.json").read_text())["comparisons"]
+def test_summary_json_holds_every_pair_on_each_measure(compared):
+    rows = summary(compared)["comparisons"]
     measures = ["final_test_acc", "final_test_loss", "time_to_target_step"]
     pairs = [(a, b) for i, a in enumerate(OPTIMIZERS) for b in OPTIMIZERS[i + 1:]]
     assert [(r["a"], r["b"], r["measure"]) for r in rows] == [
@@ -129,8 +131,7 @@ def test_comparisons_json_holds_every_pair_on_each_measure(compared):
     # 2 seeds: no outcome reaches 0.05; 3 measures need 3 x 2/2^n <= 0.05, n = 7
     assert all(r["verdict"] == "too few seeds" and r["seeds_needed"] == 7 for r in rows)
     assert all(r["alpha"] == 0.05 and "sign-flip" in r["test"] for r in rows)
-    records = {(r["optimizer"], r["seed"]): r for r in json.loads(
-        (compared / "summary.json").read_text())}
+    records = {(r["optimizer"], r["seed"]): r for r in summary_runs(compared)}
     row = next(r for r in rows if (r["a"], r["b"], r["measure"]) == (
         "rmsprop", "adam", "final_test_acc"))
     assert row["n"] == SEEDS and row["difference"] == pytest.approx(np.mean(
@@ -182,10 +183,10 @@ def test_report_rerenders_from_the_saved_records_without_training(compared, tmp_
     out.mkdir()
     for name in ("config.json", "summary.json", "curves.csv"):
         (out / name).write_bytes((compared / name).read_bytes())
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     records[0]["final_test_acc"] = 0.123456  # an edit only the saved records carry
 
-    (out / "summary.json").write_text(json.dumps(records))
+    (out / "summary.json").write_text(json.dumps({"runs": records}))
 
     def no_training(*args, **kwargs):
         raise AssertionError("report must not train")
@@ -310,7 +311,7 @@ def test_a_crash_keeps_the_runs_already_finished(npz, tmp_path):
     comparison = lab.Comparison(small_config(), out, dataset=data.load(f"npz:{npz}"))
     with pytest.raises(RuntimeError, match="power cut"):
         comparison.run(callbacks)
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert [r["run"] for r in records] == ["sgd-seed0", "adam-seed0"]
     assert {row["run"] for row in read_curves(out)} == {"sgd-seed0", "adam-seed0"}
     assert report.render(out).is_file()  # the partial comparison still renders
@@ -319,7 +320,7 @@ def test_a_crash_keeps_the_runs_already_finished(npz, tmp_path):
 def test_alpha_reaches_the_comparisons_and_the_terminal_table(npz, tmp_path, capsys):
     out = tmp_path / "alpha"
     assert main(compare_argv(npz, out, "--optimizers", "adam,sgd", "--alpha", "0.1")) == 0
-    rows = json.loads((out / "comparisons.json").read_text())["comparisons"]
+    rows = summary(out)["comparisons"]
     assert {r["alpha"] for r in rows} == {0.1} and len(rows) == 3
     assert {r["seeds_needed"] for r in rows} == {6}  # 3 x 2/2^6 <= 0.1 < 3 x 2/2^5
     terminal = capsys.readouterr().out
@@ -409,7 +410,7 @@ def test_ctrl_c_keeps_finished_runs_and_says_how_to_render_them(npz, tmp_path, m
     assert main(compare_argv(npz, out, "--optimizers", "adam,sgd", "--executor",
                              "sequential")) == 130
     assert f"optimlab report {out}" in capsys.readouterr().out.replace("\n", "")
-    assert [r["run"] for r in json.loads((out / "summary.json").read_text())] == ["adam-seed0"]
+    assert [r["run"] for r in summary_runs(out)] == ["adam-seed0"]
     assert main(["report", str(out)]) == 0
 
 
@@ -420,7 +421,7 @@ CLOCKS = ("train_seconds", "steps_per_s", "optimizer_ms_per_step", "time_to_targ
 def without_clocks(out: Path) -> tuple[list[dict], list[tuple]]:
     """summary.json and curves.csv of a folder, less what wall clocks decide."""
     records = [{k: v for k, v in r.items() if k not in CLOCKS}
-               for r in json.loads((out / "summary.json").read_text())]
+               for r in summary_runs(out)]
     return records, [(r["run"], r["step"], r["split"], r["metric"], r["value"])
                      for r in read_curves(out)]
 
@@ -455,7 +456,7 @@ def test_sigterm_mid_compare_then_the_same_command_resumes_to_the_uninterrupted_
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 143, proc.stderr
     assert "the same command resumes" in proc.stdout.replace("\n", " ")
-    kept = json.loads((tmp_path / "term" / "summary.json").read_text())
+    kept = summary_runs(tmp_path / "term")
     assert [r["run"] for r in kept] == ["adam-seed0", "sgd-seed0", "adam-seed1"]
     with (tmp_path / "term" / "curves.csv").open("a") as f:
         f.write("sgd-seed1,10,0.01,val,acc")  # a run cut short mid-line: dropped on resume
@@ -464,8 +465,8 @@ def test_sigterm_mid_compare_then_the_same_command_resumes_to_the_uninterrupted_
                         "--executor", "sequential")
     assert main(whole) == 0
     assert without_clocks(tmp_path / "term") == without_clocks(tmp_path / "whole")
-    assert [r["run"] for r in kept] == [r["run"] for r in json.loads(
-        (tmp_path / "term" / "summary.json").read_text())][:3]  # kept, not re-run
+    # kept, not re-run
+    assert [r["run"] for r in kept] == [r["run"] for r in summary_runs(tmp_path / "term")][:3]
 
 
 @pytest.mark.parametrize("change,named", [
@@ -508,12 +509,12 @@ def test_a_full_disk_while_writing_records_says_what_is_safe_and_resumes(npz, tm
     assert err == (f"optimlab compare: error: the disk is full while writing {out}: 3 "
                    "finished runs are safe there; free space and run the same compare command "
                    "again to resume")
-    assert len(json.loads((out / "summary.json").read_text())) == 2
+    assert len(summary_runs(out)) == 2
     assert Store(out).finished_count() == 3
     assert not list(out.glob("*.tmp"))
     monkeypatch.setattr(experiment.os, "replace", real)
     assert main(argv) == 0
-    assert [r["run"] for r in json.loads((out / "summary.json").read_text())] == [
+    assert [r["run"] for r in summary_runs(out)] == [
         "adam-seed0", "sgd-seed0", "adam-seed1", "sgd-seed1"]
     runs = {r["run"] for r in read_curves(out)}
     assert runs == {"adam-seed0", "sgd-seed0", "adam-seed1", "sgd-seed1"}
@@ -534,7 +535,7 @@ def test_compare_tune_records_what_it_chose_in_config_json_and_the_terminal(npz,
     assert sgd["grid"][:len(grid)] == grid
     assert sgd["edge"] == ({"lr": "high"} if sgd["lr"] == max(sgd["grid"]) else
                            {"lr": "low"} if sgd["lr"] == min(sgd["grid"]) else {})
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert {r["optimizer"]: r["hyperparameters"]["lr"] for r in records} == {
         "sgd": sgd["lr"], "adam": 0.05}
     terminal = capsys.readouterr().out
@@ -605,7 +606,7 @@ def test_compare_keeps_its_runs_in_the_run_store_and_writes_the_files_from_it(co
     runs = read_runs(compared)
     assert [r["run"] for r in runs] == [f"{o}-seed{s}" for s in range(SEEDS) for o in OPTIMIZERS]
     assert all(r["roles"] == ["compare"] for r in runs)
-    assert json.loads((compared / "summary.json").read_text()) == [r["summary"] for r in runs]
+    assert summary_runs(compared) == [r["summary"] for r in runs]
     stored = [(r["run"], p.step, np.float32(p.train_seconds), p.split, p.metric,
                np.float32(p.value)) for r in runs for p in r["curves"]]
     written = [(c["run"], int(c["step"]), np.float32(c["train_seconds"]), c["split"],

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from optim_db import DB
+from summaries import runs as summary_runs
 
 from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.optim import OPTIMIZERS, SPECS
@@ -180,8 +181,7 @@ def test_compare_diagnostics_flag_records_without_changing_training(tmp_path):
     entries = json.loads((tmp_path / "diag" / "diagnostics.json").read_text())
     assert [e["optimizer"] for e in entries] == ["sgd", "adam"]
     assert all(e["diagnostics"]["step_sizes"]["steps"] == [4, 8, 12, 16, 20] for e in entries)
-    loss = [[r["final_train_loss"] for r in json.loads((tmp_path / d / "summary.json")
-                                                        .read_text())] for d in ("plain", "diag")]
+    loss = [[r["final_train_loss"] for r in summary_runs(tmp_path / d)] for d in ("plain", "diag")]
     assert loss[0] == loss[1]
     html = (tmp_path / "diag" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # curves + the two diagnostics figures

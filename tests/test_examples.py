@@ -3,7 +3,6 @@ notebook, cell by cell in a real Jupyter kernel, on a small step budget."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from summaries import runs as summary_runs
 
 EXAMPLES = REPO / "examples"
 STEPS = "12"
@@ -31,7 +31,7 @@ def test_the_example_script_compares_its_own_model_data_and_optimizer(tmp_path):
                            STEPS, "--seeds", "1", "--out", str(out)], env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert [r["label"] for r in records] == ["sgd(lr=0.1)", "adam", "slow",
                                              "NAdam(lr=0.002)", "sign"]
     assert records[-1]["optimizer"] == "compare_my_model:SignSGD"
@@ -49,7 +49,7 @@ def test_the_example_runs_from_the_command_line_by_import_paths(tmp_path):
          "--seeds", "1", "--batch-size", "64", "--out", str(out)],
         env=_env(), cwd=EXAMPLES, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert [(r["label"], r["model"]) for r in records] == [
         ("adam", "compare_my_model:SmallCNN"), ("sign", "compare_my_model:SmallCNN")]
 
@@ -80,8 +80,8 @@ def test_the_notebook_runs_to_the_end_in_a_jupyter_kernel(tmp_path, monkeypatch)
     assert any("image/png" in o.get("data", {}) for o in plot.outputs)  # drawn inline
     folders = nb.cells[-1].outputs[0]["text"].split()
     compare_out, sweep_out = (tmp_path / f for f in folders)
-    records = json.loads((compare_out / "summary.json").read_text())
+    records = summary_runs(compare_out)
     assert {r["label"] for r in records} == {"sgd(lr=0.1)", "adam", "slow",
                                              "NAdam(lr=0.002)", "SignSGD"}
     assert all(r["steps"] == int(STEPS) for r in records)
-    assert len(json.loads((sweep_out / "summary.json").read_text())) == 3 * 4
+    assert len(summary_runs(sweep_out)) == 3 * 4

@@ -15,11 +15,12 @@ import sys
 import time
 
 import pytest
+import summaries
 import torch
 from conftest import exit_code
 from test_sweep import CLOCKS, DS, assert_same_record, one_thread  # noqa: F401 (autouse)
 
-from optimlab.lab import executors, halving
+from optimlab.lab import executors
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.halving import RungScore, decide, rung_steps
 from optimlab.lab.store import Store
@@ -133,8 +134,8 @@ def vectorized(tmp_path_factory):
 
 
 def test_halving_stops_the_weak_and_keeps_them_as_pruned_at_their_rung(vectorized):
-    summary = json.loads((vectorized / "summary.json").read_text())
-    extra = json.loads((vectorized / halving.FILENAME).read_text())
+    extra = summaries.summary(vectorized)
+    summary = extra["runs"]
     assert len(summary) == 2 * 9 * 2
     by_rung = {rung: [r for r in summary if r["pruned_at"] == rung] for rung in (10, 30, 90)}
     finished = [r for r in summary if r["pruned_at"] is None and not r["diverged"]]
@@ -154,8 +155,7 @@ def test_halving_stops_the_weak_and_keeps_them_as_pruned_at_their_rung(vectorize
         (d["rung"], d["optimizer"]) for d in rows)
     assert sum(d["survives"] for d in rows if d["rung"] == 10) == 2 * 3
     # the point that ended is the one the selection picks, and it won every rung
-    chosen = json.loads((vectorized / "summary.json").read_text())
-    best = {r["optimizer"]: r["hyperparameters"]["lr"] for r in chosen if r["edge"] is not None}
+    best = {r["optimizer"]: r["hyperparameters"]["lr"] for r in summary if r["edge"] is not None}
     assert len(best) == 2
     for name, lr in best.items():
         assert all(d["survives"] for d in rows if d["optimizer"] == name
@@ -257,10 +257,10 @@ def test_kill_9_after_a_rung_then_resume_gives_the_uninterrupted_summary(tmp_pat
     assert exit_code(sweep_argv(npz, whole)) == 0
     assert decisions(killed) == decisions(whole)
     assert_same_runs(stored(killed), stored(whole))
-    clean = [{k: v for k, v in r.items() if k not in CLOCKS}
-             for r in json.loads((killed / "summary.json").read_text())]
+    clean = [{k: v for k, v in r.items() if k not in CLOCKS} for r in summaries.runs(killed)]
     assert clean == [{k: v for k, v in r.items() if k not in CLOCKS}
-                     for r in json.loads((whole / "summary.json").read_text())]
+                     for r in summaries.runs(whole)]
+    assert summaries.summary(killed)["rungs"] == summaries.summary(whole)["rungs"]
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -11,6 +11,7 @@ import sqlite3
 import pytest
 import torch
 from optim_db import DB, NAMES
+from summaries import runs as summary_runs
 
 from optimlab.bench.cases import implementations
 from optimlab.cli import main
@@ -36,7 +37,7 @@ def test_the_lab_derives_its_settings_from_the_specification(name):
 def test_compare_runs_every_optimizer(tmp_path):
     out = tmp_path / "cmp"
     assert main(["compare", "--optimizers", ALL, "--seeds", "1", *TINY, "--out", str(out)]) == 0
-    rows = {r["optimizer"]: r for r in json.loads((out / "summary.json").read_text())}
+    rows = {r["optimizer"]: r for r in summary_runs(out)}
     assert list(rows) == NAMES
     for name, row in rows.items():
         assert row["hyperparameters"]["lr"] == DEFAULT_LR[name]

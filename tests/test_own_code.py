@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from summaries import runs as summary_runs
+from summaries import summary
 from torch import nn
 
 from optimlab.analysis.store import read_runs
@@ -92,7 +94,7 @@ def compared(tmp_path_factory) -> Path:
 
 
 def test_own_model_data_and_optimizer_run_through_compare_from_the_cli(compared):
-    records = json.loads((compared / "summary.json").read_text())
+    records = summary_runs(compared)
     labels = [r["label"] for r in records]
     assert labels == ["sgd(lr=0.1)", "SGD(lr=0.1)", "adam", "adam(betas=(0.5, 0.999))", "mine"]
     mine = records[-1]
@@ -114,7 +116,7 @@ def test_torch_sgd_and_builtin_sgd_give_the_same_curves(compared):
 
 
 def test_a_beta1_variant_is_recorded_in_the_summary_and_the_report(compared):
-    records = {r["label"]: r for r in json.loads((compared / "summary.json").read_text())}
+    records = {r["label"]: r for r in summary_runs(compared)}
     assert records["adam(betas=(0.5, 0.999))"]["hyperparameters"] == {
         "lr": 0.01, "betas": [0.5, 0.999]}
     assert records["adam"]["hyperparameters"] == {"lr": 0.01}
@@ -159,7 +161,7 @@ def test_regression_from_the_cli(tmp_path):
                  "--task", "regression", "--optimizers", "sgd(lr=0.05), adam", "--steps", "40",
                  "--eval-every", "10", "--seeds", "1", "--batch-size", "16",
                  "--target-loss", "0.5", "--out", str(out)]) == 0
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     for r in records:
         assert r["task"] == "regression" and r["final_test_acc"] is None
         assert r["final_test_loss"] < 0.5 < read_curves(out)[r["run"]][0, "test", "loss"]
@@ -181,7 +183,7 @@ def test_own_model_data_and_optimizer_run_through_sweep_from_the_cli(tmp_path, c
     # the tuned re-runs that are not stored yet
     assert ("vectorized executor: test_own_code:SignSGD has no batched update; "
             "3 run(s) of mine train one by one instead") in err
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     mine = [r for r in records if r["label"] == "mine"]
     # grid (2 η, seed 0), one-shot (class default η 0.01, seeds 0-1), tuned (best η, seeds
     # 0-1); the one-shot's seed 0 is the grid's η=0.01 run
@@ -218,7 +220,7 @@ def test_a_model_with_in_place_buffer_updates_falls_back_and_says_why(tmp_path, 
     err = capsys.readouterr().err
     assert ("vectorized executor: model test_own_code:make_batchnorm_model updates its "
             "buffers in place (1.running_mean, 1.running_var, 1.num_batches_tracked") in err
-    (record,) = json.loads((out / "summary.json").read_text())
+    (record,) = summary_runs(out)
     assert record["steps"] == 8 and not record["diverged"]
 
 
@@ -234,11 +236,10 @@ def test_own_model_data_and_optimizer_through_the_python_api(tmp_path):
                                                  "SignSGD"] * 2
     assert result.rows[2]["optimizer"] == "test_own_code:SignSGD"
     assert result.out == tmp_path / "api" and result.report == tmp_path / "api" / "report.html"
-    assert json.loads((result.out / "summary.json").read_text()) == result.rows
+    assert summary_runs(result.out) == result.rows
     # the notebook gets the comparisons the folder and the report hold: 3 pairs, and the
     # 2 seeds decide nothing
-    assert result.comparisons == json.loads(
-        (result.out / "comparisons.json").read_text())["comparisons"]
+    assert result.comparisons == summary(result.out)["comparisons"]
     assert {(c["a"], c["b"]) for c in result.comparisons} == {
         ("sgd(lr=0.1)", "adam(betas=(0.5, 0.999))"), ("sgd(lr=0.1)", "SignSGD"),
         ("adam(betas=(0.5, 0.999))", "SignSGD")}
@@ -322,7 +323,7 @@ def test_compare_reads_a_toml_config_and_flags_win(tmp_path):
         '[lr]\nsgd = 0.05\nSignSGD = 0.002\n')
     out = tmp_path / "cfg"
     assert main(["compare", "--config", str(config), "--seeds", "1", "--out", str(out)]) == 0
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert [(r["label"], r["hyperparameters"], r["seed"]) for r in records] == [
         ("sgd", {"lr": 0.05}, 0), ("slow", {"lr": 0.01, "betas": [0.5, 0.999]}, 0),
         ("SignSGD", {"lr": 0.002}, 0)]
@@ -335,7 +336,7 @@ def test_sweep_variants_are_families_of_their_own(tmp_path):
     out = tmp_path / "variants"
     assert sweep_cli(out, "--optimizers", "adam, slow=adam(betas=(0.5, 0.999))",
                      "--lr", "0.003,0.03", "--select", "val") == 0
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     slow = [r for r in records if r["label"] == "slow"]
     assert slow and all(r["hyperparameters"]["betas"] == [0.5, 0.999] for r in slow)
     assert all("betas" not in r["hyperparameters"] for r in records if r["label"] == "adam")
@@ -361,7 +362,7 @@ def test_a_regression_sweep_selects_on_validation_loss(tmp_path):
                  "--task", "regression", "--optimizers", "sgd", "--lr", "0.001,0.05",
                  "--steps", "20", "--eval-every", "10", "--batch-size", "16",
                  "--select", "val", "--seeds", "2", "--out", str(out)]) == 0
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     grid = {r["hyperparameters"]["lr"]: r["final_val_loss"] for r in records if r["seed"] == 0}
     best = min(grid, key=grid.get)
     tuned = [r for r in records if r["hyperparameters"]["lr"] == best]

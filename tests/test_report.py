@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from summaries import runs as summary_runs
+from summaries import summary
 
 from optimlab import lab
 from optimlab.cli import main
@@ -103,10 +105,11 @@ def test_the_page_shows_the_comparisons_and_an_older_folder_gets_them_computed(
     from optimlab.analysis.comparisons import read_comparisons
     from optimlab.report.table import comparison_rows
 
-    stored = json.loads((compare_dir / "comparisons.json").read_text())["comparisons"]
+    stored = summary(compare_dir)["comparisons"]
     old = copy_of(compare_dir, tmp_path / "old")
-    (old / "comparisons.json").unlink()
-    records = json.loads((old / "summary.json").read_text())
+    records = summary_runs(old)
+    # as an earlier version wrote it: a bare list of run records, no comparisons
+    (old / "summary.json").write_text(json.dumps(records))
     assert read_comparisons(old, records) == stored
     assert main(["report", str(old)]) == 0
     page = html.unescape((old / "report.html").read_text())

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 from pages import unpacked
+from summaries import runs as summary_runs
 from test_sweep import DS as BLOBS
 
 from optimlab.cli import main
@@ -104,7 +105,7 @@ def configuration(page: str) -> dict:
 def test_the_configuration_shows_the_values_used_not_the_unresolved_defaults(compare_out):
     page = (compare_out / "report.html").read_text()
     settings = configuration(page)["settings"]
-    records = json.loads((compare_out / "summary.json").read_text())
+    records = summary_runs(compare_out)
     assert settings["epochs"] == 1 and settings["steps"] == records[0]["steps_planned"] > 1
     assert settings["lr"] == {"sgd(lr=0.1)": 0.1, "adam": DEFAULT_LR["adam"]}
     command = json.loads((compare_out / "config.json").read_text())["command"]
@@ -166,7 +167,7 @@ def test_compare_tune_widens_the_grid_past_an_edge_before_choosing(tmp_path):
     assert sgd["grid"][:3] == [1e-4, 1e-3, 1e-2] and sgd["lr"] >= 1e-2
     assert sgd["edge"] == {} or len(sgd["grid"]) == 2 + MAX_EXTENSIONS
     assert found["adam"]["grid"] == [1e-4, 1e-3] and found["adam"]["lr"] == 0.05
-    stored = json.loads((tmp_path / "tune" / "summary.json").read_text())
+    stored = summary_runs(tmp_path / "tune")
     assert sorted(r["hyperparameters"]["lr"] for r in stored if r["optimizer"] == "sgd") \
         == sorted(sgd["grid"])
 

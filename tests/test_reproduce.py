@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import MNIST_T10K
+from summaries import runs as summary_runs
 from test_sweep import DS as BLOBS
 
 from optimlab.analysis.store import read_runs
@@ -44,7 +45,7 @@ def reproduced(name, tmp_path_factory):
     page = (out / "report.html").read_text()
     assert f"<title>optimlab reproduce {name}</title>" in page
     assert f"<b>{rec['verdict']}</b>" in page
-    return rec, json.loads((out / "summary.json").read_text()), out
+    return rec, summary_runs(out), out
 
 
 # --- the command ---------------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_stored_runs_are_not_trained_again(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "run_sequential", no_training)
     again = reproduce.train(ctx, configs, BLOBS)
     assert [r["summary"] for r in again] == [r["summary"] for r in first]
-    assert len(json.loads((tmp_path / "summary.json").read_text())) == 2
+    assert len(summary_runs(tmp_path)) == 2
 
 
 # --- constructions against the papers ------------------------------------------------
@@ -229,7 +230,7 @@ def test_adam_logreg_reduced_t10k_adam_beats_adagrad_similarity_to_nesterov_not_
             "--out", str(out)]
     assert main(argv) == 0
     rec = json.loads((out / "reproduction.json").read_text())
-    runs = json.loads((out / "summary.json").read_text())
+    runs = summary_runs(out)
     assert rec["data"].startswith("mnist-t10k: 8000 train / 0 val / 2000 test")
     assert all(r["schedule"] == "inv-sqrt" and r["batch_size"] == 128 and r["steps"] == 5 * 468
                and r["hyperparameters"]["weight_decay"] == 1e-4 for r in runs)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from summaries import runs as summary_runs
 from test_sweep import DS as BLOBS
 from test_train import DS, config
 
@@ -137,5 +138,5 @@ def test_schedule_flag_is_checked_and_recorded(command, tmp_path, capsys):
     assert "schedule" in err and "'linear'" in err and "Traceback" not in err
     argv[-1] = str(tmp_path / "ok")
     assert exit_code([*argv, "--schedule", "step:5:0.5"]) == 0
-    records = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    records = summary_runs(tmp_path / "ok")
     assert records and all(r["schedule"] == "step:5:0.5" for r in records)

@@ -4,7 +4,6 @@ sweep end to end (CLI and Python) that resumes, grows and refuses other settings
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import exit_code
 from scipy import stats
+from summaries import runs as summary_runs
 from test_sweep import DS, one_thread  # noqa: F401 - the fixture: one torch thread
 
 import optimlab
@@ -134,7 +134,7 @@ def test_cli_random_sweep_trains_grows_anytime_and_refuses_other_settings(npz, t
     # npz: conftest's small 3-class dataset
     out = tmp_path / "o"
     assert exit_code(cli(npz, out, "--trials", "3")) == 0
-    first = json.loads((out / "summary.json").read_text())
+    first = summary_runs(out)
     assert len(first) == 6 and {r["optimizer"] for r in first} == {"sgd", "adam"}
     for r in first:
         assert 1e-3 <= r["hyperparameters"]["lr"] <= 1e-1
@@ -147,7 +147,7 @@ def test_cli_random_sweep_trains_grows_anytime_and_refuses_other_settings(npz, t
     assert "--extend-edges" not in terminal
     # more trials into the same folder: the 3 done stay (same records, clocks included)
     assert exit_code(cli(npz, out, "--trials", "5")) == 0
-    grown = {r["run"]: r for r in json.loads((out / "summary.json").read_text())}
+    grown = {r["run"]: r for r in summary_runs(out)}
     assert len(grown) == 10 and all(grown[r["run"]] == r for r in first)
     capsys.readouterr()
     for more, named in ((["--trials", "5", "--search-seed", "1"], "search_seed 0 there, 1 now"),

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
+from summaries import runs as summary_runs
 
 from optimlab.analysis import profiles
 from optimlab.analysis.size_claims import halves, large_claim, small_claim
@@ -530,7 +531,7 @@ def test_report_page_holds_profiles_steps_rankings_verdicts_and_failures(suite_f
     assert steps[0][4:] == list(SUITE_OPTIMIZERS)
     for row, name in zip(steps[1:], ("small", "wide")):
         # independent of suite.json: the workload's own summary.json, median of two seeds
-        records = json.loads((suite_folder / name / "summary.json").read_text())
+        records = summary_runs(suite_folder / name)
         for o, cell in zip(SUITE_OPTIMIZERS, row[4:]):
             seeds = [r["time_to_target_step"] for r in records if r["label"] == o]
             reached = [s for s in seeds if s is not None]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import done_count, exit_code, kill_9_after_a_finished_run
+from summaries import runs as summary_runs
 
 from optimlab.cli import main
 from optimlab.commands.compare import tuning_lines
@@ -357,7 +358,7 @@ def sweep_args(npz: Path, out: Path) -> list[str]:
 def comparable(out: Path) -> tuple[list[dict], list[list[str]]]:
     """summary.json without clocks, and curves.csv (exported) without its clock column."""
     records = [{k: v for k, v in r.items() if k not in CLOCKS}
-               for r in json.loads((out / "summary.json").read_text())]
+               for r in summary_runs(out)]
     with export_csv(out)[0].open(newline="") as f:
         rows = list(csv.reader(f))
     return records, [r[:2] + r[3:] for r in rows]
@@ -405,7 +406,7 @@ def test_compare_tune_picks_the_best_validation_lr_and_keeps_given_ones(tmp_path
                         optimizers=("sgd", "adam", "rmsprop"), steps=40, batch_size=20,
                         eval_every=20, lr={"rmsprop": 0.123})
     out = tuned(cfg, tmp_path / "tune")
-    records = json.loads((tmp_path / "tune" / "summary.json").read_text())
+    records = summary_runs(tmp_path / "tune")
     per_optimizer = [sum(r["optimizer"] == n for r in records) for n in ("sgd", "adam")]
     # the default grid 1e-4:1:9 for each, widened past an edge where a tuned best sat on it;
     # rmsprop's η is given: its grid is not widened
@@ -473,7 +474,7 @@ def test_a_best_lr_on_the_edge_of_its_grid_is_flagged_in_records_and_terminal(tm
     assert best["config"]["hyperparameters"] == {"lr": 0.01}
     terminal = capsys.readouterr().out.replace("\n", " ")
     assert "sgd: best lr=0.01 (on val); lr on the high edge of its grid 0.0001..0.01" in terminal
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert {r["run"]: r["edge"] for r in records} == {
         "sgd-lr0.0001-seed0": None, "sgd-lr0.001-seed0": None,
         "sgd-lr0.01-seed0": {"lr": "high"}}

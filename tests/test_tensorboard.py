@@ -4,11 +4,11 @@ and compared with curves.csv value for value."""
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 
 import numpy as np
 import pytest
+from summaries import runs as summary_runs
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -64,7 +64,7 @@ def assert_same_as_csv(logdir, out, clock_rtol=1e-12):
     """`clock_rtol`: a sweep's store keeps the clocks as float32 (2^-24 relative), and
     its exported curves.csv writes each with the fewest digits that give it back."""
     expected = csv_curves(out)
-    records = {r["run"]: r for r in json.loads((out / "summary.json").read_text())}
+    records = {r["run"]: r for r in summary_runs(out)}
     assert sorted(p.name for p in logdir.iterdir()) == sorted(expected)
     for run, tags in expected.items():
         ea = read_back(logdir / run)
@@ -95,7 +95,7 @@ def assert_same_as_csv(logdir, out, clock_rtol=1e-12):
 def test_live_compare_writes_what_curves_csv_holds(compared):
     out, live = compared
     assert_same_as_csv(live, out, clock_rtol=2**-23)  # curves.csv: the store's float32 clocks
-    records = json.loads((out / "summary.json").read_text())
+    records = summary_runs(out)
     assert [r["diverged"] for r in records] == [True, False, True, False]
     assert all(r["time_to_target_step"] is not None for r in records[1::2])  # adam's
     diverged = read_back(live / "sgd-seed0").Scalars("loss/train_minibatch")

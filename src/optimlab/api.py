@@ -19,7 +19,6 @@ Jupyter; no global backend is touched) and `.out`, the folder.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ class Result:
     curves: list[CurveRow] = field(repr=False)  # one dict per row of curves.csv's format
     out: Path = Path(".")  # the output folder
     report: Path | None = None  # its report.html, when one was written
-    # compare's paired comparisons, one object per (a, b, measure), as comparisons.json
+    # compare's paired comparisons, one object per (a, b, measure), as summary.json has them
     # holds them and the report shows them (see optimlab.analysis.stats)
     comparisons: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
@@ -180,6 +179,7 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
     maps labels to η; `out` defaults to runs/compare-<timestamp>; `report=False` skips
     the HTML report. Bad settings raise ValueError/TypeError before anything trains.
     """
+    from optimlab.analysis.records import read_summary
     from optimlab.lab.compare import CompareConfig, Comparison
     from optimlab.lab.experiment import out_path
 
@@ -196,7 +196,7 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
         comparison = Comparison(cfg, folder, command="optimlab.compare(...)", dataset=ds,
                                 alpha=alpha)
         comparison.run()
-    rows = json.loads((folder / "summary.json").read_text())  # as stored: plain JSON data
+    rows = read_summary(folder / "summary.json")  # as stored: plain JSON data
     page = None
     if report:
         from optimlab import report as report_module

@@ -21,7 +21,6 @@ from typing import Any
 from optimlab.analysis.records import family
 from optimlab.analysis.stats import expected_best, expected_best_band
 
-FILENAME = "expected_best.json"
 RERUNS = {"tuned", "one-shot"}  # roles of runs that repeat a point, not search it
 
 
@@ -70,7 +69,7 @@ def trial_scores(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 
 def budget_curves(runs: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any] | None:
-    """What expected_best.json holds: {"expected_best": {entry: [k = 1..N]}, "band": {entry:
+    """The budget curves: {"expected_best": {entry: [k = 1..N]}, "band": {entry:
     {"low": [...], "high": [...]}} (a seeded percentile bootstrap at `level`), "trials":
     {entry: N}, "diverged": {entry: runs scored the worst}, "measure", "higher_is_better",
     "level"}; None when the sweep has no validation measure."""
@@ -91,6 +90,24 @@ def budget_curves(runs: list[dict[str, Any]], level: float = 0.95) -> dict[str, 
     return {"expected_best": curves, "band": band,
             "trials": {name: len(v) for name, v in scores.items()}, "diverged": diverged,
             "measure": key, "higher_is_better": higher, "level": level}
+
+
+def summary_sections(curves: dict[str, Any] | None) -> dict[str, Any]:
+    """`budget_curves`' result as summary.json's sections: "expected_best": {entry: [k = 1..N]}
+    and "budget": the rest (band, trials, diverged, measure, higher_is_better, level); none
+    without a validation measure."""
+    if curves is None:
+        return {}
+    return {"expected_best": curves["expected_best"],
+            "budget": {k: v for k, v in curves.items() if k != "expected_best"}}
+
+
+def from_summary(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The budget curves stored in a summary.json object (see `summary_sections`), None where
+    it has none."""
+    if "expected_best" not in summary:
+        return None
+    return {"expected_best": summary["expected_best"], **summary["budget"]}
 
 
 def best_at(curves: dict[str, list[float]], k: int, higher_is_better: bool = True

@@ -14,7 +14,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from optimlab.analysis.records import DamagedRecords, family, read_json
+from optimlab.analysis.records import DamagedRecords, family, read_json, read_summary_file
 from optimlab.analysis.stats import ALPHA, PairedMeasure, compare_pair
 
 # What every pair of entries is compared on: (summary record key, lower is better). Time to
@@ -56,18 +56,26 @@ def comparisons(records: Sequence[dict[str, Any]], alpha: float = ALPHA
             for row in compare_pair(a, b, _measures(runs[a], runs[b]), alpha)]
 
 
-FILENAME = "comparisons.json"
+# Where an earlier version stored them, beside summary.json.
+OLD_FILENAME = "comparisons.json"
 
 
 def read_comparisons(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The comparisons compare stored in `out_dir` ({"comparisons": [...]}), or, for a folder
-    written before they were stored (or cut short before its last run), computed from its
-    records at the default alpha."""
-    path = out_dir / FILENAME
-    if not path.is_file():
+    """The comparisons compare stored in `out_dir`'s summary.json (its "comparisons"), or
+    in the comparisons.json of an earlier version, or, for a folder written before they were
+    stored (or cut short before its last run), computed from its records at the default
+    alpha."""
+    stored = read_summary_file(out_dir / "summary.json").get("comparisons")
+    path = out_dir / OLD_FILENAME
+    if stored is None and path.is_file():
+        found = read_json(path)
+        if not isinstance(found, dict) or not isinstance(found.get("comparisons"), list):
+            raise DamagedRecords(f"{path} is damaged: expected an object with a list "
+                                 "\"comparisons\"")
+        stored = found["comparisons"]
+    if stored is None:
         return comparisons(records)
-    stored = read_json(path)
-    if not isinstance(stored, dict) or not isinstance(stored.get("comparisons"), list):
-        raise DamagedRecords(f"{path} is damaged: expected an object with a list "
-                             "\"comparisons\"")
-    return stored["comparisons"]
+    if not isinstance(stored, list):
+        raise DamagedRecords(f"{out_dir / 'summary.json'} is damaged: \"comparisons\" is "
+                             f"{type(stored).__name__}, not a list")
+    return stored

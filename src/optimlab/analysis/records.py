@@ -1,7 +1,8 @@
 """The records of runs as plain data, and their readers (torch-free).
 
 - `CurvePoint`: one point of a run's curves; `CURVE_COLUMNS`: curves.csv's header;
-- `read_json`, `read_summary`, `read_curves`, `load_compare`: a compare folder's files;
+- `read_json`, `read_summary_file`, `read_summary`, `read_curves`, `load_compare`: a compare
+  folder's files;
 - `Curves`: curves as arrays per run and (split, metric), what the figures draw;
 - `write_curves_csv`: curves.csv from runs' points (a sweep writes it on demand).
 
@@ -77,17 +78,27 @@ def read_json(path: Path) -> Any:
                              f"{e.colno}: {e.msg}{cut}") from None
 
 
-def read_summary(path: Path) -> list[dict[str, Any]]:
-    """summary.json: a list of run records, each with at least SUMMARY_KEYS."""
-    records = read_json(path)
-    if not isinstance(records, list):
-        raise DamagedRecords(f"{path} is damaged: expected a list of run records, found "
-                             f"{type(records).__name__}")
-    for i, r in enumerate(records):
+def read_summary_file(path: Path) -> dict[str, Any]:
+    """summary.json as its writer left it: {"runs": [run records, each with at least
+    SUMMARY_KEYS], and the sections the writer adds: "comparisons" (compare, once every run
+    has ended), "expected_best" and "budget" (a sweep's budget curves), ...}. A file of an
+    earlier version, a bare list of run records, reads as {"runs": that list}."""
+    summary = read_json(path)
+    if isinstance(summary, list):
+        summary = {"runs": summary}
+    if not isinstance(summary, dict) or not isinstance(summary.get("runs"), list):
+        raise DamagedRecords(f"{path} is damaged: expected an object with a list \"runs\" of "
+                             f"run records, found {type(summary).__name__}")
+    for i, r in enumerate(summary["runs"]):
         missing = [k for k in SUMMARY_KEYS if not isinstance(r, dict) or k not in r]
         if missing:
             raise DamagedRecords(f"{path} is damaged: record {i} lacks {', '.join(missing)}")
-    return records
+    return summary
+
+
+def read_summary(path: Path) -> list[dict[str, Any]]:
+    """The run records of summary.json (see `read_summary_file`)."""
+    return list(read_summary_file(path)["runs"])
 
 
 def _curve_rows(path: Path) -> Iterable[tuple[int, list[str]]]:

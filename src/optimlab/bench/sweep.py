@@ -27,7 +27,6 @@ matmul rate" compares like with like against the best the machine does on them.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import statistics
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from optimlab.analysis.records import read_summary
 from optimlab.lab import executors, ray_executor
 from optimlab.lab.environment import environment
 from optimlab.lab.grid import EXECUTORS, SweepConfig, with_executor
@@ -296,7 +296,7 @@ def _row_command(cfg: SweepConfig, _: Any, out: Path, threads: int) -> tuple[flo
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"optimlab sweep exited {done.returncode}: {done.stderr[-2000:]}")
-    return wall, _with_names(json.loads((out / "summary.json").read_text()))
+    return wall, _with_names(read_summary(out / "summary.json"))
 
 
 def _row_executor(name: str) -> Callable[..., tuple[float, list[dict]]]:

@@ -11,13 +11,13 @@ The output folder (what `optimlab.report` reads, never retraining):
   and with `--tune` "tuning" (see `optimlab.lab.sweep.tune`: per optimizer the η used, its
   source "tuned" / "given" / "default" when every η diverged, the grid, its "edge")};
 - written from the store for readers, as each run ends (then put in seed-major order):
-  `summary.json`: a list, one `optimlab.train.summary_record` per run plus its "run" name;
+  `summary.json`: {"runs": one `optimlab.train.summary_record` per run plus its "run"
+  name, and once every run has ended "comparisons": every pair of entries on its
+  measures, paired by seed (see `optimlab.analysis.comparisons`)};
   `curves.csv`: run, step, train_seconds, split, metric, value (long format, as
   `optimlab export csv` writes a store's: clocks in float32);
   `diagnostics.json`: only when callbacks return results: a list of {"run", "optimizer",
-  "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}};
-- `comparisons.json`: once every run has ended, {"comparisons": [...]}: every pair of
-  entries on its measures, paired by seed (see `optimlab.analysis.comparisons`).
+  "seed", "hyperparameters", "diagnostics": {callback name: callback.result()}}.
 A crash, Ctrl-C or SIGTERM never loses finished runs, and the same command into the same
 folder resumes: finished runs are kept and skipped, and the runs in flight go on from
 their checkpoints (a run with callbacks that return results, such as `--diagnostics`,
@@ -165,8 +165,14 @@ class _Store:
         self.finished = {r["run"] for r in runs}
         if not runs and not (self.out / "summary.json").exists():
             return
-        write_json(self.out / "summary.json", self.records)
+        self.write_summary()
         write_curves_csv(self.out / "curves.csv", ((r["run"], r["curves"]) for r in runs))
+
+    def write_summary(self, records: list[dict[str, Any]] | None = None, **sections: Any
+                      ) -> None:
+        """summary.json: {"runs": `records` (default: those stored), **sections}."""
+        write_json(self.out / "summary.json",
+                   {"runs": self.records if records is None else records, **sections})
 
     def _keep(self, found: list[Checkpoint]) -> None:
         with self.guard():
@@ -190,7 +196,7 @@ class _Store:
             if result.extras:
                 write_json(self.out / "diagnostics.json", self.diagnostics)
             write_curves_csv(self.out / "curves.csv", [(run, result.curves)], append=True)
-            write_json(self.out / "summary.json", [*self.records, record])
+            self.write_summary([*self.records, record])
         self.records.append(record)
         self.finished.add(run)
         return record
@@ -261,7 +267,7 @@ class Comparison:
         self.store.order()
         self.comparisons = comparisons(self.store.records, self.alpha)
         with self.store.guard():
-            write_json(self.store.out / "comparisons.json", {"comparisons": self.comparisons})
+            self.store.write_summary(comparisons=self.comparisons)
         return self.store.records
 
 

@@ -21,8 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-FILENAME = "halving.json"  # the sweep's member-steps and decisions, beside summary.json
-
 
 def rung_steps(min_steps: int, eta: int, steps: int) -> tuple[int, ...]:
     """R, R·η, R·η², … while below `steps` (the last step is no rung: every run left ends)."""

@@ -21,8 +21,8 @@ taken here, from the checkpoints of the runs at the rung, and stored in one tran
 with the stopped runs (finished as pruned: their records carry "pruned_at", the rung) and
 the others' checkpoints, so a resume after a crash takes the same decisions. Every record
 carries "steps_trained" and "pruned_at" (null: it reached its end or diverged), and
-summary.json the sweep's "member_steps" and every decision ("rungs"). A pruned run never
-wins the selection.
+summary.json, beside its "runs", the sweep's "member_steps" and every decision ("rungs").
+A pruned run never wins the selection.
 """
 
 from __future__ import annotations
@@ -106,14 +106,15 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
                   runs: list[dict[str, Any]] | None = None, halved: bool = False
                   ) -> list[dict[str, Any]]:
-    """summary.json of every finished run (`runs`: the store's, when already read), and
-    expected_best.json (see `optimlab.analysis.budget`), replaced atomically. The curves
+    """summary.json, replaced atomically: {"runs": every finished run's record (`runs`: the
+    store's, when already read), and "expected_best" and "budget", its budget curves (see
+    `optimlab.analysis.budget.summary_sections`)}. The curves
     stay in the store: `optimlab export csv` writes curves.csv on demand; one an older
     version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
     winner and its re-runs), None for every other run. `halved` (successive halving): each
-    record has "steps_trained" and "pruned_at", and halving.json the sweep's
+    record has "steps_trained" and "pruned_at", and summary.json the sweep's
     "member_steps" and its decisions ("rungs", see `optimlab.lab.halving.decide`)."""
     runs = store.runs() if runs is None else runs
     (store.out / "curves.csv").unlink(missing_ok=True)
@@ -122,17 +123,13 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     records = [run["summary"] | ({"edge": chosen.get((family(run["config"]), json.dumps(
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
+    sections = budget.summary_sections(budget.budget_curves(runs))
     if halved:
         records = [r | {"steps_trained": r["steps"], "pruned_at": r.get("pruned_at")}
                    for r in records]
-        write_json(store.out / halving.FILENAME, {"member_steps": halving.member_steps(records),
-                                                  "rungs": store.rungs()})
-    write_json(store.out / "summary.json", records)
-    curves = budget.budget_curves(runs)
-    if curves is None:
-        (store.out / budget.FILENAME).unlink(missing_ok=True)
-    else:
-        write_json(store.out / budget.FILENAME, curves)
+        sections |= {"member_steps": halving.member_steps(records), "rungs": store.rungs()}
+    write_json(store.out / "summary.json", {"runs": records, **sections})
+    (store.out / "expected_best.json").unlink(missing_ok=True)  # an earlier version's
     return records
 
 

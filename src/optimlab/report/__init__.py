@@ -86,7 +86,7 @@ def tuning_rows(meta: dict[str, Any]) -> list[list[str]]:
 
 
 def _comparisons_section(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Every pair of entries on each measure (comparisons.json), or nothing without pairs."""
+    """Every pair of entries on each measure (summary.json's), or nothing without pairs."""
     if not rows:
         return []
     return [(f"Paired comparisons ({comparisons_caption(rows)})",

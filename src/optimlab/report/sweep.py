@@ -156,7 +156,8 @@ BUDGET_NOTE = (
     "band: a {level:.0%} percentile bootstrap over the trials. A trial is one configuration "
     "(its score averaged over its seeds); the re-runs of a chosen point or of the defaults "
     "are not trials. A diverged run scores the worst: accuracy 0 (a loss: the sweep's "
-    "largest). Trials: {trials}. The same numbers are in expected_best.json.</p>")
+    "largest). Trials: {trials}. The same numbers are in summary.json (its "
+    "\"expected_best\" and \"budget\").</p>")
 
 
 def _budget_section(curves: dict[str, Any] | None, interactive_page: bool) -> list[

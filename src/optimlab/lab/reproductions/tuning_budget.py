@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from optimlab import data
-from optimlab.analysis.budget import FILENAME, best_at
-from optimlab.analysis.records import read_json
+from optimlab.analysis.budget import best_at, from_summary
+from optimlab.analysis.records import read_summary_file
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.reproduce import Check, Context, Outcome, Setting
 from optimlab.lab.sweep import Sweep, make_configs, write_outputs
@@ -117,7 +117,9 @@ def measure(ctx: Context, dataset: Any, trials: int, steps: int,
         write_outputs(sweep.store)
     finally:
         sweep.store.close()
-    stored = read_json(ctx.out / FILENAME)
+    stored = from_summary(read_summary_file(ctx.out / "summary.json"))
+    if stored is None:  # every run lacks a validation measure: no trial has a score
+        raise RuntimeError(f"{ctx.out}: the sweep stored no budget curves")
     curves = stored["expected_best"]
     numbers = {"expected_best_at": {str(k): v for k, v in _at(curves, budgets).items()},
                "best_at": {str(k): best_at(curves, k) for k in budgets},

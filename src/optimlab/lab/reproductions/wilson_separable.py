@@ -203,7 +203,7 @@ def run(ctx: Context) -> Outcome:
         records += recs
         rows += curve_rows
         infos.append(info)
-    write_json(ctx.out / "summary.json", records)
+    write_json(ctx.out / "summary.json", {"runs": records})
     tmp = ctx.out / "curves.csv.tmp"
     with tmp.open("w", newline="") as f:
         csv.writer(f).writerows([CURVE_COLUMNS, *rows])
