@@ -20,6 +20,7 @@ import torch
 from conftest import exit_code
 from test_sweep import CLOCKS, DS, assert_same_record, one_thread  # noqa: F401 (autouse)
 
+import optimlab
 from optimlab.lab import executors
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.halving import RungScore, decide, rung_steps
@@ -292,3 +293,22 @@ def test_a_resume_with_other_halving_settings_is_refused_naming_them(tmp_path):
         with pytest.raises(ValueError, match=name):
             Sweep(halving_cfg(steps=30, optimizers=("adam",), grid={"lr": LRS[:3]}, **change),
                   tmp_path, dataset=DS)
+
+
+def test_python_halving_with_selection_reruns_the_last_survivor(tmp_path):
+    optimlab.sweep("logreg", DS, "adam", grid={"lr": "1e-3:1"}, search="random", trials=9,
+                   halving=3, min_steps=10, select="val", seeds=2, steps=40, batch_size=20,
+                   eval_every=10, out=tmp_path, report=False)
+    runs = Store(tmp_path).runs()
+    grid = [r["summary"] for r in runs if "grid" in r["roles"]]
+    assert sorted(r.get("pruned_at") or 40 for r in grid) == [10] * 6 + [30] * 2 + [40]
+    last = next(r for r in grid if "pruned_at" not in r)
+    tuned = [r["config"] for r in runs if "tuned" in r["roles"]]
+    assert sorted(c["seed"] for c in tuned) == [0, 1]
+    assert all(c["hyperparameters"] == last["hyperparameters"] for c in tuned)
+    shots = [r["summary"] for r in runs if "one-shot" in r["roles"]]
+    assert [r["steps"] for r in shots] == [40, 40]  # the defaults train in full
+    top = summaries.summary(tmp_path)
+    assert top["member_steps"] == sum(r["steps_trained"] for r in top["runs"])
+    # the tuned seed 0 is the grid's last survivor: one run, counted once
+    assert top["member_steps"] == 6 * 10 + 2 * 30 + 40 + 2 * 40 + 40
