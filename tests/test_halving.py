@@ -21,6 +21,7 @@ from conftest import exit_code
 from test_sweep import CLOCKS, DS, assert_same_record, one_thread  # noqa: F401 (autouse)
 
 import optimlab
+from optimlab.analysis.records import family
 from optimlab.lab import executors
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.halving import RungScore, decide, rung_steps
@@ -312,3 +313,31 @@ def test_python_halving_with_selection_reruns_the_last_survivor(tmp_path):
     assert top["member_steps"] == sum(r["steps_trained"] for r in top["runs"])
     # the tuned seed 0 is the grid's last survivor: one run, counted once
     assert top["member_steps"] == 6 * 10 + 2 * 30 + 40 + 2 * 40 + 40
+
+
+def test_the_rung_diagram_ends_each_line_at_its_rung_and_the_page_shows_it(vectorized):
+    from optimlab.analysis.store import read_rungs, read_runs
+    from optimlab.report.rungs import rung_lines
+    from optimlab.report.sweep import render
+
+    runs = read_runs(vectorized)
+    lines = rung_lines(runs)
+    assert {name: len(configs) for name, configs in lines.items()} == {"sgd": 9, "adam": 9}
+    ends: dict[tuple, tuple] = {}  # (optimizer, η) -> (rung, the last step of its seeds)
+    for r in runs:
+        at = (family(r["config"]), r["config"]["hyperparameters"]["lr"])
+        last = max(ends.get(at, (None, 0))[1], r["summary"]["steps"])
+        ends[at] = (r["summary"].get("pruned_at"), last)
+    for name, configs in lines.items():
+        for line in configs:
+            rung, last = ends[name, float(line["label"].removeprefix("lr="))]
+            assert line["pruned_at"] == rung
+            # a line ends at its rung, or where its seeds ended (120, or a divergence: the
+            # run is evaluated at its last step before it)
+            assert line["steps"][-1] == (rung or last)
+    assert sum(line["pruned_at"] is None and not line["diverged"]
+               for configs in lines.values() for line in configs) == 2
+    assert {d["rung"] for d in read_rungs(vectorized)} == {10, 30, 90}
+    page = render(vectorized).read_text()
+    assert "Successive halving: rung diagram" in page and 'alt="rung diagram"' in page
+    assert (vectorized / "rungs.png").stat().st_size > 0

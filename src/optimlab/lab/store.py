@@ -26,7 +26,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from optimlab.analysis.store import FILENAME, encode_curves, stored_meta, stored_runs
+from optimlab.analysis.store import (
+    FILENAME,
+    encode_curves,
+    stored_meta,
+    stored_rungs,
+    stored_runs,
+)
 from optimlab.lab.experiment import output_folder
 from optimlab.train import CurvePoint, TrainConfig
 
@@ -142,9 +148,8 @@ class Store:
                 self._finish(config, record, curves)
 
     def rungs(self) -> list[dict[str, Any]]:
-        """Every decision recorded, by rung, optimizer and rank."""
-        rows = [json.loads(d) for (d,) in self.conn.execute("SELECT decision FROM rungs")]
-        return sorted(rows, key=lambda d: (d["rung"], d["optimizer"], d["rank"]))
+        """Every decision recorded (see `optimlab.analysis.store.stored_rungs`)."""
+        return stored_rungs(self.conn)
 
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:
