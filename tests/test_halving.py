@@ -341,3 +341,25 @@ def test_the_rung_diagram_ends_each_line_at_its_rung_and_the_page_shows_it(vecto
     page = render(vectorized).read_text()
     assert "Successive halving: rung diagram" in page and 'alt="rung diagram"' in page
     assert (vectorized / "rungs.png").stat().st_size > 0
+
+
+def test_sweep_bench_halving_prints_the_figures_of_both_sweeps(tmp_path, npz, capsys):
+    path = tmp_path / "bench.json"
+    assert exit_code(["sweep-bench", "--dataset", f"npz:{npz}", "--optimizers", "adam",
+                      "--halving", "--trials", "9", "--steps", "40", "--eval-every", "10",
+                      "--batch-size", "20", "--threads", "1", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    # rungs at 10 and 30 of 40: 9 runs to 10, 3 to 30, 1 to the end
+    assert (result["halving"]["member_steps"], result["full"]["member_steps"]) == (
+        9 * 10 + 3 * 20 + 1 * 10, 9 * 40)
+    assert result["member_steps_fraction"] == pytest.approx(160 / 360)
+    assert result["wall_fraction"] == pytest.approx(result["halving"]["wall_s"]
+                                                    / result["full"]["wall_s"])
+    pick, best = result["halving"]["picked"]["adam"], result["full"]["picked"]["adam"]
+    quality = result["pick_quality"]["adam"]
+    assert quality["same_configuration"] == (pick["hyperparameters"] == best["hyperparameters"])
+    assert quality["test_acc_points_vs_best"] == pytest.approx(
+        100 * (pick["test_acc"] - best["test_acc"]))
+    out = capsys.readouterr().out
+    assert "member-steps: 160 of 360 (44.4%)" in out and "wall clock:" in out
+    assert exit_code(["sweep-bench", "--halving", "1"]) == 2

@@ -21,6 +21,7 @@ from optimlab import models
 from optimlab.commands._args import (
     add_threads,
     capped,
+    eta,
     natural_int,
     number,
     positive_int,
@@ -100,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the same --out keep those done and add the rest")
     p.add_argument("--search-seed", type=natural_int, metavar="N",
                    help=f"with --search random: the seed of the sample (default {d.search_seed})")
-    p.add_argument("--halving", type=_eta, nargs="?", const=3, metavar="ETA",
+    p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
                    help="successive halving: at each rung keep the best ceil(n/ETA) "
                         "configurations per optimizer (on val, seeds averaged), stop the rest "
                         "(ETA alone: 3)")
@@ -126,18 +127,6 @@ def flags(args: argparse.Namespace) -> dict[str, Any]:
              "val_fraction", "device", "schedule", "extend_edges", "search", "trials",
              "search_seed", "halving", "min_steps", *APPLIES)
     return {n: getattr(args, n) for n in names}
-
-
-def _eta(text: str) -> int:
-    """--halving's η: an integer >= 2 (η = 1 would stop nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}; allowed: an integer >= 2 (the rungs' "
-                                         "ratio η: 1/η of the configurations go on)")
-    return value
 
 
 def command_line(args: argparse.Namespace, out: Path) -> str:
