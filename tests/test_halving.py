@@ -363,3 +363,25 @@ def test_sweep_bench_halving_prints_the_figures_of_both_sweeps(tmp_path, npz, ca
     out = capsys.readouterr().out
     assert "member-steps: 160 of 360 (44.4%)" in out and "wall clock:" in out
     assert exit_code(["sweep-bench", "--halving", "1"]) == 2
+
+
+def test_an_interrupt_between_rungs_keeps_the_decided_rung_and_resumes_alike(
+        vectorized, tmp_path, monkeypatch):
+    real = executors.Group.step
+
+    def step(self, t, on_finish):
+        if t == 20:  # after the rung at 10 was decided, before the one at 30
+            raise KeyboardInterrupt
+        real(self, t, on_finish)
+
+    monkeypatch.setattr(executors.Group, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        Sweep(halving_cfg(), tmp_path, dataset=DS).run()
+    store = Store(tmp_path)
+    assert {d["rung"] for d in store.rungs()} == {10}
+    kept = store.checkpoint_steps()
+    assert kept and set(kept.values()) <= {10, 19}  # the survivors, at the rung or later
+    monkeypatch.setattr(executors.Group, "step", real)
+    Sweep(halving_cfg(), tmp_path, dataset=DS).run()
+    assert decisions(tmp_path) == decisions(vectorized)
+    assert_same_runs(stored(tmp_path), stored(vectorized))
