@@ -389,15 +389,7 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     single, batched = vectorized_plan(configs, dataset, max_batch, say,
                                       of_members.starts() if of_members else None)
     threads = torch.get_num_threads()
-    cut = _shares(batched, threads)
-    side = False
-    if threads > 1 and len(cut) > 1:
-        # built here, one after another: a model's initial weights come from torch's
-        # global generator (`init_model`)
-        live = [Group(members, dataset, saved) for members in cut]
-        side = all(g.hand_written for g in live)
-    if not side:  # a model under vmap: its groups train one after another, uncut
-        live = [Group(members, dataset, saved) for members in batched]
+    live, side = _groups(batched, dataset, saved, threads)
     for step in (*rungs.steps, None) if rungs else (until,):
         paused: dict[str, Checkpoint] = {}
         pausing = _pausing(checkpoints, paused, step) if step is not None else checkpoints
@@ -420,6 +412,20 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
         single = [c for c in single if config_key(c) in keep]
         if checkpoints:
             checkpoints = checkpoints.with_saved(list(paused.values()))
+
+
+def _groups(batched: list[list[TrainConfig]], dataset: Any,
+            saved: dict[str, tuple[int, bytes]], threads: int) -> tuple[list[Group], bool]:
+    """The groups to train, and whether they train side by side (`_side_by_side`)."""
+    cut = _shares(batched, threads)
+    if threads > 1 and len(cut) > 1:
+        # built here, one after another: a model's initial weights come from torch's
+        # global generator (`init_model`)
+        shares = [Group(members, dataset, saved) for members in cut]
+        if all(g.hand_written for g in shares):
+            return shares, True
+    # one thread, or a model under vmap: its groups train one after another, uncut
+    return [Group(members, dataset, saved) for members in batched], False
 
 
 def _pausing(checkpoints: Checkpoints | None, paused: dict[str, Checkpoint], step: int
