@@ -151,6 +151,7 @@ def test_halving_stops_the_weak_and_keeps_them_as_pruned_at_their_rung(vectorize
     assert len(by_rung[30]) == 2 * 2 * 2 and len(by_rung[90]) == 0
     assert len(finished) == 2 * 1 * 2
     assert extra["member_steps"] == sum(r["steps_trained"] for r in summary)
+    assert extra["training"] == []
     assert extra["member_steps"] < 2 * 9 * 2 * 120 * 0.3
     rows = Store(vectorized).rungs()
     assert [(d["rung"], d["optimizer"]) for d in rows] == sorted(
@@ -379,6 +380,12 @@ def test_an_interrupt_between_rungs_keeps_the_decided_rung_and_resumes_alike(
         Sweep(halving_cfg(), tmp_path, dataset=DS).run()
     store = Store(tmp_path)
     assert {d["rung"] for d in store.rungs()} == {10}
+    # summary.json as the rung left it: the best so far, and the runs the rung kept
+    top = summaries.summary(tmp_path)
+    kept = [f"{d['optimizer']}-lr{d['hyperparameters']['lr']:g}-seed{s}"
+            for d in store.rungs() if d["survives"] for s in (0, 1)]
+    assert sorted(top["training"]) == sorted(kept)
+    assert {r["run"] for r in top["runs"]}.isdisjoint(kept)
     kept = store.checkpoint_steps()
     assert kept and set(kept.values()) <= {10, 19}  # the survivors, at the rung or later
     monkeypatch.setattr(executors.Group, "step", real)

@@ -180,6 +180,11 @@ class Store:
         rows = self.conn.execute("SELECT key, step, state FROM checkpoints")
         return {k: (step, blob) for k, step, blob in rows if k in keys}
 
+    def in_flight(self) -> list[str]:
+        """The names of the planned runs not finished yet, in planning order."""
+        return [n for (n,) in self.conn.execute(
+            "SELECT name FROM runs WHERE status != 'done' ORDER BY rowid")]
+
     def finished_count(self) -> int:
         return int(self.conn.execute(
             "SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0])

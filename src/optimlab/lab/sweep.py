@@ -115,7 +115,8 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
     winner and its re-runs), None for every other run. `halved` (successive halving): each
     record has "steps_trained" and "pruned_at", and summary.json the sweep's
-    "member_steps" and its decisions ("rungs", see `optimlab.lab.halving.decide`)."""
+    "member_steps", its decisions ("rungs", see `optimlab.lab.halving.decide`) and the
+    runs still training ("training": written at each rung, empty at the end)."""
     runs = store.runs() if runs is None else runs
     (store.out / "curves.csv").unlink(missing_ok=True)
     chosen = {(name, json.dumps(c["hyperparameters"], sort_keys=True)): c["edge"]
@@ -127,7 +128,8 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     if halved:
         records = [r | {"steps_trained": r["steps"], "pruned_at": r.get("pruned_at")}
                    for r in records]
-        sections |= {"member_steps": halving.member_steps(records), "rungs": store.rungs()}
+        sections |= {"member_steps": halving.member_steps(records), "rungs": store.rungs(),
+                     "training": store.in_flight()}
     write_json(store.out / "summary.json", {"runs": records, **sections})
     (store.out / "expected_best.json").unlink(missing_ok=True)  # an earlier version's
     return records
