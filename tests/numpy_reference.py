@@ -66,6 +66,13 @@ class RMSprop:
         return w - self.lr * g / denom
 
 
+def decayed(w, g, lr, wd, decoupled, maximize):
+    """(w, g) after the gradient's sign and the weight decay: decoupled, w shrinks by ηλ
+    (AdamW); else L2, g grows by λw."""
+    g = -g if maximize else g
+    return (w * (1 - lr * wd), g) if decoupled else (w, g + wd * w)
+
+
 class Adam:
     """v̂ = v/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ); w ← w − η v̂/(√ŝ + ε); AdamW decays w by (1 − ηλ)."""
 
@@ -79,11 +86,7 @@ class Adam:
 
     def step(self, w, g):
         self.t += 1
-        g = -g if self.maximize else g
-        if self.decoupled:
-            w = w * (1 - self.lr * self.wd)
-        else:
-            g = g + self.wd * w
+        w, g = decayed(w, g, self.lr, self.wd, self.decoupled, self.maximize)
         self.v = self.b1 * self.v + (1 - self.b1) * g
         self.s = self.b2 * self.s + (1 - self.b2) * g * g
         s = self.s
@@ -132,5 +135,62 @@ class Lion:
         return w - self.lr * (np.sign(c) + self.wd * w)
 
 
+class NAdam:
+    """Dozat 2016 as torch.optim.NAdam: μₜ = β₁(1 − ½·0.96^{tψ}), its running product kept
+    step by step; w ← w − η(1−μₜ)/(1−∏μ) ĝ − ημₜ₊₁/(1−∏μ·μₜ₊₁) v̂, both over √ŝ + ε."""
+
+    def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, maximize=False):
+        self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
+        self.psi, self.decoupled, self.maximize = momentum_decay, decoupled_weight_decay, maximize
+        self.v = self.s = 0.0
+        self.t, self.mu_product = 0, 1.0
+
+    def step(self, w, g):
+        self.t += 1
+        w, g = decayed(w, g, self.lr, self.wd, self.decoupled, self.maximize)
+        mu = self.b1 * (1 - 0.5 * 0.96 ** (self.t * self.psi))
+        mu_next = self.b1 * (1 - 0.5 * 0.96 ** ((self.t + 1) * self.psi))
+        self.mu_product *= mu
+        self.v = self.b1 * self.v + (1 - self.b1) * g
+        self.s = self.b2 * self.s + (1 - self.b2) * g * g
+        denom = np.sqrt(self.s / (1 - self.b2**self.t)) + self.eps
+        w = w - self.lr * (1 - mu) / (1 - self.mu_product) * g / denom
+        return w - self.lr * mu_next / (1 - self.mu_product * mu_next) * self.v / denom
+
+
+class AdamWScheduleFree:
+    """Defazio et al. 2024, Algorithm 1 with Adam's normalisation, x and z kept apart:
+    z ← z − ηₜ(g/(√ŝ+ε) + λy), x ← (1−cₜ)x + cₜz, y = (1−β₁)z + β₁x (returned: the
+    parameter while training); ηₜ warms up linearly, cₜ = t^r·max(η)^p / Σ weights."""
+
+    def __init__(self, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0,
+                 r=0.0, weight_lr_power=2.0):
+        self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
+        self.warmup, self.r, self.power = warmup_steps, r, weight_lr_power
+        self.t, self.s, self.x, self.z = 0, 0.0, None, None
+        self.lr_max, self.weight_sum = 0.0, 0.0
+
+    def step(self, y, g):
+        if self.x is None:
+            self.x, self.z = y.copy(), y.copy()
+        self.t += 1
+        lr = self.lr * min(1.0, self.t / self.warmup) if self.warmup else self.lr
+        self.lr_max = max(self.lr_max, lr)
+        weight = self.t**self.r * self.lr_max**self.power
+        self.weight_sum += weight
+        c = weight / self.weight_sum
+        self.s = self.b2 * self.s + (1 - self.b2) * g * g
+        u = g / (np.sqrt(self.s / (1 - self.b2**self.t)) + self.eps) + self.wd * y
+        self.z = self.z - lr * u
+        self.x = (1 - c) * self.x + c * self.z
+        return (1 - self.b1) * self.z + self.b1 * self.x
+
+    def evaluated(self):
+        """x: what the parameter holds after eval()."""
+        return self.x
+
+
 REFERENCES = {"sgd": SGD, "momentum": Momentum, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW,
-              "adagrad": Adagrad, "lion": Lion}
+              "adagrad": Adagrad, "lion": Lion,
+              "nadam": NAdam, "adamw-schedulefree": AdamWScheduleFree}

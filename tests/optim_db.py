@@ -44,13 +44,19 @@ class TorchPeer:
 
     cases: our keyword arguments where the two coincide (float64, ≤ 1e-9 over 500 steps);
     translate: our keyword arguments -> the peer's (the known differences, in code);
-    state_loads: the state_dicts load across both ways and training goes on as one run;
+    state_loads: the directions a state_dict loads across ("torch->ours", "ours->torch")
+        and training goes on as one run;
+    cycles: a momentum cycled by OneCycleLR gives the peer's update;
+    float64_state: the peer keeps a scalar state in float32 unless torch's default dtype
+        is float64 (NAdam's mu_product): its float64 runs set that default;
     differences: the known differences, in words.
     """
 
     cases: tuple[Kw, ...]
     translate: Callable[[Kw], Kw] = dict
-    state_loads: bool = True
+    state_loads: tuple[str, ...] = ("torch->ours", "ours->torch")
+    cycles: bool = True
+    float64_state: bool = False
     differences: str = ""
 
 
@@ -174,7 +180,7 @@ ROWS = [
         peer=TorchPeer(
             cases=(dict(lr=0.05), dict(lr=0.05, momentum=0.95, nesterov=True, weight_decay=0.05),
                    dict(lr=0.05, weight_decay=0.1, maximize=True)),
-            translate=_ema_momentum_as_heavy_ball, state_loads=False,
+            translate=_ema_momentum_as_heavy_ball, state_loads=(),
             differences="EMA v ← βv + (1−β)g where torch's heavy ball sums (v ← βv + g): the "
                         "same trajectory at torch's η(1−β), its momentum_buffer 1/(1−β) times "
                         "ours"),
@@ -293,6 +299,55 @@ ROWS = [
             "betas": st.tuples(st.floats(0, 0.999), st.floats(0, 0.999)),
             "weight_decay": st.floats(0, 1)}),
         # sign(c) near a minimum, where c → 0, flips with any rounding
+        chaotic=always,
+    ),
+    OptimizerInfo(
+        name="nadam", reference=ref.NAdam,
+        cases=(dict(lr=1e-2),
+               dict(lr=1e-2, betas=(0.5, 0.9), eps=1e-6, weight_decay=0.1, momentum_decay=0.01),
+               dict(lr=1e-2, weight_decay=0.3, decoupled_weight_decay=True, maximize=True)),
+        rich=dict(lr=1e-2, weight_decay=0.3, decoupled_weight_decay=True, maximize=True),
+        batched=((dict(lr=1e-2), dict(lr=1e-3, betas=(0.5, 0.999), weight_decay=0.1),
+                  dict(lr=3e-2, eps=1e-4, momentum_decay=0.02)),
+                 (dict(lr=1e-2, weight_decay=0.3, decoupled_weight_decay=True),
+                  dict(lr=1e-3, decoupled_weight_decay=True))),
+        peer=TorchPeer(
+            cases=(dict(lr=1e-2), dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.05),
+                   dict(lr=1e-2, weight_decay=0.2, decoupled_weight_decay=True),
+                   dict(lr=1e-2, maximize=True, momentum_decay=0.01)),
+            state_loads=("torch->ours",), cycles=False, float64_state=True,
+            differences="μ's product Πₜ from t (at today's β₁), in float64, not kept in the "
+                        "state (torch's mu_product): torch's state loads into ours, not back"),
+        converges={"quadratic": (dict(lr=1e-2), 2000), "rosenbrock": (dict(lr=3e-3), 10000)},
+        bytes_per_param=28,
+        hyper=st.fixed_dictionaries({
+            "lr": st.floats(1e-4, 0.1),
+            "betas": st.tuples(st.floats(0, 0.99), st.floats(0.5, 0.9999)),
+            "weight_decay": st.floats(0, 0.1), "momentum_decay": st.floats(0, 0.1),
+            "decoupled_weight_decay": st.booleans()}),
+        # a short memory of s (β₂ < 0.999) makes g/(√ŝ + ε) near a minimum a sign, which
+        # flips with rounding (as RMSprop's)
+        chaotic=lambda kw: kw.get("betas", (0.9, 0.999))[1] < 0.999,
+    ),
+    OptimizerInfo(
+        name="adamw-schedulefree", reference=ref.AdamWScheduleFree,
+        cases=(dict(lr=1e-2),
+               dict(lr=1e-2, warmup_steps=50, weight_decay=0.1),
+               dict(lr=3e-2, betas=(0.8, 0.99), eps=1e-6, warmup_steps=20, r=1.0,
+                    weight_lr_power=1.0)),
+        rich=dict(lr=1e-2, warmup_steps=50, weight_decay=0.1),
+        batched=((dict(lr=1e-2), dict(lr=3e-3, betas=(0.5, 0.99), weight_decay=0.1),
+                  dict(lr=3e-2, warmup_steps=20, r=1.0, weight_lr_power=0.0)),),
+        peer=None,  # the schedulefree package's AdamWScheduleFree: tests/test_peers.py
+        converges={"quadratic": (dict(lr=1e-2), 3000), "rosenbrock": (dict(lr=1e-2), 20000)},
+        bytes_per_param=28,
+        hyper=st.fixed_dictionaries({
+            "lr": st.floats(1e-4, 0.1),
+            "betas": st.tuples(st.floats(0.1, 0.99), st.floats(0.5, 0.9999)),
+            "weight_decay": st.floats(0, 0.1), "warmup_steps": st.integers(0, 50),
+            "r": st.floats(0, 2)}),
+        # near a minimum, y steps by g/(√ŝ + ε), whose sign flips with a vanishing g (as
+        # RMSprop's; r > 0, weighing the latest z most, parts two float64 runs in 1000 steps)
         chaotic=always,
     ),
 ]

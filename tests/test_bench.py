@@ -10,7 +10,7 @@ import torch
 from conftest import exit_code
 from optim_db import DB, NAMES
 
-from optimlab.bench import BYTES_PER_PARAM, BenchConfig, format_table, goals, run_bench
+from optimlab.bench import BYTES_PER_PARAM, BenchConfig, cases, format_table, goals, run_bench
 from optimlab.cli import main
 from optimlab.optim import OPTIMIZERS
 
@@ -83,8 +83,11 @@ def test_goals_are_ratios_of_the_right_rows():
                                    "torch-foreach": 100.0}),
              _case("rmsprop", "25M", {"ours-fused": 20.0, "torch-single": 50.0,
                                       "torch-foreach": 80.0}),
-             _case("sgd", "small200", {"ours-fused": 2.0, "torch-foreach": 1.0})]
+             _case("sgd", "small200", {"ours-fused": 2.0, "torch-foreach": 1.0}),
+             _case("nadam", "25M", {"ours-fused": 20.0, "torch-single": 70.0,
+                                    "torch-foreach": 50.0})]
     got = {g["goal"]: (g["value"], g["met"]) for g in goals(cases)}
+    assert got["nadam fused ≥ its peer's fastest step (25M)"] == (2.5, True)
     assert got["adam fused ≥ torch's fused Adam (25M)"] == (1.25, True)
     assert got["rmsprop fused ≥ 3× torch's fastest RMSprop (25M)"] == (2.5, False)
     assert got["adam fused ≥ 90% of roofline (25M)"] == (0.5, False)
@@ -113,6 +116,19 @@ def test_cli_writes_json_and_prints_a_table(tmp_path, capsys):
 def test_bad_input_is_a_clean_cli_error(argv, words, capsys):
     assert exit_code(["bench", *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_peer_package_not_installed_is_a_clean_cli_error(monkeypatch, capsys):
+    """Schedule-Free's peer is the schedulefree package's class, an optional dependency:
+    without it the bench says so in one line, before timing anything."""
+    def missing(path):
+        raise ValueError(f"no module named {path.split(':')[0]!r}")
+
+    monkeypatch.setattr(cases, "import_object", missing)
+    assert exit_code(["bench", "--optimizers", "adamw-schedulefree", "--models", "2x300"]) == 2
+    err = capsys.readouterr().err
+    assert "Invalid optimizer 'adamw-schedulefree' for the bench" in err
+    assert "schedulefree:AdamWScheduleFree" in err and len(err.strip().splitlines()) == 1
 
 
 def test_replay_bench_steps_fully_without_the_replay_to_the_same_values():

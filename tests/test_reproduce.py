@@ -16,6 +16,7 @@ from conftest import MNIST_T10K
 from summaries import runs as summary_runs
 from test_sweep import DS as BLOBS
 
+from optimlab.analysis.records import read_summary
 from optimlab.analysis.store import read_runs
 from optimlab.cli import main
 from optimlab.lab import reproduce
@@ -281,4 +282,44 @@ def test_bias_correction_reduced_large_first_steps_and_instability_at_large_alph
                  > loss(b1, 0.99, False) - loss(b1, 0.99, True) for b1 in (0.0, 0.9)),
              best[2] and best[1] >= 0.999, True]
     assert [c["holds"] for c in rec["checks"]] == holds
+    assert rec["verdict"] == reproduce.verdict([reproduce.Check("", "", "", h) for h in holds])
+
+
+@pytest.mark.slow
+def test_lion_lr_reduced_the_ratio_of_best_etas_is_read_from_the_runs(tmp_path_factory):
+    """The best η of each optimizer, the ratio and the verdict, recomputed from the stored
+    runs' final training losses."""
+    rec, _, out = reproduced("lion-lr", tmp_path_factory)
+    runs = read_summary(out / "summary.json")
+    loss = {(r["optimizer"], r["hyperparameters"]["lr"]): r["final_train_loss"] for r in runs}
+    assert len(loss) == 14 and all(r["steps"] == 1000 for r in runs)
+    best = {name: min((lr for o, lr in loss if o == name), key=lambda lr: loss[name, lr])
+            for name in ("adamw", "lion")}
+    ratio = best["adamw"] / best["lion"]
+    assert rec["numbers"]["ratio"] == pytest.approx(ratio)
+    a, b = loss["adamw", best["adamw"]], loss["lion", best["lion"]]
+    holds = [3 <= ratio <= 10 * (1 + 1e-9), abs(b - a) <= 0.25 * min(a, b)]
+    assert rec["verdict"] == reproduce.verdict([reproduce.Check("", "", "", h) for h in holds])
+
+
+@pytest.mark.slow
+def test_schedulefree_cosine_reduced_best_validation_losses_are_read_from_the_runs(
+        tmp_path_factory):
+    """Each entry's best final validation loss over the η grid, and the verdict, from the
+    stored runs; Schedule-Free's runs are evaluated at x (its eval mode)."""
+    rec, _, out = reproduced("schedulefree-cosine", tmp_path_factory)
+    runs = read_summary(out / "summary.json")
+    assert len(runs) == 15
+    assert all(r["hyperparameters"]["weight_decay"] == 0.01 for r in runs)
+    best: dict[str, dict[tuple[str, str], float]] = {"val": {}, "train": {}}
+    for r in runs:
+        entry = (r["optimizer"], r["schedule"])
+        for split, by in best.items():
+            by[entry] = min(by.get(entry, math.inf), r[f"final_{split}_loss"])
+    cos, sf, const = ({split: best[split][e] for split in best} for e in (
+        ("adamw", "cosine"), ("adamw-schedulefree", "constant"), ("adamw", "constant")))
+    assert rec["numbers"]["best"]["Schedule-Free AdamW"] == pytest.approx(sf["val"])
+    holds = [sf["val"] <= cos["val"] * 1.02,
+             sf["val"] < const["val"] and cos["val"] < const["val"],
+             sf["train"] <= cos["train"] * 1.02]
     assert rec["verdict"] == reproduce.verdict([reproduce.Check("", "", "", h) for h in holds])

@@ -7,6 +7,7 @@ import inspect
 import pytest
 import torch
 
+from optimlab.bench.cases import peer_class
 from optimlab.kernels import numba_cpu
 from optimlab.optim import LECTURE, OPTIMIZERS, SPECS
 from optimlab.optim._spec import RUN_OPTIONS, Batched, OptimizerSpec, register
@@ -32,6 +33,9 @@ def test_a_spec_agrees_with_its_class(name):
     for key in (*spec.batched.per_member, *spec.batched.shared):
         assert key in spec.hyperparameters
     peer_cls, peer_kw = spec.peer
+    if isinstance(peer_cls, str):  # a package's class, by its path (the peers extra)
+        pytest.importorskip(peer_cls.split(":")[0])
+        peer_cls, peer_kw = peer_class(name)
     assert issubclass(peer_cls, torch.optim.Optimizer)
     peer_cls([torch.zeros(1, requires_grad=True)], **peer_kw)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from optimlab._imports import import_object
 from optimlab.optim import SPECS
 
 
@@ -64,11 +65,38 @@ class Impl:
     make: Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 
 
+def peer_class(optimizer: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+    """The specification's peer: a torch.optim class, or a package's class by import path
+    (ValueError, one line, when that package is not installed)."""
+    cls, kw = SPECS[optimizer].peer
+    if isinstance(cls, str):
+        try:
+            cls = import_object(cls)
+        except ValueError as e:
+            raise ValueError(f"Invalid optimizer {optimizer!r} for the bench: its peer {cls} "
+                             f"cannot be imported ({e}); allowed: with the peers extra "
+                             "installed (pip install 'optimlab[peers]')") from None
+    return cls, kw
+
+
+def _in_train_mode(cls: type[torch.optim.Optimizer], kw: dict[str, Any]
+                   ) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
+    """`cls(params, **kw)`, put in train mode where it has one (schedulefree's refuses a
+    step before `train()`)."""
+    def make(params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        opt = cls(params, **kw)
+        if callable(getattr(opt, "train", None)):
+            opt.train()  # type: ignore[attr-defined]
+        return opt
+    return make
+
+
 def implementations(optimizer: str) -> list[Impl]:
-    """Ours at its defaults (reference, foreach, fused), then its torch.optim peer
-    (single-tensor, foreach, fused where torch has it on the CPU)."""
+    """Ours at its defaults (reference, foreach, fused), then its peer (single-tensor,
+    foreach, fused where torch has it on the CPU): torch.optim's class, or a package's
+    (Schedule-Free's), named `torch-*` all the same."""
     spec = SPECS[optimizer]
-    torch_cls, torch_kw = spec.peer
+    torch_cls, torch_kw = peer_class(optimizer)
     paths: list[tuple[str, Any, dict[str, Any]]] = [
         ("ours-reference", spec.cls, {"foreach": False}),
         ("ours-foreach", spec.cls, {"foreach": True}),
@@ -79,7 +107,7 @@ def implementations(optimizer: str) -> list[Impl]:
               ("torch-foreach", torch_cls, {**torch_kw, "foreach": True})]
     if _torch_fuses(torch_cls, torch_kw):
         paths.append(("torch-fused", torch_cls, {**torch_kw, "fused": True}))
-    return [Impl(name, functools.partial(cls, **kw)) for name, cls, kw in paths]
+    return [Impl(name, _in_train_mode(cls, kw)) for name, cls, kw in paths]
 
 
 @functools.cache

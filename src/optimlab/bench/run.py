@@ -12,7 +12,13 @@ import numba
 import torch
 
 from optimlab.bench import cuda, measure
-from optimlab.bench.cases import BYTES_PER_PARAM, MODELS, implementations, make_params
+from optimlab.bench.cases import (
+    BYTES_PER_PARAM,
+    MODELS,
+    implementations,
+    make_params,
+    peer_class,
+)
 from optimlab.bench.lab_scale import LAB_MODELS, run_lab_case
 from optimlab.bench.report import goals
 from optimlab.optim import LECTURE
@@ -42,6 +48,7 @@ class BenchConfig:
             if name not in BYTES_PER_PARAM:
                 raise ValueError(f"Invalid optimizer: {name!r}; allowed: "
                                  f"{', '.join(BYTES_PER_PARAM)}")
+            peer_class(name)  # a package's peer not installed: said before anything is timed
         for name in self.models:
             if name not in MODELS and name not in LAB_MODELS and not _is_custom(name):
                 raise ValueError(f"Invalid model: {name!r}; allowed: "

@@ -51,6 +51,20 @@ FORMULAS: dict[str, Formula] = {}
 
 
 @dataclass(frozen=True)
+class Modes:
+    """The move between the point an optimizer trains at and the point it is evaluated at,
+    element by element: w ← move(w, state, c=c) with the state element `state` and c
+    worked out in float64 from the update's keyword arguments, `to_eval(kw)` for `eval()`,
+    `to_train(kw)` for `train()` (floats, or [K] tensors for K members). It runs only when
+    the mode changes (an evaluation), so no kernel compiles it."""
+
+    state: str
+    move: Callable[..., Any]
+    to_eval: Callable[[Kw], Any]
+    to_train: Callable[[Kw], Any]
+
+
+@dataclass(frozen=True)
 class Formula:
     """One optimizer's update and what each path needs to run it.
 
@@ -70,13 +84,16 @@ class Formula:
     uses: {state: flag}: a state that exists only while its flag is on;
     lazy: the states created on their first step (zero), not with the optimizer's state;
     initial: {state: key of kw}: a state that starts at that value instead of zero;
+    copies: the states that start as a copy of the parameter (Schedule-Free's z);
     keys: {state: its key in the optimizer's state} (torch's names: `exp_avg`), for
         messages and the diagnostics;
     denominator: a part of the update the element calls by name (with its keyword
         arguments by name): √ŝ + ε, what the step of an adaptive method divides by. Its
         arguments are state elements (positional) and the element's keyword arguments;
         the step-size diagnostics evaluate it on the optimizer's state
-        (`optimlab.optim.diagnostics`), and the kernels compile it with the element.
+        (`optimlab.optim.diagnostics`), and the kernels compile it with the element;
+    modes: for an optimizer whose trained parameter is not the point to evaluate
+        (Schedule-Free's y and x), how its `train()` and `eval()` move between them.
     """
 
     name: str
@@ -90,6 +107,8 @@ class Formula:
     initial: Mapping[str, str] = field(default_factory=dict)
     keys: Mapping[str, str] = field(default_factory=dict)
     denominator: Callable[..., Any] | None = None
+    copies: tuple[str, ...] = ()
+    modes: Modes | None = None
 
     def __post_init__(self) -> None:
         check(self)

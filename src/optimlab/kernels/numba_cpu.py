@@ -80,8 +80,9 @@ class Layout:
     row: np.ndarray | None = None
     addresses: list[int] = field(init=False)  # `w` as a list, for `_checks.holds`
     zeros: np.ndarray = field(init=False)  # addresses of an unused state (never read)
-    # two per-tensor arrays of `dtype` a kernel call may fill (Adam's bias corrections)
-    scratch: tuple[np.ndarray, np.ndarray] = field(init=False)
+    # per-tensor arrays of `dtype` a kernel call fills, one per term (Adam's two bias
+    # corrections), added as a formula with more terms needs them
+    scratch: list[np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.params)
@@ -89,7 +90,7 @@ class Layout:
         self.zeros = np.zeros(n, np.int64)
         if self.row is None:
             self.row = self.zeros
-        self.scratch = (np.empty(n, self.dtype), np.empty(n, self.dtype))
+        self.scratch = [np.empty(n, self.dtype), np.empty(n, self.dtype)]
 
 
 def _run(kernel: Callable[..., Any], layout: Layout, *args: Any) -> None:
@@ -296,7 +297,9 @@ def _per_tensor(kind: _Kind, lay: Layout, steps: list[int], kw: dict[str, Any]
     rounded to the tensors' dtype."""
     if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one value each
         values = kind.terms(kw, steps[0])
-        arrays = lay.scratch[:len(values)]
+        lay.scratch += [np.empty(len(lay.params), lay.dtype)
+                        for _ in range(len(values) - len(lay.scratch))]
+        arrays = tuple(lay.scratch[:len(values)])
         for a, x in zip(arrays, values):
             a.fill(x)
         return arrays

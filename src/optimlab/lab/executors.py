@@ -721,15 +721,13 @@ class Group:
         results do not depend on how many train with it). A member that just diverged is
         evaluated by its own forward, as `train_run` evaluates it: near overflow another
         summation order can turn a logit into Inf."""
-        task = self.configs[self.alive[rows[0]]].task if rows else "classification"
-        if task == "classification" and not diverged:
-            index = None if len(rows) == len(self.alive) else torch.tensor(rows)
-            params = self.params if index is None else {n: p[index] for n, p in
-                                                        self.params.items()}
-            results = evaluate_stacked(lambda x: self.logits(params, x), len(rows),
-                                       self.data)
-        else:
-            results = [evaluate(self._member_forward(row), self.data, task) for row in rows]
+        for opt, _, _ in self.segments:  # at the point each is evaluated at (`eval()`)
+            opt.eval()
+        try:
+            results = self._results(rows, diverged)
+        finally:
+            for opt, _, _ in self.segments:
+                opt.train()
         for row, metrics in zip(rows, results, strict=True):
             i = self.alive[row]
             for split, values in metrics.items():
@@ -737,6 +735,16 @@ class Group:
                     self.curves[i].append(CurvePoint(step, self.train_s[i], split, metric,
                                                      value))
             self.last_eval[i] = step
+
+    def _results(self, rows: list[int], diverged: bool) -> list[dict[str, dict[str, float]]]:
+        """The metrics of `rows`, split -> metric -> value, one dict per row."""
+        task = self.configs[self.alive[rows[0]]].task if rows else "classification"
+        if task == "classification" and not diverged:
+            index = None if len(rows) == len(self.alive) else torch.tensor(rows)
+            params = self.params if index is None else {n: p[index] for n, p in
+                                                        self.params.items()}
+            return evaluate_stacked(lambda x: self.logits(params, x), len(rows), self.data)
+        return [evaluate(self._member_forward(row), self.data, task) for row in rows]
 
     def _finish(self, row: int, on_finish: OnFinish) -> None:
         """Final evaluation (unless just done) and the record, as `train_run` makes them."""

@@ -128,6 +128,18 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         "methods) is the best choice at small budgets; as the budget grows the differences "
         "shrink",
         "tuning_budget"),
+    Experiment(
+        "lion-lr",
+        "Chen et al., \"Symbolic Discovery of Optimization Algorithms\" (NeurIPS 2023), §5",
+        "Lion's learning rate is typically 3–10× smaller than AdamW's for the same result "
+        "(its update, a sign, has a larger norm)",
+        "lion_lr"),
+    Experiment(
+        "schedulefree-cosine",
+        "Defazio et al., \"The Road Less Scheduled\" (NeurIPS 2024), §4",
+        "Schedule-Free AdamW, without a schedule, matches or beats AdamW under a tuned "
+        "cosine schedule; AdamW at a constant η falls behind both",
+        "schedulefree_cosine"),
 )}
 
 

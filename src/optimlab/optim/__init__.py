@@ -13,6 +13,9 @@ specification, in import order) is the only list of optimizer names.
 
 # ruff: noqa: I001 - the imports register the optimizers: their order is the lecture's
 # ("X as X" re-exports a class: `__all__` lists the classes from the registry)
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from optimlab._imports import import_object, is_import_path
@@ -23,6 +26,8 @@ from optimlab.optim.rmsprop import RMSprop as RMSprop, rmsprop_foreach, rmsprop_
 from optimlab.optim.adam import Adam as Adam, AdamW as AdamW, adam_foreach, adam_reference
 from optimlab.optim.adagrad import Adagrad as Adagrad
 from optimlab.optim.lion import Lion as Lion
+from optimlab.optim.nadam import NAdam as NAdam
+from optimlab.optim.schedulefree import AdamWScheduleFree as AdamWScheduleFree
 
 SPECS: dict[str, OptimizerSpec] = {spec.name: spec for spec in registered}
 # name -> class, for the lab and the CLI
@@ -48,8 +53,16 @@ def optimizer_class(name: str) -> type:
     return cls
 
 
+def modes(optimizer: Any) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
+    """The optimizer's `eval` and `train` methods, where it has both (Schedule-Free's: ours,
+    the package's, or a user's own): it trains at one point and is evaluated at another,
+    its averaged weights. None for an optimizer without them (torch.optim's)."""
+    to_eval, to_train = getattr(optimizer, "eval", None), getattr(optimizer, "train", None)
+    return (to_eval, to_train) if callable(to_eval) and callable(to_train) else None
+
+
 __all__ = [
-    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec", "optimizer_class",
+    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec", "optimizer_class", "modes",
     *(spec.cls.__name__ for spec in SPECS.values()),
     "sgd_reference", "sgd_foreach", "momentum_reference", "momentum_foreach",
     "rmsprop_reference", "rmsprop_foreach", "adam_reference", "adam_foreach",

@@ -256,14 +256,16 @@ def member_scalars(formula: Formula, members: Sequence[Kw]) -> dict[str, torch.T
 
 def batched_states(formula: Formula, params: list[torch.Tensor], state: dict[str, Any],
                    flags: dict[str, bool], kw: Kw) -> list[list[Any]]:
-    """The stacked state lists, made on first use (zero, or the formula's `initial`); a
-    state the flags leave out is a list of None."""
+    """The stacked state lists, made on first use (zero, the formula's `initial`, or a copy
+    of the parameters for its `copies`); a state the flags leave out is a list of None."""
     lists = []
     for name, on in zip(formula.states, formula.used(flags)):
         if not on:
             lists.append([None] * len(params))
             continue
-        if name not in state:
+        if name in formula.copies and name not in state:
+            state[name] = [p.clone() for p in params]
+        elif name not in state:
             fill = float(kw[formula.initial[name]]) if name in formula.initial else 0.0
             state[name] = [torch.full_like(p, fill) for p in params]
         lists.append(state[name])

@@ -129,7 +129,9 @@ class OptimizerSpec:
     batched: what its members may vary when K of them step at once (None: the vectorized
         executor cannot run it);
     peer: the torch.optim class and keyword arguments that do the same update with the
-        same memory traffic as ``cls()`` at its defaults (what the bench times it against);
+        same memory traffic as ``cls()`` at its defaults (what the bench times it against),
+        or the `module:Class` path of a published class outside torch (an optional
+        dependency: the bench imports it if it is installed);
     lecture: one of the lecture's optimizers (the default set of compare, sweep, ...);
     search: its default search space, {flat key: (lo, hi)} (a `Pair` as its two names),
         each sampled on its hyperparameter's `Number.scale` (random search, see
@@ -141,7 +143,7 @@ class OptimizerSpec:
     hyperparameters: Mapping[str, Allowed]
     formula: Formula | None
     batched: Batched | None
-    peer: tuple[type[torch.optim.Optimizer], dict[str, Any]]
+    peer: tuple[type[torch.optim.Optimizer] | str, dict[str, Any]]
     lecture: bool = False
     search: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     defaults: dict[str, Any] = field(init=False, repr=False)

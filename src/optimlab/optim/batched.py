@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from optimlab import kernels
-from optimlab.optim._formula import batched_states, batched_update, member_flags, member_scalars
+from optimlab.optim._formula import (
+    _per_member,
+    batched_states,
+    batched_update,
+    member_flags,
+    member_scalars,
+)
 
 if TYPE_CHECKING:
     from optimlab.optim._spec import OptimizerSpec
@@ -118,6 +124,7 @@ class BatchedOptimizer:
         self.last_impl: str | None = None
         self.t = 0  # steps taken; Adam's bias correction uses t from 1
         self.state: dict[str, list[Any]] = {}  # filled by the update on its first step
+        self.training = True  # the mode of a formula with `modes` (see `eval`)
 
     def step(self, grads: Tensors) -> None:
         """One update of every member with its own gradient slice `grads[i][k]`."""
@@ -132,6 +139,29 @@ class BatchedOptimizer:
         batched_update(self.formula, self.params, grads, self._lists(), self.t,
                        self.kernel_kwargs, self.flags, self.scalars)
         self.last_impl = "batched"
+
+    def eval(self) -> None:
+        """Every member's parameters to the point it is evaluated at, for a formula with
+        `modes` (Schedule-Free's x), as the optimizer class's `eval()`; else nothing."""
+        self._move(train=False)
+
+    def train(self) -> None:
+        """Back to the point the gradients are taken at (the class's `train()`)."""
+        self._move(train=True)
+
+    def _move(self, train: bool) -> None:
+        modes = self.formula.modes
+        if modes is None or self.training == train:
+            return
+        self.training = train
+        states = self.state.get(modes.state)
+        if states is None:  # before the first step both points are the start
+            return
+        c = torch.tensor([float((modes.to_train if train else modes.to_eval)(kw))
+                          for kw in self.kernel_kwargs], dtype=torch.float64)
+        with torch.no_grad():
+            for p, z in zip(self.params, states, strict=True):
+                p.copy_(modes.move(p, z, c=_per_member(c, p)))
 
     def _lists(self) -> list[list[Any]]:
         """The stacked state lists in the formula's order (made on the first step)."""

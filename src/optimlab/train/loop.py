@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimlab.optim import optimizer_class
+from optimlab.optim import modes, optimizer_class
 from optimlab.train import schedules
 from optimlab.train.checkpoint import (
     Cadence,
@@ -75,16 +75,30 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return value, t2 - t0, t2 - t1
 
 
-def _record_eval(curves: list[CurvePoint], model: nn.Module, data: Any, step: int,
-                 seconds: float, task: str) -> None:
-    for split, metrics in evaluate(model, data, task).items():
+def _record_eval(curves: list[CurvePoint], model: nn.Module, optimizer: Any, data: Any,
+                 step: int, seconds: float, task: str) -> None:
+    """Evaluate with the optimizer in its eval mode, if it has one, then back to train."""
+    found = modes(optimizer)
+    if found is not None:
+        found[0]()
+    try:
+        results = evaluate(model, data, task)
+    finally:
+        if found is not None:
+            found[1]()
+    for split, metrics in results.items():
         for metric, value in metrics.items():
             curves.append(CurvePoint(step, seconds, split, metric, value))
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """`config.optimizer`'s class (built-in or module:Class) over the model's parameters."""
-    return optimizer_class(config.optimizer)(model.parameters(), **config.hyperparameters)
+    """`config.optimizer`'s class (built-in or module:Class) over the model's parameters,
+    in its train mode where it has one (schedulefree's refuses a step before `train()`)."""
+    optimizer = optimizer_class(config.optimizer)(model.parameters(), **config.hyperparameters)
+    found = modes(optimizer)
+    if found is not None:
+        found[1]()
+    return optimizer
 
 
 def _check_logits(out: torch.Tensor, n: int, dataset: Any) -> None:
@@ -186,7 +200,7 @@ def _begin(config: TrainConfig, data: Any, model: nn.Module, optimizer: torch.op
     if state.get("kind") == "run":
         return _restore(state, model, optimizer, scheduler, config.device)
     run = _Run([])
-    _record_eval(run.curves, model, data, 0, 0.0, config.task)
+    _record_eval(run.curves, model, optimizer, data, 0, 0.0, config.task)
     return run
 
 
@@ -225,7 +239,7 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
         if scheduler is not None:  # after the callbacks: they see the η step `step` used
             scheduler.step()
         if step % config.eval_every == 0:
-            _record_eval(run.curves, model, data, step, run.train_s, config.task)
+            _record_eval(run.curves, model, optimizer, data, step, run.train_s, config.task)
             run.last_eval = step
         for show in shows:
             show(run.curves)
@@ -235,7 +249,8 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
         resume.save(end, to_bytes(_state(run, model, optimizer, scheduler, config.device)))
         return None
     if run.last_eval != run.done:
-        _record_eval(run.curves, model, data, run.done, run.train_s, config.task)
+        _record_eval(run.curves, model, optimizer, data, run.done, run.train_s,
+                     config.task)
     for show in shows:
         show(run.curves)
     record = summary_record(config, run.curves, Timings(run.train_s, run.opt_s))
