@@ -392,3 +392,13 @@ def test_an_interrupt_between_rungs_keeps_the_decided_rung_and_resumes_alike(
     Sweep(halving_cfg(), tmp_path, dataset=DS).run()
     assert decisions(tmp_path) == decisions(vectorized)
     assert_same_runs(stored(tmp_path), stored(vectorized))
+
+
+def test_more_trials_into_a_halving_sweep_are_refused_naming_trials(tmp_path):
+    def cfg(trials: int) -> SweepConfig:
+        return halving_cfg(optimizers=("adam",), grid={}, ranges={"lr": (1e-3, 1.0)},
+                           search="random", trials=trials, steps=30)
+
+    Sweep(cfg(3), tmp_path, dataset=DS)
+    with pytest.raises(ValueError, match="trials 3 there, 4 now"):
+        Sweep(cfg(4), tmp_path, dataset=DS)
