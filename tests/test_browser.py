@@ -19,6 +19,7 @@ import torch
 from optimlab import lab
 from optimlab.data import Dataset
 from optimlab.lab.grid import SweepConfig
+from optimlab.lab.store import Store
 from optimlab.lab.sweep import Sweep
 from optimlab.landscape import LandscapeConfig, run_landscape
 from optimlab.report import landscape as landscape_report
@@ -220,8 +221,11 @@ def test_sweep_report_draws_sensitivity_heatmap_parallel_coordinates_and_curves(
     assert len(loss) == 1 + 4 + 2
     assert sum(t["visible"] is True for t in loss) == 1 + 1 + 2  # the best lines and stars
     assert [t["type"] for t in traces(driver, "betas")] == ["heatmap"]
-    par = traces(driver, "parcoords-adam")  # polylines by accuracy bin, then the run points
-    assert {t["type"] for t in par} == {"scatter"} and par[-1]["name"] == "runs"
+    # polylines by accuracy bin, the run points, and the selected run's line (none yet)
+    par = traces(driver, "parcoords-adam")
+    assert {t["type"] for t in par} == {"scatter"} and par[-2]["name"] == "runs"
+    assert par[-1]["name"] == "selected run" and par[-1]["x"] == []
+    par = par[:-1]
     axes = driver.execute_script(
         "return document.getElementById('parcoords-adam').layout.xaxis.ticktext")
     assert axes == ["betas[0]", "betas[1]", "log10 lr", "val acc (%)"]
@@ -239,6 +243,57 @@ def test_sweep_report_draws_sensitivity_heatmap_parallel_coordinates_and_curves(
     before = traces(driver, "best-train-loss")[2]["y"]
     set_range(driver, "smooth", 5)
     assert traces(driver, "best-train-loss")[2]["y"] != before
+
+
+def click_at(driver, div, x, y) -> None:
+    """A real mouse click where the chart draws the data point (x, y)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    dx, dy = driver.execute_script(
+        "const gd = document.getElementById(arguments[0]), b = gd.getBoundingClientRect(), "
+        "xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis; "
+        "return [xa._offset + xa.l2p(arguments[1]) - b.width / 2, "
+        "ya._offset + ya.l2p(arguments[2]) - b.height / 2]", div, x, y)
+    element = driver.find_element("id", div)
+    ActionChains(driver).move_to_element_with_offset(element, 1, 1).pause(0.2) \
+        .move_to_element_with_offset(element, round(dx), round(dy)).pause(0.3).click() \
+        .perform()
+    time.sleep(0.5)
+
+
+def selected(driver, div) -> tuple[str, list, list, str]:
+    """The run a chart says is selected: its name, its highlighted line, the title."""
+    return driver.execute_script(
+        "const gd = document.getElementById(arguments[0]), t = gd.data[gd.data.length - 1]; "
+        "return [gd.dataset.selected, Array.from(t.x), Array.from(t.y), gd.layout.title.text]",
+        div)
+
+
+def test_sweep_report_links_parallel_coordinates_to_the_runs_curves(driver, sweep_page):
+    opened(driver, sweep_page)
+    store = {r["run"]: r for r in Store(sweep_page.parent).runs()}
+    par = traces(driver, "parcoords-adam")
+    runs = par[-2]  # the run points on the accuracy axis
+    click_at(driver, "parcoords-adam", runs["x"][0], runs["y"][0])
+    name, x, y, title = selected(driver, "runcurves-adam")
+    assert name in store and name.startswith("adam") and title.endswith(f"selected: {name}")
+    # its curve as the store holds it, in %, and its polyline through every axis
+    curve = [(p.step, 100 * p.value) for p in store[name]["curves"]
+             if p.split == "val" and p.metric == "acc"]
+    assert x == [s for s, _ in curve] and y == pytest.approx([v for _, v in curve], abs=1e-3)
+    same, px, py, _ = selected(driver, "parcoords-adam")
+    axes = len(driver.execute_script(
+        "return document.getElementById('parcoords-adam').layout.xaxis.ticktext"))
+    assert same == name and px == list(range(axes)) and py[-1] == pytest.approx(runs["y"][0])
+    # a click on another run's curve, at its last point, selects that run in both figures
+    other = next(r for r in store.values() if r["run"].startswith("adam") and r["run"] != name
+                 and r["summary"]["final_val_acc"] != store[name]["summary"]["final_val_acc"])
+    last = [p for p in other["curves"] if p.split == "val" and p.metric == "acc"][-1]
+    click_at(driver, "runcurves-adam", last.step, 100 * last.value)
+    chosen = selected(driver, "parcoords-adam")[0]
+    assert chosen != name and chosen == selected(driver, "runcurves-adam")[0]
+    assert store[chosen]["summary"]["final_val_acc"] == pytest.approx(
+        other["summary"]["final_val_acc"])
 
 
 def test_landscape_report_slides_over_eta_and_steps(driver, landscape_page):

@@ -521,28 +521,6 @@ def test_a_full_disk_while_writing_records_says_what_is_safe_and_resumes(npz, tm
     assert len(read_curves(out)) == len(set(map(tuple, (r.values() for r in read_curves(out)))))
 
 
-def test_compare_tune_records_what_it_chose_in_config_json_and_the_terminal(npz, tmp_path,
-                                                                           capsys):
-    out = tmp_path / "tuned"
-    assert main(compare_argv(npz, out, "--optimizers", "sgd,adam", "--seeds", "1", "--tune",
-                             "--lr", "adam=0.05")) == 0
-    tuning = json.loads((out / "config.json").read_text())["tuning"]
-    grid = [1e-4, 3.16e-4, 1e-3, 3.16e-3, 0.01, 0.0316, 0.1, 0.316, 1.0]
-    assert tuning["adam"] == {"lr": 0.05, "source": "given", "grid": grid,
-                              "all_diverged": False, "edge": {}}
-    sgd = tuning["sgd"]  # its grid widened past an edge where the best η sat on it
-    assert sgd["source"] == "tuned" and sgd["lr"] in sgd["grid"] and not sgd["all_diverged"]
-    assert sgd["grid"][:len(grid)] == grid
-    assert sgd["edge"] == ({"lr": "high"} if sgd["lr"] == max(sgd["grid"]) else
-                           {"lr": "low"} if sgd["lr"] == min(sgd["grid"]) else {})
-    records = summary_runs(out)
-    assert {r["optimizer"]: r["hyperparameters"]["lr"] for r in records} == {
-        "sgd": sgd["lr"], "adam": 0.05}
-    terminal = capsys.readouterr().out
-    assert "adam: η 0.05 as given (--lr)" in terminal
-    assert f"sgd: tuned η {sgd['lr']:g}" in terminal
-
-
 def test_vectorized_members_equal_their_single_runs_in_float64(npz, tmp_path, monkeypatch):
     """Every seed and entry as members of one group; each record (steps_per_s and
     optimizer_ms_per_step aside: the member's share of the group's) is its train_run's."""

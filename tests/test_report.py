@@ -168,9 +168,9 @@ def test_the_report_says_what_tuning_chose_and_where_it_could_not(compare_dir, t
                  "all_diverged": False, "edge": {"lr": "low"}}}
     (out / "config.json").write_text(json.dumps(meta))
     page = (main(["report", str(out)]), (out / "report.html").read_text())[1]
-    assert "η tuning (compare --tune)" in page
-    assert "every η of the grid diverged: the default η is used" in page
-    assert "on the low edge of the grid: the best η may lie beyond" in page
+    assert "Tuning (compare --tune)" in page
+    assert "every trial diverged: the η given or the default is used" in page
+    assert "η on the low edge: the best value may lie beyond" in page
     assert "this run did not tune η" not in page  # adam was tuned: the claim is judged
 
 

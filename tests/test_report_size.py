@@ -24,31 +24,53 @@ PAGE_LIMIT = 1_500_000  # bytes
 
 def _points(rows):
     return [{"optimizer": "adam", "lr": lr, "hp": {"lr": lr, "betas": (b1, b2)},
-             "acc": acc} for lr, b1, b2, acc in rows]
+             "acc": acc, "run": f"run{i}", "curve": [(10, acc / 2), (20, acc)]}
+            for i, (lr, b1, b2, acc) in enumerate(rows)]
 
 
 def test_parallel_coordinates_put_each_run_at_its_values_once():
     rows = [(1e-3, 0.5, 0.99, 0.40), (1e-2, 0.9, 0.999, 0.90), (1e-1, 0.9, 0.99, 0.65),
             (1e-1, 0.5, 0.999, math.nan)]  # the diverged run is left out
-    [(name, fig)] = parallel_coordinates(_points(rows))
+    [(name, fig, curves)] = parallel_coordinates(_points(rows))
     assert name == "adam" and "1 diverged, not shown" in fig["layout"]["title"]["text"]
     assert fig["layout"]["xaxis"]["ticktext"] == ["betas[0]", "betas[1]", "log10 lr",
                                                   "val acc (%)"]
     # written out by hand: each axis scaled by its range over the three finished runs
     # (β₁: 0.5, 0.9; β₂: 0.99, 0.999; log10 η: -3, -2, -1; acc 40, 90, 65)
     expected = [(0.0, 0.0, 0.0, 0.0), (1.0, 1.0, 0.5, 1.0), (1.0, 0.0, 1.0, 0.5)]
-    lines, runs = fig["data"][:-1], fig["data"][-1]
+    lines, runs = fig["data"][:-2], fig["data"][-2]
     drawn = []
     for trace in lines:
         ys = trace["y"]
         for start in range(0, len(ys), 5):  # 4 axes, then the gap
             assert trace["x"][start:start + 5] == [0, 1, 2, 3, None]
+            run = trace["customdata"][start]  # every vertex names its run, for a click
+            assert trace["customdata"][start:start + 5] == [run] * 4 + [None]
+            assert ys[start:start + 4] == list(expected[run])
             drawn.append((tuple(ys[start:start + 4]), trace["line"]["color"]))
     assert sorted(y for y, _ in drawn) == sorted(expected)
+    assert fig["layout"]["meta"] == {"link": "runcurves-adam", "names": ["run0", "run1", "run2"]}
+    assert fig["data"][-1]["x"] == [] == curves["data"][-1]["x"]  # nothing selected yet
+    # the linked curves: run i's validation accuracy in %, in its line's colour
+    assert curves["layout"]["meta"] == {"link": "parcoords-adam",
+                                        "names": ["run0", "run1", "run2"]}
+    for trace in curves["data"][:-1]:
+        for start in range(0, len(trace["y"]), 3):
+            run = trace["customdata"][start]
+            acc = 100 * rows[run][3]
+            assert trace["x"][start:start + 3] == [10, 20, None]
+            assert trace["y"][start:start + 2] == pytest.approx([acc / 2, acc])
+            assert trace["line"]["color"] == colours_of(fig)[run]
     colours = dict(drawn)  # the worst run in the first colour, the best in the last
     assert colours[expected[0]] == VIRIDIS[0] and colours[expected[1]] == VIRIDIS[-1]
     assert runs["marker"]["color"] == [40.0, 90.0, 65.0] and runs["y"] == [0.0, 1.0, 0.5]
     assert "log10 lr = -2" in runs["text"][1] and "val acc (%) = 90" in runs["text"][1]
+
+
+def colours_of(fig):
+    """run index -> the colour of its parallel-coordinates line."""
+    return {c: t["line"]["color"] for t in fig["data"][:-2] for c in t["customdata"]
+            if c is not None}
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from test_sweep import DS, one_thread  # noqa: F401 - the fixture: one torch thr
 import optimlab
 from optimlab.lab.grid import hyperparameter_sets, settings
 from optimlab.lab.store import Store
-from optimlab.lab.sweep import Sweep
+from optimlab.lab.sweep import Sweep, _edges
 from optimlab.optim import SPECS
 
 
@@ -122,6 +122,26 @@ def test_a_range_in_a_per_optimizer_table_is_refused_naming_it():
                  {"search": "random", "trials": 2, "optimizers": "adam"})
 
 
+def test_a_sampled_value_is_on_an_edge_within_five_percent_of_its_ranges_end():
+    """On the range's scale, not among the values sampled: η 1e-3:1e-1 is log-uniform, so
+    0.08 (95.2 % of the way) is on the high edge and 0.05 (85 %) is not, though it may be
+    the highest sampled; β₁ 0.5:0.99 is log-uniform in 1 - β₁; a list keeps the grid rule."""
+    cfg = settings({}, {"search": "random", "trials": 3, "optimizers": "adam",
+                        "lr": "1e-3:1e-1", "beta1": "0.5:0.99", "eps": "1e-8,1e-6"})
+    grid = {"lr": (0.002, 0.05), "beta1": (0.6, 0.7), "eps": (1e-8, 1e-6)}
+    position = math.log(0.08 / 1e-3) / math.log(100)
+    assert 0.95 < position < 0.96
+    assert _edges(cfg, "adam", grid, {"lr": 0.08, "betas": (0.7, 0.999), "eps": 1e-7}) == {
+        "lr": "high"}
+    assert _edges(cfg, "adam", grid, {"lr": 0.05, "betas": (0.6, 0.999), "eps": 1e-6}) == {
+        "eps": "high"}
+    # 1 - β₁ = 0.012 lies 3.8 % of the way from 0.01 on log(1 - β₁): β₁ near 0.99 is an edge
+    assert _edges(cfg, "adam", grid, {"lr": 0.01, "betas": (0.988, 0.999), "eps": 1e-7}) == {
+        "beta1": "high"}
+    assert _edges(cfg, "adam", grid, {"lr": 0.0011, "betas": (0.52, 0.999), "eps": 1e-7}) == {
+        "lr": "low", "beta1": "low"}
+
+
 def cli(npz: Path, out: Path, *more: str) -> list[str]:
     return ["sweep", "--dataset", f"npz:{npz}", "--model", "logreg", "--optimizers",
             "sgd,adam", "--search", "random", "--lr", "1e-3:1e-1", "--beta1", "0.5:0.99",
@@ -142,9 +162,7 @@ def test_cli_random_sweep_trains_grows_anytime_and_refuses_other_settings(npz, t
             assert 0.5 <= r["hyperparameters"]["betas"][0] <= 0.99
     assert (out / "report.html").exists()
     terminal = capsys.readouterr().out.replace("\n", " ")
-    # a best value at the end of those sampled: widen the range (--extend-edges is refused)
-    assert "a wider LO:HI range samples past it" in terminal
-    assert "--extend-edges" not in terminal
+    assert "--extend-edges" not in terminal  # refused with random search: nothing to extend
     # more trials into the same folder: the 3 done stay (same records, clocks included)
     assert exit_code(cli(npz, out, "--trials", "5")) == 0
     grown = {r["run"]: r for r in summary_runs(out)}

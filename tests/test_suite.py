@@ -521,7 +521,7 @@ def test_report_page_holds_profiles_steps_rankings_verdicts_and_failures(suite_f
     page = Page((suite_folder / "report.html").read_text())
     assert [h for tag, h in page.headings if tag == "h2"] == [
         "Performance profiles", "Median steps to the validation target (of the budget; a seed "
-        "that missed counts as the slowest)", "Ranking over training",
+        "that missed counts as the slowest)", "Ranking over training", "Tuning",
         "Paired comparisons per workload", "The lecture's claims about problem size",
         "Failed workloads", "Settings"]
     profile = page.figures["profiles"]["data"]

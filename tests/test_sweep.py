@@ -16,14 +16,12 @@ from conftest import done_count, exit_code, kill_9_after_a_finished_run
 from summaries import runs as summary_runs
 
 from optimlab.cli import main
-from optimlab.commands.compare import tuning_lines
 from optimlab.data import Dataset
 from optimlab.lab import executors
-from optimlab.lab.compare import DEFAULT_LR, CompareConfig
 from optimlab.lab.executors import run_processes, run_vectorized
 from optimlab.lab.grid import SweepConfig, hyperparameter_sets, parse_values, settings
 from optimlab.lab.store import Store
-from optimlab.lab.sweep import Sweep, tune, tuned, tuning_sweep
+from optimlab.lab.sweep import Sweep
 from optimlab.optim.batched import BatchedOptimizer
 from optimlab.report.records import export_csv
 from optimlab.train import TrainConfig, train_run
@@ -400,25 +398,6 @@ def test_bad_config_file_exits_2(tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
 
 
-def test_compare_tune_picks_the_best_validation_lr_and_keeps_given_ones(tmp_path):
-    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
-    cfg = CompareConfig(dataset=f"npz:{tmp_path / 'blobs.npz'}", model="logreg",
-                        optimizers=("sgd", "adam", "rmsprop"), steps=40, batch_size=20,
-                        eval_every=20, lr={"rmsprop": 0.123})
-    out = tuned(cfg, tmp_path / "tune")
-    records = summary_runs(tmp_path / "tune")
-    per_optimizer = [sum(r["optimizer"] == n for r in records) for n in ("sgd", "adam")]
-    # the default grid 1e-4:1:9 for each, widened past an edge where a tuned best sat on it;
-    # rmsprop's η is given: its grid is not widened
-    assert min(per_optimizer) >= 9 and sum(r["optimizer"] == "rmsprop" for r in records) == 9
-    for name in ("sgd", "adam"):
-        mine = [r for r in records if r["optimizer"] == name and not r["diverged"]]
-        top = max(r["final_val_acc"] for r in mine)
-        assert out.lr[name] in {r["hyperparameters"]["lr"] for r in mine
-                                if r["final_val_acc"] == top}
-    assert out.lr["rmsprop"] == 0.123
-
-
 def test_a_full_store_says_what_is_safe_and_the_same_command_resumes(tmp_path, monkeypatch,
                                                                     capsys):
     np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
@@ -515,19 +494,6 @@ def test_when_every_lr_diverges_selection_says_so_and_tunes_nothing(tmp_path, ca
     assert chosen["adam"]["hyperparameters"] is not None and not chosen["adam"]["all_diverged"]
     tuned = [r["config"]["optimizer"] for r in Store(tmp_path).runs() if "tuned" in r["roles"]]
     assert tuned == ["adam"]
-
-
-def test_compare_tune_says_when_every_lr_diverged_and_records_it(tmp_path, capsys):
-    np.savez(tmp_path / "blobs.npz", x=DS.x_train.numpy(), y=DS.y_train.numpy())
-    cfg = CompareConfig(dataset=f"npz:{tmp_path / 'blobs.npz'}", model="mlp",
-                        optimizers=("sgd",), steps=20, batch_size=20, eval_every=10)
-    out, found = tune(cfg, tuning_sweep(cfg, tmp_path / "tune", lr_grid="1e3,1e4"))
-    assert found == {"sgd": {"lr": DEFAULT_LR["sgd"], "source": "default", "grid": [1e3, 1e4],
-                             "all_diverged": True, "edge": {}}}
-    assert out.lr == {}
-    line = tuning_lines(found)[0]
-    assert line == "sgd: every η of the grid 1000..10000 diverged; the comparison uses the " \
-                   "default η 0.2"
 
 
 def test_compare_tune_training_failure_is_not_a_flag_error(tmp_path, monkeypatch, capsys):

@@ -43,6 +43,9 @@ class Result:
     # compare's paired comparisons, one object per (a, b, measure), as summary.json has them
     # holds them and the report shows them (see optimlab.analysis.stats)
     comparisons: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # compare's fairness audit (optimlab.analysis.audit): the pairs whose comparisons read
+    # "undecided", and why
+    audit: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_pandas(self) -> Any:
         """The rows as a pandas DataFrame (pandas is an optional extra)."""
@@ -171,13 +174,17 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
             eval_every: int | None = None, val_fraction: float | None = None,
             schedule: str | None = None, device: str | None = None,
             out: str | Path | None = None, report: bool = True,
-            threads: int | None = 1, alpha: float = 0.05) -> Result:
+            threads: int | None = 1, alpha: float = 0.05,
+            tune_trials: int | None = None) -> Result:
     """Train each optimizer entry under each seed on `data` with `model`; the `Result`,
-    with its paired comparisons at level `alpha` in `.comparisons`.
+    with its paired comparisons at level `alpha` in `.comparisons` and their fairness audit
+    in `.audit`.
 
     Every argument left None takes `optimlab compare`'s default (`CompareConfig`); `lr`
-    maps labels to η; `out` defaults to runs/compare-<timestamp>; `report=False` skips
-    the HTML report. Bad settings raise ValueError/TypeError before anything trains.
+    maps labels to η; `tune_trials`: first tune each entry by that many random-search
+    trials on validation (`optimlab compare --tune --tune-trials N`); `out` defaults to
+    runs/compare-<timestamp>; `report=False` skips the HTML report. Bad settings raise
+    ValueError/TypeError before anything trains.
     """
     from optimlab.analysis.records import read_summary
     from optimlab.lab.compare import CompareConfig, Comparison
@@ -193,8 +200,13 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
         val_fraction=val_fraction, schedule=schedule, device=device))
     folder = out_path(out, "compare")
     with _threads(threads):
+        tuning = None
+        if tune_trials is not None:
+            from optimlab.lab.tuning import tune, tuning_sweep
+
+            cfg, tuning = tune(cfg, tuning_sweep(cfg, folder / "tune", tune_trials, dataset=ds))
         comparison = Comparison(cfg, folder, command="optimlab.compare(...)", dataset=ds,
-                                alpha=alpha)
+                                alpha=alpha, tuning=tuning)
         comparison.run()
     rows = read_summary(folder / "summary.json")  # as stored: plain JSON data
     page = None
@@ -203,7 +215,7 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
 
         page = report_module.render(folder)
     return Result(rows, _read_curves(folder / "curves.csv"), folder, page,
-                  comparison.comparisons)
+                  comparison.comparisons, comparison.audit)
 
 
 def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] | None = None,
@@ -215,8 +227,8 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
           dtype: str | None = None, max_batch: int | None = None,
           schedule: str | None = None, device: str | None = None,
           search: str | None = None, trials: int | None = None,
-          search_seed: int | None = None, halving: int | None = None,
-          min_steps: int | None = None,
+          search_seed: int | None = None, batch: int | None = None,
+          halving: int | None = None, min_steps: int | None = None,
           out: str | Path | None = None, report: bool = True,
           threads: int | None = 1) -> Result:
     """Sweep hyperparameter grids per optimizer entry; the `Result` (its rows: every run).
@@ -224,7 +236,8 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     `grid` maps keys (lr, momentum, alpha, beta1, beta2, eps, weight_decay) to values:
     "LO:HI:N" (log-spaced), "a,b,c" or a list; default η grid 1e-4:1:9. With
     search="random", `trials` configurations per entry are sampled from "LO:HI" ranges
-    (none given: each optimizer's declared search space), seeded by `search_seed`. `per_optimizer`
+    (none given: each optimizer's declared search space), seeded by `search_seed`; with
+    search="tpe", Optuna's TPE asks them, `batch` per job. `per_optimizer`
     maps a label to its own grid. `halving` (η, e.g. 3) with `min_steps`: successive
     halving from a first rung at `min_steps`. Other arguments as `optimlab sweep`'s flags
     (None: the default). Python models and data run in this process: executor "vectorized" (default)
@@ -251,7 +264,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
                    task=task, target_loss=target_loss, eval_every=eval_every,
                    val_fraction=val_fraction, executor=executor, dtype=dtype,
                    max_batch=max_batch, schedule=schedule, device=device, search=search,
-                   trials=trials, search_seed=search_seed, halving=halving,
+                   trials=trials, search_seed=search_seed, batch=batch, halving=halving,
                    min_steps=min_steps)
     cfg = settings(toml, flags)
     folder = out_path(out, "sweep")
@@ -269,11 +282,11 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
 def suite(workloads: Sequence[Any] | None = None, optimizers: str | Sequence[Any] | None = None,
           *, seeds: int | None = None, steps: int | None = None, quick: bool = False,
           alpha: float | None = None, out: str | Path | None = None,
-          threads: int | None = 1) -> dict[str, Any]:
+          threads: int | None = 1, tune_trials: int | None = None) -> dict[str, Any]:
     """Every optimizer on a set of workloads (`optimlab suite`); suite.json's content, with
     report.html and profiles.png drawn next to it. `workloads`: built-in names,
     "module:callable", or `optimlab.lab.suite.Workload` objects (default: the built-in
-    suite)."""
+    suite); `tune_trials`: tune each optimizer on each workload first (`--tune-trials`)."""
     from optimlab.lab.experiment import out_path
     from optimlab.lab.suite import Suite, SuiteConfig
     from optimlab.report.suite import render
@@ -281,6 +294,7 @@ def suite(workloads: Sequence[Any] | None = None, optimizers: str | Sequence[Any
     specs = None if workloads is None else tuple(
         w if isinstance(w, str) else register_object(lambda w=w: w) for w in workloads)
     cfg = SuiteConfig(**_given(workloads=specs, seeds=seeds, steps=steps, alpha=alpha,
+                               tune_trials=tune_trials,
                                optimizers=_optimizer_entries(optimizers)
                                if optimizers is not None else None), quick=quick)
     folder = out_path(out, "suite")

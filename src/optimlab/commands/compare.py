@@ -21,6 +21,7 @@ from rich.table import Table
 
 from optimlab import models, report
 from optimlab._imports import is_import_path
+from optimlab.analysis.audit import audit_lines
 from optimlab.commands._args import add_threads, capped, positive_int, torch_threads
 from optimlab.commands._progress import steps_display
 from optimlab.data.dataset import describe
@@ -30,7 +31,7 @@ from optimlab.lab.diagnostics import StepSizeRecorder
 from optimlab.lab.entries import parse_list, texts, with_label
 from optimlab.lab.experiment import DiskFull, out_path
 from optimlab.lab.policy import default_threads
-from optimlab.lab.sweep import tune, tuning_sweep
+from optimlab.lab.tuning import DEFAULT_TUNE_TRIALS, tune, tuning_sweep
 from optimlab.report.table import (
     COLUMNS,
     COMPARISON_COLUMNS,
@@ -149,8 +150,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads(p, "every core for the vectorized executor and --tune's sweep; 1 for runs one "
                    "by one, which these small models train fastest on")
     p.add_argument("--tune", action="store_true",
-                   help="first choose η per optimizer on validation with a vectorized sweep of "
-                        "1e-4:1:9 (stored in OUT/tune); --lr values are kept")
+                   help="first tune every hyperparameter of each optimizer's declared search "
+                        "space (η, 1-β, ε, ...) by random search on validation, the same "
+                        "--tune-trials × steps for each (stored in OUT/tune); --lr values and "
+                        "an entry's own stay fixed")
+    p.add_argument("--tune-trials", type=positive_int, metavar="N",
+                   help="with --tune: random-search trials per optimizer, each as long as a "
+                        f"comparison run (default {DEFAULT_TUNE_TRIALS})")
     p.add_argument("--diagnostics", type=positive_int, nargs="?", const=50, default=None,
                    metavar="EVERY", help="record step sizes and ‖Δw‖/‖w‖ every EVERY steps "
                    "(default off; bare flag: 50) into diagnostics.json and the report")
@@ -283,20 +289,20 @@ def _train(comparison: Comparison, console: Console, diagnostics: int | None,
 
 
 def tuning_lines(tuning: dict[str, dict[str, Any]]) -> list[str]:
-    """What `--tune` chose per optimizer, and where it could not choose."""
+    """What `--tune` chose per optimizer, its budget, and where it could not choose (the
+    edges: see the audit)."""
     lines = []
     for name, t in tuning.items():
-        grid = f"{min(t['grid']):g}..{max(t['grid']):g}"
-        if t["source"] == "given":
-            lines.append(f"{name}: η {t['lr']:g} as given (--lr)")
-        elif t["source"] == "default":
-            lines.append(f"{name}: every η of the grid {grid} diverged; the comparison uses "
-                         f"the default η {t['lr']:g}")
-        else:
-            edge = t["edge"].get("lr")
-            lines.append(f"{name}: tuned η {t['lr']:g}" + (
-                f", on the {edge} edge of the grid {grid}: the best η may lie beyond"
-                if edge else ""))
+        budget = f"{t['trials']} trials × {t['steps_per_trial']} steps"
+        if t["all_diverged"]:
+            lines.append(f"{name}: every trial diverged ({budget}); the comparison uses η "
+                         f"{t['lr']:g} ({t['source']})")
+            continue
+        values = ", ".join(f"{'η' if k == 'lr' else k} {v:g}" for k, v in t["values"].items())
+        fixed = "" if t["source"] == "tuned" else \
+            f"η {t['lr']:g} {'as given' if t['source'] == 'given' else 'the lab default'}, "
+        lines.append(f"{name}: {fixed}tuned {values} ({budget})" if values else
+                     f"{name}: {fixed}not tuned (budget 0)")
     return lines
 
 
@@ -311,12 +317,18 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
         if args.tensorboard:
             require_tensorboard()
         cfg = _settings(args)
-        sweep = tuning_sweep(cfg, out / "tune") if args.tune else None
+        if args.tune_trials and not args.tune:
+            raise ValueError(f"Invalid --tune-trials {args.tune_trials} without --tune; "
+                             "allowed: --tune --tune-trials N")
+        trials = args.tune_trials or DEFAULT_TUNE_TRIALS
+        sweep = tuning_sweep(cfg, out / "tune", trials) if args.tune else None
     except (ValueError, TypeError, OSError, ImportError) as e:
         return _error(e)
     tuning = None
-    if sweep is not None:
-        console.print(f"tuning η on validation: {sweep.store.path}")
+    if args.tune:
+        if sweep is not None:
+            console.print(f"tuning on validation, {trials} random trials per "
+                          f"optimizer: {sweep.store.path}")
         try:
             with steps_display(console, "tuning") as (show, _), torch_threads(tuning_threads):
                 cfg, tuning = tune(cfg, sweep, on_progress=show)
@@ -346,6 +358,8 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
         print(f"optimlab compare: error: {e}", file=sys.stderr)
         return 1
     _print_table(console, records)
+    for line in audit_lines(comparison.audit):
+        console.print(escape(line), soft_wrap=True)
     _print_comparisons(console, comparison.comparisons)
     console.print(f"report: {report.render(out)}")
     return 0

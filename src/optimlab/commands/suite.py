@@ -51,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=lambda t: _number(t, lambda v: 0 < v < 0.5,
                                                      "a number in (0, 0.5)"), default=d.alpha,
                    help=f"level of the paired tests (default {d.alpha:g})")
+    p.add_argument("--tune-trials", type=positive_int, metavar="N",
+                   help="tune each optimizer on each workload first, by N random-search "
+                        "trials over its declared search space (equal budgets, selected on "
+                        "validation); default: untuned, compare's η, which keeps the suite "
+                        "within 10 minutes")
     p.add_argument("--out", help="output folder (default runs/suite-<timestamp>)")
     # One thread, as compare: the models are too small to gain from intra-op threads.
     add_threads(p, "1")
@@ -115,7 +120,7 @@ def _suite(args: argparse.Namespace, console: Console) -> int:
     try:
         cfg = SuiteConfig(workloads=args.workloads, optimizers=args.optimizers,
                           seeds=args.seeds, steps=args.steps, quick=args.quick,
-                          alpha=args.alpha)
+                          alpha=args.alpha, tune_trials=args.tune_trials)
         suite = Suite(cfg, out)
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab suite: error: {e}", file=sys.stderr)

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from optimlab import models
+from optimlab.analysis.audit import audit_lines
 from optimlab.commands._args import (
     add_threads,
     capped,
@@ -94,13 +96,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "extend the grid past it and select again (DeepOBS practice)")
     p.add_argument("--search", choices=SEARCHES,
                    help="grid: every point of the lists; random: --trials configurations per "
-                        "optimizer from LO:HI ranges (none given: its declared search space) "
+                        "optimizer from LO:HI ranges (none given: its declared search space); "
+                        "tpe: the same, asked of Optuna's TPE sampler (optuna extra) "
                         f"(default {d.search})")
     p.add_argument("--trials", type=positive_int, metavar="N",
-                   help="with --search random: configurations per optimizer; more trials into "
-                        "the same --out keep those done and add the rest")
+                   help="with --search random or tpe: configurations per optimizer; more "
+                        "trials into the same --out keep those done and add the rest")
     p.add_argument("--search-seed", type=natural_int, metavar="N",
-                   help=f"with --search random: the seed of the sample (default {d.search_seed})")
+                   help="with --search random or tpe: the seed of the sample (default "
+                        f"{d.search_seed})")
+    p.add_argument("--batch", type=positive_int, metavar="K",
+                   help="with --search tpe: trials asked per optimizer before any is told, "
+                        f"trained as one job (default {d.batch}; 1: trial by trial)")
     p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
                    help="successive halving: at each rung keep the best ceil(n/ETA) "
                         "configurations per optimizer (on val, seeds averaged), stop the rest "
@@ -125,7 +132,7 @@ def flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("dataset", "model", "optimizers", "task", "seeds", "steps", "epochs", "batch_size",
              "eval_every", "max_batch", "executor", "dtype", "select", "data_dir", "download",
              "val_fraction", "device", "schedule", "extend_edges", "search", "trials",
-             "search_seed", "halving", "min_steps", *APPLIES)
+             "search_seed", "batch", "halving", "min_steps", *APPLIES)
     return {n: getattr(args, n) for n in names}
 
 
@@ -187,14 +194,15 @@ def _run_with_progress(sweep: Sweep, console: Console, tensorboard: Path | None
 
 # What widens the search past an edge: a grid's extension, or random search's range.
 WIDEN = {"grid": "--select val --extend-edges widens the grid",
-         "random": "a wider LO:HI range samples past it"}
+         "random": "a wider LO:HI range samples past it",
+         "tpe": "a wider LO:HI range samples past it"}
 
 
 def selection_lines(selection: dict[str, dict[str, Any]],
                     grids: dict[str, dict[str, tuple[float, ...]]],
                     search: str = "grid") -> list[str]:
     """Per optimizer: its selected point, and whether a value lies on an edge of its grid
-    (the lowest or highest value sampled, for random search)."""
+    (for random search and TPE: of its range, see `optimlab.lab.search.EDGE_BAND`)."""
     lines = []
     for name, chosen in selection.items():
         hp = chosen["hyperparameters"]
@@ -260,6 +268,8 @@ def _sweep_with(args: argparse.Namespace, cfg: SweepConfig, out: Path, console: 
         return 1
     for line in selection_lines(sweep.selected, sweep.grids(), cfg.search):
         console.print(line)
+    for line in audit_lines(sweep.audit):  # with --select val: budgets, edges, seeds
+        console.print(escape(line), soft_wrap=True)
     console.print(f"{len(records)} runs in {out}/summary.json, sweep.sqlite (curves as CSV: "
                   f"optimlab export csv {out})")
     from optimlab.report.sweep import render  # the report reads the store, never trains

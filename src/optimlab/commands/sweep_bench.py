@@ -5,18 +5,24 @@ executors, side by side in one run (JSON); see `optimlab.bench.sweep`.
 (`optimlab.bench.halving`).
 
 The default is the lab's reference sweep: 4 optimizers × 8 learning rates, the MLP on
-MNIST-1D, 2000 steps, batch 100, one seed, torch's default threads.
+MNIST-1D, 2000 steps, batch 100, one seed, torch's default threads. `--race N` races
+searches of N trials to the full random sweep's best validation score instead (see
+`optimlab.bench.search`): Adam over its declared search space unless given otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from optimlab.bench.halving import format_halving, run_halving_bench
+from optimlab.bench.search import ROWS as RACE_ROWS
+from optimlab.bench.search import RaceConfig, format_race, run_race
 from optimlab.bench.sweep import (
     DEFAULT_ROWS,
     ROWS,
@@ -28,15 +34,14 @@ from optimlab.bench.sweep import (
 )
 from optimlab.commands._args import capped, eta, natural_int, positive_int, torch_threads
 from optimlab.lab.experiment import load_dataset
-from optimlab.lab.grid import settings
-
-LR_GRID = "1e-4:1e-1:8"  # the reference sweep's η grid
+from optimlab.lab.grid import TPE_BATCH, settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--optimizers", default="sgd,momentum,rmsprop,adam", help="comma-separated")
-    p.add_argument("--lr", default=None, help=f"η grid (default {LR_GRID}; with --halving: "
-                                               "a range LO:HI, default the declared one)")
+    p.add_argument("--optimizers", help="comma-separated (default sgd,momentum,rmsprop,adam; "
+                                        "--race, --halving: adam)")
+    p.add_argument("--lr", help="η grid (default 1e-4:1e-1:8; --race, --halving: a range LO:HI, "
+                                "default the optimizer's declared search space)")
     p.add_argument("--steps", type=positive_int, default=2000, help="steps per run (default 2000)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="(default 100)")
     p.add_argument("--eval-every", type=positive_int, default=None,
@@ -71,17 +76,83 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=positive_int, default=81,
                    help="with --halving: random configurations per optimizer, from its "
                         "declared search space (default 81)")
+    p.add_argument("--race", type=natural_int, default=0, metavar="TRIALS",
+                   help="instead of the rows: the time each search of TRIALS configurations "
+                        "takes to reach the best validation score of the full random sweep "
+                        "(rows full, random, tpe per --batches K, and Optuna's TPE with its "
+                        "SuccessiveHalvingPruner trial by trial)")
+    p.add_argument("--race-rows", default=",".join(RACE_ROWS),
+                   help=f"with --race: comma-separated from {', '.join(RACE_ROWS)} (default: "
+                        "all; full sets the target)")
+    p.add_argument("--batches", default=str(TPE_BATCH),
+                   help=f"with --race: the tpe rows' K, comma-separated (default {TPE_BATCH})")
+    p.add_argument("--search-seed", type=natural_int, default=0,
+                   help="with --race: the seed of every search (default 0)")
+    p.add_argument("--sweep-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --race: a setting of the random and tpe rows' sweeps (a "
+                        "`optimlab sweep` setting, e.g. halving=3); repeatable")
     p.add_argument("--json", type=Path, help="also write the result to this file")
 
 
+def sweep_settings(texts: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` settings, each value a Python literal or else a string."""
+    out = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"Invalid --sweep-setting {text!r}; allowed: KEY=VALUE")
+        try:
+            out[key.strip().replace("-", "_")] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def race_config(args: argparse.Namespace, given: dict[str, Any]) -> RaceConfig:
+    """The search race's settings from the flags (ValueError/TypeError when bad)."""
+    try:
+        batches = tuple(positive_int(k.strip()) for k in args.batches.split(","))
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"Invalid --batches {args.batches!r}: {e}") from None
+    sweep = settings({}, {**given, "optimizers": args.optimizers or "adam", "search": "random",
+                          "trials": args.race, "search_seed": args.search_seed})
+    cfg = RaceConfig(sweep, rows=tuple(r.strip() for r in args.race_rows.split(",")),
+                     batches=batches, extra=sweep_settings(args.sweep_setting))
+    cfg.validate()
+    return cfg
+
+
+def _race(args: argparse.Namespace, given: dict[str, Any]) -> int:
+    try:
+        cfg = race_config(args, given)
+        dataset = load_dataset(cfg.sweep)
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
+        return 2
+    import torch  # loaded already by the bench
+
+    with torch_threads(capped("sweep-bench", args.threads) if args.threads
+                       else torch.get_num_threads()):
+        result = run_race(cfg, dataset,
+                          progress=lambda what: print(f"... {what}", file=sys.stderr))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(format_race(result))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    given = {"optimizers": args.optimizers, "lr": args.lr or LR_GRID, "steps": args.steps,
+    given = {"optimizers": args.optimizers, "lr": args.lr, "steps": args.steps,
              "batch_size": args.batch_size, "model": args.model, "dataset": args.dataset,
              "dtype": args.dtype, "eval_every": args.eval_every, "max_batch": args.max_batch}
     if args.halving is not None or args.min_steps is not None:
-        return _halving(args, given | {"lr": args.lr, "search": "random",
-                                       "trials": args.trials, "halving": args.halving,
-                                       "min_steps": args.min_steps})
+        return _halving(args, given | {"optimizers": args.optimizers or "adam",
+                                       "search": "random", "trials": args.trials,
+                                       "halving": args.halving, "min_steps": args.min_steps})
+    if args.race:
+        return _race(args, given)
+    given |= {"optimizers": args.optimizers or "sgd,momentum,rmsprop,adam",
+              "lr": args.lr or "1e-4:1e-1:8"}
     try:
         cfg = SweepBenchConfig(settings({}, given),
                                rows=tuple(r.strip() for r in args.rows.split(",")),

@@ -8,12 +8,14 @@ The output folder (what `optimlab.report` reads, never retraining):
   vectorized group's members all in one transaction), the settings (for resuming) and
   the diagnostics;
 - `config.json`: {"command", "settings" (CompareConfig), "dataset" (one line), "environment",
-  and with `--tune` "tuning" (see `optimlab.lab.sweep.tune`: per optimizer the η used, its
-  source "tuned" / "given" / "default" when every η diverged, the grid, its "edge")};
+  and with `--tune` "tuning" (see `optimlab.lab.audit`: per optimizer what it tuned and held
+  fixed, the budget in trials × steps counted from the stored trials, the edges)};
 - written from the store for readers, as each run ends (then put in seed-major order):
   `summary.json`: {"runs": one `optimlab.train.summary_record` per run plus its "run"
   name, and once every run has ended "comparisons": every pair of entries on its
-  measures, paired by seed (see `optimlab.analysis.comparisons`)};
+  measures, paired by seed (see `optimlab.analysis.comparisons`), and "audit": the
+  fairness audit (`optimlab.analysis.audit`), whose unfair pairs' verdicts read
+  "undecided"};
   `curves.csv`: run, step, train_seconds, split, metric, value (long format, as
   `optimlab export csv` writes a store's: clocks in float32);
   `diagnostics.json`: only when callbacks return results: a list of {"run", "optimizer",
@@ -35,11 +37,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from optimlab.analysis.audit import audit, undecide
 from optimlab.analysis.comparisons import comparisons
 from optimlab.analysis.records import write_curves_csv
 from optimlab.analysis.stats import ALPHA, check_alpha
 from optimlab.analysis.store import FILENAME
 from optimlab.data.dataset import describe
+from optimlab.lab.audit import decays, untuned
 from optimlab.lab.entries import Entry, learning_rate
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import Checkpoints, Job, Say, Steps, execute
@@ -91,6 +95,11 @@ class CompareConfig(Experiment):
         """A family's keyword arguments: η (`lab.entries.learning_rate`), then the entry's."""
         return {"lr": learning_rate(entry, self.lr, DEFAULT_LR),
                 **{k: v for k, v in entry.hyperparameters.items() if k != "lr"}}
+
+    def lr_source(self, entry: Entry) -> str:
+        """Where a family's η comes from: "given" (its own, or --lr), else "default"."""
+        return "given" if entry.label in self.lr or "lr" in entry.hyperparameters \
+            else "default"
 
 
 def settings(toml: dict[str, Any], flags: dict[str, Any]) -> CompareConfig:
@@ -222,11 +231,18 @@ class Comparison:
                  dataset: Any = None, tuning: dict[str, Any] | None = None,
                  alpha: float = ALPHA) -> None:
         """`dataset`: an already loaded Dataset (tests pass tiny ones); default
-        `data.load(cfg.dataset)`; `alpha`: the level of the comparisons. Bad settings raise
-        ValueError/TypeError/OSError here, before any training; so does a folder holding a
-        comparison with other settings."""
+        `data.load(cfg.dataset)`; `alpha`: the level of the comparisons; `tuning`: the
+        tuning table of `optimlab.lab.tuning.tune` (None: nothing tuned), which the fairness
+        audit judges. Bad settings raise ValueError/TypeError/OSError here, before any
+        training; so does a folder holding a comparison with other settings."""
         self.alpha = check_alpha(alpha)
         self.comparisons: list[dict[str, Any]] = []  # filled when every run has ended
+        self.audit: dict[str, Any] = {}  # likewise (see `optimlab.analysis.audit`)
+        # untuned: every family at its η, a budget of 0 (what the audit says of the demo)
+        self.tuning = tuning if tuning is not None else {
+            e.label: untuned(e, cfg.hyperparameters(e)["lr"], cfg.lr_source(e))
+            for e in cfg.entries}
+        self.cfg = cfg
         ds = load_dataset(cfg, dataset)
         self.dataset, self.configs = ds, train_configs(cfg, len(ds.y_train))
         self.store = _Store(Path(out), cfg)
@@ -265,10 +281,13 @@ class Comparison:
                 self.store.checkpoints(todo), say=say,
                 callbacks=(lambda c: callbacks(c, run_name(c))) if callbacks else None))
         self.store.order()
-        self.comparisons = comparisons(self.store.records, self.alpha)
+        records = self.store.records
+        self.audit = audit(self.tuning, records, schedule=self.cfg.schedule,
+                           decays=decays(self.cfg.entries))
+        self.comparisons = undecide(comparisons(records, self.alpha), self.audit)
         with self.store.guard():
-            self.store.write_summary(comparisons=self.comparisons)
-        return self.store.records
+            self.store.write_summary(comparisons=self.comparisons, audit=self.audit)
+        return records
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, *, command: str = "", dataset: Any = None,

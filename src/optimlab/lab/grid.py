@@ -28,12 +28,15 @@ from optimlab.lab.executors import EXECUTORS
 from optimlab.lab.experiment import Experiment, read_toml
 from optimlab.lab.policy import APPLIES, DEFAULT_LR_GRID
 from optimlab.lab.search import SEARCHES, Range, parse_range, search_range, trial
+from optimlab.lab.tpe import require as require_optuna
 from optimlab.optim import SPECS
 from optimlab.train.config import check_positive_int
 
 OPTIMIZER_NAMES = tuple(SPECS)
 # Values rounded to 3 significant digits: readable names, stable keys in the store.
 DIGITS = 3
+# TPE's trials per job by default: see docs/lab.md, "Model-based search"
+TPE_BATCH = 4
 
 
 def parse_values(key: str, spec: Any) -> tuple[float, ...]:
@@ -116,10 +119,14 @@ class SweepConfig(Experiment):
     # "random": `trials` configurations per optimizer entry, sampled from `ranges` (key ->
     # (LO, HI)) and drawn from the lists in `grid` (see optimlab.lab.search); with neither,
     # from each optimizer's declared search space (its specification's `search`); `settings`
-    # leaves the default η grid out of `grid` then, where a list would fix η's values
+    # leaves the default η grid out of `grid` then, where a list would fix η's values;
+    # "tpe": the same space, its trials asked of Optuna's TPE (see optimlab.lab.tpe)
     search: str = "grid"
-    trials: int | None = None  # random search's configurations per optimizer entry
+    trials: int | None = None  # random or TPE search's configurations per optimizer entry
     search_seed: int = 0  # the same seed samples the same trials
+    # with search="tpe": trials asked per entry before any is told, trained as one job;
+    # 1 is TPE as Optuna runs it, trial by trial (see docs/lab.md, "Model-based search")
+    batch: int = TPE_BATCH
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     # successive halving (optimlab.lab.halving): η, the rungs' ratio (None: every grid run
     # trains to the end); 3, the default of `--halving` alone, keeps a third at each rung
@@ -151,14 +158,19 @@ class SweepConfig(Experiment):
                              "of the selected point; allowed: --extend-edges with --select val")
         self._check_search()
         self._check_halving()
-        for e in self.entries:  # every value, before anything trains
-            check_points(e, hyperparameter_sets(self, e))
+        for e in self.entries:  # every value, before anything trains (TPE: each list's)
+            check_points(e, hyperparameter_sets(self, e) if self.search != "tpe" else [
+                with_values(e, {k: v}) for k, vs in search_space(self, e).items()
+                if isinstance(vs, tuple) for v in vs])
 
     def _check_search(self) -> None:
         """A ValueError for random-search settings that do not fit together."""
         check_positive_int("trials", self.trials, optional=True)
+        check_positive_int("batch", self.batch)
         if self.search not in SEARCHES:
             raise ValueError(f"Invalid search: {self.search!r}; allowed: {', '.join(SEARCHES)}")
+        if self.batch != TPE_BATCH:
+            check_batch(self.search, self.batch)
         if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) \
                 or self.search_seed < 0:
             raise ValueError(f"Invalid search_seed: {self.search_seed!r}; allowed: an integer "
@@ -167,20 +179,24 @@ class SweepConfig(Experiment):
             what = (f"--trials {self.trials}" if self.trials is not None
                     else f"the range {next(iter(self.ranges))} LO:HI")
             raise ValueError(f"Invalid {what} with --search grid: a grid runs each of its "
-                             "points once; allowed: with --search random")
-        if self.search == "random" and self.trials is None:
-            raise ValueError("Invalid --search random without --trials; allowed: --trials N, "
-                             "the configurations to sample per optimizer")
-        if self.search == "random" and self.extend_edges:
-            raise ValueError("Invalid extend_edges with --search random: random samples "
-                             "have no grid to extend; allowed: a wider LO:HI range")
-        for e in self.entries if self.search == "random" else ():
+                             "points once; allowed: with --search random or tpe")
+        if self.search == "grid":
+            return
+        if self.search == "tpe":
+            require_optuna()
+        if self.trials is None:
+            raise ValueError(f"Invalid --search {self.search} without --trials; allowed: "
+                             "--trials N, the configurations to sample per optimizer")
+        if self.extend_edges:
+            raise ValueError(f"Invalid extend_edges with --search {self.search}: sampled "
+                             "trials have no grid to extend; allowed: a wider LO:HI range")
+        for e in self.entries:
             if not any(isinstance(v, Range) for v in search_space(self, e).values()):
                 raise ValueError(
                     f"Invalid --trials {self.trials} for {e.label}: every key it searches is "
-                    f"a list ({', '.join(search_space(self, e))}), which random search would "
-                    "only draw from with repeats; allowed: a range LO:HI for one key at least, "
-                    "or --search grid to run every point of the lists once")
+                    f"a list ({', '.join(search_space(self, e))}), which {self.search} search "
+                    "would only draw from with repeats; allowed: a range LO:HI for one key at "
+                    "least, or --search grid to run every point of the lists once")
 
     def _check_halving(self) -> None:
         """A ValueError for successive-halving settings that do not fit together."""
@@ -205,6 +221,10 @@ class SweepConfig(Experiment):
         if self.extend_edges:
             raise ValueError("Invalid extend_edges with --halving: points added after the "
                              "rungs were decided would skip them; allowed: one of the two")
+        if self.search == "tpe":
+            raise ValueError("Invalid --halving with --search tpe: its rounds of trials would "
+                             "meet rungs decided without them; allowed: --search grid or "
+                             "random")
 
     @property
     def first_rung(self) -> int:
@@ -215,12 +235,25 @@ class SweepConfig(Experiment):
         """The keys and values swept for an optimizer entry (or its label)."""
         entry = self.entry(entry)
         if self.search == "random":  # the values its trials took
-            points = [trial(self.search_seed, entry.label, i, search_space(self, entry), DIGITS)
-                      for i in range(self.trials or 0)]
-            return {k: tuple(sorted({p[k] for p in points})) for k in points[0]} if points \
-                else {}
+            return values_taken([trial(self.search_seed, entry.label, i,
+                                       search_space(self, entry), DIGITS)
+                                 for i in range(self.trials or 0)])
+        if self.search == "tpe":  # known as its trials are asked: `Sweep.grids`
+            return {}
         own = {k: v for k, v in self.grid.items() if applies(k, entry)}
         return {**own, **self.per_optimizer.get(entry.label, {})}
+
+
+def check_batch(search: str, batch: int) -> None:
+    """A ValueError for a TPE batch size given to another search."""
+    if search != "tpe":
+        raise ValueError(f"Invalid --batch {batch} with --search {search}: only TPE asks for "
+                         "trials in batches; allowed: with --search tpe")
+
+
+def values_taken(points: list[dict[str, float]]) -> dict[str, tuple[float, ...]]:
+    """{key: the values sampled trials (flat points) took, sorted}."""
+    return {k: tuple(sorted({p[k] for p in points})) for k in points[0]} if points else {}
 
 
 def _keyword(key: str) -> str:
@@ -263,8 +296,11 @@ def search_space(cfg: SweepConfig, entry: Entry) -> dict[str, Range | tuple[floa
 
 def hyperparameter_sets(cfg: SweepConfig, entry: Entry | str) -> list[dict[str, Any]]:
     """Every point of the entry's grid, or its random trials, as optimizer keyword arguments
-    (the entry's own hyperparameters included); `entry` may be given by its label."""
+    (the entry's own hyperparameters included); `entry` may be given by its label. TPE:
+    none, the trials are asked as the sweep runs (`optimlab.lab.tpe`)."""
     entry = cfg.entry(entry)
+    if cfg.search == "tpe":
+        return []
     if cfg.search == "random":
         space = search_space(cfg, entry)
         flat = [trial(cfg.search_seed, entry.label, i, space, DIGITS)
@@ -326,7 +362,7 @@ def one_shot(entry: Entry) -> dict[str, Any]:
 _SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
             "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
             "val_fraction", "schedule", "extend_edges", "task", "target_loss", "search",
-            "trials", "search_seed", "halving", "min_steps")
+            "trials", "search_seed", "batch", "halving", "min_steps")
 
 
 def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
@@ -341,7 +377,9 @@ def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
         raise ValueError(f"Invalid key(s) in the config file: {', '.join(unknown)}; allowed: "
                          f"{', '.join(allowed)}")
     merged = {**toml, **{k: v for k, v in flags.items() if v is not None}}
-    random = merged.get("search") == "random"
+    random = merged.get("search") in ("random", "tpe")
+    if merged.get("batch") is not None:  # given, even at its default
+        check_batch(merged.get("search", "grid"), merged["batch"])
     ranges = {k: parse_range(k, merged[k]) for k in APPLIES
               if random and isinstance(merged.get(k), str) and merged[k].count(":") == 1}
     grid = {k: parse_values(k, merged[k]) for k in APPLIES if k in merged and k not in ranges}
@@ -389,10 +427,10 @@ def grown(stored: dict[str, Any], cfg: SweepConfig) -> dict[str, Any]:
     search existed holds a grid search; a random search with more trials keeps the stored
     ones (trial i does not depend on their number) and adds the rest."""
     before: dict[str, Any] = {"search": "grid", "trials": None, "search_seed": 0, "ranges": {},
-                              "halving": None, "min_steps": None}
+                              "batch": TPE_BATCH, "halving": None, "min_steps": None}
     stored = {**before, **stored}
     # with halving, trials added after a rung was decided would skip it: refused instead
-    if stored["search"] == cfg.search == "random" and (cfg.trials or 0) >= stored["trials"] \
+    if stored["search"] == cfg.search != "grid" and (cfg.trials or 0) >= stored["trials"] \
             and cfg.halving is None:
         stored["trials"] = cfg.trials
     return stored

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 from optimlab.optim._spec import Number
 
-SEARCHES = ("grid", "random")
+SEARCHES = ("grid", "random", "tpe")  # tpe: optimlab.lab.tpe
+
+# A value sampled within this fraction of its range's length (on its scale) from an end lies
+# on that edge: the optimum may lie beyond the range. Not "the lowest or highest value
+# sampled": a key that does not matter would be chosen at one of those with chance 2/N.
+EDGE_BAND = 0.05
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,14 @@ class Range:
         else:
             y = float(f"{y:.{digits}g}")
         return min(max(y, self.lo), self.hi)
+
+
+    def side(self, x: float) -> str | None:
+        """"low" or "high" when `x` lies within EDGE_BAND of that end of the range (on its
+        scale), else None."""
+        a, b = _to_scale(self.lo, self.scale), _to_scale(self.hi, self.scale)
+        u = (_to_scale(x, self.scale) - a) / (b - a)
+        return "low" if u < EDGE_BAND else "high" if u > 1 - EDGE_BAND else None
 
 
 def _to_scale(x: float, scale: str) -> float:

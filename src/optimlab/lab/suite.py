@@ -12,7 +12,8 @@ The output folder:
 - `<workload>/`: the comparison's folder (config.json, summary.json, curves.csv, ...);
 - `suite.json`: {"settings", "workloads": [per workload, smallest first: its size, target,
   budget, status (and error), per optimizer the steps to target of each seed, their median
-  and the final test accuracies, the paired comparisons, and the ranking over training:
+  and the final test accuracies, the paired comparisons and their fairness audit
+  (`analysis.audit`), "tuned" (whether `tune_trials` tuned them), and the ranking over training:
   the optimizers' order at each evaluation and its flips], "profiles", "claims"};
   written after every workload, so an interrupted suite keeps what finished;
 - `report.html`, `profiles.png`: drawn from suite.json by `optimlab.report.suite` (the
@@ -32,9 +33,10 @@ from optimlab.analysis import profiles, rankings
 from optimlab.analysis.records import read_curves
 from optimlab.analysis.size_claims import size_claims
 from optimlab.analysis.stats import ALPHA, check_alpha
-from optimlab.lab.compare import CallbackFactory, CompareConfig, Comparison, comparisons
+from optimlab.lab.compare import CallbackFactory, CompareConfig, Comparison
 from optimlab.lab.entries import parse_list, texts
 from optimlab.lab.experiment import DiskFull, output_folder, write_json
+from optimlab.lab.tuning import tune, tuning_sweep
 from optimlab.optim import LECTURE
 from optimlab.train.record import family
 
@@ -88,6 +90,10 @@ class SuiteConfig:
     steps: int | None = None  # every workload's budget instead of its own (tests, smoke runs)
     quick: bool = False  # QUICK of each budget and 2 seeds: shows the pipeline, decides little
     alpha: float = ALPHA  # level of every paired test
+    # random-search trials per optimizer and workload before it is compared (`lab.tuning`:
+    # equal budgets); None: compare's η per optimizer, untuned, which keeps the default
+    # suite within its 10 minutes
+    tune_trials: int | None = None
 
     def __post_init__(self) -> None:
         if not self.workloads:
@@ -98,7 +104,7 @@ class SuiteConfig:
                 raise ValueError(f"Invalid workload {w!r}; allowed: {', '.join(BUILTIN)} or "
                                  "module:callable returning a Workload")
         object.__setattr__(self, "optimizers", texts(parse_list(self.optimizers)))
-        for name in ("seeds", "steps"):
+        for name in ("seeds", "steps", "tune_trials"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
@@ -144,7 +150,8 @@ def _names(w: Workload) -> tuple[str, str, Any]:
 
 
 def _comparison(w: Workload, cfg: SuiteConfig, out: Path) -> Comparison:
-    """The workload's comparison, set up (data loaded and checked) in `out`."""
+    """The workload's comparison, set up (data loaded and checked) in `out`; with
+    `cfg.tune_trials`, each optimizer first tuned on validation (in `out`/tune)."""
     model, dataset, loaded = _names(w)
     steps, seeds = cfg.budget(w)
     labels = [e.label for e in parse_list(cfg.optimizers)]
@@ -152,8 +159,12 @@ def _comparison(w: Workload, cfg: SuiteConfig, out: Path) -> Comparison:
                             seeds=seeds, steps=steps, batch_size=w.batch_size,
                             eval_every=min(w.eval_every, steps), target_acc=w.target_acc,
                             lr={k: v for k, v in w.lr.items() if k in labels})
+    tuning = None
+    if cfg.tune_trials:
+        compare, tuning = tune(compare, tuning_sweep(compare, out / "tune", cfg.tune_trials,
+                                                     dataset=loaded))
     return Comparison(compare, out, command=f"optimlab suite ({w.name})", dataset=loaded,
-                      alpha=cfg.alpha)
+                      alpha=cfg.alpha, tuning=tuning)
 
 
 def parameters(comparison: Comparison) -> int:
@@ -165,21 +176,19 @@ def parameters(comparison: Comparison) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _results(records: list[dict[str, Any]], alpha: float
-             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(per optimizer: hyperparameters, steps to target per seed, their median, final test
-    accuracies, diverged runs; the paired comparisons, with time to target interpolated)."""
+def _results(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per optimizer: hyperparameters, steps to target per seed, their median, final test
+    accuracies, diverged runs."""
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(records, key=lambda r: r["seed"]):
         by_label.setdefault(family(r), []).append(r)
-    results = {label: {"hyperparameters": runs[0]["hyperparameters"],
-                       "steps_to_target": [r[TARGET_MEASURE] for r in runs],
-                       "median_steps_to_target": profiles.median_steps(
-                           [r[TARGET_MEASURE] for r in runs]),
-                       "final_test_acc": [r["final_test_acc"] for r in runs],
-                       "diverged": sum(bool(r["diverged"]) for r in runs)}
-               for label, runs in by_label.items()}
-    return results, comparisons(records, alpha)
+    return {label: {"hyperparameters": runs[0]["hyperparameters"],
+                    "steps_to_target": [r[TARGET_MEASURE] for r in runs],
+                    "median_steps_to_target": profiles.median_steps(
+                        [r[TARGET_MEASURE] for r in runs]),
+                    "final_test_acc": [r["final_test_acc"] for r in runs],
+                    "diverged": sum(bool(r["diverged"]) for r in runs)}
+            for label, runs in by_label.items()}
 
 
 def run_workload(w: Workload, cfg: SuiteConfig, out: Path,
@@ -192,11 +201,13 @@ def run_workload(w: Workload, cfg: SuiteConfig, out: Path,
              "dataset": comparison.configs[0].dataset, "parameters": parameters(comparison),
              "target_acc": w.target_acc, "steps": steps, "seeds": seeds, "folder": out.name}
     records = comparison.run(callbacks, on_record)
-    results, paired = _results(records, cfg.alpha)
+    results = _results(records)
     if any(s == 0 for r in results.values() for s in r["steps_to_target"]):
         raise ValueError(f"Invalid target_acc {w.target_acc:g} of workload {w.name!r}: the "
                          "initial model reaches it; allowed: a target that takes training")
-    return entry | {"status": "finished", "optimizers": results, "comparisons": paired,
+    return entry | {"status": "finished", "optimizers": results,
+                    "comparisons": comparison.comparisons, "audit": comparison.audit,
+                    "tuned": bool(cfg.tune_trials),
                     "ranking_over_training": _ranking(records, out)}
 
 

@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.analysis import budget
+from optimlab.analysis.audit import audit
 from optimlab.analysis.records import family
-from optimlab.analysis.selection import best_per_optimizer, edges
+from optimlab.analysis.selection import best_per_optimizer, edges, point_value
 from optimlab.data.dataset import describe
-from optimlab.lab import halving
-from optimlab.lab.compare import DEFAULT_LR, CompareConfig
-from optimlab.lab.entries import Entry, learning_rate
+from optimlab.lab import halving, tpe
+from optimlab.lab.audit import decays, grid_runs, tuned_row
+from optimlab.lab.entries import Entry
 from optimlab.lab.environment import environment
 from optimlab.lab.executors import Checkpoints, Job, Rungs, Steps, execute
 from optimlab.lab.experiment import (
-    Experiment,
     check_resume,
     differences,
     guard_disk,
@@ -52,16 +52,18 @@ from optimlab.lab.experiment import (
     write_json,
 )
 from optimlab.lab.grid import (
-    DEFAULT_LR_GRID,
+    DIGITS,
     SweepConfig,
     beyond,
     check_points,
     grown,
     hyperparameter_sets,
     one_shot,
-    parse_values,
+    search_space,
+    values_taken,
     with_values,
 )
+from optimlab.lab.search import Range
 from optimlab.lab.store import Checkpoint, Store, config_key
 from optimlab.train import CurvePoint, RunResult, Timings, TrainConfig, summary_record
 from optimlab.train.checkpoint import curves_from_state, from_bytes
@@ -78,11 +80,21 @@ def make_configs(cfg: SweepConfig, optimizer: str | Entry, points: list[dict[str
             for seed in seeds for hp in points]
 
 
+def grid_seeds(cfg: SweepConfig) -> range:
+    """The seeds of each grid point: seed 0 only with `select` (the re-runs come after)."""
+    return range(1) if cfg.select else range(cfg.seeds)
+
+
 def grid_configs(cfg: SweepConfig, n_train: int) -> list[TrainConfig]:
-    """The grid runs of `cfg`: seed 0 only with `select` (the re-runs come after)."""
-    seeds = range(1) if cfg.select else range(cfg.seeds)
-    return [c for name in cfg.labels
-            for c in make_configs(cfg, name, hyperparameter_sets(cfg, name), seeds, n_train)]
+    """The grid runs of `cfg` (none for TPE: its trials are asked as the sweep runs)."""
+    return [c for name in cfg.labels for c in make_configs(
+        cfg, name, hyperparameter_sets(cfg, name), grid_seeds(cfg), n_train)]
+
+
+def trial_configs(cfg: SweepConfig, points: tpe.Points, n_train: int) -> list[TrainConfig]:
+    """The runs of TPE's trials `points` (label -> flat points), each under `grid_seeds`."""
+    return [c for label, flat in points.items() for c in make_configs(
+        cfg, label, [with_values(cfg.entry(label), p) for p in flat], grid_seeds(cfg), n_train)]
 
 
 def select(cfg: SweepConfig, runs: list[dict[str, Any]],
@@ -90,7 +102,9 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
     """Per optimizer of `cfg`, what selection on validation makes of `runs` (its grid
     points): {"hyperparameters": the best point, or None when every point diverged,
     "run": the best run's name, "all_diverged": bool, "edge": {key: "low" | "high"} for
-    each swept key whose best value is the smallest or largest of `grids[optimizer]`}."""
+    each swept key whose best value is the smallest or largest of `grids[optimizer]`, or,
+    for a key sampled from a range (random search, TPE), lies within `EDGE_BAND` of an end
+    of the range}."""
     best = best_per_optimizer(runs)
     out = {}
     for name in cfg.labels:
@@ -99,16 +113,32 @@ def select(cfg: SweepConfig, runs: list[dict[str, Any]],
         out[name] = {"hyperparameters": hp, "run": run["run"] if run else None,
                      "all_diverged": run is None and any(
                          family(r["summary"]) == name for r in runs),
-                     "edge": edges(grids[name], hp) if hp else {}}
+                     "edge": _edges(cfg, name, grids[name], hp) if hp else {}}
     return out
 
 
+def _edges(cfg: SweepConfig, name: str, grid: dict[str, tuple[float, ...]],
+           hp: dict[str, Any]) -> dict[str, str]:
+    """The edges of the point `hp` of entry `name` (see `select`)."""
+    found = edges(grid, hp)
+    if cfg.search == "grid":
+        return found
+    for key, values in search_space(cfg, cfg.entry(name)).items():
+        if isinstance(values, Range):
+            side = values.side(point_value(hp, key))
+            found.pop(key, None)
+            if side:
+                found[key] = side
+    return found
+
+
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
-                  runs: list[dict[str, Any]] | None = None, halved: bool = False
+                  runs: list[dict[str, Any]] | None = None,
+                  audit: dict[str, Any] | None = None, halved: bool = False
                   ) -> list[dict[str, Any]]:
     """summary.json, replaced atomically: {"runs": every finished run's record (`runs`: the
     store's, when already read), and "expected_best" and "budget", its budget curves (see
-    `optimlab.analysis.budget.summary_sections`)}. The curves
+    `optimlab.analysis.budget.summary_sections`), and with an `audit`, "audit"}. The curves
     stay in the store: `optimlab export csv` writes curves.csv on demand; one an older
     version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
@@ -130,7 +160,8 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
                    for r in records]
         sections |= {"member_steps": halving.member_steps(records), "rungs": store.rungs(),
                      "training": store.in_flight()}
-    write_json(store.out / "summary.json", {"runs": records, **sections})
+    write_json(store.out / "summary.json",
+               {"runs": records, **sections, **({"audit": audit} if audit else {})})
     (store.out / "expected_best.json").unlink(missing_ok=True)  # an earlier version's
     return records
 
@@ -151,9 +182,12 @@ class Sweep:
         self.selected: dict[str, dict[str, Any]] = {}
         # the store's finished runs as the last `write_outputs` read them (for the report)
         self.finished: list[dict[str, Any]] = []
+        # with select="val": the fairness audit the last `write_outputs` stored
+        self.audit: dict[str, Any] = {}
         ds = load_dataset(cfg, dataset)
-        if cfg.select == "val" and len(ds.y_val) == 0:
-            raise ValueError(f"Invalid --select val: {cfg.dataset} has no validation split; "
+        if (cfg.select == "val" or cfg.search == "tpe") and len(ds.y_val) == 0:
+            what = "--select val" if cfg.select == "val" else "--search tpe"
+            raise ValueError(f"Invalid {what}: {cfg.dataset} has no validation split; "
                              "allowed: --val-fraction > 0")
         self.cfg, self.dataset, self.n_train = cfg, ds, len(ds.y_train)
         self.store = Store(out)
@@ -166,6 +200,8 @@ class Sweep:
             self.store.set_meta("environment", environment())
         self.on_result: Callable[[RunResult], None] | None = None
         self.on_progress: Callable[[Any], None] | None = None  # the Ray executor's counts
+        # TPE's trials so far, label -> points in the order asked (see optimlab.lab.tpe)
+        self.points: tpe.Points = self.store.meta().get("tpe_trials", {})
 
     def _check_resume(self, stored: dict[str, Any] | None, extend: bool) -> None:
         """Only the identical sweep resumes; `extend` also accepts a grid with more points."""
@@ -255,13 +291,18 @@ class Sweep:
         return {config_key(c) for c, _, _ in kept}
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
-        """Per optimizer, its grid as swept: the settings' plus the edge extensions."""
+        """Per optimizer, its grid as swept: the settings' plus the edge extensions (TPE:
+        the values its trials took)."""
+        if self.cfg.search == "tpe":
+            return {name: values_taken(self.points.get(name, [])) for name in self.cfg.labels}
         return {name: {k: tuple(dict.fromkeys((*v, *self.extra.get(name, {}).get(k, ()))))
                        for k, v in self.cfg.grid_for(name).items()}
                 for name in self.cfg.labels}
 
     def grid(self) -> list[TrainConfig]:
-        """The grid runs, edge extensions included."""
+        """The grid runs, edge extensions included (TPE: its trials so far)."""
+        if self.cfg.search == "tpe":
+            return trial_configs(self.cfg, self.points, self.n_train)
         # random search has no extensions, and its trials are drawn from the settings' lists
         cfg = dataclasses.replace(self.cfg, per_optimizer=self.grids()) if self.extra \
             else self.cfg
@@ -300,17 +341,16 @@ class Sweep:
         `on_progress`: the executor's `Progress` (shards and steps) as it goes."""
         self.on_result, self.on_progress = on_result, on_progress
         cfg, n = self.cfg, self.n_train
-        halve = cfg.halving is not None
         if not cfg.select:
-            self.execute({"grid": self.grid()}, halve)
+            self._search({})
             return self.write_outputs()
         seeds = range(cfg.seeds)
         shots = [c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]
-        if halve:  # the defaults train in full, and first: a grid point equal to them too
+        if cfg.halving is not None:  # the defaults in full, and first: a grid point equal too
             self.execute({"one-shot": shots})
-            self.execute({"grid": self.grid()}, halve)
+            self._search({})
         else:
-            self.execute({"grid": self.grid(), "one-shot": shots})
+            self._search({"one-shot": shots})
         if cfg.extend_edges:
             self._extend_edges()
         chosen = self.selection()
@@ -319,13 +359,67 @@ class Sweep:
                                                       seeds, n)]})
         return self.write_outputs()
 
+    def _search(self, also: dict[str, list[TrainConfig]]) -> None:
+        """Train the grid (or the random trials) with the runs `also` ({role: configs}) in
+        one executor call; TPE: see `_search_tpe`."""
+        if self.cfg.search == "tpe":
+            self._search_tpe(also)
+        else:
+            self.execute({"grid": self.grid(), **also}, self.cfg.halving is not None)
+
+    def _search_tpe(self, also: dict[str, list[TrainConfig]]) -> None:
+        """TPE's trials, K per executor call (`also` in the first), each round told its
+        scores (see `optimlab.lab.tpe`)."""
+        cfg, user = self.cfg, self.on_result
+        studies = tpe.Studies(cfg.entries, {e.label: search_space(cfg, e) for e in cfg.entries},
+                              cfg.search_seed, DIGITS)
+        # finished runs' records by key: the store's once, then each as it finishes, so that
+        # a round decodes no stored curves
+        records = {r["key"]: r["summary"] for r in self.store.runs()}
+
+        def finished(result: RunResult) -> None:
+            records[config_key(result.config)] = result.record
+            if user:
+                user(result)
+
+        def save(points: tpe.Points) -> None:
+            self.points = points
+            with self.guard():
+                self.store.set_meta("tpe_trials", points)
+
+        def train(asked: tpe.Points) -> dict[str, list[float]]:
+            self.execute({"grid": trial_configs(cfg, asked, self.n_train), **also})
+            also.clear()
+            return {label: [tpe.score([records[config_key(c)] for c in trial_configs(
+                cfg, {label: [p]}, self.n_train)]) for p in points]
+                for label, points in asked.items()}
+
+        self.on_result = finished
+        try:
+            self.points = tpe.search(studies, cfg.trials or 0, cfg.batch, self.points, save,
+                                     train)
+        finally:
+            self.on_result = user
+
     def write_outputs(self) -> list[dict[str, Any]]:
         """summary.json and curves.csv from the store, each record with its "edge"."""
         with self.guard():
             runs = self.finished = self.store.runs()  # read once: every run's curves
             selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
-            return write_outputs(self.store, selection, runs, self.cfg.halving is not None)
+            self.audit = self._audit(runs, selection) if self.cfg.select == "val" else {}
+            return write_outputs(self.store, selection, runs, self.audit,
+                                 self.cfg.halving is not None)
+
+    def _audit(self, runs: list[dict[str, Any]], selection: dict[str, dict[str, Any]]
+               ) -> dict[str, Any]:
+        """The fairness audit of the selection (`optimlab.analysis.audit`): each entry's
+        budget counted from its stored grid runs, judged on the re-runs of the best."""
+        table = {e.label: tuned_row(e, grid_runs(runs, e.label), selection[e.label],
+                                    "given" if "lr" in e.hyperparameters else "default")
+                 for e in self.cfg.entries}
+        return audit(table, [r["summary"] for r in runs if "tuned" in r["roles"]],
+                     schedule=self.cfg.schedule, decays=decays(self.cfg.entries))
 
 
 def _point(hyperparameters: dict[str, Any]) -> str:
@@ -354,45 +448,3 @@ def _accepted(entry: Entry, key: str, value: float, chosen: dict[str, Any]) -> b
         return False
     return True
 
-
-def tuning_sweep(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> Sweep:
-    """`compare --tune`'s sweep, set up and checked (nothing trained): `lr_grid` per
-    optimizer under seed 0, with the comparison's data, model and budget, stored in `out`."""
-    if cfg.val_fraction == 0:
-        raise ValueError(f"Invalid --tune with --val-fraction {cfg.val_fraction:g}: tuning "
-                         "selects on the validation split; allowed: --val-fraction > 0")
-    common = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Experiment)}
-    return Sweep(SweepConfig(**common | {"seeds": 1}, grid={"lr": parse_values("lr", lr_grid)}),
-                 out, command=f"compare --tune (lr grid {lr_grid})")
-
-
-def tune(cfg: CompareConfig, sweep: Sweep, on_progress: Callable[[Any], None] | None = None
-         ) -> tuple[CompareConfig, dict[str, dict[str, Any]]]:
-    """Run `sweep` (see `tuning_sweep`); `cfg` with η per optimizer chosen on validation
-    (η given in `cfg.lr` is kept), and what tuning found, per optimizer: {"lr": the η the
-    comparison uses, "source": "tuned" | "given" | "default" (every η diverged), "grid",
-    "all_diverged", "edge": {"lr": "low" | "high"} when the chosen η is a grid edge}.
-    `on_progress`: the sweep's steps as it goes (see `Sweep.run`)."""
-    sweep.run(on_progress=on_progress)
-    # a tuned η on an edge of its grid may not be the best: widen the grid there first, as
-    # sweep --extend-edges does (the η given in cfg.lr are kept, their grids left alone)
-    sweep._extend_edges([name for name in cfg.labels if name not in cfg.lr])
-    if sweep.extra:
-        sweep.write_outputs()
-    found, grids = sweep.selected, sweep.grids()
-    lr, record = dict(cfg.lr), {}
-    for name, chosen in found.items():
-        hp = chosen["hyperparameters"]
-        if name not in lr and hp is not None:
-            lr[name] = hp["lr"]
-        source = "given" if name in cfg.lr else "tuned" if hp is not None else "default"
-        default = learning_rate(cfg.entry(name), {}, DEFAULT_LR)
-        record[name] = {"lr": lr.get(name, default), "source": source,
-                        "grid": list(grids[name]["lr"]), "all_diverged": chosen["all_diverged"],
-                        "edge": chosen["edge"] if source == "tuned" else {}}
-    return dataclasses.replace(cfg, lr=lr), record
-
-
-def tuned(cfg: CompareConfig, out: str | Path, lr_grid: str = DEFAULT_LR_GRID) -> CompareConfig:
-    """`cfg` with η per optimizer chosen on validation (`tuning_sweep`, then `tune`)."""
-    return tune(cfg, tuning_sweep(cfg, out, lr_grid))[0]

@@ -135,7 +135,9 @@ class OptimizerSpec:
     lecture: one of the lecture's optimizers (the default set of compare, sweep, ...);
     search: its default search space, {flat key: (lo, hi)} (a `Pair` as its two names),
         each sampled on its hyperparameter's `Number.scale` (random search, see
-        optimlab.lab.search; the ranges and their source: docs/lab.md, "Random search").
+        optimlab.lab.search; the ranges and their source: docs/lab.md, "Random search");
+    decays_lr: how its own update shrinks the step over a run at a fixed η ("": it does
+        not); a comparison's fairness audit names it, as it names a schedule.
     """
 
     name: str
@@ -146,6 +148,7 @@ class OptimizerSpec:
     peer: tuple[type[torch.optim.Optimizer] | str, dict[str, Any]]
     lecture: bool = False
     search: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    decays_lr: str = ""
     defaults: dict[str, Any] = field(init=False, repr=False)
 
     @property

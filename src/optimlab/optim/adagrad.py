@@ -92,4 +92,5 @@ SPEC = register(OptimizerSpec(
                     shared=("initial_accumulator_value",)),
     peer=(torch.optim.Adagrad, dict(lr=1e-2)),
     search={"lr": (1e-4, 1.0), "eps": (1e-10, 1e-2)},
+    decays_lr="η/(√s + ε) with s the sum of every g² so far, which only grows",
 ))

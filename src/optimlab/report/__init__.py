@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.analysis.comparisons import read_comparisons
+from optimlab.analysis.records import read_summary_file
 from optimlab.analysis.stats import ALPHA
 from optimlab.report import diagnostics as step_sizes
 from optimlab.report import interactive
 from optimlab.report.claims import lecture_claims
 from optimlab.report.page import (
     CLAIMS_TITLE,
+    audit_section,
     claims_html,
     config_sections,
     html_table,
@@ -56,12 +58,14 @@ def _run_row(r: dict[str, Any]) -> list[str]:
             _fmt(r["optimizer_ms_per_step"], ".3f"), ttt, _fmt(r["diverged_step"], "d")]
 
 
-TUNING_COLUMNS = ("optimizer", "η used", "how", "grid of η", "note")
+TUNING_COLUMNS = ("optimizer", "η used", "how", "tuned (range tried → chosen)", "budget",
+                  "note")
 
 
 def _tuned(meta: dict[str, Any]) -> bool:
     """compare --tune tuned at least one optimizer (config.json's "tuning")."""
-    return any(t.get("source") == "tuned" for t in (meta.get("tuning") or {}).values())
+    return any(t.get("source") == "tuned" or t.get("trials")
+               for t in (meta.get("tuning") or {}).values())
 
 
 def tuned_edges(meta: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -70,18 +74,29 @@ def tuned_edges(meta: dict[str, Any]) -> dict[str, dict[str, str]]:
             if t.get("source") == "tuned" and t.get("edge")}
 
 
+def _searched(t: dict[str, Any]) -> str:
+    """The keys tuned, each as lowest…highest tried → chosen (an earlier version's η grid)."""
+    if "space" not in t:
+        grid = t.get("grid") or []
+        return f"η {min(grid):g}…{max(grid):g} ({len(grid)} values)" if grid else "–"
+    return "; ".join(f"{'η' if k == 'lr' else k} {lo:g}…{hi:g} → {t['values'].get(k, 0):g}"
+                     for k, (lo, hi) in t["space"].items()) or "–"
+
+
 def tuning_rows(meta: dict[str, Any]) -> list[list[str]]:
-    """What compare --tune chose per optimizer, and where it could not choose."""
+    """What compare --tune chose per optimizer, its budget, and where it could not choose."""
     rows = []
     for name, t in (meta.get("tuning") or {}).items():
-        grid = t.get("grid") or []
-        note = ("every η of the grid diverged: the default η is used" if t.get("all_diverged")
-                else f"on the {t['edge']['lr']} edge of the grid: the best η may lie beyond"
-                if (t.get("edge") or {}).get("lr") else "")
+        edges = ", ".join(f"{'η' if k == 'lr' else k} on the {side} edge"
+                          for k, side in sorted((t.get("edge") or {}).items()))
+        note = ("every trial diverged: the η given or the default is used"
+                if t.get("all_diverged") else f"{edges}: the best value may lie beyond"
+                if edges else "")
+        budget = (f"{t['trials']} × {t['steps_per_trial']} steps" if t.get("trials")
+                  else "0 (not tuned)" if "trials" in t else "–")
         rows.append([name, f"{t['lr']:g}", {"tuned": "tuned on validation", "given":
-                     "given (--lr)", "default": "default"}.get(t.get("source"), "?"),
-                     f"{min(grid):g}…{max(grid):g} ({len(grid)} values)" if grid else "–",
-                     note])
+                     "given", "default": "lab default"}.get(t.get("source"), "?"),
+                     _searched(t), budget, note])
     return rows
 
 
@@ -103,13 +118,15 @@ def render(out_dir: str | Path) -> Path:
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in step_sizes.render(diagnostics, out)]
     compared = read_comparisons(out, records)
+    found = read_summary_file(out / "summary.json").get("audit")
     claims = lecture_claims(records, tuned=_tuned(meta), edges=tuned_edges(meta),
-                            diagnostics=diagnostics,
+                            diagnostics=diagnostics, audit=found,
                             alpha=compared[0]["alpha"] if compared else ALPHA)
     summary = ("Summary (mean ± std over seeds)", html_table(COLUMNS, table_rows(records)))
-    tuning = [("η tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
+    tuning = [("Tuning (compare --tune)", html_table(TUNING_COLUMNS, tuning_rows(meta)))
               ] if meta.get("tuning") else []
-    verdicts = [*tuning, *_comparisons_section(compared), (CLAIMS_TITLE, claims_html(claims))]
+    verdicts = [*tuning, *audit_section(found), *_comparisons_section(compared),
+                (CLAIMS_TITLE, claims_html(claims))]
     rest = [("Runs", html_table(RUN_COLUMNS, [_run_row(r) for r in records])),
             *config_sections(meta, records)]
     if not interactive.available():

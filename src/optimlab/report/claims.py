@@ -13,8 +13,11 @@ and the train loss after equal steps), never on the wall clock. A claim measured
 ways holds when at least one measure holds and none contradicts it; it does not hold in
 the mirror case; mixed measures are undecided.
 A claim the records cannot measure gets no verdict at all, only the reason.
-A claim that compares tuned optimizers is undecided while one of them has a tuned value
-on the edge of its grid: the best value may lie beyond it, and the comparison with it.
+A claim is undecided while the comparison's fairness audit (`optimlab.analysis.audit`)
+leaves a pair of its optimizers undecided: a tuned value on the edge of its range (the best
+value may lie beyond it, and the comparison with it), unequal budgets or steps, or a
+hyperparameter tuned for one side only. A folder written before audits were stored is
+judged on the tuned values' edges alone.
 """
 
 from __future__ import annotations
@@ -328,20 +331,36 @@ def unless_on_edge(claim: Claim, names: Sequence[str], records: Sequence[dict[st
     return Claim(claim.lecture, UNDECIDED, (why, *claim.evidence))
 
 
+def unless_audited(claim: Claim, names: Sequence[str], records: Sequence[dict[str, Any]],
+                   found: dict[str, Any]) -> Claim:
+    """`claim`, comparing the optimizers `names`; undecided, with the reasons first, when
+    the fairness audit `found` (summary.json's "audit", `optimlab.analysis.audit`) made a
+    pair of their entries undecided, as the comparisons of that pair read."""
+    labels = {family(r) for r in records if r.get("optimizer") in names}
+    reasons = dict.fromkeys(why for u in found.get("undecided", [])
+                            if {u["a"], u["b"]} <= labels for why in u["reasons"])
+    if claim.verdict is None or not reasons:
+        return claim
+    return Claim(claim.lecture, UNDECIDED, ("fairness audit: " + "; ".join(reasons),
+                                            *claim.evidence))
+
+
 def lecture_claims(records: Sequence[dict[str, Any]], *, tuned: bool = False,
                    not_tuned: str = NOT_TUNED, edges: dict[str, dict[str, str]] | None = None,
                    lr_lines: dict[str, dict[float, list[float | None]]] | None = None,
-                   diagnostics: Sequence[dict[str, Any]] = (), alpha: float = ALPHA
-                   ) -> list[Claim]:
+                   diagnostics: Sequence[dict[str, Any]] = (), alpha: float = ALPHA,
+                   audit: dict[str, Any] | None = None) -> list[Claim]:
     """Every claim, judged on these records (verdict None where they cannot decide it).
     `tuned`: the records are of tuned configurations (`not_tuned`: why not, when not);
     `edges`: their tuned values on the edge of the grid (see `unless_on_edge`); `alpha`:
-    the level of the tests behind the comparing claims."""
+    the level of the tests behind the comparing claims; `audit`: the comparison's fairness
+    audit (see `unless_audited`; it holds the edges, so `edges` is then not needed)."""
     compared = [(adam_faster_than_sgd(records, alpha), ("adam", "sgd")),
                 (momentum_faster_than_sgd(records, alpha), ("momentum", "sgd")),
                 (tuned_sgd_matches_adam(records, tuned=tuned, not_tuned=not_tuned,
                                         alpha=alpha), ("sgd", "momentum", "adam"))]
-    return [*(unless_on_edge(c, names, records, edges or {}) if tuned else c
+    return [*(unless_audited(c, names, records, audit) if audit else
+              unless_on_edge(c, names, records, edges or {}) if tuned else c
               for c, names in compared),
             learning_rate_is_crucial(lr_lines or {}),
             rmsprop_large_gradients_smaller_steps(diagnostics)]

@@ -36,6 +36,20 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+AUDIT_TITLE = "Fairness audit (equal budgets, edges, schedules, seeds)"
+
+
+def audit_section(found: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """summary.json's "audit" as a page section: one row per finding, then the pairs whose
+    verdicts it made undecided; nothing for a folder written before audits were stored."""
+    if not found:
+        return []
+    rows = [[f["kind"], ", ".join(f["entries"]), f["text"]] for f in found["findings"]]
+    rows += [["undecided", f"{u['a']} vs {u['b']}", "; ".join(u["reasons"])]
+             for u in found["undecided"]]
+    return [(AUDIT_TITLE, html_table(("check", "entries", "finding"), rows))]
+
+
 def inline_png(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'

@@ -111,6 +111,38 @@ function drawFigures() {
   }));
 }
 
+// Linked figures (a sweep's parallel coordinates and its runs' curves, each naming the other
+// in layout.meta.link): a click on a run in either draws that run's line, gathered from the
+// vertices its "runs" traces tag with its index, in the last trace of both, and names it.
+function runLine(gd, i) {
+  const x = [], y = [];
+  gd.data.forEach(t => t.meta === "runs" && t.customdata.forEach((c, k) => {
+    if (c === i) { x.push(t.x[k]); y.push(t.y[k]); }
+  }));
+  return {x, y};
+}
+
+function selectRun(figures, i) {
+  for (const gd of figures) {
+    const {x, y} = runLine(gd, i), name = gd.layout.meta.names[i];
+    gd.dataset.selected = name;
+    Plotly.restyle(gd, {x: [x], y: [y]}, [gd.data.length - 1]);
+    Plotly.relayout(gd, {"title.text": gd.dataset.title + " — selected: " + name});
+  }
+}
+
+function linkFigures() {
+  document.querySelectorAll("div.figure").forEach(gd => {
+    const link = gd.layout.meta && gd.layout.meta.link;
+    if (!link) return;
+    gd.dataset.title = gd.layout.title.text;
+    gd.on("plotly_click", e => {
+      const i = e.points[0].customdata;
+      if (typeof i === "number") selectRun([gd, document.getElementById(link)], i);
+    });
+  });
+}
+
 // Sort a table by the clicked column: numbers (the text's leading number) before text.
 function sortKey(row, col) {
   const text = row.cells[col].textContent, v = parseFloat(text);
@@ -227,6 +259,7 @@ Promise.all([unpack(packedText("optimlab-plotly")), unpack(packedText("optimlab-
     wireControls();
     drawAll();
     await drawFigures();
+    linkFigures();
     wireTables();
     document.body.dataset.drawn = "1";
     performance.mark("optimlab-drawn");

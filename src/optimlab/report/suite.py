@@ -202,6 +202,22 @@ def _comparisons_html(summary: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def tuning_html(summary: dict[str, Any]) -> str:
+    """Whether the optimizers were tuned before they were compared, and each workload's
+    audit of it (budgets, and the pairs it left undecided)."""
+    trials = summary["settings"].get("tune_trials")
+    head = (f"<p>Each optimizer was tuned on every workload by {trials} random-search trials "
+            "over its declared search space, selected on validation: equal budgets.</p>"
+            if trials else "<p>Not tuned: each optimizer ran at compare's η, the same fixed "
+            "default as <code>optimlab compare</code> (<code>--tune-trials N</code> tunes "
+            "them with equal budgets).</p>")
+    rows = [[w["name"], w["audit"]["findings"][0]["text"], "; ".join(
+        f"{u['a']} vs {u['b']}" for u in w["audit"]["undecided"]) or "none"]
+            for w in summary["workloads"] if w["status"] == "finished" and w.get("audit")]
+    return head + (html_table(("workload", "budgets", "pairs left undecided"), rows)
+                   if rows else "")
+
+
 def _read(out: Path) -> dict[str, Any]:
     summary = read_json(out / "suite.json")
     keys = ("settings", "workloads", "profiles", "claims")
@@ -227,6 +243,7 @@ def render(out_dir: str | Path) -> Path:
          html_table(("workload", "parameters", "target (val acc)", "seeds", *names),
                     steps_rows(summary))),
         ("Ranking over training", _rankings_html(summary, chart)),
+        ("Tuning", tuning_html(summary)),
         ("Paired comparisons per workload", _comparisons_html(summary)),
         ("The lecture's claims about problem size", claims_html(claims(summary), CLAIMS_RULE)),
         *([("Failed workloads", html_table(("workload", "error"), failed))] if failed else []),

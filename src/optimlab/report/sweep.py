@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from optimlab.analysis.budget import budget_curves
-from optimlab.analysis.records import family
+from optimlab.analysis.records import family, read_summary_file
 from optimlab.analysis.selection import (
     best_per_optimizer,
     edges,
@@ -40,6 +40,7 @@ from optimlab.report import interactive, rungs, sweep_interactive
 from optimlab.report.claims import Claim, lecture_claims
 from optimlab.report.page import (
     CLAIMS_TITLE,
+    audit_section,
     claims_html,
     config_sections,
     html_table,
@@ -76,7 +77,9 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"optimizer": family(s), "lr": hp["lr"], "others": _others(hp), "hp": hp,
                     "betas": tuple(hp.get("betas", (0.9, 0.999))),
                     "seed": s["seed"], "loss": np.nan if loss is None else loss,
-                    "acc": np.nan if acc is None else acc})
+                    "acc": np.nan if acc is None else acc, "run": run["run"],
+                    "curve": [(p.step, p.value) for p in run["curves"]
+                              if p.split == "val" and p.metric == "acc"]})
     return out
 
 
@@ -252,8 +255,8 @@ def load_sweep(out: Path, runs: list[dict[str, Any]] | None = None
 
 
 def sweep_claims(runs: list[dict[str, Any]], points: list[dict[str, Any]],
-                 best: dict[str, dict[str, Any]], best_records: list[dict[str, Any]]
-                 ) -> list[Claim]:
+                 best: dict[str, dict[str, Any]], best_records: list[dict[str, Any]],
+                 audit: dict[str, Any] | None = None) -> list[Claim]:
     """The claims on the best configurations. A sweep tunes η wherever its grid holds
     several: the best point is selected on validation, whatever `select` says about
     re-runs; a best value on the edge of its grid leaves the comparisons undecided."""
@@ -261,7 +264,7 @@ def sweep_claims(runs: list[dict[str, Any]], points: list[dict[str, Any]],
     tuned = any(len(g.get("lr", ())) > 1 for g in grids.values())
     edges_found = {name: edges(grids[name], run["config"]["hyperparameters"])
                    for name, run in best.items()}
-    return lecture_claims(best_records, tuned=tuned, edges=edges_found,
+    return lecture_claims(best_records, tuned=tuned, edges=edges_found, audit=audit,
                           not_tuned="this sweep's grid holds one η per optimizer: η was "
                                     "not tuned (give --lr several values)",
                           lr_lines=lr_lines(points, best))
@@ -291,9 +294,10 @@ def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str,
         points, bp, key)).replace('class="chart', 'class="chart tall') for key in ("loss", "acc")]
     heatmap = sweep_interactive.beta_heatmap(points)
     divs += [interactive.figure_div("betas", heatmap)] if heatmap else []
-    divs += [interactive.figure_div(f"parcoords-{name}", fig).replace('class="chart',
-                                                                      'class="chart wide')
-             for name, fig in sweep_interactive.parallel_coordinates(points)]
+    for name, parcoords, curves in sweep_interactive.parallel_coordinates(points):
+        divs += [interactive.figure_div(f"parcoords-{name}", parcoords).replace(
+            'class="chart', 'class="chart wide'), interactive.figure_div(
+            f"runcurves-{name}", curves).replace('class="chart', 'class="chart wide')]
     return f'<div class="charts">{"".join(divs)}</div>'
 
 
@@ -319,19 +323,21 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     if by_budget:
         figures.append(inline_png(plot_budget(by_budget, out / "expected_best.png"),
                                   "expected best of k trials"))
-    claims = sweep_claims(runs, points, best, best_records)
+    summary = out / "summary.json"
+    found = read_summary_file(summary).get("audit") if summary.is_file() else None
+    claims = sweep_claims(runs, points, best, best_records, found)
     halving = rungs.rungs_section(runs, read_rungs(out), out)
     best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
                   "over seeds)", COLUMNS_NOTE + html_table(BEST_COLUMNS, rows))
-    tail = [(CLAIMS_TITLE, claims_html(claims)),
-            ("Runs", ROLES_NOTE + html_table(("run", "roles", "final val acc",
+    verdicts = [*audit_section(found), (CLAIMS_TITLE, claims_html(claims))]
+    rest = [("Runs", ROLES_NOTE + html_table(("run", "roles", "final val acc",
                                               "final test acc", "diverged at"),
                                              [_run_row(r) for r in runs])),
             *config_sections(meta, [r["summary"] for r in runs])]
     if not interactive.available():
         return write_page(out / "report.html", title="optimlab sweep", note=interactive.NO_PLOTLY,
                           sections=[best_table, *halving, ("Figures", "\n".join(figures)),
-                                    *_budget_section(by_budget, False), *tail])
+                                    *_budget_section(by_budget, False), *verdicts, *rest])
     charts, steps = interactive.compare_charts(best_records, curves, prefix="best-")
     sections = [
         (best_table[0], COLUMNS_NOTE + interactive.sortable_table(BEST_COLUMNS, rows)),
@@ -341,10 +347,10 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
         ("Best configurations' curves (mean over seeds, band: min…max)",
          interactive.curves_section(charts, steps) if charts else "<p>no finished best run</p>"),
         *_budget_section(by_budget, True),
-        tail[0],
+        *verdicts,
         ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
          + "\n".join(figures) + "</details>"),
-        *tail[1:]]
+        *rest]
     return write_page(out / "report.html", title="optimlab sweep", sections=sections,
                       style=interactive.STYLE,
                       scripts=interactive.page_scripts({"curves": charts}))

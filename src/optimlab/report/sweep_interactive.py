@@ -7,7 +7,9 @@
   legend, when it lies on the edge of the grid);
 - Adam's β₁×β₂ heatmap: the best final validation loss over η per pair, η on hover;
 - parallel coordinates per optimizer whose grid varies more than one hyperparameter, drawn
-  with scatter lines (plotly's parcoords trace is not in the embedded cartesian bundle).
+  with scatter lines (plotly's parcoords trace is not in the embedded cartesian bundle),
+  coloured by validation accuracy, linked to every run's validation curve: a click on a
+  run in either figure draws it highlighted in both.
 """
 
 from __future__ import annotations
@@ -141,8 +143,9 @@ def _columns(rows: list[dict[str, Any]], key: str) -> list[tuple[str, list[float
     return [(key, [float(v) for v in values])]
 
 
-# Viridis at 8 evenly spaced points: a parallel-coordinates line takes the colour of its
-# run's accuracy bin (a plotly line trace has one colour; 8 traces stay cheap at 1,000 runs).
+# Viridis at 8 evenly spaced points: a parallel-coordinates line (and its curve) takes the
+# colour of its run's accuracy bin (a plotly line trace has one colour; 8 traces stay cheap
+# at 1,000 runs).
 VIRIDIS = ("#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39",
            "#fde725")
 
@@ -165,47 +168,88 @@ def _unit(values: list[float]) -> list[float]:
     return [0.5 if hi == lo else (v - lo) / (hi - lo) for v in values]
 
 
-def parallel_figure(name: str, axes: list[tuple[str, list[float]]], dropped: int
-                    ) -> dict[str, Any]:
-    """Parallel coordinates drawn with scatter lines: axis k at x = k, each axis scaled to
-    its range (ends labelled), one polyline per run coloured by its accuracy's bin (worst
-    drawn first), and the runs as points on the accuracy axis with every value on hover."""
-    labels, unit = [a[0] for a in axes], [_unit(a[1]) for a in axes]
-    acc, n = axes[-1][1], len(axes)
+def _bins(acc: list[float]) -> list[int]:
+    """Each run's accuracy bin, 0 (worst) to len(VIRIDIS) - 1: its lines' colour."""
     lo, hi = min(acc), max(acc)
-    bins = [min(len(VIRIDIS) - 1, int((a - lo) / (hi - lo) * len(VIRIDIS))) if hi > lo else 0
+    return [min(len(VIRIDIS) - 1, int((a - lo) / (hi - lo) * len(VIRIDIS))) if hi > lo else 0
             for a in acc]
-    data: list[dict[str, Any]] = []
+
+
+def _binned_lines(bins: list[int], xs: list[list[float]], ys: list[list[float]]
+                  ) -> list[dict[str, Any]]:
+    """One line trace per accuracy bin (worst drawn first) holding its runs' polylines
+    (run i: xs[i], ys[i]), each vertex tagged with its run's index (`customdata`, None
+    between runs) so that a click finds the run; `meta` "runs" marks them for the page
+    script (report.js, `linkFigures`)."""
+    data = []
     for b, color in enumerate(VIRIDIS):
         runs = [i for i, rb in enumerate(bins) if rb == b]
         if runs:
-            data.append({"type": "scatter", "mode": "lines", "hoverinfo": "skip",
+            data.append({"type": "scatter", "mode": "lines", "hoverinfo": "none",
                          "showlegend": False, "line": {"color": color, "width": 1},
-                         "opacity": 0.6, "x": [k for _ in runs for k in [*range(n), None]],
-                         "y": [v for i in runs for v in [*rounded([u[i] for u in unit], 4),
-                                                         None]]})
-    text = ["<br>".join(f"{lab} = {a[1][i]:.4g}" for lab, a in zip(labels, axes))
+                         "opacity": 0.6, "meta": "runs",
+                         "x": [x for i in runs for x in [*xs[i], None]],
+                         "y": [y for i in runs for y in [*rounded(ys[i], 4), None]],
+                         "customdata": [c for i in runs for c in [*[i] * len(xs[i]), None]]})
+    return data
+
+
+# The trace a click fills with the selected run's line, drawn over the others.
+SELECTED = {"type": "scatter", "mode": "lines+markers", "name": "selected run", "x": [],
+            "y": [], "showlegend": False, "hoverinfo": "skip",
+            "line": {"color": "#d62728", "width": 3}, "marker": {"size": 5}}
+
+
+def parallel_figure(name: str, axes: list[tuple[str, list[float]]], dropped: int,
+                    runs: list[str]) -> dict[str, Any]:
+    """Parallel coordinates drawn with scatter lines: axis k at x = k, each axis scaled to
+    its range (ends labelled), one polyline per run (named in `runs`) coloured by its
+    accuracy's bin, and the runs as points on the accuracy axis with every value on hover.
+    A click on a run selects it here and in its curves (`curves_figure`)."""
+    labels, unit = [a[0] for a in axes], [_unit(a[1]) for a in axes]
+    acc, n = axes[-1][1], len(axes)
+    data = _binned_lines(_bins(acc), [list(range(n))] * len(acc),
+                         [[u[i] for u in unit] for i in range(len(acc))])
+    text = ["<br>".join([runs[i], *(f"{lab} = {a[1][i]:.4g}" for lab, a in zip(labels, axes))])
             for i in range(len(acc))]
     data.append({"type": "scatter", "mode": "markers", "name": "runs", "showlegend": False,
                  "x": [n - 1] * len(acc), "y": rounded(unit[-1], 4), "text": text,
-                 "hovertemplate": "%{text}<extra></extra>",
+                 "customdata": list(range(len(acc))), "hovertemplate": "%{text}<extra></extra>",
                  "marker": {"color": rounded(acc, 4), "colorscale": "Viridis", "size": 7,
                             "showscale": True, "colorbar": {"title": {"text": "val acc (%)"}}}})
     ends = [{"x": k, "y": y, "yanchor": anchor, "showarrow": False, "font": {"size": 10},
              "text": f"{f(a[1]):.4g}"} for k, a in enumerate(axes)
             for y, anchor, f in ((0, "top", min), (1, "bottom", max))]
-    return {"data": data, "layout": {
+    return {"data": [*data, SELECTED], "layout": {
         "title": {"text": f"{name}: every grid run" + (
-            f" ({dropped} diverged, not shown)" if dropped else ""), "font": {"size": 13}},
+            f" ({dropped} diverged, not shown)" if dropped else "") + "; click one",
+            "font": {"size": 13}},
         "xaxis": {"tickvals": list(range(n)), "ticktext": labels, "zeroline": False,
                   "range": [-0.3, n - 0.7], "gridcolor": "#888"},
         "yaxis": {"visible": False, "range": [-0.1, 1.1]}, "annotations": ends,
-        "hovermode": "closest", "margin": {"l": 30, "r": 10, "t": 40, "b": 40}}}
+        "hovermode": "closest", "margin": {"l": 30, "r": 10, "t": 40, "b": 40},
+        "meta": {"link": f"runcurves-{name}", "names": runs}}}
 
 
-def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(optimizer, figure) for each optimizer whose grid varies two or more hyperparameters;
-    diverged runs have no final accuracy and are left out (their count is in the title)."""
+def curves_figure(name: str, kept: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every run's validation accuracy during training, coloured as in its parallel
+    coordinates; a click on a run selects it here and there."""
+    acc = [100 * r["acc"] for r in kept]
+    data = _binned_lines(_bins(acc), [[s for s, _ in r["curve"]] for r in kept],
+                         [[100 * v for _, v in r["curve"]] for r in kept])
+    return {"data": [*data, SELECTED], "layout": {
+        "title": {"text": f"{name}: validation accuracy of every grid run; click one",
+                  "font": {"size": 13}},
+        "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": "val acc (%)"}},
+        "hovermode": "closest", "margin": {"l": 55, "r": 10, "t": 40, "b": 45},
+        "meta": {"link": f"parcoords-{name}", "names": [r["run"] for r in kept]}}}
+
+
+def parallel_coordinates(points: list[dict[str, Any]]
+                         ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(optimizer, parallel coordinates, the runs' curves) for each optimizer whose grid
+    varies two or more hyperparameters; diverged runs have no final accuracy and are left
+    out (their count is in the title)."""
     out = []
     for name in dict.fromkeys(p["optimizer"] for p in points):
         rows = [p for p in points if p["optimizer"] == name]
@@ -213,7 +257,8 @@ def parallel_coordinates(points: list[dict[str, Any]]) -> list[tuple[str, dict[s
         kept = [r for r in rows if math.isfinite(r["acc"])]
         if len(varying) >= 2 and kept:
             out.append((name, parallel_figure(name, _axes(kept, varying),
-                                              len(rows) - len(kept))))
+                                              len(rows) - len(kept), [r["run"] for r in kept]),
+                        curves_figure(name, kept)))
     return out
 
 

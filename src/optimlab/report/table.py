@@ -132,7 +132,9 @@ def comparison_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     for r in rows:
         ci = "" if r["ci"] is None else " [{:.3g}, {:.3g}]".format(*r["ci"])
         p = f"{_number_or_dash(r['p'], '.3g')} ({_number_or_dash(r['p_holm'], '.3g')})"
-        need = f" (needs {r['seeds_needed']})" if r["verdict"] == "too few seeds" else ""
+        need = (f" (needs {r['seeds_needed']})" if r["verdict"] == "too few seeds" else
+                f" (the test: {r['test_verdict']}; see the audit)" if "test_verdict" in r
+                else "")
         out.append([f"{r['a']} vs {r['b']}", r["measure"],
                     _number_or_dash(r["difference"], "+.3g") + ci, p, str(r["n"]),
                     r["verdict"] + need])
