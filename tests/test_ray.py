@@ -229,3 +229,13 @@ def test_sweep_bench_has_a_ray_row_with_its_overhead_and_the_same_results(cluste
     assert agreement["same_diverged"]
     for key in ("final_val_acc", "final_test_acc", "final_train_loss"):
         assert agreement[f"max_abs_diff_{key}"] <= 1e-6, key
+
+
+def test_ray_takes_the_vectorized_executors_halving_decisions(cluster, tmp_path):
+    from test_halving import assert_same_runs, decisions, halving_cfg
+    from test_halving import stored as halved
+
+    Sweep(halving_cfg("ray"), tmp_path / "ray", dataset=DS).run()
+    Sweep(halving_cfg(), tmp_path / "local", dataset=DS).run()
+    assert decisions(tmp_path / "ray") == decisions(tmp_path / "local")
+    assert_same_runs(halved(tmp_path / "ray"), halved(tmp_path / "local"))

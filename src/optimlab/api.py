@@ -228,6 +228,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
           schedule: str | None = None, device: str | None = None,
           search: str | None = None, trials: int | None = None,
           search_seed: int | None = None, batch: int | None = None,
+          halving: int | None = None, min_steps: int | None = None,
           out: str | Path | None = None, report: bool = True,
           threads: int | None = 1) -> Result:
     """Sweep hyperparameter grids per optimizer entry; the `Result` (its rows: every run).
@@ -237,8 +238,9 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     search="random", `trials` configurations per entry are sampled from "LO:HI" ranges
     (none given: each optimizer's declared search space), seeded by `search_seed`; with
     search="tpe", Optuna's TPE asks them, `batch` per job. `per_optimizer`
-    maps a label to its own grid. Other arguments as `optimlab sweep`'s flags (None: the
-    default). Python models and data run in this process: executor "vectorized" (default)
+    maps a label to its own grid. `halving` (η, e.g. 3) with `min_steps`: successive
+    halving from a first rung at `min_steps`. Other arguments as `optimlab sweep`'s flags
+    (None: the default). Python models and data run in this process: executor "vectorized" (default)
     or "sequential".
     """
     from optimlab.lab.experiment import out_path
@@ -262,7 +264,8 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
                    task=task, target_loss=target_loss, eval_every=eval_every,
                    val_fraction=val_fraction, executor=executor, dtype=dtype,
                    max_batch=max_batch, schedule=schedule, device=device, search=search,
-                   trials=trials, search_seed=search_seed, batch=batch)
+                   trials=trials, search_seed=search_seed, batch=batch, halving=halving,
+                   min_steps=min_steps)
     cfg = settings(toml, flags)
     folder = out_path(out, "sweep")
     with _threads(threads):

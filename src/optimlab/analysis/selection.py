@@ -70,13 +70,15 @@ def final_val_loss(run: dict[str, Any]) -> float | None:
 
 def best_per_optimizer(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """label -> the stored run (see Store.runs) with the best validation result: the
-    highest accuracy, ties to the lower loss (regression: the lowest loss)."""
+    highest accuracy, ties to the lower loss (regression: the lowest loss). A run stopped
+    early by successive halving ("pruned_at") never wins: its scores are of fewer steps."""
     best: dict[str, tuple[tuple[float, float], dict[str, Any]]] = {}
     for run in runs:
         s = run["summary"]
         acc, loss = s["final_val_acc"], final_val_loss(run)
         regression = s.get("task") == "regression"
-        if s["diverged"] or loss is None or (acc is None and not regression):
+        if s["diverged"] or loss is None or (acc is None and not regression) \
+                or s.get("pruned_at") is not None:
             continue
         score = (-loss, 0.0) if regression else (acc, -loss)
         if family(s) not in best or score > best[family(s)][0]:

@@ -18,6 +18,7 @@ import math
 import sqlite3
 import struct
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,17 @@ def stored_runs(conn: sqlite3.Connection, *, done_only: bool = True) -> list[dic
     return out
 
 
+def stored_rungs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Successive halving's decisions (see `optimlab.lab.halving.decide`), by rung,
+    optimizer and rank; none in a sweep without halving or a store from before it."""
+    try:
+        rows = conn.execute("SELECT decision FROM rungs").fetchall()
+    except sqlite3.OperationalError:  # no such table
+        return []
+    decisions = [json.loads(d) for (d,) in rows]
+    return sorted(decisions, key=lambda d: (d["rung"], d["optimizer"], d["rank"]))
+
+
 def stored_meta(conn: sqlite3.Connection) -> dict[str, Any]:
     return {n: json.loads(v) for n, v in conn.execute("SELECT name, value FROM meta")}
 
@@ -154,6 +166,12 @@ def read_runs(folder: Path) -> list[dict[str, Any]]:
         return stored_runs(conn)
     finally:
         conn.close()
+
+
+def read_rungs(folder: Path) -> list[dict[str, Any]]:
+    """The decisions `folder`'s store keeps (see `stored_rungs`)."""
+    with closing(open_store(folder)) as conn:
+        return stored_rungs(conn)
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

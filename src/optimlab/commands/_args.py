@@ -31,6 +31,18 @@ def natural_int(text: str) -> int:
     return _integer(text, 0)
 
 
+def eta(text: str) -> int:
+    """Successive halving's η: an integer >= 2 (η = 1 would stop nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}; allowed: an integer >= 2 (the rungs' "
+                                         "ratio η: 1/η of the configurations go on)")
+    return value
+
+
 def number(text: str) -> float:
     """A finite float; the command checks its range, naming the flag."""
     try:

@@ -23,6 +23,7 @@ from optimlab.analysis.audit import audit_lines
 from optimlab.commands._args import (
     add_threads,
     capped,
+    eta,
     natural_int,
     number,
     positive_int,
@@ -107,6 +108,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, metavar="K",
                    help="with --search tpe: trials asked per optimizer before any is told, "
                         f"trained as one job (default {d.batch}; 1: trial by trial)")
+    p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
+                   help="successive halving: at each rung keep the best ceil(n/ETA) "
+                        "configurations per optimizer (on val, seeds averaged), stop the rest "
+                        "(ETA alone: 3)")
+    p.add_argument("--min-steps", type=positive_int, metavar="R",
+                   help="with --halving: the first rung; the others at R·ETA, R·ETA², … below "
+                        "--steps (default --eval-every)")
     p.add_argument("--data-dir", help="folder with the dataset's files")
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
                    "event files into DIR, each run as it finishes (tensorboard extra)")
@@ -124,7 +132,7 @@ def flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("dataset", "model", "optimizers", "task", "seeds", "steps", "epochs", "batch_size",
              "eval_every", "max_batch", "executor", "dtype", "select", "data_dir", "download",
              "val_fraction", "device", "schedule", "extend_edges", "search", "trials",
-             "search_seed", "batch", *APPLIES)
+             "search_seed", "batch", "halving", "min_steps", *APPLIES)
     return {n: getattr(args, n) for n in names}
 
 

@@ -1,6 +1,9 @@
 """`optimlab sweep-bench`: `optimlab sweep` against the loop a student writes, and our
 executors, side by side in one run (JSON); see `optimlab.bench.sweep`.
 
+`--halving`: successive halving against the same random configurations trained in full
+(`optimlab.bench.halving`).
+
 The default is the lab's reference sweep: 4 optimizers × 8 learning rates, the MLP on
 MNIST-1D, 2000 steps, batch 100, one seed, torch's default threads. `--race N` races
 searches of N trials to the full random sweep's best validation score instead (see
@@ -11,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from optimlab.bench.halving import format_halving, run_halving_bench
 from optimlab.bench.search import ROWS as RACE_ROWS
 from optimlab.bench.search import RaceConfig, format_race, run_race
 from optimlab.bench.sweep import (
@@ -27,16 +32,16 @@ from optimlab.bench.sweep import (
     run_sweep_bench,
     step_times,
 )
-from optimlab.commands._args import capped, natural_int, positive_int, torch_threads
+from optimlab.commands._args import capped, eta, natural_int, positive_int, torch_threads
 from optimlab.lab.experiment import load_dataset
 from optimlab.lab.grid import TPE_BATCH, settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizers", help="comma-separated (default sgd,momentum,rmsprop,adam; "
-                                        "--race: adam)")
-    p.add_argument("--lr", help="η grid (default 1e-4:1e-1:8; --race: a range LO:HI, default "
-                                "the optimizer's declared search space)")
+                                        "--race, --halving: adam)")
+    p.add_argument("--lr", help="η grid (default 1e-4:1e-1:8; --race, --halving: a range LO:HI, "
+                                "default the optimizer's declared search space)")
     p.add_argument("--steps", type=positive_int, default=2000, help="steps per run (default 2000)")
     p.add_argument("--batch-size", type=positive_int, default=100, help="(default 100)")
     p.add_argument("--eval-every", type=positive_int, default=None,
@@ -66,6 +71,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of the rows: the driver's store, finished runs of --steps "
                         "steps written per second, one commit per run and in the sweep's "
                         "batches, medians of --repeats interleaved rounds of RUNS runs")
+    p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
+                   help="instead of the rows: --trials random configurations swept with "
+                        "successive halving (ETA alone: 3) and in full; member-steps, wall "
+                        "clock and the pick's test accuracy against the full sweep's best")
+    p.add_argument("--min-steps", type=positive_int, metavar="R",
+                   help="with --halving: the first rung (default --eval-every)")
+    p.add_argument("--trials", type=positive_int, default=81,
+                   help="with --halving: random configurations per optimizer, from its "
+                        "declared search space (default 81)")
     p.add_argument("--race", type=natural_int, default=0, metavar="TRIALS",
                    help="instead of the rows: the time each search of TRIALS configurations "
                         "takes to reach the best validation score of the full random sweep "
@@ -135,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
     given = {"optimizers": args.optimizers, "lr": args.lr, "steps": args.steps,
              "batch_size": args.batch_size, "model": args.model, "dataset": args.dataset,
              "dtype": args.dtype, "eval_every": args.eval_every, "max_batch": args.max_batch}
+    if args.halving is not None or args.min_steps is not None:
+        return _halving(args, given | {"optimizers": args.optimizers or "adam",
+                                       "search": "random", "trials": args.trials,
+                                       "halving": args.halving, "min_steps": args.min_steps})
     if args.race:
         return _race(args, given)
     given |= {"optimizers": args.optimizers or "sgd,momentum,rmsprop,adam",
@@ -169,4 +187,23 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(text + "\n")
     print(text if not args.json else summary)
+    return 0
+
+
+def _halving(args: argparse.Namespace, given: dict[str, object]) -> int:
+    """--halving: the same random configurations swept with halving and in full."""
+    try:
+        cfg = settings({}, given)
+        dataset = load_dataset(cfg)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
+        return 2
+    threads = args.threads and capped("sweep-bench", args.threads)
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        result = run_halving_bench(cfg, dataset,
+                                   progress=lambda what: print(f"... {what}", file=sys.stderr))
+    result["settings"]["threads"] = threads
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(format_halving(result))
     return 0

@@ -37,6 +37,7 @@ batched update does not vary, learning-rate schedules, and models that are not f
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import multiprocessing
@@ -48,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.func import functional_call
@@ -145,11 +146,28 @@ class Checkpoints:
         """config key -> the step its run goes on from (absent: 0)."""
         return {key: step for key, (step, _) in self.saved.items()}
 
-    def resume(self, config: TrainConfig) -> Resume:
-        """`train_run`'s checkpointing of `config`."""
+    def resume(self, config: TrainConfig, until: int | None = None) -> Resume:
+        """`train_run`'s checkpointing of `config` (pausing at step `until`, see `Resume`)."""
         found = self.saved.get(config_key(config))
         return Resume(found[1] if found else None,
-                      lambda step, blob: self.save([(config, step, blob)]), self.seconds)
+                      lambda step, blob: self.save([(config, step, blob)]), self.seconds, until)
+
+    def with_saved(self, checkpoints: Sequence[Checkpoint]) -> Checkpoints:
+        """These, with `checkpoints` as the ones to go on from (a later one of a run wins)."""
+        return Checkpoints({**self.saved, **{config_key(c): (step, blob)
+                                             for c, step, blob in checkpoints}},
+                           self.save, self.seconds)
+
+
+@dataclass
+class Rungs:
+    """Successive halving's rungs (see `optimlab.lab.halving`): `steps`, those still to
+    decide, ascending, each before the runs' last step; `decide(step, checkpoints)`, given
+    the checkpoint at `step` of every run still training, the config keys that go on (the
+    caller records the others as stopped there)."""
+
+    steps: tuple[int, ...]
+    decide: Callable[[int, list[Checkpoint]], set[str]]
 
 
 class _StepCounter:
@@ -170,11 +188,12 @@ CallbacksFor = Callable[[TrainConfig], Sequence[Any]]
 def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                    on_steps: OnSteps | None = None,
                    checkpoints: Checkpoints | None = None,
-                   callbacks: CallbacksFor | None = None) -> None:
+                   callbacks: CallbacksFor | None = None, until: int | None = None) -> None:
     """One `train_run` after another, in the given order, each optimizer warmed up once
     first (`warm_up`: one-time costs are not charged to its first timed run). A run whose
     `callbacks` return results (recorders) neither takes nor resumes a checkpoint: their
-    state is not in it."""
+    state is not in it. `until`: every run pauses at that step, its checkpoint there
+    handed to `checkpoints.save` (see `Resume`)."""
     first: dict[str, TrainConfig] = {}
     for config in configs:
         first.setdefault(config.label, config)
@@ -184,9 +203,11 @@ def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
         cbs = list(callbacks(config)) if callbacks else []
         counter = _StepCounter(on_steps) if on_steps else None
         recorded = any(hasattr(cb, "result") for cb in cbs)
-        resume = checkpoints.resume(config) if checkpoints and not recorded else None
+        resume = checkpoints.resume(config, until) if checkpoints and not recorded else None
         result = train_run(config, dataset, callbacks=[*cbs, *([counter] if counter else [])],
                            resume=resume)
+        if result is None:  # paused at `until`
+            continue
         if on_steps and counter:
             on_steps(config.steps - counter.taken)  # a diverged run's steps not taken
         on_finish(result)
@@ -205,47 +226,63 @@ def _init_worker(dataset: Any, saves: Any) -> None:
     _WORKER_DATASET, _WORKER_SAVES = dataset, saves
 
 
-# A worker's task: the configuration, its saved checkpoint (or None), the interval.
-_Task = tuple[TrainConfig, "tuple[int, bytes] | None", "float | None"]
+# A worker's task: the configuration, its saved checkpoint (or None), the interval, the
+# step to pause at (or None).
+_Task = tuple[TrainConfig, "tuple[int, bytes] | None", "float | None", "int | None"]
 
 
-def _train_in_worker(task: _Task) -> RunResult:
-    config, saved, seconds = task
+def _train_in_worker(task: _Task) -> RunResult | Checkpoint:
+    """The run's result, or its checkpoint where it paused (returned with the result
+    rather than queued: the parent then has it when the run's task ends)."""
+    config, saved, seconds, until = task
     if _WORKER_SAVES is None:
-        return train_run(config, _WORKER_DATASET)
-    resume = Resume(saved[1] if saved else None,
-                    lambda step, blob: _WORKER_SAVES.put((config, step, blob)), seconds)
-    return train_run(config, _WORKER_DATASET, resume=resume)
+        return cast(RunResult, train_run(config, _WORKER_DATASET))
+    paused: list[Checkpoint] = []
+
+    def save(step: int, blob: bytes) -> None:
+        if step == until:
+            paused.append((config, step, blob))
+        else:
+            _WORKER_SAVES.put((config, step, blob))
+
+    result = train_run(config, _WORKER_DATASET, resume=Resume(
+        saved[1] if saved else None, save, seconds, until))
+    return result if result is not None else paused[-1]
 
 
 def run_processes(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                   workers: int | None = None, on_steps: OnSteps | None = None,
-                  checkpoints: Checkpoints | None = None) -> None:
+                  checkpoints: Checkpoints | None = None, until: int | None = None) -> None:
     """`train_run`s in `workers` processes (default: one per CPU core); results are
     handed to `on_finish` in this process as they arrive, in completion order, and the
-    workers' checkpoints to `checkpoints.save` while it waits."""
+    workers' checkpoints to `checkpoints.save` while it waits (`until`: as
+    `run_sequential`'s)."""
     n = max(1, min(workers or os.cpu_count() or 1, len(configs)))
     # spawn, not fork: a forked child can deadlock on the parent's OpenMP thread pool
     context = multiprocessing.get_context("spawn")
     saves = context.Queue() if checkpoints else None
-    tasks = [(c, checkpoints.saved.get(config_key(c)), checkpoints.seconds) if checkpoints
-             else (c, None, None) for c in configs]
+    tasks = [(c, checkpoints.saved.get(config_key(c)), checkpoints.seconds, until)
+             if checkpoints else (c, None, None, None) for c in configs]
     with context.Pool(n, _init_worker, (dataset, saves)) as pool:
         results = pool.imap_unordered(_train_in_worker, tasks)
         while (result := _next_result(results, saves, checkpoints)) is not None:
+            if not isinstance(result, RunResult):  # paused at `until`
+                if checkpoints:
+                    checkpoints.save([result])
+                continue
             if on_steps:
                 on_steps(result.config.steps)
             on_finish(result)
 
 
 def _next_result(results: Any, saves: Any, checkpoints: Checkpoints | None
-                 ) -> RunResult | None:
+                 ) -> RunResult | Checkpoint | None:
     """The next result from the pool (None: there are no more); meanwhile, at least every
     POLL_S seconds and before a result, the checkpoints the workers queued go to
     `checkpoints.save`."""
     while True:
         try:
-            result: RunResult = results.next(timeout=POLL_S)
+            result: RunResult | Checkpoint = results.next(timeout=POLL_S)
             return result
         except multiprocessing.TimeoutError:
             pass
@@ -333,9 +370,14 @@ def model_refusal(config: TrainConfig, dataset: Any) -> str | None:
 def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
                    max_batch: int = 64, say: Say = _stderr,
                    on_steps: OnSteps | None = None,
-                   checkpoints: Checkpoints | None = None) -> None:
+                   checkpoints: Checkpoints | None = None, until: int | None = None,
+                   rungs: Rungs | None = None) -> None:
     """Train compatible configurations together, `max_batch` members at a time. What the
     batched path cannot take is said (`say`) and trained by its own `train_run`.
+    `until`: every run pauses at that step, its checkpoint there handed to
+    `checkpoints.save`. `rungs`: at each rung every group pauses, the decision is asked
+    for, and each group goes on with the members it keeps only (`Group.keep`: its
+    stacked parameters, optimizer state and hyperparameters shrink to them).
 
     With torch set to several threads (its default: one per core), the groups train side
     by side instead, one group per thread and one torch thread each (`_side_by_side`): at
@@ -346,19 +388,56 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     saved = of_members.saved if of_members else {}
     single, batched = vectorized_plan(configs, dataset, max_batch, say,
                                       of_members.starts() if of_members else None)
-    run_sequential(single, dataset, on_finish, on_steps, checkpoints)
     threads = torch.get_num_threads()
+    live, side = _groups(batched, dataset, saved, threads)
+    for step in (*rungs.steps, None) if rungs else (until,):
+        paused: dict[str, Checkpoint] = {}
+        pausing = _pausing(checkpoints, paused, step) if step is not None else checkpoints
+        run_sequential(single, dataset, on_finish, on_steps, pausing, until=step)
+        if side:
+            _side_by_side(live, on_finish, on_steps, threads, checkpoints, step)
+        else:
+            for group in live:
+                group.run(on_finish, on_steps, checkpoints=checkpoints, until=step)
+        if step is None:
+            return
+        at_step = [cp for g in live for cp in g.checkpoints(step)]
+        if rungs is None:  # paused at `until`: the caller goes on from these
+            if checkpoints:
+                checkpoints.save(at_step)
+            return
+        paused |= {config_key(c): (c, t, b) for c, t, b in at_step}
+        keep = rungs.decide(step, list(paused.values()))
+        live = [g for g in live if g.keep(keep)]
+        single = [c for c in single if config_key(c) in keep]
+        if checkpoints:
+            checkpoints = checkpoints.with_saved(list(paused.values()))
+
+
+def _groups(batched: list[list[TrainConfig]], dataset: Any,
+            saved: dict[str, tuple[int, bytes]], threads: int) -> tuple[list[Group], bool]:
+    """The groups to train, and whether they train side by side (`_side_by_side`)."""
     cut = _shares(batched, threads)
     if threads > 1 and len(cut) > 1:
         # built here, one after another: a model's initial weights come from torch's
         # global generator (`init_model`)
         shares = [Group(members, dataset, saved) for members in cut]
         if all(g.hand_written for g in shares):
-            _side_by_side(shares, on_finish, on_steps, threads, checkpoints)
-            return
-        del shares  # a model under vmap: its groups train one after another, uncut
-    for members in batched:
-        Group(members, dataset, saved).run(on_finish, on_steps, checkpoints=checkpoints)
+            return shares, True
+    # one thread, or a model under vmap: its groups train one after another, uncut
+    return [Group(members, dataset, saved) for members in batched], False
+
+
+def _pausing(checkpoints: Checkpoints | None, paused: dict[str, Checkpoint], step: int
+             ) -> Checkpoints | None:
+    """`checkpoints`, also keeping in `paused` (config key -> checkpoint) those at `step`."""
+    if checkpoints is None:
+        return None
+
+    def save(items: list[Checkpoint]) -> None:
+        paused.update((config_key(c), (c, t, b)) for c, t, b in items if t == step)
+        checkpoints.save(items)
+    return Checkpoints(checkpoints.saved, save, checkpoints.seconds)
 
 
 def side_by_side(members: int, max_batch: int, threads: int) -> int:
@@ -381,13 +460,15 @@ def _shares(batched: list[list[Any]], threads: int) -> list[list[Any]]:
 
 
 def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | None,
-                  threads: int, checkpoints: Checkpoints | None = None) -> None:
+                  threads: int, checkpoints: Checkpoints | None = None,
+                  until: int | None = None) -> None:
     """Train the groups `shares` in `threads` threads, torch on one thread meanwhile (only
     groups whose gradients are written out: `vmap` of a user's model might draw from
     torch's global generator, which the threads would share). The results, step counts
     and checkpoints are handed to `on_finish`, `on_steps` and `checkpoints.save` in this
     (the calling) thread, as they arrive, so that the store is written from one thread;
-    an error or an interrupt here stops every group after its current step."""
+    an error or an interrupt here stops every group after its current step. `until`: each
+    group pauses there (see `Group.run`)."""
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     todo: queue.Queue[Group] = queue.Queue()
     for group in shares:
@@ -405,7 +486,7 @@ def _side_by_side(shares: list[Group], on_finish: OnFinish, on_steps: OnSteps | 
                 except queue.Empty:
                     return
                 group.run(lambda r: events.put(("finish", r)),
-                          lambda n: events.put(("steps", n)), stop, routed)
+                          lambda n: events.put(("steps", n)), stop, routed, until)
         except BaseException as e:  # noqa: BLE001  # raised again in the calling thread
             events.put(("error", e))
         finally:
@@ -452,34 +533,62 @@ class Job:
     say: Say | None = None  # what the vectorized executor cannot take (None: stderr)
     callbacks: CallbacksFor | None = None  # per run; such runs train one by one
     on_wait: Callable[[], None] | None = None  # Ray's driver, between arrivals (~2 per second)
+    until: int | None = None  # every run pauses at this step (see `Resume`)
+    rungs: Rungs | None = None  # successive halving's decisions (see `execute`)
 
 
 def _ray(job: Job) -> None:
     from optimlab.lab.ray_executor import run_ray  # the optional extra
 
     run_ray(job.configs, job.dataset, job.on_finish, job.max_batch,
-            on_progress=job.on_progress, checkpoints=job.checkpoints, on_wait=job.on_wait)
+            on_progress=job.on_progress, checkpoints=job.checkpoints, on_wait=job.on_wait,
+            until=job.until)
 
 
 # The executors by name: compare and sweep (`--executor`) train through this table.
 EXECUTORS: dict[str, Callable[[Job], None]] = {
     "vectorized": lambda job: run_vectorized(job.configs, job.dataset, job.on_finish,
                                              job.max_batch, job.say or _stderr, job.on_steps,
-                                             job.checkpoints),
+                                             job.checkpoints, job.until, job.rungs),
     "sequential": lambda job: run_sequential(job.configs, job.dataset, job.on_finish,
-                                             job.on_steps, job.checkpoints, job.callbacks),
+                                             job.on_steps, job.checkpoints, job.callbacks,
+                                             job.until),
     "processes": lambda job: run_processes(job.configs, job.dataset, job.on_finish,
-                                           on_steps=job.on_steps, checkpoints=job.checkpoints),
+                                           on_steps=job.on_steps, checkpoints=job.checkpoints,
+                                           until=job.until),
     "ray": _ray,
 }
 
 
 def execute(executor: str, job: Job) -> None:
     """Train `job` with the executor named `executor`; runs given callbacks need a training
-    loop of their own and train one by one (`run_sequential`) whatever the executor."""
+    loop of their own and train one by one (`run_sequential`) whatever the executor. With
+    `job.rungs`, the vectorized executor decides inside its live groups; the others train
+    rung by rung (`_by_rung`)."""
     if executor not in EXECUTORS:
         raise ValueError(f"Invalid executor: {executor!r}; allowed: {', '.join(EXECUTORS)}")
-    EXECUTORS["sequential" if job.callbacks else executor](job)
+    name = "sequential" if job.callbacks else executor
+    if job.rungs is not None and name != "vectorized":
+        _by_rung(EXECUTORS[name], job)
+    else:
+        EXECUTORS[name](job)
+
+
+def _by_rung(train: Callable[[Job], None], job: Job) -> None:
+    """`job`'s rungs as one call of `train` per rung, every run pausing there; the runs
+    that `job.rungs.decide` keeps go on from their checkpoints at the rung, the last ones
+    to the end."""
+    assert job.rungs is not None and job.checkpoints is not None  # pausing needs them
+    live, checkpoints = list(job.configs), job.checkpoints
+    for step in job.rungs.steps:
+        paused: dict[str, Checkpoint] = {}
+        train(dataclasses.replace(job, configs=live, rungs=None, until=step,
+                                  checkpoints=_pausing(checkpoints, paused, step)))
+        keep = job.rungs.decide(step, list(paused.values()))
+        live = [c for c in live if config_key(c) in keep]
+        checkpoints = checkpoints.with_saved(list(paused.values()))
+    if live:
+        train(dataclasses.replace(job, configs=live, rungs=None, checkpoints=checkpoints))
 
 
 def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,
@@ -542,6 +651,7 @@ class Group:
                         for s in seeds]
         self.seed_row = torch.tensor([seeds.index(c.seed) for c in configs])
         self.on_steps: OnSteps | None = None
+        self.at, self.begun = self.start, False  # the last step taken; whether run began
 
     def _restore(self, states: list[dict[str, Any]]) -> int:
         """Every member as its checkpoint `states[i]` left it; the step they go on from."""
@@ -561,7 +671,7 @@ class Group:
                          for k in names}
         return int(states[0]["step"])
 
-    def _checkpoints(self, t: int) -> list[Checkpoint]:
+    def checkpoints(self, t: int) -> list[Checkpoint]:
         """Each member's checkpoint after step `t` (copies: training goes on meanwhile)."""
         out = []
         for opt, a, b in self.segments:
@@ -673,6 +783,16 @@ class Group:
         self.segments, self.alive = segments, [self.alive[r] for r in keep]
         return grads[index]
 
+    def keep(self, keys: set[str]) -> bool:
+        """Compact to the members whose config keys are in `keys` (the others stop, not
+        finished here: their records are the caller's); whether any member is left."""
+        rows = [row for row, i in enumerate(self.alive) if config_key(self.configs[i]) not in keys]
+        if len(rows) == len(self.alive):
+            self.alive = []
+        elif rows:
+            self._drop(rows, self.grads)
+        return bool(self.alive)
+
     def _charge(self, seconds: float, opt_seconds: float = 0.0) -> None:
         """Share a step's wall clock among the members that took it."""
         for i in self.alive:
@@ -717,31 +837,36 @@ class Group:
 
     def run(self, on_finish: OnFinish, on_steps: OnSteps | None = None,
             stop: threading.Event | None = None,
-            checkpoints: Checkpoints | None = None) -> None:
+            checkpoints: Checkpoints | None = None, until: int | None = None) -> None:
         """Train every member to the end (or its divergence); `on_finish` gets each result,
         `on_steps` the member-steps taken (a diverged member's remaining ones at its end;
         a resumed group's earlier ones first), `checkpoints.save` the members' checkpoints
         on their cadence. `stop`, once set, ends the run after the current step, finishing
-        no member."""
+        no member. `until`: pause after that step instead, finishing no member; a later
+        call goes on from there."""
         config = self.configs[0]
         self.on_steps = on_steps
-        if self.start == 0:
+        if not self.begun and self.start == 0:
             self._evaluate(self._rows(), 0)
-        elif on_steps:
+        elif not self.begun and on_steps:
             on_steps(self.start * len(self.alive))
-        cadence = Cadence(config.steps, self.start, checkpoints.seconds) if checkpoints else None
-        for t in range(self.start + 1, config.steps + 1):
+        self.begun = True
+        cadence = Cadence(config.steps, self.at, checkpoints.seconds) if checkpoints else None
+        for t in range(self.at + 1, (until or config.steps) + 1):
             if not self.alive:
                 break
             if stop is not None and stop.is_set():
                 return
             self.step(t, on_finish)
+            self.at = t
             if on_steps:
                 on_steps(len(self.alive))
             if t % config.eval_every == 0:
                 self._evaluate(self._rows(), t)
             if checkpoints and cadence and self.alive and cadence.due(t):
-                checkpoints.save(self._checkpoints(t))
+                checkpoints.save(self.checkpoints(t))
+        if until is not None:
+            return
         if self.alive and config.steps % config.eval_every != 0:
             self._evaluate(self._rows(), self.done[self.alive[0]])
         for row in range(len(self.alive)):

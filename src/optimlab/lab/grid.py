@@ -128,6 +128,11 @@ class SweepConfig(Experiment):
     # 1 is TPE as Optuna runs it, trial by trial (see docs/lab.md, "Model-based search")
     batch: int = TPE_BATCH
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # successive halving (optimlab.lab.halving): η, the rungs' ratio (None: every grid run
+    # trains to the end); 3, the default of `--halving` alone, keeps a third at each rung
+    halving: int | None = None
+    # the first rung (None: `eval_every`, the first step with a validation score)
+    min_steps: int | None = None
 
     # How the runs are computed, not which: a resume may change them.
     HOW: ClassVar[tuple[str, ...]] = (*Experiment.HOW, "executor", "max_batch")
@@ -152,6 +157,7 @@ class SweepConfig(Experiment):
             raise ValueError("Invalid extend_edges without select 'val': the edges are those "
                              "of the selected point; allowed: --extend-edges with --select val")
         self._check_search()
+        self._check_halving()
         for e in self.entries:  # every value, before anything trains (TPE: each list's)
             check_points(e, hyperparameter_sets(self, e) if self.search != "tpe" else [
                 with_values(e, {k: v}) for k, vs in search_space(self, e).items()
@@ -191,6 +197,39 @@ class SweepConfig(Experiment):
                     f"a list ({', '.join(search_space(self, e))}), which {self.search} search "
                     "would only draw from with repeats; allowed: a range LO:HI for one key at "
                     "least, or --search grid to run every point of the lists once")
+
+    def _check_halving(self) -> None:
+        """A ValueError for successive-halving settings that do not fit together."""
+        if self.halving is None:
+            if self.min_steps is not None:
+                raise ValueError(f"Invalid --min-steps {self.min_steps} without --halving: it "
+                                 "is the first rung; allowed: with --halving [ETA]")
+            return
+        if isinstance(self.halving, bool) or not isinstance(self.halving, int) \
+                or self.halving < 2:
+            raise ValueError(f"Invalid --halving {self.halving!r}; allowed: an integer >= 2 "
+                             "(the rungs' ratio η: 1/η of the configurations go on)")
+        check_positive_int("min_steps", self.min_steps, optional=True)
+        first = self.first_rung
+        if first % self.eval_every:
+            raise ValueError(f"Invalid --min-steps {first}: the rungs rank on the validation "
+                             f"score, measured every --eval-every {self.eval_every} steps; "
+                             "allowed: a multiple of it")
+        if self.steps is not None and first >= self.steps:
+            raise ValueError(f"Invalid --min-steps {first}; allowed: below --steps "
+                             f"{self.steps} (a rung at the last step stops nothing)")
+        if self.extend_edges:
+            raise ValueError("Invalid extend_edges with --halving: points added after the "
+                             "rungs were decided would skip them; allowed: one of the two")
+        if self.search == "tpe":
+            raise ValueError("Invalid --halving with --search tpe: its rounds of trials would "
+                             "meet rungs decided without them; allowed: --search grid or "
+                             "random")
+
+    @property
+    def first_rung(self) -> int:
+        """Successive halving's first rung: `min_steps`, or `eval_every`."""
+        return self.min_steps if self.min_steps is not None else self.eval_every
 
     def grid_for(self, entry: Entry | str) -> dict[str, tuple[float, ...]]:
         """The keys and values swept for an optimizer entry (or its label)."""
@@ -323,7 +362,7 @@ def one_shot(entry: Entry) -> dict[str, Any]:
 _SCALARS = ("dataset", "model", "seeds", "steps", "epochs", "batch_size", "eval_every",
             "device", "dtype", "executor", "max_batch", "select", "data_dir", "download",
             "val_fraction", "schedule", "extend_edges", "task", "target_loss", "search",
-            "trials", "search_seed", "batch")
+            "trials", "search_seed", "batch", "halving", "min_steps")
 
 
 def settings(toml: dict[str, Any], flags: dict[str, Any]) -> SweepConfig:
@@ -388,9 +427,11 @@ def grown(stored: dict[str, Any], cfg: SweepConfig) -> dict[str, Any]:
     search existed holds a grid search; a random search with more trials keeps the stored
     ones (trial i does not depend on their number) and adds the rest."""
     before: dict[str, Any] = {"search": "grid", "trials": None, "search_seed": 0, "ranges": {},
-                              "batch": TPE_BATCH}
+                              "batch": TPE_BATCH, "halving": None, "min_steps": None}
     stored = {**before, **stored}
-    if stored["search"] == cfg.search != "grid" and (cfg.trials or 0) >= stored["trials"]:
+    # with halving, trials added after a rung was decided would skip it: refused instead
+    if stored["search"] == cfg.search != "grid" and (cfg.trials or 0) >= stored["trials"] \
+            and cfg.halving is None:
         stored["trials"] = cfg.trials
     return stored
 

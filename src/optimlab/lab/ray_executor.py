@@ -45,7 +45,7 @@ from optimlab.lab.executors import (
     vectorized_plan,
 )
 from optimlab.lab.store import Checkpoint, config_key, run_name
-from optimlab.train import TrainConfig
+from optimlab.train import RunResult, TrainConfig
 
 INSTALL = "pip install 'optimlab[ray]'"
 RETRIES = 3  # runs of a shard after its worker died, before the sweep gives up
@@ -181,24 +181,29 @@ class _ShardSteps:
 
 def _train_shard(index: int, configs: list[TrainConfig], dataset: Any, threads: int,
                  steps: Any, kill_once: str | None, saved: dict[str, tuple[int, bytes]],
-                 sink: Any, seconds: float | None) -> list[Any]:
+                 sink: Any, seconds: float | None, until: int | None = None) -> list[Any]:
     """The Ray task: one shard trained by the vectorized executor (a group, or a run it
     trains alone) from `saved` checkpoints, or from the latest that `sink` (the
     `_Checkpoints` actor) holds when this is a second attempt (None: no checkpoints);
-    its RunResults."""
+    its RunResults, and with `until` the checkpoints of its runs paused there (returned,
+    not sent to `sink`: the driver has them when the task ends)."""
     import ray
 
     torch.set_num_threads(threads)
     counter = _ShardSteps(index, sum(c.steps for c in configs), steps, kill_once)
     checkpoints = None
+    results: list[Any] = []
     if sink is not None:
         saved = {**saved, **ray.get(sink.last.remote(index))}
-        checkpoints = Checkpoints(saved, lambda items: sink.put.remote(
-            index, [(config_key(c), (c, step, blob)) for c, step, blob in items]), seconds)
-    results: list[Any] = []
+
+        def save(items: list[Checkpoint]) -> None:
+            results.extend(item for item in items if item[1] == until)
+            sink.put.remote(index, [(config_key(c), (c, step, blob)) for c, step, blob in items
+                                    if step != until])
+        checkpoints = Checkpoints(saved, save, seconds)
     run_vectorized(configs, dataset, results.append, max_batch=len(configs),
                    say=lambda line: None, on_steps=counter.add,  # the driver said it
-                   checkpoints=checkpoints)
+                   checkpoints=checkpoints, until=until)
     return results
 
 
@@ -214,12 +219,13 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             max_batch: int = 64, *, address: str | None = None,
             on_progress: Callable[[Progress], None] | None = None,
             checkpoints: Checkpoints | None = None,
-            on_wait: Callable[[], None] | None = None) -> None:
+            on_wait: Callable[[], None] | None = None, until: int | None = None) -> None:
     """Train `configs` as vectorized shards of at most `max_batch` members on the Ray
     cluster (see `connect`); `on_finish` gets each result in this process, shard by
     shard as they end; `on_progress` the counts about every REPORT_EVERY_S seconds;
-    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on);
-    `on_wait` is called as often (the driver's batched commits wait no longer)."""
+    `checkpoints.save` the shards' checkpoints as often (runs with saved ones go on), and
+    with `until` those of the runs paused there as each shard ends; `on_wait` is called
+    as often (the driver's batched commits wait no longer)."""
     ray = require_ray()
     for device in {c.device for c in configs}:
         check_device(device)
@@ -236,7 +242,7 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     kill_once = os.environ.get(KILL_ONCE_ENV)
     pending = {task.remote(i, shard, data, threads, steps, kill_once,
                            _saved(checkpoints, shard), sink,
-                           checkpoints.seconds if checkpoints else None): i
+                           checkpoints.seconds if checkpoints else None, until): i
                for i, shard in enumerate(shards)}
     finished: set[int] = set()
     reported: dict[int, int] = {}  # shard -> step, as the actor last answered
@@ -250,7 +256,10 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
             for ref in ready:
                 i = pending.pop(ref)
                 for result in _results(ray, ref, shards[i]):
-                    on_finish(result)
+                    if isinstance(result, RunResult):
+                        on_finish(result)
+                    elif checkpoints:  # paused at `until`
+                        checkpoints.save([result])
                 finished.add(i)
                 if sink is not None:
                     sink.forget.remote(i)

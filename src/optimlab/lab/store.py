@@ -6,7 +6,8 @@ config, summary (the `summary_record`), curves (binary float32 arrays per series
 (unix time). Table `roles`: (key, role) — why a run exists ("grid", "one-shot", "tuned";
 "compare"). Table `meta`: settings of the last invocation. Table `checkpoints`: key, step,
 state (the bytes of `optimlab.train.checkpoint`), updated — the latest checkpoint of each
-run in flight, removed when the run finishes.
+run in flight, removed when the run finishes. Table `rungs`: successive halving's
+decisions (see `optimlab.lab.halving.decide`), one row per rung and configuration.
 
 A finished run is written in one transaction (summary, curves and status together), so
 a crash or `kill -9` loses at most the runs in flight; those stay "pending"/"running"
@@ -17,7 +18,8 @@ the disk, and one per run capped the driver near its rate. A batch is written wh
 holds `batch_runs` runs, when its oldest has waited `batch_seconds` (`due`, asked by the
 caller between steps), and before any read; each run's `then` (its report) comes after its
 commit, so a `kill -9` loses only runs that were never reported finished, and they run
-again on resume.
+again on resume. A rung's decision is one transaction as well: its rows, the stopped runs
+finished as pruned, the others' checkpoints at the rung.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from optimlab.analysis.store import FILENAME, encode_curves, stored_meta, stored_runs
+from optimlab.analysis.store import (
+    FILENAME,
+    encode_curves,
+    stored_meta,
+    stored_rungs,
+    stored_runs,
+)
 from optimlab.lab.experiment import output_folder
 from optimlab.train import CurvePoint, TrainConfig
 
@@ -46,6 +54,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     key TEXT PRIMARY KEY, step INTEGER NOT NULL, state BLOB NOT NULL, updated REAL NOT NULL);
 -- a run stored as finished by a process killed before it dropped its checkpoint
 DELETE FROM checkpoints WHERE key IN (SELECT key FROM runs WHERE status = 'done');
+CREATE TABLE IF NOT EXISTS rungs (
+    rung INTEGER NOT NULL, optimizer TEXT NOT NULL, point TEXT NOT NULL, decision TEXT NOT NULL,
+    PRIMARY KEY (rung, optimizer, point));
 """
 # A checkpoint: the configuration, the step it was taken after, its bytes.
 Checkpoint = tuple[TrainConfig, int, bytes]
@@ -157,6 +168,29 @@ class Store:
         self.conn.executemany("DELETE FROM checkpoints WHERE key = ?",
                               [(key,) for key, *_ in batch])
 
+    def record_rung(self, decisions: list[dict[str, Any]], kept: Iterable[Checkpoint],
+                    pruned: Iterable[tuple[TrainConfig, dict[str, Any], list[CurvePoint]]]
+                    ) -> None:
+        """A rung's decision in one transaction: its rows, the checkpoints at the rung of
+        the runs that go on (`kept`), and the runs stopped there finished (`pruned`: config,
+        record, curves). A crash leaves the rung decided in full or not at all."""
+        self.flush()
+        now = time.time()
+        with self.conn:
+            self.conn.executemany("INSERT OR REPLACE INTO rungs VALUES (?, ?, ?, ?)", [
+                (d["rung"], d["optimizer"], json.dumps(d["hyperparameters"], sort_keys=True),
+                 json.dumps(d, allow_nan=False)) for d in decisions])
+            self.conn.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                                  [(config_key(c), step, blob, now) for c, step, blob in kept])
+            stopped = [(config_key(c), run_name(c), json.dumps(record, allow_nan=False),
+                        encode_curves(curves), None) for c, record, curves in pruned]
+            if stopped:
+                self._write(stopped)
+
+    def rungs(self) -> list[dict[str, Any]]:
+        """Every decision recorded (see `optimlab.analysis.store.stored_rungs`)."""
+        return stored_rungs(self.conn)
+
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -186,6 +220,11 @@ class Store:
         keys = {config_key(c) for c in configs}
         rows = self.conn.execute("SELECT key, step, state FROM checkpoints")
         return {k: (step, blob) for k, step, blob in rows if k in keys}
+
+    def in_flight(self) -> list[str]:
+        """The names of the planned runs not finished yet, in planning order."""
+        return [n for (n,) in self.conn.execute(
+            "SELECT name FROM runs WHERE status != 'done' ORDER BY rowid")]
 
     def finished_count(self) -> int:
         self.flush()

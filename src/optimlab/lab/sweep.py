@@ -15,12 +15,22 @@ configuration with the best final validation accuracy (ties: lower validation lo
 diverged runs never win) is re-run under seeds 0..N-1 ("tuned"), and the class
 defaults run under the same seeds ("one-shot"). Without it, every grid point runs
 under seeds 0..N-1.
+
+With `halving` (successive halving, see `optimlab.lab.halving`) the grid runs stop at the
+rungs unless their configuration ranks in the best 1/η there: each rung's decision is
+taken here, from the checkpoints of the runs at the rung, and stored in one transaction
+with the stopped runs (finished as pruned: their records carry "pruned_at", the rung) and
+the others' checkpoints, so a resume after a crash takes the same decisions. Every record
+carries "steps_trained" and "pruned_at" (null: it reached its end or diverged), and
+summary.json, beside its "runs", the sweep's "member_steps" and every decision ("rungs").
+A pruned run never wins the selection.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -30,11 +40,11 @@ from optimlab.analysis.audit import audit
 from optimlab.analysis.records import family
 from optimlab.analysis.selection import best_per_optimizer, edges, point_value
 from optimlab.data.dataset import describe
-from optimlab.lab import tpe
+from optimlab.lab import halving, tpe
 from optimlab.lab.audit import decays, grid_runs, tuned_row
 from optimlab.lab.entries import Entry
 from optimlab.lab.environment import environment
-from optimlab.lab.executors import Checkpoints, Job, Steps, execute
+from optimlab.lab.executors import Checkpoints, Job, Rungs, Steps, execute
 from optimlab.lab.experiment import (
     check_resume,
     differences,
@@ -56,7 +66,8 @@ from optimlab.lab.grid import (
 )
 from optimlab.lab.search import Range
 from optimlab.lab.store import Checkpoint, Store, config_key
-from optimlab.train import RunResult, TrainConfig
+from optimlab.train import CurvePoint, RunResult, Timings, TrainConfig, summary_record
+from optimlab.train.checkpoint import curves_from_state, from_bytes
 
 # Why a run exists: a grid point, the class defaults (select="val"), a re-run of the best.
 ROLES = ("grid", "one-shot", "tuned")
@@ -129,7 +140,8 @@ def _edges(cfg: SweepConfig, name: str, grid: dict[str, tuple[float, ...]],
 
 def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = None,
                   runs: list[dict[str, Any]] | None = None,
-                  audit: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  audit: dict[str, Any] | None = None, halved: bool = False
+                  ) -> list[dict[str, Any]]:
     """summary.json, replaced atomically: {"runs": every finished run's record (`runs`: the
     store's, when already read), and "expected_best" and "budget", its budget curves (see
     `optimlab.analysis.budget.summary_sections`), and with an `audit`, "audit"}. The curves
@@ -137,7 +149,10 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     version wrote here is removed, since it would lag.
     With a `selection` (see `select`), each record has "edge": the selected point's edges
     ({key: "low" | "high"}, {} when inside its grid) for the runs of that point (the grid
-    winner and its re-runs), None for every other run."""
+    winner and its re-runs), None for every other run. `halved` (successive halving): each
+    record has "steps_trained" and "pruned_at", and summary.json the sweep's
+    "member_steps", its decisions ("rungs", see `optimlab.lab.halving.decide`) and the
+    runs still training ("training": written at each rung, empty at the end)."""
     runs = store.runs() if runs is None else runs
     (store.out / "curves.csv").unlink(missing_ok=True)
     chosen = {(name, json.dumps(c["hyperparameters"], sort_keys=True)): c["edge"]
@@ -145,9 +160,14 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     records = [run["summary"] | ({"edge": chosen.get((family(run["config"]), json.dumps(
         run["config"]["hyperparameters"], sort_keys=True)))} if selection is not None else {})
                for run in runs]
+    sections = budget.summary_sections(budget.budget_curves(runs))
+    if halved:
+        records = [r | {"steps_trained": r["steps"], "pruned_at": r.get("pruned_at")}
+                   for r in records]
+        sections |= {"member_steps": halving.member_steps(records), "rungs": store.rungs(),
+                     "training": store.in_flight()}
     write_json(store.out / "summary.json",
-               {"runs": records, **budget.summary_sections(budget.budget_curves(runs)),
-                **({"audit": audit} if audit else {})})
+               {"runs": records, **sections, **({"audit": audit} if audit else {})})
     (store.out / "expected_best.json").unlink(missing_ok=True)  # an earlier version's
     return records
 
@@ -235,10 +255,10 @@ class Sweep:
             with self.guard():
                 self.store.save_checkpoints(checkpoints)
 
-    def execute(self, planned: dict[str, list[TrainConfig]]) -> int:
+    def execute(self, planned: dict[str, list[TrainConfig]], halve: bool = False) -> int:
         """Plan configurations under their role ({role: configs}) and train those not
-        finished, all in one executor call, each from its checkpoint if it has one;
-        returns how many ran."""
+        finished, all in one executor call, each from its checkpoint if it has one (`halve`:
+        through the rungs not yet decided); returns how many ran."""
         with self.guard():
             for role, configs in planned.items():
                 self.store.plan(configs, role)
@@ -251,10 +271,47 @@ class Sweep:
             steps = self._steps(Steps(todo, self.on_progress))
             execute(self.cfg.executor, Job(
                 todo, self.dataset, self._finished, steps, self.on_progress, kept,
-                self.cfg.max_batch, on_wait=self._commit_due))
+                self.cfg.max_batch, on_wait=self._commit_due,
+                rungs=self._rungs() if halve else None))
             with self.guard():
                 self.store.flush()
         return len(todo)
+
+    def _rungs(self) -> Rungs | None:
+        """The rungs not yet decided (None: none are left, the runs train to their end)."""
+        cfg = self.cfg
+        assert cfg.halving is not None
+        decided = {d["rung"] for d in self.store.rungs()}
+        steps = tuple(s for s in halving.rung_steps(cfg.first_rung, cfg.halving,
+                                                    cfg.steps_for(self.n_train))
+                      if s not in decided)
+        return Rungs(steps, self._decide) if steps else None
+
+    def _decide(self, step: int, checkpoints: list[Checkpoint]) -> set[str]:
+        """Rank the runs at rung `step` (their checkpoints there), store the decision with
+        the pruned runs and the kept checkpoints; the config keys that go on."""
+        assert self.cfg.halving is not None
+        states = [(c, from_bytes(blob)) for c, _, blob in checkpoints]
+        lost = {(family(r["summary"]), _point(r["config"]["hyperparameters"]))
+                for r in self.store.runs() if r["summary"]["diverged"]}
+        scores = [halving.RungScore(c.label, c.hyperparameters,
+                                    *_val_at(curves_from_state(st["curves"]), step),
+                                    diverged=(c.label, _point(c.hyperparameters)) in lost)
+                  for c, st in states]
+        decisions = halving.decide(step, self.cfg.halving, scores)
+        going = {(d["optimizer"], _point(d["hyperparameters"])) for d in decisions
+                 if d["survives"]}
+        kept = [cp for cp in checkpoints if (cp[0].label, _point(cp[0].hyperparameters)) in going]
+        pruned = []
+        for c, st in states:
+            if (c.label, _point(c.hyperparameters)) not in going:
+                curves = curves_from_state(st["curves"])
+                record = summary_record(c, curves, Timings(st["train_s"], st["opt_s"]))
+                pruned.append((c, record | {"pruned_at": step}, curves))
+        with self.guard():
+            self.store.record_rung(decisions, kept, pruned)
+        self.write_outputs()  # valid at every rung: the best so far, and what still runs
+        return {config_key(c) for c, _, _ in kept}
 
     def grids(self) -> dict[str, dict[str, tuple[float, ...]]]:
         """Per optimizer, its grid as swept: the settings' plus the edge extensions (TPE:
@@ -311,8 +368,12 @@ class Sweep:
             self._search({})
             return self.write_outputs()
         seeds = range(cfg.seeds)
-        self._search({"one-shot": [
-            c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]})
+        shots = [c for e in cfg.entries for c in make_configs(cfg, e, [one_shot(e)], seeds, n)]
+        if cfg.halving is not None:  # the defaults in full, and first: a grid point equal too
+            self.execute({"one-shot": shots})
+            self._search({})
+        else:
+            self._search({"one-shot": shots})
         if cfg.extend_edges:
             self._extend_edges()
         chosen = self.selection()
@@ -327,7 +388,7 @@ class Sweep:
         if self.cfg.search == "tpe":
             self._search_tpe(also)
         else:
-            self.execute({"grid": self.grid(), **also})
+            self.execute({"grid": self.grid(), **also}, self.cfg.halving is not None)
 
     def _search_tpe(self, also: dict[str, list[TrainConfig]]) -> None:
         """TPE's trials, K per executor call (`also` in the first), each round told its
@@ -370,7 +431,8 @@ class Sweep:
             selection = self.selected = self.selection(runs)
             self.store.set_meta("selection", selection)
             self.audit = self._audit(runs, selection) if self.cfg.select == "val" else {}
-            return write_outputs(self.store, selection, runs, self.audit)
+            return write_outputs(self.store, selection, runs, self.audit,
+                                 self.cfg.halving is not None)
 
     def _audit(self, runs: list[dict[str, Any]], selection: dict[str, dict[str, Any]]
                ) -> dict[str, Any]:
@@ -381,6 +443,17 @@ class Sweep:
                  for e in self.cfg.entries}
         return audit(table, [r["summary"] for r in runs if "tuned" in r["roles"]],
                      schedule=self.cfg.schedule, decays=decays(self.cfg.entries))
+
+
+def _point(hyperparameters: dict[str, Any]) -> str:
+    return json.dumps(hyperparameters, sort_keys=True)
+
+
+def _val_at(curves: list[CurvePoint], step: int) -> tuple[float | None, float | None]:
+    """The validation accuracy and loss evaluated at `step` (None: not there, or not finite)."""
+    found = {p.metric: p.value for p in curves if p.split == "val" and p.step == step}
+    return tuple(v if v is not None and math.isfinite(v) else None  # type: ignore[return-value]
+                 for v in (found.get("acc"), found.get("loss")))
 
 
 # Edge extensions per optimizer and key at most: three half-decade steps of the default η

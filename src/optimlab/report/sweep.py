@@ -11,7 +11,8 @@
 - the claims panel (`optimlab.report.claims`);
 - budget curves: each optimizer's expected best validation score over k random trials,
   with its bootstrap band (`optimlab.analysis.budget`, computed from the store, so that an
-  older sweep's folder gets them too).
+  older sweep's folder gets them too);
+- with successive halving, the rung diagram and the decisions (`optimlab.report.rungs`).
 With plotly installed the page is interactive (`optimlab.report.sweep_interactive`), and
 the PNGs are kept next to it; without plotly, the PNGs with a one-line note.
 """
@@ -34,8 +35,8 @@ from optimlab.analysis.selection import (
     grid_of,
     point_value,
 )
-from optimlab.analysis.store import read_meta, read_runs
-from optimlab.report import interactive, sweep_interactive
+from optimlab.analysis.store import read_meta, read_rungs, read_runs
+from optimlab.report import interactive, rungs, sweep_interactive
 from optimlab.report.claims import Claim, lecture_claims
 from optimlab.report.page import (
     CLAIMS_TITLE,
@@ -325,6 +326,7 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     summary = out / "summary.json"
     found = read_summary_file(summary).get("audit") if summary.is_file() else None
     claims = sweep_claims(runs, points, best, best_records, found)
+    halving = rungs.rungs_section(runs, read_rungs(out), out)
     best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
                   "over seeds)", COLUMNS_NOTE + html_table(BEST_COLUMNS, rows))
     verdicts = [*audit_section(found), (CLAIMS_TITLE, claims_html(claims))]
@@ -334,11 +336,12 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
             *config_sections(meta, [r["summary"] for r in runs])]
     if not interactive.available():
         return write_page(out / "report.html", title="optimlab sweep", note=interactive.NO_PLOTLY,
-                          sections=[best_table, ("Figures", "\n".join(figures)),
+                          sections=[best_table, *halving, ("Figures", "\n".join(figures)),
                                     *_budget_section(by_budget, False), *verdicts, *rest])
     charts, steps = interactive.compare_charts(best_records, curves, prefix="best-")
     sections = [
         (best_table[0], COLUMNS_NOTE + interactive.sortable_table(BEST_COLUMNS, rows)),
+        *halving,
         ("Sensitivity (hover for the numbers; click a legend entry to show or hide a line)",
          _interactive_figures(points, best)),
         ("Best configurations' curves (mean over seeds, band: min…max)",

@@ -100,8 +100,12 @@ def curves_from_state(state: dict[str, Any]) -> list[CurvePoint]:
 @dataclass
 class Resume:
     """A run's checkpointing: `blob`, the checkpoint to go on from (None: from step 0);
-    `save(step, blob)`, called with each new one; `seconds`, the interval (None: `every_s`)."""
+    `save(step, blob)`, called with each new one; `seconds`, the interval (None: `every_s`);
+    `until`, a step before the last where the run pauses: it hands its checkpoint there to
+    `save` and ends without a result (successive halving decides at that step whether it
+    goes on)."""
 
     blob: bytes | None
     save: Callable[[int, bytes], None]
     seconds: float | None = None
+    until: int | None = None

@@ -205,12 +205,13 @@ def _begin(config: TrainConfig, data: Any, model: nn.Module, optimizer: torch.op
 
 
 def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (),
-              resume: Resume | None = None) -> RunResult:
+              resume: Resume | None = None) -> RunResult | None:
     """Train `config.model` on `dataset` with `config.optimizer`, η following
     `config.schedule`; evaluate at step 0, every
     `eval_every` steps and after the last step; stop early on a NaN/Inf minibatch loss.
     `resume`: go on from its checkpoint (if any) and hand it a new one on its cadence
-    (`optimlab.train.checkpoint`); the result is the uninterrupted run's, clocks aside."""
+    (`optimlab.train.checkpoint`); the result is the uninterrupted run's, clocks aside.
+    None: the run paused at `resume.until` (its checkpoint there went to `resume.save`)."""
     data = on_device(dataset, config.device, config.torch_dtype)
     model = init_model(config.model, data, config.seed, config.torch_dtype).to(config.device)
     model.train()
@@ -223,7 +224,8 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
     run = _begin(config, data, model, optimizer, scheduler, resume)
     cadence = Cadence(config.steps, run.done, resume.seconds) if resume is not None else None
     batches = batch_indices(len(data.y_train), config.batch_size, config.seed, run.done)
-    for step in range(run.done + 1, config.steps + 1):
+    end = resume.until if resume is not None and resume.until is not None else config.steps
+    for step in range(run.done + 1, end + 1):
         idx = next(batches).to(config.device)
         loss, dt, dt_opt = _train_step(model, optimizer, data.x_train[idx], data.y_train[idx],
                                        sync, config.task)
@@ -243,6 +245,9 @@ def train_run(config: TrainConfig, dataset: Any, *, callbacks: Sequence[Any] = (
             show(run.curves)
         if resume is not None and cadence is not None and cadence.due(step):
             resume.save(step, to_bytes(_state(run, model, optimizer, scheduler, config.device)))
+    if resume is not None and run.done == end < config.steps:
+        resume.save(end, to_bytes(_state(run, model, optimizer, scheduler, config.device)))
+        return None
     if run.last_eval != run.done:
         _record_eval(run.curves, model, optimizer, data, run.done, run.train_s,
                      config.task)

@@ -1,0 +1,101 @@
+"""The rung diagram of a sweep with successive halving (`optimlab.lab.halving`): each grid
+configuration's validation accuracy against steps, its line ending where it was pruned,
+the configurations that reached the end highlighted, the rungs as dashed lines; and the
+decisions as a table. Drawn from the store's runs and decisions, never trained.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from optimlab.analysis.records import family
+from optimlab.report.page import html_table, inline_png
+from optimlab.report.table import hyperparameters_text
+
+
+def rung_lines(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per optimizer, one line per configuration of its grid runs: {"label", "steps" and
+    "acc" (validation accuracy, the mean over the seeds evaluated at each step; step 0
+    left out for the log axis), "pruned_at" (the rung, None: it went on to its end),
+    "diverged"}."""
+    points: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        if "grid" in run["roles"]:
+            hp = json.dumps(run["config"]["hyperparameters"], sort_keys=True)
+            points.setdefault((family(run["config"]), hp), []).append(run)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (name, _), seeds in points.items():
+        by_step: dict[int, list[float]] = {}
+        for run in seeds:
+            for p in run["curves"]:
+                if p.split == "val" and p.metric == "acc" and p.step > 0:
+                    by_step.setdefault(p.step, []).append(p.value)
+        steps = sorted(by_step)
+        out.setdefault(name, []).append({
+            "label": hyperparameters_text(seeds[0]["config"]["hyperparameters"]),
+            "steps": steps, "acc": [float(np.mean(by_step[s])) for s in steps],
+            "pruned_at": seeds[0]["summary"].get("pruned_at"),
+            "diverged": any(r["summary"]["diverged"] for r in seeds)})
+    return out
+
+
+def plot_rungs(lines: dict[str, list[dict[str, Any]]], rungs: list[int], path: Path) -> Path:
+    """One panel per optimizer: pruned configurations thin and grey, ending at their rung
+    (a cross); those that reached the end in colour; the rungs dashed."""
+    fig = Figure(figsize=(5.5 * len(lines), 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(lines)))
+    for ax, (name, configs) in zip(axes, lines.items(), strict=True):
+        for rung in rungs:
+            ax.axvline(rung, color="0.6", ls="--", lw=0.8)
+        kept = 0
+        for line in configs:
+            acc = 100 * np.array(line["acc"])
+            if line["pruned_at"] is None and not line["diverged"]:
+                ax.plot(line["steps"], acc, lw=2.2, color=f"C{kept}", label=line["label"])
+                kept += 1
+            elif line["steps"]:
+                ax.plot(line["steps"], acc, lw=0.8, color="0.55", alpha=0.7)
+                ax.plot(line["steps"][-1:], acc[-1:], "x", ms=4, color="0.4")
+        ax.set(xscale="log", xlabel="step (log)", ylabel="validation accuracy (%)",
+               title=f"{name}: {len(configs)} configurations, {kept} to the end")
+        ax.grid(alpha=0.3)
+        if kept:
+            ax.legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+NOTE = (
+    "<p>Successive halving: at each rung (dashed) the configurations of each optimizer "
+    "are ranked on validation (accuracy averaged over seeds, ties to the lower loss; a "
+    "diverged one last), the best ceil(n/η) go on and the rest stop there. Grey lines end "
+    "where their configuration was pruned (×); the coloured ones reached the last step. "
+    "Member-steps trained: {steps}. The decisions are in summary.json (\"rungs\").</p>")
+
+
+def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]],
+                  out: Path) -> list[tuple[str, str]]:
+    """The page's section on successive halving (none without decisions)."""
+    if not decisions:
+        return []
+    steps = sorted({d["rung"] for d in decisions})
+    png = plot_rungs(rung_lines(runs), steps, out / "rungs.png")
+    rows = []
+    for rung in steps:
+        for name in dict.fromkeys(d["optimizer"] for d in decisions):
+            at = [d for d in decisions if d["rung"] == rung and d["optimizer"] == name]
+            if at:
+                best = at[0]
+                acc = "–" if best["val_acc"] is None else f"{best['val_acc']:.2%}"
+                rows.append([str(rung), name, f"{sum(d['survives'] for d in at)} of {len(at)}",
+                             hyperparameters_text(best["hyperparameters"]), acc])
+    member_steps = sum(int(r["summary"]["steps"]) for r in runs)
+    body = (NOTE.format(steps=html.escape(f"{member_steps:,}")) + inline_png(png, "rung diagram")
+            + html_table(("rung", "optimizer", "kept", "first", "its val acc"), rows))
+    return [("Successive halving: rung diagram", body)]
