@@ -200,21 +200,20 @@ def test_a_rung_compacts_the_live_group_to_its_survivors(monkeypatch, tmp_path):
 
 def test_a_crash_inside_a_decision_leaves_the_rung_undecided_and_resumes_alike(
         vectorized, tmp_path, monkeypatch):
-    real, calls = Store._finish, []
+    real = Store._write
 
-    def finish(self, *args):
-        calls.append(1)
-        if len(calls) == 8:  # halfway through the pruned runs of the first rung
+    def write(self, batch):
+        real(self, batch)  # the stopped runs written, their transaction not yet committed
+        if any(json.loads(summary).get("pruned_at") is not None for _, _, summary, *_ in batch):
             raise KeyboardInterrupt
-        real(self, *args)
 
-    monkeypatch.setattr(Store, "_finish", finish)
+    monkeypatch.setattr(Store, "_write", write)
     with pytest.raises(KeyboardInterrupt):
         Sweep(halving_cfg(), tmp_path, dataset=DS).run()
     store = Store(tmp_path)
     assert store.rungs() == []  # nothing of the rung: its transaction was rolled back
     assert [r["summary"]["pruned_at"] for r in store.runs() if "pruned_at" in r["summary"]] == []
-    monkeypatch.setattr(Store, "_finish", real)
+    monkeypatch.setattr(Store, "_write", real)
     Sweep(halving_cfg(), tmp_path, dataset=DS).run()
     assert decisions(tmp_path) == decisions(vectorized)
     assert_same_runs(stored(tmp_path), stored(vectorized))
