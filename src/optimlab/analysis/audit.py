@@ -84,7 +84,7 @@ def _mixed_keys(ta: dict[str, Any], tb: dict[str, Any]) -> list[str]:
 def _steps(records: Sequence[dict[str, Any]]) -> dict[str, set[int]]:
     out: dict[str, set[int]] = {}
     for r in records:
-        out.setdefault(family(r), set()).add(r.get("steps_planned") or r.get("steps"))
+        out.setdefault(family(r), set()).add(r.get("steps_planned") or r["steps"])
     return out
 
 

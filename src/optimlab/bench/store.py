@@ -77,7 +77,7 @@ def store_rate(runs: int, steps: int = 2000, eval_every: int = 250, repeats: int
     for rnd in range(repeats):
         for name in list(ROWS)[::-1 if rnd % 2 else 1]:
             seconds[name].append(_round(ROWS[name], configs, record, points))
-    rows = {name: {"batch_runs": ROWS[name][0],
+    rows: dict[str, dict[str, Any]] = {name: {"batch_runs": ROWS[name][0],
                    "runs_per_s": runs / statistics.median(w for w, _ in s),
                    "runs_per_cpu_s": runs / statistics.median(c for _, c in s),
                    "seconds": [w for w, _ in s], "cpu_seconds": [c for _, c in s]}

@@ -182,8 +182,9 @@ class Store:
                  json.dumps(d, allow_nan=False)) for d in decisions])
             self.conn.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
                                   [(config_key(c), step, blob, now) for c, step, blob in kept])
-            stopped = [(config_key(c), run_name(c), json.dumps(record, allow_nan=False),
-                        encode_curves(curves), None) for c, record, curves in pruned]
+            stopped: list[_Pending] = [
+                (config_key(c), run_name(c), json.dumps(record, allow_nan=False),
+                 encode_curves(curves), None) for c, record, curves in pruned]
             if stopped:
                 self._write(stopped)
 

@@ -394,7 +394,8 @@ class Sweep:
         """TPE's trials, K per executor call (`also` in the first), each round told its
         scores (see `optimlab.lab.tpe`)."""
         cfg, user = self.cfg, self.on_result
-        studies = tpe.Studies(cfg.entries, {e.label: search_space(cfg, e) for e in cfg.entries},
+        studies = tpe.Studies(list(cfg.entries),
+                              {e.label: search_space(cfg, e) for e in cfg.entries},
                               cfg.search_seed, DIGITS)
         # finished runs' records by key: the store's once, then each as it finishes, so that
         # a round decodes no stored curves

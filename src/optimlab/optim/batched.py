@@ -172,6 +172,7 @@ class BatchedOptimizer:
 
     def _lists(self) -> list[list[Any]]:
         """The stacked state lists in the formula's order (made on the first step)."""
+        assert self.formula is not None  # only a formula's paths keep stacked lists
         return batched_states(self.formula, self.params, self.state, self.flags,
                               {**self.spec.defaults, **self.members[0]})
 

@@ -204,7 +204,7 @@ class Muon(BaseOptimizer):
     """
 
     _impls = {"reference": Paths(muon_reference, adam_reference),  # type: ignore[dict-item]
-              "foreach": Paths(muon_foreach, adam_foreach)}
+              "foreach": Paths(muon_foreach, adam_foreach)}  # type: ignore[dict-item]
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, weight_decay: float = 0.1,
                  momentum: float = 0.95, nesterov: bool = True,
