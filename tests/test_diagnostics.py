@@ -85,7 +85,8 @@ def test_effective_step_is_the_factor_of_the_update():
 
 def test_effective_step_is_none_without_second_moment():
     p = torch.zeros(3, requires_grad=True)
-    for name in (n for n, spec in SPECS.items() if spec.formula.denominator is None):
+    for name in (n for n, spec in SPECS.items()
+                 if spec.formula is None or spec.formula.denominator is None):
         opt, q = _run(OPTIMIZERS[name], _grads(2, 3))
         assert effective_step_size(opt, q) is None
     fresh = OPTIMIZERS["adam"]([p])
