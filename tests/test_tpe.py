@@ -238,8 +238,8 @@ HALVED = dict(dataset="blobs", model="mlp", optimizers=("adam",), grid={},
               min_steps=10, max_batch=16)
 
 
-def halved_sweep(out) -> list[tpe.Studies]:
-    """Run the halved TPE sweep into `out`; the studies it told."""
+def halved_sweep(out, **more) -> list[tpe.Studies]:
+    """Run the halved TPE sweep (with settings `more`) into `out`; the studies it told."""
     told, real = [], tpe.Studies.tell
 
     def tell(self, outcomes):
@@ -248,7 +248,7 @@ def halved_sweep(out) -> list[tpe.Studies]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tpe.Studies, "tell", tell)
-        Sweep(SweepConfig(**HALVED), out, dataset=DS).run()
+        Sweep(SweepConfig(**HALVED | more), out, dataset=DS).run()
     return told
 
 
@@ -290,14 +290,14 @@ def told(out) -> list[tuple[str, float, dict[int, float]]]:
     mean validation accuracy (a diverged seed: 0), and its intermediate values (a pruned
     trial: that mean at its rung)."""
     runs = summaries.runs(out)
-    out_ = []
+    found = []
     for point in (p for r in rounds(out) for p in r):
         mine = [r for r in runs if json.dumps(r["hyperparameters"], sort_keys=True) == point]
         assert len(mine) == 2
         value = sum(0.0 if r["diverged"] else r["final_val_acc"] for r in mine) / 2
         rung = max((r["pruned_at"] for r in mine if r["pruned_at"]), default=None)
-        out_.append(("PRUNED", value, {rung: value}) if rung else ("COMPLETE", value, {}))
-    return out_
+        found.append(("PRUNED", value, {rung: value}) if rung else ("COMPLETE", value, {}))
+    return found
 
 
 def decisions(out) -> list[tuple]:
@@ -314,9 +314,16 @@ def test_tpe_is_told_each_trial_as_its_stored_runs_say_pruned_or_complete(halved
     expected = told(out)
     assert [s for s, *_ in expected].count("PRUNED") == 3 * (ROUND - 1)
     assert study_says(study) == expected
+    # a pruned trial's value is the score its rung ranked it on
+    ranked = {(d["rung"], json.dumps(d["hyperparameters"], sort_keys=True)): d["val_acc"]
+              for d in Store(out).rungs()}
+    points = [p for r in rounds(out) for p in r]
+    assert all(ranked[(rung, point)] == pytest.approx(value)
+               for point, (_, _, reported) in zip(points, expected, strict=True)
+               for rung, value in reported.items())
     space = search_space(SweepConfig(**HALVED), SweepConfig(**HALVED).entries[0])
     assert [json.dumps(tpe.point(t.params, space, DIGITS), sort_keys=True)
-            for t in study.trials] == [p for r in rounds(out) for p in r]
+            for t in study.trials] == points
 
 
 def test_tpe_with_halving_interrupted_mid_round_resumes_to_the_same_trials_and_decisions(
@@ -344,3 +351,12 @@ def test_tpe_with_halving_interrupted_mid_round_resumes_to_the_same_trials_and_d
     assert [(s, list(i)) for s, _, i in again] == [(s, list(i)) for s, _, i in study_says(study)]
     assert [v for _, v, i in again for v in (v, *i.values())] == pytest.approx(
         [v for _, v, i in study_says(study) for v in (v, *i.values())], rel=1e-9)
+
+
+def test_tpe_with_halving_takes_the_same_trials_and_decisions_on_the_sequential_executor(
+        halved, tmp_path):
+    sequential = halved_sweep(tmp_path, executor="sequential")[-1].studies["adam"]
+    whole, study = halved
+    assert Store(tmp_path).meta()["tpe_trials"] == Store(whole).meta()["tpe_trials"]
+    assert decisions(tmp_path) == decisions(whole)
+    assert [t.state.name for t in sequential.trials] == [t.state.name for t in study.trials]
