@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import summaries
 from conftest import exit_code
-from test_halving import assert_same_runs, stored
+from test_halving import assert_same_runs, kill_9_after_rungs, stored
 from test_interrupt import signal_when_checkpointed
 from test_sweep import DS, comparable, one_thread  # noqa: F401 - the fixture: one torch thread
 
@@ -360,3 +360,23 @@ def test_tpe_with_halving_takes_the_same_trials_and_decisions_on_the_sequential_
     assert Store(tmp_path).meta()["tpe_trials"] == Store(whole).meta()["tpe_trials"]
     assert decisions(tmp_path) == decisions(whole)
     assert [t.state.name for t in sequential.trials] == [t.state.name for t in study.trials]
+
+
+def test_tpe_with_halving_killed_9_mid_round_resumes_to_one_never_stopped(
+        tmp_path, npz):
+    def argv(out):
+        return ["sweep", "--dataset", f"npz:{npz}", "--model", "logreg", "--optimizers",
+                "adam", "--search", "tpe", "--lr", "1e-4:1", "--trials", str(3 * ROUND),
+                "--batch", str(ROUND), "--seeds", "2", "--steps", "40", "--eval-every", "10",
+                "--batch-size", "20", "--halving", "--min-steps", "10", "--dtype", "float64",
+                "--threads", "1", "--out", str(out)]
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    # the fifth decision: the third round's first rung, the round TPE asked from the 10
+    # trials told before it, 8 of them pruned
+    kill_9_after_rungs(argv(killed), tmp_path / "flag", 5)
+    assert [d["rung"] for d in Store(killed).rungs()].count(10) == 3 * ROUND
+    assert exit_code(argv(killed)) == 0 and exit_code(argv(whole)) == 0
+    assert Store(killed).meta()["tpe_trials"] == Store(whole).meta()["tpe_trials"]
+    assert decisions(killed) == decisions(whole)
+    assert_same_runs(stored(killed), stored(whole))
