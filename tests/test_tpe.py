@@ -285,6 +285,17 @@ def test_tpe_with_halving_decides_every_rung_within_each_round(halved):
     assert summary["rungs"] == decided
 
 
+def test_the_rung_table_of_tpe_rounds_counts_them_together_and_names_the_best_winner(halved):
+    from optimlab.report.rungs import rung_rows
+
+    decided = Store(halved[0]).rungs()
+    rows = {int(r[0]): r for r in rung_rows(decided)}
+    assert [rows[rung][2] for rung in (10, 30)] == ["6 of 15", "3 of 6"]
+    for rung, row in rows.items():
+        # the best of the rung's scores, whichever round it was ranked in
+        assert row[4] == f"{max(d['val_acc'] for d in decided if d['rung'] == rung):.2%}"
+
+
 def told(out) -> list[tuple[str, float, dict[int, float]]]:
     """What the stored runs say each trial is, in the order asked: its state, its seeds'
     mean validation accuracy (a diverged seed: 0), and its intermediate values (a pruned
