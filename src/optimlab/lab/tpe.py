@@ -64,8 +64,8 @@ Outcome = tuple[float, int | None]
 def outcome(summaries: list[dict[str, Any]]) -> Outcome:
     """A trial's `Outcome` from the records of its seeds: pruned at a rung when its runs
     stopped there (successive halving stops a configuration's seeds together)."""
-    rungs = {s.get("pruned_at") for s in summaries} - {None}
-    return score(summaries), max(rungs, default=None)
+    rungs = [s["pruned_at"] for s in summaries if s.get("pruned_at") is not None]
+    return score(summaries), max(rungs) if rungs else None
 
 
 def score(summaries: list[dict[str, Any]]) -> float:
