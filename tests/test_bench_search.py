@@ -77,6 +77,15 @@ def test_a_tiny_race_sets_the_target_from_the_full_sweep(tmp_path):
     json.dumps(result, allow_nan=False)
 
 
+def test_a_race_halves_the_random_and_tpe_rows_each_tpe_round_a_bracket():
+    halved = case(6, rows=("full", "random", "tpe"), batches=(3,),
+                  extra={"halving": 3, "min_steps": 5})
+    rows = run_race(halved, DS)["rows"]
+    # rungs at 5 and 15 of 20 steps: random search keeps 2 of its 6, then 1; each of TPE's
+    # two rounds of 3 keeps 1, so one trial per round trains to the end
+    assert [rows[r]["finished_trials"] for r in ("full", "random", "tpe-k3")] == [6, 1, 2]
+
+
 @pytest.mark.parametrize("argv,match", [
     (["--optimizers", "sgd,adam"], "Invalid --optimizers sgd,adam for the search race"),
     (["--batches", "2,0"], "Invalid --batches '2,0'"),

@@ -226,27 +226,29 @@ def sweep_argv(npz, out) -> list[str]:
             "--threads", "1", "--out", str(out)]
 
 
-# The child of the kill test: the CLI, waiting (a file appears) once the first rung's
+# The child of the kill tests: the CLI, waiting (a file appears) once its N-th rung
 # decision is stored, the runs kept there already training towards the next.
 _KILL_AFTER_A_RUNG = """
 import sys, time
 from pathlib import Path
 import optimlab.lab.store as store
-real = store.Store.record_rung
+real, seen = store.Store.record_rung, []
 def record_rung(self, *args):
     real(self, *args)
-    Path(sys.argv[1]).touch()
-    time.sleep(600)
+    seen.append(args)
+    if len(seen) == int(sys.argv[2]):
+        Path(sys.argv[1]).touch()
+        time.sleep(600)
 store.Store.record_rung = record_rung
 from optimlab.cli import main
-raise SystemExit(main(sys.argv[2:]))
+raise SystemExit(main(sys.argv[3:]))
 """
 
 
-def test_kill_9_after_a_rung_then_resume_gives_the_uninterrupted_summary(tmp_path, npz):
-    killed, whole, flag = tmp_path / "killed", tmp_path / "whole", tmp_path / "flag"
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_AFTER_A_RUNG, str(flag),
-                             *sweep_argv(npz, killed)], stderr=subprocess.PIPE)
+def kill_9_after_rungs(argv: list[str], flag, n: int = 1) -> None:
+    """Run the CLI with `argv` and kill -9 it once its `n`-th rung decision is stored."""
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_AFTER_A_RUNG, str(flag), str(n),
+                             *argv], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while not flag.exists():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -254,6 +256,11 @@ def test_kill_9_after_a_rung_then_resume_gives_the_uninterrupted_summary(tmp_pat
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def test_kill_9_after_a_rung_then_resume_gives_the_uninterrupted_summary(tmp_path, npz):
+    killed, whole, flag = tmp_path / "killed", tmp_path / "whole", tmp_path / "flag"
+    kill_9_after_rungs(sweep_argv(npz, killed), flag)
     assert {d["rung"] for d in Store(killed).rungs()} == {10}
     assert exit_code(sweep_argv(npz, killed)) == 0
     assert exit_code(sweep_argv(npz, whole)) == 0

@@ -6,7 +6,8 @@ Rows, on the same data, model, steps and torch threads, one optimizer entry, N t
   validation score is the target (its `search_seed`'s N configurations);
 - `random`: the same random search with the extra sweep settings (`extra`, e.g. successive
   halving); left out when there are none, since it would be `full` again;
-- `tpe-kK`: `--search tpe --batch K` with the extra settings, for each K of `batches`;
+- `tpe-kK`: `--search tpe --batch K` with the extra settings, for each K of `batches` (with
+  successive halving, each round of K trials a bracket of its own);
 - `optuna`: the peer, as its users run it: Optuna's TPE with its `SuccessiveHalvingPruner`,
   trial by trial, each trial a plain torch loop (a `DataLoader`, the `torch.optim` class
   that computes our update, `zero_grad`, forward, loss, `backward`, `step`) that reports

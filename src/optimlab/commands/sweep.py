@@ -111,7 +111,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
                    help="successive halving: at each rung keep the best ceil(n/ETA) "
                         "configurations per optimizer (on val, seeds averaged), stop the rest "
-                        "(ETA alone: 3)")
+                        "(ETA alone: 3); with --search tpe, each round of K trials is its own "
+                        "bracket and its pruned trials are told to TPE as pruned")
     p.add_argument("--min-steps", type=positive_int, metavar="R",
                    help="with --halving: the first rung; the others at R·ETA, R·ETA², … below "
                         "--steps (default --eval-every)")

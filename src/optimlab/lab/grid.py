@@ -221,10 +221,6 @@ class SweepConfig(Experiment):
         if self.extend_edges:
             raise ValueError("Invalid extend_edges with --halving: points added after the "
                              "rungs were decided would skip them; allowed: one of the two")
-        if self.search == "tpe":
-            raise ValueError("Invalid --halving with --search tpe: its rounds of trials would "
-                             "meet rungs decided without them; allowed: --search grid or "
-                             "random")
 
     @property
     def first_rung(self) -> int:

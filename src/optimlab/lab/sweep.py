@@ -23,7 +23,8 @@ with the stopped runs (finished as pruned: their records carry "pruned_at", the 
 the others' checkpoints, so a resume after a crash takes the same decisions. Every record
 carries "steps_trained" and "pruned_at" (null: it reached its end or diverged), and
 summary.json, beside its "runs", the sweep's "member_steps" and every decision ("rungs").
-A pruned run never wins the selection.
+A pruned run never wins the selection. With TPE, each round of K trials is a bracket of its
+own: its rungs are decided among its trials only, and its pruned trials are told as pruned.
 """
 
 from __future__ import annotations
@@ -272,16 +273,19 @@ class Sweep:
             execute(self.cfg.executor, Job(
                 todo, self.dataset, self._finished, steps, self.on_progress, kept,
                 self.cfg.max_batch, on_wait=self._commit_due,
-                rungs=self._rungs() if halve else None))
+                rungs=self._rungs(todo) if halve else None))
             with self.guard():
                 self.store.flush()
         return len(todo)
 
-    def _rungs(self) -> Rungs | None:
-        """The rungs not yet decided (None: none are left, the runs train to their end)."""
+    def _rungs(self, configs: list[TrainConfig]) -> Rungs | None:
+        """The rungs not yet decided for `configs` (None: none are left, the runs train to
+        their end). A rung is decided per configuration: TPE's rounds each meet every rung."""
         cfg = self.cfg
         assert cfg.halving is not None
-        decided = {d["rung"] for d in self.store.rungs()}
+        points = {(c.label, _point(c.hyperparameters)) for c in configs}
+        decided = {d["rung"] for d in self.store.rungs()
+                   if (d["optimizer"], _point(d["hyperparameters"])) in points}
         steps = tuple(s for s in halving.rung_steps(cfg.first_rung, cfg.halving,
                                                     cfg.steps_for(self.n_train))
                       if s not in decided)
@@ -392,7 +396,8 @@ class Sweep:
 
     def _search_tpe(self, also: dict[str, list[TrainConfig]]) -> None:
         """TPE's trials, K per executor call (`also` in the first), each round told its
-        scores (see `optimlab.lab.tpe`)."""
+        outcomes (see `optimlab.lab.tpe`); with halving, each round is a bracket of its own,
+        its rungs decided among its trials."""
         cfg, user = self.cfg, self.on_result
         studies = tpe.Studies(list(cfg.entries),
                               {e.label: search_space(cfg, e) for e in cfg.entries},
@@ -411,10 +416,13 @@ class Sweep:
             with self.guard():
                 self.store.set_meta("tpe_trials", points)
 
-        def train(asked: tpe.Points) -> dict[str, list[float]]:
-            self.execute({"grid": trial_configs(cfg, asked, self.n_train), **also})
+        def train(asked: tpe.Points) -> dict[str, list[tpe.Outcome]]:
+            configs = trial_configs(cfg, asked, self.n_train)
+            self.execute({"grid": configs, **also}, cfg.halving is not None)
             also.clear()
-            return {label: [tpe.score([records[config_key(c)] for c in trial_configs(
+            if any(config_key(c) not in records for c in configs):  # stopped at a rung
+                records.update((r["key"], r["summary"]) for r in self.store.runs())
+            return {label: [tpe.outcome([records[config_key(c)] for c in trial_configs(
                 cfg, {label: [p]}, self.n_train)]) for p in points]
                 for label, points in asked.items()}
 

@@ -8,10 +8,15 @@ weight decay, log(1 - β)), so its kernels are uniform where random search sampl
 uniformly, and a value is rounded as random search rounds it (`Range.at`). A list is a
 categorical choice.
 
+With successive halving, each round's K trials are one bracket (see `optimlab.lab.halving`):
+its rungs are decided among them, and a trial stopped at a rung is told as Optuna's pruners
+leave one: its score there reported at the rung's step, its state PRUNED.
+
 Resume replays: the study is rebuilt by asking and telling the stored trials in their
-order, from the same sampler seed, so that its state after the replay equals the state of
-the sweep that was never stopped. The trials asked are stored (meta "trials") before they
-train; a replay that asks another point (another Optuna) is refused, naming the trial.
+order (the pruned ones as pruned, from their stored records), from the same sampler seed,
+so that its state after the replay equals the state of the sweep that was never stopped.
+The trials asked are stored (meta "trials") before they train; a replay that asks another
+point (another Optuna) is refused, naming the trial.
 """
 
 from __future__ import annotations
@@ -50,6 +55,17 @@ def point(params: Mapping[str, Any], space: Mapping[str, Range | tuple[float, ..
     """The hyperparameters a trial's `params` stand for (see `distributions`)."""
     return {key: values.at(params[key], digits) if isinstance(values, Range) else params[key]
             for key, values in sorted(space.items())}
+
+
+# What a trial is told: its score, and the rung it was pruned at (None: it completed).
+Outcome = tuple[float, int | None]
+
+
+def outcome(summaries: list[dict[str, Any]]) -> Outcome:
+    """A trial's `Outcome` from the records of its seeds: pruned at a rung when its runs
+    stopped there (successive halving stops a configuration's seeds together)."""
+    rungs = [s["pruned_at"] for s in summaries if s.get("pruned_at") is not None]
+    return score(summaries), max(rungs) if rungs else None
 
 
 def score(summaries: list[dict[str, Any]]) -> float:
@@ -94,11 +110,20 @@ class Studies:
         return {label: [point(t.params, self.spaces[label], self.digits) for t in trials]
                 for label, trials in self.asked.items()}
 
-    def tell(self, scores: dict[str, list[float]]) -> None:
-        """Tell each trial last asked its score (label -> the scores in the order asked)."""
+    def tell(self, outcomes: dict[str, list[Outcome]]) -> None:
+        """Tell each trial last asked its outcome (label -> the outcomes in the order asked):
+        a completed trial its score; a pruned one its score at its rung, reported there as
+        an intermediate value, and the state PRUNED, as Optuna's pruners leave a trial (TPE
+        ranks pruned trials by how far they got, then by that value)."""
+        from optuna.trial import TrialState
+
         for label, trials in self.asked.items():
-            for trial, value in zip(trials, scores[label], strict=True):
-                self.studies[label].tell(trial, value)
+            for trial, (value, rung) in zip(trials, outcomes[label], strict=True):
+                if rung is None:
+                    self.studies[label].tell(trial, value)
+                else:
+                    trial.report(value, rung)
+                    self.studies[label].tell(trial, state=TrialState.PRUNED)
 
 
 # label -> the points of its trials, in the order asked
@@ -106,9 +131,9 @@ Points = dict[str, list[dict[str, float]]]
 
 
 def search(studies: Studies, trials: int, batch: int, stored: Points,
-           save: Callable[[Points], None], train: Callable[[Points], dict[str, list[float]]]
+           save: Callable[[Points], None], train: Callable[[Points], dict[str, list[Outcome]]]
            ) -> Points:
-    """Ask `batch` trials per entry, `train` them (label -> each one's score), tell, until
+    """Ask `batch` trials per entry, `train` them (label -> each one's outcome), tell, until
     `trials` per entry; `stored`: the trials of an earlier run, replayed (`train` finds them
     finished), each checked against the point asked again; `save`: every trial asked so far,
     before it trains. Returns the trials."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +75,32 @@ def plot_rungs(lines: dict[str, list[dict[str, Any]]], rungs: list[int], path: P
 NOTE = (
     "<p>Successive halving: at each rung (dashed) the configurations of each optimizer "
     "are ranked on validation (accuracy averaged over seeds, ties to the lower loss; a "
-    "diverged one last), the best ceil(n/η) go on and the rest stop there. Grey lines end "
-    "where their configuration was pruned (×); the coloured ones reached the last step. "
+    "diverged one last; TPE's rounds of trials apart), the best ceil(n/η) go on and the "
+    "rest stop there. Grey lines end where their configuration was pruned (×); the "
+    "coloured ones reached the last step. "
     "Member-steps trained: {steps}. The decisions are in summary.json (\"rungs\").</p>")
+
+
+def rung_rows(decisions: list[dict[str, Any]]) -> list[list[str]]:
+    """Per rung and optimizer: how many went on of how many, and the first configuration
+    with its validation accuracy: the best of the rank-1 ones, since TPE's rounds of trials
+    are ranked apart (a grid has one)."""
+    rows = []
+    for rung in sorted({d["rung"] for d in decisions}):
+        for name in dict.fromkeys(d["optimizer"] for d in decisions):
+            at = [d for d in decisions if d["rung"] == rung and d["optimizer"] == name]
+            if at:
+                best = min((d for d in at if d["rank"] == 1), key=_standing)
+                acc = "–" if best["val_acc"] is None else f"{best['val_acc']:.2%}"
+                rows.append([str(rung), name, f"{sum(d['survives'] for d in at)} of {len(at)}",
+                             hyperparameters_text(best["hyperparameters"]), acc])
+    return rows
+
+
+def _standing(decision: dict[str, Any]) -> tuple[bool, float, float]:
+    """The sort key of rank-1 configurations of separate brackets: accuracy down, loss up."""
+    acc, loss = decision["val_acc"], decision["val_loss"]
+    return acc is None, -(acc or 0.0), loss if loss is not None else math.inf
 
 
 def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]],
@@ -86,16 +110,8 @@ def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]],
         return []
     steps = sorted({d["rung"] for d in decisions})
     png = plot_rungs(rung_lines(runs), steps, out / "rungs.png")
-    rows = []
-    for rung in steps:
-        for name in dict.fromkeys(d["optimizer"] for d in decisions):
-            at = [d for d in decisions if d["rung"] == rung and d["optimizer"] == name]
-            if at:
-                best = at[0]
-                acc = "–" if best["val_acc"] is None else f"{best['val_acc']:.2%}"
-                rows.append([str(rung), name, f"{sum(d['survives'] for d in at)} of {len(at)}",
-                             hyperparameters_text(best["hyperparameters"]), acc])
     member_steps = sum(int(r["summary"]["steps"]) for r in runs)
     body = (NOTE.format(steps=html.escape(f"{member_steps:,}")) + inline_png(png, "rung diagram")
-            + html_table(("rung", "optimizer", "kept", "first", "its val acc"), rows))
+            + html_table(("rung", "optimizer", "kept", "first", "its val acc"),
+                         rung_rows(decisions)))
     return [("Successive halving: rung diagram", body)]
