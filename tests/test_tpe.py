@@ -137,9 +137,9 @@ def test_an_interrupted_sweep_resumes_to_the_trials_of_one_never_stopped(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         sweep(tmp_path / "cut", 5).run()
     monkeypatch.undo()
-    # the first job's four runs are committed; the second's finished one waited in its batch
-    # of commits (`Store.flush`) and is lost with it, to run again
-    assert Store(tmp_path / "cut").finished_count() == 4
+    # the first job's four runs and the second's two finished ones: an interrupt commits
+    # the runs waiting in their batch (`Store.flush`) before it ends the sweep
+    assert Store(tmp_path / "cut").finished_count() == 6
     resumed = sweep(tmp_path / "cut", 5)
     runs = resumed.run()
     assert resumed.points == whole.points

@@ -270,12 +270,14 @@ class Sweep:
                 self.store.mark_running(todo)
             kept = Checkpoints(self.store.checkpoints(todo), self._checkpointed)
             steps = self._steps(Steps(todo, self.on_progress))
-            execute(self.cfg.executor, Job(
-                todo, self.dataset, self._finished, steps, self.on_progress, kept,
-                self.cfg.max_batch, on_wait=self._commit_due,
-                rungs=self._rungs(todo) if halve else None))
-            with self.guard():
-                self.store.flush()
+            try:
+                execute(self.cfg.executor, Job(
+                    todo, self.dataset, self._finished, steps, self.on_progress, kept,
+                    self.cfg.max_batch, on_wait=self._commit_due,
+                    rungs=self._rungs(todo) if halve else None))
+            finally:  # Ctrl-C or SIGTERM too: the runs that finished before it are kept
+                with self.guard():
+                    self.store.flush()
         return len(todo)
 
     def _rungs(self, configs: list[TrainConfig]) -> Rungs | None:
