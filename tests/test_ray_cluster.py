@@ -29,8 +29,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # token would be written into the home folder
 # 6 runs, one a shard, long enough (a second or two each) that the kill finds a shard in
 # training on the worker node
-SWEEP = {"model": "mlp", "optimizers": "sgd,adam", "lr": "0.03,0.3", "beta1": "0.5,0.9",
-         "steps": 1000, "batch_size": 20, "eval_every": 500, "max_batch": 1,
+# 9 runs of 2000 steps, one shard each: long enough that the worker node still trains a
+# shard when the first finished run is committed (a second after it ends), on a quiet machine
+SWEEP = {"model": "mlp", "optimizers": "sgd,adam", "lr": "0.03,0.1,0.3", "beta1": "0.5,0.9",
+         "steps": 2000, "batch_size": 20, "eval_every": 500, "max_batch": 1,
          "dtype": "float64"}
 ENV = os.environ | {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -121,8 +123,8 @@ def test_a_worker_node_killed_mid_sweep_loses_nothing_finished_and_the_head_comp
     assert driver.returncode == 0, err
     with sqlite3.connect(out / "sweep.sqlite") as conn:
         after = conn.execute("SELECT key, summary, curves FROM runs").fetchall()
-    assert set(before) <= set(after) and len(after) == 6  # every finished run, as it was
-    assert done_count(out / "sweep.sqlite") == 6
+    assert set(before) <= set(after) and len(after) == 9  # every finished run, as it was
+    assert done_count(out / "sweep.sqlite") == 9
     local = tmp_path / "local"
     Sweep(settings({}, SWEEP | {"dataset": f"npz:{tmp_path / 'blobs.npz'}"}), local).run()
     assert comparable(out) == comparable(local)
