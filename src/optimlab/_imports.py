@@ -2,7 +2,8 @@
 
 The module is looked up on `sys.path` and in the current directory (the `optimlab`
 console script does not put the current directory on `sys.path` by itself). Failures
-are `ValueError`s of one line that name what is missing.
+are `ValueError`s of one line that name what is missing. `optional` imports a module of
+an optional extra, or says in one line how to install it.
 """
 
 from __future__ import annotations
@@ -76,3 +77,11 @@ def import_object(path: str) -> Any:
         obj = getattr(obj, part)
     return obj
 
+
+def optional(module: str, missing: str) -> Any:
+    """`module` (of an optional extra) imported, or an ImportError of the one line `missing`,
+    which says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(missing) from None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optimlab._imports import register_object
+from optimlab._imports import optional, register_object
 
 __all__ = ["Result", "compare", "suite", "sweep"]
 
@@ -49,11 +49,8 @@ class Result:
 
     def to_pandas(self) -> Any:
         """The rows as a pandas DataFrame (pandas is an optional extra)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("to_pandas needs pandas: pip install 'optimlab[pandas]'; the "
-                              "rows are plain dicts in .rows") from None
+        pd = optional("pandas", "to_pandas needs pandas: pip install 'optimlab[pandas]'; the "
+                      "rows are plain dicts in .rows")
         return pd.DataFrame(self.rows)
 
     def curves_pandas(self) -> Any:

@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from optimlab.lab.policy import usable_cores
 
 
-def _integer(text: str, low: int) -> int:
+def _integer(text: str, low: int, why: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
         value = low - 1
     if value < low:
-        raise argparse.ArgumentTypeError(f"{text!r}; allowed: an integer >= {low}")
+        raise argparse.ArgumentTypeError(f"{text!r}; allowed: an integer >= {low}{why}")
     return value
 
 
@@ -33,14 +33,7 @@ def natural_int(text: str) -> int:
 
 def eta(text: str) -> int:
     """Successive halving's η: an integer >= 2 (η = 1 would stop nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}; allowed: an integer >= 2 (the rungs' "
-                                         "ratio η: 1/η of the configurations go on)")
-    return value
+    return _integer(text, 2, " (the rungs' ratio η: 1/η of the configurations go on)")
 
 
 def number(text: str) -> float:

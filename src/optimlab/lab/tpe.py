@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from optimlab._imports import optional
 from optimlab.lab.entries import Entry
 from optimlab.lab.search import Range
 
@@ -34,11 +35,7 @@ MISSING = ("Invalid --search tpe: Optuna is not installed; allowed: pip install 
 
 def require() -> Any:
     """The optuna module, or a one-line ImportError naming the extra it needs."""
-    try:
-        import optuna
-    except ImportError:
-        raise ImportError(MISSING) from None
-    return optuna
+    return optional("optuna", MISSING)
 
 
 def distributions(space: Mapping[str, Range | tuple[float, ...]]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from optimlab._imports import optional
 from optimlab.analysis.records import CurvePoint, family, load_compare
 from optimlab.analysis.store import FILENAME, read_runs
 
@@ -32,11 +33,7 @@ MISSING = ("tensorboard is not installed: pip install 'optimlab[tensorboard]' (i
 
 def require() -> Any:
     """torch's SummaryWriter class, or a one-line ImportError naming the extra it needs."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ImportError(MISSING) from None
-    return SummaryWriter
+    return optional("torch.utils.tensorboard", MISSING).SummaryWriter
 
 
 def summary_writer(logdir: Path, flush_secs: int = 120) -> Any:
