@@ -229,6 +229,7 @@ class _Kind:
                 if self.names is None:
                     found = names(self.formula, kw)
                     self.module = _nf.kernels(self.formula, found)
+                    self._terms = operator.itemgetter(*found.terms, "")
                     self.names = found
         return self.names
 
@@ -284,8 +285,9 @@ class _Kind:
             hp[0, j] = scalars[name]
 
     def terms(self, kw: dict[str, Any], t: Any) -> tuple[Any, ...]:
-        assert self.formula.terms is not None and self.names is not None
-        return tuple(map(self.formula.terms(kw, t).__getitem__, self.names.terms))
+        assert self.formula.terms is not None
+        # the "" key makes the getter return a tuple for a formula of one term too
+        return self._terms({**self.formula.terms(kw, t), "": 0})[:-1]  # type: ignore[no-any-return]
 
 
 _KINDS: dict[str, _Kind] = {}
@@ -299,14 +301,15 @@ def _kind(name: str) -> _Kind:
 
 
 def _per_tensor(kind: _Kind, lay: Layout, steps: list[int], kw: dict[str, Any]
-                ) -> tuple[np.ndarray, ...]:
+                ) -> Sequence[np.ndarray]:
     """A kind's terms per tensor at its t (`steps[i]`), worked out in float64 and then
     rounded to the tensors' dtype."""
     if steps.count(steps[0]) == len(steps):  # as usual, one t for the group: one value each
         values = kind.terms(kw, steps[0])
-        lay.scratch += [np.empty(len(lay.params), lay.dtype)
-                        for _ in range(len(values) - len(lay.scratch))]
-        arrays = tuple(lay.scratch[:len(values)])
+        if len(values) > len(lay.scratch):  # a formula with more terms than any before
+            lay.scratch.extend(np.empty(len(lay.params), lay.dtype)
+                               for _ in range(len(values) - len(lay.scratch)))
+        arrays = lay.scratch[:len(values)]
         for a, x in zip(arrays, values):
             a.fill(x)
         return arrays
@@ -347,7 +350,7 @@ class Prepared:
         self.tensors, self.addresses = tensors, _checks.addresses(tensors)
         self.kw: dict[str, Any] | None = None
         self.scalars: tuple[Any, ...] = ()
-        self.per_step: tuple[Any, ...] = ()
+        self.per_step: Sequence[Any] = ()
         self.terms_move = True  # whether a new η alone changes the terms (without counts)
         self.lr_columns: tuple[tuple[int, str], ...] = ()  # what a new η alone rewrites
 
