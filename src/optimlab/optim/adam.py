@@ -36,7 +36,7 @@ def adam_element(w, g, v, s, s_max, *, beta1, rest1, beta2, rest2, eps, weight_d
     return w, v, s, s_max                                    # w ← w − η v̂/(√ŝ+ε)
 
 
-def _scalars(kw: Kw) -> dict[str, Any]:
+def adam_scalars(kw: Kw) -> dict[str, Any]:
     beta1, beta2, lr, wd = kw["beta1"], kw["beta2"], kw["lr"], kw["weight_decay"]
     return dict(beta1=beta1, rest1=1 - beta1, beta2=beta2, rest2=1 - beta2, eps=kw["eps"],
                 weight_decay=wd, shrink=1 - lr * wd)
@@ -48,7 +48,7 @@ def _terms(kw: Kw, t: Any) -> dict[str, Any]:
 
 
 FORMULA = Formula(
-    name="adam", element=adam_element, states=("v", "s", "s_max"), scalars=_scalars,
+    name="adam", element=adam_element, states=("v", "s", "s_max"), scalars=adam_scalars,
     flags=lambda kw: dict(decoupled=bool(kw["decoupled"]),
                           decay=not kw["decoupled"] and kw["weight_decay"] != 0,
                           amsgrad=bool(kw["amsgrad"])),

@@ -11,7 +11,9 @@ from optimlab.kernels.formula import Formula, Kw, sqrt
 from optimlab.kernels.scalars import corrections
 from optimlab.optim._base import BaseOptimizer, value
 from optimlab.optim._formula import foreach, reference
+from optimlab.optim._running import Running
 from optimlab.optim._spec import NONNEG, Batched, Flag, OptimizerSpec, Pair, register
+from optimlab.optim.adam import Adam, adam_scalars
 
 
 def nadam_denominator(s, *, eps, bc2):
@@ -34,16 +36,9 @@ def nadam_element(w, g, v, s, *, beta1, rest1, beta2, rest2, eps, weight_decay, 
     return w, v, s
 
 
-# ∏_{i≤t} (1 − ½·0.96^{iψ}) for each momentum_decay ψ met, index t: μ's product is β₁ᵗ
-# times this, so one list per ψ serves every β₁ (the members of a sweep included)
-_WARMUPS: dict[float, list[float]] = {}
-
-
-def _warmup_product(psi: float, t: int) -> float:
-    products = _WARMUPS.setdefault(psi, [1.0])
-    while len(products) <= t:
-        products.append(products[-1] * (1 - 0.5 * 0.96 ** (len(products) * psi)))
-    return products[t]
+# ∏_{i≤t} (1 − ½·0.96^{iψ}) for a momentum_decay ψ: μ's product is β₁ᵗ times this, so one
+# running product per ψ serves every β₁ (the members of a sweep included)
+_warmup_product = Running(1.0, lambda psi, i, product: product * (1 - 0.5 * 0.96 ** (i * psi)))
 
 
 def momentum_schedule(beta1: float, psi: float, t: int) -> tuple[float, float, float, float]:
@@ -52,12 +47,6 @@ def momentum_schedule(beta1: float, psi: float, t: int) -> tuple[float, float, f
     mu = [beta1 * (1 - 0.5 * 0.96 ** (i * psi)) for i in (t, t + 1)]
     return (mu[0], mu[1], beta1**t * _warmup_product(psi, t),
             beta1 ** (t + 1) * _warmup_product(psi, t + 1))
-
-
-def _scalars(kw: Kw) -> dict[str, Any]:
-    beta1, beta2, lr, wd = kw["beta1"], kw["beta2"], kw["lr"], kw["weight_decay"]
-    return dict(beta1=beta1, rest1=1 - beta1, beta2=beta2, rest2=1 - beta2, eps=kw["eps"],
-                weight_decay=wd, shrink=1 - lr * wd)
 
 
 def _terms(kw: Kw, t: Any) -> dict[str, Any]:
@@ -69,7 +58,7 @@ def _terms(kw: Kw, t: Any) -> dict[str, Any]:
 
 
 FORMULA = Formula(
-    name="nadam", element=nadam_element, states=("v", "s"), scalars=_scalars,
+    name="nadam", element=nadam_element, states=("v", "s"), scalars=adam_scalars,
     flags=lambda kw: dict(decoupled=bool(kw["decoupled"]) and kw["weight_decay"] != 0,
                           decay=not kw["decoupled"] and kw["weight_decay"] != 0),
     terms=_terms, denominator=nadam_denominator, keys={"v": "exp_avg", "s": "exp_avg_sq"})
@@ -106,9 +95,7 @@ class NAdam(BaseOptimizer):
                         foreach=foreach, fused=fused)
         super().__init__(params, defaults, nonfinite=nonfinite)
 
-    def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
-        zeros = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
-        return {"step": torch.tensor(0.0), "exp_avg": zeros(), "exp_avg_sq": zeros()}
+    _init_state = Adam._init_state
 
     def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
                states: list[dict[str, Any]]) -> list[list[Any]]:

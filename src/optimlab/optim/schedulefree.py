@@ -11,6 +11,7 @@ from optimlab.kernels.formula import Formula, Kw, Modes
 from optimlab.kernels.scalars import corrections
 from optimlab.optim._base import BaseOptimizer, value
 from optimlab.optim._formula import foreach, reference
+from optimlab.optim._running import Running
 from optimlab.optim._spec import NONNEG, Batched, Number, OptimizerSpec, Pair, register
 from optimlab.optim.nadam import nadam_denominator
 
@@ -34,24 +35,21 @@ def schedulefree_move(w, z, *, c):
     return w + c * (z - w)
 
 
-# Σ_{i≤t} i^r·mᵢ^p for each (warm-up, r, p) met, index t, with mᵢ = min(i/warm-up, 1): the
-# weights of the average. The package weighs step i by i^r·(max η so far)^p; at a constant
-# η that is i^r·(η·mᵢ)^p and η^p cancels from cₜ: one list per (warm-up, r, p) serves every η
-_WEIGHT_SUMS: dict[tuple[float, float, float], list[float]] = {}
-
-
+# Σ_{i≤t} i^r·mᵢ^p for a (warm-up, r, p), with mᵢ = min(i/warm-up, 1): the weights of the
+# average. The package weighs step i by i^r·(max η so far)^p; at a constant η that is
+# i^r·(η·mᵢ)^p and η^p cancels from cₜ: one running sum per (warm-up, r, p) serves every η
 def _warmup(warmup: float, t: int) -> float:
     return t / warmup if t <= warmup else 1.0
 
 
+_weight_sum = Running(0.0, lambda key, i, total: total + i**key[1] * _warmup(key[0], i) ** key[2])
+
+
 def average_weight(warmup: float, r: float, power: float, t: int) -> float:
     """cₜ, the weight of zₜ in xₜ = (1−cₜ)xₜ₋₁ + cₜzₜ: step t's weight over the sum so far."""
-    sums = _WEIGHT_SUMS.setdefault((warmup, r, power), [0.0])
-    while len(sums) <= t:
-        i = len(sums)
-        sums.append(sums[-1] + i**r * _warmup(warmup, i) ** power)
+    total = _weight_sum((warmup, r, power), t)
     weight = t**r * _warmup(warmup, t) ** power
-    return weight / sums[t] if sums[t] else 0.0
+    return weight / total if total else 0.0
 
 
 def _terms(kw: Kw, t: Any) -> dict[str, Any]:
