@@ -7,7 +7,7 @@ import pytest
 from conftest import GradientField, max_rel_err
 from test_optim_torch import drive, flat
 
-from optimlab.optim import OPTIMIZERS
+from optimlab.optim import OPTIMIZERS, modes
 
 # (ours, the peer's module:class, hyperparameters, gradient field, steps)
 PEERS = [
@@ -29,8 +29,10 @@ def published(path: str) -> type:
 
 
 def _train_mode(opt) -> None:
-    if hasattr(opt, "train"):
-        opt.train()
+    found = modes(opt)
+    if found is not None:
+        _, to_train = found
+        to_train()
 
 
 @pytest.mark.parametrize("impl", [dict(foreach=False), dict(foreach=True), dict(fused=True)],
@@ -48,7 +50,7 @@ def test_parity_with_the_published_implementation_float64(name, peer, kw, kind, 
         drive(opt, params, field, steps)
     assert max_rel_err(flat(ours), flat(theirs)) <= 1e-9
     assert abs(flat(ours) - flat(field.torch_params())).max() > 1e-3
-    if hasattr(opts[1], "eval"):
+    if modes(opts[1]) is not None:
         trained = flat(ours)
         for opt in opts:
             opt.eval()

@@ -48,6 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,7 +58,7 @@ from torch.func import functional_call
 from optimlab._dynamo import dynamo_not_imported
 from optimlab.lab.member_grads import is_hand_written, member_grads, member_logits, views
 from optimlab.lab.store import Checkpoint, config_key
-from optimlab.optim import OPTIMIZERS, SPECS
+from optimlab.optim import OPTIMIZERS, SPECS, evaluating
 from optimlab.optim.batched import BatchedOptimizer, check_members, segment
 from optimlab.train import (
     CurvePoint,
@@ -729,13 +730,10 @@ class Group:
         results do not depend on how many train with it). A member that just diverged is
         evaluated by its own forward, as `train_run` evaluates it: near overflow another
         summation order can turn a logit into Inf."""
-        for opt, _, _ in self.segments:  # at the point each is evaluated at (`eval()`)
-            opt.eval()
-        try:
-            results = self._results(rows, diverged)
-        finally:
+        with ExitStack() as stack:  # at the point each is evaluated at (`eval()`)
             for opt, _, _ in self.segments:
-                opt.train()
+                stack.enter_context(evaluating(opt))
+            results = self._results(rows, diverged)
         for row, metrics in zip(rows, results, strict=True):
             i = self.alive[row]
             for split, values in metrics.items():

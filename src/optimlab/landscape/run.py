@@ -23,7 +23,7 @@ import torch
 
 from optimlab.lab.entries import Entry, parse_list
 from optimlab.landscape.functions import FUNCTIONS, TestFunction
-from optimlab.optim import LECTURE, OPTIMIZERS, modes
+from optimlab.optim import LECTURE, OPTIMIZERS, evaluating, modes
 
 # Half-decade steps over the range where any of the optimizers is useful on these functions.
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0)
@@ -61,9 +61,10 @@ def run_paths(fn: TestFunction, optimizer: str | Entry, lrs: Sequence[float], st
         kwargs.setdefault("foreach", False)
     opt = entry.optimizer_class()([{"params": [w], "lr": lr} for w, lr in zip(ws, lrs)],
                                   **kwargs)
-    switch = modes(opt)  # a schedule-free optimizer's path is its evaluated point, x
+    switch = modes(opt)  # a schedule-free optimizer steps at y; its path is x (`evaluating`)
     if switch is not None:
-        switch[1]()
+        _, to_train = switch
+        to_train()
     gen = torch.Generator().manual_seed(seed)
     paths = [[list(fn.start)] for _ in lrs]
     stops = ["steps"] * len(lrs)
@@ -79,12 +80,9 @@ def run_paths(fn: TestFunction, optimizer: str | Entry, lrs: Sequence[float], st
             loss = loss + (w * torch.randn(2, generator=gen, dtype=torch.float64)).sum() * noise
         loss.backward()
         opt.step()
-        if switch is not None:
-            switch[0]()
-        for i in live:
-            stops[i] = _advance(fn, paths[i], ws[i].detach().tolist())
-        if switch is not None:
-            switch[1]()
+        with evaluating(opt):
+            for i in live:
+                stops[i] = _advance(fn, paths[i], ws[i].detach().tolist())
     return [{"lr": lr, "path": path, "stop": stop, **path_metrics(fn, path)}
             for lr, path, stop in zip(lrs, paths, stops)]
 

@@ -13,7 +13,8 @@ specification, in import order) is the only list of optimizer names.
 
 # ruff: noqa: I001 - the imports register the optimizers: their order is the lecture's
 # ("X as X" re-exports a class: `__all__` lists the classes from the registry)
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -62,8 +63,24 @@ def modes(optimizer: Any) -> tuple[Callable[[], Any], Callable[[], Any]] | None:
     return (to_eval, to_train) if callable(to_eval) and callable(to_train) else None
 
 
+@contextmanager
+def evaluating(optimizer: Any) -> Iterator[None]:
+    """The optimizer in its eval mode inside the block and back in its train mode after it
+    (an exception included), where it has both (`modes`); else nothing changes."""
+    found = modes(optimizer)
+    if found is None:
+        yield
+        return
+    to_eval, to_train = found
+    to_eval()
+    try:
+        yield
+    finally:
+        to_train()
+
+
 __all__ = [
-    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec", "optimizer_class", "modes",
+    "SPECS", "OPTIMIZERS", "LECTURE", "OptimizerSpec", "optimizer_class", "modes", "evaluating",
     *(spec.cls.__name__ for spec in SPECS.values()),
     "sgd_reference", "sgd_foreach", "momentum_reference", "momentum_foreach",
     "rmsprop_reference", "rmsprop_foreach", "adam_reference", "adam_foreach",

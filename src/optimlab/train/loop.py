@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimlab.optim import modes, optimizer_class
+from optimlab.optim import evaluating, modes, optimizer_class
 from optimlab.train import schedules
 from optimlab.train.checkpoint import (
     Cadence,
@@ -78,14 +78,8 @@ def _train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
 def _record_eval(curves: list[CurvePoint], model: nn.Module, optimizer: Any, data: Any,
                  step: int, seconds: float, task: str) -> None:
     """Evaluate with the optimizer in its eval mode, if it has one, then back to train."""
-    found = modes(optimizer)
-    if found is not None:
-        found[0]()
-    try:
+    with evaluating(optimizer):
         results = evaluate(model, data, task)
-    finally:
-        if found is not None:
-            found[1]()
     for split, metrics in results.items():
         for metric, value in metrics.items():
             curves.append(CurvePoint(step, seconds, split, metric, value))
@@ -97,7 +91,8 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     optimizer = optimizer_class(config.optimizer)(model.parameters(), **config.hyperparameters)
     found = modes(optimizer)
     if found is not None:
-        found[1]()
+        _, to_train = found
+        to_train()
     return optimizer
 
 
