@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from optimlab.analysis.selection import grid_keys, point_value
+from optimlab.lab import halving
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.sweep import Sweep
 
@@ -37,7 +38,7 @@ def _swept(cfg: SweepConfig, dataset: Any) -> dict[str, Any]:
         picks[name] = None if record is None else {
             "hyperparameters": chosen["hyperparameters"], "run": chosen["run"],
             "val_acc": record["final_val_acc"], "test_acc": record["final_test_acc"]}
-    return {"wall_s": wall, "member_steps": sum(int(r["steps"]) for r in records),
+    return {"wall_s": wall, "member_steps": halving.member_steps(records),
             "runs": len(records), "picked": picks}
 
 

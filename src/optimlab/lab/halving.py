@@ -61,19 +61,19 @@ def decide(step: int, eta: int, scores: list[RungScore]) -> list[dict[str, Any]]
     is the best) and the best ceil(n/η) kept. One dict per configuration: "rung",
     "optimizer", "hyperparameters", "rank", "val_acc" and "val_loss" (means over its seeds),
     "diverged", "survives"."""
-    points: dict[tuple[str, str], dict[str, Any]] = {}
+    by_entry: dict[str, dict[str, dict[str, Any]]] = {}  # optimizer -> point text -> point
     for s in scores:
         text = json.dumps(s.hyperparameters, sort_keys=True)
-        p = points.setdefault((s.optimizer, text), {
+        p = by_entry.setdefault(s.optimizer, {}).setdefault(text, {
             "optimizer": s.optimizer, "hyperparameters": s.hyperparameters, "point": text,
             "accs": [], "losses": [], "diverged": False})
         p["accs"].append(s.val_acc)
         p["losses"].append(s.val_loss)
         p["diverged"] = p["diverged"] or s.diverged
     out = []
-    for name in dict.fromkeys(name for name, _ in points):
+    for name, points in by_entry.items():
         ranked = sorted(({**p, "val_acc": _mean(p["accs"]), "val_loss": _mean(p["losses"])}
-                         for (n, _), p in points.items() if n == name), key=_order)
+                         for p in points.values()), key=_order)
         kept = max(1, math.ceil(len(ranked) / eta))
         out += [{"rung": step, "optimizer": name, "hyperparameters": p["hyperparameters"],
                  "rank": rank, "val_acc": p["val_acc"], "val_loss": p["val_loss"],
@@ -83,5 +83,6 @@ def decide(step: int, eta: int, scores: list[RungScore]) -> list[dict[str, Any]]
 
 
 def member_steps(records: list[dict[str, Any]]) -> int:
-    """The optimizer steps all runs took together (each run's `steps_trained`)."""
-    return sum(int(r["steps_trained"]) for r in records)
+    """The optimizer steps all runs took together, from their summary records (each
+    run's "steps", which its `steps_trained` repeats)."""
+    return sum(int(r["steps"]) for r in records)

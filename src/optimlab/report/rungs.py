@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from optimlab.analysis.records import family
+from optimlab.lab import halving
 from optimlab.report.page import html_table, inline_png
 from optimlab.report.table import hyperparameters_text
 
@@ -110,8 +111,8 @@ def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]],
         return []
     steps = sorted({d["rung"] for d in decisions})
     png = plot_rungs(rung_lines(runs), steps, out / "rungs.png")
-    member_steps = sum(int(r["summary"]["steps"]) for r in runs)
-    body = (NOTE.format(steps=html.escape(f"{member_steps:,}")) + inline_png(png, "rung diagram")
+    steps_taken = halving.member_steps([r["summary"] for r in runs])
+    body = (NOTE.format(steps=html.escape(f"{steps_taken:,}")) + inline_png(png, "rung diagram")
             + html_table(("rung", "optimizer", "kept", "first", "its val acc"),
                          rung_rows(decisions)))
     return [("Successive halving: rung diagram", body)]
