@@ -29,35 +29,42 @@ def _goal(text: str, value: float | None, target: float) -> dict[str, Any]:
             "met": None if value is None else value >= target}
 
 
+def _fastest(case: dict[str, Any],
+             impls: tuple[str, ...] = ("torch-single", "torch-foreach", "torch-fused")
+             ) -> float | None:
+    """The peer's fastest time per step over `impls` (None: none of them measured)."""
+    times = [ms for impl in impls if (ms := _ms(case, impl)) is not None]
+    return min(times) if times else None
+
+
+def _ratio(theirs: float | None, ours: float) -> float | None:
+    return None if theirs is None else theirs / ours
+
+
 def _speed_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
     """Ours fused against torch's best comparable path, as a speed ratio (>1: ours faster)."""
     name, fused = case["optimizer"], _ms(case, "ours-fused")
     if fused is None:
         return []
     if name == "rmsprop":
-        torch_best = min(ms for impl in ("torch-single", "torch-foreach", "torch-fused")
-                         if (ms := _ms(case, impl)) is not None)
         return [_goal(f"rmsprop fused ≥ 3× torch's fastest RMSprop ({case['model']})",
-                      torch_best / fused, 3.0)]
+                      _ratio(_fastest(case), fused), 3.0)]
     torch_fused = _ms(case, "torch-fused")
     if torch_fused is None:  # a peer with no fused CPU step (NAdam's, a package's): its fastest
-        peer = [ms for impl in ("torch-single", "torch-foreach") if (ms := _ms(case, impl))]
         return [_goal(f"{name} fused ≥ its peer's fastest step ({case['model']})",
-                      min(peer) / fused if peer else None, 1.0)]
+                      _ratio(_fastest(case, ("torch-single", "torch-foreach")), fused), 1.0)]
     twin = "Adam" if name == "adam" else "SGD"
     return [_goal(f"{name} fused ≥ torch's fused {twin} ({case['model']})",
-                  None if torch_fused is None else torch_fused / fused, 1.0)]
+                  torch_fused / fused, 1.0)]
 
 
 def _peer_goal(case: dict[str, Any]) -> list[dict[str, Any]]:
     """Our default path (foreach) against the peer's fastest, as a speed ratio."""
-    ours = _ms(case, "ours-foreach")
-    theirs = [ms for impl in ("torch-single", "torch-foreach", "torch-fused")
-              if (ms := _ms(case, impl)) is not None]
-    if ours is None or not theirs:
+    ours, theirs = _ms(case, "ours-foreach"), _fastest(case)
+    if ours is None or theirs is None:
         return []
     return [_goal(f"{case['optimizer']} foreach ≥ its peer's fastest ({case['model']})",
-                  min(theirs) / ours, 1.0)]
+                  theirs / ours, 1.0)]
 
 
 def goals(cases: list[dict[str, Any]], device: str = "cpu") -> list[dict[str, Any]]:
