@@ -116,12 +116,11 @@ def val_accuracy(model: torch.nn.Module, data: Any) -> float:
     return acc
 
 
-def peer_objective(cfg: SweepConfig, data: Any, t0: float, trace: Trace
+def peer_objective(cfg: SweepConfig, data: Any, t0: float, trace: Trace, optuna: Any
                    ) -> Callable[[Any], float]:
     """The peer's objective: one trial trained in a plain torch loop, reported and pruned at
-    every evaluation step; its validation accuracy (0 when it diverged)."""
-    import optuna
-
+    every evaluation step; its validation accuracy (0 when it diverged). `optuna`: the
+    module (`tpe.require`)."""
     entry, steps = cfg.entries[0], cfg.steps_for(len(data.y_train))
     space = search_space(cfg, entry)
 
@@ -152,20 +151,15 @@ def peer_objective(cfg: SweepConfig, data: Any, t0: float, trace: Trace
 
 def race_peer(cfg: SweepConfig, dataset: Any) -> tuple[float, Trace]:
     """The peer's N trials: its wall time and trace."""
-    optuna = tpe.require()
-    data = on_device(dataset, "cpu", torch.float32)
-    trace: Trace = []
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per trial
-    try:
+    with tpe.quiet() as optuna:  # no line per trial
+        data = on_device(dataset, "cpu", torch.float32)
+        trace: Trace = []
         t0 = time.perf_counter()
         study = optuna.create_study(direction="maximize",
                                     sampler=optuna.samplers.TPESampler(seed=cfg.search_seed),
                                     pruner=optuna.pruners.SuccessiveHalvingPruner())
-        study.optimize(peer_objective(cfg, data, t0, trace), n_trials=cfg.trials)
+        study.optimize(peer_objective(cfg, data, t0, trace, optuna), n_trials=cfg.trials)
         return time.perf_counter() - t0, trace
-    finally:
-        optuna.logging.set_verbosity(level)
 
 
 def summarize(wall: float, trace: Trace, target: float) -> dict[str, Any]:
@@ -183,23 +177,24 @@ def run_race(cfg: RaceConfig, dataset: Any, progress: Callable[[str], None] | No
              ) -> dict[str, Any]:
     """Every row once, `full` first, as one JSON-ready record."""
     cfg.validate()
+    configs = cfg.configs()
+    full = configs["full"]
     runs: dict[str, tuple[float, Trace]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         # untimed: one short trial, so that the first row pays no one-time costs (imports,
         # the kernels' cache) that the rows after it would not
-        full = cfg.configs()["full"]
         steps = min(full.steps_for(len(dataset.y_train)), 10)
         race_ours(dataclasses.replace(full, trials=1, steps=steps, epochs=None), dataset,
                   Path(tmp) / "warm-up")
-        for name, sweep in cfg.configs().items():
+        for name, sweep in configs.items():
             if progress:
                 progress(name)
             runs[name] = race_ours(sweep, dataset, Path(tmp) / name)
     if "optuna" in cfg.rows:
         if progress:
             progress("optuna")
-        runs["optuna"] = race_peer(cfg.configs()["full"], dataset)
-    target = max(t["score"] for t in runs["full"][1])
+        runs["optuna"] = race_peer(full, dataset)
+    target = summarize(*runs["full"], math.inf)["best"]  # the full sweep's best score
     return {"settings": {"sweep": dataclasses.asdict(cfg.sweep), "rows": list(cfg.rows),
                          "batches": list(cfg.batches), "extra": cfg.extra,
                          "threads": torch.get_num_threads()},

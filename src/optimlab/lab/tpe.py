@@ -22,7 +22,8 @@ point (another Optuna) is refused, naming the trial.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from optimlab._imports import optional
@@ -36,6 +37,19 @@ MISSING = ("Invalid --search tpe: Optuna is not installed; allowed: pip install 
 def require() -> Any:
     """The optuna module, or a one-line ImportError naming the extra it needs."""
     return optional("optuna", MISSING)
+
+
+@contextmanager
+def quiet() -> Iterator[Any]:
+    """The optuna module, its log level at WARNING (no line per study or trial) until the
+    block ends, then back to what it was."""
+    optuna = require()
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield optuna
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def distributions(space: Mapping[str, Range | tuple[float, ...]]) -> dict[str, Any]:
@@ -85,19 +99,14 @@ class Studies:
 
     def __init__(self, entries: list[Entry], spaces: dict[str, dict[str, Any]], seed: int,
                  digits: int) -> None:
-        optuna = require()
         self.spaces, self.digits = spaces, digits
         self.dists = {e.label: distributions(spaces[e.label]) for e in entries}
-        level = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study created
-        try:
+        with quiet() as optuna:  # no line per study created
             # one sampler per entry, each from the same seed: an entry's trials do not
             # depend on the other entries, and entries of one space start from the same points
             self.studies = {e.label: optuna.create_study(
                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
                 for e in entries}
-        finally:
-            optuna.logging.set_verbosity(level)
         self.asked: dict[str, list[Any]] = {}
 
     def ask(self, k: int) -> dict[str, list[dict[str, float]]]:
