@@ -103,6 +103,7 @@ def test_the_page_shows_the_comparisons_and_an_older_folder_gets_them_computed(
     """A folder written before comparisons were stored renders the same comparisons, made
     from its records; its 2 seeds give "too few seeds", in the table and in the claims."""
     from optimlab.analysis.comparisons import read_comparisons
+    from optimlab.analysis.records import read_summary_file
     from optimlab.report.table import comparison_rows
 
     stored = summary(compare_dir)["comparisons"]
@@ -110,7 +111,7 @@ def test_the_page_shows_the_comparisons_and_an_older_folder_gets_them_computed(
     records = summary_runs(old)
     # as an earlier version wrote it: a bare list of run records, no comparisons
     (old / "summary.json").write_text(json.dumps(records))
-    assert read_comparisons(old, records) == stored
+    assert read_comparisons(old, read_summary_file(old / "summary.json")) == stored
     assert main(["report", str(old)]) == 0
     page = html.unescape((old / "report.html").read_text())
     assert "Paired comparisons (paired sign-flip permutation test, α = 0.05" in page
@@ -202,7 +203,13 @@ def test_the_sweeps_table_names_the_best_values_on_a_grid_edge(tmp_path):
     """The same edges as the sweep's own selection, βs included (they are one `betas`)."""
     from optimlab.lab.grid import SweepConfig, point_value
     from optimlab.lab.sweep import Sweep
-    from optimlab.report.sweep import BEST_COLUMNS, best_per_optimizer, best_rows, load_sweep
+    from optimlab.report.sweep import (
+        BEST_COLUMNS,
+        best_edges,
+        best_per_optimizer,
+        best_rows,
+        load_sweep,
+    )
 
     cfg = SweepConfig(model="logreg", optimizers=("adam",), steps=6, eval_every=3,
                       batch_size=8, select="val", grid={"lr": (1e-3, 1e-2, 1e-1),
@@ -211,13 +218,16 @@ def test_the_sweeps_table_names_the_best_values_on_a_grid_edge(tmp_path):
     sweep = Sweep(cfg, tmp_path, dataset=tiny_dataset())
     sweep.run()
     chosen = sweep.selection()["adam"]
-    runs = load_sweep(tmp_path)[0]
-    rows, _ = best_rows(runs, best_per_optimizer([r for r in runs if "grid" in r["roles"]]))
+    runs, meta = load_sweep(tmp_path)
+    best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
     hp = chosen["hyperparameters"]
     expected = ", ".join(f"{k}={point_value(hp, k):g} ({side})"
                          for k, side in sorted(chosen["edge"].items())) or "no"
     assert "beta2" in chosen["edge"]  # two values: the best β₂ is always on an edge
-    assert rows[0][BEST_COLUMNS.index("on the grid edge")] == expected
+    # from the stored selection, and from the grid runs alone (a store without one)
+    for stored in (meta, {}):
+        rows, _ = best_rows(runs, best, best_edges(runs, best, stored))
+        assert rows[0][BEST_COLUMNS.index("on the grid edge")] == expected
 
 
 def test_without_plotly_sweep_and_landscape_reports_are_static_with_a_note(tmp_path,

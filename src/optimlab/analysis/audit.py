@@ -28,7 +28,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import combinations
 from typing import Any
 
@@ -81,11 +81,17 @@ def _mixed_keys(ta: dict[str, Any], tb: dict[str, Any]) -> list[str]:
                    *(set(tb["tuned"]) & set(ta["untuned"]))})
 
 
-def _steps(records: Sequence[dict[str, Any]]) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {}
+def _per_entry(records: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any]
+               ) -> dict[str, set[Any]]:
+    """entry -> the distinct values of `get` over its records, in the records' order."""
+    out: dict[str, set[Any]] = {}
     for r in records:
-        out.setdefault(family(r), set()).add(r.get("steps_planned") or r["steps"])
+        out.setdefault(family(r), set()).add(get(r))
     return out
+
+
+def _steps(records: Sequence[dict[str, Any]]) -> dict[str, set[int]]:
+    return _per_entry(records, lambda r: r.get("steps_planned") or r["steps"])
 
 
 def pair_reasons(a: str, b: str, table: dict[str, dict[str, Any]],
@@ -120,11 +126,10 @@ def _tuning_findings(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _run_findings(records: Sequence[dict[str, Any]], schedule: str,
+def _run_findings(steps: dict[str, set[int]], seeds: dict[str, int], schedule: str,
                   decays: dict[str, str]) -> list[dict[str, Any]]:
     """Steps per run, η decayed inside the runs, and the seeds per entry."""
     out = []
-    steps = _steps(records)
     if len({s for v in steps.values() for s in v}) > 1:
         out.append({"kind": "steps", "entries": list(steps), "text": "unequal steps per run: "
                     + ", ".join(f"{k} {sorted(v)}" for k, v in steps.items())})
@@ -133,7 +138,6 @@ def _run_findings(records: Sequence[dict[str, Any]], schedule: str,
                     f"every run decays η by the schedule {schedule} (the same for all)"})
     out += [{"kind": "schedule", "entries": [label], "text": f"{label} decays its step "
              f"inside its own update: {why}"} for label, why in decays.items()]
-    seeds = seed_counts(records)
     text = ", ".join(f"{k} {n}" for k, n in seeds.items())
     out.append({"kind": "seeds", "entries": list(seeds), "text": f"seeds per entry: {text}"
                 + ("; unequal: the paired tests use the seeds both entries have"
@@ -143,10 +147,7 @@ def _run_findings(records: Sequence[dict[str, Any]], schedule: str,
 
 def seed_counts(records: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Distinct seeds per entry, in the records' order."""
-    seeds: dict[str, set[Any]] = {}
-    for r in records:
-        seeds.setdefault(family(r), set()).add(r.get("seed"))
-    return {k: len(v) for k, v in seeds.items()}
+    return {k: len(v) for k, v in _per_entry(records, lambda r: r.get("seed")).items()}
 
 
 def audit(table: dict[str, dict[str, Any]], records: Sequence[dict[str, Any]], *,
@@ -157,17 +158,17 @@ def audit(table: dict[str, dict[str, Any]], records: Sequence[dict[str, Any]], *
     `records`: {"findings": [{"kind", "entries", "text"}], "budgets": {label: {"trials",
     "steps_per_trial", "budget"}}, "seeds": {label: n}, "undecided": [{"a", "b",
     "reasons"}] for each pair whose verdicts would not be fair}."""
-    steps = _steps(records)
+    steps, seeds = _steps(records), seed_counts(records)
     undecided = []
     for a, b in combinations(table, 2):
         reasons = pair_reasons(a, b, table, steps)
         if reasons:
             undecided.append({"a": a, "b": b, "reasons": reasons})
     return {"findings": [_budget_finding(table), *_tuning_findings(table),
-                         *_run_findings(records, schedule, decays or {})],
+                         *_run_findings(steps, seeds, schedule, decays or {})],
             "budgets": {label: {k: t[k] for k in ("trials", "steps_per_trial", "budget")}
                         for label, t in table.items()},
-            "seeds": seed_counts(records), "undecided": undecided}
+            "seeds": seeds, "undecided": undecided}
 
 
 def undecide(rows: Sequence[dict[str, Any]], found: dict[str, Any]) -> list[dict[str, Any]]:

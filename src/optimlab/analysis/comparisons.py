@@ -14,7 +14,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from optimlab.analysis.records import DamagedRecords, family, read_json, read_summary_file
+from optimlab.analysis.records import DamagedRecords, family, read_json
 from optimlab.analysis.stats import ALPHA, PairedMeasure, compare_pair
 
 # What every pair of entries is compared on: (summary record key, lower is better). Time to
@@ -60,12 +60,12 @@ def comparisons(records: Sequence[dict[str, Any]], alpha: float = ALPHA
 OLD_FILENAME = "comparisons.json"
 
 
-def read_comparisons(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The comparisons compare stored in `out_dir`'s summary.json (its "comparisons"), or
-    in the comparisons.json of an earlier version, or, for a folder written before they were
-    stored (or cut short before its last run), computed from its records at the default
-    alpha."""
-    stored = read_summary_file(out_dir / "summary.json").get("comparisons")
+def read_comparisons(out_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparisons compare stored in `out_dir`'s `summary` (summary.json as
+    `read_summary_file` gives it: its "comparisons"), or in the comparisons.json of an
+    earlier version, or, for a folder written before they were stored (or cut short before
+    its last run), computed from its runs at the default alpha."""
+    stored = summary.get("comparisons")
     path = out_dir / OLD_FILENAME
     if stored is None and path.is_file():
         found = read_json(path)
@@ -74,7 +74,7 @@ def read_comparisons(out_dir: Path, records: Sequence[dict[str, Any]]) -> list[d
                                  "\"comparisons\"")
         stored = found["comparisons"]
     if stored is None:
-        return comparisons(records)
+        return comparisons(summary["runs"])
     if not isinstance(stored, list):
         raise DamagedRecords(f"{out_dir / 'summary.json'} is damaged: \"comparisons\" is "
                              f"{type(stored).__name__}, not a list")

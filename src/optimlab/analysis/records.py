@@ -150,15 +150,16 @@ def curves_of_store_runs(runs: list[dict[str, Any]]) -> Curves:
     return curves_from_rows(rows)
 
 
-def load_compare(out_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], Curves]:
-    """(config.json, summary.json, curves.csv) of a compare folder, each checked."""
+def load_compare(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Curves]:
+    """(config.json, summary.json as `read_summary_file` gives it, curves.csv) of a compare
+    folder, each checked."""
     for name in ("config.json", "summary.json", "curves.csv"):
         if not (out_dir / name).is_file():
             raise FileNotFoundError(f"{out_dir} is not a compare folder: {name} is missing")
     meta = read_json(out_dir / "config.json")
     if not isinstance(meta, dict):
         raise DamagedRecords(f"{out_dir / 'config.json'} is damaged: expected an object")
-    return meta, read_summary(out_dir / "summary.json"), read_curves(out_dir / "curves.csv")
+    return meta, read_summary_file(out_dir / "summary.json"), read_curves(out_dir / "curves.csv")
 
 
 def _shortest(xs: Sequence[float]) -> list[str | float]:

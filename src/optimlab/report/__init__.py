@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.analysis.comparisons import read_comparisons
-from optimlab.analysis.records import read_summary_file
 from optimlab.analysis.stats import ALPHA
 from optimlab.report import diagnostics as step_sizes
 from optimlab.report import interactive
@@ -111,14 +110,15 @@ def _comparisons_section(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def render(out_dir: str | Path) -> Path:
     """Rewrite curves.png and report.html of a compare folder; returns report.html's path."""
     out = Path(out_dir)
-    meta, records, curves = load_compare(out)
+    meta, stored, curves = load_compare(out)
+    records = stored["runs"]
     diagnostics = read_json(out / "diagnostics.json") if (out / "diagnostics.json").is_file() \
         else []
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in step_sizes.render(diagnostics, out)]
-    compared = read_comparisons(out, records)
-    found = read_summary_file(out / "summary.json").get("audit")
+    compared = read_comparisons(out, stored)
+    found = stored.get("audit")
     claims = lecture_claims(records, tuned=_tuned(meta), edges=tuned_edges(meta),
                             diagnostics=diagnostics, audit=found,
                             alpha=compared[0]["alpha"] if compared else ALPHA)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from optimlab.analysis.budget import budget_curves
+from optimlab.analysis.budget import budget_curves, from_summary
 from optimlab.analysis.records import family, read_summary_file
 from optimlab.analysis.selection import (
     best_per_optimizer,
@@ -188,10 +188,22 @@ def _same_config(runs: list[dict[str, Any]], name: str, hp: dict[str, Any],
             r["config"]["hyperparameters"] == hp and (role is None or role in r["roles"])]
 
 
-def _edges(runs: list[dict[str, Any]], name: str, hp: dict[str, Any]) -> str:
-    """The best values that are the lowest or highest of their grid (extend the grid there),
-    the grid being that of the grid runs stored: the sweep's own selection says the same."""
-    found = edges(grid_of(runs, name), hp)
+def best_edges(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]],
+               meta: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per optimizer, the edges of its best point ({key: "low" | "high"}): those the sweep's
+    own selection stored (a sampled range's edge is its band, `optimlab.lab.search`), or,
+    for a store written before selections were kept, the lowest or highest of its grid."""
+    stored = meta.get("selection") or {}
+    out = {}
+    for name, run in best.items():
+        hp = run["config"]["hyperparameters"]
+        chosen = stored.get(name) or {}
+        out[name] = chosen["edge"] if chosen.get("hyperparameters") == hp else \
+            edges(grid_of(runs, name), hp)
+    return out
+
+
+def _edges_text(hp: dict[str, Any], found: dict[str, str]) -> str:
     return ", ".join(f"{k}={point_value(hp, k):g} ({side})"
                      for k, side in sorted(found.items())) or "no"
 
@@ -224,16 +236,19 @@ def lr_lines(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
     return out
 
 
-def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]]
+def best_rows(runs: list[dict[str, Any]], best: dict[str, dict[str, Any]],
+              edges_found: dict[str, dict[str, str]]
               ) -> tuple[list[list[str]], list[dict[str, Any]]]:
-    """The table of best configurations, and the summary records of their runs."""
+    """The table of best configurations (`edges_found`: see `best_edges`), and the summary
+    records of their runs."""
     rows, records = [], []
     for name, run in best.items():
         hp = run["config"]["hyperparameters"]
         tuned = [r["summary"] for r in _same_config(runs, name, hp)]
         shot = [r for r in runs if family(r["config"]) == name and "one-shot" in r["roles"]]
         shot_hp = hyperparameters_text(shot[0]["config"]["hyperparameters"]) if shot else "–"
-        rows.append([name, hyperparameters_text(hp), _edges(runs, name, hp), str(len(tuned)),
+        rows.append([name, hyperparameters_text(hp), _edges_text(hp, edges_found[name]),
+                     str(len(tuned)),
                      _pm([s["final_val_acc"] for s in tuned]),
                      _pm([s["final_test_acc"] for s in tuned]), shot_hp,
                      _pm([r["summary"]["final_val_acc"] for r in shot]),
@@ -256,14 +271,13 @@ def load_sweep(out: Path, runs: list[dict[str, Any]] | None = None
 
 def sweep_claims(runs: list[dict[str, Any]], points: list[dict[str, Any]],
                  best: dict[str, dict[str, Any]], best_records: list[dict[str, Any]],
-                 audit: dict[str, Any] | None = None) -> list[Claim]:
+                 edges_found: dict[str, dict[str, str]], audit: dict[str, Any] | None = None
+                 ) -> list[Claim]:
     """The claims on the best configurations. A sweep tunes η wherever its grid holds
     several: the best point is selected on validation, whatever `select` says about
     re-runs; a best value on the edge of its grid leaves the comparisons undecided."""
     grids = {name: grid_of(runs, name) for name in best}
     tuned = any(len(g.get("lr", ())) > 1 for g in grids.values())
-    edges_found = {name: edges(grids[name], run["config"]["hyperparameters"])
-                   for name, run in best.items()}
     return lecture_claims(best_records, tuned=tuned, edges=edges_found, audit=audit,
                           not_tuned="this sweep's grid holds one η per optimizer: η was "
                                     "not tuned (give --lr several values)",
@@ -310,7 +324,8 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     runs, meta = load_sweep(out, runs)
     points = _points(runs)
     best = best_per_optimizer([r for r in runs if "grid" in r["roles"]])
-    rows, best_records = best_rows(runs, best)
+    edges_found = best_edges(runs, best, meta)
+    rows, best_records = best_rows(runs, best, edges_found)
     curves = curves_of_store_runs(runs)
     figures = [inline_png(plot_lr_sensitivity(points, best, out / "lr_sensitivity.png"),
                           "η-sensitivity")]
@@ -319,13 +334,15 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     if best_records:
         png = plot_curves(best_records, curves, out / "best_curves.png")
         figures.append(inline_png(png, "best configurations' curves"))
-    by_budget = budget_curves(runs)
+    summary = out / "summary.json"
+    stored = read_summary_file(summary) if summary.is_file() else {}
+    # the sweep stored its budget curves (a bootstrap); a folder of an earlier version did not
+    by_budget = from_summary(stored) if "expected_best" in stored else budget_curves(runs)
     if by_budget:
         figures.append(inline_png(plot_budget(by_budget, out / "expected_best.png"),
                                   "expected best of k trials"))
-    summary = out / "summary.json"
-    found = read_summary_file(summary).get("audit") if summary.is_file() else None
-    claims = sweep_claims(runs, points, best, best_records, found)
+    found = stored.get("audit")
+    claims = sweep_claims(runs, points, best, best_records, edges_found, found)
     halving = rungs.rungs_section(runs, read_rungs(out), out)
     best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
                   "over seeds)", COLUMNS_NOTE + html_table(BEST_COLUMNS, rows))

@@ -102,7 +102,8 @@ def export(run_dir: str | Path, logdir: str | Path | None = None) -> tuple[Path,
     if (run_dir / FILENAME).is_file():
         runs = [(r["summary"], r["curves"]) for r in read_runs(run_dir)]
     elif (run_dir / "summary.json").is_file():
-        _, records, curves = load_compare(run_dir)
+        _, summary, curves = load_compare(run_dir)
+        records = summary["runs"]
         runs = [(r, _points(curves.get(r["run"], {}))) for r in records]
     else:
         raise ValueError(f"Invalid RUN_DIR {str(run_dir)!r}: it holds neither summary.json "
