@@ -199,9 +199,9 @@ def compare(model: Any = None, data: Any = None, optimizers: str | Sequence[Any]
     with _threads(threads):
         tuning = None
         if tune_trials is not None:
-            from optimlab.lab.tuning import tune, tuning_sweep
+            from optimlab.lab.tuning import tuned
 
-            cfg, tuning = tune(cfg, tuning_sweep(cfg, folder / "tune", tune_trials, dataset=ds))
+            cfg, tuning = tuned(cfg, folder / "tune", tune_trials, dataset=ds)
         comparison = Comparison(cfg, folder, command="optimlab.compare(...)", dataset=ds,
                                 alpha=alpha, tuning=tuning)
         comparison.run()

@@ -340,7 +340,8 @@ def _compare(args: argparse.Namespace, console: Console, tuning_threads: int) ->
     try:
         comparison = Comparison(cfg, out, command=command_line(cfg, out, args.threads,
                                                                  _executor(args)),
-                                tuning=tuning, alpha=args.alpha)
+                                tuning=tuning, alpha=args.alpha,
+                                dataset=sweep.dataset if sweep is not None else None)
     except (ValueError, TypeError, OSError) as e:
         return _error(e)
     ds = comparison.dataset

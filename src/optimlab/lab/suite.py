@@ -36,7 +36,7 @@ from optimlab.analysis.stats import ALPHA, check_alpha
 from optimlab.lab.compare import CallbackFactory, CompareConfig, Comparison
 from optimlab.lab.entries import parse_list, texts
 from optimlab.lab.experiment import DiskFull, output_folder, write_json
-from optimlab.lab.tuning import tune, tuning_sweep
+from optimlab.lab.tuning import tuned
 from optimlab.optim import LECTURE
 from optimlab.train.record import family
 
@@ -161,8 +161,7 @@ def _comparison(w: Workload, cfg: SuiteConfig, out: Path) -> Comparison:
                             lr={k: v for k, v in w.lr.items() if k in labels})
     tuning = None
     if cfg.tune_trials:
-        compare, tuning = tune(compare, tuning_sweep(compare, out / "tune", cfg.tune_trials,
-                                                     dataset=loaded))
+        compare, tuning = tuned(compare, out / "tune", cfg.tune_trials, dataset=loaded)
     return Comparison(compare, out, command=f"optimlab suite ({w.name})", dataset=loaded,
                       alpha=cfg.alpha, tuning=tuning)
 

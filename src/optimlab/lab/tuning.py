@@ -26,6 +26,7 @@ from optimlab.lab.entries import Entry, with_label
 from optimlab.lab.experiment import Experiment
 from optimlab.lab.grid import SweepConfig, applies
 from optimlab.lab.sweep import Sweep
+from optimlab.train.config import check_positive_int
 
 # Trials per optimizer: 8 runs of the comparison's length, fewer than the 9-value η grid
 # that tuning swept before (32 runs against 36 for the four lecture optimizers, as one
@@ -53,8 +54,7 @@ def tuning_sweep(cfg: CompareConfig, out: str | Path, trials: int = DEFAULT_TUNE
     if cfg.val_fraction == 0:
         raise ValueError(f"Invalid --tune with --val-fraction {cfg.val_fraction:g}: tuning "
                          "selects on the validation split; allowed: --val-fraction > 0")
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"Invalid --tune-trials {trials!r}; allowed: an integer >= 1")
+    check_positive_int("--tune-trials", trials)
     entries = [p for p in map(lambda e: pinned(cfg, e), cfg.entries) if searchable(p)]
     if not entries:
         return None
@@ -88,8 +88,9 @@ def tune(cfg: CompareConfig, sweep: Sweep | None,
     return dataclasses.replace(cfg, optimizers=tuple(entries)), table
 
 
-def tuned(cfg: CompareConfig, out: str | Path, trials: int = DEFAULT_TUNE_TRIALS
-          ) -> CompareConfig:
-    """`cfg` with each entry tuned on validation (`tuning_sweep`, then `tune`)."""
-    return tune(cfg, tuning_sweep(cfg, out, trials))[0]
+def tuned(cfg: CompareConfig, out: str | Path, trials: int = DEFAULT_TUNE_TRIALS, *,
+          dataset: Any = None) -> tuple[CompareConfig, dict[str, dict[str, Any]]]:
+    """`cfg` with each entry tuned on validation, and the tuning table: `tuning_sweep`,
+    then `tune` (the command runs the two apart, to show the sweep between them)."""
+    return tune(cfg, tuning_sweep(cfg, out, trials, dataset=dataset))
 
