@@ -188,8 +188,9 @@ def train(ctx: Context, configs: Sequence[TrainConfig], dataset: Any) -> list[di
 
         if todo:
             run_sequential(todo, dataset, finished)
-        write_outputs(store)
-        by_key = {r["key"]: r for r in store.runs()}
+        runs = store.runs()  # read once: every run's curves
+        write_outputs(store, runs=runs)
+        by_key = {r["key"]: r for r in runs}
         return [by_key[config_key(c)] for c in configs]
     finally:
         store.close()

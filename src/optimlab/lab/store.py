@@ -192,6 +192,12 @@ class Store:
         """Every decision recorded (see `optimlab.analysis.store.stored_rungs`)."""
         return stored_rungs(self.conn)
 
+    def diverged(self) -> list[dict[str, Any]]:
+        """The configs of the finished runs that diverged, read without their curves."""
+        self.flush()
+        rows = self.conn.execute("SELECT config, summary FROM runs WHERE status = 'done'")
+        return [json.loads(c) for c, s in rows if json.loads(s)["diverged"]]
+
     def set_meta(self, name: str, value: Any) -> None:
         with self.conn:
             self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",

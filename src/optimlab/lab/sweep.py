@@ -298,8 +298,9 @@ class Sweep:
         the pruned runs and the kept checkpoints; the config keys that go on."""
         assert self.cfg.halving is not None
         states = [(c, from_bytes(blob)) for c, _, blob in checkpoints]
-        lost = {(family(r["summary"]), _point(r["config"]["hyperparameters"]))
-                for r in self.store.runs() if r["summary"]["diverged"]}
+        # a point with a diverged seed ranks last; reading the summaries alone, since
+        # decoding every stored run's curves at every rung grows with the sweep
+        lost = {(family(c), _point(c["hyperparameters"])) for c in self.store.diverged()}
         scores = [halving.RungScore(c.label, c.hyperparameters,
                                     *_val_at(curves_from_state(st["curves"]), step),
                                     diverged=(c.label, _point(c.hyperparameters)) in lost)
