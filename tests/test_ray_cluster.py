@@ -27,8 +27,6 @@ from optimlab.lab.sweep import Sweep
 RAY = str(Path(sys.executable).with_name("ray"))
 # Token authentication off: the three processes run as one user on one machine, and a
 # token would be written into the home folder
-# 6 runs, one a shard, long enough (a second or two each) that the kill finds a shard in
-# training on the worker node
 # 9 runs of 2000 steps, one shard each: long enough that the worker node still trains a
 # shard when the first finished run is committed (a second after it ends), on a quiet machine
 SWEEP = {"model": "mlp", "optimizers": "sgd,adam", "lr": "0.03,0.1,0.3", "beta1": "0.5,0.9",
