@@ -60,6 +60,12 @@ def family(record: dict[str, Any]) -> str:
     return str(record.get("label") or record["optimizer"])
 
 
+def member_steps(records: list[dict[str, Any]]) -> int:
+    """The optimizer steps all runs took together, from their summary records (each
+    run's "steps", which its `steps_trained` repeats)."""
+    return sum(int(r["steps"]) for r in records)
+
+
 def read_json(path: Path) -> Any:
     """The JSON in `path`; a DamagedRecords naming the file and the defect otherwise."""
     try:

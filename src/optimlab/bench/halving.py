@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from optimlab.analysis.records import member_steps
 from optimlab.analysis.selection import grid_keys, point_value
-from optimlab.lab import halving
 from optimlab.lab.grid import SweepConfig
 from optimlab.lab.sweep import Sweep
 
@@ -38,7 +38,7 @@ def _swept(cfg: SweepConfig, dataset: Any) -> dict[str, Any]:
         picks[name] = None if record is None else {
             "hyperparameters": chosen["hyperparameters"], "run": chosen["run"],
             "val_acc": record["final_val_acc"], "test_acc": record["final_test_acc"]}
-    return {"wall_s": wall, "member_steps": halving.member_steps(records),
+    return {"wall_s": wall, "member_steps": member_steps(records),
             "runs": len(records), "picked": picks}
 
 

@@ -82,7 +82,3 @@ def decide(step: int, eta: int, scores: list[RungScore]) -> list[dict[str, Any]]
     return out
 
 
-def member_steps(records: list[dict[str, Any]]) -> int:
-    """The optimizer steps all runs took together, from their summary records (each
-    run's "steps", which its `steps_trained` repeats)."""
-    return sum(int(r["steps"]) for r in records)

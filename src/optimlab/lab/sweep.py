@@ -38,7 +38,7 @@ from typing import Any
 
 from optimlab.analysis import budget
 from optimlab.analysis.audit import audit
-from optimlab.analysis.records import family
+from optimlab.analysis.records import family, member_steps
 from optimlab.analysis.selection import best_per_optimizer, edges, point_value
 from optimlab.data.dataset import describe
 from optimlab.lab import halving, tpe
@@ -165,7 +165,7 @@ def write_outputs(store: Store, selection: dict[str, dict[str, Any]] | None = No
     if halved:
         records = [r | {"steps_trained": r["steps"], "pruned_at": r.get("pruned_at")}
                    for r in records]
-        sections |= {"member_steps": halving.member_steps(records), "rungs": store.rungs(),
+        sections |= {"member_steps": member_steps(records), "rungs": store.rungs(),
                      "training": store.in_flight()}
     write_json(store.out / "summary.json",
                {"runs": records, **sections, **({"audit": audit} if audit else {})})

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from optimlab.analysis.records import family
-from optimlab.lab import halving
+from optimlab.analysis.records import family, member_steps
 from optimlab.report.page import html_table, inline_png
 from optimlab.report.table import hyperparameters_text
 
@@ -111,7 +110,7 @@ def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]],
         return []
     steps = sorted({d["rung"] for d in decisions})
     png = plot_rungs(rung_lines(runs), steps, out / "rungs.png")
-    steps_taken = halving.member_steps([r["summary"] for r in runs])
+    steps_taken = member_steps([r["summary"] for r in runs])
     body = (NOTE.format(steps=html.escape(f"{steps_taken:,}")) + inline_png(png, "rung diagram")
             + html_table(("rung", "optimizer", "kept", "first", "its val acc"),
                          rung_rows(decisions)))
