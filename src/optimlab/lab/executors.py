@@ -171,6 +171,19 @@ class Rungs:
     decide: Callable[[int, list[Checkpoint]], set[str]]
 
 
+def _through_rungs(stage: _Live | _PerRung, rungs: Rungs, checkpoints: Checkpoints | None
+                   ) -> None:
+    """`stage`'s runs rung by rung: at each rung every run pauses (`stage.train(step, …)`
+    returns their checkpoints there), `rungs.decide` is asked, and the runs it keeps
+    (`stage.keep`) go on from those; the last stretch to the end."""
+    for step in rungs.steps:
+        paused = stage.train(step, checkpoints)
+        stage.keep(rungs.decide(step, paused))
+        if checkpoints:
+            checkpoints = checkpoints.with_saved(paused)
+    stage.train(None, checkpoints)
+
+
 class _StepCounter:
     """A train_run callback telling `on_steps` about every step."""
 
@@ -390,29 +403,52 @@ def run_vectorized(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
     single, batched = vectorized_plan(configs, dataset, max_batch, say,
                                       of_members.starts() if of_members else None)
     threads = torch.get_num_threads()
-    live, side = _groups(batched, dataset, saved, threads)
-    for step in (*rungs.steps, None) if rungs else (until,):
+    live = _Live(*_groups(batched, dataset, saved, threads), single, threads, dataset,
+                 on_finish, on_steps)
+    if rungs is not None:
+        _through_rungs(live, rungs, checkpoints)
+        return
+    run_sequential(single, dataset, on_finish, on_steps, checkpoints, until=until)
+    held = live.train_groups(until, checkpoints)
+    if until is not None and checkpoints:  # paused at `until`: the caller goes on from these
+        checkpoints.save(held)
+
+
+@dataclass
+class _Live:
+    """The vectorized executor's runs: its groups, kept in memory from rung to rung (each
+    compacted to the members that go on, `Group.keep`), and the runs it trains one by one."""
+
+    groups: list[Group]
+    side: bool  # the groups train side by side (`_side_by_side`)
+    single: list[TrainConfig]
+    threads: int
+    dataset: Any
+    on_finish: OnFinish
+    on_steps: OnSteps | None
+
+    def train(self, until: int | None, checkpoints: Checkpoints | None) -> list[Checkpoint]:
         paused: dict[str, Checkpoint] = {}
-        pausing = _pausing(checkpoints, paused, step) if step is not None else checkpoints
-        run_sequential(single, dataset, on_finish, on_steps, pausing, until=step)
-        if side:
-            _side_by_side(live, on_finish, on_steps, threads, checkpoints, step)
+        run_sequential(self.single, self.dataset, self.on_finish, self.on_steps,
+                       _pausing(checkpoints, paused, until), until=until)
+        paused |= {config_key(c): (c, t, b) for c, t, b in self.train_groups(until, checkpoints)}
+        return list(paused.values())
+
+    def train_groups(self, until: int | None, checkpoints: Checkpoints | None
+                     ) -> list[Checkpoint]:
+        """The groups to step `until` (None: to the end); their members' checkpoints there,
+        held here (not handed to `checkpoints.save`)."""
+        if self.side:
+            _side_by_side(self.groups, self.on_finish, self.on_steps, self.threads,
+                          checkpoints, until)
         else:
-            for group in live:
-                group.run(on_finish, on_steps, checkpoints=checkpoints, until=step)
-        if step is None:
-            return
-        at_step = [cp for g in live for cp in g.checkpoints(step)]
-        if rungs is None:  # paused at `until`: the caller goes on from these
-            if checkpoints:
-                checkpoints.save(at_step)
-            return
-        paused |= {config_key(c): (c, t, b) for c, t, b in at_step}
-        keep = rungs.decide(step, list(paused.values()))
-        live = [g for g in live if g.keep(keep)]
-        single = [c for c in single if config_key(c) in keep]
-        if checkpoints:
-            checkpoints = checkpoints.with_saved(list(paused.values()))
+            for group in self.groups:
+                group.run(self.on_finish, self.on_steps, checkpoints=checkpoints, until=until)
+        return [] if until is None else [cp for g in self.groups for cp in g.checkpoints(until)]
+
+    def keep(self, keys: set[str]) -> None:
+        self.groups = [g for g in self.groups if g.keep(keys)]
+        self.single = [c for c in self.single if config_key(c) in keys]
 
 
 def _groups(batched: list[list[TrainConfig]], dataset: Any,
@@ -429,11 +465,12 @@ def _groups(batched: list[list[TrainConfig]], dataset: Any,
     return [Group(members, dataset, saved) for members in batched], False
 
 
-def _pausing(checkpoints: Checkpoints | None, paused: dict[str, Checkpoint], step: int
-             ) -> Checkpoints | None:
-    """`checkpoints`, also keeping in `paused` (config key -> checkpoint) those at `step`."""
-    if checkpoints is None:
-        return None
+def _pausing(checkpoints: Checkpoints | None, paused: dict[str, Checkpoint],
+             step: int | None) -> Checkpoints | None:
+    """`checkpoints`, also keeping in `paused` (config key -> checkpoint) those at `step`
+    (None: `checkpoints` as they are)."""
+    if checkpoints is None or step is None:
+        return checkpoints
 
     def save(items: list[Checkpoint]) -> None:
         paused.update((config_key(c), (c, t, b)) for c, t, b in items if t == step)
@@ -565,31 +602,35 @@ def execute(executor: str, job: Job) -> None:
     """Train `job` with the executor named `executor`; runs given callbacks need a training
     loop of their own and train one by one (`run_sequential`) whatever the executor. With
     `job.rungs`, the vectorized executor decides inside its live groups; the others train
-    rung by rung (`_by_rung`)."""
+    rung by rung, one call per rung (`_PerRung`)."""
     if executor not in EXECUTORS:
         raise ValueError(f"Invalid executor: {executor!r}; allowed: {', '.join(EXECUTORS)}")
     name = "sequential" if job.callbacks else executor
     if job.rungs is not None and name != "vectorized":
-        _by_rung(EXECUTORS[name], job)
+        assert job.checkpoints is not None  # pausing needs them
+        _through_rungs(_PerRung(EXECUTORS[name], job), job.rungs, job.checkpoints)
     else:
         EXECUTORS[name](job)
 
 
-def _by_rung(train: Callable[[Job], None], job: Job) -> None:
-    """`job`'s rungs as one call of `train` per rung, every run pausing there; the runs
-    that `job.rungs.decide` keeps go on from their checkpoints at the rung, the last ones
-    to the end."""
-    assert job.rungs is not None and job.checkpoints is not None  # pausing needs them
-    live, checkpoints = list(job.configs), job.checkpoints
-    for step in job.rungs.steps:
+@dataclass
+class _PerRung:
+    """The runs of `job` through the rungs as one call of `executor` per stretch, each run
+    going on from its checkpoint at the last rung."""
+
+    executor: Callable[[Job], None]
+    job: Job
+
+    def train(self, until: int | None, checkpoints: Checkpoints | None) -> list[Checkpoint]:
         paused: dict[str, Checkpoint] = {}
-        train(dataclasses.replace(job, configs=live, rungs=None, until=step,
-                                  checkpoints=_pausing(checkpoints, paused, step)))
-        keep = job.rungs.decide(step, list(paused.values()))
-        live = [c for c in live if config_key(c) in keep]
-        checkpoints = checkpoints.with_saved(list(paused.values()))
-    if live:
-        train(dataclasses.replace(job, configs=live, rungs=None, checkpoints=checkpoints))
+        if self.job.configs:
+            self.executor(dataclasses.replace(self.job, rungs=None, until=until,
+                                              checkpoints=_pausing(checkpoints, paused, until)))
+        return list(paused.values())
+
+    def keep(self, keys: set[str]) -> None:
+        self.job = dataclasses.replace(
+            self.job, configs=[c for c in self.job.configs if config_key(c) in keys])
 
 
 def vectorized_plan(configs: Sequence[TrainConfig], dataset: Any, max_batch: int,
