@@ -153,6 +153,16 @@ class Checkpoints:
         return Resume(found[1] if found else None,
                       lambda step, blob: self.save([(config, step, blob)]), self.seconds, until)
 
+    def pausing(self, until: int | None, paused: OnCheckpoint) -> Checkpoints:
+        """These, the checkpoints at step `until` (where the runs pause; None: none)
+        handed to `paused` instead of `save`."""
+        def save(items: list[Checkpoint]) -> None:
+            if rest := [cp for cp in items if cp[1] != until]:
+                self.save(rest)
+            if at := [cp for cp in items if cp[1] == until]:
+                paused(at)
+        return Checkpoints(self.saved, save, self.seconds)
+
     def with_saved(self, checkpoints: Sequence[Checkpoint]) -> Checkpoints:
         """These, with `checkpoints` as the ones to go on from (a later one of a run wins)."""
         return Checkpoints({**self.saved, **{config_key(c): (step, blob)
@@ -228,7 +238,7 @@ def run_sequential(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFi
 
 
 _WORKER_DATASET: Any = None
-_WORKER_SAVES: Any = None  # the queue of checkpoints to the parent (None: none are taken)
+_WORKER_SAVES: Any = None  # the queue of checkpoint lists to the parent (None: none taken)
 
 
 def _init_worker(dataset: Any, saves: Any) -> None:
@@ -252,15 +262,10 @@ def _train_in_worker(task: _Task) -> RunResult | Checkpoint:
     if _WORKER_SAVES is None:
         return cast(RunResult, train_run(config, _WORKER_DATASET))
     paused: list[Checkpoint] = []
-
-    def save(step: int, blob: bytes) -> None:
-        if step == until:
-            paused.append((config, step, blob))
-        else:
-            _WORKER_SAVES.put((config, step, blob))
-
-    result = train_run(config, _WORKER_DATASET, resume=Resume(
-        saved[1] if saved else None, save, seconds, until))
+    queued = Checkpoints({config_key(config): saved} if saved else {}, _WORKER_SAVES.put,
+                         seconds)
+    result = train_run(config, _WORKER_DATASET,
+                       resume=queued.pausing(until, paused.extend).resume(config, until))
     return result if result is not None else paused[-1]
 
 
@@ -306,7 +311,7 @@ def _next_result(results: Any, saves: Any, checkpoints: Checkpoints | None
             arrived = []
             while saves is not None:
                 try:
-                    arrived.append(saves.get_nowait())
+                    arrived += saves.get_nowait()
                 except queue.Empty:
                     break
             if arrived and checkpoints is not None:
@@ -472,10 +477,10 @@ def _pausing(checkpoints: Checkpoints | None, paused: dict[str, Checkpoint],
     if checkpoints is None or step is None:
         return checkpoints
 
-    def save(items: list[Checkpoint]) -> None:
-        paused.update((config_key(c), (c, t, b)) for c, t, b in items if t == step)
+    def keep(items: list[Checkpoint]) -> None:
+        paused.update((config_key(c), (c, t, b)) for c, t, b in items)
         checkpoints.save(items)
-    return Checkpoints(checkpoints.saved, save, checkpoints.seconds)
+    return checkpoints.pausing(step, keep)
 
 
 def side_by_side(members: int, max_batch: int, threads: int) -> int:

@@ -196,11 +196,9 @@ def _train_shard(index: int, configs: list[TrainConfig], dataset: Any, threads: 
     if sink is not None:
         saved = {**saved, **ray.get(sink.last.remote(index))}
 
-        def save(items: list[Checkpoint]) -> None:
-            results.extend(item for item in items if item[1] == until)
-            sink.put.remote(index, [(config_key(c), (c, step, blob)) for c, step, blob in items
-                                    if step != until])
-        checkpoints = Checkpoints(saved, save, seconds)
+        def send(items: list[Checkpoint]) -> None:
+            sink.put.remote(index, [(config_key(c), (c, step, blob)) for c, step, blob in items])
+        checkpoints = Checkpoints(saved, send, seconds).pausing(until, results.extend)
     run_vectorized(configs, dataset, results.append, max_batch=len(configs),
                    say=lambda line: None, on_steps=counter.add,  # the driver said it
                    checkpoints=checkpoints, until=until)
