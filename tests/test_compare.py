@@ -258,6 +258,36 @@ def small_config(**kw) -> lab.CompareConfig:
     return lab.CompareConfig(**(base | kw))
 
 
+
+def test_summary_json_is_written_once_after_the_last_run_and_an_interrupt_there_keeps_it(
+        npz, tmp_path, monkeypatch):
+    """One write per finished run, then one with everything; a Ctrl-C while the comparisons
+    are computed leaves the summary of every finished run."""
+    import optimlab.lab.compare as compare
+    import optimlab.lab.experiment as experiment
+    from optimlab import data
+    real, writes = experiment.os.replace, []
+
+    def replace(src, dst):
+        if Path(dst).name == "summary.json":
+            writes.append(json.loads(Path(src).read_text()))
+        return real(src, dst)
+
+    monkeypatch.setattr(experiment.os, "replace", replace)
+    dataset = data.load(f"npz:{npz}")
+    lab.run_compare(small_config(), tmp_path / "whole", dataset=dataset)
+    assert [len(w["runs"]) for w in writes] == [1, 2, 3, 4, 4]
+    assert [sorted(w) for w in writes] == [["runs"]] * 4 + [["audit", "comparisons", "runs"]]
+    assert writes[-1] == summary(tmp_path / "whole")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(compare, "comparisons", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lab.run_compare(small_config(), tmp_path / "cut", dataset=dataset)
+    assert sorted(r["run"] for r in summary_runs(tmp_path / "cut")) == sorted(
+        r["run"] for r in writes[-1]["runs"])
+
 class NormRecorder:
     """A diagnostics-style callback: records |w| after every step."""
 

@@ -136,6 +136,10 @@ def train_configs(cfg: CompareConfig, n_train: int) -> list[TrainConfig]:
             for seed in range(cfg.seeds) for e in cfg.entries]
 
 
+# summary.json's sections beside "runs", from the records
+Sections = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
 class _Store:
     """The comparison's runs in the run store (`optimlab.lab.store.Store`, DIR/sweep.sqlite,
     with the checkpoints of the runs in flight), and the files written from it for readers:
@@ -166,15 +170,16 @@ class _Store:
         """Writes to the store: a full disk becomes `DiskFull` (runs safe, how to resume)."""
         return guard_disk(self.out, self.db.finished_count, "compare")
 
-    def _rewrite(self) -> None:
-        """summary.json and curves.csv of every finished run, in planning order (seed-major);
-        a new comparison has none yet."""
+    def _rewrite(self, sections: Sections | None = None) -> None:
+        """summary.json and curves.csv of every finished run, in planning order (seed-major),
+        summary.json with `sections(records)` beside the runs; a new comparison has none
+        yet."""
         runs = self.db.runs()
         self.records = [r["summary"] for r in runs]
         self.finished = {r["run"] for r in runs}
-        if not runs and not (self.out / "summary.json").exists():
+        if not runs and sections is None and not (self.out / "summary.json").exists():
             return
-        self.write_summary()
+        self.write_summary(**(sections(self.records) if sections else {}))
         write_curves_csv(self.out / "curves.csv", ((r["run"], r["curves"]) for r in runs))
 
     def write_summary(self, records: list[dict[str, Any]] | None = None, **sections: Any
@@ -210,10 +215,11 @@ class _Store:
         self.finished.add(run)
         return record
 
-    def order(self) -> None:
-        """Records and curves in planning order (groups finish in their own)."""
+    def order(self, sections: Sections) -> None:
+        """Records and curves in planning order (groups finish in their own), summary.json
+        with `sections(records)`: written once, the runs' summary until then."""
         with self.guard():
-            self._rewrite()
+            self._rewrite(sections)
 
 
 # The executors of `lab.executors.EXECUTORS` that compare offers (Ray needs a cluster's
@@ -280,14 +286,15 @@ class Comparison:
                 todo, self.dataset, finished, Steps(todo, on_progress).add, on_progress,
                 self.store.checkpoints(todo), say=say,
                 callbacks=(lambda c: callbacks(c, run_name(c))) if callbacks else None))
-        self.store.order()
-        records = self.store.records
+        self.store.order(self._sections)
+        return self.store.records
+
+    def _sections(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The comparisons and the audit of `records` (every run ended), for summary.json."""
         self.audit = audit(self.tuning, records, schedule=self.cfg.schedule,
                            decays=decays(self.cfg.entries))
         self.comparisons = undecide(comparisons(records, self.alpha), self.audit)
-        with self.store.guard():
-            self.store.write_summary(comparisons=self.comparisons, audit=self.audit)
-        return records
+        return {"comparisons": self.comparisons, "audit": self.audit}
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, *, command: str = "", dataset: Any = None,
