@@ -200,6 +200,6 @@ def test_lab_scale_case_times_ours_against_torchs_fastest(optimizer, peer):
         assert ours["us"] == pytest.approx(statistics.median(ours["samples_us"]))
         assert ours["ratio_to_torch"] == pytest.approx(ours["us"] / theirs["us"])
     got = {g["goal"]: g for g in goals([case])}
-    g = got[f"{optimizer} step ≤ 0.5× {peer} (lab-logreg, training)"]
+    g = got[f"{optimizer} step ≤ 0.35× {peer} (lab-logreg, training)"]
     assert g["value"] == rows["ours", "training"]["ratio_to_torch"]
-    assert g["met"] == (g["value"] <= 0.5)
+    assert g["met"] == (g["value"] <= 0.35)

@@ -38,8 +38,9 @@ LAB_MODELS = {"lab-logreg": "logreg", "lab-cnn": "cnn", "lab-mlp": "mlp"}
 INPUT_SHAPE, CLASSES = (40,), 10
 VARIANTS = ("steady", "training")
 CLOCK = time.thread_time
-# The goal: our step in at most this fraction of torch's fastest step.
-GOAL_RATIO = 0.5
+# The goal: our step in at most this fraction of torch's fastest step, a margin that
+# survives a noisy machine.
+GOAL_RATIO = 0.35
 
 
 def lab_shapes(name: str) -> list[tuple[int, ...]]:
