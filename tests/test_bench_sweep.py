@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from optimlab import models
 from optimlab.bench.lab_scale import LAB_MODELS, lab_shapes, run_lab_case
-from optimlab.bench.report import goals
+from optimlab.bench.report import format_goals, goals
 from optimlab.bench.store import curves
 from optimlab.bench.sweep import (
     LAYOUTS,
@@ -25,6 +25,7 @@ from optimlab.bench.sweep import (
     layout_product,
     matmul_rate,
     step_times,
+    sweep_goals,
     torch_peer,
 )
 from optimlab.cli import main
@@ -121,6 +122,34 @@ def test_sweep_bench_rows_and_ratios(tmp_path):
         assert row["diverged"] == 0
     agree = r["rows"]["vectorized"]["agreement_with_loop"]
     assert agree["same_diverged"] and 0 <= agree["max_abs_diff_final_test_acc"] < 0.2
+    rows = r["rows"]
+    assert {g["goal"]: g["value"] for g in r["goals"]} == {
+        "the vectorized training ≥ 70% of the matmul rate": rows["vectorized"][
+            "fraction_of_matmul"],
+        "the vectorized executor ≥ 4× the sequential one": pytest.approx(
+            rows["sequential"]["wall_s"] / rows["vectorized"]["wall_s"])}
+
+
+def test_sweep_goals_are_the_issues_thresholds_on_the_measured_rows():
+    """Each goal appears when its rows were measured, met on its side of the threshold."""
+    rows = {"loop": {"wall_s": 100.0}, "command": {"wall_s": 12.5, "speedup_vs_loop": 8.0,
+                                                   "fraction_of_matmul": 0.75},
+            "vectorized": {"wall_s": 10.0, "fraction_of_matmul": 0.69},
+            "sequential": {"wall_s": 40.0},
+            "ray": {"wall_s": 11.0, "overhead_vs_vectorized": {"ratio": 1.1}}}
+    got = {g["goal"]: (g["value"], g["target"], g["met"]) for g in sweep_goals(rows)}
+    assert got == {"the whole `optimlab sweep` ≥ 10× the student's loop": (8.0, 10.0, False),
+                   "the vectorized training ≥ 70% of the matmul rate": (0.69, 0.7, False),
+                   "the vectorized executor ≥ 4× the sequential one": (4.0, 4.0, True),
+                   "Ray ≤ 1.2× the vectorized executor": (1.1, 1.2, True)}
+    only_command = {k: rows[k] for k in ("loop", "command")}
+    assert [(g["value"], g["met"]) for g in sweep_goals(only_command)] == [(8.0, False),
+                                                                           (0.75, True)]
+    assert sweep_goals({"loop": rows["loop"]}) == []
+    lines = format_goals(sweep_goals(rows), "measured")
+    assert lines[1] == ("  NOT met   8.00 (target 10)  the whole `optimlab sweep` ≥ 10× the "
+                        "student's loop")
+    assert lines[4] == "  met       1.10 (target ≤ 1.2)  Ray ≤ 1.2× the vectorized executor"
 
 
 def test_store_bench_curves_are_a_training_runs_and_its_rows_store_them(tmp_path):
@@ -142,6 +171,9 @@ def test_store_bench_curves_are_a_training_runs_and_its_rows_store_them(tmp_path
         assert row["runs_per_s"] == pytest.approx(12 / statistics.median(row["seconds"]))
         assert row["runs_per_cpu_s"] == pytest.approx(12 / statistics.median(row["cpu_seconds"]))
     assert r["batched_vs_per_run"] == pytest.approx(batched["runs_per_s"] / per_run["runs_per_s"])
+    [g] = r["goals"]
+    assert (g["value"], g["target"], g["met"]) == (batched["runs_per_s"], 500,
+                                                   batched["runs_per_s"] >= 500)
 
 
 @pytest.mark.parametrize("argv,words", [

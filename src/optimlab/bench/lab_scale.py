@@ -128,18 +128,6 @@ def run_lab_case(optimizer: str, model: str, dtype: torch.dtype, repeats: int, w
             "tensors": len(params), "peer": peer, "clock": "thread CPU time", "rows": rows}
 
 
-def lab_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per variant: our step time ÷ torch's fastest, target ≤ GOAL_RATIO."""
-    out = []
-    for r in case["rows"]:
-        if "ratio_to_torch" in r:
-            out.append({"goal": f"{case['optimizer']} step ≤ {GOAL_RATIO}× {case['peer']} "
-                                f"({case['model']}, {r['variant']})",
-                        "value": r["ratio_to_torch"], "target": GOAL_RATIO, "at_most": True,
-                        "met": r["ratio_to_torch"] <= GOAL_RATIO})
-    return out
-
-
 def format_lab_case(case: dict[str, Any]) -> list[str]:
     lines = [f"{case['optimizer']} on {case['model']}: {case['description']}, "
              f"{case['params']:,} params, {case['tensors']} tensors (µs of CPU per step, "

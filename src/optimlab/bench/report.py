@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optimlab.bench.lab_scale import format_lab_case, lab_goals
+from optimlab.bench.lab_scale import GOAL_RATIO, format_lab_case
 
 # The model at which throughput goals are judged, and the per-step-overhead model.
 LARGE, SMALL = "25M", "small200"
@@ -24,9 +24,23 @@ def _ms(case: dict[str, Any], impl: str) -> float | None:
     return None
 
 
-def _goal(text: str, value: float | None, target: float) -> dict[str, Any]:
-    return {"goal": text, "value": value, "target": target,
-            "met": None if value is None else value >= target}
+def goal(text: str, value: float | None, target: float, at_most: bool = False
+         ) -> dict[str, Any]:
+    """A goal as the benches report it: met when `value` ≥ `target` (`at_most`: ≤)."""
+    met = None if value is None else (value <= target if at_most else value >= target)
+    return {"goal": text, "value": value, "target": target, "at_most": at_most, "met": met}
+
+
+def format_goals(found: list[dict[str, Any]], value: str = "measured ratio, side by side "
+                 "in this run") -> list[str]:
+    """The goals for people, a line each: met or not, the value, the target."""
+    lines = [f"goals (value = {value}):"]
+    for g in found:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
+        bound = "≤ " if g.get("at_most") else ""
+        lines.append(f"  {verdict:<8}{_fmt(g['value'], '.2f'):>6} (target {bound}"
+                     f"{g['target']:g})  {g['goal']}")
+    return lines
 
 
 def _fastest(case: dict[str, Any],
@@ -47,14 +61,14 @@ def _speed_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
     if fused is None:
         return []
     if name == "rmsprop":
-        return [_goal(f"rmsprop fused ≥ 3× torch's fastest RMSprop ({case['model']})",
+        return [goal(f"rmsprop fused ≥ 3× torch's fastest RMSprop ({case['model']})",
                       _ratio(_fastest(case), fused), 3.0)]
     torch_fused = _ms(case, "torch-fused")
     if torch_fused is None:  # a peer with no fused CPU step (NAdam's, a package's): its fastest
-        return [_goal(f"{name} fused ≥ its peer's fastest step ({case['model']})",
+        return [goal(f"{name} fused ≥ its peer's fastest step ({case['model']})",
                       _ratio(_fastest(case, ("torch-single", "torch-foreach")), fused), 1.0)]
     twin = "Adam" if name == "adam" else "SGD"
-    return [_goal(f"{name} fused ≥ torch's fused {twin} ({case['model']})",
+    return [goal(f"{name} fused ≥ torch's fused {twin} ({case['model']})",
                   torch_fused / fused, 1.0)]
 
 
@@ -63,8 +77,16 @@ def _peer_goal(case: dict[str, Any]) -> list[dict[str, Any]]:
     ours, theirs = _ms(case, "ours-foreach"), _fastest(case)
     if ours is None or theirs is None:
         return []
-    return [_goal(f"{case['optimizer']} foreach ≥ its peer's fastest ({case['model']})",
+    return [goal(f"{case['optimizer']} foreach ≥ its peer's fastest ({case['model']})",
                   theirs / ours, 1.0)]
+
+
+def _lab_goals(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per variant: our step time ÷ torch's fastest, target ≤ GOAL_RATIO."""
+    return [goal(f"{case['optimizer']} step ≤ {GOAL_RATIO}× {case['peer']} "
+                 f"({case['model']}, {r['variant']})", r["ratio_to_torch"], GOAL_RATIO,
+                 at_most=True)
+            for r in case["rows"] if "ratio_to_torch" in r]
 
 
 def goals(cases: list[dict[str, Any]], device: str = "cpu") -> list[dict[str, Any]]:
@@ -74,19 +96,19 @@ def goals(cases: list[dict[str, Any]], device: str = "cpu") -> list[dict[str, An
     out = []
     for case in cases:
         if case.get("kind") == "lab-scale":
-            out += lab_goals(case)
+            out += _lab_goals(case)
             continue
         fused = next((r for r in case["rows"] if r["impl"] == "ours-fused"), None)
         if case["model"] in large:
             out += _speed_goals(case)
             if fused is not None:
-                out.append(_goal(f"{case['optimizer']} fused ≥ {roofline:.0%} of roofline "
+                out.append(goal(f"{case['optimizer']} fused ≥ {roofline:.0%} of roofline "
                                  f"({case['model']})", fused["roofline"], roofline))
         if fused is None and case["model"] in (*large, MATRICES):
             out += _peer_goal(case)
         if case["model"] == SMALL and fused is not None:
             foreach = _ms(case, "torch-foreach")
-            out.append(_goal(f"{case['optimizer']} fused step ≤ torch foreach step ({SMALL})",
+            out.append(goal(f"{case['optimizer']} fused step ≤ torch foreach step ({SMALL})",
                              None if foreach is None else foreach / fused["ms"], 1.0))
     return out
 
@@ -117,10 +139,5 @@ def format_table(record: dict[str, Any]) -> str:
             lines.append(f"  {r['impl']:<16}{r['ms']:>10.3f}{r['gbs']:>8.1f}"
                          f"{r['roofline']:>10.0%}{_fmt(r['extra_peak_mb'], '.1f'):>10}")
     if record["goals"]:
-        lines += ["", "goals (value = measured ratio, side by side in this run):"]
-        for g in record["goals"]:
-            verdict = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
-            bound = "≤ " if g.get("at_most") else ""
-            lines.append(f"  {verdict:<8}{_fmt(g['value'], '.2f'):>6} (target {bound}"
-                         f"{g['target']:g})  {g['goal']}")
+        lines += ["", *format_goals(record["goals"])]
     return "\n".join(lines)

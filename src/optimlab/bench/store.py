@@ -24,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from optimlab.bench.report import format_goals, goal
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import BATCH_RUNS, BATCH_SECONDS
 from optimlab.train import CurvePoint, TrainConfig
 
 ROWS = {"per_run": (1, BATCH_SECONDS), "batched": (BATCH_RUNS, BATCH_SECONDS)}
+# The goal: the sweep's store (batched commits) keeps up with 100 machines' runs.
+STORE_GOAL = 500.0
 # A summary record's fields (values made up): what a run's row holds besides its curves.
 _RECORD_KEYS = ("final_train_loss", "final_val_loss", "final_test_loss", "final_train_acc",
                 "final_val_acc", "final_test_acc", "best_val_acc", "train_seconds",
@@ -85,7 +88,9 @@ def store_rate(runs: int, steps: int = 2000, eval_every: int = 250, repeats: int
     return {"settings": {"runs": runs, "steps": steps, "eval_every": eval_every,
                          "curve_points": len(points), "repeats": repeats},
             "rows": rows,
-            "batched_vs_per_run": rows["batched"]["runs_per_s"] / rows["per_run"]["runs_per_s"]}
+            "batched_vs_per_run": rows["batched"]["runs_per_s"] / rows["per_run"]["runs_per_s"],
+            "goals": [goal("the store (batched commits) ≥ 500 runs/s",
+                           rows["batched"]["runs_per_s"], STORE_GOAL)]}
 
 
 def format_store_rate(result: dict[str, Any]) -> str:
@@ -95,4 +100,4 @@ def format_store_rate(result: dict[str, Any]) -> str:
     lines += [f"  {name:<8} {r['runs_per_s']:>8.0f} runs/s, {r['runs_per_cpu_s']:>6.0f} per CPU "
               f"second  (commits of {r['batch_runs']})" for name, r in result["rows"].items()]
     lines.append(f"  batched ÷ per run: {result['batched_vs_per_run']:.1f}×")
-    return "\n".join(lines)
+    return "\n".join([*lines, *format_goals(result["goals"], "runs per second")])
