@@ -20,6 +20,7 @@ from summaries import runs as summary_runs
 from optimlab.analysis import profiles
 from optimlab.analysis.size_claims import halves, large_claim, small_claim
 from optimlab.cli import main
+from optimlab.lab.suite import SuiteConfig, summary
 from optimlab.train.record import CurvePoint, _crossing
 
 # Two workloads, three optimizers; c misses w1's target. By hand: w1's best is 100, w2's 150.
@@ -146,6 +147,56 @@ def test_small_claim_is_undecided_without_a_test_that_can_tell(adam, momentum, r
 def test_large_claim_is_undecided_when_neither_reaches():
     claim = large_claim(fractions(ORDERED, adam=[None] * 3, sgd=[None] * 3), ORDERED, 0.05)
     assert claim["verdict"] == "undecided"
+
+
+def unfair(a, b, *reasons):
+    """A workload's audit that left the pair (a, b) undecided."""
+    return {"undecided": [{"a": a, "b": b, "reasons": list(reasons)}]}
+
+
+def test_a_workloads_audit_leaves_the_large_claim_undecided_with_its_reasons():
+    """The same runs that make the claim hold (6 pairs, p = 2/64) decide nothing when one
+    workload of the larger half tuned the pair unfairly; a smaller-half audit is no matter."""
+    runs = fractions(ORDERED, adam=[0.1, 0.2, 0.3], sgd=[0.5, 0.6, None])
+    assert large_claim(runs, ORDERED, 0.05, {"w1": unfair("adam", "sgd", "x")})["verdict"] \
+        == "holds"
+    claim = large_claim(runs, ORDERED, 0.05, {
+        "w4": unfair("sgd", "adam", "η of adam on its grid's upper edge"),
+        "w5": unfair("adam", "sgd", "unequal tuning budgets (adam 8 trials; sgd 2 trials)"),
+        "w3": unfair("adam", "sgd", "the middle workload is in neither half")})
+    assert claim["verdict"] == "undecided"
+    (row,) = claim["tests"]
+    assert (row["verdict"], row["test_verdict"]) == ("undecided", "a better")
+    assert row["reasons"] == ["w4: η of adam on its grid's upper edge",
+                              "w5: unequal tuning budgets (adam 8 trials; sgd 2 trials)"]
+    assert "w4: η of adam" in claim["why"] and "w3" not in claim["why"]
+
+
+def test_a_workloads_audit_leaves_the_small_claim_undecided_but_not_a_test_that_cannot_tell():
+    fast = [0.1, 0.2, 0.3]
+    runs = fractions(ORDERED, adam=fast, momentum=fast, rmsprop=[None] * 3)
+    claim = small_claim(runs, ORDERED, 0.05, {"w2": unfair("momentum", "adam", "unequal steps")})
+    assert claim["verdict"] == "undecided" and "momentum vs adam: w2: unequal steps" in claim[
+        "why"]
+    few = fractions(ORDERED, adam=[0.1, 0.2], momentum=[0.1, 0.2], rmsprop=[0.1, 0.2])
+    assert small_claim(few, ORDERED, 0.05, {"w1": unfair("momentum", "adam", "edge")})[
+        "verdict"] == "too few seeds"
+
+
+def test_the_suites_claims_read_each_workloads_audit():
+    """suite.json's claims come from the finished workloads' steps and their audits."""
+    def entry(name, size, audit):
+        steps = {"adam": [10, 20, 30], "sgd": [50, 60, None]}
+        return {"name": name, "status": "finished", "parameters": size, "steps": 100,
+                "audit": audit, "optimizers": {o: {"steps_to_target": s,
+                                                   "median_steps_to_target": s[1]}
+                                               for o, s in steps.items()}}
+    entries = [entry(f"w{i}", i, {}) for i in (1, 2, 3)]
+    fair = summary(SuiteConfig(), [*entries, entry("w4", 4, {})])
+    assert fair["claims"][0]["verdict"] == "holds"
+    edge = summary(SuiteConfig(), [*entries, entry("w4", 4, unfair("adam", "sgd", "edge"))])
+    assert edge["claims"][0]["verdict"] == "undecided"
+    assert edge["claims"][0]["tests"][0]["reasons"] == ["w4: edge"]
 
 
 USER_WORKLOADS = '''

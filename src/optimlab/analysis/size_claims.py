@@ -15,8 +15,9 @@ LARGE makes one; SMALL is contradicted only when every contender's test rejects,
 intersection-union test, whose level is alpha as it stands (Berger 1982), and it holds
 on a test that did not reject, which no correction could make stricter. A claim's
 verdict: "holds", "contradicted", "not supported" (the test detected nothing either way),
-"too few seeds", "undecided" (no run reached a target), or "not measured" (an optimizer
-or a half missing).
+"too few seeds", "undecided" (no run reached a target, or a workload's fairness audit left
+a pair of the claim undecided: an edge, unequal budgets or steps, a one-sided key; see
+`analysis.audit`), or "not measured" (an optimizer or a half missing).
 
 Reference: Berger, R. L. (1982). Multiparameter hypothesis testing and acceptance
 sampling. Technometrics 24(4), 295-300.
@@ -27,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from optimlab.analysis.audit import undecide
 from optimlab.analysis.stats import (
     A_BETTER,
     B_BETTER,
@@ -42,6 +44,8 @@ MEASURE = "steps_to_target_fraction"
 UNDECIDED = "undecided"  # no run reached a target: the budget is too small to tell
 # (workload -> optimizer -> per-seed fraction of the step budget, None: not reached)
 Fractions = Mapping[str, Mapping[str, Sequence[float | None]]]
+# workload -> its comparison's fairness audit (`analysis.audit.audit`)
+Audits = Mapping[str, Mapping[str, Any]]
 
 
 def halves(ordered: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -63,10 +67,27 @@ def _pooled(fractions: Fractions, workloads: Sequence[str], a: str, b: str) -> P
 
 
 def _tests(fractions: Fractions, workloads: Sequence[str], pairs: Sequence[tuple[str, str]],
-           alpha: float) -> list[dict[str, Any]]:
-    """One comparison object per (a, b), each at level alpha (see the module docstring)."""
-    return [compare_pair(a, b, [_pooled(fractions, workloads, a, b)], alpha)[0]
+           alpha: float, audits: Audits) -> list[dict[str, Any]]:
+    """One comparison object per (a, b), each at level alpha (see the module docstring);
+    "undecided" where a workload's audit found the pair unfair (its reasons, each named
+    after its workload)."""
+    rows = [compare_pair(a, b, [_pooled(fractions, workloads, a, b)], alpha)[0]
             | {"workloads": list(workloads)} for a, b in pairs]
+    merged: dict[frozenset[str], dict[str, Any]] = {}
+    for w in workloads:
+        for u in audits.get(w, {}).get("undecided", []):
+            pair = merged.setdefault(frozenset((u["a"], u["b"])),
+                                     {"a": u["a"], "b": u["b"], "reasons": []})
+            pair["reasons"] += [f"{w}: {r}" for r in u["reasons"]]
+    return undecide(rows, {"undecided": list(merged.values())})
+
+
+def _unfair(rows: Sequence[dict[str, Any]]) -> str | None:
+    """Why the claim's tests are not a verdict, when an audit left one undecided."""
+    reasons = [f"{r['a']} vs {r['b']}: {'; '.join(r['reasons'])}" for r in rows
+               if "test_verdict" in r]
+    return f"a workload's audit left the pair undecided ({' | '.join(reasons)})" \
+        if reasons else None
 
 
 def _missing(fractions: Fractions, workloads: Sequence[str], names: Sequence[str]) -> str | None:
@@ -82,13 +103,17 @@ def _claim(text: str, workloads: list[str], result: str, why: str,
             "tests": tests}
 
 
-def large_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> dict[str, Any]:
-    """LARGE's verdict from Adam vs SGD on the larger half."""
+def large_claim(fractions: Fractions, ordered: Sequence[str], alpha: float,
+                audits: Audits | None = None) -> dict[str, Any]:
+    """LARGE's verdict from Adam vs SGD on the larger half (`audits`: see `size_claims`)."""
     _, large = halves(ordered)
     missing = _missing(fractions, large, ("adam", "sgd"))
     if missing:
         return _claim(LARGE, large, "not measured", missing, [])
-    (row,) = _tests(fractions, large, [("adam", "sgd")], alpha)
+    (row,) = _tests(fractions, large, [("adam", "sgd")], alpha, audits or {})
+    unfair = _unfair([row])
+    if unfair:
+        return _claim(LARGE, large, UNDECIDED, unfair, [row])
     result = {A_BETTER: "holds", B_BETTER: "contradicted", TOO_FEW: TOO_FEW,
               NOT_REACHED: UNDECIDED}.get(row["verdict"], "not supported")
     why = (f"Adam vs SGD, steps to target as a fraction of the budget over {row['n']} "
@@ -96,15 +121,20 @@ def large_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> d
     return _claim(LARGE, large, result, why, [row])
 
 
-def small_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> dict[str, Any]:
-    """SMALL's verdict from RMSprop and Momentum each against Adam on the smaller half."""
+def small_claim(fractions: Fractions, ordered: Sequence[str], alpha: float,
+                audits: Audits | None = None) -> dict[str, Any]:
+    """SMALL's verdict from RMSprop and Momentum each against Adam on the smaller half
+    (`audits`: see `size_claims`)."""
     small, _ = halves(ordered)
     contenders = [n for n in ("rmsprop", "momentum") if all(n in fractions[w] for w in small)]
     missing = _missing(fractions, small, ("adam",)) or (
         None if contenders else "no runs of rmsprop or momentum")
     if missing:
         return _claim(SMALL, small, "not measured", missing, [])
-    rows = _tests(fractions, small, [(n, "adam") for n in contenders], alpha)
+    rows = _tests(fractions, small, [(n, "adam") for n in contenders], alpha, audits or {})
+    unfair = _unfair(rows)
+    if unfair:  # the claim rests on every contender's test
+        return _claim(SMALL, small, UNDECIDED, unfair, rows)
     tests = "; ".join(f"{r['a']} vs adam: {r['verdict']}" for r in rows)
     verdicts = {r["verdict"] for r in rows}
     if verdicts == {NOT_REACHED}:
@@ -124,7 +154,9 @@ def small_claim(fractions: Fractions, ordered: Sequence[str], alpha: float) -> d
                   f"without being detected slower than Adam ({tests})", rows)
 
 
-def size_claims(fractions: Fractions, ordered: Sequence[str], alpha: float
-                ) -> list[dict[str, Any]]:
-    """Both claims' verdicts; `ordered`: the finished workloads, smallest first."""
-    return [large_claim(fractions, ordered, alpha), small_claim(fractions, ordered, alpha)]
+def size_claims(fractions: Fractions, ordered: Sequence[str], alpha: float,
+                audits: Audits | None = None) -> list[dict[str, Any]]:
+    """Both claims' verdicts; `ordered`: the finished workloads, smallest first; `audits`:
+    each workload's fairness audit, whose undecided pairs leave a claim undecided."""
+    return [large_claim(fractions, ordered, alpha, audits),
+            small_claim(fractions, ordered, alpha, audits)]

@@ -242,7 +242,8 @@ def summary(cfg: SuiteConfig, entries: list[dict[str, Any]]) -> dict[str, Any]:
                          "ratios": ratios, "tau": taus,
                          "fraction": profiles.profile(ratios, taus),
                          "tau_max": profiles.TAU_MAX, "score": profiles.score(ratios)},
-            "claims": size_claims(fractions, [e["name"] for e in done], cfg.alpha)}
+            "claims": size_claims(fractions, [e["name"] for e in done], cfg.alpha,
+                                  {e["name"]: e.get("audit") or {} for e in done})}
 
 
 class Suite:
