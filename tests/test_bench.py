@@ -102,6 +102,10 @@ def test_an_optimizer_without_a_fused_path_is_judged_against_its_peers_fastest()
     got = {g["goal"]: (g["value"], g["met"]) for g in goals(cases)}
     assert got == {"muon foreach ≥ its peer's fastest (matrices25M)": (1.2, True),
                    "muon foreach ≥ its peer's fastest (25M)": (0.5, False)}
+    default = _case("muon", "25M", {"ours-foreach": 30.0, "ours-default": 20.0,
+                                    "torch-fused": 15.0})
+    assert [(g["goal"], g["value"]) for g in goals([default])] == [
+        ("muon default ≥ its peer's fastest (25M)", 0.75)]
 
 
 def test_the_matrix_model_is_25m_parameters_of_hidden_matrices():

@@ -100,9 +100,9 @@ def _in_train_mode(cls: type[torch.optim.Optimizer], kw: dict[str, Any]
 
 
 def implementations(optimizer: str) -> list[Impl]:
-    """Ours at its defaults (reference, foreach, fused), then its peer (single-tensor,
-    foreach, fused where torch has it on the CPU): torch.optim's class, or a package's
-    (Schedule-Free's), named `torch-*` all the same."""
+    """Ours at its defaults (reference, foreach, fused or else its default), then its peer
+    (single-tensor, foreach, fused where torch has it on the CPU): torch.optim's class, or
+    a package's (Schedule-Free's), named `torch-*` all the same."""
     spec = SPECS[optimizer]
     torch_cls, torch_kw = peer_class(optimizer)
     paths: list[tuple[str, Any, dict[str, Any]]] = [
@@ -111,6 +111,8 @@ def implementations(optimizer: str) -> list[Impl]:
     ]
     if spec.kernel is not None:
         paths.append(("ours-fused", spec.cls, {"fused": True}))
+    else:  # its default mixes paths (Muon: foreach on the matrices, fused AdamW on the rest)
+        paths.append(("ours-default", spec.cls, {}))
     paths += [("torch-single", torch_cls, {**torch_kw, "foreach": False}),
               ("torch-foreach", torch_cls, {**torch_kw, "foreach": True})]
     if _torch_fuses(torch_cls, torch_kw):

@@ -50,11 +50,12 @@ def lab_shapes(name: str) -> list[tuple[int, ...]]:
 
 
 def contenders(optimizer: str) -> dict[str, Impl]:
-    """Our default path on CPU (fused, or foreach where there is no kernel: Muon) and
+    """Our default path on CPU (fused, or Muon's default: foreach on its matrices) and
     torch's fastest path for the same update: fused where torch has one, else foreach."""
     impls = {impl.name: impl for impl in implementations(optimizer)}
     peer = "torch-fused" if "torch-fused" in impls else "torch-foreach"
-    return {"ours": impls.get("ours-fused", impls["ours-foreach"]), peer: impls[peer]}
+    ours = impls.get("ours-fused") or impls.get("ours-default") or impls["ours-foreach"]
+    return {"ours": ours, peer: impls[peer]}
 
 
 def _stepper(opt: torch.optim.Optimizer, params: list[torch.Tensor],

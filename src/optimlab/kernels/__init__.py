@@ -62,7 +62,7 @@ def fused_layout(kind: str | None, params: list[torch.Tensor],
                  previous: Any = None) -> Any:
     """The backend's layout of this group for the kernel of `kind`, or why it cannot run."""
     if kind is None:
-        return "this optimizer has no fused kernel"
+        return "this param group's update has no fused kernel"
     if not params:
         return None
     device = params[0].device.type  # the backend checks that the others share it

@@ -199,7 +199,7 @@ class BaseOptimizer(torch.optim.Optimizer):
             # the fused kernels take one dtype per group, so there parameter 0 tells
             is_complex = (params[0].is_complex() if impl == "fused"
                           else any(p.is_complex() for p in params))
-            fn = self._function(impl, layout, params, grads, grad_scale)
+            fn = self._function(impl, layout, params, grads, grad_scale, group)
             self._update(group, fn, real_views if is_complex else _unchanged, params, grads,
                          states)
             prepare = getattr(kernels.backend(params[0].device.type), "prepare", None) \
@@ -296,8 +296,8 @@ class BaseOptimizer(torch.optim.Optimizer):
            **self._kwargs(group))
 
     def _function(self, impl: str, layout: Any, params: list[torch.Tensor],
-                  grads: list[torch.Tensor], grad_scale: torch.Tensor | None
-                  ) -> Callable[..., None]:
+                  grads: list[torch.Tensor], grad_scale: torch.Tensor | None,
+                  group: dict[str, Any]) -> Callable[..., None]:
         """The update to run; GradScaler's `grad_scale` goes into the kernels that take it,
         else it is divided out of the gradients here (in place, as GradScaler.unscale_)."""
         in_kernel = (grad_scale is not None and impl == "fused"
@@ -307,7 +307,9 @@ class BaseOptimizer(torch.optim.Optimizer):
         if impl != "fused":
             return self._impls[impl]
         extra = {"grad_scale": grad_scale} if in_kernel else {}
-        kernel = kernels.backend(params[0].device.type).KERNELS[self.spec.kernel]
+        name = self._kernel(group)
+        assert name is not None  # `_choose_impl` took the fused path
+        kernel = kernels.backend(params[0].device.type).KERNELS[name]
         return functools.partial(kernel, layout=layout, **extra)
 
     def _grads_finite(self) -> bool:
@@ -327,6 +329,10 @@ class BaseOptimizer(torch.optim.Optimizer):
                     "'apply' to apply them")
         return True
 
+    def _kernel(self, group: dict[str, Any]) -> str | None:
+        """The fused kernel of this group's update (None: it has none)."""
+        return self.spec.kernel
+
     def _choose_impl(self, group: dict[str, Any], params: list[torch.Tensor],
                      grads: list[torch.Tensor]) -> tuple[str, Any]:
         """The implementation for this group, and the fused kernels' layout when fused."""
@@ -335,7 +341,7 @@ class BaseOptimizer(torch.optim.Optimizer):
         if group["fused"] is not False and not group["foreach"]:
             kept = self._layouts.get(id(group))
             previous = kept[1] if kept is not None and kept[0] is group else None
-            found = kernels.fused_layout(self.spec.kernel, params, grads, previous)
+            found = kernels.fused_layout(self._kernel(group), params, grads, previous)
             if not isinstance(found, str):
                 return "fused", found
             if group["fused"]:

@@ -205,6 +205,8 @@ class Muon(BaseOptimizer):
 
     _impls = {"reference": Paths(muon_reference, adam_reference),  # type: ignore[dict-item]
               "foreach": Paths(muon_foreach, adam_foreach)}  # type: ignore[dict-item]
+    # a replayed step snapshots the spec's hyperparameters, not an AdamW group's own keys
+    _replays = False
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, weight_decay: float = 0.1,
                  momentum: float = 0.95, nesterov: bool = True,
@@ -273,6 +275,10 @@ class Muon(BaseOptimizer):
         return [[st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states],
                 [None] * len(states)]
 
+    def _kernel(self, group: dict[str, Any]) -> str | None:
+        """The matrices have no fused kernel; the AdamW part takes AdamW's."""
+        return None if group["use_muon"] else ADAM.name
+
     def _update(self, group: dict[str, Any], fn: Any, views: Any, params: list[torch.Tensor],
                 grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
         lists = [views(ts) for ts in self._lists(group, params, states)]
@@ -280,7 +286,8 @@ class Muon(BaseOptimizer):
             fn.muon(params, grads, *lists, **muon_kwargs(group))
             return
         steps = self._advance(group, states)  # t ← t + 1
-        fn.adamw(views(params), views(grads), *lists, steps, **adamw_kwargs(group))
+        adamw = fn.adamw if isinstance(fn, Paths) else fn  # else the fused kernel's call
+        adamw(views(params), views(grads), *lists, steps, **adamw_kwargs(group))
 
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return muon_kwargs(group) if group["use_muon"] else adamw_kwargs(group)
