@@ -69,6 +69,15 @@ class GradientField:
             p.grad = torch.tensor(self.grad(i, w, t).reshape(p.shape), dtype=p.dtype)
 
 
+@pytest.fixture(autouse=True)
+def checkpoint_at_every_tenth(monkeypatch):
+    """The tests' runs take milliseconds, which `train.checkpoint.MIN_S` would spare every
+    checkpoint of a tenth: they checkpoint as a longer run does (the cadence's own test
+    puts MIN_S back)."""
+    from optimlab.train import checkpoint
+    monkeypatch.setattr(checkpoint, "MIN_S", 0.0)
+
+
 def max_rel_err(x: np.ndarray, ref: np.ndarray) -> float:
     """max |x − ref| / |ref|, with |ref| floored at 1e-3·max|ref| so zeros don't blow it up."""
     floor = 1e-3 * max(float(np.abs(ref).max()), 1e-300)

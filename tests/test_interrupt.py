@@ -50,8 +50,23 @@ def test_the_cadence_is_a_tenth_of_the_steps_or_the_interval_whichever_comes_fir
         monkeypatch):
     now = [0.0]
     monkeypatch.setattr(ckpt.time, "monotonic", lambda: now[0])
-    cadence = Cadence(steps=95, start=0, seconds=30.0)  # a tenth: every 10 steps
-    assert [t for t in range(1, 96) if cadence.due(t)] == list(range(10, 95, 10))
+    monkeypatch.setattr(ckpt, "MIN_S", 1.0)  # the tests' own 0 (conftest) put back
+
+    def due(cadence, seconds_per_step, steps):
+        found = []
+        for t in range(cadence.last_step + 1, steps + 1):
+            now[0] += seconds_per_step
+            if cadence.due(t):
+                found.append(t)
+        return found
+    # a tenth: every 10 steps, 2 s of training each
+    assert due(Cadence(steps=95, start=0, seconds=30.0), 0.2, 95) == list(range(10, 95, 10))
+    # a tenth in under MIN_S waits for it: at 1/16 s a step, every 16 steps, not 10
+    assert due(Cadence(steps=95, start=0, seconds=30.0), 0.0625, 95) == [16, 32, 48, 64, 80]
+    # a run of 5 steps in milliseconds takes none (it took one at every step)
+    assert due(Cadence(steps=5, start=0, seconds=30.0), 1e-3, 5) == []
+    # an interval shorter than MIN_S (the tests' 0.05 s) comes first
+    assert due(Cadence(steps=95, start=0, seconds=0.05), 0.01, 95)[:2] == [5, 10]
     cadence = Cadence(steps=1000, start=200, seconds=30.0)
     due = []
     for t in range(201, 1001):
