@@ -262,7 +262,7 @@ class Muon(BaseOptimizer):
         return {}  # made by `_lists`, which knows the group's part
 
     def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
+               states: list[dict[str, Any]], kw: dict[str, Any]) -> list[list[Any]]:
         zeros = lambda p: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
         if group["use_muon"]:
             for p, st in zip(params, states):
@@ -281,13 +281,14 @@ class Muon(BaseOptimizer):
 
     def _update(self, group: dict[str, Any], fn: Any, views: Any, params: list[torch.Tensor],
                 grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
-        lists = [views(ts) for ts in self._lists(group, params, states)]
+        kw = self._kwargs(group)
+        lists = [views(ts) for ts in self._lists(group, params, states, kw)]
         if group["use_muon"]:
-            fn.muon(params, grads, *lists, **muon_kwargs(group))
+            fn.muon(params, grads, *lists, **kw)
             return
         steps = self._advance(group, states)  # t ← t + 1
         adamw = fn.adamw if isinstance(fn, Paths) else fn  # else the fused kernel's call
-        adamw(views(params), views(grads), *lists, steps, **adamw_kwargs(group))
+        adamw(views(params), views(grads), *lists, steps, **kw)
 
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return muon_kwargs(group) if group["use_muon"] else adamw_kwargs(group)
