@@ -13,6 +13,7 @@ from test_sweep import DS
 from torch.utils.flop_counter import FlopCounterMode
 
 from optimlab import models
+from optimlab.analysis.records import read_summary
 from optimlab.bench.lab_scale import LAB_MODELS, lab_shapes, run_lab_case
 from optimlab.bench.report import format_goals, goals
 from optimlab.bench.store import curves
@@ -26,6 +27,7 @@ from optimlab.bench.sweep import (
     matmul_rate,
     step_times,
     sweep_goals,
+    timed_sweep,
     torch_peer,
 )
 from optimlab.cli import main
@@ -174,6 +176,21 @@ def test_store_bench_curves_are_a_training_runs_and_its_rows_store_them(tmp_path
     [g] = r["goals"]
     assert (g["value"], g["target"], g["met"]) == (batched["runs_per_s"], 500,
                                                    batched["runs_per_s"] >= 500)
+
+
+def test_timed_sweep_clocks_the_whole_sweep_and_each_run_from_its_start(tmp_path):
+    """The wall clock spans the sweep; each finished run comes with the seconds since its
+    start, in order, within it; the records are the sweep's summary."""
+    cfg = settings({}, {"dataset": "blobs", "model": "mlp", "optimizers": "sgd,adam",
+                        "lr": "1e-2,1e-1", "steps": 10, "batch_size": 20, "eval_every": 5})
+    seen: list[tuple[str, float]] = []
+    wall, sweep, records = timed_sweep(cfg, tmp_path, DS,
+                                       lambda result, s: seen.append((result.config.label, s)))
+    seconds = [s for _, s in seen]
+    assert len(seen) == len(records) == 4 and seconds == sorted(seconds)
+    assert 0 < seconds[0] and seconds[-1] <= wall
+    assert records == read_summary(tmp_path / "summary.json")
+    assert sweep.cfg is cfg
 
 
 @pytest.mark.parametrize("argv,words", [

@@ -219,6 +219,26 @@ def test_batched_members_equal_their_single_runs(shared):
             assert max_rel_err(p[j].numpy(), q.detach().numpy()) <= 1e-9
 
 
+def test_a_compacted_batch_steps_its_remaining_members_as_their_single_runs():
+    """A rung drops member 0 after 50 steps (`select`): the others go on with their own η,
+    λ, μ and AdamW options, not the batch's of before, and end as their runs alone;
+    float64, 100 steps."""
+    alone = [params() for _ in MEMBERS]
+    stacked = [torch.stack([ps[i].detach() for ps in alone]) for i in range(len(SHAPES))]
+    opt = BatchedOptimizer("muon", stacked, MEMBERS)
+    for t in range(100):
+        if t == 50:
+            keep = torch.tensor([1, 2])
+            stacked = [p[keep] for p in stacked]
+            opt.select(keep, stacked)
+        set_grads(stacked, t)
+        opt.step([p.grad for p in stacked])
+    for row, j in enumerate((1, 2)):
+        single = run(Muon(alone[j], **MEMBERS[j]), alone[j], 100)
+        for p, q in zip(stacked, single, strict=True):
+            assert max_rel_err(p[row].numpy(), q.detach().numpy()) <= 1e-9
+
+
 def test_a_vectorized_sweep_steps_the_matrices_as_matrices(tmp_path):
     """The vectorized executor keeps a model's K copies in one [K, P] tensor: Muon gets
     them back in their shapes (as one flat vector each member would be AdamW's alone), so

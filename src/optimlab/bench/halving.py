@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
 from optimlab.analysis.records import member_steps
 from optimlab.analysis.selection import grid_keys, point_value
+from optimlab.bench.sweep import timed_sweep
 from optimlab.lab.grid import SweepConfig
-from optimlab.lab.sweep import Sweep
 
 
 def _swept(cfg: SweepConfig, dataset: Any) -> dict[str, Any]:
     """One sweep of `cfg` into a fresh folder: its clock, member-steps and picks."""
     with tempfile.TemporaryDirectory(prefix="optimlab-halving-bench-") as out:
-        start = time.perf_counter()
-        sweep = Sweep(cfg, out, dataset=dataset)
-        records = sweep.run()
-        wall = time.perf_counter() - start
+        wall, sweep, records = timed_sweep(cfg, out, dataset)
     by_run = {r["run"]: r for r in records}
     picks = {}
     for name, chosen in sweep.selected.items():

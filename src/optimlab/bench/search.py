@@ -34,12 +34,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from optimlab.bench.sweep import loop_step, torch_peer
+from optimlab.bench.sweep import loop_step, timed_sweep, torch_peer
 from optimlab.lab import tpe
 from optimlab.lab.environment import environment
 from optimlab.lab.grid import TPE_BATCH, SweepConfig, search_space, with_values
 from optimlab.lab.search import Range
-from optimlab.lab.sweep import Sweep
 from optimlab.train import RunResult, init_model, on_device
 
 ROWS = ("full", "random", "tpe", "optuna")
@@ -81,15 +80,14 @@ Trace = list[dict[str, Any]]  # per finished trial: {"t", "score", "hyperparamet
 def race_ours(cfg: SweepConfig, dataset: Any, out: Path) -> tuple[float, Trace]:
     """One of our sweeps into the empty folder `out`: its wall time and trace."""
     trace: Trace = []
-    t0 = time.perf_counter()
 
-    def on_result(result: RunResult) -> None:
+    def on_result(result: RunResult, seconds: float) -> None:
         if result.record.get("pruned_at") is None:  # trained to the last step
-            trace.append({"t": time.perf_counter() - t0, "score": tpe.score([result.record]),
+            trace.append({"t": seconds, "score": tpe.score([result.record]),
                           "hyperparameters": result.config.hyperparameters})
 
-    Sweep(cfg, out, dataset=dataset).run(on_result=on_result)
-    return time.perf_counter() - t0, trace
+    wall, _, _ = timed_sweep(cfg, out, dataset, on_result)
+    return wall, trace
 
 
 def suggest(trial: Any, space: dict[str, Range | tuple[float, ...]]) -> dict[str, float]:

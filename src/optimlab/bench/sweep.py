@@ -53,7 +53,7 @@ from optimlab.lab.member_grads import member_grads
 from optimlab.lab.store import run_name
 from optimlab.lab.sweep import Sweep, grid_configs
 from optimlab.optim.batched import BatchedOptimizer
-from optimlab.train import TrainConfig, evaluate, init_model, on_device
+from optimlab.train import RunResult, TrainConfig, evaluate, init_model, on_device
 from optimlab.train.config import DTYPES
 
 # Ray's wall time over the local vectorized executor's, at most (2 CPUs, the same sweep)
@@ -307,10 +307,23 @@ def _row_command(cfg: SweepConfig, _: Any, out: Path, threads: int) -> tuple[flo
 
 def _row_executor(name: str) -> Callable[..., tuple[float, list[dict]]]:
     def row(cfg: SweepConfig, dataset: Any, out: Path, _: int) -> tuple[float, list[dict]]:
-        t0 = time.perf_counter()
-        records = Sweep(with_executor(cfg, name), out, dataset=dataset).run()
-        return time.perf_counter() - t0, _with_names(records)
+        wall, _sweep, records = timed_sweep(with_executor(cfg, name), out, dataset)
+        return wall, _with_names(records)
     return row
+
+
+def timed_sweep(cfg: SweepConfig, out: str | Path, dataset: Any,
+                on_result: Callable[[RunResult, float], None] | None = None
+                ) -> tuple[float, Sweep, list[dict[str, Any]]]:
+    """`Sweep(cfg, out).run()` timed as the benches report it: the wall clock of the whole
+    sweep (its construction, the store and the summary included), the sweep, its records.
+    `on_result(result, seconds)`: each finished run, with the seconds since the start."""
+    t0 = time.perf_counter()
+    each = None if on_result is None else (
+        lambda result: on_result(result, time.perf_counter() - t0))
+    sweep = Sweep(cfg, out, dataset=dataset)
+    records = sweep.run(on_result=each)
+    return time.perf_counter() - t0, sweep, records
 
 
 def _with_names(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

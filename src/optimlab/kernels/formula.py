@@ -85,8 +85,8 @@ class Formula:
     lazy: the states created on their first step (zero), not with the optimizer's state;
     initial: {state: key of kw}: a state that starts at that value instead of zero;
     copies: the states that start as a copy of the parameter (Schedule-Free's z);
-    keys: {state: its key in the optimizer's state} (torch's names: `exp_avg`), for
-        messages and the diagnostics;
+    keys: {state: its key in the optimizer's state} (torch's names: `exp_avg`), where the
+        optimizer class finds its state lists, and for messages and the diagnostics;
     denominator: a part of the update the element calls by name (with its keyword
         arguments by name): √ŝ + ε, what the step of an adaptive method divides by. Its
         arguments are state elements (positional) and the element's keyword arguments;

@@ -81,6 +81,13 @@ def run_name(config: TrainConfig, point: bool = True) -> str:
     return "-".join([*parts, f"seed{config.seed}"])
 
 
+def _pending(config: TrainConfig, record: dict[str, Any], curves: Iterable[CurvePoint],
+             then: Callable[[], None] | None = None) -> _Pending:
+    """A finished run as its batch holds it until the commit."""
+    return (config_key(config), run_name(config), json.dumps(record, allow_nan=False),
+            encode_curves(curves), then)
+
+
 class Store:
     """The SQLite file `out/sweep.sqlite` (created on first use, reopened to resume)."""
 
@@ -135,8 +142,7 @@ class Store:
         transaction, with the rest of its batch; `then` is called once it is committed."""
         if not self.pending:
             self.since = time.monotonic()
-        self.pending.append((config_key(config), run_name(config),
-                             json.dumps(record, allow_nan=False), encode_curves(curves), then))
+        self.pending.append(_pending(config, record, curves, then))
         if len(self.pending) >= self.batch_runs:
             self.flush()
 
@@ -182,9 +188,7 @@ class Store:
                  json.dumps(d, allow_nan=False)) for d in decisions])
             self.conn.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
                                   [(config_key(c), step, blob, now) for c, step, blob in kept])
-            stopped: list[_Pending] = [
-                (config_key(c), run_name(c), json.dumps(record, allow_nan=False),
-                 encode_curves(curves), None) for c, record, curves in pruned]
+            stopped = [_pending(c, record, curves) for c, record, curves in pruned]
             if stopped:
                 self._write(stopped)
 

@@ -19,6 +19,7 @@ import torch.optim.optimizer as torch_optimizer
 from optimlab import kernels
 from optimlab._dynamo import profiler_check
 from optimlab.kernels._checks import PLAIN
+from optimlab.kernels.formula import Formula
 from optimlab.optim._replay import Kept, StateMap, replay
 from optimlab.optim._spec import OptimizerSpec
 
@@ -42,8 +43,8 @@ def check_choice(name: str, x: Any, allowed: Iterable[Any]) -> None:
 class BaseOptimizer(torch.optim.Optimizer):
     """torch.optim.Optimizer with lazy state and a per-group implementation choice.
 
-    Subclasses define `_init_state(p)`, `_lists(group, params, states)` and
-    `_kwargs(group)` (the update's state lists and keyword arguments), `_impls`, their
+    Subclasses define `_init_state(p)` and `_kwargs(group)` (the update's keyword
+    arguments; its state lists, `_lists`, follow from the formula), `_impls`, their
     "reference" and "foreach" updates (derived from their formula, `optim._formula`), and
     optionally `_validate(group)`; `spec` (bound by `register`) gives their
     hyperparameters' ranges and their formula, whose name is their fused kernel's.
@@ -77,6 +78,9 @@ class BaseOptimizer(torch.optim.Optimizer):
         # what the last full step settled per group for `replay` (`optimlab.optim._replay`),
         # or None: it did not take the fused path with every parameter in every group
         self._kept: list[Kept] | None = None
+        # the last update arguments `_lists` read the formula's flags of, and those flags
+        self._flags_seen: tuple[Any, dict[str, bool]] = (None, {})
+        self._plan = _plan(self.spec.formula)
         super().__init__(params, defaults)
         self.state = StateMap(dict, self.state)
         # torch.amp.GradScaler then neither unscales nor skips for us: it sets `grad_scale`
@@ -127,6 +131,8 @@ class BaseOptimizer(torch.optim.Optimizer):
         self._layouts = {}
         self._counters = {}
         self._kept = None
+        self._flags_seen = (None, {})
+        self._plan = _plan(self.spec.formula)
         if type(self.state) is not StateMap:
             self.state = StateMap(dict, self.state)
         for param, state in self.state.items():
@@ -276,10 +282,33 @@ class BaseOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:  # pragma: no cover
-        """The update's state arguments, a list of tensors (or None) each, in its order;
-        creates the state the group's options need and the states lack."""
-        raise NotImplementedError
+               states: list[dict[str, Any]], kw: dict[str, Any]) -> list[list[Any]]:
+        """The update's state arguments, a list of tensors (or None) each, in the formula's
+        order, from the states under its `keys`; `kw` the update's keyword arguments. A
+        state the flags leave out is a list of None; a lazy one stays None until the update
+        makes it; one the flags use (or with an `initial`) is created where it is missing:
+        a schedule may turn an option on after the first step."""
+        keys, plan = self._plan
+        if plan is None:  # every state always there (`_init_state`): the common case
+            lists: list[list[Any]] = []
+            for key in keys:
+                lists.append([st[key] for st in states])
+            return lists
+        seen = self._flags_seen  # the replayed steps' `kw` is one dict while it holds
+        if seen[0] is not kw:
+            seen = self._flags_seen = (kw, self.spec.formula.flags(kw))  # type: ignore[union-attr]
+        flags = seen[1]
+        lists = []
+        for key, flag, lazy, create, initial in plan:
+            if flag is not None and not flags[flag]:
+                lists.append([None] * len(params))
+            elif lazy:
+                lists.append([st.get(key) for st in states])
+            else:
+                if create:
+                    _create(key, initial, group, params, states)
+                lists.append([st[key] for st in states])
+        return lists
 
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:  # pragma: no cover
         """The update's keyword arguments for this group (η as `lr`, a float)."""
@@ -291,9 +320,9 @@ class BaseOptimizer(torch.optim.Optimizer):
         """Call `fn`, an update with the reference's signature, on `views` of the group's
         tensors (`real_views` when the group has complex tensors)."""
         steps = self._advance(group, states) if self._counts else None  # t ← t + 1
-        lists = [views(ts) for ts in self._lists(group, params, states)]
-        fn(views(params), views(grads), *lists, *((steps,) if self._takes_steps else ()),
-           **self._kwargs(group))
+        kw = self._kwargs(group)
+        lists = [views(ts) for ts in self._lists(group, params, states, kw)]
+        fn(views(params), views(grads), *lists, *((steps,) if self._takes_steps else ()), **kw)
 
     def _function(self, impl: str, layout: Any, params: list[torch.Tensor],
                   grads: list[torch.Tensor], grad_scale: torch.Tensor | None,
@@ -379,6 +408,33 @@ def _lay_out_as(param: torch.Tensor, state: dict[str, Any]) -> None:
         if (type(x) in PLAIN and x.layout == torch.strided and x.shape == param.shape
                 and x.stride() != strides):
             state[key] = torch.empty_like(param, dtype=x.dtype, device=x.device).copy_(x)
+
+
+# A formula's states' keys, and None when `_lists` only reads them, else per state: (key,
+# the flag it needs or None, lazy, created where missing, the group's key of its initial
+# value or None); worked out once
+Plan = tuple[tuple[str, ...], tuple[tuple[str, str | None, bool, bool, str | None], ...] | None]
+
+
+def _plan(formula: Formula | None) -> Plan:
+    if formula is None:  # an optimizer with no formula brings its own `_lists`
+        return (), None
+    keys = tuple(formula.keys[name] for name in formula.states)
+    plan = tuple((key, formula.uses.get(name), name in formula.lazy,
+                  name in formula.uses or name in formula.initial, formula.initial.get(name))
+                 for name, key in zip(formula.states, keys))
+    return keys, plan if any(p[1] or p[2] or p[3] for p in plan) else None
+
+
+def _create(key: str, initial: str | None, group: dict[str, Any], params: list[torch.Tensor],
+            states: list[dict[str, Any]]) -> None:
+    """The state under `key` where a state dict lacks it: zero, or the group's value of
+    `initial` (a complex weight is a pair of reals, each starting there, as torch's)."""
+    v = value(group[initial]) if initial is not None else 0.0
+    for p, st in zip(params, states):
+        if key not in st:
+            st[key] = torch.full_like(p, complex(v, v) if p.is_complex() else v,
+                                      memory_format=torch.preserve_format)
 
 
 def real_views(tensors: Sequence[torch.Tensor | None]) -> list[Any]:

@@ -152,7 +152,7 @@ def _ready(opt: BaseOptimizer, k: Kept, group: dict[str, Any]
     states = k.state_dicts(opt, params)
     if states is None:
         return None
-    lists = opt._lists(group, params, states)
+    lists = opt._lists(group, params, states, k.kw)
     if k.call is None:
         k.call = k.prepare(opt.spec.kernel, params, lists, k.kw, k.layout)
         if k.call is None:

@@ -160,9 +160,10 @@ class Batched:
 
     per_member: tuple[str, ...]
     shared: tuple[str, ...] = ()
-    # the step of K members of an optimizer whose update is no formula (Muon's matrices):
-    # update(params, grads, state, t, members), members[k] all of member k's options
-    update: Callable[..., None] | None = None
+    # for an optimizer whose update is no formula (Muon's matrices), what makes the step of
+    # K members: update(params, members) -> step(params, grads, state, t), members[k] all
+    # of member k's options; made once per batch of members (again when it is compacted)
+    update: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

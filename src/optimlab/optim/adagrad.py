@@ -68,16 +68,6 @@ class Adagrad(BaseOptimizer):
 
     _counts = _takes_steps = True
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        for p, st in zip(params, states):
-            if "sum" not in st:
-                v = value(group["initial_accumulator_value"])
-                # a complex weight is a pair of reals, each with its sum (torch's too)
-                st["sum"] = torch.full_like(p, complex(v, v) if p.is_complex() else v,
-                                            memory_format=torch.preserve_format)
-        return [[st["sum"] for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(lr=value(group["lr"]), lr_decay=value(group["lr_decay"]),
                     eps=value(group["eps"]), weight_decay=value(group["weight_decay"]),

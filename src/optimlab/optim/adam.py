@@ -95,16 +95,6 @@ class Adam(BaseOptimizer):
 
     _counts = _takes_steps = True
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        amsgrad = bool(group["amsgrad"])
-        if amsgrad:
-            for p, st in zip(params, states):
-                if "max_exp_avg_sq" not in st:
-                    st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return [[st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states],
-                [st.get("max_exp_avg_sq") if amsgrad else None for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
         return dict(lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2),

@@ -124,6 +124,7 @@ class BatchedOptimizer:
         self.scalars = member_scalars(self.formula, self.kernel_kwargs) if self.formula else {}
         self.fused = fused
         self.kernel: Any = None  # the backend's batched step (or why none), made on first use
+        self.own_step: Any = None  # a formula-less optimizer's (`Batched.update`), likewise
         self.last_impl: str | None = None
         self.t = 0  # steps taken; Adam's bias correction uses t from 1
         self.state: dict[str, list[Any]] = {}  # filled by the update on its first step
@@ -140,8 +141,10 @@ class BatchedOptimizer:
             if self.fused:
                 raise RuntimeError(f"Invalid fused=True for the batched {self.name}: {reason}")
         if self.formula is None:
-            assert self.spec.batched is not None and self.spec.batched.update is not None
-            self.spec.batched.update(self.params, grads, self.state, self.t, self.kernel_kwargs)
+            if self.own_step is None:
+                assert self.spec.batched is not None and self.spec.batched.update is not None
+                self.own_step = self.spec.batched.update(self.params, self.kernel_kwargs)
+            self.own_step(self.params, grads, self.state, self.t)
         else:
             batched_update(self.formula, self.params, grads, self._lists(), self.t,
                            self.kernel_kwargs, self.flags, self.scalars)
@@ -197,7 +200,7 @@ class BatchedOptimizer:
         rows = index.tolist()
         self.members = [self.members[i] for i in rows]
         self.kernel_kwargs = [self.kernel_kwargs[i] for i in rows]
-        self.kernel = None
+        self.kernel = self.own_step = None
         self.scalars = {k: v[index] for k, v in self.scalars.items()}
         self.state = {k: [None if x is None else x[index] for x in xs]
                       for k, xs in self.state.items()}

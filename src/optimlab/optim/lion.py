@@ -54,10 +54,6 @@ class Lion(BaseOptimizer):
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        return [[st["exp_avg"] for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
         return dict(lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2),

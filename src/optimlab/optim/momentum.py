@@ -70,10 +70,6 @@ class Momentum(BaseOptimizer):
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {"momentum_buffer": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        return [[st["momentum_buffer"] for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(lr=value(group["lr"]), momentum=value(group["momentum"]),
                     weight_decay=value(group["weight_decay"]), nesterov=bool(group["nesterov"]),

@@ -7,7 +7,7 @@ matrices), so it has no element function for the fused kernels to compile. Its m
 still written once: `muon_momentum` (element-wise, on a matrix or on K stacked ones),
 `newton_schulz` and `muon_matrix` serve the per-tensor path, the foreach path (matrices
 of one shape stacked into one batched matmul) and the batched path over K members
-(`batched_muon`). Its AdamW part is AdamW's formula (`optimlab.optim.adam`) itself.
+(`BatchedMuon`). Its AdamW part is AdamW's formula (`optimlab.optim.adam`) itself.
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ class Muon(BaseOptimizer):
         return {}  # made by `_lists`, which knows the group's part
 
     def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
+               states: list[dict[str, Any]], kw: dict[str, Any]) -> list[list[Any]]:
         zeros = lambda p: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
         if group["use_muon"]:
             for p, st in zip(params, states):
@@ -281,13 +281,14 @@ class Muon(BaseOptimizer):
 
     def _update(self, group: dict[str, Any], fn: Any, views: Any, params: list[torch.Tensor],
                 grads: list[torch.Tensor], states: list[dict[str, Any]]) -> None:
-        lists = [views(ts) for ts in self._lists(group, params, states)]
+        kw = self._kwargs(group)
+        lists = [views(ts) for ts in self._lists(group, params, states, kw)]
         if group["use_muon"]:
-            fn.muon(params, grads, *lists, **muon_kwargs(group))
+            fn.muon(params, grads, *lists, **kw)
             return
         steps = self._advance(group, states)  # t ← t + 1
         adamw = fn.adamw if isinstance(fn, Paths) else fn  # else the fused kernel's call
-        adamw(views(params), views(grads), *lists, steps, **adamw_kwargs(group))
+        adamw(views(params), views(grads), *lists, steps, **kw)
 
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return muon_kwargs(group) if group["use_muon"] else adamw_kwargs(group)
@@ -310,32 +311,39 @@ def adamw_kwargs(group: dict[str, Any]) -> dict[str, Any]:
                 decoupled=True, amsgrad=False, maximize=False, bias_correction=True)
 
 
-def batched_muon(params: list[torch.Tensor], grads: list[torch.Tensor],
-                 state: dict[str, list[Any]], t: int, members: Sequence[dict[str, Any]]) -> None:
-    """One step of K members over stacked parameters (leading dim K), each with its own
+class BatchedMuon:
+    """The step of K members over stacked parameters (leading dim K), each with its own
     options (`members[k]`: all of them, defaults filled): the matrices' Newton–Schulz as
     batched matmuls over [K, m, n], η, λ and μ one per member; the others by AdamW's
-    formula with each member's AdamW options (`optimlab.optim.batched`)."""
-    mine = set(muon_indices([p[0] for p in params], members[0]["adamw_ends"]))
-    if mine:
-        kw = muon_kwargs(members[0])
+    formula with each member's AdamW options (`optimlab.optim.batched`). What depends on
+    the members alone (which tensors are matrices, the per-member arguments) is worked out
+    here, once: a batch compacted to fewer members makes a new one."""
+
+    def __init__(self, params: list[torch.Tensor], members: Sequence[dict[str, Any]]):
+        self.mine = sorted(set(muon_indices([p[0] for p in params], members[0]["adamw_ends"])))
+        self.others = [i for i in range(len(params)) if i not in self.mine]
+        self.kw = muon_kwargs(members[0])
         for key in ("lr", "weight_decay", "momentum"):
-            kw[key] = torch.tensor([value(m[key]) for m in members],
-                                   dtype=torch.float64).reshape(-1, 1, 1)
-        bufs = state.setdefault("momentum_buffer", [None] * len(params))
-        for i in sorted(mine):
-            if bufs[i] is None:
-                bufs[i] = torch.zeros_like(params[i])
-            muon_matrix(params[i], grads[i], bufs[i], **kw)
-    others = [i for i in range(len(params)) if i not in mine]
-    if others:
-        kws = [adamw_kwargs({key: m[source] for key, source in ADAMW_KEYS.items()})
-               for m in members]
-        flags = member_flags(ADAM, kws)
-        ws = [params[i] for i in others]
-        lists = batched_states(ADAM, ws, state, flags, kws[0])
-        batched_update(ADAM, ws, [grads[i] for i in others], lists, t, kws, flags,
-                       member_scalars(ADAM, kws))
+            self.kw[key] = torch.tensor([value(m[key]) for m in members],
+                                        dtype=torch.float64).reshape(-1, 1, 1)
+        self.kws = [adamw_kwargs({key: m[source] for key, source in ADAMW_KEYS.items()})
+                    for m in members]
+        self.flags = member_flags(ADAM, self.kws)
+        self.scalars = member_scalars(ADAM, self.kws) if self.others else {}
+
+    def __call__(self, params: list[torch.Tensor], grads: list[torch.Tensor],
+                 state: dict[str, list[Any]], t: int) -> None:
+        if self.mine:
+            bufs = state.setdefault("momentum_buffer", [None] * len(params))
+            for i in self.mine:
+                if bufs[i] is None:
+                    bufs[i] = torch.zeros_like(params[i])
+                muon_matrix(params[i], grads[i], bufs[i], **self.kw)
+        if self.others:
+            ws = [params[i] for i in self.others]
+            lists = batched_states(ADAM, ws, state, self.flags, self.kws[0])
+            batched_update(ADAM, ws, [grads[i] for i in self.others], lists, t, self.kws,
+                           self.flags, self.scalars)
 
 
 class TorchMuonAdamW(torch.optim.Optimizer):
@@ -383,7 +391,7 @@ SPEC = register(OptimizerSpec(
                                 "adamw_eps", "adamw_weight_decay"),
                     shared=("nesterov", "ns_coefficients", "eps", "ns_steps", "adjust_lr_fn",
                             "ns_dtype", "adamw_ends"),
-                    update=batched_muon),
+                    update=BatchedMuon),
     peer=(TorchMuonAdamW, {}),
     # η around Jordan's 0.02 (torch's default 1e-3 to the speedrun's 0.05), μ around 0.95,
     # λ around Liu et al.'s 0.1; the AdamW part as AdamW's own space (docs/lab.md)

@@ -97,10 +97,6 @@ class NAdam(BaseOptimizer):
 
     _init_state = Adam._init_state
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        return [[st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
         return dict(lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2),

@@ -87,19 +87,6 @@ class RMSprop(BaseOptimizer):
 
     _counts = True  # t is kept for torch's state_dict; the update does not use it
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        momentum, centered = value(group["momentum"]), bool(group["centered"])
-        for p, st in zip(params, states) if centered or momentum > 0 else ():
-            # created on first need: a schedule may turn momentum on after the first step
-            if centered and "grad_avg" not in st:
-                st["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if momentum > 0 and "momentum_buffer" not in st:
-                st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return [[st["square_avg"] for st in states],
-                [st.get("grad_avg") if centered else None for st in states],
-                [st.get("momentum_buffer") if momentum > 0 else None for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(lr=value(group["lr"]), alpha=value(group["alpha"]), eps=value(group["eps"]),
                     weight_decay=value(group["weight_decay"]), momentum=value(group["momentum"]),

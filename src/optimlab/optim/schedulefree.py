@@ -151,10 +151,6 @@ class AdamWScheduleFree(BaseOptimizer):
                 "z": p.detach().clone(memory_format=torch.preserve_format),
                 "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        return [[st["z"] for st in states], [st["exp_avg_sq"] for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         beta1, beta2 = group["betas"]
         return dict(lr=value(group["lr"]), beta1=value(beta1), beta2=value(beta2),

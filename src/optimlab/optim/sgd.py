@@ -89,12 +89,6 @@ class SGD(BaseOptimizer):
     def _init_state(self, p: torch.Tensor) -> dict[str, Any]:
         return {}
 
-    def _lists(self, group: dict[str, Any], params: list[torch.Tensor],
-               states: list[dict[str, Any]]) -> list[list[Any]]:
-        if value(group["momentum"]) == 0:
-            return [[None] * len(params)]
-        return [[st.get("momentum_buffer") for st in states]]
-
     def _kwargs(self, group: dict[str, Any]) -> dict[str, Any]:
         return dict(lr=value(group["lr"]), momentum=value(group["momentum"]),
                     dampening=value(group["dampening"]),
@@ -104,8 +98,9 @@ class SGD(BaseOptimizer):
     def _update(self, group: dict[str, Any], fn: Callable[..., None], views: Views,
                 params: list[torch.Tensor], grads: list[torch.Tensor],
                 states: list[dict[str, Any]]) -> None:
-        (bufs,) = [views(ts) for ts in self._lists(group, params, states)]
-        fn(views(params), views(grads), bufs, **self._kwargs(group))
+        kw = self._kwargs(group)
+        (bufs,) = [views(ts) for ts in self._lists(group, params, states, kw)]
+        fn(views(params), views(grads), bufs, **kw)
         if value(group["momentum"]) != 0:  # the update made v₁ = g where a buffer was None
             for p, st, b in zip(params, states, bufs):
                 st["momentum_buffer"] = torch.view_as_complex(b) if p.is_complex() else b
