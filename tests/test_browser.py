@@ -76,6 +76,16 @@ def sweep_page(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def halving_page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "halving"
+    cfg = SweepConfig(model="logreg", optimizers=("sgd", "adam"), steps=40, eval_every=10,
+                      batch_size=10, halving=3, min_steps=10,
+                      grid={"lr": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)})
+    Sweep(cfg, out, dataset=tiny()).run()
+    return render_sweep(out)
+
+
+@pytest.fixture(scope="module")
 def landscape_page(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "landscape"
     out.mkdir()
@@ -294,6 +304,22 @@ def test_sweep_report_links_parallel_coordinates_to_the_runs_curves(driver, swee
     assert chosen != name and chosen == selected(driver, "runcurves-adam")[0]
     assert store[chosen]["summary"]["final_val_acc"] == pytest.approx(
         other["summary"]["final_val_acc"])
+
+
+def test_a_halving_sweeps_page_draws_a_rung_chart_per_optimizer(driver, halving_page):
+    opened(driver, halving_page)
+    for div in ("rungs-0", "rungs-1"):
+        lines = traces(driver, div)
+        assert len(lines) == 6  # one per configuration
+        # 6 -> 2 at step 10 -> 1 at step 30 (ceil(n/3)): one line reaches step 40 in colour
+        ends = sorted(max(t["x"]) for t in lines)
+        assert ends == [10, 10, 10, 10, 30, 40]
+        legend = driver.execute_script(
+            f"return document.getElementById('{div}').data.map(t => t.showlegend)")
+        assert legend == [max(t["x"]) == 40 for t in lines]
+        shapes = driver.execute_script(
+            f"return document.getElementById('{div}').layout.shapes.map(s => s.x0)")
+        assert shapes == [10, 30]
 
 
 def test_landscape_report_slides_over_eta_and_steps(driver, landscape_page):

@@ -88,7 +88,10 @@ def test_the_sweep_page_draws_the_budget_figure_also_for_an_older_folder(sweep_o
     page = unpacked((sweep_out / "report.html").read_text())
     assert "expected best validation accuracy vs number of trials" in page
     assert 'id="budget"' in page and "Trials: sgd 4 (2 diverged runs), adam 3" in page
+    assert not (sweep_out / "expected_best.png").exists()  # PNGs only when asked
+    assert main(["report", str(sweep_out), "--png"]) == 0
     assert (sweep_out / "expected_best.png").is_file()
+    assert 'alt="expected best of k trials"' in (sweep_out / "report.html").read_text()
 
 
 # --- reproduce tuning-budget -----------------------------------------------------------

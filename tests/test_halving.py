@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import summaries
 import torch
 from conftest import exit_code
+from pages import unpacked
 from test_sweep import CLOCKS, DS, assert_same_record, one_thread  # noqa: F401 (autouse)
 
 import optimlab
@@ -345,9 +347,24 @@ def test_the_rung_diagram_ends_each_line_at_its_rung_and_the_page_shows_it(vecto
     assert sum(line["pruned_at"] is None and not line["diverged"]
                for configs in lines.values() for line in configs) == 2
     assert {d["rung"] for d in read_rungs(vectorized)} == {10, 30, 90}
+    # the page's charts, one per optimizer, draw the same lines: a pruned one grey, ending
+    # at its rung with a cross; the rungs dashed
     page = render(vectorized).read_text()
-    assert "Successive halving: rung diagram" in page and 'alt="rung diagram"' in page
-    assert (vectorized / "rungs.png").stat().st_size > 0
+    assert "Successive halving: rung diagram" in page and 'alt="rung diagram"' not in page
+    assert not (vectorized / "rungs.png").exists()
+    figures = {m.group(1): json.loads(m.group(2)) for m in re.finditer(
+        r'id="(rungs-\d)" class="chart figure" data-figure="(.*?)"></div>', unpacked(page))}
+    assert sorted(figures) == ["rungs-0", "rungs-1"]
+    for figure, configs in zip(figures.values(), lines.values(), strict=True):
+        assert sorted(s["x0"] for s in figure["layout"]["shapes"]) == [10, 30, 90]
+        for trace, line in zip(figure["data"], configs, strict=True):
+            assert trace["x"] == line["steps"]
+            assert trace["y"] == pytest.approx([100 * a for a in line["acc"]], rel=1e-4)
+            pruned = line["pruned_at"] is not None or line["diverged"]
+            assert (trace["line"]["color"] == "#8c8c8c") == pruned
+            assert trace["marker"]["size"][-1] == (7 if pruned else 0)
+    page = render(vectorized, png=True).read_text()
+    assert 'alt="rung diagram"' in page and (vectorized / "rungs.png").stat().st_size > 0
 
 
 def test_sweep_bench_halving_prints_the_figures_of_both_sweeps(tmp_path, npz, capsys):

@@ -195,3 +195,32 @@ def test_stacked_evaluation_equals_each_member_alone_ties_and_nan_included():
             a, b = stacked[k][split]["loss"], metrics["loss"]
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6)
     assert stacked[1]["test"]["acc"] == int((y[600:] == 0).sum()) / 100  # ties: class 0
+
+
+def test_a_sweep_draws_no_png_and_imports_no_matplotlib_unless_asked(npz, tmp_path):
+    """matplotlib's import and text layout cost a short sweep more than its training: the
+    page's charts are interactive, and the PNGs are drawn with --png only."""
+    from optimlab.report.sweep import STATIC
+
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--dataset", f"npz:{npz}", "--optimizers", "sgd,adam", "--lr",
+            "1e-2,1e-1", "--steps", "4", "--eval-every", "2", "--batch-size", "20",
+            "--halving", "--min-steps", "2", "--threads", "1", "--out", str(out)]
+    printed = _python(f"""
+        import sys
+        from optimlab.cli import main
+        assert main({argv!r}) == 0
+        print("matplotlib imported:", "matplotlib" in sys.modules)
+        """)
+    assert "matplotlib imported: False" in printed
+    assert not [p.name for p in out.glob("*.png")]
+    page = (out / "report.html").read_text()
+    assert "optimlab report DIR --png" in page and "<img" not in page
+    assert main(["report", str(out), "--png"]) == 0
+    drawn = sorted(p.name for p in out.glob("*.png"))
+    # one Adam β pair: no heatmap
+    assert drawn == sorted(set(STATIC) - {"adam_betas.png"})
+    assert (out / "report.html").read_text().count('<img alt="') == len(drawn)
+    # a report without --png leaves no figure of an earlier state beside the page
+    assert main(["report", str(out)]) == 0
+    assert not list(out.glob("*.png"))

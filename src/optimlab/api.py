@@ -226,7 +226,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
           search: str | None = None, trials: int | None = None,
           search_seed: int | None = None, batch: int | None = None,
           halving: int | None = None, min_steps: int | None = None,
-          out: str | Path | None = None, report: bool = True,
+          out: str | Path | None = None, report: bool = True, png: bool = False,
           threads: int | None = 1) -> Result:
     """Sweep hyperparameter grids per optimizer entry; the `Result` (its rows: every run).
 
@@ -236,9 +236,10 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     (none given: each optimizer's declared search space), seeded by `search_seed`; with
     search="tpe", Optuna's TPE asks them, `batch` per job. `per_optimizer`
     maps a label to its own grid. `halving` (η, e.g. 3) with `min_steps`: successive
-    halving from a first rung at `min_steps`. Other arguments as `optimlab sweep`'s flags
-    (None: the default). Python models and data run in this process: executor "vectorized" (default)
-    or "sequential".
+    halving from a first rung at `min_steps`. `report`: write report.html, and with `png` its
+    figures as PNG files. Other arguments as `optimlab sweep`'s flags (None: the default).
+    Python models and data run in this process: executor "vectorized" (default) or
+    "sequential".
     """
     from optimlab.lab.experiment import out_path
     from optimlab.lab.grid import SweepConfig, settings
@@ -272,7 +273,7 @@ def sweep(model: Any = None, data: Any = None, optimizers: str | Sequence[Any] |
     if report:
         from optimlab.report.sweep import render
 
-        page = render(folder, run.finished)
+        page = render(folder, run.finished, png=png)
     return Result(rows, _store_rows(run.finished), folder, page)
 
 

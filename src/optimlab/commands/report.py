@@ -21,11 +21,15 @@ KINDS = {"reproduction.json": "optimlab.report.reproduce", "suite.json": "optiml
          "config.json": "optimlab.report",
          "sweep.sqlite": "optimlab.report.sweep", "summary.json": "optimlab.report",
          "paths.json": "optimlab.report.landscape"}
+SWEEP = "sweep.sqlite"  # the one kind whose PNGs are drawn only when asked (--png)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", metavar="DIR", type=Path,
                    help="a folder written by compare, sweep, suite, landscape or reproduce")
+    p.add_argument("--png", action="store_true",
+                   help="a sweep's folder: also draw its figures as PNG files (the other "
+                        "commands' folders always get theirs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
               "landscape)", file=sys.stderr)
         return 2
     try:
-        path = importlib.import_module(KINDS[marker]).render(out)
+        module = importlib.import_module(KINDS[marker])
+        path = module.render(out, png=args.png) if marker == SWEEP else module.render(out)
     except (ValueError, OSError) as e:
         print(f"optimlab report: error: {e}", file=sys.stderr)
         return 2

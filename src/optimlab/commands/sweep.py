@@ -119,6 +119,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the dataset's files")
     p.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write TensorBoard "
                    "event files into DIR, each run as it finishes (tensorboard extra)")
+    p.add_argument("--png", action="store_true",
+                   help="also draw the page's figures as PNG files (for papers; each chart of "
+                        "the page saves itself as a PNG too)")
     p.add_argument("--out", help="output folder; the same command into the same folder resumes "
                                  "(default runs/sweep-<timestamp>)")
     p.add_argument("--extend", action="store_true",
@@ -274,7 +277,7 @@ def _sweep_with(args: argparse.Namespace, cfg: SweepConfig, out: Path, console: 
     console.print(f"{len(records)} runs in {out}/summary.json, sweep.sqlite (curves as CSV: "
                   f"optimlab export csv {out})")
     from optimlab.report.sweep import render  # the report reads the store, never trains
-    console.print(f"report: {render(out, sweep.finished)}")
+    console.print(f"report: {render(out, sweep.finished, png=args.png)}")
     return 0
 
 

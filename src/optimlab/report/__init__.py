@@ -17,7 +17,6 @@ from typing import Any
 
 from optimlab.analysis.comparisons import read_comparisons
 from optimlab.analysis.stats import ALPHA
-from optimlab.report import diagnostics as step_sizes
 from optimlab.report import interactive
 from optimlab.report.claims import lecture_claims
 from optimlab.report.page import (
@@ -29,7 +28,6 @@ from optimlab.report.page import (
     inline_png,
     write_page,
 )
-from optimlab.report.plots import plot_curves
 from optimlab.report.records import load_compare, read_json
 from optimlab.report.table import (
     COLUMNS,
@@ -114,6 +112,10 @@ def render(out_dir: str | Path) -> Path:
     records = stored["runs"]
     diagnostics = read_json(out / "diagnostics.json") if (out / "diagnostics.json").is_file() \
         else []
+    # matplotlib only here: the package's other pages (a sweep's) import this one
+    from optimlab.report import diagnostics as step_sizes
+    from optimlab.report.plots import plot_curves
+
     png = plot_curves(records, curves, out / "curves.png")
     figures = [inline_png(png, "training curves")]
     figures += [inline_png(p, p.stem) for p in step_sizes.render(diagnostics, out)]

@@ -31,8 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from optimlab.report.plots import seed_rows, x_axes
-from optimlab.report.records import Curves
+from optimlab.report.records import Curves, seed_rows, x_axes
 from optimlab.report.table import group_runs, series_label
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

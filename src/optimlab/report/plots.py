@@ -15,7 +15,7 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from optimlab.report.records import Curves
+from optimlab.report.records import Curves, seed_rows, x_axes
 from optimlab.report.table import group_runs, series_label
 
 
@@ -25,14 +25,6 @@ def smooth(y: np.ndarray, window: int) -> np.ndarray:
     idx = np.arange(1, len(y) + 1)
     lo = np.maximum(idx - window, 0)
     return (c[idx] - c[lo]) / (idx - lo)
-
-
-def seed_rows(arrays: list[np.ndarray]) -> np.ndarray:
-    """Seeds as rows, padded with NaN where a run stopped early (diverged)."""
-    out = np.full((len(arrays), max(len(a) for a in arrays)), np.nan)
-    for i, a in enumerate(arrays):
-        out[i, :len(a)] = a
-    return out
 
 
 def _band(ax: Any, x: np.ndarray, ys: np.ndarray, color: Any, label: str) -> None:
@@ -49,15 +41,6 @@ def _group_series(series: list[dict[tuple[str, str], dict[str, np.ndarray]]], sp
     """(steps, mean train_seconds, values per seed) of one curve across a group's seeds."""
     parts = [s[(split, metric)] for s in series if (split, metric) in s]
     return (*x_axes(parts), seed_rows([smooth(p["value"], window) for p in parts]))
-
-
-def x_axes(parts: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """One curve's x axes across a group's seeds: the steps (those of the longest seed) and
-    the mean training seconds."""
-    with warnings.catch_warnings():  # all-NaN columns after a divergence are expected
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return (np.nanmax(seed_rows([p["step"] for p in parts]), 0),
-                np.nanmean(seed_rows([p["train_seconds"] for p in parts]), 0))
 
 
 class InlineFigure(Figure):

@@ -1,7 +1,9 @@
 """The rung diagram of a sweep with successive halving (`optimlab.lab.halving`): each grid
 configuration's validation accuracy against steps, its line ending where it was pruned,
 the configurations that reached the end highlighted, the rungs as dashed lines; and the
-decisions as a table. Drawn from the store's runs and decisions, never trained.
+decisions as a table. Drawn from the store's runs and decisions, never trained: a chart
+per optimizer on the interactive page (hover names each configuration), `rungs.png` when
+PNGs are asked for or the page is static.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from optimlab.analysis.records import family, member_steps
+from optimlab.report import interactive
 from optimlab.report.page import html_table, inline_png
 from optimlab.report.table import hyperparameters_text
 
@@ -49,6 +51,8 @@ def rung_lines(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def plot_rungs(lines: dict[str, list[dict[str, Any]]], rungs: list[int], path: Path) -> Path:
     """One panel per optimizer: pruned configurations thin and grey, ending at their rung
     (a cross); those that reached the end in colour; the rungs dashed."""
+    from matplotlib.figure import Figure  # only to draw the PNG
+
     fig = Figure(figsize=(5.5 * len(lines), 4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(lines)))
     for ax, (name, configs) in zip(axes, lines.items(), strict=True):
@@ -70,6 +74,46 @@ def plot_rungs(lines: dict[str, list[dict[str, Any]]], rungs: list[int], path: P
             ax.legend(fontsize=7)
     fig.savefig(path, dpi=100)
     return path
+
+
+def rung_figures(lines: dict[str, list[dict[str, Any]]], rungs: list[int]
+                 ) -> list[dict[str, Any]]:
+    """The diagram as plotly figures, one per optimizer, drawn as `plot_rungs` draws its
+    panels."""
+    figures = []
+    for name, configs in lines.items():
+        data: list[dict[str, Any]] = []
+        kept = 0
+        for line in configs:
+            acc = interactive.rounded([100 * a for a in line["acc"]])
+            end = "reached the end"
+            if line["pruned_at"] is not None:
+                end = f"pruned at step {line['pruned_at']}"
+            if line["diverged"]:
+                end = "diverged"
+            survived = line["pruned_at"] is None and not line["diverged"]
+            color = interactive.COLORS[kept % len(interactive.COLORS)] if survived else "#8c8c8c"
+            kept += survived
+            data.append({
+                "type": "scatter", "mode": "lines+markers", "x": line["steps"], "y": acc,
+                "name": line["label"], "showlegend": survived,
+                "line": {"color": color, "width": 2.2 if survived else 0.8},
+                "opacity": 1 if survived else 0.7,
+                # a cross where a pruned line ends
+                "marker": {"size": [0] * (len(acc) - 1) + [0 if survived else 7],
+                           "symbol": "x", "color": color},
+                "hovertemplate": "step %{x}: %{y:.2f} %<extra>" + html.escape(
+                    f"{line['label']} ({end})") + "</extra>"})
+        figures.append({"data": data, "layout": {
+            "title": {"text": html.escape(f"{name}: {len(configs)} configurations, {kept} "
+                                          "to the end"), "font": {"size": 13}},
+            "xaxis": {"type": "log", "title": {"text": "step (log)"}},
+            "yaxis": {"title": {"text": "validation accuracy (%)"}},
+            "shapes": [{"type": "line", "xref": "x", "yref": "paper", "x0": r, "x1": r,
+                        "y0": 0, "y1": 1, "line": {"dash": "dash", "width": 1,
+                                                   "color": "#999"}} for r in rungs],
+            "margin": {"l": 55, "r": 10, "t": 40, "b": 45}}})
+    return figures
 
 
 NOTE = (
@@ -103,15 +147,23 @@ def _standing(decision: dict[str, Any]) -> tuple[bool, float, float]:
     return acc is None, -(acc or 0.0), loss if loss is not None else math.inf
 
 
-def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]],
-                  out: Path) -> list[tuple[str, str]]:
-    """The page's section on successive halving (none without decisions)."""
+def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]], out: Path,
+                  *, png: bool = True, interactive_page: bool = False
+                  ) -> list[tuple[str, str]]:
+    """The page's section on successive halving (none without decisions): the interactive
+    charts on an interactive page, `rungs.png` drawn with `png`."""
     if not decisions:
         return []
     steps = sorted({d["rung"] for d in decisions})
-    png = plot_rungs(rung_lines(runs), steps, out / "rungs.png")
+    lines = rung_lines(runs)
+    charts = "".join(interactive.figure_div(f"rungs-{i}", figure) for i, figure in
+                     enumerate(rung_figures(lines, steps))) if interactive_page else ""
+    if charts:
+        charts = f'<div class="charts">{charts}</div>'
+    if png:
+        charts += inline_png(plot_rungs(lines, steps, out / "rungs.png"), "rung diagram")
     steps_taken = member_steps([r["summary"] for r in runs])
-    body = (NOTE.format(steps=html.escape(f"{steps_taken:,}")) + inline_png(png, "rung diagram")
+    body = (NOTE.format(steps=html.escape(f"{steps_taken:,}")) + charts
             + html_table(("rung", "optimizer", "kept", "first", "its val acc"),
                          rung_rows(decisions)))
     return [("Successive halving: rung diagram", body)]

@@ -1,4 +1,4 @@
-"""The sweep report: figures and report.html from `DIR/sweep.sqlite` (never trains).
+"""The sweep report: report.html (and figures) from `DIR/sweep.sqlite` (never trains).
 
 - η-sensitivity: final validation loss and accuracy against η (log axis), a line per
   optimizer (its other hyperparameters at the best configuration's values), the mean
@@ -13,8 +13,9 @@
   with its bootstrap band (`optimlab.analysis.budget`, computed from the store, so that an
   older sweep's folder gets them too);
 - with successive halving, the rung diagram and the decisions (`optimlab.report.rungs`).
-With plotly installed the page is interactive (`optimlab.report.sweep_interactive`), and
-the PNGs are kept next to it; without plotly, the PNGs with a one-line note.
+The page is interactive (`optimlab.report.sweep_interactive`); the static PNGs of its
+figures (`optimlab.report.sweep_figures`) are drawn when asked (`--png`), since matplotlib
+costs a short sweep more than its training, and always on a page without the chart library.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from optimlab.analysis.budget import budget_curves, from_summary
 from optimlab.analysis.records import family, read_summary_file
@@ -44,20 +44,24 @@ from optimlab.report.page import (
     claims_html,
     config_sections,
     html_table,
-    inline_png,
     write_page,
 )
-from optimlab.report.plots import legend, plot_curves
 from optimlab.report.records import curves_of_store_runs
-from optimlab.report.sweep_interactive import adam_pairs, stats
-from optimlab.report.table import hyperparameters_text, pm_text, series_label
+from optimlab.report.sweep_interactive import stats
+from optimlab.report.table import hyperparameters_text, pm_text
 
+# The PNGs a sweep's folder may hold (`optimlab.report.sweep_figures`, the rung diagram)
+STATIC = ("lr_sensitivity.png", "adam_betas.png", "best_curves.png", "expected_best.png",
+          "rungs.png")
+NO_PNG = ("<p>Not drawn: <code>optimlab report DIR --png</code> (or <code>optimlab sweep "
+          "--png</code>) writes them as PNG files and shows them here. Each chart above "
+          "saves itself as a PNG from its camera button.</p>")
 BEST_COLUMNS = ("optimizer", "best hyperparameters (on val)", "on the grid edge", "seeds",
                 "tuned val acc", "tuned test acc", "one-shot hyperparameters",
                 "one-shot val acc", "one-shot test acc")
 
 
-def _others(hp: dict[str, Any]) -> str:
+def others_text(hp: dict[str, Any]) -> str:
     """The hyperparameters other than η, as text (the η-sensitivity line's identity)."""
     return hyperparameters_text({k: v for k, v in hp.items() if k != "lr"})
 
@@ -74,83 +78,13 @@ def _points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         s, hp = run["summary"], run["config"]["hyperparameters"]
         loss = None if s["diverged"] else final_value(run["curves"], "val", "loss")
         acc = None if s["diverged"] else s["final_val_acc"]
-        out.append({"optimizer": family(s), "lr": hp["lr"], "others": _others(hp), "hp": hp,
+        out.append({"optimizer": family(s), "lr": hp["lr"], "others": others_text(hp), "hp": hp,
                     "betas": tuple(hp.get("betas", (0.9, 0.999))),
                     "seed": s["seed"], "loss": np.nan if loss is None else loss,
                     "acc": np.nan if acc is None else acc, "run": run["run"],
                     "curve": [(p.step, p.value) for p in run["curves"]
                               if p.split == "val" and p.metric == "acc"]})
     return out
-
-
-def plot_lr_sensitivity(points: list[dict[str, Any]], best: dict[str, dict[str, Any]],
-                        path: Path) -> Path:
-    """Final val loss and accuracy against η: per optimizer, mean over seeds, min..max band."""
-    # regression records no accuracy: its panel is left out
-    keys = ("loss", "acc") if any(np.isfinite(p["acc"]) for p in points) else ("loss",)
-    fig = Figure(figsize=(5.5 * len(keys), 4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(keys)))
-    for color, name in enumerate(dict.fromkeys(p["optimizer"] for p in points)):
-        hp = best[name]["config"]["hyperparameters"] if name in best else {}
-        line = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)]
-        lrs = sorted({p["lr"] for p in line})
-        for ax, key in zip(axes, keys, strict=True):
-            mean, lo, hi = np.array([stats([p[key] for p in line if p["lr"] == lr])
-                                     for lr in lrs]).T
-            label = series_label(name, {k: v for k, v in hp.items() if k != "lr"})
-            ax.plot(lrs, mean, "o-", color=f"C{color}", label=label, ms=3)
-            ax.fill_between(lrs, lo, hi, color=f"C{color}", alpha=0.2, lw=0)
-    for ax, title in zip(axes, ("final validation loss", "final validation accuracy"),
-                         strict=False):
-        ax.set(xscale="log", xlabel="learning rate η", title=title)
-        ax.grid(alpha=0.3)
-    legend(axes[0], fontsize=8)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def plot_beta_heatmap(points: list[dict[str, Any]], path: Path) -> Path | None:
-    """Adam's best final val loss over η per (β₁, β₂), or None when the grid has one pair."""
-    by_pair = adam_pairs(points)
-    b1s, b2s = sorted({b[0] for b in by_pair}), sorted({b[1] for b in by_pair})
-    if len(by_pair) < 2:
-        return None
-    grid = np.full((len(b1s), len(b2s)), np.nan)
-    fig = Figure(figsize=(1.6 * len(b2s) + 2.5, 1.0 * len(b1s) + 1.8), layout="constrained")
-    ax = fig.subplots()
-    for (b1, b2), per_lr in by_pair.items():
-        means = {lr: stats(v)[0] for lr, v in per_lr.items()}
-        lr = min(means, key=lambda k: np.inf if np.isnan(means[k]) else means[k])
-        grid[b1s.index(b1), b2s.index(b2)] = means[lr]
-        ax.text(b2s.index(b2), b1s.index(b1), f"{means[lr]:.3g}\nη={lr:g}", ha="center",
-                va="center", fontsize=8)
-    im = ax.imshow(grid, cmap="viridis_r", aspect="auto")
-    ax.set(xticks=range(len(b2s)), xticklabels=[f"{b:g}" for b in b2s], xlabel="β₂",
-           yticks=range(len(b1s)), yticklabels=[f"{b:g}" for b in b1s], ylabel="β₁",
-           title="Adam: best final validation loss over η")
-    fig.colorbar(im, ax=ax)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def plot_budget(curves: dict[str, Any], path: Path) -> Path:
-    """Expected best validation score against k random trials, a line per optimizer."""
-    fig = Figure(figsize=(5.5, 4), layout="constrained")
-    ax = fig.subplots()
-    scale = 100.0 if curves["higher_is_better"] else 1.0
-    for color, (name, mean) in enumerate(curves["expected_best"].items()):
-        k = np.arange(1, len(mean) + 1)
-        band = curves["band"][name]
-        ax.plot(k, scale * np.array(mean), "o-", ms=3, color=f"C{color}", label=name)
-        ax.fill_between(k, scale * np.array(band["low"]), scale * np.array(band["high"]),
-                        color=f"C{color}", alpha=0.2, lw=0)
-    what = "accuracy (%)" if curves["higher_is_better"] else "loss"
-    ax.set(xscale="log", xlabel="random trials k", ylabel=f"expected best validation {what}",
-           title="expected best validation score vs number of trials")
-    ax.grid(alpha=0.3)
-    legend(ax, fontsize=8)
-    fig.savefig(path, dpi=100)
-    return path
 
 
 # How the budget curves are made (optimlab.analysis.budget).
@@ -214,10 +148,10 @@ def best_points(points: list[dict[str, Any]], best: dict[str, dict[str, Any]]
     out = {}
     for name, run in best.items():
         hp = run["config"]["hyperparameters"]
-        mine = [p for p in points if p["optimizer"] == name and p["others"] == _others(hp)
+        mine = [p for p in points if p["optimizer"] == name and p["others"] == others_text(hp)
                 and p["lr"] == hp.get("lr")]
         if mine:
-            out[name] = {"lr": hp["lr"], "others": _others(hp),
+            out[name] = {"lr": hp["lr"], "others": others_text(hp),
                          "loss": stats([p["loss"] for p in mine])[0],
                          "acc": stats([p["acc"] for p in mine])[0]}
     return out
@@ -315,11 +249,14 @@ def _interactive_figures(points: list[dict[str, Any]], best: dict[str, dict[str,
     return f'<div class="charts">{"".join(divs)}</div>'
 
 
-def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Path:
-    """Rewrite the sweep's figures and report.html; returns report.html's path. `runs`: the
-    store's finished runs (`Store.runs`) when the caller has just read them (the sweep,
-    writing its outputs: decoding every run's curves again would cost time in proportion
-    to their points, docs/performance.md, 'Behind the code')."""
+def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None, *,
+           png: bool = False) -> Path:
+    """Rewrite the sweep's report.html, and with `png` its static figures; returns
+    report.html's path. `runs`: the store's finished runs (`Store.runs`) when the caller has
+    just read them (the sweep, writing its outputs: decoding every run's curves again would
+    cost time in proportion to their points, docs/performance.md, 'Behind the code'). A page
+    without the chart library always gets the PNGs; figures not drawn are removed, so that
+    none of an earlier state of the sweep is left beside the page."""
     out = Path(out_dir)
     runs, meta = load_sweep(out, runs)
     points = _points(runs)
@@ -327,23 +264,23 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
     edges_found = best_edges(runs, best, meta)
     rows, best_records = best_rows(runs, best, edges_found)
     curves = curves_of_store_runs(runs)
-    figures = [inline_png(plot_lr_sensitivity(points, best, out / "lr_sensitivity.png"),
-                          "η-sensitivity")]
-    heatmap = plot_beta_heatmap(points, out / "adam_betas.png")
-    figures += [inline_png(heatmap, "Adam β₁×β₂")] if heatmap else []
-    if best_records:
-        png = plot_curves(best_records, curves, out / "best_curves.png")
-        figures.append(inline_png(png, "best configurations' curves"))
     summary = out / "summary.json"
     stored = read_summary_file(summary) if summary.is_file() else {}
     # the sweep stored its budget curves (a bootstrap); a folder of an earlier version did not
     by_budget = from_summary(stored) if "expected_best" in stored else budget_curves(runs)
-    if by_budget:
-        figures.append(inline_png(plot_budget(by_budget, out / "expected_best.png"),
-                                  "expected best of k trials"))
+    interactive_page = interactive.available()
+    png = png or not interactive_page
+    figures: list[str] = []
+    for name in STATIC:  # what this call draws is written afresh below
+        (out / name).unlink(missing_ok=True)
+    if png:
+        from optimlab.report import sweep_figures  # matplotlib: only to draw the PNGs
+
+        figures = sweep_figures.drawn(out, points, best, best_records, curves, by_budget)
     found = stored.get("audit")
     claims = sweep_claims(runs, points, best, best_records, edges_found, found)
-    halving = rungs.rungs_section(runs, read_rungs(out), out)
+    halving = rungs.rungs_section(runs, read_rungs(out), out, png=png,
+                                  interactive_page=interactive_page)
     best_table = ("Best configuration per optimizer (selected on validation; mean ± std "
                   "over seeds)", COLUMNS_NOTE + html_table(BEST_COLUMNS, rows))
     verdicts = [*audit_section(found), (CLAIMS_TITLE, claims_html(claims))]
@@ -351,11 +288,13 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
                                               "final test acc", "diverged at"),
                                              [_run_row(r) for r in runs])),
             *config_sections(meta, [r["summary"] for r in runs])]
-    if not interactive.available():
+    if not interactive_page:
         return write_page(out / "report.html", title="optimlab sweep", note=interactive.NO_PLOTLY,
                           sections=[best_table, *halving, ("Figures", "\n".join(figures)),
                                     *_budget_section(by_budget, False), *verdicts, *rest])
     charts, steps = interactive.compare_charts(best_records, curves, prefix="best-")
+    static = ("<details><summary>PNG figures (for papers)</summary>" + "\n".join(figures)
+              + "</details>") if figures else NO_PNG
     sections = [
         (best_table[0], COLUMNS_NOTE + interactive.sortable_table(BEST_COLUMNS, rows)),
         *halving,
@@ -365,8 +304,7 @@ def render(out_dir: str | Path, runs: list[dict[str, Any]] | None = None) -> Pat
          interactive.curves_section(charts, steps) if charts else "<p>no finished best run</p>"),
         *_budget_section(by_budget, True),
         *verdicts,
-        ("Static figures", "<details><summary>PNG figures (for papers)</summary>"
-         + "\n".join(figures) + "</details>"),
+        ("Static figures", static),
         *rest]
     return write_page(out / "report.html", title="optimlab sweep", sections=sections,
                       style=interactive.STYLE,
