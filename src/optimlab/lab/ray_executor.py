@@ -44,6 +44,7 @@ from optimlab.lab.executors import (
     run_vectorized,
     vectorized_plan,
 )
+from optimlab.lab.ray_actors import CheckpointSink, Steps
 from optimlab.lab.store import Checkpoint, config_key, run_name
 from optimlab.train import RunResult, TrainConfig
 
@@ -121,44 +122,6 @@ def connect(address: str | None = None) -> dict[str, float]:
     return ray.cluster_resources()
 
 
-class _Steps:
-    """The Ray actor that holds each running shard's last reported member-steps."""
-
-    def __init__(self) -> None:
-        self.steps: dict[int, int] = {}
-
-    def set(self, shard: int, step: int) -> None:
-        self.steps[shard] = step
-
-    def get(self) -> dict[int, int]:
-        return self.steps
-
-
-class _Checkpoints:
-    """The Ray actor holding the shards' checkpoints: the new ones, until the driver takes
-    them, and each shard's latest per run (a shard run again goes on from those)."""
-
-    def __init__(self) -> None:
-        self.new: list[Checkpoint] = []
-        self.latest: dict[int, dict[str, tuple[int, bytes]]] = {}
-
-    def put(self, shard: int, items: list[tuple[str, Checkpoint]]) -> None:
-        for key, (config, step, blob) in items:
-            self.latest.setdefault(shard, {})[key] = (step, blob)
-            self.new.append((config, step, blob))
-
-    def take(self) -> list[Checkpoint]:
-        new, self.new = self.new, []
-        return new
-
-    def last(self, shard: int) -> dict[str, tuple[int, bytes]]:
-        return self.latest.get(shard, {})
-
-    def forget(self, shard: int) -> None:
-        """The shard has ended: its checkpoints are no longer needed."""
-        self.latest.pop(shard, None)
-
-
 class _ShardSteps:
     """Counts a shard's member-steps in its task; tells the progress actor about every
     REPORT_EVERY_S seconds; the test hook's exit lands here, halfway through the shard."""
@@ -184,7 +147,7 @@ def _train_shard(index: int, configs: list[TrainConfig], dataset: Any, threads: 
                  sink: Any, seconds: float | None, until: int | None = None) -> list[Any]:
     """The Ray task: one shard trained by the vectorized executor (a group, or a run it
     trains alone) from `saved` checkpoints, or from the latest that `sink` (the
-    `_Checkpoints` actor) holds when this is a second attempt (None: no checkpoints);
+    `CheckpointSink` actor) holds when this is a second attempt (None: no checkpoints);
     its RunResults, and with `until` the checkpoints of its runs paused there (returned,
     not sent to `sink`: the driver has them when the task ends)."""
     import ray
@@ -234,8 +197,8 @@ def run_ray(configs: Sequence[TrainConfig], dataset: Any, on_finish: OnFinish,
     shards = [[c] for c in single] + batched
     threads = torch.get_num_threads()
     task = ray.remote(num_cpus=threads, max_retries=RETRIES)(_train_shard)
-    steps: Any = _here(ray, _Steps).remote() if on_progress else None
-    sink: Any = _here(ray, _Checkpoints).remote() if checkpoints else None
+    steps: Any = _here(ray, Steps).remote() if on_progress else None
+    sink: Any = _here(ray, CheckpointSink).remote() if checkpoints else None
     data = ray.put(dataset)
     kill_once = os.environ.get(KILL_ONCE_ENV)
     pending = {task.remote(i, shard, data, threads, steps, kill_once,
