@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
+
+import pytest
 
 from optimlab.bench import fixed_costs
 from optimlab.bench.fixed_costs import Case, format_table, run
@@ -36,3 +39,21 @@ def test_the_goal_line_is_the_one_step_sweep_against_two_seconds():
     rows[1]["cpu_s"] = 1.9
     assert fixed_costs.goal_line(rows).endswith("the rest 0.40); goal <= 2 s: met")
     assert fixed_costs.goal_line(rows[:1]) is None
+
+
+def test_sweep_bench_prints_the_fixed_costs_row_and_its_goal(monkeypatch, tmp_path, capsys):
+    """`optimlab sweep-bench --fixed-costs`: the one-step sweep and the cases it is measured
+    against, each as fresh processes (faked here: a case's CPU seconds by its name)."""
+    from conftest import exit_code
+
+    cpu = {"python": 0.02, "import torch": 1.5, fixed_costs.FIXED: 2.7}
+    monkeypatch.setattr(fixed_costs, "measure", lambda case: (cpu[case.name], 9.0))
+    path = tmp_path / "fixed.json"
+    assert exit_code(["sweep-bench", "--fixed-costs", "--json", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert ("fixed costs of sweep: 2.70 s CPU (import torch 1.50, the rest 1.20); goal <= 2 s: "
+            "not met") in printed
+    rows = json.loads(path.read_text())["fixed_costs"]
+    assert [(r["case"], r["adds_cpu_s"]) for r in rows] == [
+        ("python", 0.02), ("import torch", pytest.approx(1.48)),
+        (fixed_costs.FIXED, pytest.approx(1.2))]

@@ -150,6 +150,17 @@ def goal_line(rows: list[dict[str, Any]]) -> str | None:
             f"{cost - torch_s:.2f}); goal <= {GOAL_S:g} s: {met}")
 
 
+def selected(only: str) -> tuple[Case, ...]:
+    """The cases whose name contains `only`, with their bases (so that "adds" has something
+    to subtract)."""
+    wanted = {c.name for c in CASES if only in c.name}
+    while True:
+        more = wanted | {c.base for c in CASES if c.name in wanted and c.base}
+        if more == wanted:
+            return tuple(c for c in CASES if c.name in wanted)
+        wanted = more
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m optimlab.bench.fixed_costs",
                                 description=__doc__.splitlines()[0])
@@ -157,15 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help="run the cases whose name contains this (and their bases)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    cases = CASES
-    if args.only:
-        wanted = {c.name for c in CASES if args.only in c.name}
-        while True:  # the bases too, so that "adds" has something to subtract
-            more = wanted | {c.base for c in CASES if c.name in wanted and c.base}
-            if more == wanted:
-                break
-            wanted = more
-        cases = tuple(c for c in CASES if c.name in wanted)
+    cases = selected(args.only) if args.only else CASES
     print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, load average "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.repeats} rounds",
           flush=True)

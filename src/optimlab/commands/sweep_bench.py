@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of the rows: the driver's store, finished runs of --steps "
                         "steps written per second, one commit per run and in the sweep's "
                         "batches, medians of --repeats interleaved rounds of RUNS runs")
+    p.add_argument("--fixed-costs", action="store_true",
+                   help="instead of the rows: the goal's sweep of one step in fresh processes "
+                        "against `import torch`, CPU seconds, medians of --repeats rounds "
+                        "(python -m optimlab.bench.fixed_costs runs every case)")
     p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
                    help="instead of the rows: --trials random configurations swept with "
                         "successive halving (ETA alone: 3) and in full; member-steps, wall "
@@ -170,7 +174,13 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
         return 2
-    if args.store:
+    if args.fixed_costs:
+        from optimlab.bench import fixed_costs
+
+        rows = fixed_costs.run(fixed_costs.selected(fixed_costs.FIXED), args.repeats)
+        result = {"fixed_costs": rows, "goal": fixed_costs.goal_line(rows)}
+        summary = f"{fixed_costs.format_table(rows)}\n{result['goal']}"
+    elif args.store:
         from optimlab.bench.store import format_store_rate, store_rate
 
         result = store_rate(args.store, cfg.sweep.steps_for(0), cfg.sweep.eval_every,
