@@ -413,3 +413,27 @@ def test_suite_report_draws_the_profiles_and_each_workloads_ranking(driver, suit
     reversed_axis = "return document.getElementById('ranking-tiny')._fullLayout.yaxis.range"
     low, high = driver.execute_script(reversed_axis)
     assert low > high  # rank 1 at the top
+
+
+def test_sweep_bench_report_prints_the_pages_bytes_and_its_opening_time(driver, npz, tmp_path,
+                                                                         monkeypatch, capsys):
+    """`optimlab sweep-bench --report`: the goal's sweep (here a small one) trained and drawn,
+    its page's size and Chromium's time to draw it, against the reports' goals."""
+    from conftest import exit_code
+
+    from optimlab.bench import pages
+
+    monkeypatch.setattr(pages, "SWEEP_1000", pages.SWEEP_1000 | {
+        "lr": "1e-3:1e-1:3", "beta1": "0.5,0.9", "beta2": "0.99", "seeds": 1, "steps": 4,
+        "eval_every": 2, "batch_size": 20})
+    path = tmp_path / "report.json"
+    assert exit_code(["sweep-bench", "--report", "--repeats", "2", "--dataset", f"npz:{npz}",
+                      "--batch-size", "20", "--json", str(path)]) == 0
+    r = json.loads(path.read_text())
+    assert r["runs"] == 3 * 2 and r["browser"] == "chromium"
+    assert len(r["open_samples_ms"]) == 2 and 0 < min(r["open_samples_ms"]) <= r["open_ms"]
+    size, opened = r["goals"]
+    assert size["value"] == r["bytes"] / 1e6 and size["met"] is True  # a small page
+    assert opened["value"] == r["open_ms"] and opened["target"] == 1000
+    printed = capsys.readouterr().out
+    assert "sweep of 6 runs in " in printed and f"its page {r['bytes']:,} bytes" in printed

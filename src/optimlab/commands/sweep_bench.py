@@ -75,6 +75,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of the rows: the goal's sweep of one step in fresh processes "
                         "against `import torch`, CPU seconds, medians of --repeats rounds "
                         "(python -m optimlab.bench.fixed_costs runs every case)")
+    p.add_argument("--report", action="store_true",
+                   help="instead of the rows: a sweep of 1,000 runs (Adam's η × β₁ × β₂ × 2 "
+                        "seeds on the logistic regression), its page's bytes and the time "
+                        "headless Chromium takes to draw it (medians of --repeats rounds; "
+                        "needs chromium, chromium-driver and selenium)")
     p.add_argument("--halving", type=eta, nargs="?", const=3, metavar="ETA",
                    help="instead of the rows: --trials random configurations swept with "
                         "successive halving (ETA alone: 3) and in full; member-steps, wall "
@@ -174,7 +179,12 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"optimlab sweep-bench: error: {e}", file=sys.stderr)
         return 2
-    if args.fixed_costs:
+    if args.report:
+        from optimlab.bench.pages import SWEEP_1000, format_report_bench, report_bench
+
+        result = report_bench(args.repeats, settings=SWEEP_1000 | {"dataset": args.dataset})
+        summary = format_report_bench(result)
+    elif args.fixed_costs:
         from optimlab.bench import fixed_costs
 
         rows = fixed_costs.run(fixed_costs.selected(fixed_costs.FIXED), args.repeats)
