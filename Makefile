@@ -38,6 +38,9 @@ test: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) -m optimlab bench --json bench.json
 	$(PY) -m optimlab sweep-bench --json bench-sweep.json
+	$(PY) -m optimlab sweep-bench --store 500 --repeats 3 --json bench-store.json
+	$(PY) -m optimlab sweep-bench --fixed-costs --repeats 3 --json bench-fixed.json
+	$(PY) -m optimlab sweep-bench --report --repeats 3 --json bench-report.json
 
 # On a machine with a CUDA GPU (and torch's CUDA build): the Triton kernels compiled and
 # tested there, then the CUDA benchmark (docs/gpu.md).
