@@ -378,9 +378,11 @@ def test_kill_9_mid_sweep_then_resume_gives_the_uninterrupted_results(tmp_path):
     assert comparable(killed) == comparable(whole)
     assert done_count(killed / "sweep.sqlite") == 6
     page = (killed / "report.html").read_text()
-    assert page.count("<img alt=") == 4  # η-sensitivity, β heatmap, best curves, budget
+    assert page.count("<img alt=") == 0  # the PNGs only with --png
     assert all(f'id="{div}"' in page for div in ("lr-loss", "lr-acc", "betas", "best-train-loss"))
-    assert main(["report", str(killed)]) == 0
+    assert main(["report", str(killed), "--png"]) == 0
+    page = (killed / "report.html").read_text()
+    assert page.count("<img alt=") == 4  # η-sensitivity, β heatmap, best curves, budget
 
 
 def test_a_batched_store_commits_when_full_when_due_or_before_a_read(tmp_path, monkeypatch):
