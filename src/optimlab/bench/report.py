@@ -11,8 +11,8 @@ LARGE, SMALL = "25M", "small200"
 # Where an optimizer without a fused path (Muon: its step is matrix products) is judged
 # against its peer's fastest path.
 MATRICES = "matrices25M"
-# Roofline fraction every fused path must reach at LARGE.
-ROOFLINE_GOAL = 0.9
+# Roofline fraction every fused path must reach at LARGE (the speed issue's 95 %).
+ROOFLINE_GOAL = 0.95
 # On a GPU: the throughput goals at 25M and at the GPT-like list, and their roofline fraction.
 GPU_LARGE, GPU_ROOFLINE_GOAL = ("25M", "mixed"), 0.85
 
