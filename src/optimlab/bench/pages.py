@@ -102,15 +102,16 @@ def open_ms(pages: list[Path], rounds: int) -> dict[Path, list[float]]:
     return times
 
 
-def report_bench(rounds: int, dataset: Any = None, settings: dict[str, Any] | None = None
+def report_bench(rounds: int, dataset: Any = None, flags: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
-    """The goal's sweep (`settings`: SWEEP_1000) trained and drawn in a temporary folder:
-    its page's bytes, and its opening times in `rounds` rounds where the browser runs."""
-    from optimlab.lab.grid import settings as sweep_settings
+    """The goal's sweep (`flags`, as `optimlab sweep`'s: SWEEP_1000; `dataset`: the one they
+    name, when already loaded) trained and drawn in a temporary folder: its page's bytes,
+    and its opening times in `rounds` rounds where the browser runs."""
+    from optimlab.lab.grid import settings
     from optimlab.lab.sweep import Sweep
     from optimlab.report.sweep import render
 
-    cfg = sweep_settings({}, settings or SWEEP_1000)
+    cfg = settings({}, flags or SWEEP_1000)
     with tempfile.TemporaryDirectory(prefix="optimlab-pages-") as tmp:
         t0 = time.perf_counter()
         sweep = Sweep(cfg, Path(tmp), dataset=dataset)

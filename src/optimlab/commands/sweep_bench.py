@@ -182,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from optimlab.bench.pages import SWEEP_1000, format_report_bench, report_bench
 
-        result = report_bench(args.repeats, settings=SWEEP_1000 | {"dataset": args.dataset})
+        result = report_bench(args.repeats, dataset,  # the dataset just loaded, as named
+                              SWEEP_1000 | {"dataset": args.dataset})
         summary = format_report_bench(result)
     elif args.fixed_costs:
         from optimlab.bench import fixed_costs

@@ -86,12 +86,9 @@ def rung_figures(lines: dict[str, list[dict[str, Any]]], rungs: list[int]
         kept = 0
         for line in configs:
             acc = interactive.rounded([100 * a for a in line["acc"]])
-            end = "reached the end"
-            if line["pruned_at"] is not None:
-                end = f"pruned at step {line['pruned_at']}"
-            if line["diverged"]:
-                end = "diverged"
             survived = line["pruned_at"] is None and not line["diverged"]
+            end = "diverged" if line["diverged"] else "reached the end" if survived else \
+                f"pruned at step {line['pruned_at']}"
             color = interactive.COLORS[kept % len(interactive.COLORS)] if survived else "#8c8c8c"
             kept += survived
             data.append({
@@ -148,8 +145,7 @@ def _standing(decision: dict[str, Any]) -> tuple[bool, float, float]:
 
 
 def rungs_section(runs: list[dict[str, Any]], decisions: list[dict[str, Any]], out: Path,
-                  *, png: bool = True, interactive_page: bool = False
-                  ) -> list[tuple[str, str]]:
+                  *, png: bool, interactive_page: bool) -> list[tuple[str, str]]:
     """The page's section on successive halving (none without decisions): the interactive
     charts on an interactive page, `rungs.png` drawn with `png`."""
     if not decisions:
